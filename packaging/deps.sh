@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Install what Wharf needs to build (and, with --test, to run its test suite)
+# on Debian or Ubuntu. Idempotent: packages already present are left alone.
+#
+# On Debian bookworm, llhttp (and oras, used by the tests) is not packaged; we
+# add the next suite, trixie, from the same mirror the machine already uses,
+# pinned so that nothing but those packages comes from it.
+set -euo pipefail
+
+want_test=0
+for a in "$@"; do
+	case "$a" in
+	--test) want_test=1 ;;
+	-h | --help)
+		echo "usage: packaging/deps.sh [--test]"
+		exit 0
+		;;
+	*)
+		echo "deps.sh: unknown argument: $a" >&2
+		exit 2
+		;;
+	esac
+done
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+build_pkgs="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libmbedtls-dev libllhttp-dev"
+test_pkgs="python3 curl docker-registry skopeo podman containerd nginx-light apache2-utils wrk oras uidmap fuse-overlayfs"
+
+pkgs="$build_pkgs"
+[ "$want_test" = 1 ] && pkgs="$pkgs $test_pkgs"
+
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+. /etc/os-release
+if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+	list=/etc/apt/sources.list.d/wharf-trixie.sources
+	if [ ! -f "$list" ]; then
+		# Same mirror as the machine's own bookworm entry.
+		mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+			grep -v security | grep -oE 'https?://[^ ]+/debian/?' | head -n1 || true)
+		mirror=${mirror:-http://deb.debian.org/debian}
+		$SUDO tee "$list" >/dev/null <<EOT
+Types: deb
+URIs: ${mirror%/}
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOT
+		$SUDO tee /etc/apt/preferences.d/wharf-trixie >/dev/null <<EOT
+Package: *
+Pin: release n=trixie
+Pin-Priority: -1
+
+Package: llhttp libllhttp* oras
+Pin: release n=trixie
+Pin-Priority: 500
+EOT
+	fi
+fi
+
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
