@@ -1,0 +1,44 @@
+/* Shared definitions: the project's error codes and a few small helpers.
+ *
+ * Functions return 0 on success or a negative WH_E* code. libuv, curl,
+ * mbedTLS and cJSON errors are translated where they are called; errno
+ * values from system calls are returned as -errno (all WH_E* codes are
+ * below -4096 so the two never collide). */
+#ifndef WHARF_COMMON_H
+#define WHARF_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	WH_EINVAL = -5001,    /* bad input: the caller's data is wrong */
+	WH_ENOMEM = -5002,    /* allocation failed */
+	WH_ENOTFOUND = -5003, /* the object does not exist */
+	WH_EEXIST = -5004,    /* the object exists already */
+	WH_ETOOBIG = -5005,   /* over a configured limit */
+	WH_EIO = -5006,       /* storage failed: see the log for the system error */
+	WH_EDIGEST = -5007,   /* content does not match its digest */
+	WH_ERANGE = -5008,    /* offset or range not satisfiable */
+	WH_EUPSTREAM = -5009, /* the upstream registry failed or refused */
+};
+
+#define WH_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
+#define WH_MIN(a, b)                       ((a) < (b) ? (a) : (b))
+#define WH_MAX(a, b)                       ((a) > (b) ? (a) : (b))
+#define WH_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* A human-readable text for a WH_E* code or a -errno value. */
+const char *wh_strerror(int err);
+
+/* Allocation that never returns NULL: on failure it logs and aborts. Memory
+ * exhaustion on an edge box is not an error we can serve through. */
+void *wh_malloc(size_t n);
+void *wh_calloc(size_t n, size_t size);
+void *wh_realloc(void *p, size_t n);
+char *wh_strdup(const char *s);
+char *wh_strndup(const char *s, size_t n);
+
+/* Monotonic time in milliseconds. */
+uint64_t wh_now_ms(void);
+
+#endif

@@ -1,0 +1,25 @@
+/* Logging: one JSON object per line, as Zot writes them:
+ *   {"time":"2026-11-28T12:00:00.123Z","level":"info","message":"...", <fields>}
+ *
+ * Fields are given as a NULL-terminated list of (key, type, value) triples:
+ *   wh_log(WH_LOG_INFO, "request", "method", WH_LS, "GET", "status", WH_LI, 200L, NULL);
+ * WH_LS takes a const char * (NULL prints null), WH_LI a long long, WH_LB an int (bool). */
+#ifndef WHARF_LOG_H
+#define WHARF_LOG_H
+
+enum { WH_LOG_DEBUG, WH_LOG_INFO, WH_LOG_WARN, WH_LOG_ERROR, WH_LOG_OFF };
+enum { WH_LS = 1, WH_LI, WH_LB };
+
+/* Parse "debug", "info", "warn", "error" (Zot's names; "warning" and
+ * "fatal"/"panic" too). Returns the level or -1. */
+int wh_log_level_parse(const char *s);
+
+/* Set the threshold and the output: NULL or "" for stderr, else a file opened
+ * for append. Returns 0 or -errno (the previous output stays). */
+int wh_log_setup(int level, const char *path);
+
+int wh_log_enabled(int level);
+
+void wh_log(int level, const char *message, ...);
+
+#endif
