@@ -1,0 +1,27 @@
+/* The registry: routes requests to the OCI Distribution API handlers, the
+ * health endpoints, and (for names under a sync destination) the pull-through
+ * cache. */
+#ifndef WHARF_REGISTRY_H
+#define WHARF_REGISTRY_H
+
+#include <uv.h>
+
+#include "wharf/config.h"
+#include "wharf/http.h"
+#include "wharf/store.h"
+
+typedef struct wh_registry wh_registry;
+
+/* The configuration and store must outlive the registry. */
+int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_registry **out);
+void wh_registry_free(wh_registry *reg);
+
+/* The request handler for wh_server_start (ctx is the wh_registry). */
+void wh_registry_handle(wh_req *req, void *ctx);
+
+/* Send the spec's JSON error: {"errors":[{"code":...,"message":...,"detail":...}]}.
+ * detail may be NULL. */
+void wh_registry_error(wh_req *req, int status, const char *code, const char *message,
+                       const char *detail);
+
+#endif

@@ -1,0 +1,1112 @@
+/* The OCI Distribution API (v1.1) over the local store, and the routes of
+ * the core (/v2/, health). Requests are validated here, once: names, tags
+ * and digests against the spec's grammars, so what reaches the store can
+ * never name a path outside rootDirectory. */
+#include "wharf/registry.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "wharf/common.h"
+#include "wharf/log.h"
+#include "wharf/ref.h"
+
+#define MANIFEST_MAX (4 * 1024 * 1024)
+#define API_VERSION "registry/2.0"
+
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+
+/* Upload sessions with a request streaming into them right now: a second
+ * request on the same session must not interleave its bytes. */
+struct busy {
+	struct busy *next;
+	char id[37];
+};
+
+struct wh_registry {
+	uv_loop_t *loop;
+	const wh_config *cfg;
+	wh_store *store;
+	struct busy *busy;
+};
+
+enum route {
+	R_NONE,
+	R_BASE,
+	R_CATALOG,
+	R_MANIFEST,
+	R_BLOB,
+	R_UPLOAD_START,
+	R_UPLOAD,
+	R_TAGS,
+	R_REFERRERS,
+};
+
+/* What a request with a body carries from one callback to the next. */
+struct rctx {
+	wh_registry *reg;
+	enum route route;
+	char name[WH_NAME_MAX + 1];
+	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
+	char id[37];             /* upload session */
+	char digest[WH_DIGEST_LEN + 1]; /* ?digest= when finishing */
+	bool has_digest;
+	bool holds_busy;
+	bool finished;           /* the upload was finished or cancelled */
+	bool temp_session;       /* created for a monolithic POST: cancel if not finished */
+	char *buf;               /* manifest bytes */
+	size_t len, cap;
+	char media_type[256];
+};
+
+int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_registry **out)
+{
+	wh_registry *reg = wh_calloc(1, sizeof(*reg));
+	reg->loop = loop;
+	reg->cfg = cfg;
+	reg->store = store;
+	*out = reg;
+	return 0;
+}
+
+void wh_registry_free(wh_registry *reg)
+{
+	while (reg->busy) {
+		struct busy *b = reg->busy;
+		reg->busy = b->next;
+		free(b);
+	}
+	free(reg);
+}
+
+/* ---- responses ---- */
+
+void wh_registry_error(wh_req *req, int status, const char *code, const char *message,
+                       const char *detail)
+{
+	cJSON *root = cJSON_CreateObject();
+	cJSON *errs = cJSON_AddArrayToObject(root, "errors");
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "code", code);
+	cJSON_AddStringToObject(e, "message", message);
+	if (detail)
+		cJSON_AddStringToObject(e, "detail", detail);
+	cJSON_AddItemToArray(errs, e);
+	char *body = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	wh_resp_start(req, status);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", "application/json");
+	wh_resp_length(req, (int64_t)strlen(body));
+	wh_resp_write(req, body, strlen(body));
+	wh_resp_end(req);
+	cJSON_free(body);
+}
+
+static void send_json(wh_req *req, int status, const char *content_type, cJSON *doc)
+{
+	char *body = cJSON_PrintUnformatted(doc);
+	wh_resp_start(req, status);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", "%s", content_type);
+	wh_resp_length(req, (int64_t)strlen(body));
+	wh_resp_write(req, body, strlen(body));
+	wh_resp_end(req);
+	cJSON_free(body);
+}
+
+static void send_empty(wh_req *req, int status)
+{
+	wh_resp_start(req, status);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_length(req, 0);
+	wh_resp_end(req);
+}
+
+static void storage_error(wh_req *req, int rc)
+{
+	wh_log(WH_LOG_ERROR, "storage error", "path", WH_LS, req->path, "error", WH_LS,
+	       wh_strerror(rc), NULL);
+	wh_registry_error(req, 500, "UNKNOWN", "storage error", wh_strerror(rc));
+}
+
+/* ---- routing ---- */
+
+/* The last '/' in [begin, end), or NULL. */
+static const char *prev_slash(const char *begin, const char *end)
+{
+	while (end > begin)
+		if (*--end == '/')
+			return end;
+	return NULL;
+}
+
+static bool comp_is(const char *p, const char *end, const char *lit)
+{
+	size_t n = strlen(lit);
+	return (size_t)(end - p) == n && memcmp(p, lit, n) == 0;
+}
+
+/* Split /v2/<name>/<kind>/<ref> from the right: names contain slashes, the
+ * other parts never do. name and ref are cut to their buffers' sizes; an
+ * over-long one is returned empty (so that validation fails). */
+static enum route route_v2(const char *method, const char *path, char *name, char *ref)
+{
+	if (strcmp(path, "/v2/") == 0 || strcmp(path, "/v2") == 0)
+		return R_BASE;
+	if (strncmp(path, "/v2/", 4) != 0)
+		return R_NONE;
+	if (strcmp(path, "/v2/_catalog") == 0)
+		return R_CATALOG;
+
+	const char *rest = path + 4, *end = path + strlen(path);
+	const char *s1 = prev_slash(rest, end);
+	if (!s1)
+		return R_NONE;
+	const char *last = s1 + 1;
+	const char *s2 = prev_slash(rest, s1);
+	const char *c2 = s2 ? s2 + 1 : rest;
+	const char *name_end = s2;
+	enum route r = R_NONE;
+	if (comp_is(c2, s1, "tags") && comp_is(last, end, "list")) {
+		r = R_TAGS;
+	} else if (comp_is(c2, s1, "manifests")) {
+		r = R_MANIFEST;
+	} else if (comp_is(c2, s1, "referrers")) {
+		r = R_REFERRERS;
+	} else if (comp_is(c2, s1, "uploads") && s2) {
+		const char *s3 = prev_slash(rest, s2);
+		if (comp_is(s3 ? s3 + 1 : rest, s2, "blobs")) {
+			r = last == end ? R_UPLOAD_START : R_UPLOAD;
+			name_end = s3;
+		}
+	}
+	if (r == R_NONE && comp_is(c2, s1, "blobs")) {
+		if (strcmp(method, "POST") == 0 && comp_is(last, end, "uploads"))
+			r = R_UPLOAD_START;
+		else
+			r = R_BLOB;
+	}
+	if (r == R_NONE || !name_end || name_end == rest)
+		return R_NONE;
+	size_t nlen = (size_t)(name_end - rest), rlen = (size_t)(end - last);
+	if (nlen > WH_NAME_MAX)
+		nlen = 0;
+	memcpy(name, rest, nlen);
+	name[nlen] = '\0';
+	if (rlen > WH_TAG_MAX + WH_DIGEST_LEN)
+		rlen = 0;
+	memcpy(ref, last, rlen);
+	ref[rlen] = '\0';
+	return r;
+}
+
+/* Reject what cannot be a reference; returns true when it answered. */
+static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
+{
+	size_t len = strlen(ref);
+	*is_digest = wh_ref_is_digest(ref, len);
+	if (*is_digest) {
+		int d = wh_digest_check(ref, len);
+		if (d == WH_DIGEST_UNSUPPORTED) {
+			wh_registry_error(req, 400, "UNSUPPORTED", "digest algorithm not supported", ref);
+			return true;
+		}
+		if (d != WH_DIGEST_OK) {
+			wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+			return true;
+		}
+		return false;
+	}
+	if (!wh_tag_valid(ref, len)) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
+		return true;
+	}
+	return false;
+}
+
+static bool check_digest(wh_req *req, const char *d)
+{
+	int rc = wh_digest_check(d, strlen(d));
+	if (rc == WH_DIGEST_UNSUPPORTED) {
+		wh_registry_error(req, 400, "UNSUPPORTED", "digest algorithm not supported", NULL);
+		return true;
+	}
+	if (rc != WH_DIGEST_OK) {
+		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+		return true;
+	}
+	return false;
+}
+
+/* ---- blobs ---- */
+
+/* Parse a single "bytes=a-b" range against size. Returns 1 with the range,
+ * 0 when there is no usable Range header (serve the whole blob), -1 when it is
+ * not satisfiable. */
+static int parse_range(const char *h, int64_t size, int64_t *start, int64_t *end)
+{
+	if (!h || strncasecmp(h, "bytes=", 6) != 0)
+		return 0;
+	const char *p = h + 6;
+	if (strchr(p, ','))
+		return 0; /* multiple ranges: answer with the whole body */
+	char *e;
+	errno = 0;
+	if (*p == '-') {
+		long long n = strtoll(p + 1, &e, 10);
+		if (e == p + 1 || *e || errno || n <= 0)
+			return n == 0 && e != p + 1 && !*e ? -1 : 0;
+		*start = size > n ? size - n : 0;
+		*end = size - 1;
+		return size > 0 ? 1 : -1;
+	}
+	if (*p < '0' || *p > '9')
+		return 0;
+	long long a = strtoll(p, &e, 10);
+	if (*e != '-' || errno)
+		return 0;
+	const char *b = e + 1;
+	long long z = size - 1;
+	if (*b) {
+		if (*b < '0' || *b > '9')
+			return 0;
+		z = strtoll(b, &e, 10);
+		if (*e || errno || z < a)
+			return 0;
+	}
+	if (a >= size)
+		return -1;
+	*start = a;
+	*end = z < size ? z : size - 1;
+	return 1;
+}
+
+static void blob_get(wh_req *req, wh_registry *reg, const char *name, const char *digest)
+{
+	int fd = -1;
+	int64_t size = 0;
+	int rc = wh_store_blob_open(reg->store, name, digest, &fd, &size);
+	if (rc == WH_ENOTFOUND) {
+		wh_registry_error(req, 404, "BLOB_UNKNOWN", "blob unknown to registry", digest);
+		return;
+	}
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	int64_t a = 0, z = size - 1;
+	int range = parse_range(wh_req_header(req, "range"), size, &a, &z);
+	if (range < 0) {
+		close(fd);
+		wh_resp_start(req, 416);
+		wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+		wh_resp_header(req, "Content-Range", "bytes */%" PRId64, size);
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+	wh_resp_start(req, range ? 206 : 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", "application/octet-stream");
+	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
+	wh_resp_header(req, "Accept-Ranges", "bytes");
+	wh_resp_header(req, "ETag", "\"%s\"", digest);
+	wh_resp_header(req, "Cache-Control", "max-age=31536000");
+	if (range)
+		wh_resp_header(req, "Content-Range", "bytes %" PRId64 "-%" PRId64 "/%" PRId64, a, z,
+		               size);
+	int64_t n = size ? z - a + 1 : 0;
+	wh_resp_length(req, n);
+	if (n > 0)
+		wh_resp_sendfile(req, fd, a, n);
+	else
+		close(fd);
+	wh_resp_end(req);
+}
+
+static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const char *digest)
+{
+	int rc = wh_store_blob_delete(reg->store, name, digest);
+	if (rc == WH_ENOTFOUND)
+		wh_registry_error(req, 404, "BLOB_UNKNOWN", "blob unknown to registry", digest);
+	else if (rc != 0)
+		storage_error(req, rc);
+	else
+		send_empty(req, 202);
+}
+
+/* ---- uploads ---- */
+
+static bool busy_take(wh_registry *reg, const char *id)
+{
+	for (struct busy *b = reg->busy; b; b = b->next)
+		if (strcmp(b->id, id) == 0)
+			return false;
+	struct busy *b = wh_malloc(sizeof(*b));
+	memcpy(b->id, id, 37);
+	b->next = reg->busy;
+	reg->busy = b;
+	return true;
+}
+
+static void busy_release(wh_registry *reg, const char *id)
+{
+	for (struct busy **pp = &reg->busy; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->id, id) == 0) {
+			struct busy *b = *pp;
+			*pp = b->next;
+			free(b);
+			return;
+		}
+	}
+}
+
+static void upload_headers(wh_req *req, const char *name, const char *id, int64_t size)
+{
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Location", "/v2/%s/blobs/uploads/%s", name, id);
+	wh_resp_header(req, "Range", "0-%" PRId64, size > 0 ? size - 1 : 0);
+	wh_resp_header(req, "Docker-Upload-UUID", "%s", id);
+}
+
+static void rctx_done(wh_req *req)
+{
+	struct rctx *x = req->data;
+	if (!x)
+		return;
+	if (x->temp_session && !x->finished) {
+		wh_upload *up;
+		if (wh_store_upload_get(x->reg->store, x->name, x->id, &up) == 0)
+			wh_store_upload_cancel(x->reg->store, up);
+	}
+	if (x->holds_busy)
+		busy_release(x->reg, x->id);
+	free(x->buf);
+	free(x);
+	req->data = NULL;
+}
+
+static struct rctx *rctx_new(wh_req *req, wh_registry *reg, enum route r, const char *name)
+{
+	struct rctx *x = wh_calloc(1, sizeof(*x));
+	x->reg = reg;
+	x->route = r;
+	snprintf(x->name, sizeof(x->name), "%s", name);
+	req->data = x;
+	req->on_done = rctx_done;
+	return x;
+}
+
+static int upload_body(wh_req *req, const char *data, size_t len)
+{
+	struct rctx *x = req->data;
+	wh_upload *up;
+	int rc = wh_store_upload_get(x->reg->store, x->name, x->id, &up);
+	if (rc == 0)
+		rc = wh_upload_write(up, data, len);
+	if (rc != 0) {
+		if (rc == WH_ENOTFOUND)
+			wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "upload session is gone",
+			                  NULL);
+		else
+			storage_error(req, rc);
+		return -1;
+	}
+	return 0;
+}
+
+/* The body of a PATCH, a closing PUT or a monolithic POST is in: answer. */
+static void upload_body_end(wh_req *req)
+{
+	struct rctx *x = req->data;
+	wh_store *st = x->reg->store;
+	wh_upload *up;
+	int rc = wh_store_upload_get(st, x->name, x->id, &up);
+	if (rc != 0) {
+		if (rc == WH_ENOTFOUND)
+			wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "upload session is gone",
+			                  NULL);
+		else
+			storage_error(req, rc);
+		return;
+	}
+	if (!x->has_digest) {
+		wh_resp_start(req, 202);
+		upload_headers(req, x->name, x->id, wh_upload_size(up));
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+	rc = wh_store_upload_finish(st, up, x->digest);
+	x->finished = true;
+	if (rc == WH_EDIGEST) {
+		wh_registry_error(req, 400, "DIGEST_INVALID",
+		                  "provided digest did not match uploaded content", x->digest);
+		return;
+	}
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	wh_resp_start(req, 201);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", x->name, x->digest);
+	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
+	wh_resp_length(req, 0);
+	wh_resp_end(req);
+}
+
+/* Content-Range of a chunk: "<start>-<end>" (inclusive). */
+static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
+{
+	char *e;
+	if (strncasecmp(h, "bytes ", 6) == 0)
+		h += 6;
+	if (*h < '0' || *h > '9')
+		return false;
+	errno = 0;
+	long long a = strtoll(h, &e, 10);
+	if (*e != '-' || errno)
+		return false;
+	const char *b = e + 1;
+	if (*b < '0' || *b > '9')
+		return false;
+	long long z = strtoll(b, &e, 10);
+	if ((*e && *e != '/') || errno || z < a)
+		return false;
+	*start = a;
+	*end = z;
+	return true;
+}
+
+/* Take the digest query parameter, if any; returns true when it answered. */
+static bool take_digest_param(wh_req *req, struct rctx *x)
+{
+	char d[160];
+	if (!wh_req_query(req, "digest", d, sizeof(d))) {
+		if (req->query && strstr(req->query, "digest=")) {
+			wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+			return true;
+		}
+		return false;
+	}
+	if (check_digest(req, d))
+		return true;
+	memcpy(x->digest, d, WH_DIGEST_LEN + 1);
+	x->has_digest = true;
+	return false;
+}
+
+static void upload_start(wh_req *req, wh_registry *reg, const char *name)
+{
+	char mount[160], from[WH_NAME_MAX + 2];
+	if (wh_req_query(req, "mount", mount, sizeof(mount))) {
+		if (check_digest(req, mount))
+			return;
+		if (wh_req_query(req, "from", from, sizeof(from)) &&
+		    wh_name_valid(from, strlen(from)) &&
+		    wh_store_blob_mount(reg->store, name, from, mount) == 0) {
+			wh_resp_start(req, 201);
+			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
+			wh_resp_header(req, "Docker-Content-Digest", "%s", mount);
+			wh_resp_length(req, 0);
+			wh_resp_end(req);
+			return;
+		}
+		/* Not mountable: a normal upload session begins (202). */
+	}
+	struct rctx *x = rctx_new(req, reg, R_UPLOAD_START, name);
+	if (take_digest_param(req, x))
+		return;
+	int rc = wh_store_upload_create(reg->store, name, x->id);
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	if (!x->has_digest) {
+		/* A body without a digest has nowhere to go; ignore it. */
+		wh_resp_start(req, 202);
+		upload_headers(req, name, x->id, 0);
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+	/* Monolithic: the body is the blob. */
+	x->temp_session = true;
+	busy_take(reg, x->id);
+	x->holds_busy = true;
+	wh_req_read_body(req, upload_body, upload_body_end);
+	if (!req->has_body)
+		return; /* on_body_end fires when the (empty) message completes */
+}
+
+static void upload_session(wh_req *req, wh_registry *reg, const char *name, const char *id)
+{
+	wh_store *st = reg->store;
+	wh_upload *up;
+	if (strlen(id) != 36) {
+		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
+		                  NULL);
+		return;
+	}
+	int rc = wh_store_upload_get(st, name, id, &up);
+	if (rc == WH_ENOTFOUND) {
+		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
+		                  NULL);
+		return;
+	}
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	int64_t size = wh_upload_size(up);
+	const char *m = req->method;
+	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+		wh_resp_start(req, 204);
+		upload_headers(req, name, id, size);
+		wh_resp_end(req);
+		return;
+	}
+	if (strcmp(m, "DELETE") == 0) {
+		if (!busy_take(reg, id)) {
+			wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID", "upload session is busy",
+			                  NULL);
+			return;
+		}
+		busy_release(reg, id);
+		rc = wh_store_upload_cancel(st, up);
+		if (rc != 0)
+			storage_error(req, rc);
+		else
+			send_empty(req, 204);
+		return;
+	}
+	if (strcmp(m, "PATCH") != 0 && strcmp(m, "PUT") != 0) {
+		wh_registry_error(req, 405, "UNSUPPORTED", "method not allowed", NULL);
+		return;
+	}
+	const char *cr = wh_req_header(req, "content-range");
+	if (cr) {
+		int64_t a, z;
+		if (!parse_content_range(cr, &a, &z)) {
+			wh_registry_error(req, 400, "BLOB_UPLOAD_INVALID", "invalid Content-Range", cr);
+			return;
+		}
+		if (a != size || (req->content_length >= 0 && z - a + 1 != req->content_length)) {
+			wh_resp_start(req, 416);
+			upload_headers(req, name, id, size);
+			wh_resp_header(req, "Content-Type", "application/json");
+			static const char body[] =
+			    "{\"errors\":[{\"code\":\"BLOB_UPLOAD_INVALID\",\"message\":"
+			    "\"chunk out of order\"}]}";
+			wh_resp_length(req, sizeof(body) - 1);
+			wh_resp_write(req, body, sizeof(body) - 1);
+			wh_resp_end(req);
+			return;
+		}
+	}
+	struct rctx *x = rctx_new(req, reg, R_UPLOAD, name);
+	memcpy(x->id, id, 37);
+	if (strcmp(m, "PUT") == 0) {
+		if (take_digest_param(req, x))
+			return;
+		if (!x->has_digest) {
+			wh_registry_error(req, 400, "DIGEST_INVALID", "the digest parameter is required",
+			                  NULL);
+			return;
+		}
+	}
+	if (!busy_take(reg, id)) {
+		wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID",
+		                  "another request is writing to this upload session", NULL);
+		return;
+	}
+	x->holds_busy = true;
+	wh_req_read_body(req, upload_body, upload_body_end);
+}
+
+/* ---- manifests ---- */
+
+static void manifest_get(wh_req *req, wh_registry *reg, const char *name, const char *ref)
+{
+	wh_manifest m = {0};
+	int rc;
+	if (req->is_head) {
+		char *mt = NULL;
+		int64_t size = 0;
+		rc = wh_store_manifest_stat(reg->store, name, ref, m.digest, &mt, &size);
+		m.media_type = mt;
+		m.len = (size_t)size;
+	} else {
+		rc = wh_store_manifest_get(reg->store, name, ref, &m);
+	}
+	if (rc == WH_ENOTFOUND) {
+		if (!wh_store_repo_exists(reg->store, name))
+			wh_registry_error(req, 404, "NAME_UNKNOWN", "repository name not known to registry",
+			                  name);
+		else
+			wh_registry_error(req, 404, "MANIFEST_UNKNOWN", "manifest unknown to registry",
+			                  ref);
+		return;
+	}
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	wh_resp_start(req, 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", "%s", m.media_type ? m.media_type : MT_OCI_MANIFEST);
+	wh_resp_header(req, "Docker-Content-Digest", "%s", m.digest);
+	wh_resp_header(req, "ETag", "\"%s\"", m.digest);
+	wh_resp_length(req, (int64_t)m.len);
+	if (!req->is_head)
+		wh_resp_write(req, m.data, m.len);
+	wh_resp_end(req);
+	wh_manifest_free(&m);
+}
+
+static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, const char *ref)
+{
+	int rc = wh_store_manifest_delete(reg->store, name, ref);
+	if (rc == WH_ENOTFOUND) {
+		if (!wh_store_repo_exists(reg->store, name))
+			wh_registry_error(req, 404, "NAME_UNKNOWN", "repository name not known to registry",
+			                  name);
+		else
+			wh_registry_error(req, 404, "MANIFEST_UNKNOWN", "manifest unknown to registry",
+			                  ref);
+	} else if (rc != 0) {
+		storage_error(req, rc);
+	} else {
+		send_empty(req, 202);
+	}
+}
+
+static bool known_manifest_type(const char *mt)
+{
+	return strcmp(mt, MT_OCI_MANIFEST) == 0 || strcmp(mt, MT_OCI_INDEX) == 0 ||
+	       strcmp(mt, MT_DOCKER_MANIFEST) == 0 || strcmp(mt, MT_DOCKER_LIST) == 0;
+}
+
+/* Check one descriptor; returns 0, or answers and returns -1. */
+static int check_descriptor(wh_req *req, wh_registry *reg, const char *name, const cJSON *d,
+                            bool manifest)
+{
+	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
+	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(d, "size");
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
+	if (!cJSON_IsObject(d) || !cJSON_IsString(dg) || !cJSON_IsNumber(sz) ||
+	    (mt && !cJSON_IsString(mt))) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid descriptor", NULL);
+		return -1;
+	}
+	if (wh_digest_check(dg->valuestring, strlen(dg->valuestring)) != WH_DIGEST_OK) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid digest in descriptor",
+		                  dg->valuestring);
+		return -1;
+	}
+	/* Non-distributable layers live elsewhere by design. */
+	if (cJSON_GetObjectItemCaseSensitive(d, "urls"))
+		return 0;
+	int rc;
+	if (manifest) {
+		char digest[WH_DIGEST_LEN + 1];
+		char *m = NULL;
+		int64_t size;
+		rc = wh_store_manifest_stat(reg->store, name, dg->valuestring, digest, &m, &size);
+		free(m);
+	} else {
+		int64_t size;
+		rc = wh_store_blob_stat(reg->store, name, dg->valuestring, &size);
+	}
+	if (rc == WH_ENOTFOUND) {
+		wh_registry_error(req, 400, "MANIFEST_BLOB_UNKNOWN",
+		                  manifest ? "manifest references a manifest unknown to registry"
+		                           : "manifest references a blob unknown to registry",
+		                  dg->valuestring);
+		return -1;
+	}
+	if (rc != 0) {
+		storage_error(req, rc);
+		return -1;
+	}
+	return 0;
+}
+
+static int manifest_body(wh_req *req, const char *data, size_t len)
+{
+	struct rctx *x = req->data;
+	if (x->len + len > MANIFEST_MAX) {
+		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large", "limit 4 MiB");
+		return -1;
+	}
+	if (x->len + len > x->cap) {
+		size_t cap = x->cap ? x->cap : 4096;
+		while (cap < x->len + len)
+			cap *= 2;
+		x->buf = wh_realloc(x->buf, WH_MIN(cap, (size_t)MANIFEST_MAX));
+		x->cap = WH_MIN(cap, (size_t)MANIFEST_MAX);
+	}
+	memcpy(x->buf + x->len, data, len);
+	x->len += len;
+	return 0;
+}
+
+static void manifest_put_end(wh_req *req)
+{
+	struct rctx *x = req->data;
+	wh_registry *reg = x->reg;
+	cJSON *doc = NULL;
+	char digest[WH_DIGEST_LEN + 1];
+	wh_sha256_digest(x->buf ? x->buf : "", x->len, digest);
+	bool by_digest = wh_ref_is_digest(x->ref, strlen(x->ref));
+	if (by_digest && strcmp(digest, x->ref) != 0) {
+		wh_registry_error(req, 400, "DIGEST_INVALID",
+		                  "the manifest's digest does not match the reference", digest);
+		goto out;
+	}
+	doc = cJSON_ParseWithLength(x->buf ? x->buf : "", x->len);
+	if (!cJSON_IsObject(doc)) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "manifest is not a JSON object", NULL);
+		goto out;
+	}
+	const cJSON *sv = cJSON_GetObjectItemCaseSensitive(doc, "schemaVersion");
+	if (!cJSON_IsNumber(sv) || sv->valuedouble != 2) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "schemaVersion must be 2", NULL);
+		goto out;
+	}
+	const cJSON *jmt = cJSON_GetObjectItemCaseSensitive(doc, "mediaType");
+	const char *mt = x->media_type[0] ? x->media_type : NULL;
+	if (jmt && !cJSON_IsString(jmt)) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "mediaType must be a string", NULL);
+		goto out;
+	}
+	if (jmt && mt && strcmp(jmt->valuestring, mt) != 0) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID",
+		                  "Content-Type does not match the manifest's mediaType",
+		                  jmt->valuestring);
+		goto out;
+	}
+	if (!mt && jmt)
+		mt = jmt->valuestring;
+	if (!mt) {
+		/* No type given anywhere: infer it as the image spec suggests. */
+		mt = cJSON_GetObjectItemCaseSensitive(doc, "manifests") ? MT_OCI_INDEX
+		                                                        : MT_OCI_MANIFEST;
+	}
+	if (!known_manifest_type(mt)) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "unsupported manifest media type", mt);
+		goto out;
+	}
+	bool index = strcmp(mt, MT_OCI_INDEX) == 0 || strcmp(mt, MT_DOCKER_LIST) == 0;
+	if (index) {
+		const cJSON *ms = cJSON_GetObjectItemCaseSensitive(doc, "manifests");
+		if (!cJSON_IsArray(ms)) {
+			wh_registry_error(req, 400, "MANIFEST_INVALID", "manifests must be an array",
+			                  NULL);
+			goto out;
+		}
+		const cJSON *d;
+		cJSON_ArrayForEach(d, ms)
+		{
+			if (check_descriptor(req, reg, x->name, d, true) != 0)
+				goto out;
+		}
+	} else {
+		const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(doc, "config");
+		const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
+		if (!cfg || (layers && !cJSON_IsArray(layers))) {
+			wh_registry_error(req, 400, "MANIFEST_INVALID",
+			                  "an image manifest needs a config and a layers array", NULL);
+			goto out;
+		}
+		if (check_descriptor(req, reg, x->name, cfg, false) != 0)
+			goto out;
+		const cJSON *d;
+		cJSON_ArrayForEach(d, layers)
+		{
+			if (check_descriptor(req, reg, x->name, d, false) != 0)
+				goto out;
+		}
+	}
+	const cJSON *subject = cJSON_GetObjectItemCaseSensitive(doc, "subject");
+	const cJSON *sdg = subject ? cJSON_GetObjectItemCaseSensitive(subject, "digest") : NULL;
+	if (subject && (!cJSON_IsString(sdg) ||
+	                wh_digest_check(sdg->valuestring, strlen(sdg->valuestring)) != WH_DIGEST_OK)) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid subject", NULL);
+		goto out;
+	}
+	int rc = wh_store_manifest_put(reg->store, x->name, by_digest ? NULL : x->ref, digest, mt,
+	                               x->buf ? x->buf : "", x->len);
+	if (rc != 0) {
+		storage_error(req, rc);
+		goto out;
+	}
+	wh_resp_start(req, 201);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Location", "/v2/%s/manifests/%s", x->name, digest);
+	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
+	if (sdg)
+		wh_resp_header(req, "OCI-Subject", "%s", sdg->valuestring);
+	wh_resp_length(req, 0);
+	wh_resp_end(req);
+out:
+	cJSON_Delete(doc);
+}
+
+static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
+{
+	if (req->content_length > MANIFEST_MAX) {
+		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large", "limit 4 MiB");
+		return;
+	}
+	struct rctx *x = rctx_new(req, reg, R_MANIFEST, name);
+	snprintf(x->ref, sizeof(x->ref), "%s", ref);
+	const char *ct = wh_req_header(req, "content-type");
+	if (ct) {
+		/* Parameters are ignored, as the spec asks. */
+		size_t n = strcspn(ct, "; \t");
+		if (n < sizeof(x->media_type)) {
+			memcpy(x->media_type, ct, n);
+			x->media_type[n] = '\0';
+		}
+		/* A generic type says nothing about the manifest. */
+		if (strcmp(x->media_type, "application/json") == 0 ||
+		    strcmp(x->media_type, "application/octet-stream") == 0)
+			x->media_type[0] = '\0';
+	}
+	wh_req_read_body(req, manifest_body, manifest_put_end);
+}
+
+/* ---- listings ---- */
+
+/* n and last for tags/list and _catalog; returns true when it answered. */
+static bool page_params(wh_req *req, int *n, char *last, size_t lastlen, bool *has_last)
+{
+	char buf[32];
+	*n = -1;
+	*has_last = wh_req_query(req, "last", last, lastlen) != NULL;
+	if (wh_req_query(req, "n", buf, sizeof(buf))) {
+		char *e;
+		errno = 0;
+		long v = strtol(buf, &e, 10);
+		if (!*buf || *e || errno || v < 0 || v > 100000) {
+			wh_registry_error(req, 400, "UNSUPPORTED", "n must be a non-negative integer",
+			                  buf);
+			return true;
+		}
+		*n = (int)v;
+	}
+	return false;
+}
+
+static void send_list(wh_req *req, const char *link_path, const char *key, const char *name,
+                      char **items, int count, bool more, int n)
+{
+	cJSON *doc = cJSON_CreateObject();
+	if (name)
+		cJSON_AddStringToObject(doc, "name", name);
+	cJSON *arr = cJSON_AddArrayToObject(doc, key);
+	for (int i = 0; i < count; i++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(items[i]));
+	char *body = cJSON_PrintUnformatted(doc);
+	cJSON_Delete(doc);
+	wh_resp_start(req, 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", "application/json");
+	if (more && count > 0 && n > 0)
+		wh_resp_header(req, "Link", "<%s?n=%d&last=%s>; rel=\"next\"", link_path, n,
+		               items[count - 1]);
+	wh_resp_length(req, (int64_t)strlen(body));
+	wh_resp_write(req, body, strlen(body));
+	wh_resp_end(req);
+	cJSON_free(body);
+}
+
+static void tags_list(wh_req *req, wh_registry *reg, const char *name)
+{
+	int n;
+	char last[WH_TAG_MAX + 2];
+	bool has_last;
+	if (page_params(req, &n, last, sizeof(last), &has_last))
+		return;
+	char **tags = NULL;
+	int count = 0;
+	bool more = false;
+	int rc = wh_store_tags(reg->store, name, has_last ? last : NULL, n, &tags, &count, &more);
+	if (rc == WH_ENOTFOUND) {
+		wh_registry_error(req, 404, "NAME_UNKNOWN", "repository name not known to registry",
+		                  name);
+		return;
+	}
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	char link[WH_NAME_MAX + 32];
+	snprintf(link, sizeof(link), "/v2/%s/tags/list", name);
+	send_list(req, link, "tags", name, tags, count, more, n);
+	wh_strv_free(tags, count);
+}
+
+static void catalog(wh_req *req, wh_registry *reg)
+{
+	int n;
+	char last[WH_NAME_MAX + 2];
+	bool has_last;
+	if (page_params(req, &n, last, sizeof(last), &has_last))
+		return;
+	char **repos = NULL;
+	int count = 0;
+	bool more = false;
+	int rc = wh_store_repos(reg->store, has_last ? last : NULL, n, &repos, &count, &more);
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	send_list(req, "/v2/_catalog", "repositories", NULL, repos, count, more, n);
+	wh_strv_free(repos, count);
+}
+
+static void referrers(wh_req *req, wh_registry *reg, const char *name, const char *digest)
+{
+	if (check_digest(req, digest))
+		return;
+	char at[256];
+	const char *filter = wh_req_query(req, "artifactType", at, sizeof(at));
+	char *json = NULL;
+	int rc = wh_store_referrers(reg->store, name, digest, filter, &json);
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	wh_resp_start(req, 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", MT_OCI_INDEX);
+	if (filter)
+		wh_resp_header(req, "OCI-Filters-Applied", "artifactType");
+	wh_resp_length(req, (int64_t)strlen(json));
+	wh_resp_write(req, json, strlen(json));
+	wh_resp_end(req);
+	free(json);
+}
+
+/* ---- dispatch ---- */
+
+static void method_not_allowed(wh_req *req)
+{
+	wh_registry_error(req, 405, "UNSUPPORTED", "method not allowed", req->method);
+}
+
+static bool is(const wh_req *req, const char *m)
+{
+	return strcmp(req->method, m) == 0;
+}
+
+void wh_registry_handle(wh_req *req, void *ctx)
+{
+	wh_registry *reg = ctx;
+	const char *path = req->path;
+
+	if (strcmp(path, "/livez") == 0 || strcmp(path, "/readyz") == 0 ||
+	    strcmp(path, "/startupz") == 0) {
+		if (!is(req, "GET") && !is(req, "HEAD")) {
+			method_not_allowed(req);
+			return;
+		}
+		wh_resp_start(req, 200);
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+
+	char name[WH_NAME_MAX + 1];
+	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
+	enum route r = route_v2(req->method, path, name, ref);
+	if (r == R_NONE) {
+		wh_registry_error(req, 404, "NOT_FOUND", "no such route", NULL);
+		return;
+	}
+	if (r == R_BASE) {
+		if (!is(req, "GET") && !is(req, "HEAD")) {
+			method_not_allowed(req);
+			return;
+		}
+		cJSON *empty = cJSON_CreateObject();
+		send_json(req, 200, "application/json", empty);
+		cJSON_Delete(empty);
+		return;
+	}
+	if (r == R_CATALOG) {
+		if (!is(req, "GET") && !is(req, "HEAD"))
+			method_not_allowed(req);
+		else
+			catalog(req, reg);
+		return;
+	}
+	if (!wh_name_valid(name, strlen(name))) {
+		wh_registry_error(req, 400, "NAME_INVALID", "invalid repository name", NULL);
+		return;
+	}
+
+	bool is_digest;
+	switch (r) {
+	case R_MANIFEST:
+		if (check_reference(req, ref, &is_digest))
+			return;
+		if (is(req, "GET") || is(req, "HEAD"))
+			manifest_get(req, reg, name, ref);
+		else if (is(req, "PUT"))
+			manifest_put(req, reg, name, ref);
+		else if (is(req, "DELETE"))
+			manifest_delete(req, reg, name, ref);
+		else
+			method_not_allowed(req);
+		return;
+	case R_BLOB:
+		if (check_digest(req, ref))
+			return;
+		if (is(req, "GET") || is(req, "HEAD"))
+			blob_get(req, reg, name, ref);
+		else if (is(req, "DELETE"))
+			blob_delete(req, reg, name, ref);
+		else
+			method_not_allowed(req);
+		return;
+	case R_UPLOAD_START:
+		if (is(req, "POST"))
+			upload_start(req, reg, name);
+		else
+			method_not_allowed(req);
+		return;
+	case R_UPLOAD:
+		upload_session(req, reg, name, ref);
+		return;
+	case R_TAGS:
+		if (is(req, "GET") || is(req, "HEAD"))
+			tags_list(req, reg, name);
+		else
+			method_not_allowed(req);
+		return;
+	case R_REFERRERS:
+		if (is(req, "GET") || is(req, "HEAD"))
+			referrers(req, reg, name, ref);
+		else
+			method_not_allowed(req);
+		return;
+	default:
+		break;
+	}
+	wh_registry_error(req, 404, "NOT_FOUND", "no such route", NULL);
+}
