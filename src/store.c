@@ -1,0 +1,1715 @@
+/* The store: blobs, manifests and tags on the local filesystem, in Zot's
+ * layout (see store.h). Everything here runs on the loop thread and is
+ * synchronous; the only state kept in memory is the table of open upload
+ * sessions, and that is a cache of what is on disk. */
+#include "wharf/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "wharf/common.h"
+#include "wharf/log.h"
+
+#define MEDIA_INDEX       "application/vnd.oci.image.index.v1+json"
+#define MEDIA_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define ANN_REF_NAME      "org.opencontainers.image.ref.name"
+
+#define OCI_LAYOUT  "{\"imageLayoutVersion\":\"1.0.0\"}"
+#define EMPTY_INDEX "{\"schemaVersion\":2,\"mediaType\":\"" MEDIA_INDEX "\",\"manifests\":[]}"
+
+/* index.json and manifests larger than this are refused rather than read
+ * into memory: nothing legitimate comes close. */
+#define JSON_MAX ((size_t)64 << 20)
+#define COPY_BUF ((size_t)1 << 20)
+
+struct wh_upload {
+	wh_store *st;
+	wh_upload *prev, *next; /* in st's LRU list, most recently used first */
+	char *repo;
+	char id[37];
+	int fd;
+	int64_t size;
+	wh_sha256 hash; /* of the first size bytes of the file */
+};
+
+struct wh_store {
+	char *root;
+	bool dedupe;
+	wh_upload *head, *tail;
+	int n_uploads;
+};
+
+/* ---- small helpers ---- */
+
+__attribute__((format(printf, 3, 4))) static int path_fmt(char *buf, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(buf, n, fmt, ap);
+	va_end(ap);
+	if (r < 0 || (size_t)r >= n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static bool repo_ok(const char *repo)
+{
+	return repo && wh_name_valid(repo, strlen(repo));
+}
+
+static bool digest_ok(const char *digest)
+{
+	return digest && wh_digest_check(digest, strlen(digest)) == WH_DIGEST_OK;
+}
+
+static void log_err(const char *message, const char *path, int err)
+{
+	wh_log(WH_LOG_ERROR, message, "path", WH_LS, path, "error", WH_LS, wh_strerror(err), NULL);
+}
+
+static void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+static int random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	size_t got = 0;
+	int rc = 0, fd = -1;
+
+	while (got < n) {
+		ssize_t r = getrandom(p + got, n - got, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != ENOSYS) {
+				rc = -errno;
+				goto out;
+			}
+			break;
+		}
+		got += (size_t)r;
+	}
+	if (got < n) {
+		fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		while (got < n) {
+			ssize_t r = read(fd, p + got, n - got);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				rc = r < 0 ? -errno : -EIO;
+				goto out;
+			}
+			got += (size_t)r;
+		}
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer. */
+static int read_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	struct stat sb;
+	char *data = NULL;
+	size_t cap, used = 0;
+	int fd, rc = 0;
+
+	*buf = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	if ((uint64_t)sb.st_size > max) {
+		rc = WH_ETOOBIG;
+		goto out;
+	}
+	cap = (size_t)sb.st_size + 1;
+	data = wh_malloc(cap);
+	for (;;) {
+		ssize_t n;
+		if (used + 1 == cap) {
+			if (cap > max) {
+				rc = WH_ETOOBIG;
+				goto out;
+			}
+			cap *= 2;
+			data = wh_realloc(data, cap);
+		}
+		n = read(fd, data + used, cap - 1 - used);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	data[used] = '\0';
+	*buf = data;
+	*len = used;
+	data = NULL;
+out:
+	free(data);
+	close(fd);
+	return rc;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* fsync the directory that holds path, so a rename/link/unlink in it lasts. */
+static int fsync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t n;
+
+	if (!slash)
+		return fsync_dir(".");
+	n = slash == path ? 1 : (size_t)(slash - path);
+	if (n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	return fsync_dir(dir);
+}
+
+/* mkdir -p, fsyncing the parent of every directory it creates. */
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	struct stat sb;
+	size_t len = strlen(path);
+	int rc = 0;
+
+	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+		return 0;
+	if (len == 0 || len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		if (buf[i - 1] == '/')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) == 0) {
+			rc = fsync_parent(buf);
+			if (rc < 0)
+				break;
+		} else if (errno != EEXIST) {
+			rc = -errno;
+			break;
+		}
+		if (i < len)
+			buf[i] = '/';
+	}
+	return rc;
+}
+
+/* The slow path for placing a file where link/rename cannot (another
+ * filesystem, a filesystem without hard links, too many links): copy into a
+ * temp file beside dst, fsync, rename. */
+static int copy_file_atomic(const char *src, const char *dst)
+{
+	char tmp[PATH_MAX], hex[33];
+	unsigned char rnd[16];
+	const char *slash = strrchr(dst, '/');
+	char *buf = NULL;
+	int in = -1, out = -1, rc;
+	bool created = false;
+
+	rc = random_bytes(rnd, sizeof(rnd));
+	if (rc < 0)
+		goto out;
+	hex_encode(rnd, sizeof(rnd), hex);
+	rc = path_fmt(tmp, sizeof(tmp), "%.*s/.wharf-tmp-%s", slash ? (int)(slash - dst) : 1,
+	              slash ? dst : ".", hex);
+	if (rc < 0)
+		goto out;
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rc = -errno;
+		goto out;
+	}
+	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0) {
+		rc = -errno;
+		goto out;
+	}
+	created = true;
+	buf = wh_malloc(COPY_BUF);
+	for (;;) {
+		ssize_t n = read(in, buf, COPY_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		rc = write_all(out, buf, (size_t)n);
+		if (rc < 0)
+			goto out;
+	}
+	if (fsync(out) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = close(out) < 0 ? -errno : 0;
+	out = -1;
+	if (rc < 0)
+		goto out;
+	if (rename(tmp, dst) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	created = false;
+	rc = fsync_parent(dst);
+out:
+	free(buf);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (created)
+		unlink(tmp);
+	return rc;
+}
+
+/* Put src at dst: hard link (src stays) or rename (src goes), falling back
+ * to a copy when the filesystem refuses. An existing dst is success: content
+ * is addressed by digest, so it is the same bytes. */
+static int place_file(const char *src, const char *dst, bool keep_src)
+{
+	int rc = 0;
+
+	if (keep_src) {
+		struct stat sb;
+
+		if (link(src, dst) == 0) {
+			rc = 0;
+		} else if (errno == EEXIST) {
+			/* Same bytes if it is a file; a directory there (a repository
+			 * named <repo>/blobs/sha256/<hex>) is not the blob. */
+			if (lstat(dst, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+				rc = -EEXIST;
+				goto out;
+			}
+			rc = 0;
+		} else if (errno == EXDEV || errno == EMLINK || errno == EPERM ||
+		           errno == ENOTSUP || errno == EOPNOTSUPP) {
+			rc = copy_file_atomic(src, dst);
+			goto out;
+		} else {
+			rc = -errno;
+			goto out;
+		}
+	} else {
+		if (rename(src, dst) == 0) {
+			rc = 0;
+		} else if (errno == EXDEV) {
+			rc = copy_file_atomic(src, dst);
+			if (rc == 0)
+				unlink(src);
+			goto out;
+		} else {
+			rc = -errno;
+			goto out;
+		}
+	}
+	rc = fsync_parent(dst);
+out:
+	return rc;
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int blob_path(const wh_store *st, const char *repo, const char *digest, char *buf)
+{
+	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/sha256/%s", st->root, repo, digest + 7);
+}
+
+static int repo_path(const wh_store *st, const char *repo, const char *file, char *buf)
+{
+	return path_fmt(buf, PATH_MAX, "%s/%s/%s", st->root, repo, file);
+}
+
+/* Write data to dst atomically: temp file in .wharf/tmp, fsync, rename. */
+static int write_atomic(wh_store *st, const char *dst, const void *data, size_t len)
+{
+	char tmp[PATH_MAX];
+	int fd, rc;
+
+	fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
+	if (fd < 0)
+		return fd;
+	rc = write_all(fd, data, len);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = place_file(tmp, dst, false);
+	if (rc < 0) {
+		unlink(tmp);
+		log_err("cannot write file", dst, rc);
+	}
+	return rc;
+}
+
+/* Make repo an OCI image layout if it is not one yet. index.json is written
+ * last: its presence is what makes the directory a repository. */
+static int repo_init(wh_store *st, const char *repo)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0 || file_exists(path))
+		goto out;
+	rc = repo_path(st, repo, "blobs/sha256", path);
+	if (rc < 0)
+		goto out;
+	rc = mkdir_p(path);
+	if (rc < 0) {
+		log_err("cannot create repository", path, rc);
+		goto out;
+	}
+	rc = repo_path(st, repo, "oci-layout", path);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(path)) {
+		rc = write_atomic(st, path, OCI_LAYOUT, strlen(OCI_LAYOUT));
+		if (rc < 0)
+			goto out;
+	}
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0)
+		goto out;
+	rc = write_atomic(st, path, EMPTY_INDEX, strlen(EMPTY_INDEX));
+out:
+	return rc;
+}
+
+/* ---- index.json ---- */
+
+static const char *json_str(const cJSON *obj, const char *key)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static const char *entry_digest(const cJSON *e)
+{
+	return json_str(e, "digest");
+}
+
+static const char *entry_tag(const cJSON *e)
+{
+	return json_str(cJSON_GetObjectItemCaseSensitive(e, "annotations"), ANN_REF_NAME);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+static cJSON *index_manifests(cJSON *idx)
+{
+	return cJSON_GetObjectItemCaseSensitive(idx, "manifests");
+}
+
+/* The parsed index.json of repo. WH_ENOTFOUND when there is none (the repo
+ * does not exist), WH_EIO when it cannot be understood. */
+static int index_load(wh_store *st, const char *repo, cJSON **out)
+{
+	char path[PATH_MAX];
+	char *text = NULL;
+	size_t len;
+	cJSON *idx = NULL, *m;
+	int rc;
+
+	*out = NULL;
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0)
+		goto out;
+	rc = read_file(path, JSON_MAX, &text, &len);
+	if (rc < 0) {
+		if (rc != WH_ENOTFOUND) {
+			log_err("cannot read index.json", path, rc);
+			rc = WH_EIO;
+		}
+		goto out;
+	}
+	idx = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(idx)) {
+		wh_log(WH_LOG_ERROR, "index.json is not a JSON object", "path", WH_LS, path, NULL);
+		rc = WH_EIO;
+		goto out;
+	}
+	m = index_manifests(idx);
+	if (!m) {
+		if (!cJSON_AddArrayToObject(idx, "manifests")) {
+			rc = WH_ENOMEM;
+			goto out;
+		}
+	} else if (!cJSON_IsArray(m)) {
+		wh_log(WH_LOG_ERROR, "index.json: manifests is not an array", "path", WH_LS, path,
+		       NULL);
+		rc = WH_EIO;
+		goto out;
+	}
+	*out = idx;
+	idx = NULL;
+out:
+	cJSON_Delete(idx);
+	free(text);
+	return rc;
+}
+
+static int index_save(wh_store *st, const char *repo, cJSON *idx)
+{
+	char path[PATH_MAX];
+	char *text = NULL;
+	int rc;
+
+	if (!cJSON_GetObjectItemCaseSensitive(idx, "schemaVersion") &&
+	    !cJSON_AddNumberToObject(idx, "schemaVersion", 2)) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	if (!cJSON_GetObjectItemCaseSensitive(idx, "mediaType") &&
+	    !cJSON_AddStringToObject(idx, "mediaType", MEDIA_INDEX)) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0)
+		goto out;
+	text = cJSON_PrintUnformatted(idx);
+	if (!text) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	rc = write_atomic(st, path, text, strlen(text));
+out:
+	cJSON_free(text);
+	return rc;
+}
+
+static cJSON *find_by_tag(cJSON *arr, const char *tag)
+{
+	cJSON *e;
+
+	cJSON_ArrayForEach(e, arr)
+	{
+		if (str_eq(entry_tag(e), tag))
+			return e;
+	}
+	return NULL;
+}
+
+static cJSON *find_by_digest(cJSON *arr, const char *digest, bool untagged_only)
+{
+	cJSON *e;
+
+	cJSON_ArrayForEach(e, arr)
+	{
+		if (str_eq(entry_digest(e), digest) && (!untagged_only || !entry_tag(e)))
+			return e;
+	}
+	return NULL;
+}
+
+static int entry_set_tag(cJSON *e, const char *tag)
+{
+	cJSON *ann = cJSON_GetObjectItemCaseSensitive(e, "annotations");
+	cJSON *val;
+
+	if (!cJSON_IsObject(ann)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "annotations");
+		ann = cJSON_AddObjectToObject(e, "annotations");
+		if (!ann)
+			return WH_ENOMEM;
+	}
+	val = cJSON_CreateString(tag);
+	if (!val)
+		return WH_ENOMEM;
+	if (cJSON_GetObjectItemCaseSensitive(ann, ANN_REF_NAME)
+	        ? !cJSON_ReplaceItemInObjectCaseSensitive(ann, ANN_REF_NAME, val)
+	        : !cJSON_AddItemToObject(ann, ANN_REF_NAME, val)) {
+		cJSON_Delete(val);
+		return WH_ENOMEM;
+	}
+	return 0;
+}
+
+/* Remove the tag from entry e. A digest keeps one entry at least, so it stays
+ * reachable by digest; if another entry holds it, e goes. */
+static void entry_untag(cJSON *arr, cJSON *e)
+{
+	cJSON *ann = cJSON_GetObjectItemCaseSensitive(e, "annotations");
+	const char *digest = entry_digest(e);
+	cJSON *o;
+
+	if (cJSON_IsObject(ann)) {
+		while (cJSON_GetObjectItemCaseSensitive(ann, ANN_REF_NAME))
+			cJSON_DeleteItemFromObjectCaseSensitive(ann, ANN_REF_NAME);
+		if (!ann->child)
+			cJSON_DeleteItemFromObjectCaseSensitive(e, "annotations");
+	}
+	cJSON_ArrayForEach(o, arr)
+	{
+		if (o != e && str_eq(entry_digest(o), digest)) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
+			break;
+		}
+	}
+}
+
+static int entry_add(cJSON *arr, const char *digest, const char *media_type, size_t size,
+                     const char *tag)
+{
+	cJSON *e = cJSON_CreateObject();
+	int rc = WH_ENOMEM;
+
+	if (!e)
+		goto out;
+	if (media_type && !cJSON_AddStringToObject(e, "mediaType", media_type))
+		goto out;
+	if (!cJSON_AddStringToObject(e, "digest", digest) ||
+	    !cJSON_AddNumberToObject(e, "size", (double)size))
+		goto out;
+	if (tag && entry_set_tag(e, tag) < 0)
+		goto out;
+	cJSON_AddItemToArray(arr, e);
+	e = NULL;
+	rc = 0;
+out:
+	cJSON_Delete(e);
+	return rc;
+}
+
+/* ---- open / close / temp files ---- */
+
+int wh_store_open(const char *root, bool dedupe, wh_store **out)
+{
+	char path[PATH_MAX];
+	wh_store *st = NULL;
+	DIR *dir = NULL;
+	struct dirent *de;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	if (!root || !*root)
+		return WH_EINVAL;
+	st = wh_calloc(1, sizeof(*st));
+	st->root = wh_strdup(root);
+	st->dedupe = dedupe;
+	len = strlen(st->root);
+	while (len > 1 && st->root[len - 1] == '/')
+		st->root[--len] = '\0';
+
+	rc = mkdir_p(st->root);
+	if (rc < 0)
+		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/blobs/sha256", st->root);
+	if (rc < 0 || (dedupe && (rc = mkdir_p(path)) < 0))
+		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/tmp", st->root);
+	if (rc < 0 || (rc = mkdir_p(path)) < 0)
+		goto out;
+
+	/* Whatever is in tmp was being written when we last stopped. */
+	dir = opendir(path);
+	if (!dir) {
+		rc = -errno;
+		goto out;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(dir), de->d_name, 0) < 0)
+			wh_log(WH_LOG_WARN, "cannot remove leftover temp file", "name", WH_LS,
+			       de->d_name, "error", WH_LS, strerror(errno), NULL);
+	}
+	*out = st;
+	st = NULL;
+out:
+	if (dir)
+		closedir(dir);
+	if (rc < 0)
+		log_err("cannot open store", root, rc);
+	if (st) {
+		free(st->root);
+		free(st);
+	}
+	return rc;
+}
+
+static void upload_free(wh_store *st, wh_upload *up);
+
+void wh_store_close(wh_store *st)
+{
+	if (!st)
+		return;
+	while (st->head)
+		upload_free(st, st->head);
+	free(st->root);
+	free(st);
+}
+
+const char *wh_store_root(const wh_store *st)
+{
+	return st->root;
+}
+
+int wh_store_tmp_create(wh_store *st, char *path, size_t pathlen)
+{
+	unsigned char rnd[16];
+	char hex[33];
+	int fd = -EEXIST, rc;
+
+	for (int attempt = 0; attempt < 8 && fd == -EEXIST; attempt++) {
+		rc = random_bytes(rnd, sizeof(rnd));
+		if (rc < 0)
+			return rc;
+		hex_encode(rnd, sizeof(rnd), hex);
+		rc = path_fmt(path, pathlen, "%s/.wharf/tmp/%s", st->root, hex);
+		if (rc < 0)
+			return rc;
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			fd = -errno;
+	}
+	return fd;
+}
+
+/* ---- blobs ---- */
+
+int wh_store_blob_stat(wh_store *st, const char *repo, const char *digest, int64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		return rc;
+	if (stat(path, &sb) < 0)
+		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+	if (!S_ISREG(sb.st_mode))
+		return WH_ENOTFOUND;
+	if (size)
+		*size = (int64_t)sb.st_size;
+	return 0;
+}
+
+int wh_store_blob_open(wh_store *st, const char *repo, const char *digest, int *fd, int64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int f = -1, rc;
+
+	*fd = -1;
+	if (!repo_ok(repo) || !digest_ok(digest)) {
+		rc = WH_EINVAL;
+		goto out;
+	}
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		goto out;
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0) {
+		rc = (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+		goto out;
+	}
+	if (fstat(f, &sb) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	if (size)
+		*size = (int64_t)sb.st_size;
+	*fd = f;
+	f = -1;
+out:
+	if (f >= 0)
+		close(f);
+	return rc;
+}
+
+int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		return rc;
+	if (unlink(path) < 0)
+		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+	return fsync_parent(path);
+}
+
+int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, const char *digest)
+{
+	char src[PATH_MAX], dst[PATH_MAX];
+	int rc;
+
+	if (!repo_ok(repo) || !repo_ok(from_repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, from_repo, digest, src);
+	if (rc < 0)
+		goto out;
+	rc = blob_path(st, repo, digest, dst);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(src)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	rc = repo_init(st, repo);
+	if (rc < 0 || file_exists(dst))
+		goto out;
+	rc = place_file(src, dst, true);
+	if (rc < 0)
+		log_err("cannot mount blob", dst, rc);
+out:
+	return rc;
+}
+
+int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, const char *digest)
+{
+	char dst[PATH_MAX], global[PATH_MAX];
+	bool consumed = false;
+	int fd, rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest)) {
+		rc = WH_EINVAL;
+		goto out;
+	}
+	rc = blob_path(st, repo, digest, dst);
+	if (rc < 0)
+		goto out;
+	rc = repo_init(st, repo);
+	if (rc < 0)
+		goto out;
+	if (file_exists(dst))
+		goto out; /* same digest, same bytes: the temp file is dropped below */
+
+	fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	if (rc < 0)
+		goto out;
+
+	if (!st->dedupe) {
+		rc = place_file(tmp_path, dst, false);
+		consumed = rc == 0;
+		goto out;
+	}
+	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root, digest + 7);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(global)) {
+		rc = place_file(tmp_path, global, false);
+		if (rc < 0)
+			goto out;
+		consumed = true;
+	}
+	rc = place_file(global, dst, true);
+out:
+	if (!consumed)
+		unlink(tmp_path);
+	if (rc < 0)
+		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
+		       digest, "error", WH_LS, wh_strerror(rc), NULL);
+	return rc;
+}
+
+/* ---- upload sessions ---- */
+
+static bool upload_id_valid(const char *id)
+{
+	if (!id || strlen(id) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		char c = id[i];
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+static int upload_path(const wh_store *st, const char *repo, const char *id, char *buf)
+{
+	return path_fmt(buf, PATH_MAX, "%s/%s/.uploads/%s", st->root, repo, id);
+}
+
+static void lru_remove(wh_store *st, wh_upload *up)
+{
+	if (up->prev)
+		up->prev->next = up->next;
+	else
+		st->head = up->next;
+	if (up->next)
+		up->next->prev = up->prev;
+	else
+		st->tail = up->prev;
+	up->prev = up->next = NULL;
+}
+
+static void lru_push_front(wh_store *st, wh_upload *up)
+{
+	up->prev = NULL;
+	up->next = st->head;
+	if (st->head)
+		st->head->prev = up;
+	st->head = up;
+	if (!st->tail)
+		st->tail = up;
+}
+
+static void upload_free(wh_store *st, wh_upload *up)
+{
+	lru_remove(st, up);
+	st->n_uploads--;
+	if (up->fd >= 0)
+		close(up->fd);
+	free(up->repo);
+	free(up);
+}
+
+/* Adopt an open session file: evict the least recently used session if the
+ * table is full (its file stays; it is re-hashed when next asked for). */
+static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int fd)
+{
+	wh_upload *up;
+
+	while (st->n_uploads >= WH_UPLOADS_OPEN_MAX && st->tail)
+		upload_free(st, st->tail);
+	up = wh_calloc(1, sizeof(*up));
+	up->st = st;
+	up->repo = wh_strdup(repo);
+	memcpy(up->id, id, 37);
+	up->fd = fd;
+	wh_sha256_init(&up->hash);
+	lru_push_front(st, up);
+	st->n_uploads++;
+	return up;
+}
+
+int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	char path[PATH_MAX];
+	unsigned char b[16];
+	int fd = -EEXIST, rc;
+
+	if (!repo_ok(repo))
+		return WH_EINVAL;
+	rc = repo_init(st, repo);
+	if (rc < 0)
+		goto out;
+	rc = repo_path(st, repo, ".uploads", path);
+	if (rc < 0 || (rc = mkdir_p(path)) < 0)
+		goto out;
+	for (int attempt = 0; attempt < 8 && fd == -EEXIST; attempt++) {
+		size_t j = 0;
+		rc = random_bytes(b, sizeof(b));
+		if (rc < 0)
+			goto out;
+		b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+		b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+		for (int i = 0; i < 16; i++) {
+			if (i == 4 || i == 6 || i == 8 || i == 10)
+				id[j++] = '-';
+			id[j++] = hex[b[i] >> 4];
+			id[j++] = hex[b[i] & 0xf];
+		}
+		id[36] = '\0';
+		rc = upload_path(st, repo, id, path);
+		if (rc < 0)
+			goto out;
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			fd = -errno;
+	}
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	upload_add(st, repo, id, fd);
+	rc = 0;
+out:
+	if (rc < 0)
+		log_err("cannot create upload session", repo, rc);
+	return rc;
+}
+
+int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_upload **out)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	char *buf = NULL;
+	wh_upload *up;
+	int fd = -1, rc = 0;
+	wh_sha256 hash;
+	int64_t size = 0;
+
+	*out = NULL;
+	if (!repo_ok(repo)) {
+		rc = WH_EINVAL;
+		goto out;
+	}
+	if (!upload_id_valid(id)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	for (up = st->head; up; up = up->next) {
+		if (strcmp(up->id, id) != 0)
+			continue;
+		if (strcmp(up->repo, repo) != 0) {
+			rc = WH_ENOTFOUND;
+		} else {
+			lru_remove(st, up);
+			lru_push_front(st, up);
+			*out = up;
+		}
+		goto out;
+	}
+
+	/* Not in memory: after a restart or an eviction. The file is the truth. */
+	rc = upload_path(st, repo, id, path);
+	if (rc < 0)
+		goto out;
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		rc =
+		    (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) ? WH_ENOTFOUND : -errno;
+		goto out;
+	}
+	if (fstat(fd, &sb) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	buf = wh_malloc(COPY_BUF);
+	wh_sha256_init(&hash);
+	for (;;) {
+		ssize_t n = read(fd, buf, COPY_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			log_err("cannot read upload session", path, rc);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		wh_sha256_update(&hash, buf, (size_t)n);
+		size += n;
+	}
+	up = upload_add(st, repo, id, fd);
+	fd = -1;
+	up->hash = hash;
+	up->size = size;
+	*out = up;
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int64_t wh_upload_size(const wh_upload *up)
+{
+	return up->size;
+}
+
+int wh_upload_write(wh_upload *up, const void *data, size_t len)
+{
+	const char *p = data;
+	int rc = 0;
+
+	while (len > 0) {
+		ssize_t n = pwrite(up->fd, p, len, (off_t)up->size);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		wh_sha256_update(&up->hash, p, (size_t)n);
+		up->size += n;
+		p += n;
+		len -= (size_t)n;
+	}
+	if (up->st->head != up) {
+		lru_remove(up->st, up);
+		lru_push_front(up->st, up);
+	}
+	return rc;
+}
+
+int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest)
+{
+	char path[PATH_MAX], got[WH_DIGEST_LEN + 1];
+	int rc;
+
+	if (!digest_ok(digest))
+		return WH_EINVAL;
+	rc = upload_path(st, up->repo, up->id, path);
+	if (rc < 0)
+		goto out;
+	wh_sha256_final(&up->hash, got);
+	if (strcmp(got, digest) != 0) {
+		rc = WH_EDIGEST;
+		unlink(path);
+		goto out;
+	}
+	if (fsync(up->fd) < 0) {
+		rc = -errno;
+		log_err("cannot sync upload", path, rc);
+		unlink(path);
+		goto out;
+	}
+	close(up->fd);
+	up->fd = -1;
+	rc = wh_store_blob_publish(st, up->repo, path, digest);
+out:
+	upload_free(st, up);
+	return rc;
+}
+
+int wh_store_upload_cancel(wh_store *st, wh_upload *up)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	rc = upload_path(st, up->repo, up->id, path);
+	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
+		rc = -errno;
+	upload_free(st, up);
+	return rc;
+}
+
+/* ---- manifests and tags ---- */
+
+void wh_manifest_free(wh_manifest *m)
+{
+	if (!m)
+		return;
+	free(m->media_type);
+	free(m->data);
+	m->media_type = NULL;
+	m->data = NULL;
+	m->len = 0;
+}
+
+static bool ref_ok(const char *ref)
+{
+	size_t len = ref ? strlen(ref) : 0;
+
+	if (!ref)
+		return false;
+	if (wh_ref_is_digest(ref, len))
+		return wh_digest_check(ref, len) == WH_DIGEST_OK;
+	return wh_tag_valid(ref, len);
+}
+
+/* Find ref (tag or digest) in repo's index: its digest and media type (NULL
+ * when the entry has none; malloc'd otherwise). */
+static int lookup(wh_store *st, const char *repo, const char *ref, char digest[WH_DIGEST_LEN + 1],
+                  char **media_type)
+{
+	cJSON *idx = NULL, *arr, *e;
+	const char *d, *mt;
+	int rc;
+
+	*media_type = NULL;
+	if (!repo_ok(repo) || !ref_ok(ref))
+		return WH_EINVAL;
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	arr = index_manifests(idx);
+	if (wh_ref_is_digest(ref, strlen(ref)))
+		e = find_by_digest(arr, ref, false);
+	else
+		e = find_by_tag(arr, ref);
+	if (!e) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	d = entry_digest(e);
+	if (!digest_ok(d)) {
+		wh_log(WH_LOG_WARN, "index.json entry has an unsupported digest", "repo", WH_LS,
+		       repo, "ref", WH_LS, ref, NULL);
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	memcpy(digest, d, WH_DIGEST_LEN + 1);
+	mt = json_str(e, "mediaType");
+	if (mt)
+		*media_type = wh_strdup(mt);
+out:
+	cJSON_Delete(idx);
+	return rc;
+}
+
+/* The mediaType a manifest declares, or the OCI manifest type. */
+static char *declared_media_type(const char *data, size_t len)
+{
+	cJSON *m = cJSON_ParseWithLength(data, len);
+	const char *mt = json_str(m, "mediaType");
+	char *res = wh_strdup(mt ? mt : MEDIA_MANIFEST);
+
+	cJSON_Delete(m);
+	return res;
+}
+
+int wh_store_manifest_get(wh_store *st, const char *repo, const char *ref, wh_manifest *out)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = lookup(st, repo, ref, out->digest, &out->media_type);
+	if (rc < 0)
+		goto out;
+	rc = blob_path(st, repo, out->digest, path);
+	if (rc < 0)
+		goto out;
+	rc = read_file(path, JSON_MAX, &out->data, &out->len);
+	if (rc == WH_ENOTFOUND)
+		wh_log(WH_LOG_WARN, "index.json names a manifest that is missing", "path", WH_LS,
+		       path, NULL);
+	if (rc < 0)
+		goto out;
+	if (!out->media_type)
+		out->media_type = declared_media_type(out->data, out->len);
+out:
+	if (rc < 0) {
+		wh_manifest_free(out);
+		memset(out, 0, sizeof(*out));
+	}
+	return rc;
+}
+
+int wh_store_manifest_stat(wh_store *st, const char *repo, const char *ref,
+                           char digest[WH_DIGEST_LEN + 1], char **media_type, int64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	char *data = NULL;
+	size_t len;
+	int rc;
+
+	rc = lookup(st, repo, ref, digest, media_type);
+	if (rc < 0)
+		goto out;
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		goto out;
+	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	if (size)
+		*size = (int64_t)sb.st_size;
+	if (!*media_type) {
+		rc = read_file(path, JSON_MAX, &data, &len);
+		if (rc < 0)
+			goto out;
+		*media_type = declared_media_type(data, len);
+	}
+out:
+	free(data);
+	if (rc < 0) {
+		free(*media_type);
+		*media_type = NULL;
+	}
+	return rc;
+}
+
+int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const char *digest,
+                          const char *media_type, const char *data, size_t len)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	cJSON *idx = NULL, *arr, *e, *next;
+	bool changed = false, tagged = false;
+	int fd, rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest) || (tag && !wh_tag_valid(tag, strlen(tag))) ||
+	    (!data && len > 0))
+		return WH_EINVAL;
+	rc = repo_init(st, repo);
+	if (rc < 0)
+		goto out;
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(path)) {
+		fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
+		if (fd < 0) {
+			rc = fd;
+			goto out;
+		}
+		rc = write_all(fd, data, len);
+		close(fd);
+		if (rc < 0) {
+			unlink(tmp);
+			goto out;
+		}
+		rc = wh_store_blob_publish(st, repo, tmp, digest);
+		if (rc < 0)
+			goto out;
+	}
+
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	arr = index_manifests(idx);
+	if (tag) {
+		/* Move the tag: entries that carry it for another digest lose it. */
+		for (e = arr->child; e; e = next) {
+			next = e->next;
+			if (!str_eq(entry_tag(e), tag))
+				continue;
+			if (str_eq(entry_digest(e), digest)) {
+				tagged = true;
+			} else {
+				entry_untag(arr, e);
+				changed = true;
+			}
+		}
+		if (!tagged) {
+			e = find_by_digest(arr, digest, true);
+			rc = e ? entry_set_tag(e, tag)
+			       : entry_add(arr, digest, media_type, len, tag);
+			if (rc < 0)
+				goto out;
+			changed = true;
+		}
+	} else if (!find_by_digest(arr, digest, false)) {
+		rc = entry_add(arr, digest, media_type, len, NULL);
+		if (rc < 0)
+			goto out;
+		changed = true;
+	}
+	if (changed)
+		rc = index_save(st, repo, idx);
+out:
+	cJSON_Delete(idx);
+	return rc;
+}
+
+int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref)
+{
+	char path[PATH_MAX];
+	cJSON *idx = NULL, *arr, *e, *next;
+	bool found = false, by_digest;
+	int rc;
+
+	if (!repo_ok(repo) || !ref_ok(ref))
+		return WH_EINVAL;
+	by_digest = wh_ref_is_digest(ref, strlen(ref));
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	arr = index_manifests(idx);
+	for (e = arr->child; e; e = next) {
+		next = e->next;
+		if (by_digest && str_eq(entry_digest(e), ref)) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
+			found = true;
+		} else if (!by_digest && str_eq(entry_tag(e), ref)) {
+			entry_untag(arr, e);
+			found = true;
+		}
+	}
+	if (!found) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	rc = index_save(st, repo, idx);
+	if (rc < 0 || !by_digest)
+		goto out;
+	/* The index no longer names it; only then do the bytes go, so a crash
+	 * in between leaves an orphan blob, never a dangling entry. */
+	rc = blob_path(st, repo, ref, path);
+	if (rc < 0)
+		goto out;
+	if (unlink(path) < 0) {
+		if (errno != ENOENT)
+			log_err("cannot remove manifest blob", path, -errno);
+		goto out;
+	}
+	rc = fsync_parent(path);
+out:
+	cJSON_Delete(idx);
+	return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* From v[0..n) (sorted, may repeat), the names after last, at most limit
+ * (limit < 0: all), copied into a new array. */
+static void paginate(char **v, int n, const char *last, int limit, char ***out, int *count,
+                     bool *more)
+{
+	int i = 0, k = 0;
+	char **res;
+
+	while (last && i < n && strcmp(v[i], last) <= 0)
+		i++;
+	res = wh_malloc(sizeof(*res) * (size_t)(n - i + 1));
+	for (; i < n; i++) {
+		if (k > 0 && strcmp(res[k - 1], v[i]) == 0)
+			continue;
+		if (limit >= 0 && k == limit)
+			break;
+		res[k++] = wh_strdup(v[i]);
+	}
+	/* Anything left that is not a repeat of the last one returned? */
+	while (i < n && k > 0 && strcmp(res[k - 1], v[i]) == 0)
+		i++;
+	*more = i < n;
+	*out = res;
+	*count = k;
+}
+
+int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
+                  bool *more)
+{
+	cJSON *idx = NULL, *e;
+	char **v = NULL;
+	int nv = 0, rc;
+
+	*tags = NULL;
+	*count = 0;
+	*more = false;
+	if (!repo_ok(repo))
+		return WH_EINVAL;
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	v = wh_malloc(sizeof(*v) * ((size_t)cJSON_GetArraySize(index_manifests(idx)) + 1));
+	cJSON_ArrayForEach(e, index_manifests(idx))
+	{
+		const char *t = entry_tag(e);
+		/* Other tools write full references here; only tags are tags. */
+		if (t && wh_tag_valid(t, strlen(t)))
+			v[nv++] = (char *)t;
+	}
+	if (nv > 0)
+		qsort(v, (size_t)nv, sizeof(*v), cmp_str);
+	paginate(v, nv, last, n, tags, count, more);
+out:
+	free(v);
+	cJSON_Delete(idx);
+	return rc;
+}
+
+struct strv {
+	char **v;
+	int n, cap;
+};
+
+static void strv_push(struct strv *s, char *str)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 64;
+		s->v = wh_realloc(s->v, sizeof(*s->v) * (size_t)s->cap);
+	}
+	s->v[s->n++] = str;
+}
+
+/* Walk the directory `name` under parent_fd, whose path below the root is
+ * rel[0..rel_len). Repositories are directories holding index.json; a
+ * repository's own blobs/ and dot-directories are not descended into, nor is
+ * anything that cannot be part of a valid name. */
+static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_len, struct strv *out)
+{
+	struct stat sb;
+	struct dirent *de;
+	DIR *dir;
+	bool is_repo;
+	int fd;
+
+	/* The root itself may be a symlink (/var/lib/wharf -> /data); below it,
+	 * links are not followed. */
+	fd = openat(parent_fd, name,
+	            O_RDONLY | O_DIRECTORY | O_CLOEXEC | (rel_len ? O_NOFOLLOW : 0));
+	if (fd < 0)
+		return;
+	is_repo = rel_len > 0 && fstatat(fd, "index.json", &sb, 0) == 0 && S_ISREG(sb.st_mode);
+	if (is_repo && wh_name_valid(rel, rel_len))
+		strv_push(out, wh_strndup(rel, rel_len));
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		size_t nlen = strlen(de->d_name);
+		size_t new_len = rel_len + (rel_len ? 1 : 0) + nlen;
+
+		if (de->d_name[0] == '.' || (is_repo && !strcmp(de->d_name, "blobs")))
+			continue;
+		if (new_len > WH_NAME_MAX || !wh_name_valid(de->d_name, nlen))
+			continue;
+		if (de->d_type != DT_DIR) {
+			if (de->d_type != DT_UNKNOWN)
+				continue;
+			if (fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISDIR(sb.st_mode))
+				continue;
+		}
+		if (rel_len)
+			rel[rel_len] = '/';
+		memcpy(rel + new_len - nlen, de->d_name, nlen + 1);
+		walk_repos(dirfd(dir), de->d_name, rel, new_len, out);
+		rel[rel_len] = '\0';
+	}
+	closedir(dir);
+}
+
+int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more)
+{
+	char rel[WH_NAME_MAX + 2] = "";
+	struct strv all = {0};
+
+	walk_repos(AT_FDCWD, st->root, rel, 0, &all);
+	if (all.n > 0)
+		qsort(all.v, (size_t)all.n, sizeof(*all.v), cmp_str);
+	paginate(all.v, all.n, last, n, repos, count, more);
+	wh_strv_free(all.v, all.n);
+	return 0;
+}
+
+/* Orders index entries by digest (only entries with a valid one are sorted). */
+static int cmp_entry_digest(const void *a, const void *b)
+{
+	const char *da = entry_digest(*(const cJSON *const *)a);
+	const char *db = entry_digest(*(const cJSON *const *)b);
+
+	return strcmp(da ? da : "", db ? db : "");
+}
+
+/* The referrers descriptor for manifest m (bytes len), or NULL when it does
+ * not pass the artifact type filter. */
+static cJSON *referrer_desc(const cJSON *m, const char *digest, const char *entry_mt, size_t len,
+                            const char *artifact_type)
+{
+	const char *mt = json_str(m, "mediaType");
+	const char *at = json_str(m, "artifactType");
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(m, "annotations");
+	bool is_index;
+	cJSON *d = NULL;
+
+	if (!mt)
+		mt = entry_mt;
+	is_index = str_eq(mt, MEDIA_INDEX) || str_eq(mt, MEDIA_DOCKER_LIST) ||
+	           cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "manifests"));
+	if (at && !*at)
+		at = NULL;
+	if (!at && !is_index)
+		at = json_str(cJSON_GetObjectItemCaseSensitive(m, "config"), "mediaType");
+	if (artifact_type && !str_eq(at, artifact_type))
+		goto out;
+	d = cJSON_CreateObject();
+	if (!d)
+		goto out;
+	if ((mt && !cJSON_AddStringToObject(d, "mediaType", mt)) ||
+	    !cJSON_AddStringToObject(d, "digest", digest) ||
+	    !cJSON_AddNumberToObject(d, "size", (double)len) ||
+	    (at && !cJSON_AddStringToObject(d, "artifactType", at)) ||
+	    (cJSON_IsObject(ann) &&
+	     !cJSON_AddItemToObject(d, "annotations", cJSON_Duplicate(ann, 1)))) {
+		cJSON_Delete(d);
+		d = NULL;
+	}
+out:
+	return d;
+}
+
+int wh_store_referrers(wh_store *st, const char *repo, const char *digest,
+                       const char *artifact_type, char **json)
+{
+	char path[PATH_MAX];
+	cJSON *res = NULL, *list = NULL, *idx = NULL, *e, *m = NULL;
+	cJSON **entries = NULL;
+	char *data = NULL;
+	size_t len;
+	int n = 0, rc;
+
+	*json = NULL;
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	res = cJSON_CreateObject();
+	if (!res || !cJSON_AddNumberToObject(res, "schemaVersion", 2) ||
+	    !cJSON_AddStringToObject(res, "mediaType", MEDIA_INDEX) ||
+	    !(list = cJSON_AddArrayToObject(res, "manifests"))) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	rc = index_load(st, repo, &idx);
+	if (rc == WH_ENOTFOUND)
+		rc = 0;
+	if (rc < 0 || !idx)
+		goto print;
+
+	/* Each manifest once, in digest order. */
+	entries =
+	    wh_malloc(sizeof(*entries) * ((size_t)cJSON_GetArraySize(index_manifests(idx)) + 1));
+	cJSON_ArrayForEach(e, index_manifests(idx))
+	{
+		if (digest_ok(entry_digest(e)))
+			entries[n++] = e;
+	}
+	if (n > 0)
+		qsort(entries, (size_t)n, sizeof(*entries), cmp_entry_digest);
+	for (int i = 0; i < n; i++) {
+		const char *d = entry_digest(entries[i]), *subject;
+		cJSON *desc;
+
+		if (i > 0 && !strcmp(d, entry_digest(entries[i - 1])))
+			continue;
+		if (blob_path(st, repo, d, path) < 0 || read_file(path, JSON_MAX, &data, &len) < 0)
+			continue;
+		m = cJSON_ParseWithLength(data, len);
+		subject = json_str(cJSON_GetObjectItemCaseSensitive(m, "subject"), "digest");
+		if (str_eq(subject, digest)) {
+			desc = referrer_desc(m, d, json_str(entries[i], "mediaType"), len,
+			                     artifact_type);
+			if (desc)
+				cJSON_AddItemToArray(list, desc);
+		}
+		cJSON_Delete(m);
+		m = NULL;
+		free(data);
+		data = NULL;
+	}
+print:
+	if (rc == 0) {
+		*json = cJSON_PrintUnformatted(res);
+		if (!*json)
+			rc = WH_ENOMEM;
+	}
+out:
+	free(entries);
+	cJSON_Delete(idx);
+	cJSON_Delete(res);
+	return rc;
+}
+
+bool wh_store_repo_exists(wh_store *st, const char *repo)
+{
+	char path[PATH_MAX];
+
+	return repo_ok(repo) && repo_path(st, repo, "index.json", path) == 0 && file_exists(path);
+}
+
+void wh_strv_free(char **v, int n)
+{
+	if (!v)
+		return;
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
