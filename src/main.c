@@ -60,6 +60,7 @@ static int cmd_verify(const char *path)
 struct serve_state {
 	uv_loop_t *loop;
 	wh_server *srv;
+	wh_registry *reg;
 	uv_signal_t sigterm, sigint;
 	bool stopping;
 };
@@ -67,6 +68,9 @@ struct serve_state {
 static void server_gone(void *arg)
 {
 	struct serve_state *st = arg;
+	/* No client is left: stop the upstream fetches and close their sockets. */
+	wh_registry_free(st->reg);
+	st->reg = NULL;
 	uv_close((uv_handle_t *)&st->sigterm, NULL);
 	uv_close((uv_handle_t *)&st->sigint, NULL);
 }
@@ -112,7 +116,6 @@ static int cmd_serve(const char *path)
 	wh_config cfg;
 	char err[512];
 	wh_store *store = NULL;
-	wh_registry *reg = NULL;
 	uv_loop_t *loop = uv_default_loop();
 	struct serve_state st = {.loop = loop};
 
@@ -137,9 +140,9 @@ static int cmd_serve(const char *path)
 		       "error", WH_LS, wh_strerror(sr), NULL);
 		goto out;
 	}
-	if (wh_registry_new(loop, &cfg, store, &reg) != 0)
+	if (wh_registry_new(loop, &cfg, store, &st.reg) != 0)
 		goto out;
-	if (wh_server_start(loop, &cfg, wh_registry_handle, reg, &st.srv) != 0)
+	if (wh_server_start(loop, &cfg, wh_registry_handle, st.reg, &st.srv) != 0)
 		goto out;
 
 	uv_signal_init(loop, &st.sigterm);
@@ -153,10 +156,10 @@ static int cmd_serve(const char *path)
 	wh_log(WH_LOG_INFO, "stopped", NULL);
 	rc = 0;
 out:
-	if (reg)
-		wh_registry_free(reg);
-	/* The registry may have closed handles of its own; let them finish. */
-	uv_run(loop, UV_RUN_NOWAIT);
+	if (st.reg)
+		wh_registry_free(st.reg);
+	/* Let the handles closed above finish closing. */
+	uv_run(loop, UV_RUN_DEFAULT);
 	if (store)
 		wh_store_close(store);
 	if (uv_loop_close(loop) != 0 && rc == 0)

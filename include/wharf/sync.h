@@ -1,0 +1,73 @@
+/* On-demand sync: the pull-through cache.
+ *
+ * A local repository name under a sync destination (Zot's
+ * extensions.sync.registries[].content rules) maps to an upstream name. For
+ * such names the registry asks sync to answer manifest and blob pulls:
+ *
+ *  - manifests by tag are served from the store while fresh (checked within
+ *    manifestCheckInterval), else revalidated with a HEAD upstream and fetched
+ *    with a GET only when the digest changed; stored byte-exact. When the
+ *    upstream fails, a cached copy is served (stale-if-error);
+ *  - blobs not in the store are fetched once per digest however many clients
+ *    ask (the in-flight table). The bytes are hashed and appended to a temp
+ *    file as they arrive and every client is fed from that file at its own
+ *    pace (the tee); the last byte is held back until the digest verifies,
+ *    so a client never receives a complete-looking wrong body. On a match the
+ *    blob is published; on a mismatch or a cut the temp file is dropped and
+ *    the clients' connections are cut.
+ *
+ * Requests for one fetch are answered through `serve` when the answer is in
+ * the store. */
+#ifndef WHARF_SYNC_H
+#define WHARF_SYNC_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "wharf/config.h"
+#include "wharf/http.h"
+#include "wharf/ref.h"
+#include "wharf/store.h"
+
+typedef struct wh_sync wh_sync;
+
+/* Where a local name comes from. */
+typedef struct wh_sync_map {
+	const wh_sync_registry *reg;
+	const wh_sync_content *content;
+	char upstream[WH_NAME_MAX + 16]; /* upstream repository name */
+} wh_sync_map;
+
+/* How the registry answers from the store (sync calls these once the
+ * content is there). */
+typedef struct wh_sync_serve {
+	void (*manifest)(wh_req *req, void *ctx, const char *name, const char *ref);
+	void (*blob)(wh_req *req, void *ctx, const char *name, const char *digest);
+	void *ctx;
+} wh_sync_serve;
+
+/* Returns 0, or WH_EINVAL with a message in err (e.g. an unreadable
+ * credentialsFile). With sync disabled, *out is NULL and 0 is returned. */
+int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh_sync_serve *serve,
+                wh_sync **out, char *err, size_t errlen);
+
+/* Cancel fetches in flight (their clients' connections are cut) and free. */
+void wh_sync_free(wh_sync *s);
+
+/* True when name falls under an on-demand sync rule; fills *map. */
+bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map);
+
+/* Answer a manifest GET/HEAD by tag or digest for a synced name. A tag
+ * that the rule's tags.regex / excludeRegex filter out is never fetched. */
+void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref,
+                      const wh_sync_map *map);
+
+/* Answer a blob GET/HEAD for a synced name whose blob is not in the store. */
+void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                  const wh_sync_map *map);
+
+/* Doublestar glob: `*` within a path component, `**` across components,
+ * `?`, `[...]`, `{a,b}`. */
+bool wh_glob_match(const char *pattern, const char *name);
+
+#endif

@@ -1,0 +1,78 @@
+/* The upstream client: HTTP requests to other registries through libcurl's
+ * multi interface, driven by the same libuv loop as the server (a uv_poll per
+ * socket, one uv_timer for curl's timeouts). Nothing here blocks the loop.
+ *
+ * A wh_up_req is one logical request: it may take several HTTP exchanges
+ * before its answer is delivered — the Bearer token dance on a 401 (token
+ * fetched anonymously or with the registry's credentials and cached per
+ * scope until it expires), a Basic retry, redirects (Authorization is never
+ * sent to another host), fallback URLs, retries with backoff on connection
+ * errors, 5xx and 429 (honouring a short Retry-After). Only the final
+ * response reaches the caller.
+ *
+ * Callbacks, in order, each from the loop (never re-entrantly):
+ *   on_head  once, with the final response's status and headers;
+ *   on_data  zero or more times with body bytes (only for 2xx answers);
+ *   on_done  exactly once, last; the request is freed after it returns.
+ * on_done's err is 0 when the whole body arrived, or a WH_E* code (the
+ * response was cut, the upstream could not be reached, ...). on_done can come
+ * without on_head when no response was ever had. */
+#ifndef WHARF_UPSTREAM_H
+#define WHARF_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "wharf/config.h"
+
+typedef struct wh_upstream wh_upstream;
+typedef struct wh_up_req wh_up_req;
+
+typedef struct wh_up_head {
+	int status;
+	int64_t content_length;   /* -1 when not given */
+	const char *content_type; /* without parameters; NULL when not given */
+	const char *digest;       /* Docker-Content-Digest; NULL when not given */
+	int retry_after_s;        /* Retry-After in seconds; -1 when not given */
+} wh_up_head;
+
+typedef struct wh_up_cbs {
+	void (*on_head)(wh_up_req *r, const wh_up_head *head, void *arg);
+	/* Return 0 to go on, non-zero to abort the transfer (on_done follows
+	 * with an error). */
+	int (*on_data)(wh_up_req *r, const char *data, size_t len, void *arg);
+	void (*on_done)(wh_up_req *r, int err, void *arg);
+} wh_up_cbs;
+
+/* Create the client. credentials_file may be NULL; its format is Zot's:
+ * {"host[:port]": {"username": "...", "password": "..."}}. Returns 0, or
+ * WH_EINVAL with a message in err. */
+int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, wh_upstream **out, char *err,
+                    size_t errlen);
+
+/* Cancel every request (no callbacks fire) and free the client once curl's
+ * sockets are closed. */
+void wh_upstream_free(wh_upstream *up);
+
+/* Start a request for `path` (beginning with /v2/) on the registry `reg`.
+ * repo is the upstream repository name, used for the token scope
+ * (repository:<repo>:pull). accept may be NULL. */
+wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, const char *method,
+                               const char *path, const char *repo, const char *accept,
+                               const wh_up_cbs *cbs, void *arg);
+
+/* Stop a request: no callback fires after this returns. Safe to call from
+ * inside on_head or on_data. */
+void wh_upstream_cancel(wh_up_req *r);
+
+/* The API base of a registry URL: scheme://host[:port] without a trailing
+ * slash, with Docker Hub's web names mapped to its registry API host. Writes
+ * into buf (NUL-terminated) and returns it. */
+const char *wh_upstream_base(const char *url, char *buf, size_t buflen);
+
+/* True when url names Docker Hub, whose official images live under library/. */
+bool wh_upstream_is_docker_hub(const char *url);
+
+#endif

@@ -1,0 +1,1084 @@
+/* On-demand sync: name mapping, tag freshness, manifest fetches with single
+ * flight, and the blob tee. See include/wharf/sync.h for the contract. */
+#include "wharf/sync.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wharf/common.h"
+#include "wharf/log.h"
+#include "wharf/registry.h"
+#include "wharf/upstream.h"
+
+#define MANIFEST_MAX (4 * 1024 * 1024)
+#define FRESH_SLOTS  4096              /* tag freshness entries (16 bytes each) */
+#define SEGMENT_MAX  (4 * 1024 * 1024) /* bytes queued to one client at a time */
+
+/* Everything a client may accept: upstream is always asked for all of them,
+ * so the cache holds the upstream's own manifest (same digest) whatever the
+ * first client was able to read. */
+static const char ACCEPT_ALL[] =
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
+
+struct rule_re {
+	regex_t re, ex;
+	bool has_re, has_ex;
+};
+
+struct mwait;
+struct reader;
+
+/* A manifest being fetched for (name, ref); every client asking meanwhile waits on it. */
+struct mfetch {
+	struct mfetch *next;
+	wh_sync *s;
+	char name[WH_NAME_MAX + 1];
+	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
+	bool by_digest;
+	wh_sync_map map;
+	wh_up_req *up;
+	bool head_phase;
+	bool had_local;
+	char local_digest[WH_DIGEST_LEN + 1];
+	char up_digest[WH_DIGEST_LEN + 1]; /* from the upstream's Docker-Content-Digest */
+	int status;
+	char ctype[256];
+	char *buf;
+	size_t len, cap;
+	bool too_big;
+	struct mwait *waiters;
+};
+
+struct mwait {
+	struct mwait *next;
+	struct mfetch *f;
+	wh_req *req;
+};
+
+/* A blob being fetched: the tee. */
+struct bfetch {
+	struct bfetch *next;
+	wh_sync *s;
+	char digest[WH_DIGEST_LEN + 1];
+	char name[WH_NAME_MAX + 1]; /* the repository it is published to */
+	char **also;                /* other repositories that asked: linked after */
+	int n_also;
+	wh_sync_map map;
+	wh_up_req *up;
+	int fd;
+	char tmp[PATH_MAX];
+	wh_sha256 hash;
+	int status;
+	int64_t total; /* -1 until known */
+	int64_t written;
+	bool got_head;
+	bool fetch_done;
+	bool verified;
+	bool failed;
+	bool in_table;
+	int iterating;
+	struct reader *readers;
+	uint64_t started_ms;
+};
+
+/* A client fed from a bfetch. */
+struct reader {
+	struct reader *next;
+	struct bfetch *f;
+	wh_req *req;
+	bool head_only;
+	bool range;
+	int64_t start, end; /* wanted range, inclusive; end -1: to the end */
+	int64_t off;
+	bool head_sent;
+};
+
+/* A HEAD of an uncached blob, answered by a HEAD upstream. */
+struct bhead {
+	wh_req *req;
+	wh_up_req *up;
+	char digest[WH_DIGEST_LEN + 1];
+};
+
+struct wh_sync {
+	uv_loop_t *loop;
+	const wh_config *cfg;
+	wh_store *store;
+	wh_sync_serve serve;
+	wh_upstream *up;
+	struct rule_re **re; /* [registry][content] */
+	struct mfetch *mfetches;
+	struct bfetch *bfetches;
+	struct {
+		uint64_t key;
+		uint64_t checked_ms;
+	} fresh[FRESH_SLOTS];
+};
+
+/* ---- glob ---- */
+
+static bool class_match(const char **pp, char c)
+{
+	const char *p = *pp + 1;
+	bool neg = false, ok = false;
+	if (*p == '!' || *p == '^') {
+		neg = true;
+		p++;
+	}
+	bool first = true;
+	while (*p && (*p != ']' || first)) {
+		first = false;
+		char lo = *p, hi = *p;
+		if (p[1] == '-' && p[2] && p[2] != ']') {
+			hi = p[2];
+			p += 2;
+		}
+		if (c >= lo && c <= hi)
+			ok = true;
+		p++;
+	}
+	*pp = *p ? p + 1 : p;
+	return ok != neg;
+}
+
+static bool glob_rec(const char *p, const char *n, int depth)
+{
+	if (depth > 64)
+		return false;
+	while (*p) {
+		if (p[0] == '*' && p[1] == '*') {
+			const char *rest = p + 2;
+			/* "**\/" may match nothing at all. */
+			if (*rest == '/' && glob_rec(rest + 1, n, depth + 1))
+				return true;
+			for (const char *t = n;; t++) {
+				if (glob_rec(rest, t, depth + 1))
+					return true;
+				if (!*t)
+					return false;
+			}
+		}
+		if (*p == '*') {
+			for (const char *t = n;; t++) {
+				if (glob_rec(p + 1, t, depth + 1))
+					return true;
+				if (!*t || *t == '/')
+					return false;
+			}
+		}
+		if (*p == '{') {
+			/* Try each alternative followed by the rest of the pattern. */
+			const char *close = strchr(p, '}');
+			if (!close)
+				return false;
+			const char *alt = p + 1;
+			for (;;) {
+				const char *e = alt;
+				while (e < close && *e != ',')
+					e++;
+				char buf[1024];
+				int k = snprintf(buf, sizeof(buf), "%.*s%s", (int)(e - alt), alt,
+				                 close + 1);
+				if (k > 0 && (size_t)k < sizeof(buf) && glob_rec(buf, n, depth + 1))
+					return true;
+				if (e >= close)
+					return false;
+				alt = e + 1;
+			}
+		}
+		if (!*n)
+			return false;
+		if (*p == '?') {
+			if (*n == '/')
+				return false;
+			p++;
+			n++;
+			continue;
+		}
+		if (*p == '[') {
+			if (*n == '/' || !class_match(&p, *n))
+				return false;
+			n++;
+			continue;
+		}
+		if (*p == '\\' && p[1])
+			p++;
+		if (*p != *n)
+			return false;
+		p++;
+		n++;
+	}
+	return *n == '\0';
+}
+
+bool wh_glob_match(const char *pattern, const char *name)
+{
+	return glob_rec(pattern, name, 0);
+}
+
+/* ---- names ---- */
+
+static const char *trim_slashes(const char *s, size_t *len)
+{
+	while (*s == '/')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && s[n - 1] == '/')
+		n--;
+	*len = n;
+	return s;
+}
+
+bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
+{
+	if (!s)
+		return false;
+	const wh_config *cfg = s->cfg;
+	for (int i = 0; i < cfg->n_registries; i++) {
+		const wh_sync_registry *reg = &cfg->registries[i];
+		if (!reg->on_demand || reg->n_urls == 0)
+			continue;
+		for (int j = 0; j < reg->n_content; j++) {
+			const wh_sync_content *c = &reg->content[j];
+			size_t dl = 0, pl = 0;
+			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
+			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			const char *rest = name;
+			if (dl > 0) {
+				if (strncmp(name, dest, dl) != 0 || name[dl] != '/')
+					continue;
+				rest = name + dl + 1;
+			}
+			char up[WH_NAME_MAX + 16];
+			int k;
+			if (c->strip_prefix) {
+				/* The prefix's literal leading components were stripped. */
+				size_t lit = 0;
+				for (size_t x = 0; x < pl; x++) {
+					if (strchr("*?[{", prefix[x]))
+						break;
+					if (prefix[x] == '/')
+						lit = x;
+					if (x + 1 == pl)
+						lit = pl;
+				}
+				k = snprintf(up, sizeof(up), "%.*s%s%s", (int)lit, prefix,
+				             lit ? "/" : "", rest);
+			} else {
+				k = snprintf(up, sizeof(up), "%s", rest);
+			}
+			if (k < 0 || (size_t)k >= sizeof(up) || !*rest)
+				continue;
+			if (wh_upstream_is_docker_hub(reg->urls[0]) && !strchr(up, '/')) {
+				/* Docker Hub's official images: nginx is library/nginx. */
+				size_t ul = strlen(up);
+				if (ul + 8 >= sizeof(up))
+					continue;
+				memmove(up + 8, up, ul + 1);
+				memcpy(up, "library/", 8);
+			}
+			char pat[1024];
+			snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
+			bool literal = strpbrk(pat, "*?[{") == NULL;
+			bool ok = wh_glob_match(pat, up) ||
+			          (literal && strncmp(up, pat, pl) == 0 && up[pl] == '/');
+			if (!ok)
+				continue;
+			map->reg = reg;
+			map->content = c;
+			memcpy(map->upstream, up, sizeof(up));
+			return true;
+		}
+	}
+	return false;
+}
+
+static const struct rule_re *rule_for(const wh_sync *s, const wh_sync_map *map)
+{
+	const wh_config *cfg = s->cfg;
+	int i = (int)(map->reg - cfg->registries);
+	int j = (int)(map->content - map->reg->content);
+	return &s->re[i][j];
+}
+
+static bool tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag)
+{
+	const struct rule_re *r = rule_for(s, map);
+	if (r->has_re && regexec(&r->re, tag, 0, NULL, 0) != 0)
+		return false;
+	if (r->has_ex && regexec(&r->ex, tag, 0, NULL, 0) == 0)
+		return false;
+	return true;
+}
+
+/* ---- freshness of tags ---- */
+
+static uint64_t fnv1a(const char *a, const char *b)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = a; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (const char *p = b; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return h | 1; /* 0 marks an empty slot */
+}
+
+static int64_t check_interval(const wh_sync *s, const wh_sync_map *map)
+{
+	return map->reg->manifest_check_interval_ms > 0 ? map->reg->manifest_check_interval_ms
+	                                                : s->cfg->manifest_check_interval_ms;
+}
+
+static bool is_fresh(wh_sync *s, const wh_sync_map *map, const char *name, const char *tag)
+{
+	uint64_t k = fnv1a(name, tag);
+	size_t slot = k % FRESH_SLOTS;
+	return s->fresh[slot].key == k &&
+	       uv_now(s->loop) - s->fresh[slot].checked_ms < (uint64_t)check_interval(s, map);
+}
+
+static void mark_fresh(wh_sync *s, const char *name, const char *tag)
+{
+	uint64_t k = fnv1a(name, tag);
+	size_t slot = k % FRESH_SLOTS;
+	s->fresh[slot].key = k;
+	s->fresh[slot].checked_ms = uv_now(s->loop);
+}
+
+/* ---- errors ---- */
+
+static void upstream_error(wh_req *req, int status, bool blob, const char *what)
+{
+	if (status == 404 || status == 401 || status == 403)
+		wh_registry_error(
+		    req, 404, blob ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN",
+		    blob ? "blob unknown to registry" : "manifest unknown to registry", what);
+	else if (status == 429)
+		wh_registry_error(req, 429, "TOOMANYREQUESTS",
+		                  "the upstream registry is rate limiting", what);
+	else
+		wh_registry_error(req, 502, "UNKNOWN", "the upstream registry is unavailable",
+		                  what);
+}
+
+/* ---- manifests ---- */
+
+static void mwait_gone(wh_req *req)
+{
+	struct mwait *w = req->data;
+	if (!w)
+		return;
+	for (struct mwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	free(w);
+	req->data = NULL;
+}
+
+static void mfetch_unlink(struct mfetch *f)
+{
+	for (struct mfetch **pp = &f->s->mfetches; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			return;
+		}
+	}
+}
+
+/* Answer everyone waiting: from the store when ok, else with the error. */
+static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why)
+{
+	mfetch_unlink(f);
+	while (f->waiters) {
+		struct mwait *w = f->waiters;
+		f->waiters = w->next;
+		wh_req *req = w->req;
+		req->data = NULL;
+		req->on_done = NULL;
+		free(w);
+		if (ok)
+			f->s->serve.manifest(req, f->s->serve.ctx, f->name, f->ref);
+		else
+			upstream_error(req, status, false, why);
+	}
+	free(f->buf);
+	free(f);
+}
+
+static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
+{
+	if (f->had_local) {
+		wh_log(WH_LOG_WARN, "upstream unavailable, serving the cached manifest", "repo",
+		       WH_LS, f->name, "reference", WH_LS, f->ref, "upstream", WH_LS,
+		       f->map.reg->urls[0], "error", WH_LS, why, NULL);
+		mfetch_finish(f, true, 0, NULL);
+		return;
+	}
+	wh_log(WH_LOG_WARN, "cannot sync manifest", "repo", WH_LS, f->name, "reference", WH_LS,
+	       f->ref, "upstream", WH_LS, f->map.reg->urls[0], "status", WH_LI, (long long)status,
+	       "error", WH_LS, why, NULL);
+	mfetch_finish(f, false, status, why);
+}
+
+static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct mfetch *f = arg;
+	f->status = h->status;
+	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
+	f->up_digest[0] = '\0';
+	if (h->digest && wh_digest_check(h->digest, strlen(h->digest)) == WH_DIGEST_OK)
+		memcpy(f->up_digest, h->digest, WH_DIGEST_LEN + 1);
+	if (!f->head_phase && h->content_length > MANIFEST_MAX)
+		f->too_big = true;
+}
+
+static int m_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
+{
+	struct mfetch *f = arg;
+	if (f->too_big || f->len + len > MANIFEST_MAX) {
+		f->too_big = true;
+		return -1;
+	}
+	if (f->len + len > f->cap) {
+		size_t cap = f->cap ? f->cap : 8192;
+		while (cap < f->len + len)
+			cap *= 2;
+		f->buf = wh_realloc(f->buf, cap);
+		f->cap = cap;
+	}
+	memcpy(f->buf + f->len, data, len);
+	f->len += len;
+	return 0;
+}
+
+static void m_on_done(wh_up_req *r, int err, void *arg);
+
+static const wh_up_cbs mcbs = {m_on_head, m_on_data, m_on_done};
+
+static void mfetch_get(struct mfetch *f)
+{
+	char path[WH_NAME_MAX + 256];
+	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->map.upstream, f->ref);
+	f->head_phase = false;
+	f->len = 0;
+	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, ACCEPT_ALL,
+	                            &mcbs, f);
+}
+
+/* The media type to store: the upstream's Content-Type when it names a
+ * manifest, else the document's own mediaType. */
+static void media_type_of(struct mfetch *f, char *out, size_t outlen)
+{
+	if (strstr(f->ctype, "manifest") || strstr(f->ctype, "index")) {
+		snprintf(out, outlen, "%s", f->ctype);
+		return;
+	}
+	cJSON *doc = cJSON_ParseWithLength(f->buf, f->len);
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(doc, "mediaType");
+	if (cJSON_IsString(mt))
+		snprintf(out, outlen, "%s", mt->valuestring);
+	else if (cJSON_GetObjectItemCaseSensitive(doc, "manifests"))
+		snprintf(out, outlen, "application/vnd.oci.image.index.v1+json");
+	else
+		snprintf(out, outlen, "application/vnd.oci.image.manifest.v1+json");
+	cJSON_Delete(doc);
+}
+
+static void m_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct mfetch *f = arg;
+	wh_sync *s = f->s;
+	f->up = NULL;
+	if (err != 0) {
+		mfetch_stale_or_error(f, 502, wh_strerror(err));
+		return;
+	}
+	if (f->head_phase) {
+		if (f->status == 200 && f->had_local &&
+		    strcmp(f->up_digest, f->local_digest) == 0) {
+			mark_fresh(s, f->name, f->ref);
+			mfetch_finish(f, true, 0, NULL);
+			return;
+		}
+		if (f->status == 200) {
+			mfetch_get(f);
+			return;
+		}
+		if (f->status == 404 || f->status == 401 || f->status == 403) {
+			mfetch_finish(f, false, f->status, "not found upstream");
+			return;
+		}
+		char why[64];
+		snprintf(why, sizeof(why), "upstream answered %d", f->status);
+		mfetch_stale_or_error(f, f->status, why);
+		return;
+	}
+	if (f->status != 200 || f->too_big) {
+		char why[64];
+		snprintf(why, sizeof(why),
+		         f->too_big ? "manifest over 4 MiB" : "upstream answered %d", f->status);
+		if (f->status == 404 || f->status == 401 || f->status == 403)
+			mfetch_finish(f, false, f->status, "not found upstream");
+		else
+			mfetch_stale_or_error(f, f->status, why);
+		return;
+	}
+	char digest[WH_DIGEST_LEN + 1];
+	wh_sha256_digest(f->buf ? f->buf : "", f->len, digest);
+	const char *want = f->by_digest ? f->ref : (f->up_digest[0] ? f->up_digest : NULL);
+	if (want && strcmp(want, digest) != 0) {
+		wh_log(WH_LOG_ERROR, "upstream manifest does not match its digest", "repo", WH_LS,
+		       f->name, "reference", WH_LS, f->ref, "expected", WH_LS, want, "got", WH_LS,
+		       digest, NULL);
+		mfetch_stale_or_error(f, 502, "digest mismatch");
+		return;
+	}
+	char mt[256];
+	media_type_of(f, mt, sizeof(mt));
+	int rc = wh_store_manifest_put(s->store, f->name, f->by_digest ? NULL : f->ref, digest, mt,
+	                               f->buf ? f->buf : "", f->len);
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
+		       "error", WH_LS, wh_strerror(rc), NULL);
+		mfetch_stale_or_error(f, 500, wh_strerror(rc));
+		return;
+	}
+	if (!f->by_digest)
+		mark_fresh(s, f->name, f->ref);
+	if (!f->had_local || strcmp(f->local_digest, digest) != 0)
+		wh_log(WH_LOG_INFO, "successfully synced image", "repo", WH_LS, f->name,
+		       "reference", WH_LS, f->ref, "digest", WH_LS, digest, "upstream", WH_LS,
+		       f->map.reg->urls[0], "remote", WH_LS, f->map.upstream, NULL);
+	mfetch_finish(f, true, 0, NULL);
+}
+
+void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref,
+                      const wh_sync_map *map)
+{
+	bool by_digest = wh_ref_is_digest(ref, strlen(ref));
+	char local[WH_DIGEST_LEN + 1] = "";
+	char *mt = NULL;
+	int64_t size;
+	bool have = wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
+	free(mt);
+	if (have && (by_digest || is_fresh(s, map, name, ref))) {
+		s->serve.manifest(req, s->serve.ctx, name, ref);
+		return;
+	}
+	if (!by_digest && !tag_allowed(s, map, ref)) {
+		/* Excluded by the rule's tag filters: never fetched. */
+		s->serve.manifest(req, s->serve.ctx, name, ref);
+		return;
+	}
+	struct mfetch *f;
+	for (f = s->mfetches; f; f = f->next)
+		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
+			break;
+	if (!f) {
+		f = wh_calloc(1, sizeof(*f));
+		f->s = s;
+		snprintf(f->name, sizeof(f->name), "%s", name);
+		snprintf(f->ref, sizeof(f->ref), "%s", ref);
+		f->by_digest = by_digest;
+		f->map = *map;
+		f->had_local = have;
+		memcpy(f->local_digest, local, sizeof(local));
+		f->next = s->mfetches;
+		s->mfetches = f;
+		if (by_digest) {
+			mfetch_get(f);
+		} else {
+			/* A HEAD costs nothing against Docker Hub's pull limit. */
+			char path[WH_NAME_MAX + 256];
+			snprintf(path, sizeof(path), "/v2/%s/manifests/%s", map->upstream, ref);
+			f->head_phase = true;
+			f->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream,
+			                            ACCEPT_ALL, &mcbs, f);
+		}
+	}
+	struct mwait *w = wh_calloc(1, sizeof(*w));
+	w->f = f;
+	w->req = req;
+	w->next = f->waiters;
+	f->waiters = w;
+	req->data = w;
+	req->on_done = mwait_gone;
+}
+
+/* ---- blobs: the tee ---- */
+
+static void bfetch_maybe_free(struct bfetch *f)
+{
+	if (!f->fetch_done || f->readers || f->iterating || f->in_table)
+		return;
+	if (f->fd >= 0)
+		close(f->fd);
+	for (int i = 0; i < f->n_also; i++)
+		free(f->also[i]);
+	free(f->also);
+	free(f);
+}
+
+static void reader_gone(wh_req *req)
+{
+	struct reader *rd = req->data;
+	if (!rd)
+		return;
+	struct bfetch *f = rd->f;
+	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next) {
+		if (*pp == rd) {
+			*pp = rd->next;
+			break;
+		}
+	}
+	req->data = NULL;
+	free(rd);
+	bfetch_maybe_free(f);
+}
+
+static void reader_pump(struct reader *rd);
+
+static void reader_writable(wh_req *req)
+{
+	struct reader *rd = req->data;
+	if (rd)
+		reader_pump(rd);
+}
+
+/* Send the response head once the size is known (from the upstream's
+ * Content-Length, or after the fetch when it gave none). */
+static void reader_head(struct reader *rd)
+{
+	struct bfetch *f = rd->f;
+	wh_req *req = rd->req;
+	int64_t total = f->total;
+	if (rd->head_sent || total < 0)
+		return;
+	rd->head_sent = true;
+	int64_t a = 0, z = total - 1;
+	if (rd->range) {
+		if (rd->start >= total) {
+			wh_resp_start(req, 416);
+			wh_resp_header(req, "Content-Range", "bytes */%" PRId64, total);
+			wh_resp_length(req, 0);
+			wh_resp_end(req);
+			return;
+		}
+		a = rd->start;
+		z = rd->end >= 0 && rd->end < total ? rd->end : total - 1;
+	}
+	rd->start = a;
+	rd->end = z;
+	rd->off = a;
+	wh_resp_start(req, rd->range ? 206 : 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", "registry/2.0");
+	wh_resp_header(req, "Content-Type", "application/octet-stream");
+	wh_resp_header(req, "Docker-Content-Digest", "%s", f->digest);
+	wh_resp_header(req, "Accept-Ranges", "bytes");
+	if (rd->range)
+		wh_resp_header(req, "Content-Range", "bytes %" PRId64 "-%" PRId64 "/%" PRId64, a, z,
+		               total);
+	wh_resp_length(req, total ? z - a + 1 : 0);
+	if (rd->head_only || total == 0) {
+		/* An empty blob's "body" is complete only once verified. */
+		if (rd->head_only || f->verified)
+			wh_resp_end(req);
+		return;
+	}
+	reader_pump(rd);
+}
+
+/* Queue the next piece of the temp file to this client. Until the digest is
+ * verified the last byte of the blob is held back. May end the response, after
+ * which rd is gone. */
+static void reader_pump(struct reader *rd)
+{
+	struct bfetch *f = rd->f;
+	wh_req *req = rd->req;
+	if (!rd->head_sent || rd->head_only)
+		return;
+	int64_t end_excl = rd->end + 1;
+	int64_t avail = f->verified ? f->total : f->written - 1;
+	int64_t limit = WH_MIN(avail, end_excl);
+	if (rd->off < limit && wh_resp_can_write(req)) {
+		int64_t n = WH_MIN(limit - rd->off, (int64_t)SEGMENT_MAX);
+		int fd = dup(f->fd);
+		if (fd < 0) {
+			wh_req_abort(req);
+			return;
+		}
+		int64_t off = rd->off;
+		rd->off += n;
+		wh_resp_sendfile(req, fd, off, n);
+		return; /* on_writable brings us back for the rest */
+	}
+	if (rd->off >= end_excl && (f->verified || end_excl < f->total))
+		wh_resp_end(req);
+}
+
+static void bfetch_pump_all(struct bfetch *f)
+{
+	f->iterating++;
+	for (struct reader *rd = f->readers, *next; rd; rd = next) {
+		next = rd->next;
+		if (!rd->head_sent)
+			reader_head(rd);
+		else
+			reader_pump(rd);
+	}
+	f->iterating--;
+}
+
+static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct bfetch *f = arg;
+	f->status = h->status;
+	if (h->status != 200)
+		return;
+	f->got_head = true;
+	f->total = h->content_length;
+	bfetch_pump_all(f);
+	bfetch_maybe_free(f);
+}
+
+static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
+{
+	struct bfetch *f = arg;
+	if (f->total >= 0 && f->written + (int64_t)len > f->total)
+		return -1; /* more than promised */
+	size_t done = 0;
+	while (done < len) {
+		ssize_t w =
+		    pwrite(f->fd, data + done, len - done, (off_t)(f->written + (int64_t)done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			wh_log(WH_LOG_ERROR, "cannot write a fetched blob", "digest", WH_LS,
+			       f->digest, "error", WH_LS, strerror(w < 0 ? errno : ENOSPC), NULL);
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	wh_sha256_update(&f->hash, data, len);
+	f->written += (int64_t)len;
+	bfetch_pump_all(f);
+	return 0;
+}
+
+static void bfetch_unlink(struct bfetch *f)
+{
+	for (struct bfetch **pp = &f->s->bfetches; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	f->in_table = false;
+}
+
+static void bfetch_fail(struct bfetch *f, const char *why)
+{
+	f->failed = true;
+	unlink(f->tmp);
+	f->iterating++;
+	for (struct reader *rd = f->readers, *next; rd; rd = next) {
+		next = rd->next;
+		if (!rd->head_sent) {
+			rd->head_sent = true;
+			upstream_error(rd->req, f->status ? f->status : 502, true, why);
+		} else {
+			/* Mid-body: cut it, so the client cannot take it for whole. */
+			wh_req_abort(rd->req);
+		}
+	}
+	f->iterating--;
+}
+
+static void b_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct bfetch *f = arg;
+	wh_sync *s = f->s;
+	f->up = NULL;
+	f->fetch_done = true;
+	bfetch_unlink(f);
+	char got[WH_DIGEST_LEN + 1] = "";
+	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
+		wh_sha256_final(&f->hash, got);
+	if (err != 0 || f->status != 200) {
+		char why[80];
+		if (err != 0)
+			snprintf(why, sizeof(why), "fetch failed after %" PRId64 " bytes: %s",
+			         f->written, wh_strerror(err));
+		else
+			snprintf(why, sizeof(why), "upstream answered %d", f->status);
+		if (err != 0 || (f->status != 404 && f->status != 401))
+			wh_log(WH_LOG_WARN, "blob fetch failed", "digest", WH_LS, f->digest, "repo",
+			       WH_LS, f->name, "error", WH_LS, why, NULL);
+		bfetch_fail(f, why);
+	} else if (strcmp(got, f->digest) != 0) {
+		wh_log(WH_LOG_ERROR, "fetched blob does not match its digest; dropped", "digest",
+		       WH_LS, f->digest, "got", WH_LS, got[0] ? got : "(short body)", "repo", WH_LS,
+		       f->name, NULL);
+		f->status = 502;
+		bfetch_fail(f, "digest mismatch");
+	} else {
+		int rc = wh_store_blob_publish(s->store, f->name, f->tmp, f->digest);
+		if (rc != 0) {
+			wh_log(WH_LOG_ERROR, "cannot store fetched blob", "digest", WH_LS,
+			       f->digest, "error", WH_LS, wh_strerror(rc), NULL);
+			f->status = 500;
+			bfetch_fail(f, "storage error");
+		} else {
+			for (int i = 0; i < f->n_also; i++)
+				wh_store_blob_mount(s->store, f->also[i], f->name, f->digest);
+			f->total = f->written;
+			f->verified = true;
+			wh_log(WH_LOG_DEBUG, "blob cached", "digest", WH_LS, f->digest, "repo",
+			       WH_LS, f->name, "bytes", WH_LI, (long long)f->written, "ms", WH_LI,
+			       (long long)(uv_now(s->loop) - f->started_ms), NULL);
+			bfetch_pump_all(f);
+		}
+	}
+	bfetch_maybe_free(f);
+}
+
+static const wh_up_cbs bcbs = {b_on_head, b_on_data, b_on_done};
+
+static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *digest,
+                                   const wh_sync_map *map)
+{
+	struct bfetch *f = wh_calloc(1, sizeof(*f));
+	f->s = s;
+	f->fd = wh_store_tmp_create(s->store, f->tmp, sizeof(f->tmp));
+	if (f->fd < 0) {
+		wh_log(WH_LOG_ERROR, "cannot create a temp file", "error", WH_LS,
+		       wh_strerror(f->fd), NULL);
+		free(f);
+		return NULL;
+	}
+	snprintf(f->digest, sizeof(f->digest), "%s", digest);
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->map = *map;
+	f->total = -1;
+	f->started_ms = uv_now(s->loop);
+	wh_sha256_init(&f->hash);
+	f->next = s->bfetches;
+	s->bfetches = f;
+	f->in_table = true;
+	char path[WH_NAME_MAX + 128];
+	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
+	f->up = wh_upstream_request(s->up, map->reg, "GET", path, map->upstream, NULL, &bcbs, f);
+	return f;
+}
+
+/* Parse a Range header for a blob of unknown size: "bytes=a-b", "bytes=a-".
+ * Suffix ranges need the size and are answered with the whole blob. */
+static bool parse_range(const char *h, int64_t *start, int64_t *end)
+{
+	if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+		return false;
+	const char *p = h + 6;
+	if (*p < '0' || *p > '9')
+		return false;
+	char *e;
+	errno = 0;
+	long long a = strtoll(p, &e, 10);
+	if (*e != '-' || errno)
+		return false;
+	long long z = -1;
+	if (e[1]) {
+		char *e2;
+		z = strtoll(e + 1, &e2, 10);
+		if (*e2 || errno || z < a)
+			return false;
+	}
+	*start = a;
+	*end = z;
+	return true;
+}
+
+static void bhead_gone(wh_req *req)
+{
+	struct bhead *b = req->data;
+	if (!b)
+		return;
+	if (b->up)
+		wh_upstream_cancel(b->up);
+	free(b);
+	req->data = NULL;
+}
+
+static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct bhead *b = arg;
+	wh_req *req = b->req;
+	if (h->status != 200) {
+		upstream_error(req, h->status, true, "HEAD upstream");
+		return;
+	}
+	wh_resp_start(req, 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", "registry/2.0");
+	wh_resp_header(req, "Content-Type", "application/octet-stream");
+	wh_resp_header(req, "Docker-Content-Digest", "%s", b->digest);
+	wh_resp_header(req, "Accept-Ranges", "bytes");
+	wh_resp_length(req, h->content_length >= 0 ? h->content_length : 0);
+	wh_resp_end(req);
+}
+
+static void bh_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct bhead *b = arg;
+	b->up = NULL;
+	if (err != 0 && wh_resp_status(b->req) == 0)
+		upstream_error(b->req, 502, true, wh_strerror(err));
+}
+
+static const wh_up_cbs bhcbs = {bh_on_head, NULL, bh_on_done};
+
+void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                  const wh_sync_map *map)
+{
+	struct bfetch *f;
+	for (f = s->bfetches; f; f = f->next)
+		if (strcmp(f->digest, digest) == 0)
+			break;
+	if (req->is_head && !f) {
+		struct bhead *b = wh_calloc(1, sizeof(*b));
+		b->req = req;
+		snprintf(b->digest, sizeof(b->digest), "%s", digest);
+		req->data = b;
+		req->on_done = bhead_gone;
+		char path[WH_NAME_MAX + 128];
+		snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
+		b->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream, NULL,
+		                            &bhcbs, b);
+		return;
+	}
+	if (!f) {
+		f = bfetch_start(s, name, digest, map);
+		if (!f) {
+			wh_registry_error(req, 500, "UNKNOWN", "storage error", NULL);
+			return;
+		}
+	} else if (strcmp(f->name, name) != 0) {
+		bool known = false;
+		for (int i = 0; i < f->n_also && !known; i++)
+			known = strcmp(f->also[i], name) == 0;
+		if (!known) {
+			f->also = wh_realloc(f->also, sizeof(char *) * (size_t)(f->n_also + 1));
+			f->also[f->n_also++] = wh_strdup(name);
+		}
+	}
+	struct reader *rd = wh_calloc(1, sizeof(*rd));
+	rd->f = f;
+	rd->req = req;
+	rd->head_only = req->is_head;
+	rd->end = -1;
+	rd->range = !req->is_head && parse_range(wh_req_header(req, "range"), &rd->start, &rd->end);
+	rd->next = f->readers;
+	f->readers = rd;
+	req->data = rd;
+	req->on_done = reader_gone;
+	req->on_writable = reader_writable;
+	if (f->got_head)
+		reader_head(rd);
+}
+
+/* ---- life ---- */
+
+int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh_sync_serve *serve,
+                wh_sync **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!cfg->sync_enable || cfg->n_registries == 0)
+		return 0;
+	wh_sync *s = wh_calloc(1, sizeof(*s));
+	s->loop = loop;
+	s->cfg = cfg;
+	s->store = store;
+	s->serve = *serve;
+	int rc = wh_upstream_new(loop, cfg->sync_credentials_file, &s->up, err, errlen);
+	if (rc != 0) {
+		free(s);
+		return rc;
+	}
+	s->re = wh_calloc((size_t)cfg->n_registries, sizeof(*s->re));
+	for (int i = 0; i < cfg->n_registries; i++) {
+		const wh_sync_registry *reg = &cfg->registries[i];
+		s->re[i] =
+		    wh_calloc((size_t)(reg->n_content ? reg->n_content : 1), sizeof(**s->re));
+		for (int j = 0; j < reg->n_content; j++) {
+			const wh_sync_tags *t = &reg->content[j].tags;
+			struct rule_re *r = &s->re[i][j];
+			/* Validated by the config already. */
+			if (t->regex && regcomp(&r->re, t->regex, REG_EXTENDED | REG_NOSUB) == 0)
+				r->has_re = true;
+			if (t->exclude_regex &&
+			    regcomp(&r->ex, t->exclude_regex, REG_EXTENDED | REG_NOSUB) == 0)
+				r->has_ex = true;
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+void wh_sync_free(wh_sync *s)
+{
+	if (!s)
+		return;
+	while (s->mfetches) {
+		struct mfetch *f = s->mfetches;
+		if (f->up)
+			wh_upstream_cancel(f->up);
+		while (f->waiters) {
+			struct mwait *w = f->waiters;
+			f->waiters = w->next;
+			w->req->data = NULL;
+			wh_req_abort(w->req);
+			free(w);
+		}
+		s->mfetches = f->next;
+		free(f->buf);
+		free(f);
+	}
+	while (s->bfetches) {
+		struct bfetch *f = s->bfetches;
+		if (f->up)
+			wh_upstream_cancel(f->up);
+		f->fetch_done = true;
+		bfetch_unlink(f);
+		bfetch_fail(f, "shutting down");
+		for (struct reader *rd = f->readers, *next; rd; rd = next) {
+			next = rd->next;
+			rd->req->data = NULL;
+			free(rd);
+		}
+		f->readers = NULL;
+		bfetch_maybe_free(f);
+	}
+	wh_upstream_free(s->up);
+	for (int i = 0; i < s->cfg->n_registries; i++) {
+		for (int j = 0; j < s->cfg->registries[i].n_content; j++) {
+			if (s->re[i][j].has_re)
+				regfree(&s->re[i][j].re);
+			if (s->re[i][j].has_ex)
+				regfree(&s->re[i][j].ex);
+		}
+		free(s->re[i]);
+	}
+	free(s->re);
+	free(s);
+}

@@ -1,0 +1,1030 @@
+/* Upstream client: libcurl multi on the libuv loop.
+ *
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION → a uv_poll
+ * per socket, attached with curl_multi_assign) and when to wake it
+ * (CURLMOPT_TIMERFUNCTION → one uv_timer). Every call into curl that can
+ * complete transfers is followed by draining curl_multi_info_read, and the
+ * callbacks to our callers run from there or from curl's write callback —
+ * never while we are inside one of curl's socket or timer functions.
+ *
+ * A request that must be retried (401 → token, 429, 5xx, connection error)
+ * gets a fresh easy handle; the multi handle keeps the connections, so a retry
+ * or the next request to the same host reuses them. */
+#include "wharf/upstream.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <libpsl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "wharf/common.h"
+#include "wharf/log.h"
+
+#define TOKEN_MAX         256       /* cached tokens */
+#define TOKEN_BODY_MAX    (1 << 16) /* a token response larger than this is refused */
+#define RETRY_AFTER_MAX_S 5         /* wait at most this long for a 429's Retry-After */
+#define BACKOFF_MIN_MS    200
+#define BACKOFF_MAX_MS    4000
+
+struct token {
+	char *key; /* base + "|" + scope */
+	char *value;
+	uint64_t expires_ms; /* wh_now_ms() time */
+};
+
+struct cred {
+	char *host; /* host[:port] as in the credentials file */
+	char *user, *pass;
+};
+
+struct sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	wh_upstream *up;
+	struct sock *prev, *next;
+};
+
+struct wh_upstream {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer;
+	struct token tokens[TOKEN_MAX];
+	int n_tokens;
+	struct cred *creds;
+	int n_creds;
+	wh_up_req *reqs;
+	struct sock *socks;
+	int in_curl; /* depth of calls into curl that may call us back */
+	bool freeing;
+	int pending_closes;
+};
+
+enum phase { PH_MAIN, PH_TOKEN };
+
+struct wh_up_req {
+	wh_upstream *up;
+	wh_up_req *prev, *next;
+	const wh_sync_registry *reg;
+	char *method, *path, *repo, *accept;
+	wh_up_cbs cbs;
+	void *arg;
+
+	int url_idx;
+	int attempt;
+	enum phase phase;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	char *authz; /* "Authorization: ..." for the main request, or NULL */
+	bool tried_auth;
+	bool basic; /* answer a Basic challenge with the registry's credentials */
+	char token_key[512];
+
+	/* The response being received (headers are reset by each status line,
+	 * so after redirects they are the final response's). */
+	int status;
+	int64_t clen;
+	char ctype[256];
+	char digest[160];
+	int retry_after;
+	char *challenge;
+	bool decided; /* looked at the final status: delivering or discarding */
+	bool discarding;
+	bool head_delivered;
+	char *tbuf; /* token response body */
+	size_t tlen;
+
+	uv_timer_t retry_timer;
+	bool cancelled;
+	bool done;
+};
+
+static void check_done(wh_upstream *up);
+static void start_main(wh_up_req *r);
+static void req_finish(wh_up_req *r, int err);
+
+/* ---- names ---- */
+
+bool wh_upstream_is_docker_hub(const char *url)
+{
+	/* Docker Hub is known by several names; its web ones do not serve the
+	 * registry API. */
+	static const char *const hub[] = {"index.docker.io", "docker.io", "registry-1.docker.io",
+	                                  "registry.hub.docker.com"};
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	size_t n = strcspn(h, "/:");
+	for (size_t i = 0; i < WH_ARRAY_SIZE(hub); i++)
+		if (strlen(hub[i]) == n && strncasecmp(h, hub[i], n) == 0)
+			return true;
+	return false;
+}
+
+const char *wh_upstream_base(const char *url, char *buf, size_t buflen)
+{
+	const char *h = strstr(url, "://");
+	const char *scheme_end = h ? h : url;
+	h = h ? h + 3 : url;
+	size_t hostlen = strcspn(h, "/");
+	if (wh_upstream_is_docker_hub(url))
+		snprintf(buf, buflen, "https://registry-1.docker.io");
+	else if (scheme_end == url)
+		snprintf(buf, buflen, "https://%.*s", (int)hostlen, h);
+	else
+		snprintf(buf, buflen, "%.*s://%.*s", (int)(scheme_end - url), url, (int)hostlen, h);
+	return buf;
+}
+
+/* host[:port] of a URL into buf. */
+static void url_hostport(const char *url, char *buf, size_t buflen)
+{
+	const char *h = strstr(url, "://");
+	h = h ? h + 3 : url;
+	size_t n = strcspn(h, "/?#");
+	snprintf(buf, buflen, "%.*s", (int)n, h);
+}
+
+static void url_host(const char *url, char *buf, size_t buflen)
+{
+	url_hostport(url, buf, buflen);
+	if (buf[0] == '[') {
+		char *e = strchr(buf, ']');
+		if (e)
+			e[1] = '\0';
+		return;
+	}
+	char *c = strchr(buf, ':');
+	if (c)
+		*c = '\0';
+}
+
+/* Credentials go to a token realm only on the registry's own host or one
+ * under the same registrable domain (auth.example.com for
+ * registry.example.com), decided with the Public Suffix List. */
+static bool realm_trusted(const char *registry_url, const char *realm)
+{
+	char a[256], b[256];
+	url_host(registry_url, a, sizeof(a));
+	url_host(realm, b, sizeof(b));
+	if (strncasecmp(realm, "https://", 8) != 0 && strncasecmp(registry_url, "http://", 7) != 0)
+		return false; /* never downgrade credentials to plain HTTP */
+	if (strcasecmp(a, b) == 0)
+		return true;
+	const psl_ctx_t *psl = psl_builtin();
+	const char *ra = psl ? psl_registrable_domain(psl, a) : NULL;
+	const char *rb = psl ? psl_registrable_domain(psl, b) : NULL;
+	return ra && rb && strcasecmp(ra, rb) == 0;
+}
+
+static const struct cred *find_cred(wh_upstream *up, const char *url)
+{
+	char hp[256], h[256];
+	url_hostport(url, hp, sizeof(hp));
+	url_host(url, h, sizeof(h));
+	for (int i = 0; i < up->n_creds; i++)
+		if (strcasecmp(up->creds[i].host, hp) == 0)
+			return &up->creds[i];
+	for (int i = 0; i < up->n_creds; i++)
+		if (strcasecmp(up->creds[i].host, h) == 0)
+			return &up->creds[i];
+	/* Docker Hub credentials are often filed under one of its other names. */
+	if (wh_upstream_is_docker_hub(url))
+		for (int i = 0; i < up->n_creds; i++)
+			if (wh_upstream_is_docker_hub(up->creds[i].host))
+				return &up->creds[i];
+	return NULL;
+}
+
+/* ---- tokens ---- */
+
+static const char *token_get(wh_upstream *up, const char *key)
+{
+	uint64_t now = wh_now_ms();
+	for (int i = 0; i < up->n_tokens; i++)
+		if (strcmp(up->tokens[i].key, key) == 0)
+			return up->tokens[i].expires_ms > now ? up->tokens[i].value : NULL;
+	return NULL;
+}
+
+static void token_put(wh_upstream *up, const char *key, const char *value, int64_t ttl_s)
+{
+	uint64_t now = wh_now_ms();
+	/* Leave a margin so a token never expires on the way. */
+	uint64_t exp = now + (uint64_t)(ttl_s > 20 ? ttl_s - 10 : ttl_s * 2 / 3) * 1000u;
+	int slot = -1;
+	for (int i = 0; i < up->n_tokens; i++) {
+		if (strcmp(up->tokens[i].key, key) == 0 || up->tokens[i].expires_ms <= now) {
+			slot = i;
+			break;
+		}
+	}
+	if (slot < 0 && up->n_tokens < TOKEN_MAX)
+		slot = up->n_tokens++;
+	if (slot < 0) {
+		slot = 0; /* full of live tokens: replace the one closest to expiry */
+		for (int i = 1; i < up->n_tokens; i++)
+			if (up->tokens[i].expires_ms < up->tokens[slot].expires_ms)
+				slot = i;
+	}
+	struct token *t = &up->tokens[slot];
+	if (t->key) {
+		free(t->key);
+		free(t->value);
+	}
+	t->key = wh_strdup(key);
+	t->value = wh_strdup(value);
+	t->expires_ms = exp;
+}
+
+/* Parse `Bearer realm="...",service="...",scope="..."` (or Basic). */
+struct challenge {
+	char scheme[16];
+	char realm[1024];
+	char service[256];
+	char scope[1024];
+};
+
+static void parse_challenge(const char *h, struct challenge *c)
+{
+	memset(c, 0, sizeof(*c));
+	size_t n = strcspn(h, " ");
+	snprintf(c->scheme, sizeof(c->scheme), "%.*s", (int)n, h);
+	const char *p = h + n;
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		const char *k = p;
+		while (*p && *p != '=' && *p != ',' && *p != ' ')
+			p++;
+		size_t klen = (size_t)(p - k);
+		if (*p != '=') {
+			continue;
+		}
+		p++;
+		char val[1024];
+		size_t vl = 0;
+		if (*p == '"') {
+			p++;
+			while (*p && *p != '"') {
+				if (*p == '\\' && p[1])
+					p++;
+				if (vl + 1 < sizeof(val))
+					val[vl++] = *p;
+				p++;
+			}
+			if (*p == '"')
+				p++;
+		} else {
+			while (*p && *p != ',' && *p != ' ') {
+				if (vl + 1 < sizeof(val))
+					val[vl++] = *p;
+				p++;
+			}
+		}
+		val[vl] = '\0';
+		if (klen == 5 && strncasecmp(k, "realm", 5) == 0)
+			snprintf(c->realm, sizeof(c->realm), "%s", val);
+		else if (klen == 7 && strncasecmp(k, "service", 7) == 0)
+			snprintf(c->service, sizeof(c->service), "%.*s",
+			         (int)sizeof(c->service) - 1, val);
+		else if (klen == 5 && strncasecmp(k, "scope", 5) == 0)
+			snprintf(c->scope, sizeof(c->scope), "%s", val);
+	}
+}
+
+/* ---- curl glue ---- */
+
+static void on_curl_timeout(uv_timer_t *t)
+{
+	wh_upstream *up = t->data;
+	int running;
+	up->in_curl++;
+	curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	up->in_curl--;
+	check_done(up);
+}
+
+static int timer_fn(CURLM *multi, long timeout_ms, void *userp)
+{
+	wh_upstream *up = userp;
+	if (timeout_ms < 0)
+		uv_timer_stop(&up->timer);
+	else
+		uv_timer_start(&up->timer, on_curl_timeout, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	struct sock *s = h->data;
+	wh_upstream *up = s->up;
+	int flags = 0;
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	int running;
+	up->in_curl++;
+	curl_multi_socket_action(up->multi, s->fd, flags, &running);
+	up->in_curl--;
+	check_done(up);
+}
+
+static void up_free_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void sock_free(uv_handle_t *h)
+{
+	struct sock *s = h->data;
+	wh_upstream *up = s->up;
+	free(s);
+	if (--up->pending_closes == 0 && up->freeing)
+		uv_close((uv_handle_t *)&up->timer, up_free_cb);
+}
+
+static void sock_close(wh_upstream *up, struct sock *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		up->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	uv_poll_stop(&s->poll);
+	up->pending_closes++;
+	uv_close((uv_handle_t *)&s->poll, sock_free);
+}
+
+static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	wh_upstream *up = userp;
+	struct sock *s = socketp;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			curl_multi_assign(up->multi, fd, NULL);
+			sock_close(up, s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = wh_calloc(1, sizeof(*s));
+		s->fd = fd;
+		s->up = up;
+		uv_poll_init_socket(up->loop, &s->poll, fd);
+		s->poll.data = s;
+		s->next = up->socks;
+		if (s->next)
+			s->next->prev = s;
+		up->socks = s;
+		curl_multi_assign(up->multi, fd, s);
+	}
+	int ev = 0;
+	if (what & CURL_POLL_IN)
+		ev |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		ev |= UV_WRITABLE;
+	uv_poll_start(&s->poll, ev, on_poll);
+	return 0;
+}
+
+/* ---- one request ---- */
+
+static void reset_response(wh_up_req *r)
+{
+	r->status = 0;
+	r->clen = -1;
+	r->ctype[0] = '\0';
+	r->digest[0] = '\0';
+	r->retry_after = -1;
+	free(r->challenge);
+	r->challenge = NULL;
+	r->decided = r->discarding = false;
+	free(r->tbuf);
+	r->tbuf = NULL;
+	r->tlen = 0;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	wh_up_req *r = arg;
+	size_t len = size * n;
+	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		reset_response(r);
+		const char *sp = memchr(buf, ' ', len);
+		if (sp)
+			r->status = (int)strtol(sp + 1, NULL, 10);
+		return len;
+	}
+	const char *colon = memchr(buf, ':', len);
+	if (!colon)
+		return len;
+	size_t klen = (size_t)(colon - buf);
+	const char *v = colon + 1;
+	const char *end = buf + len;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	size_t vlen = (size_t)(end - v);
+#define IS(name) (klen == sizeof(name) - 1 && strncasecmp(buf, name, klen) == 0)
+	if (IS("content-type")) {
+		size_t m = strcspn(v, "; \t\r\n");
+		snprintf(r->ctype, sizeof(r->ctype), "%.*s", (int)WH_MIN(m, vlen), v);
+	} else if (IS("docker-content-digest")) {
+		snprintf(r->digest, sizeof(r->digest), "%.*s", (int)vlen, v);
+	} else if (IS("content-length")) {
+		char tmp[32];
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)WH_MIN(vlen, sizeof(tmp) - 1), v);
+		char *e;
+		long long cl = strtoll(tmp, &e, 10);
+		r->clen = (*e == '\0' && cl >= 0) ? cl : -1;
+	} else if (IS("retry-after")) {
+		char tmp[32];
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)WH_MIN(vlen, sizeof(tmp) - 1), v);
+		char *e;
+		long s = strtol(tmp, &e, 10);
+		r->retry_after = (*e == '\0' && s >= 0 && s < 86400) ? (int)s : -1;
+	} else if (IS("www-authenticate") && !r->challenge) {
+		r->challenge = wh_strndup(v, vlen);
+	}
+#undef IS
+	return len;
+}
+
+static bool retryable(int status)
+{
+	return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+}
+
+static void deliver_head(wh_up_req *r)
+{
+	if (r->head_delivered || r->cancelled)
+		return;
+	r->head_delivered = true;
+	wh_up_head h = {
+	    .status = r->status,
+	    .content_length = r->clen,
+	    .content_type = r->ctype[0] ? r->ctype : NULL,
+	    .digest = r->digest[0] ? r->digest : NULL,
+	    .retry_after_s = r->retry_after,
+	};
+	if (r->cbs.on_head)
+		r->cbs.on_head(r, &h, r->arg);
+}
+
+static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	wh_up_req *r = arg;
+	size_t len = size * n;
+	if (r->cancelled)
+		return 0;
+	if (r->phase == PH_TOKEN) {
+		if (r->tlen + len > TOKEN_BODY_MAX)
+			return 0;
+		r->tbuf = wh_realloc(r->tbuf, r->tlen + len + 1);
+		memcpy(r->tbuf + r->tlen, buf, len);
+		r->tlen += len;
+		r->tbuf[r->tlen] = '\0';
+		return len;
+	}
+	if (!r->decided) {
+		r->decided = true;
+		/* An answer we may still replace (auth, retry) is read and dropped. */
+		r->discarding = r->status < 200 || r->status == 401 ||
+		                (retryable(r->status) && r->attempt < r->reg->max_retries);
+		if (!r->discarding)
+			deliver_head(r);
+	}
+	if (r->discarding)
+		return len;
+	if (r->status < 200 || r->status >= 300)
+		return len; /* error bodies are not passed on */
+	if (r->cbs.on_data && r->cbs.on_data(r, buf, len, r->arg) != 0)
+		return 0;
+	return r->cancelled ? 0 : len;
+}
+
+static void easy_release(wh_up_req *r)
+{
+	if (r->easy) {
+		curl_multi_remove_handle(r->up->multi, r->easy);
+		curl_easy_cleanup(r->easy);
+		r->easy = NULL;
+	}
+	curl_slist_free_all(r->hdrs);
+	r->hdrs = NULL;
+}
+
+static void tls_options(wh_up_req *r, CURL *e)
+{
+	const wh_sync_registry *reg = r->reg;
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, reg->tls_verify ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, reg->tls_verify ? 2L : 0L);
+	if (reg->cert_dir) {
+		char p[4096];
+		struct stat st;
+		snprintf(p, sizeof(p), "%s/ca.crt", reg->cert_dir);
+		if (stat(p, &st) == 0)
+			curl_easy_setopt(e, CURLOPT_CAINFO, p);
+		snprintf(p, sizeof(p), "%s/client.cert", reg->cert_dir);
+		if (stat(p, &st) == 0) {
+			curl_easy_setopt(e, CURLOPT_SSLCERT, p);
+			snprintf(p, sizeof(p), "%s/client.key", reg->cert_dir);
+			curl_easy_setopt(e, CURLOPT_SSLKEY, p);
+		}
+	}
+}
+
+static CURL *easy_new(wh_up_req *r, const char *url)
+{
+	CURL *e = curl_easy_init();
+	if (!e)
+		return NULL;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	/* A transfer that stalls (under 1 KiB/s for 30 s) is cut. */
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+	tls_options(r, e);
+	return e;
+}
+
+static int add_easy(wh_up_req *r, CURL *e)
+{
+	r->easy = e;
+	r->decided = r->discarding = false;
+	if (curl_multi_add_handle(r->up->multi, e) != CURLM_OK) {
+		curl_easy_cleanup(e);
+		r->easy = NULL;
+		return WH_EUPSTREAM;
+	}
+	return 0;
+}
+
+static void start_main(wh_up_req *r)
+{
+	char base[512], url[4096];
+	const char *u = r->reg->urls[r->url_idx];
+	wh_upstream_base(u, base, sizeof(base));
+	snprintf(url, sizeof(url), "%s%s", base, r->path);
+	r->phase = PH_MAIN;
+	reset_response(r);
+	CURL *e = easy_new(r, url);
+	if (!e) {
+		req_finish(r, WH_ENOMEM);
+		return;
+	}
+	if (strcmp(r->method, "HEAD") == 0)
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+	/* curl sends a custom Authorization header only to the host of the
+	 * first request, never to a CDN it is redirected to. */
+	curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+	if (r->accept) {
+		char h[2048];
+		snprintf(h, sizeof(h), "Accept: %s", r->accept);
+		r->hdrs = curl_slist_append(r->hdrs, h);
+	}
+	if (snprintf(r->token_key, sizeof(r->token_key), "%s|repository:%s:pull", base, r->repo) >=
+	    (int)sizeof(r->token_key))
+		r->token_key[0] = '\0'; /* too long to cache under */
+	if (!r->authz) {
+		const char *tok = token_get(r->up, r->token_key);
+		if (tok) {
+			size_t n = strlen(tok) + 32;
+			r->authz = wh_malloc(n);
+			snprintf(r->authz, n, "Authorization: Bearer %s", tok);
+		}
+	}
+	if (r->authz)
+		r->hdrs = curl_slist_append(r->hdrs, r->authz);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	const struct cred *cr = r->basic ? find_cred(r->up, u) : NULL;
+	if (cr) {
+		/* curl keeps these to the first host too. */
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(e, CURLOPT_USERNAME, cr->user);
+		curl_easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
+	}
+	if (add_easy(r, e) != 0)
+		req_finish(r, WH_EUPSTREAM);
+}
+
+static char *url_escape(const char *s)
+{
+	char *e = curl_easy_escape(NULL, s, 0);
+	char *out = wh_strdup(e ? e : "");
+	curl_free(e);
+	return out;
+}
+
+/* A 401 with a Bearer challenge: get a token from the realm. */
+static bool start_token(wh_up_req *r, const struct challenge *c)
+{
+	const char *u = r->reg->urls[r->url_idx];
+	if (strncasecmp(c->realm, "http://", 7) != 0 && strncasecmp(c->realm, "https://", 8) != 0)
+		return false;
+	char scope[1200];
+	if (c->scope[0])
+		snprintf(scope, sizeof(scope), "%s", c->scope);
+	else
+		snprintf(scope, sizeof(scope), "repository:%s:pull", r->repo);
+	char *es = url_escape(c->service), *sc = url_escape(scope);
+	char url[4096];
+	snprintf(url, sizeof(url), "%s%sservice=%s&scope=%s", c->realm,
+	         strchr(c->realm, '?') ? "&" : "?", es, sc);
+	free(es);
+	free(sc);
+	r->phase = PH_TOKEN;
+	reset_response(r);
+	CURL *e = easy_new(r, url);
+	if (!e)
+		return false;
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
+	const struct cred *cr = find_cred(r->up, u);
+	if (cr && realm_trusted(u, c->realm)) {
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(e, CURLOPT_USERNAME, cr->user);
+		curl_easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
+	} else if (cr) {
+		wh_log(WH_LOG_WARN, "not sending credentials to a token realm on another domain",
+		       "registry", WH_LS, u, "realm", WH_LS, c->realm, NULL);
+	}
+	return add_easy(r, e) == 0;
+}
+
+static uint64_t backoff_ms(int attempt, int retry_after)
+{
+	if (retry_after >= 0)
+		return (uint64_t)retry_after * 1000u;
+	uint64_t d = (uint64_t)BACKOFF_MIN_MS << (attempt < 5 ? attempt : 5);
+	return d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+	wh_up_req *r = t->data;
+	if (!r->cancelled)
+		start_main(r);
+}
+
+static void schedule_retry(wh_up_req *r, uint64_t delay)
+{
+	r->attempt++;
+	uv_timer_start(&r->retry_timer, retry_cb, delay, 0);
+}
+
+static void req_free_cb(uv_handle_t *h)
+{
+	wh_up_req *r = h->data;
+	free(r->method);
+	free(r->path);
+	free(r->repo);
+	free(r->accept);
+	free(r->authz);
+	free(r->challenge);
+	free(r->tbuf);
+	free(r);
+}
+
+static void req_unlink(wh_up_req *r)
+{
+	wh_upstream *up = r->up;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		up->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+}
+
+/* The end: one callback, then the request goes. */
+static void req_finish(wh_up_req *r, int err)
+{
+	if (r->done)
+		return;
+	r->done = true;
+	easy_release(r);
+	uv_timer_stop(&r->retry_timer);
+	req_unlink(r);
+	if (!r->cancelled && r->cbs.on_done)
+		r->cbs.on_done(r, err, r->arg);
+	uv_close((uv_handle_t *)&r->retry_timer, req_free_cb);
+}
+
+static void token_done(wh_up_req *r, CURLcode res)
+{
+	long status = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	easy_release(r);
+	cJSON *doc = NULL;
+	if (res == CURLE_OK && status == 200 && r->tbuf)
+		doc = cJSON_Parse(r->tbuf);
+	const cJSON *tok = cJSON_GetObjectItemCaseSensitive(doc, "token");
+	if (!cJSON_IsString(tok))
+		tok = cJSON_GetObjectItemCaseSensitive(doc, "access_token");
+	const cJSON *exp = cJSON_GetObjectItemCaseSensitive(doc, "expires_in");
+	if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
+		wh_log(WH_LOG_WARN, "upstream token request failed", "registry", WH_LS,
+		       r->reg->urls[r->url_idx], "status", WH_LI, (long long)status, "error", WH_LS,
+		       res == CURLE_OK ? "no token in the answer" : curl_easy_strerror(res), NULL);
+		cJSON_Delete(doc);
+		/* Answer as the registry did: unauthorized. */
+		reset_response(r);
+		r->status = 401;
+		deliver_head(r);
+		req_finish(r, 0);
+		return;
+	}
+	int64_t ttl = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? (int64_t)exp->valuedouble : 60;
+	token_put(r->up, r->token_key, tok->valuestring, ttl);
+	size_t n = strlen(tok->valuestring) + 32;
+	free(r->authz);
+	r->authz = wh_malloc(n);
+	snprintf(r->authz, n, "Authorization: Bearer %s", tok->valuestring);
+	cJSON_Delete(doc);
+	start_main(r);
+}
+
+static void main_done(wh_up_req *r, CURLcode res)
+{
+	long status = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	r->status = (int)status;
+	const char *u = r->reg->urls[r->url_idx];
+	if (res != CURLE_OK) {
+		wh_log(WH_LOG_WARN, "upstream request failed", "url", WH_LS, u, "path", WH_LS,
+		       r->path, "error", WH_LS, curl_easy_strerror(res), "attempt", WH_LI,
+		       (long long)r->attempt, NULL);
+		easy_release(r);
+		if (r->head_delivered) {
+			req_finish(r, WH_EUPSTREAM); /* bytes were passed on: no retry */
+			return;
+		}
+		if (r->url_idx + 1 < r->reg->n_urls) {
+			r->url_idx++;
+			start_main(r);
+			return;
+		}
+		if (r->attempt < r->reg->max_retries) {
+			r->url_idx = 0;
+			schedule_retry(r, backoff_ms(r->attempt, -1));
+			return;
+		}
+		req_finish(r, WH_EUPSTREAM);
+		return;
+	}
+	if (status == 401 && !r->tried_auth && r->challenge) {
+		struct challenge c;
+		parse_challenge(r->challenge, &c);
+		easy_release(r);
+		r->tried_auth = true;
+		free(r->authz);
+		r->authz = NULL;
+		if (strcasecmp(c.scheme, "Bearer") == 0 && start_token(r, &c))
+			return;
+		if (strcasecmp(c.scheme, "Basic") == 0 && find_cred(r->up, u)) {
+			r->basic = true;
+			start_main(r);
+			return;
+		}
+		/* No way to authenticate: the 401 is the answer. */
+		r->status = 401;
+		deliver_head(r);
+		req_finish(r, 0);
+		return;
+	}
+	if (retryable((int)status) && r->attempt < r->reg->max_retries && !r->head_delivered) {
+		int ra = r->retry_after;
+		easy_release(r);
+		if (status != 429 || ra <= RETRY_AFTER_MAX_S) {
+			wh_log(WH_LOG_INFO, "upstream busy, retrying", "url", WH_LS, u, "path",
+			       WH_LS, r->path, "status", WH_LI, (long long)status, NULL);
+			schedule_retry(r, backoff_ms(r->attempt, status == 429 ? ra : -1));
+			return;
+		}
+		/* Told to come back much later: do not hold the client that long. */
+		deliver_head(r);
+		req_finish(r, 0);
+		return;
+	}
+	deliver_head(r);
+	req_finish(r, 0);
+}
+
+static void check_done(wh_upstream *up)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(up->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		wh_up_req *r = NULL;
+		CURLcode res = m->data.result;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		if (!r)
+			continue;
+		if (r->cancelled) {
+			req_finish(r, 0);
+			continue;
+		}
+		if (r->phase == PH_TOKEN)
+			token_done(r, res);
+		else
+			main_done(r, res);
+	}
+	/* Requests cancelled from inside a curl callback go now. */
+	for (wh_up_req *r = up->reqs; r;) {
+		if (r->cancelled && !r->done) {
+			req_finish(r, 0);
+			r = up->reqs;
+		} else {
+			r = r->next;
+		}
+	}
+}
+
+/* ---- public ---- */
+
+static int load_creds(wh_upstream *up, const char *path, char *err, size_t errlen)
+{
+	int rc = WH_EINVAL;
+	char *text = NULL;
+	cJSON *doc = NULL;
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		snprintf(err, errlen, "extensions.sync.credentialsFile: %s: %s", path,
+		         strerror(errno));
+		goto out;
+	}
+	size_t cap = 4096, len = 0;
+	text = wh_malloc(cap);
+	for (;;) {
+		size_t k = fread(text + len, 1, cap - len - 1, f);
+		len += k;
+		if (k == 0)
+			break;
+		if (len + 1 == cap) {
+			if (cap >= (1u << 20))
+				break;
+			cap *= 2;
+			text = wh_realloc(text, cap);
+		}
+	}
+	text[len] = '\0';
+	fclose(f);
+	doc = cJSON_Parse(text);
+	if (!cJSON_IsObject(doc)) {
+		snprintf(err, errlen, "extensions.sync.credentialsFile: %s: not a JSON object",
+		         path);
+		goto out;
+	}
+	const cJSON *e;
+	cJSON_ArrayForEach(e, doc)
+	{
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(e, "username");
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(e, "password");
+		if (!cJSON_IsString(u) || !cJSON_IsString(p)) {
+			snprintf(
+			    err, errlen,
+			    "extensions.sync.credentialsFile: %s: \"%s\" needs string username and "
+			    "password",
+			    path, e->string);
+			goto out;
+		}
+		up->creds = wh_realloc(up->creds, sizeof(*up->creds) * (size_t)(up->n_creds + 1));
+		struct cred *c = &up->creds[up->n_creds++];
+		c->host = wh_strdup(e->string);
+		c->user = wh_strdup(u->valuestring);
+		c->pass = wh_strdup(p->valuestring);
+	}
+	rc = 0;
+out:
+	cJSON_Delete(doc);
+	free(text);
+	return rc;
+}
+
+static void free_creds(wh_upstream *up)
+{
+	for (int i = 0; i < up->n_creds; i++) {
+		free(up->creds[i].host);
+		free(up->creds[i].user);
+		/* Do not leave the secret in freed memory. */
+		explicit_bzero(up->creds[i].pass, strlen(up->creds[i].pass));
+		free(up->creds[i].pass);
+	}
+	free(up->creds);
+	up->creds = NULL;
+	up->n_creds = 0;
+}
+
+int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, wh_upstream **out, char *err,
+                    size_t errlen)
+{
+	static bool global_init;
+	if (!global_init) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			snprintf(err, errlen, "libcurl failed to initialise");
+			return WH_EUPSTREAM;
+		}
+		global_init = true;
+	}
+	wh_upstream *up = wh_calloc(1, sizeof(*up));
+	up->loop = loop;
+	if (credentials_file && load_creds(up, credentials_file, err, errlen) != 0) {
+		free_creds(up);
+		free(up);
+		return WH_EINVAL;
+	}
+	up->multi = curl_multi_init();
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	uv_timer_init(loop, &up->timer);
+	up->timer.data = up;
+	*out = up;
+	return 0;
+}
+
+void wh_upstream_free(wh_upstream *up)
+{
+	while (up->reqs) {
+		wh_up_req *r = up->reqs;
+		r->cancelled = true;
+		req_finish(r, 0);
+	}
+	for (int i = 0; i < up->n_tokens; i++) {
+		free(up->tokens[i].key);
+		free(up->tokens[i].value);
+	}
+	free_creds(up);
+	up->freeing = true;
+	/* Cleaning up the multi handle closes its sockets (CURL_POLL_REMOVE). */
+	curl_multi_cleanup(up->multi);
+	up->multi = NULL;
+	while (up->socks)
+		sock_close(up, up->socks);
+	if (up->pending_closes == 0)
+		uv_close((uv_handle_t *)&up->timer, up_free_cb);
+}
+
+wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, const char *method,
+                               const char *path, const char *repo, const char *accept,
+                               const wh_up_cbs *cbs, void *arg)
+{
+	wh_up_req *r = wh_calloc(1, sizeof(*r));
+	r->up = up;
+	r->reg = reg;
+	r->method = wh_strdup(method);
+	r->path = wh_strdup(path);
+	r->repo = wh_strdup(repo);
+	r->accept = accept ? wh_strdup(accept) : NULL;
+	r->cbs = *cbs;
+	r->arg = arg;
+	r->retry_after = -1;
+	r->clen = -1;
+	uv_timer_init(up->loop, &r->retry_timer);
+	r->retry_timer.data = r;
+	r->next = up->reqs;
+	if (r->next)
+		r->next->prev = r;
+	up->reqs = r;
+	start_main(r);
+	return r;
+}
+
+void wh_upstream_cancel(wh_up_req *r)
+{
+	if (r->done || r->cancelled)
+		return;
+	r->cancelled = true;
+	/* Inside curl's callbacks the handle cannot be removed: the write
+	 * callback refuses the next bytes and check_done cleans up. */
+	if (r->up->in_curl == 0 || !r->easy)
+		req_finish(r, 0);
+}
