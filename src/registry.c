@@ -16,6 +16,7 @@
 #include "wharf/common.h"
 #include "wharf/log.h"
 #include "wharf/ref.h"
+#include "wharf/sync.h"
 
 #define MANIFEST_MAX (4 * 1024 * 1024)
 #define API_VERSION "registry/2.0"
@@ -36,6 +37,7 @@ struct wh_registry {
 	uv_loop_t *loop;
 	const wh_config *cfg;
 	wh_store *store;
+	wh_sync *sync; /* NULL without on-demand sync */
 	struct busy *busy;
 };
 
@@ -68,18 +70,40 @@ struct rctx {
 	char media_type[256];
 };
 
+static void manifest_get(wh_req *req, wh_registry *reg, const char *name, const char *ref);
+static void blob_get(wh_req *req, wh_registry *reg, const char *name, const char *digest);
+
+static void serve_manifest(wh_req *req, void *ctx, const char *name, const char *ref)
+{
+	manifest_get(req, ctx, name, ref);
+}
+
+static void serve_blob(wh_req *req, void *ctx, const char *name, const char *digest)
+{
+	blob_get(req, ctx, name, digest);
+}
+
 int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_registry **out)
 {
 	wh_registry *reg = wh_calloc(1, sizeof(*reg));
 	reg->loop = loop;
 	reg->cfg = cfg;
 	reg->store = store;
+	const wh_sync_serve serve = {serve_manifest, serve_blob, reg};
+	char err[512];
+	int rc = wh_sync_new(loop, cfg, store, &serve, &reg->sync, err, sizeof(err));
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot start sync", "error", WH_LS, err, NULL);
+		free(reg);
+		return rc;
+	}
 	*out = reg;
 	return 0;
 }
 
 void wh_registry_free(wh_registry *reg)
 {
+	wh_sync_free(reg->sync);
 	while (reg->busy) {
 		struct busy *b = reg->busy;
 		reg->busy = b->next;
@@ -513,9 +537,14 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 	if (wh_req_query(req, "mount", mount, sizeof(mount))) {
 		if (check_digest(req, mount))
 			return;
-		if (wh_req_query(req, "from", from, sizeof(from)) &&
-		    wh_name_valid(from, strlen(from)) &&
-		    wh_store_blob_mount(reg->store, name, from, mount) == 0) {
+		const char *f = wh_req_query(req, "from", from, sizeof(from));
+		if ((f && !wh_name_valid(from, strlen(from))) ||
+		    (!f && req->query && strstr(req->query, "from="))) {
+			wh_registry_error(req, 400, "NAME_INVALID", "invalid repository name in from",
+			                  NULL);
+			return;
+		}
+		if (f && wh_store_blob_mount(reg->store, name, from, mount) == 0) {
 			wh_resp_start(req, 201);
 			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
 			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
@@ -1035,7 +1064,7 @@ void wh_registry_handle(wh_req *req, void *ctx)
 	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
 	enum route r = route_v2(req->method, path, name, ref);
 	if (r == R_NONE) {
-		wh_registry_error(req, 404, "NOT_FOUND", "no such route", NULL);
+		wh_registry_error(req, 404, "UNSUPPORTED", "no such route", NULL);
 		return;
 	}
 	if (r == R_BASE) {
@@ -1061,11 +1090,15 @@ void wh_registry_handle(wh_req *req, void *ctx)
 	}
 
 	bool is_digest;
+	wh_sync_map map;
 	switch (r) {
 	case R_MANIFEST:
 		if (check_reference(req, ref, &is_digest))
 			return;
-		if (is(req, "GET") || is(req, "HEAD"))
+		if ((is(req, "GET") || is(req, "HEAD")) && reg->sync &&
+		    wh_sync_map_name(reg->sync, name, &map))
+			wh_sync_manifest(reg->sync, req, name, ref, &map);
+		else if (is(req, "GET") || is(req, "HEAD"))
 			manifest_get(req, reg, name, ref);
 		else if (is(req, "PUT"))
 			manifest_put(req, reg, name, ref);
@@ -1077,7 +1110,11 @@ void wh_registry_handle(wh_req *req, void *ctx)
 	case R_BLOB:
 		if (check_digest(req, ref))
 			return;
-		if (is(req, "GET") || is(req, "HEAD"))
+		if ((is(req, "GET") || is(req, "HEAD")) && reg->sync &&
+		    wh_store_blob_stat(reg->store, name, ref, &(int64_t){0}) == WH_ENOTFOUND &&
+		    wh_sync_map_name(reg->sync, name, &map))
+			wh_sync_blob(reg->sync, req, name, ref, &map);
+		else if (is(req, "GET") || is(req, "HEAD"))
 			blob_get(req, reg, name, ref);
 		else if (is(req, "DELETE"))
 			blob_delete(req, reg, name, ref);
@@ -1108,5 +1145,5 @@ void wh_registry_handle(wh_req *req, void *ctx)
 	default:
 		break;
 	}
-	wh_registry_error(req, 404, "NOT_FOUND", "no such route", NULL);
+	wh_registry_error(req, 404, "UNSUPPORTED", "no such route", NULL);
 }
