@@ -116,6 +116,9 @@ struct wh_conn {
 	bool eof;
 	bool closing;
 	bool in_parse;
+	bool feeding_pend; /* conn_feed is parsing pend itself, in place */
+	bool in_advance;   /* conn_advance is running: re-entry loops instead */
+	bool advance_again;
 	bool in_writable;
 	bool lingering; /* answered and shut down; reading and dropping input */
 	int out_files;  /* file segments in the send queue */
@@ -446,6 +449,21 @@ static void build_req(wh_conn *c)
 		r->content_length = 0;
 }
 
+/* The handler does not want the body (it did not ask for it before answering
+ * or returning). A small one is read and dropped to keep the connection; for
+ * a large one, or one the client waits to be invited to send, closing is
+ * cheaper. Decided before the response head is finished, so that the head
+ * says "Connection: close" when the connection will close. */
+static void check_unwanted_body(wh_conn *c)
+{
+	if (!c->req_active || !c->req.has_body || c->body_wanted || c->msg_complete)
+		return;
+	const char *expect = wh_req_header(&c->req, "expect");
+	if ((expect && !c->continue_sent) || c->req.content_length < 0 ||
+	    c->req.content_length > 1024 * 1024)
+		c->close_after = true;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	wh_conn *c = parser_conn(p);
@@ -466,15 +484,7 @@ static int on_headers_complete(llhttp_t *p)
 	c->srv->handler(&c->req, c->srv->ctx);
 	if (c->closing)
 		return -1;
-	if (c->req.has_body && !c->body_wanted && !c->msg_complete) {
-		/* The handler does not want the body. A small one is read and
-		 * dropped to keep the connection; for a large one, or one the client
-		 * waits to be invited to send, closing is cheaper. */
-		const char *expect = wh_req_header(&c->req, "expect");
-		if ((expect && !c->continue_sent) || c->req.content_length < 0 ||
-		    c->req.content_length > 1024 * 1024)
-			c->close_after = true;
-	}
+	check_unwanted_body(c);
 	return 0;
 }
 
@@ -573,8 +583,8 @@ static void conn_update_poll(wh_conn *c)
 	bool paused = c->pend != NULL || (c->req_active && c->msg_complete);
 	if (!paused && !c->eof)
 		ev |= UV_READABLE;
-	if (c->out_head && c->write_blocked)
-		ev |= (c->tp->want == WH_WANT_READ) ? UV_READABLE : UV_WRITABLE;
+	if (c->write_blocked)
+		ev |= (c->tp->want == WH_WANT_READ && c->out_head) ? UV_READABLE : UV_WRITABLE;
 	if (ev == c->events)
 		return;
 	c->events = ev;
@@ -640,7 +650,28 @@ static void log_access(wh_conn *c)
 /* The request is over when the parser has seen all of it and the response is
  * sent. Then the next pipelined request (if any) is parsed. Never called from
  * inside llhttp_execute. */
+static void conn_advance_once(wh_conn *c);
+
+/* Iterative, not recursive: parsing the next pipelined request ends in
+ * conn_advance again (conn_feed calls it), and a recursion per request would
+ * grow the stack with the number of requests in one read. */
 static void conn_advance(wh_conn *c)
+{
+	if (c->closing || c->in_parse)
+		return;
+	if (c->in_advance) {
+		c->advance_again = true;
+		return;
+	}
+	c->in_advance = true;
+	do {
+		c->advance_again = false;
+		conn_advance_once(c);
+	} while (c->advance_again && !c->closing && !c->in_parse);
+	c->in_advance = false;
+}
+
+static void conn_advance_once(wh_conn *c)
 {
 	if (c->closing || c->in_parse)
 		return;
@@ -684,12 +715,11 @@ static void conn_advance(wh_conn *c)
 	c->activity = uv_now(c->srv->loop);
 	llhttp_resume(&c->parser);
 	if (c->pend) {
-		char *p = c->pend;
-		size_t off = c->pend_off, len = c->pend_len;
-		c->pend = NULL;
-		c->pend_len = c->pend_off = 0;
-		conn_feed(c, p + off, len - off);
-		free(p);
+		/* Parsed in place: conn_feed moves pend_off on, or frees pend once
+		 * it is used up. */
+		c->feeding_pend = true;
+		conn_feed(c, c->pend + c->pend_off, c->pend_len - c->pend_off);
+		c->feeding_pend = false;
 		if (c->closing)
 			return;
 	} else if (c->eof) {
@@ -766,17 +796,28 @@ static void conn_reject(wh_conn *c, int status)
  * in `pend` and reading stops until the response is done. */
 static void conn_feed(wh_conn *c, const char *data, size_t len)
 {
+	bool from_pend = c->feeding_pend;
+	c->feeding_pend = false;
 	c->in_parse = true;
 	llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
 	c->in_parse = false;
 	if (c->closing)
 		return;
-	if (err == HPE_PAUSED) {
-		const char *pos = llhttp_get_error_pos(&c->parser);
-		size_t used = (size_t)(pos - data);
+	size_t used = len;
+	if (err == HPE_PAUSED)
+		used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+	if (from_pend && (err == HPE_OK || err == HPE_PAUSED)) {
+		/* data is pend itself: move on, no copy. */
+		c->pend_off += used;
+		if (c->pend_off >= c->pend_len) {
+			free(c->pend);
+			c->pend = NULL;
+			c->pend_len = c->pend_off = 0;
+		}
+	} else if (err == HPE_PAUSED) {
 		if (used < len) {
 			c->pend = wh_malloc(len - used);
-			memcpy(c->pend, pos, len - used);
+			memcpy(c->pend, data + used, len - used);
 			c->pend_len = len - used;
 			c->pend_off = 0;
 		}
@@ -787,6 +828,12 @@ static void conn_feed(wh_conn *c, const char *data, size_t len)
 		conn_reject(c, status);
 		return;
 	}
+	/* A handler may have started a response and left its first bytes
+	 * queued: writes are not flushed from inside the parser. */
+	if (c->out_head && !c->write_blocked)
+		conn_flush(c);
+	if (c->closing)
+		return;
 	conn_advance(c);
 	conn_update_poll(c);
 }
@@ -825,10 +872,10 @@ static void conn_read(wh_conn *c)
 	}
 }
 
-static void conn_flush(wh_conn *c)
+/* Write what the queue holds until it is empty or the socket is full.
+ * Returns -1 when the connection failed (and is closing). */
+static int conn_write(wh_conn *c)
 {
-	if (c->closing)
-		return;
 	while (c->out_head) {
 		struct seg *s = c->out_head;
 		ssize_t n;
@@ -900,22 +947,43 @@ static void conn_flush(wh_conn *c)
 			wh_log(WH_LOG_DEBUG, "write failed", "error", WH_LS, wh_strerror((int)n),
 			       "client", WH_LS, c->client, NULL);
 			conn_close(c);
-			return;
+			return -1;
 		}
 		c->activity = uv_now(c->srv->loop);
 	}
 	if (!c->out_head)
 		c->write_blocked = false;
-	conn_update_poll(c);
-	conn_update_timer(c);
+	return 0;
+}
 
-	/* Ask the producer for more while it is not already being asked. */
-	if (!c->in_writable && c->req_active && c->head_open && !c->resp_ended &&
-	    c->out_mem < OUT_LOW && c->out_files == 0 && c->req.on_writable) {
+/* Send what is queued, asking the producer for more (on_writable) while the
+ * socket takes it. Bounded per call so that one fast download cannot hold the
+ * loop: what is left is picked up when the socket is next writable. */
+static void conn_flush(wh_conn *c)
+{
+	if (c->closing)
+		return;
+	for (int round = 0;; round++) {
+		if (conn_write(c) != 0)
+			return;
+		if (c->write_blocked || c->in_writable || !c->req_active || !c->head_open ||
+		    c->resp_ended || c->out_mem >= OUT_LOW || c->out_files > 0 ||
+		    !c->req.on_writable)
+			break;
+		if (round == 16) {
+			c->write_blocked = true; /* come back when the loop has run */
+			break;
+		}
 		c->in_writable = true;
 		c->req.on_writable(&c->req);
 		c->in_writable = false;
+		if (c->closing)
+			return;
+		if (!c->out_head)
+			break; /* the producer has nothing yet */
 	}
+	conn_update_poll(c);
+	conn_update_timer(c);
 	if (!c->out_head && c->resp_ended)
 		conn_advance(c);
 }
@@ -927,8 +995,8 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		conn_close(c);
 		return;
 	}
-	if (c->out_head && c->write_blocked &&
-	    (events & (c->tp->want == WH_WANT_READ ? UV_READABLE : UV_WRITABLE))) {
+	if (c->write_blocked &&
+	    (events & (c->tp->want == WH_WANT_READ && c->out_head ? UV_READABLE : UV_WRITABLE))) {
 		c->write_blocked = false;
 		conn_flush(c);
 	}
@@ -985,7 +1053,7 @@ static void refuse(int fd)
 {
 	static const char r503[] =
 	    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-	    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 84\r\n\r\n"
+	    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 79\r\n\r\n"
 	    "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"too many connections, "
 	    "retry\"}]}";
 	ssize_t ignored = write(fd, r503, sizeof(r503) - 1);
@@ -1276,10 +1344,7 @@ static void finish_head(wh_conn *c)
 		queue_printf(c, "Content-Length: %lld\r\n", (long long)c->resp_len);
 	else if (c->status != 204 && c->status != 304 && c->status >= 200)
 		c->close_after = true; /* no length: the body ends with the connection */
-	if (c->req_active && c->req.has_body && !c->msg_complete && !c->body_wanted &&
-	    !c->close_after) {
-		/* An unwanted small body will be read and dropped: keep alive. */
-	}
+	check_unwanted_body(c);
 	if (c->close_after || !c->keep_alive || c->srv->shutting_down)
 		queue_mem(c, "Connection: close\r\n", 19);
 	queue_mem(c, "\r\n", 2);

@@ -85,6 +85,9 @@ struct bfetch {
 	bool verified;
 	bool failed;
 	bool in_table;
+	bool publishing; /* fsync in the thread pool, then publish */
+	bool orphan;     /* sync was freed while publishing: just clean up */
+	uv_fs_t fsync_req;
 	int iterating;
 	struct reader *readers;
 	uint64_t started_ms;
@@ -622,7 +625,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 
 static void bfetch_maybe_free(struct bfetch *f)
 {
-	if (!f->fetch_done || f->readers || f->iterating || f->in_table)
+	if (!f->fetch_done || f->readers || f->iterating || f->in_table || f->publishing)
 		return;
 	if (f->fd >= 0)
 		close(f->fd);
@@ -807,13 +810,41 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 	f->iterating--;
 }
 
+/* The bytes are on disk (fsync ran in the thread pool, off the loop): move
+ * them into the store. Until now the fetch stayed in the table, so clients
+ * arriving meanwhile joined it instead of starting another. */
+static void b_synced(uv_fs_t *fs)
+{
+	struct bfetch *f = fs->data;
+	wh_sync *s = f->s;
+	uv_fs_req_cleanup(fs);
+	f->publishing = false;
+	if (f->orphan) {
+		unlink(f->tmp);
+		bfetch_maybe_free(f);
+		return;
+	}
+	bfetch_unlink(f);
+	int rc = wh_store_blob_publish(s->store, f->name, f->tmp, f->digest);
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot store fetched blob", "digest", WH_LS, f->digest,
+		       "error", WH_LS, wh_strerror(rc), NULL);
+	} else {
+		for (int i = 0; i < f->n_also; i++)
+			wh_store_blob_mount(s->store, f->also[i], f->name, f->digest);
+		wh_log(WH_LOG_DEBUG, "blob cached", "digest", WH_LS, f->digest, "repo", WH_LS,
+		       f->name, "bytes", WH_LI, (long long)f->written, "ms", WH_LI,
+		       (long long)(uv_now(s->loop) - f->started_ms), NULL);
+	}
+	bfetch_maybe_free(f);
+}
+
 static void b_on_done(wh_up_req *r, int err, void *arg)
 {
 	struct bfetch *f = arg;
 	wh_sync *s = f->s;
 	f->up = NULL;
 	f->fetch_done = true;
-	bfetch_unlink(f);
 	char got[WH_DIGEST_LEN + 1] = "";
 	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
 		wh_sha256_final(&f->hash, got);
@@ -835,23 +866,17 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		f->status = 502;
 		bfetch_fail(f, "digest mismatch");
 	} else {
-		int rc = wh_store_blob_publish(s->store, f->name, f->tmp, f->digest);
-		if (rc != 0) {
-			wh_log(WH_LOG_ERROR, "cannot store fetched blob", "digest", WH_LS,
-			       f->digest, "error", WH_LS, wh_strerror(rc), NULL);
-			f->status = 500;
-			bfetch_fail(f, "storage error");
-		} else {
-			for (int i = 0; i < f->n_also; i++)
-				wh_store_blob_mount(s->store, f->also[i], f->name, f->digest);
-			f->total = f->written;
-			f->verified = true;
-			wh_log(WH_LOG_DEBUG, "blob cached", "digest", WH_LS, f->digest, "repo",
-			       WH_LS, f->name, "bytes", WH_LI, (long long)f->written, "ms", WH_LI,
-			       (long long)(uv_now(s->loop) - f->started_ms), NULL);
-			bfetch_pump_all(f);
-		}
+		/* Verified: the clients may have the last byte now. */
+		f->total = f->written;
+		f->verified = true;
+		bfetch_pump_all(f);
+		f->publishing = true;
+		f->fsync_req.data = f;
+		if (uv_fs_fsync(s->loop, &f->fsync_req, f->fd, b_synced) != 0)
+			b_synced(&f->fsync_req);
+		return;
 	}
+	bfetch_unlink(f);
 	bfetch_maybe_free(f);
 }
 
@@ -1056,6 +1081,12 @@ void wh_sync_free(wh_sync *s)
 	}
 	while (s->bfetches) {
 		struct bfetch *f = s->bfetches;
+		if (f->publishing) {
+			/* The thread pool still has it; b_synced frees it. */
+			bfetch_unlink(f);
+			f->orphan = true;
+			continue;
+		}
 		if (f->up)
 			wh_upstream_cancel(f->up);
 		f->fetch_done = true;

@@ -1,0 +1,142 @@
+"""The command line: `wharf --version`, `help`, `verify`, `serve` with a bad
+config, and the exit statuses (0 ok, 1 invalid config or failure, 2 usage)."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from harness import WHARF_BIN, WHARF_SRC
+
+
+def run(*args, timeout=10):
+    p = subprocess.run([WHARF_BIN] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), \
+        p.stderr.decode("utf-8", "replace")
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="wharf-cli-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def config(self, extra_http=None, **top):
+        cfg = {
+            "distSpecVersion": "1.1.1",
+            "storage": {"rootDirectory": os.path.join(self.tmp, "data")},
+            "http": {"address": "127.0.0.1", "port": "5000"},
+            "log": {"level": "info"},
+        }
+        cfg["http"].update(extra_http or {})
+        cfg.update(top)
+        return self.write("config.json", json.dumps(cfg))
+
+    # ---- version and help ----
+
+    def test_version(self):
+        rc, out, _ = run("--version")
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r"wharf version \d+\.\d+\.\d+")
+
+    def test_help(self):
+        for arg in ("--help", "help"):
+            rc, out, _ = run(arg)
+            self.assertEqual(rc, 0, arg)
+            self.assertIn("serve", out, arg)
+            self.assertIn("verify", out, arg)
+            self.assertIn("/var/lib/wharf", out, arg)
+
+    def test_usage_errors(self):
+        rc, _, err = run()
+        self.assertEqual(rc, 2)
+        self.assertIn("usage", err)
+        rc, _, err = run("frobnicate")
+        self.assertEqual(rc, 2)
+        self.assertIn("frobnicate", err)
+        rc, _, _ = run("verify")
+        self.assertEqual(rc, 2)
+        rc, _, _ = run("verify", "a.json", "b.json")
+        self.assertEqual(rc, 2)
+
+    # ---- verify ----
+
+    def test_verify_examples(self):
+        examples = sorted(glob.glob(os.path.join(WHARF_SRC, "examples", "*.json")))
+        names = [os.path.basename(e) for e in examples]
+        self.assertIn("config.json", names)  # the classic Zot pull-through one
+        for path in examples:
+            rc, out, err = run("verify", path)
+            self.assertEqual(rc, 0, "%s: %s %s" % (path, out, err))
+            self.assertIn("config file is valid", out, path)
+
+    def test_verify_minimal(self):
+        rc, out, _ = run("verify", self.config())
+        self.assertEqual(rc, 0, out)
+        self.assertIn("config file is valid", out)
+
+    def assert_invalid(self, path, *needles):
+        rc, out, err = run("verify", path)
+        self.assertEqual(rc, 1, out + err)
+        self.assertNotIn("config file is valid", out)
+        for n in needles:
+            self.assertIn(n, out + err)
+        return out
+
+    def test_verify_misspelt_key(self):
+        out = self.assert_invalid(self.config({"adress": "127.0.0.1"}),
+                                  "http.adress")
+        # The path is said once, not twice.
+        self.assertEqual(out.count("config.json:"), 1, out)
+
+    def test_verify_wrong_type(self):
+        with open(self.config()) as f:
+            cfg = json.load(f)
+        cfg["storage"]["gc"] = "yes"
+        self.assert_invalid(self.write("c2.json", json.dumps(cfg)), "storage.gc")
+
+    def test_verify_bad_duration(self):
+        self.assert_invalid(self.config({"wharf": {"idleTimeout": "1x"}}),
+                            "http.wharf.idleTimeout")
+
+    def test_verify_bad_port(self):
+        self.assert_invalid(self.config({"port": "70000"}), "http.port")
+
+    def test_verify_missing_file(self):
+        missing = os.path.join(self.tmp, "nope.json")
+        self.assert_invalid(missing, missing)
+
+    def test_verify_invalid_json(self):
+        self.assert_invalid(self.write("broken.json", '{"storage": {'), "line")
+
+    # ---- serve ----
+
+    def test_serve_bad_config(self):
+        path = self.config({"adress": "127.0.0.1"})
+        rc, out, err = run("serve", path)
+        self.assertEqual(rc, 1)
+        self.assertIn("http.adress", out + err)
+        rc, _, _ = run("serve", os.path.join(self.tmp, "nope.json"))
+        self.assertEqual(rc, 1)
+        rc, _, _ = run("serve", self.write("broken.json", "{"))
+        self.assertEqual(rc, 1)
+
+    def test_serve_too_many_args(self):
+        rc, _, _ = run("serve", "a.json", "b.json")
+        self.assertEqual(rc, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
