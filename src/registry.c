@@ -19,12 +19,12 @@
 #include "wharf/sync.h"
 
 #define MANIFEST_MAX (4 * 1024 * 1024)
-#define API_VERSION "registry/2.0"
+#define API_VERSION  "registry/2.0"
 
-#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
-#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_OCI_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_INDEX       "application/vnd.oci.image.index.v1+json"
 #define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
 
 /* Upload sessions with a request streaming into them right now: a second
  * request on the same session must not interleave its bytes. */
@@ -59,13 +59,13 @@ struct rctx {
 	enum route route;
 	char name[WH_NAME_MAX + 1];
 	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
-	char id[37];             /* upload session */
+	char id[37];                    /* upload session */
 	char digest[WH_DIGEST_LEN + 1]; /* ?digest= when finishing */
 	bool has_digest;
 	bool holds_busy;
-	bool finished;           /* the upload was finished or cancelled */
-	bool temp_session;       /* created for a monolithic POST: cancel if not finished */
-	char *buf;               /* manifest bytes */
+	bool finished;     /* the upload was finished or cancelled */
+	bool temp_session; /* created for a monolithic POST: cancel if not finished */
+	char *buf;         /* manifest bytes */
 	size_t len, cap;
 	char media_type[256];
 };
@@ -242,7 +242,8 @@ static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
 	if (*is_digest) {
 		int d = wh_digest_check(ref, len);
 		if (d == WH_DIGEST_UNSUPPORTED) {
-			wh_registry_error(req, 400, "UNSUPPORTED", "digest algorithm not supported", ref);
+			wh_registry_error(req, 400, "UNSUPPORTED", "digest algorithm not supported",
+			                  ref);
 			return true;
 		}
 		if (d != WH_DIGEST_OK) {
@@ -540,8 +541,8 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 		const char *f = wh_req_query(req, "from", from, sizeof(from));
 		if ((f && !wh_name_valid(from, strlen(from))) ||
 		    (!f && req->query && strstr(req->query, "from="))) {
-			wh_registry_error(req, 400, "NAME_INVALID", "invalid repository name in from",
-			                  NULL);
+			wh_registry_error(req, 400, "NAME_INVALID",
+			                  "invalid repository name in from", NULL);
 			return;
 		}
 		if (f && wh_store_blob_mount(reg->store, name, from, mount) == 0) {
@@ -585,14 +586,14 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 	wh_store *st = reg->store;
 	wh_upload *up;
 	if (strlen(id) != 36) {
-		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
-		                  NULL);
+		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN",
+		                  "blob upload unknown to registry", NULL);
 		return;
 	}
 	int rc = wh_store_upload_get(st, name, id, &up);
 	if (rc == WH_ENOTFOUND) {
-		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
-		                  NULL);
+		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN",
+		                  "blob upload unknown to registry", NULL);
 		return;
 	}
 	if (rc != 0) {
@@ -629,7 +630,8 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 	if (cr) {
 		int64_t a, z;
 		if (!parse_content_range(cr, &a, &z)) {
-			wh_registry_error(req, 400, "BLOB_UPLOAD_INVALID", "invalid Content-Range", cr);
+			wh_registry_error(req, 400, "BLOB_UPLOAD_INVALID", "invalid Content-Range",
+			                  cr);
 			return;
 		}
 		if (a != size || (req->content_length >= 0 && z - a + 1 != req->content_length)) {
@@ -651,8 +653,8 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 		if (take_digest_param(req, x))
 			return;
 		if (!x->has_digest) {
-			wh_registry_error(req, 400, "DIGEST_INVALID", "the digest parameter is required",
-			                  NULL);
+			wh_registry_error(req, 400, "DIGEST_INVALID",
+			                  "the digest parameter is required", NULL);
 			return;
 		}
 	}
@@ -682,11 +684,11 @@ static void manifest_get(wh_req *req, wh_registry *reg, const char *name, const 
 	}
 	if (rc == WH_ENOTFOUND) {
 		if (!wh_store_repo_exists(reg->store, name))
-			wh_registry_error(req, 404, "NAME_UNKNOWN", "repository name not known to registry",
-			                  name);
+			wh_registry_error(req, 404, "NAME_UNKNOWN",
+			                  "repository name not known to registry", name);
 		else
-			wh_registry_error(req, 404, "MANIFEST_UNKNOWN", "manifest unknown to registry",
-			                  ref);
+			wh_registry_error(req, 404, "MANIFEST_UNKNOWN",
+			                  "manifest unknown to registry", ref);
 		return;
 	}
 	if (rc != 0) {
@@ -710,11 +712,11 @@ static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, con
 	int rc = wh_store_manifest_delete(reg->store, name, ref);
 	if (rc == WH_ENOTFOUND) {
 		if (!wh_store_repo_exists(reg->store, name))
-			wh_registry_error(req, 404, "NAME_UNKNOWN", "repository name not known to registry",
-			                  name);
+			wh_registry_error(req, 404, "NAME_UNKNOWN",
+			                  "repository name not known to registry", name);
 		else
-			wh_registry_error(req, 404, "MANIFEST_UNKNOWN", "manifest unknown to registry",
-			                  ref);
+			wh_registry_error(req, 404, "MANIFEST_UNKNOWN",
+			                  "manifest unknown to registry", ref);
 	} else if (rc != 0) {
 		storage_error(req, rc);
 	} else {
@@ -777,7 +779,8 @@ static int manifest_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
 	if (x->len + len > MANIFEST_MAX) {
-		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large", "limit 4 MiB");
+		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+		                  "limit 4 MiB");
 		return -1;
 	}
 	if (x->len + len > x->cap) {
@@ -807,7 +810,8 @@ static void manifest_put_end(wh_req *req)
 	}
 	doc = cJSON_ParseWithLength(x->buf ? x->buf : "", x->len);
 	if (!cJSON_IsObject(doc)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "manifest is not a JSON object", NULL);
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "manifest is not a JSON object",
+		                  NULL);
 		goto out;
 	}
 	const cJSON *sv = cJSON_GetObjectItemCaseSensitive(doc, "schemaVersion");
@@ -835,15 +839,16 @@ static void manifest_put_end(wh_req *req)
 		                                                        : MT_OCI_MANIFEST;
 	}
 	if (!known_manifest_type(mt)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "unsupported manifest media type", mt);
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "unsupported manifest media type",
+		                  mt);
 		goto out;
 	}
 	bool index = strcmp(mt, MT_OCI_INDEX) == 0 || strcmp(mt, MT_DOCKER_LIST) == 0;
 	if (index) {
 		const cJSON *ms = cJSON_GetObjectItemCaseSensitive(doc, "manifests");
 		if (!cJSON_IsArray(ms)) {
-			wh_registry_error(req, 400, "MANIFEST_INVALID", "manifests must be an array",
-			                  NULL);
+			wh_registry_error(req, 400, "MANIFEST_INVALID",
+			                  "manifests must be an array", NULL);
 			goto out;
 		}
 		const cJSON *d;
@@ -857,7 +862,8 @@ static void manifest_put_end(wh_req *req)
 		const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
 		if (!cfg || (layers && !cJSON_IsArray(layers))) {
 			wh_registry_error(req, 400, "MANIFEST_INVALID",
-			                  "an image manifest needs a config and a layers array", NULL);
+			                  "an image manifest needs a config and a layers array",
+			                  NULL);
 			goto out;
 		}
 		if (check_descriptor(req, reg, x->name, cfg, false) != 0)
@@ -871,8 +877,9 @@ static void manifest_put_end(wh_req *req)
 	}
 	const cJSON *subject = cJSON_GetObjectItemCaseSensitive(doc, "subject");
 	const cJSON *sdg = subject ? cJSON_GetObjectItemCaseSensitive(subject, "digest") : NULL;
-	if (subject && (!cJSON_IsString(sdg) ||
-	                wh_digest_check(sdg->valuestring, strlen(sdg->valuestring)) != WH_DIGEST_OK)) {
+	if (subject &&
+	    (!cJSON_IsString(sdg) ||
+	     wh_digest_check(sdg->valuestring, strlen(sdg->valuestring)) != WH_DIGEST_OK)) {
 		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid subject", NULL);
 		goto out;
 	}
@@ -897,7 +904,8 @@ out:
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
 {
 	if (req->content_length > MANIFEST_MAX) {
-		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large", "limit 4 MiB");
+		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+		                  "limit 4 MiB");
 		return;
 	}
 	struct rctx *x = rctx_new(req, reg, R_MANIFEST, name);
@@ -931,8 +939,8 @@ static bool page_params(wh_req *req, int *n, char *last, size_t lastlen, bool *h
 		errno = 0;
 		long v = strtol(buf, &e, 10);
 		if (!*buf || *e || errno || v < 0 || v > 100000) {
-			wh_registry_error(req, 400, "UNSUPPORTED", "n must be a non-negative integer",
-			                  buf);
+			wh_registry_error(req, 400, "UNSUPPORTED",
+			                  "n must be a non-negative integer", buf);
 			return true;
 		}
 		*n = (int)v;
@@ -1033,6 +1041,28 @@ static void referrers(wh_req *req, wh_registry *reg, const char *name, const cha
 
 /* ---- dispatch ---- */
 
+/* Each repository is a directory holding oci-layout, index.json and
+ * blobs/sha256/: a nested repository may not take one of those paths. The
+ * grammar allows such names; the layout cannot hold them. */
+static bool name_storable(const char *name)
+{
+	const char *p = name;
+	bool after_blobs = false;
+	while (*p) {
+		size_t n = strcspn(p, "/");
+		bool first = p == name;
+		if (!first && ((n == 10 && !strncmp(p, "index.json", n)) ||
+		               (n == 10 && !strncmp(p, "oci-layout", n)) ||
+		               (after_blobs && n == 6 && !strncmp(p, "sha256", n))))
+			return false;
+		after_blobs = !first && n == 5 && !strncmp(p, "blobs", n);
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}
+
 static void method_not_allowed(wh_req *req)
 {
 	wh_registry_error(req, 405, "UNSUPPORTED", "method not allowed", req->method);
@@ -1084,7 +1114,7 @@ void wh_registry_handle(wh_req *req, void *ctx)
 			catalog(req, reg);
 		return;
 	}
-	if (!wh_name_valid(name, strlen(name))) {
+	if (!wh_name_valid(name, strlen(name)) || !name_storable(name)) {
 		wh_registry_error(req, 400, "NAME_INVALID", "invalid repository name", NULL);
 		return;
 	}

@@ -1442,9 +1442,17 @@ out:
 	return rc;
 }
 
+/* The spec's "lexical order (i.e. case-insensitive alphanumeric order)";
+ * names differing only in case are ordered bytewise, so the order is total. */
+static int lexical(const char *a, const char *b)
+{
+	int c = strcasecmp(a, b);
+	return c ? c : strcmp(a, b);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return lexical(*(char *const *)a, *(char *const *)b);
 }
 
 /* From v[0..n) (sorted, may repeat), the names after last, at most limit
@@ -1455,7 +1463,7 @@ static void paginate(char **v, int n, const char *last, int limit, char ***out, 
 	int i = 0, k = 0;
 	char **res;
 
-	while (last && i < n && strcmp(v[i], last) <= 0)
+	while (last && i < n && lexical(v[i], last) <= 0)
 		i++;
 	res = wh_malloc(sizeof(*res) * (size_t)(n - i + 1));
 	for (; i < n; i++) {
@@ -1523,7 +1531,10 @@ static void strv_push(struct strv *s, char *str)
  * rel[0..rel_len). Repositories are directories holding index.json; a
  * repository's own blobs/ and dot-directories are not descended into, nor is
  * anything that cannot be part of a valid name. */
-static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_len, struct strv *out)
+/* in_blobs: name is a repository's blobs/ directory, whose sha256/ holds
+ * content, not repositories (a repository a/blobs/b is still found). */
+static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_len, bool in_blobs,
+                       struct strv *out)
 {
 	struct stat sb;
 	struct dirent *de;
@@ -1549,7 +1560,7 @@ static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_le
 		size_t nlen = strlen(de->d_name);
 		size_t new_len = rel_len + (rel_len ? 1 : 0) + nlen;
 
-		if (de->d_name[0] == '.' || (is_repo && !strcmp(de->d_name, "blobs")))
+		if (de->d_name[0] == '.' || (in_blobs && !strcmp(de->d_name, "sha256")))
 			continue;
 		if (new_len > WH_NAME_MAX || !wh_name_valid(de->d_name, nlen))
 			continue;
@@ -1563,7 +1574,8 @@ static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_le
 		if (rel_len)
 			rel[rel_len] = '/';
 		memcpy(rel + new_len - nlen, de->d_name, nlen + 1);
-		walk_repos(dirfd(dir), de->d_name, rel, new_len, out);
+		walk_repos(dirfd(dir), de->d_name, rel, new_len,
+		           is_repo && !strcmp(de->d_name, "blobs"), out);
 		rel[rel_len] = '\0';
 	}
 	closedir(dir);
@@ -1574,7 +1586,7 @@ int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *co
 	char rel[WH_NAME_MAX + 2] = "";
 	struct strv all = {0};
 
-	walk_repos(AT_FDCWD, st->root, rel, 0, &all);
+	walk_repos(AT_FDCWD, st->root, rel, 0, false, &all);
 	if (all.n > 0)
 		qsort(all.v, (size_t)all.n, sizeof(*all.v), cmp_str);
 	paginate(all.v, all.n, last, n, repos, count, more);
