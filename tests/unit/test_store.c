@@ -646,7 +646,8 @@ static void test_manifests(void)
 
 static void test_tags_pagination(void)
 {
-	static const char *const all[] = {"Z", "a", "t0", "t1", "t2", "t3", "t4", "v1.0"};
+	/* Lexical order is case-insensitive (the spec's words). */
+	static const char *const all[] = {"a", "t0", "t1", "t2", "t3", "t4", "v1.0", "Z"};
 	const int nall = (int)WH_ARRAY_SIZE(all);
 	char d[WH_DIGEST_LEN + 1], json[64];
 	wh_store *st = NULL;
@@ -682,10 +683,11 @@ static void test_tags_pagination(void)
 
 	CHECK(wh_store_tags(st, "p", NULL, 0, &tags, &count, &more) == 0 && count == 0 && more);
 	wh_strv_free(tags, count);
-	CHECK(wh_store_tags(st, "p", "t3", -1, &tags, &count, &more) == 0 && count == 2 && !more);
-	if (count == 2) {
+	CHECK(wh_store_tags(st, "p", "t3", -1, &tags, &count, &more) == 0 && count == 3 && !more);
+	if (count == 3) {
 		CHECK_STREQ(tags[0], "t4");
 		CHECK_STREQ(tags[1], "v1.0");
+		CHECK_STREQ(tags[2], "Z");
 	}
 	wh_strv_free(tags, count);
 	CHECK(wh_store_tags(st, "p", "b", 1, &tags, &count, &more) == 0 && count == 1 && more);
@@ -694,7 +696,11 @@ static void test_tags_pagination(void)
 	wh_strv_free(tags, count);
 	CHECK(wh_store_tags(st, "p", "zzz", 5, &tags, &count, &more) == 0 && count == 0 && !more);
 	wh_strv_free(tags, count);
-	CHECK(wh_store_tags(st, "p", "v1.0", 1, &tags, &count, &more) == 0 && count == 0 && !more);
+	CHECK(wh_store_tags(st, "p", "v1.0", 1, &tags, &count, &more) == 0 && count == 1 && !more);
+	if (count == 1)
+		CHECK_STREQ(tags[0], "Z");
+	wh_strv_free(tags, count);
+	CHECK(wh_store_tags(st, "p", "Z", 1, &tags, &count, &more) == 0 && count == 0 && !more);
 	wh_strv_free(tags, count);
 	wh_store_close(st);
 }
@@ -722,7 +728,8 @@ static bool repos_are(wh_store *st, const char *last, int n, const char *const *
 
 static void test_repos(void)
 {
-	static const char *const all[] = {"a", "a-b", "a/b", "b/c/d", "x/blobs", "z"};
+	static const char *const all[] = {"a",       "a-b", "a/b",          "b/c/d",
+	                                  "x/blobs", "z",   "z/blobs/inner"};
 	char d[WH_DIGEST_LEN + 1], id[37];
 	wh_store *st = NULL;
 
@@ -736,8 +743,8 @@ static void test_repos(void)
 	CHECK(wh_store_upload_create(st, "b/c/d", id) == 0);
 	CHECK(put_manifest(st, "a-b", "latest", M2, OCI_MANIFEST, d) == 0);
 	CHECK(put_blob(st, "x/blobs", "y", d) == 0); /* x is not a repository */
-	/* Not repositories: no index.json, a name outside the grammar, dot-dirs,
-	 * a repository's own blobs directory. */
+	/* Not repositories: no index.json, a name outside the grammar, dot-dirs.
+	 * A repository nested under another's blobs/ is one (its sha256/ is not). */
 	CHECK(mkdir_rel("empty") == 0);
 	CHECK(mkdir_rel("Bad") == 0);
 	write_text("Bad/index.json", "{}");
@@ -747,11 +754,15 @@ static void test_repos(void)
 	write_text("z/blobs/inner/index.json", "{}");
 	write_text("afile", "not a dir");
 
-	CHECK(repos_are(st, NULL, -1, all, 6, false));
+	CHECK(mkdir_rel("z/blobs/sha256/inner") == 0);
+	write_text("z/blobs/sha256/inner/index.json", "{}");
+
+	CHECK(repos_are(st, NULL, -1, all, 7, false));
 	CHECK(repos_are(st, NULL, 2, all, 2, true));
 	CHECK(repos_are(st, "a-b", 2, all + 2, 2, true));
-	CHECK(repos_are(st, "b/c/d", 2, all + 4, 2, false));
-	CHECK(repos_are(st, "z", 2, NULL, 0, false));
+	CHECK(repos_are(st, "b/c/d", 2, all + 4, 2, true));
+	CHECK(repos_are(st, "z", 2, all + 6, 1, false));
+	CHECK(repos_are(st, "z/blobs/inner", 2, NULL, 0, false));
 	CHECK(repos_are(st, NULL, 0, NULL, 0, true));
 	CHECK(wh_store_repo_exists(st, "b/c/d"));
 	CHECK(!wh_store_repo_exists(st, "b/c"));
