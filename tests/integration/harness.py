@@ -26,9 +26,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=10.0, host="127.0.0.1"):
+def wait_port(port, timeout=10.0, host="127.0.0.1", proc=None):
+    """Wait until something accepts on host:port; False on timeout, or at once
+    when proc (the server expected to listen) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return True
@@ -71,15 +75,16 @@ class Wharf:
         self.log_path = os.path.join(self.tmp, "wharf.log")
         self.proc = None
 
-    def start(self, timeout=10.0, env=None, host="127.0.0.1"):
-        """host: where to wait for the port (the config's http.address)."""
+    def start(self, timeout=10.0, env=None, host="127.0.0.1", wrapper=None):
+        """host: where to wait for the port (the config's http.address).
+        wrapper: a command to run wharf under (valgrind ...)."""
         self.logf = open(self.log_path, "ab")
         e = dict(os.environ)
         e.update(env or {})
-        self.proc = subprocess.Popen([WHARF_BIN, "serve", self.config_path],
+        self.proc = subprocess.Popen(list(wrapper or []) + [WHARF_BIN, "serve", self.config_path],
                                      stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=e)
-        if not wait_port(self.port, timeout, host=host):
+        if not wait_port(self.port, timeout, host=host, proc=self.proc):
             self.stop()
             raise RuntimeError("wharf did not start; log:\n" + self.log())
         return self
