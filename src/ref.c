@@ -5,14 +5,6 @@
 
 #include <string.h>
 
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
-
-_Static_assert(sizeof(mbedtls_sha256_context) <= sizeof(((wh_sha256 *)0)->opaque),
-               "wh_sha256 too small for mbedtls_sha256_context");
-_Static_assert(_Alignof(mbedtls_sha256_context) <= _Alignof(uint64_t),
-               "wh_sha256 under-aligned for mbedtls_sha256_context");
-
 static bool is_lower_alnum(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -138,61 +130,4 @@ int wh_digest_check(const char *s, size_t len)
 bool wh_ref_is_digest(const char *s, size_t len)
 {
 	return s && memchr(s, ':', len) != NULL;
-}
-
-/* mbedTLS 3 dropped the _ret suffix (and the void variants). The return
- * values only report hardware-accelerator failures, which the software
- * implementation never has. */
-void wh_sha256_init(wh_sha256 *h)
-{
-	mbedtls_sha256_context *ctx = (mbedtls_sha256_context *)h->opaque;
-
-	mbedtls_sha256_init(ctx);
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	(void)mbedtls_sha256_starts(ctx, 0);
-#else
-	(void)mbedtls_sha256_starts_ret(ctx, 0);
-#endif
-}
-
-void wh_sha256_update(wh_sha256 *h, const void *data, size_t len)
-{
-	mbedtls_sha256_context *ctx = (mbedtls_sha256_context *)h->opaque;
-
-	if (len == 0)
-		return;
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	(void)mbedtls_sha256_update(ctx, data, len);
-#else
-	(void)mbedtls_sha256_update_ret(ctx, data, len);
-#endif
-}
-
-void wh_sha256_final(wh_sha256 *h, char out[WH_DIGEST_LEN + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	mbedtls_sha256_context *ctx = (mbedtls_sha256_context *)h->opaque;
-	unsigned char sum[32];
-
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	(void)mbedtls_sha256_finish(ctx, sum);
-#else
-	(void)mbedtls_sha256_finish_ret(ctx, sum);
-#endif
-	mbedtls_sha256_free(ctx);
-	memcpy(out, "sha256:", 7);
-	for (size_t i = 0; i < sizeof(sum); i++) {
-		out[7 + 2 * i] = hex[sum[i] >> 4];
-		out[7 + 2 * i + 1] = hex[sum[i] & 0xf];
-	}
-	out[WH_DIGEST_LEN] = '\0';
-}
-
-void wh_sha256_digest(const void *data, size_t len, char out[WH_DIGEST_LEN + 1])
-{
-	wh_sha256 h;
-
-	wh_sha256_init(&h);
-	wh_sha256_update(&h, data, len);
-	wh_sha256_final(&h, out);
 }

@@ -33,9 +33,12 @@ int wh_digest_check(const char *s, size_t len);
  * be treated as a digest rather than as a tag. */
 bool wh_ref_is_digest(const char *s, size_t len);
 
-/* Incremental sha256. The context is plain memory: embed it, no free needed. */
+/* Incremental sha256 (src/sha256.c). On x86-64 CPUs with the SHA
+ * extensions a hardware path is chosen at run time; elsewhere mbedTLS does
+ * the work. The context is plain memory: embed it, no free needed. */
 typedef struct wh_sha256 {
-	uint64_t opaque[32]; /* holds mbedtls_sha256_context */
+	int impl;            /* which implementation holds the state */
+	uint64_t opaque[32]; /* its state */
 } wh_sha256;
 
 void wh_sha256_init(wh_sha256 *h);
@@ -47,5 +50,11 @@ void wh_sha256_update(wh_sha256 *h, const void *data, size_t len);
 void wh_sha256_final(wh_sha256 *h, char out[WH_DIGEST_LEN + 1]);
 /* One-shot helper. */
 void wh_sha256_digest(const void *data, size_t len, char out[WH_DIGEST_LEN + 1]);
+
+/* The implementation new contexts use: "sha-ni" or "mbedtls". */
+const char *wh_sha256_impl(void);
+/* Tests and benchmarks: use mbedTLS even where the hardware path exists
+ * (portable = true), or go back to the best one. Affects new contexts. */
+void wh_sha256_force_portable(bool portable);
 
 #endif
