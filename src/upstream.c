@@ -104,6 +104,7 @@ struct wh_up_req {
 };
 
 static void check_done(wh_upstream *up);
+static int multi_ready(wh_upstream *up);
 static void start_main(wh_up_req *r);
 static void req_finish(wh_up_req *r, int err);
 
@@ -685,7 +686,12 @@ static uint64_t backoff_ms(int attempt, int retry_after)
 static void retry_cb(uv_timer_t *t)
 {
 	wh_up_req *r = t->data;
-	if (!r->cancelled)
+	if (r->cancelled)
+		return;
+	int rc = multi_ready(r->up);
+	if (rc != 0)
+		req_finish(r, rc);
+	else
 		start_main(r);
 }
 
@@ -941,17 +947,35 @@ static void free_creds(wh_upstream *up)
 	up->n_creds = 0;
 }
 
-int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, wh_upstream **out, char *err,
-                    size_t errlen)
+/* curl (and the TLS library under it) is set up at the first upstream
+ * request, not at start: a cache that is not being filled does not pay the
+ * memory of a TLS stack. */
+static int multi_ready(wh_upstream *up)
 {
 	static bool global_init;
+	if (up->multi)
+		return 0;
 	if (!global_init) {
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			snprintf(err, errlen, "libcurl failed to initialise");
+			wh_log(WH_LOG_ERROR, "libcurl failed to initialise", NULL);
 			return WH_EUPSTREAM;
 		}
 		global_init = true;
 	}
+	up->multi = curl_multi_init();
+	if (!up->multi)
+		return WH_ENOMEM;
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
+	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
+	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	return 0;
+}
+
+int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, wh_upstream **out, char *err,
+                    size_t errlen)
+{
 	wh_upstream *up = wh_calloc(1, sizeof(*up));
 	up->loop = loop;
 	if (credentials_file && load_creds(up, credentials_file, err, errlen) != 0) {
@@ -959,12 +983,6 @@ int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, wh_upstream *
 		free(up);
 		return WH_EINVAL;
 	}
-	up->multi = curl_multi_init();
-	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
-	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
-	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
-	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
-	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
 	uv_timer_init(loop, &up->timer);
 	up->timer.data = up;
 	*out = up;
@@ -985,7 +1003,8 @@ void wh_upstream_free(wh_upstream *up)
 	free_creds(up);
 	up->freeing = true;
 	/* Cleaning up the multi handle closes its sockets (CURL_POLL_REMOVE). */
-	curl_multi_cleanup(up->multi);
+	if (up->multi)
+		curl_multi_cleanup(up->multi);
 	up->multi = NULL;
 	while (up->socks)
 		sock_close(up, up->socks);
@@ -1014,7 +1033,9 @@ wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, con
 	if (r->next)
 		r->next->prev = r;
 	up->reqs = r;
-	start_main(r);
+	/* Started from the loop, so that no callback can run before the caller
+	 * has the request in hand. */
+	uv_timer_start(&r->retry_timer, retry_cb, 0, 0);
 	return r;
 }
 

@@ -10,7 +10,8 @@
  * errors, 5xx and 429 (honouring a short Retry-After). Only the final
  * response reaches the caller.
  *
- * Callbacks, in order, each from the loop (never re-entrantly):
+ * Callbacks, in order, each from the loop — never from inside
+ * wh_upstream_request itself, and never re-entrantly:
  *   on_head  once, with the final response's status and headers;
  *   on_data  zero or more times with body bytes (only for 2xx answers);
  *   on_done  exactly once, last; the request is freed after it returns.
