@@ -44,11 +44,42 @@ struct wh_upload {
 	wh_sha256 hash; /* of the first size bytes of the file */
 };
 
+/* Reading index.json and a manifest from disk and parsing the index for
+ * every manifest request would make a tag lookup cost an open, a read and a
+ * JSON parse. The store keeps the parsed index of the repositories in use,
+ * checked against index.json's inode, size and mtime with one stat(2) (so a
+ * file replaced behind our back is read again), and the bytes of small
+ * manifests by digest (content-addressed: never stale). Both are bounded. */
+#define INDEX_CACHE          64            /* repositories */
+#define MANIFEST_CACHE_BYTES (1024 * 1024) /* all cached manifest bytes */
+#define MANIFEST_CACHE_ITEM  (64 * 1024)   /* larger manifests are read each time */
+#define MANIFEST_CACHE_N     256
+
+struct index_slot {
+	char *repo; /* NULL: empty */
+	cJSON *idx;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	uint64_t used; /* LRU tick */
+};
+
+struct manifest_slot {
+	char digest[WH_DIGEST_LEN + 1]; /* "": empty */
+	char *data;
+	size_t len;
+	uint64_t used;
+};
+
 struct wh_store {
 	char *root;
 	bool dedupe;
 	wh_upload *head, *tail;
 	int n_uploads;
+	uint64_t tick;
+	struct index_slot index_cache[INDEX_CACHE];
+	struct manifest_slot manifest_cache[MANIFEST_CACHE_N];
+	size_t manifest_cache_bytes;
 };
 
 /* ---- small helpers ---- */
@@ -540,6 +571,105 @@ out:
 	return rc;
 }
 
+static struct index_slot *index_slot_find(wh_store *st, const char *repo)
+{
+	for (int i = 0; i < INDEX_CACHE; i++)
+		if (st->index_cache[i].repo && strcmp(st->index_cache[i].repo, repo) == 0)
+			return &st->index_cache[i];
+	return NULL;
+}
+
+static void index_slot_clear(struct index_slot *s)
+{
+	free(s->repo);
+	cJSON_Delete(s->idx);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The parsed index.json of repo for reading only: borrowed from the cache,
+ * valid until the next store call. Errors as index_load. */
+static int index_get(wh_store *st, const char *repo, cJSON **out)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int rc = repo_path(st, repo, "index.json", path);
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	if (stat(path, &sb) < 0)
+		return errno == ENOENT || errno == ENOTDIR ? WH_ENOTFOUND : WH_EIO;
+	struct index_slot *s = index_slot_find(st, repo);
+	if (s && s->ino == sb.st_ino && s->size == sb.st_size &&
+	    s->mtime.tv_sec == sb.st_mtim.tv_sec && s->mtime.tv_nsec == sb.st_mtim.tv_nsec) {
+		s->used = ++st->tick;
+		*out = s->idx;
+		return 0;
+	}
+	cJSON *idx;
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		return rc;
+	if (!s) {
+		s = &st->index_cache[0];
+		for (int i = 1; i < INDEX_CACHE && s->repo; i++)
+			if (!st->index_cache[i].repo || st->index_cache[i].used < s->used)
+				s = &st->index_cache[i];
+	}
+	index_slot_clear(s);
+	s->repo = wh_strdup(repo);
+	s->idx = idx;
+	s->ino = sb.st_ino;
+	s->size = sb.st_size;
+	s->mtime = sb.st_mtim;
+	s->used = ++st->tick;
+	*out = idx;
+	return 0;
+}
+
+/* Manifest bytes by digest, from the cache; NULL when not there. */
+static struct manifest_slot *manifest_cached(wh_store *st, const char *digest)
+{
+	for (int i = 0; i < MANIFEST_CACHE_N; i++) {
+		struct manifest_slot *m = &st->manifest_cache[i];
+		if (m->digest[0] && strcmp(m->digest, digest) == 0) {
+			m->used = ++st->tick;
+			return m;
+		}
+	}
+	return NULL;
+}
+
+static void manifest_slot_clear(wh_store *st, struct manifest_slot *m)
+{
+	st->manifest_cache_bytes -= m->len;
+	free(m->data);
+	memset(m, 0, sizeof(*m));
+}
+
+static void manifest_cache_put(wh_store *st, const char *digest, const char *data, size_t len)
+{
+	if (len > MANIFEST_CACHE_ITEM || manifest_cached(st, digest))
+		return;
+	for (;;) {
+		/* The least recently used slot, or an empty one. */
+		struct manifest_slot *victim = &st->manifest_cache[0];
+		for (int i = 1; i < MANIFEST_CACHE_N && victim->digest[0]; i++)
+			if (!st->manifest_cache[i].digest[0] ||
+			    st->manifest_cache[i].used < victim->used)
+				victim = &st->manifest_cache[i];
+		if (!victim->digest[0] && st->manifest_cache_bytes + len <= MANIFEST_CACHE_BYTES) {
+			memcpy(victim->digest, digest, WH_DIGEST_LEN + 1);
+			victim->data = wh_malloc(len ? len : 1);
+			memcpy(victim->data, data, len);
+			victim->len = len;
+			victim->used = ++st->tick;
+			st->manifest_cache_bytes += len;
+			return;
+		}
+		manifest_slot_clear(st, victim);
+	}
+}
+
 static int index_save(wh_store *st, const char *repo, cJSON *idx)
 {
 	char path[PATH_MAX];
@@ -564,6 +694,9 @@ static int index_save(wh_store *st, const char *repo, cJSON *idx)
 		rc = WH_ENOMEM;
 		goto out;
 	}
+	struct index_slot *slot = index_slot_find(st, repo);
+	if (slot)
+		index_slot_clear(slot);
 	rc = write_atomic(st, path, text, strlen(text));
 out:
 	cJSON_free(text);
@@ -729,6 +862,10 @@ void wh_store_close(wh_store *st)
 		return;
 	while (st->head)
 		upload_free(st, st->head);
+	for (int i = 0; i < INDEX_CACHE; i++)
+		index_slot_clear(&st->index_cache[i]);
+	for (int i = 0; i < MANIFEST_CACHE_N; i++)
+		manifest_slot_clear(st, &st->manifest_cache[i]);
 	free(st->root);
 	free(st);
 }
@@ -828,6 +965,10 @@ int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest)
 	rc = blob_path(st, repo, digest, path);
 	if (rc < 0)
 		return rc;
+	/* It may be a manifest's bytes: drop any cached copy with the file. */
+	struct manifest_slot *m = manifest_cached(st, digest);
+	if (m)
+		manifest_slot_clear(st, m);
 	if (unlink(path) < 0)
 		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
 	return fsync_parent(path);
@@ -1220,7 +1361,7 @@ static int lookup(wh_store *st, const char *repo, const char *ref, char digest[W
 	*media_type = NULL;
 	if (!repo_ok(repo) || !ref_ok(ref))
 		return WH_EINVAL;
-	rc = index_load(st, repo, &idx);
+	rc = index_get(st, repo, &idx);
 	if (rc < 0)
 		goto out;
 	arr = index_manifests(idx);
@@ -1244,8 +1385,7 @@ static int lookup(wh_store *st, const char *repo, const char *ref, char digest[W
 	if (mt)
 		*media_type = wh_strdup(mt);
 out:
-	cJSON_Delete(idx);
-	return rc;
+	return rc; /* idx is the cache's */
 }
 
 /* The mediaType a manifest declares, or the OCI manifest type. */
@@ -1268,15 +1408,24 @@ int wh_store_manifest_get(wh_store *st, const char *repo, const char *ref, wh_ma
 	rc = lookup(st, repo, ref, out->digest, &out->media_type);
 	if (rc < 0)
 		goto out;
-	rc = blob_path(st, repo, out->digest, path);
-	if (rc < 0)
-		goto out;
-	rc = read_file(path, JSON_MAX, &out->data, &out->len);
-	if (rc == WH_ENOTFOUND)
-		wh_log(WH_LOG_WARN, "index.json names a manifest that is missing", "path", WH_LS,
-		       path, NULL);
-	if (rc < 0)
-		goto out;
+	struct manifest_slot *hit = manifest_cached(st, out->digest);
+	if (hit) {
+		out->data = wh_malloc(hit->len + 1);
+		memcpy(out->data, hit->data, hit->len);
+		out->data[hit->len] = '\0';
+		out->len = hit->len;
+	} else {
+		rc = blob_path(st, repo, out->digest, path);
+		if (rc < 0)
+			goto out;
+		rc = read_file(path, JSON_MAX, &out->data, &out->len);
+		if (rc == WH_ENOTFOUND)
+			wh_log(WH_LOG_WARN, "index.json names a manifest that is missing", "path",
+			       WH_LS, path, NULL);
+		if (rc < 0)
+			goto out;
+		manifest_cache_put(st, out->digest, out->data, out->len);
+	}
 	if (!out->media_type)
 		out->media_type = declared_media_type(out->data, out->len);
 out:
@@ -1299,6 +1448,12 @@ int wh_store_manifest_stat(wh_store *st, const char *repo, const char *ref,
 	rc = lookup(st, repo, ref, digest, media_type);
 	if (rc < 0)
 		goto out;
+	struct manifest_slot *hit = manifest_cached(st, digest);
+	if (hit && *media_type) {
+		if (size)
+			*size = (int64_t)hit->len;
+		goto out;
+	}
 	rc = blob_path(st, repo, digest, path);
 	if (rc < 0)
 		goto out;
@@ -1493,7 +1648,7 @@ int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char 
 	*more = false;
 	if (!repo_ok(repo))
 		return WH_EINVAL;
-	rc = index_load(st, repo, &idx);
+	rc = index_get(st, repo, &idx);
 	if (rc < 0)
 		goto out;
 	v = wh_malloc(sizeof(*v) * ((size_t)cJSON_GetArraySize(index_manifests(idx)) + 1));
@@ -1508,8 +1663,7 @@ int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char 
 		qsort(v, (size_t)nv, sizeof(*v), cmp_str);
 	paginate(v, nv, last, n, tags, count, more);
 out:
-	free(v);
-	cJSON_Delete(idx);
+	free(v); /* idx is the cache's */
 	return rc;
 }
 
