@@ -15,11 +15,11 @@
 #include "wharf/config.h"
 #include "wharf/common.h"
 #include "wharf/log.h"
+#include "wharf/pattern.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -433,7 +433,7 @@ static int parse_field(struct parser *p, const struct field *f, const cJSON *v, 
 	case T_REGEX:
 	case T_GLOB: {
 		const char *why;
-		regex_t re;
+		wh_regex *re;
 		if (!cJSON_IsString(v))
 			return fail(p, "expected a string");
 		if ((f->flags & F_NONEMPTY) && !*v->valuestring)
@@ -441,14 +441,11 @@ static int parse_field(struct parser *p, const struct field *f, const cJSON *v, 
 		if (f->type == T_GLOB && (why = glob_problem(v->valuestring)))
 			return fail(p, "invalid glob \"%s\": %s", v->valuestring, why);
 		if (f->type == T_REGEX) {
-			int e = regcomp(&re, v->valuestring, REG_EXTENDED | REG_NOSUB);
-			if (e) {
-				char buf[128];
-				regerror(e, &re, buf, sizeof(buf));
+			char buf[192];
+			if (wh_regex_compile(v->valuestring, &re, buf, sizeof(buf)) != 0)
 				return fail(p, "invalid regular expression \"%s\": %s",
 				            v->valuestring, buf);
-			}
-			regfree(&re);
+			wh_regex_free(re);
 		}
 		set_string(base, f->off, v->valuestring);
 		set = *v->valuestring != '\0';

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include "wharf/common.h"
 #include "wharf/log.h"
+#include "wharf/pattern.h"
 #include "wharf/registry.h"
 #include "wharf/upstream.h"
 
@@ -30,8 +30,7 @@ static const char ACCEPT_ALL[] =
     "application/vnd.docker.distribution.manifest.v2+json";
 
 struct rule_re {
-	regex_t re, ex;
-	bool has_re, has_ex;
+	wh_regex *re, *ex; /* NULL: no such filter */
 };
 
 struct mwait;
@@ -127,107 +126,6 @@ struct wh_sync {
 	} fresh[FRESH_SLOTS];
 };
 
-/* ---- glob ---- */
-
-static bool class_match(const char **pp, char c)
-{
-	const char *p = *pp + 1;
-	bool neg = false, ok = false;
-	if (*p == '!' || *p == '^') {
-		neg = true;
-		p++;
-	}
-	bool first = true;
-	while (*p && (*p != ']' || first)) {
-		first = false;
-		char lo = *p, hi = *p;
-		if (p[1] == '-' && p[2] && p[2] != ']') {
-			hi = p[2];
-			p += 2;
-		}
-		if (c >= lo && c <= hi)
-			ok = true;
-		p++;
-	}
-	*pp = *p ? p + 1 : p;
-	return ok != neg;
-}
-
-static bool glob_rec(const char *p, const char *n, int depth)
-{
-	if (depth > 64)
-		return false;
-	while (*p) {
-		if (p[0] == '*' && p[1] == '*') {
-			const char *rest = p + 2;
-			/* "**\/" may match nothing at all. */
-			if (*rest == '/' && glob_rec(rest + 1, n, depth + 1))
-				return true;
-			for (const char *t = n;; t++) {
-				if (glob_rec(rest, t, depth + 1))
-					return true;
-				if (!*t)
-					return false;
-			}
-		}
-		if (*p == '*') {
-			for (const char *t = n;; t++) {
-				if (glob_rec(p + 1, t, depth + 1))
-					return true;
-				if (!*t || *t == '/')
-					return false;
-			}
-		}
-		if (*p == '{') {
-			/* Try each alternative followed by the rest of the pattern. */
-			const char *close = strchr(p, '}');
-			if (!close)
-				return false;
-			const char *alt = p + 1;
-			for (;;) {
-				const char *e = alt;
-				while (e < close && *e != ',')
-					e++;
-				char buf[1024];
-				int k = snprintf(buf, sizeof(buf), "%.*s%s", (int)(e - alt), alt,
-				                 close + 1);
-				if (k > 0 && (size_t)k < sizeof(buf) && glob_rec(buf, n, depth + 1))
-					return true;
-				if (e >= close)
-					return false;
-				alt = e + 1;
-			}
-		}
-		if (!*n)
-			return false;
-		if (*p == '?') {
-			if (*n == '/')
-				return false;
-			p++;
-			n++;
-			continue;
-		}
-		if (*p == '[') {
-			if (*n == '/' || !class_match(&p, *n))
-				return false;
-			n++;
-			continue;
-		}
-		if (*p == '\\' && p[1])
-			p++;
-		if (*p != *n)
-			return false;
-		p++;
-		n++;
-	}
-	return *n == '\0';
-}
-
-bool wh_glob_match(const char *pattern, const char *name)
-{
-	return glob_rec(pattern, name, 0);
-}
-
 /* ---- names ---- */
 
 static const char *trim_slashes(const char *s, size_t *len)
@@ -316,9 +214,9 @@ static const struct rule_re *rule_for(const wh_sync *s, const wh_sync_map *map)
 static bool tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag)
 {
 	const struct rule_re *r = rule_for(s, map);
-	if (r->has_re && regexec(&r->re, tag, 0, NULL, 0) != 0)
+	if (r->re && !wh_regex_match(r->re, tag))
 		return false;
-	if (r->has_ex && regexec(&r->ex, tag, 0, NULL, 0) == 0)
+	if (r->ex && wh_regex_match(r->ex, tag))
 		return false;
 	return true;
 }
@@ -1049,11 +947,11 @@ int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh
 			const wh_sync_tags *t = &reg->content[j].tags;
 			struct rule_re *r = &s->re[i][j];
 			/* Validated by the config already. */
-			if (t->regex && regcomp(&r->re, t->regex, REG_EXTENDED | REG_NOSUB) == 0)
-				r->has_re = true;
-			if (t->exclude_regex &&
-			    regcomp(&r->ex, t->exclude_regex, REG_EXTENDED | REG_NOSUB) == 0)
-				r->has_ex = true;
+			char e[160];
+			if (t->regex)
+				wh_regex_compile(t->regex, &r->re, e, sizeof(e));
+			if (t->exclude_regex)
+				wh_regex_compile(t->exclude_regex, &r->ex, e, sizeof(e));
 		}
 	}
 	*out = s;
@@ -1103,10 +1001,8 @@ void wh_sync_free(wh_sync *s)
 	wh_upstream_free(s->up);
 	for (int i = 0; i < s->cfg->n_registries; i++) {
 		for (int j = 0; j < s->cfg->registries[i].n_content; j++) {
-			if (s->re[i][j].has_re)
-				regfree(&s->re[i][j].re);
-			if (s->re[i][j].has_ex)
-				regfree(&s->re[i][j].ex);
+			wh_regex_free(s->re[i][j].re);
+			wh_regex_free(s->re[i][j].ex);
 		}
 		free(s->re[i]);
 	}

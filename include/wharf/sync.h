@@ -66,8 +66,4 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map);
 
-/* Doublestar glob: `*` within a path component, `**` across components,
- * `?`, `[...]`, `{a,b}`. */
-bool wh_glob_match(const char *pattern, const char *name);
-
 #endif

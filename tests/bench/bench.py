@@ -1,0 +1,781 @@
+#!/usr/bin/env python3
+"""Wharf side by side with CNCF Distribution (Debian's docker-registry) and
+nginx, in one run on this machine: see README.md here. Run it as
+tests/bench/run [--quick] [--bin PATH] [--json PATH].
+
+Phases, in order, each bounded in time:
+  local     start Wharf, Distribution, nginx (static files); RSS idle;
+            RSS with N idle connections
+  warm      manifest GET (wrk) / HEAD (ab) by tag and digest; blob GET
+            throughput; a whole skopeo pull
+  push      a big layer, monolithic and chunked, into Wharf and Distribution
+  cold      Wharf pull-through vs Distribution proxy, both behind an nginx
+            limit_rate front on an upstream Distribution: whole pull, first
+            byte, 8 clients on one uncached layer, upstream bytes counted
+  slow      16 slow readers of an uncached layer from a fast upstream: RSS
+  startup   exec to first GET /v2/ answer: empty store, and a large store
+The table and a JSON file come at the end. Targets are marked PASS/MISS and
+never fail the run; the exit status is 1 only if the bench itself broke.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+sys.path.insert(0, HERE)
+
+import fixtures  # noqa: E402
+import load  # noqa: E402
+import report  # noqa: E402
+import systems  # noqa: E402
+import upstream  # noqa: E402
+from load import MeasureError  # noqa: E402
+from report import (Figure, all_of, at_least, at_most, ratio_at_least,  # noqa: E402
+                    ratio_at_most)
+
+MiB = 1 << 20
+ACCEPT = "Accept: " + upstream.MANIFEST_ACCEPT
+
+
+class Plan:
+    """Sizes and durations of a mode."""
+
+    FULL = dict(sha256_mib=256, seconds=6, warmup=1, blob_seconds=8, blob=32 * MiB,
+                pull_big=128 * MiB, pull_mid=8 * MiB, pull_reps=3,
+                cold=96 * MiB, throttle=25e6, clients=8,
+                push=96 * MiB, push_chunk=8 * MiB, push_reps=3,
+                idle_conns=2000, store_repos=1000, store_blobs=10, startup_reps=5,
+                slow_clients=16, slow_rate=1e6, slow_seconds=10)
+    QUICK = dict(FULL, sha256_mib=32, seconds=1, warmup=0, blob_seconds=1, blob=4 * MiB,
+                 pull_big=8 * MiB, pull_mid=1 * MiB, pull_reps=1,
+                 cold=8 * MiB, push=8 * MiB, push_chunk=2 * MiB, push_reps=1,
+                 idle_conns=200, store_repos=100, startup_reps=3,
+                 slow_clients=4, slow_seconds=2)
+
+    def __init__(self, quick):
+        self.mode = "quick" if quick else "full"
+        for k, v in (self.QUICK if quick else self.FULL).items():
+            setattr(self, k, v)
+
+
+def mib(n):
+    return "%g MiB" % round(n / MiB, 1)
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.plan = Plan(args.quick)
+        self.bin = os.path.abspath(args.bin)
+        self.work = args.workdir or tempfile.mkdtemp(prefix="wharf-bench-")
+        os.makedirs(self.work, exist_ok=True)
+        # nginx workers run as nobody: they read the static root and write
+        # proxy temp files under here.
+        os.chmod(self.work, 0o755)
+        self.figures = []
+        self.notes = []
+        self.broken = []          # phases that raised an unexpected exception
+        self.servers = []         # every server started, for logs and cleanup
+        self.local = {}           # system -> Server of the warm phases
+
+    # -------------------------------------------------------------- plumbing
+
+    def fig(self, *a, **kw):
+        f = Figure(*a, **kw)
+        self.figures.append(f)
+        return f
+
+    def note(self, text):
+        self.notes.append(text)
+        say("  note: " + text)
+
+    def start(self, server, cpus=None):
+        self.servers.append(server)
+        server.start(cpus=cpus)
+        return server
+
+    def phase(self, name, fn):
+        say("== %s" % name)
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Exception:
+            self.broken.append(name)
+            say("  phase %s broke:\n%s" % (name, traceback.format_exc()))
+        say("   (%s: %.1fs)" % (name, time.monotonic() - t0))
+
+    def path(self, *p):
+        return os.path.join(self.work, *p)
+
+    def new_wharf(self, root, config=None, role="local", log_level="warn"):
+        return systems.wharf_server(self.bin, root, config, role, log_level)
+
+    def each_local(self, systems_=report.SYSTEMS):
+        return [(s, self.local[s]) for s in systems_ if s in self.local]
+
+    # -------------------------------------------------------------- fixtures
+
+    def prepare(self):
+        p = self.plan
+        t0 = time.monotonic()
+        self.mani = fixtures.manifest_image(self.path("img", "manifest"))
+        self.pull = fixtures.pull_image(self.path("img", "pull"), p.pull_big, p.pull_mid)
+        self.cold = fixtures.cold_image(self.path("img", "cold"), p.cold)
+        self.blob_repo = "bench/blob"
+        self.blob = fixtures.random_blob(self.path("img", "blob.bin"), p.blob, seed=21)
+        self.nginx_root = self.path("nginx-root")
+        fixtures.nginx_root(self.nginx_root, [self.mani, self.pull],
+                            blobs=[(self.blob_repo, self.blob)])
+        say("  images: pull %s, cold %s (layer %s), blob %s; made in %.1fs"
+            % (mib(self.pull.size), mib(self.cold.size), mib(self.cold.biggest_layer.size),
+               mib(self.blob.size), time.monotonic() - t0))
+
+    # -------------------------------------------------------------- local systems
+
+    def phase_local(self):
+        p = self.plan
+        cpus = systems.SERVER_CPUS
+        self.local["wharf"] = self.start(self.new_wharf(self.path("wharf-local")), cpus)
+        self.local["distribution"] = self.start(systems.distribution_server(), cpus)
+        self.local["nginx"] = self.start(systems.nginx_static(self.work, self.nginx_root), cpus)
+        time.sleep(1.0)
+        self.fig("memory", "rss_idle", "RSS idle, fresh start", "MiB",
+                 {s: srv.rss_kib() / 1024 for s, srv in self.each_local()},
+                 better="lower", target=at_most(8, "8 MiB"), fmt="%.1f",
+                 detail={"nginx": "master + 1 worker"})
+
+        rss, per, errors, detail = {}, {}, {}, {}
+        for s, srv in self.each_local():
+            r = load.idle_connections(srv, p.idle_conns)
+            detail[s] = r
+            rss[s] = r["rss_with_kib"] / 1024
+            per[s] = (r["rss_with_kib"] - r["rss_before_kib"]) / p.idle_conns
+            if r["ok"] != p.idle_conns or r["still_open"] != p.idle_conns:
+                errors[s] = "%d of %d connections answered, %d still open after 1 s" % (
+                    r["ok"], p.idle_conns, r["still_open"])
+            say("  %-12s %d idle connections: RSS %.1f MiB (%.2f KiB each)"
+                % (s, p.idle_conns, rss[s], per[s]))
+            time.sleep(0.5)
+        self.fig("memory", "rss_idle_conns", "RSS with %d idle connections" % p.idle_conns,
+                 "MiB", rss, better="lower", errors=errors, detail=detail, fmt="%.1f")
+        self.fig("memory", "kib_per_idle_conn", "  per idle connection", "KiB", per,
+                 better="lower", target=at_most(8, "8 KiB"), fmt="%.2f")
+
+    def phase_seed(self):
+        for s in ("wharf", "distribution"):
+            hp = self.local[s].hostport
+            load.push_fixture(hp, self.mani)
+            load.push_fixture(hp, self.pull)
+            reg = load.Registry(hp)
+            reg.upload_post_put(self.blob_repo, self.blob.path, self.blob.digest)
+            reg.close()
+
+    # -------------------------------------------------------------- warm
+
+    def _check_manifest(self, srv, method, path):
+        """One request first: the answer must be 200 with the manifest."""
+        r = load.Registry(srv.hostport, timeout=10)
+        try:
+            st, h, body = r.req(method, path, headers={"Accept": upstream.MANIFEST_ACCEPT})
+        finally:
+            r.close()
+        if st != 200:
+            raise MeasureError("%s %s: %d" % (method, path, st))
+        if method == "GET" and body != self.mani.manifest:
+            raise MeasureError("GET %s: body is not the manifest" % path)
+        if h.get("content-type", "").split(";")[0] != self.mani.media_type:
+            raise MeasureError("%s %s: Content-Type %r" % (method, path, h.get("content-type")))
+
+    def phase_warm_manifests(self):
+        p = self.plan
+        conns = 32
+        for method in ("GET", "HEAD"):
+            for by, ref in (("tag", self.mani.tag), ("digest", self.mani.digest)):
+                path = "/v2/%s/manifests/%s" % (self.mani.repo, ref)
+                vals = {"rps": {}, "p50_ms": {}, "p99_ms": {}}
+                errors, detail = {}, {}
+                for s, srv in self.each_local():
+                    try:
+                        self._check_manifest(srv, method, path)
+                        if method == "GET":
+                            if p.warmup:
+                                load.wrk(srv.url + path, conns, p.warmup, [ACCEPT])
+                            r = load.wrk(srv.url + path, conns, p.seconds, [ACCEPT])
+                        else:
+                            conn_hdr = load.http10_keepalive(srv.port, path, [ACCEPT])
+                            detail[s + "_http10_connection_header"] = conn_hdr
+                            try:
+                                r = load.ab_head(srv.url + path, conns, p.seconds, [ACCEPT])
+                            except MeasureError as e:
+                                if not conn_hdr or conn_hdr.lower() != "keep-alive":
+                                    raise MeasureError(
+                                        "%s (the answer to an HTTP/1.0 request with Connection: "
+                                        "Keep-Alive has %s, so ab -k waits for a close that "
+                                        "never comes)" % (e, "Connection: " + conn_hdr if conn_hdr
+                                                         else "no Connection header"))
+                                raise
+                        for k in vals:
+                            vals[k][s] = r[k]
+                        detail[s] = r
+                        if r["errors"]:
+                            errors[s] = "%d failed/non-2xx of %d" % (r["errors"], r["requests"])
+                        say("  %-4s by %-6s %-12s %8.0f req/s  p50 %.3f ms  p99 %.3f ms%s"
+                            % (method, by, s, r["rps"], r["p50_ms"], r["p99_ms"],
+                               "  (%d errors)" % r["errors"] if r["errors"] else ""))
+                    except MeasureError as e:
+                        errors[s] = str(e)
+                        say("  %-4s by %-6s %-12s ERROR %s" % (method, by, s, e))
+                label = "manifest %s by %s, %d conns" % (method, by, conns)
+                tgt = ratio_at_least("nginx", 0.5) if by == "tag" else None
+                self.fig("warm", "manifest_%s_%s_rps" % (method.lower(), by), label, "req/s",
+                         vals["rps"], target=tgt, errors=errors, detail=detail, fmt="%.0f")
+                self.fig("warm", "manifest_%s_%s_p50" % (method.lower(), by), "  p50", "ms",
+                         vals["p50_ms"], better="lower")
+                self.fig("warm", "manifest_%s_%s_p99" % (method.lower(), by), "  p99", "ms",
+                         vals["p99_ms"], better="lower")
+
+    def phase_warm_blob(self):
+        p = self.plan
+        path = "/v2/%s/blobs/%s" % (self.blob_repo, self.blob.digest)
+        vals, errors, detail = {}, {}, {}
+        for s, srv in self.each_local():
+            try:
+                r = load.curl_fetch(srv.url + path, 60)
+                if (r["status"], r["digest"]) != (200, self.blob.digest):
+                    raise MeasureError("GET blob: %d, %s" % (r["status"], r["digest"]))
+                if p.warmup:
+                    load.wrk(srv.url + path, 16, p.warmup, timeout_s=30)
+                r = load.wrk(srv.url + path, 16, p.blob_seconds, timeout_s=30)
+                vals[s] = r["mb_s"]
+                detail[s] = r
+                if r["errors"]:
+                    errors[s] = "%d errors of %d" % (r["errors"], r["requests"])
+                say("  blob GET %-12s %8.0f MB/s (%d requests)" % (s, r["mb_s"], r["requests"]))
+            except MeasureError as e:
+                errors[s] = str(e)
+                say("  blob GET %-12s ERROR %s" % (s, e))
+        self.fig("warm", "blob_get_mb_s", "blob GET %s, 16 conns" % mib(self.blob.size), "MB/s",
+                 vals, target=ratio_at_least("nginx", 0.9), errors=errors, detail=detail,
+                 fmt="%.0f")
+
+    def phase_warm_pull(self):
+        p = self.plan
+        secs, errors = {}, {}
+        for s, srv in self.each_local():
+            try:
+                runs = [load.skopeo_pull(self.work, srv.hostport, self.pull.repo, self.pull.tag)
+                        for _ in range(p.pull_reps)]
+                secs[s] = median(runs)
+                say("  skopeo pull %-12s %.2f s (runs %s)"
+                    % (s, secs[s], ", ".join("%.2f" % x for x in runs)))
+            except MeasureError as e:
+                errors[s] = str(e)
+                say("  skopeo pull %-12s ERROR %s" % (s, e))
+        label = "skopeo pull, %s image" % mib(self.pull.size)
+        self.fig("warm", "skopeo_pull_s", label, "s", secs, better="lower", errors=errors,
+                 detail={"runs": p.pull_reps, "statistic": "median"})
+        self.fig("warm", "skopeo_pull_mb_s", "  throughput", "MB/s",
+                 {s: self.pull.size / v / 1e6 for s, v in secs.items()}, fmt="%.0f")
+
+    # -------------------------------------------------------------- push
+
+    def phase_push(self):
+        p = self.plan
+        files = {mode: [fixtures.random_blob(self.path("push-%s-%d.bin" % (mode, i)), p.push,
+                                             seed=100 * (1 + k) + i)
+                        for i in range(p.push_reps)]
+                 for k, mode in enumerate(("monolithic", "chunked"))}
+        for mode, blobs in files.items():
+            vals, errors, detail = {}, {}, {}
+            for s in ("wharf", "distribution"):
+                srv = self.local[s]
+                runs = []
+                try:
+                    for b in blobs:
+                        repo = "bench/push-%s" % mode
+                        reg = load.Registry(srv.hostport)
+                        with systems.on(systems.CLIENT_CPUS):
+                            t0 = time.monotonic()
+                            if mode == "chunked":
+                                reg.upload_chunked(repo, b.path, b.digest, p.push_chunk)
+                            elif s == "wharf":
+                                reg.upload_single_post(repo, b.path, b.digest)
+                            else:
+                                reg.upload_post_put(repo, b.path, b.digest)
+                            runs.append(time.monotonic() - t0)
+                        st, h, _ = reg.req("HEAD", "/v2/%s/blobs/%s" % (repo, b.digest))
+                        reg.close()
+                        if st != 200 or int(h.get("content-length", -1)) != b.size:
+                            raise MeasureError("pushed blob: HEAD %d, length %s"
+                                               % (st, h.get("content-length")))
+                    vals[s] = p.push / median(runs) / 1e6
+                    detail[s] = {"seconds": runs}
+                    say("  push %-10s %-12s %6.0f MB/s (runs %s s)"
+                        % (mode, s, vals[s], ", ".join("%.2f" % x for x in runs)))
+                except MeasureError as e:
+                    errors[s] = str(e)
+                    say("  push %-10s %-12s ERROR %s" % (mode, s, e))
+            if mode == "monolithic":
+                label = "push %s monolithic" % mib(p.push)
+                detail["form"] = {"wharf": "POST ?digest= with the body",
+                                  "distribution": "POST, then PUT ?digest= with the body "
+                                  "(it answers 202 to POST ?digest= and drops the body)"}
+            else:
+                label = "push %s chunked (%s PATCHes)" % (mib(p.push), mib(p.push_chunk))
+            self.fig("push", "push_%s_mb_s" % mode, label, "MB/s", vals,
+                     target=ratio_at_least("distribution", 1.0), errors=errors, detail=detail,
+                     fmt="%.0f")
+        for b in sum(files.values(), []):
+            os.unlink(b.path)
+
+    def phase_sha256(self):
+        """tests/bench/bench_sha256.c, built next to the wharf binary."""
+        exe = os.path.join(os.path.dirname(self.bin), "bench_sha256")
+        if not os.access(exe, os.X_OK):
+            self.note("no %s: sha256 throughput not measured" % exe)
+            return
+        with systems.on(systems.SERVER_CPUS):
+            out = subprocess.run([exe, str(self.plan.sha256_mib)], stdout=subprocess.PIPE,
+                                 timeout=120, check=True).stdout.decode()
+        r = json.loads(out.strip().splitlines()[-1])
+        say("  sha256: %s %s MB/s, mbedTLS %s MB/s" % (r["impl"], r["mbps"], r["mbedtls_mbps"]))
+        self.fig("push", "sha256_mb_s", "sha256, run-time choice (%s)" % r["impl"], "MB/s",
+                 {"wharf": r["mbps"]}, target=at_least(1500, "1500 MB/s"), fmt="%.0f",
+                 detail=r)
+        self.fig("push", "sha256_mbedtls_mb_s", "  sha256, mbedTLS", "MB/s",
+                 {"wharf": r["mbedtls_mbps"]}, fmt="%.0f")
+
+    def phase_local_end(self):
+        time.sleep(1.0)
+        self.fig("memory", "rss_after_warm", "RSS idle after warm + push phases", "MiB",
+                 {s: srv.rss_kib() / 1024 for s, srv in self.each_local()}, better="lower",
+                 fmt="%.1f")
+        for s, srv in self.each_local():
+            if not srv.alive():
+                self.note("%s (local) exited during the run, status %s"
+                          % (s, srv.proc.returncode if srv.proc else None))
+            srv.stop()
+
+    # -------------------------------------------------------------- cold
+
+    def new_cache(self, kind, upstream_url):
+        if kind == "wharf":
+            cfg = upstream.sync_config(upstream_url, destination="/")
+            return self.start(self.new_wharf(self.path("cache-%d" % len(self.servers)), cfg,
+                                             role="pull-through", log_level="info"))
+        return self.start(systems.distribution_server(proxy_url=upstream_url))
+
+    def phase_cold(self):
+        p = self.plan
+        self.up = self.start(systems.distribution_server(role="upstream"))
+        load.push_fixture(self.up.hostport, self.cold)
+        front = self.start(systems.nginx_throttle(self.work, self.up.url, p.throttle))
+        self.front = front
+        layer = self.cold.biggest_layer
+        layer_path = "/v2/%s/blobs/%s" % (self.cold.repo, layer.digest)
+
+        # Is the front throttling? (nginx lets about one second's worth through at once.)
+        if layer.size > 2 * p.throttle:
+            r = load.curl_fetch(front.url + layer_path, 120)
+            rate = layer.size / r["total_s"]
+            say("  throttle check: %s in %.2f s = %.1f MB/s" % (mib(layer.size), r["total_s"],
+                                                                 rate / 1e6))
+            if rate > 2 * p.throttle:
+                self.note("the upstream front does not throttle (%.0f MB/s)" % (rate / 1e6))
+
+        def measure(kind, fn):
+            """fn(cache) on a fresh cache; returns (fn's result, upstream requests)."""
+            cache = self.new_cache(kind, front.url)
+            try:
+                systems.wait_throttle_idle(front, 10)
+                off = systems.log_offset(front)
+                out = fn(cache)
+                if not systems.wait_throttle_idle(front, 30 + 3 * layer.size / p.throttle):
+                    self.note("%s: the upstream was still busy when counting" % kind)
+                return out, systems.throttle_requests(front, off)
+            finally:
+                if not cache.alive():
+                    self.note("%s cache exited during the cold phase" % kind)
+                cache.stop()
+
+        def upstream_bytes(reqs, digest=None):
+            return sum(b for m, uri, st, b in reqs if digest is None or uri.endswith(digest))
+
+        def summary(reqs):
+            return Counter("%s %s %d" % (m, uri.rsplit("/", 2)[-2], st)
+                           for m, uri, st, b in reqs)
+
+        kinds = ("wharf", "distribution")
+        # 1. a whole pull
+        secs, ratio, errors, detail = {}, {}, {}, {}
+        for k in kinds:
+            try:
+                t, reqs = measure(k, lambda c: load.skopeo_pull(self.work, c.hostport,
+                                                               self.cold.repo, self.cold.tag))
+                secs[k] = t
+                ratio[k] = upstream_bytes(reqs) / self.cold.size
+                detail[k] = {"upstream_requests": summary(reqs),
+                             "upstream_bytes": upstream_bytes(reqs)}
+                say("  cold pull %-12s %.2f s, upstream bytes %.2fx image" % (k, t, ratio[k]))
+            except MeasureError as e:
+                errors[k] = str(e)
+                say("  cold pull %-12s ERROR %s" % (k, e))
+        self.fig("cold", "cold_pull_s", "cold pull, %s image" % mib(self.cold.size), "s", secs,
+                 better="lower", errors=errors, detail=detail)
+        self.fig("cold", "cold_pull_upstream_ratio", "  upstream bytes / image size", "x",
+                 ratio, better="lower", target=at_most(1.01, "1.0x image"))
+
+        # 2. first byte of the big layer, one client
+        ttfb, total, errors, detail = {}, {}, {}, {}
+        for k in kinds:
+            try:
+                r, reqs = measure(k, lambda c: load.curl_fetch(c.url + layer_path, 300))
+                if (r["status"], r["size"], r["digest"]) != (200, layer.size, layer.digest):
+                    raise MeasureError("GET layer: %d, %d bytes, %s"
+                                       % (r["status"], r["size"], r["digest"]))
+                ttfb[k] = r["ttfb_s"] * 1000
+                total[k] = r["total_s"]
+                detail[k] = {"upstream_bytes_layer": upstream_bytes(reqs, layer.digest),
+                             "upstream_requests": summary(reqs)}
+                say("  first byte %-12s %.1f ms (whole layer %.2f s, upstream %.2fx layer)"
+                    % (k, ttfb[k], total[k], upstream_bytes(reqs, layer.digest) / layer.size))
+            except MeasureError as e:
+                errors[k] = str(e)
+                say("  first byte %-12s ERROR %s" % (k, e))
+        self.fig("cold", "cold_ttfb_ms", "first byte, uncached %s layer" % mib(layer.size), "ms",
+                 ttfb, better="lower", errors=errors, detail=detail,
+                 target=all_of(ratio_at_most("distribution", 1.0), at_most(1000, "1000 ms")))
+        self.fig("cold", "cold_layer_s", "  whole layer, 1 client", "s", total, better="lower")
+
+        # 3. n clients at once on the same uncached layer
+        wall, ratio, errors, detail = {}, {}, {}, {}
+        for k in kinds:
+            try:
+                (w, results), reqs = measure(
+                    k, lambda c: load.curl_parallel(c.url + layer_path, p.clients, 300))
+                bad = [r for r in results
+                       if r is None or (r["status"], r["size"], r["digest"])
+                       != (200, layer.size, layer.digest)]
+                if bad:
+                    raise MeasureError("%d of %d clients got a wrong answer, e.g. %s"
+                                       % (len(bad), p.clients, bad[0]))
+                wall[k] = w
+                ratio[k] = upstream_bytes(reqs, layer.digest) / layer.size
+                detail[k] = {"upstream_requests": summary(reqs),
+                             "client_seconds": [r["total_s"] for r in results]}
+                say("  %d clients %-12s %.2f s, upstream %.2fx layer" % (p.clients, k, w, ratio[k]))
+            except MeasureError as e:
+                errors[k] = str(e)
+                say("  %d clients %-12s ERROR %s" % (p.clients, k, e))
+        self.fig("cold", "cold_clients_s", "%d clients, same uncached layer: wall" % p.clients,
+                 "s", wall, better="lower", errors=errors, detail=detail)
+        self.fig("cold", "cold_clients_upstream_ratio", "  upstream bytes / layer size", "x",
+                 ratio, better="lower", target=at_most(1.01, "1.0x layer"))
+
+    # -------------------------------------------------------------- slow readers
+
+    def phase_slow(self):
+        p = self.plan
+        layer = self.cold.biggest_layer
+        path = "/v2/%s/blobs/%s" % (self.cold.repo, layer.digest)
+        vals, errors, detail = {}, {}, {}
+        for k in ("wharf", "distribution"):
+            cache = self.new_cache(k, self.up.url)
+            try:
+                before = cache.rss_kib()
+                with load.RssSampler(cache.rss_kib, 0.1) as smp:
+                    got = load.slow_readers(cache.port, path, p.slow_clients, p.slow_rate,
+                                            p.slow_seconds)
+                statuses = Counter(st for st, n in got)
+                vals[k] = smp.max / 1024
+                detail[k] = {"rss_before_kib": before, "samples": smp.samples,
+                             "statuses": statuses,
+                             "mb_per_client": [round(n / 1e6, 2) for st, n in got]}
+                if statuses.get("HTTP/1.1 200 OK", 0) != p.slow_clients:
+                    errors[k] = "answers: %s" % dict(statuses)
+                if not cache.alive():
+                    errors[k] = "exited during the test"
+                say("  %d slow clients %-12s RSS max %.1f MiB (before %.1f MiB, %d samples, "
+                    "%.1f MB read per client)" % (p.slow_clients, k, vals[k], before / 1024,
+                                                  smp.samples, sum(n for s, n in got) / 1e6
+                                                  / len(got)))
+            finally:
+                cache.stop()
+        self.fig("memory", "rss_slow_clients",
+                 "RSS max, %d slow clients, uncached layer" % p.slow_clients, "MiB", vals,
+                 better="lower", target=at_most(32, "32 MiB"), errors=errors, detail=detail,
+                 fmt="%.1f")
+
+    def phase_cold_end(self):
+        for srv in (getattr(self, "front", None), getattr(self, "up", None)):
+            if srv:
+                srv.stop()
+
+    # -------------------------------------------------------------- startup
+
+    def _startups(self, make):
+        out = []
+        for i in range(self.plan.startup_reps):
+            srv = make(i)
+            self.servers.append(srv)
+            try:
+                out.append(srv.start() * 1000)
+            finally:
+                srv.stop()
+        return out
+
+    def phase_startup(self):
+        p = self.plan
+        empty = {
+            "wharf": self._startups(lambda i: self.new_wharf(self.path("start-empty-%d" % i))),
+            "distribution": self._startups(lambda i: systems.distribution_server()),
+        }
+        self.fig("startup", "startup_empty_ms",
+                 "startup, empty store (median of %d)" % p.startup_reps, "ms",
+                 {k: median(v) for k, v in empty.items()}, better="lower",
+                 detail={k: v for k, v in empty.items()})
+
+        n_blobs = p.store_repos * p.store_blobs
+        store = self.path("store")
+        t0 = time.monotonic()
+        repos = fixtures.zot_store(store, p.store_repos, p.store_blobs)
+        say("  store: %d blobs in %d repositories, made in %.1fs"
+            % (n_blobs, p.store_repos, time.monotonic() - t0))
+        repo, digest = repos[len(repos) // 2]
+        times, first, rss, errors = [], [], [], {}
+        for i in range(p.startup_reps):
+            srv = self.new_wharf(store)
+            self.servers.append(srv)
+            try:
+                times.append(srv.start() * 1000)
+                reg = load.Registry(srv.hostport, timeout=30)
+                t0 = time.monotonic()
+                st, h, _ = reg.req("GET", "/v2/%s/manifests/v1" % repo,
+                                   headers={"Accept": upstream.MANIFEST_ACCEPT})
+                first.append((time.monotonic() - t0) * 1000)
+                reg.close()
+                if (st, h.get("docker-content-digest")) != (200, digest):
+                    errors["wharf"] = "GET manifest: %d %s" % (st, h.get("docker-content-digest"))
+                rss.append(srv.rss_kib())
+            finally:
+                srv.stop()
+        say("  startup on the store: %s ms; first manifest GET %s ms"
+            % (", ".join("%.1f" % t for t in times), ", ".join("%.1f" % t for t in first)))
+        self.fig("startup", "startup_store_ms",
+                 "startup, %d blobs / %d repos" % (n_blobs, p.store_repos), "ms",
+                 {"wharf": median(times)}, better="lower", target=at_most(50, "50 ms"),
+                 errors=errors, detail={"runs_ms": times, "rss_kib": rss})
+        self.fig("startup", "startup_store_first_get_ms", "  then first manifest GET", "ms",
+                 {"wharf": median(first)}, better="lower", detail={"runs_ms": first})
+
+    # -------------------------------------------------------------- the end
+
+    def peak_figure(self):
+        peaks = {s: max(h for role, h in systems.PEAKS[s]) / 1024
+                 for s in report.SYSTEMS if systems.PEAKS.get(s)}
+        detail = {s: ["%s %.1f MiB" % (role, h / 1024) for role, h in systems.PEAKS[s]]
+                  for s in systems.PEAKS}
+        self.fig("memory", "rss_peak", "peak RSS (VmHWM), any process of the run", "MiB", peaks,
+                 better="lower", target=at_most(32, "32 MiB"), detail=detail, fmt="%.1f")
+        # The rows in the order a reader wants them: memory after the rest.
+        order = ("warm", "push", "cold", "memory", "startup")
+        self.figures.sort(key=lambda f: order.index(f.section))
+
+    def log_problems(self):
+        """Warnings and errors in the servers' logs: {server: Counter(message)}."""
+        out = {}
+        for srv in self.servers:
+            c = Counter()
+            for line in srv.log().splitlines():
+                if srv.system == "wharf":
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        c["(not JSON) " + line[:100]] += 1
+                        continue
+                    if rec.get("level") in ("warn", "error"):
+                        c["%s: %s" % (rec["level"], rec.get("message"))] += 1
+                elif srv.system == "distribution":
+                    # (blob unknown: the push client's HEAD before each upload)
+                    if "level=error" in line and 'err.code="blob unknown"' not in line:
+                        c[line.split("msg=", 1)[-1][:100]] += 1
+                elif any(x in line for x in ("[error]", "[crit]", "[alert]", "[emerg]")):
+                    c[line.split("] ", 1)[-1][:100]] += 1
+            if c:
+                out["%s %s :%d" % (srv.system, srv.role, srv.port)] = c
+        return out
+
+    def machine(self):
+        def cmd(*a):
+            try:
+                p = subprocess.run(a, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   timeout=10)
+                return p.stdout.decode().strip().splitlines()[0]
+            except (OSError, subprocess.TimeoutExpired, IndexError):
+                return None
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                    if l.startswith("model name")), None)
+        return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,
+                "server_cpus": sorted(systems.SERVER_CPUS or []),
+                "client_cpus": sorted(systems.CLIENT_CPUS or []),
+                "wharf": cmd(self.bin, "--version"),
+                "wharf_commit": cmd("git", "-C", REPO, "describe", "--always", "--dirty"),
+                "distribution": cmd(upstream.REGISTRY_BIN, "--version"),
+                "nginx": cmd("nginx", "-v"), "wrk": cmd("wrk", "--version"),
+                "skopeo": cmd("skopeo", "--version")}
+
+    def run(self):
+        t0 = time.monotonic()
+        say("wharf bench (%s mode), work dir %s" % (self.plan.mode, self.work))
+        only = set(self.args.phases.split(",")) if self.args.phases else None
+
+        def want(name):
+            return only is None or name in only
+
+        try:
+            self.phase("prepare", self.prepare)
+            if "prepare" in self.broken:
+                return 1
+            if want("warm") or want("push") or want("memory"):
+                self.phase("local systems, idle memory", self.phase_local)
+                self.phase("seed", self.phase_seed)
+                if want("warm"):
+                    self.phase("warm: manifests", self.phase_warm_manifests)
+                    self.phase("warm: blob", self.phase_warm_blob)
+                    self.phase("warm: skopeo pull", self.phase_warm_pull)
+                if want("push"):
+                    self.phase("push", self.phase_push)
+                    self.phase("sha256", self.phase_sha256)
+                self.phase("local systems: end", self.phase_local_end)
+            if want("cold") or want("slow"):
+                if want("cold"):
+                    self.phase("cold", self.phase_cold)
+                else:
+                    self.up = self.start(systems.distribution_server(role="upstream"))
+                    load.push_fixture(self.up.hostport, self.cold)
+                if want("slow"):
+                    self.phase("slow readers", self.phase_slow)
+                self.phase("cold: end", self.phase_cold_end)
+            if want("startup"):
+                self.phase("startup", self.phase_startup)
+            self.peak_figure()
+        finally:
+            for srv in self.servers:
+                srv.stop()
+
+        problems = self.log_problems()
+        elapsed = time.monotonic() - t0
+        say("")
+        say("Wharf bench, %s mode, %.0f s; %s; servers on CPU %s, load tools on CPU %s; "
+            "nginx: worker_processes 1 (Wharf is single-threaded)"
+            % (self.plan.mode, elapsed, self.machine_info["cpu"],
+               self.machine_info["server_cpus"] or "any", self.machine_info["client_cpus"]
+               or "any"))
+        say("Ratios are Wharf / the other system. Cold rows: Wharf pull-through vs "
+            "Distribution proxy, upstream through nginx limit_rate %g MB/s."
+            % (self.plan.throttle / 1e6))
+        say(report.table(self.figures))
+        errs = report.errors_text(self.figures)
+        if errs:
+            say("\nerrors:\n" + errs)
+        if self.notes:
+            say("\nnotes:\n" + "\n".join("- " + n for n in self.notes))
+        if problems:
+            say("\nwarnings/errors in server logs:")
+            for srv, c in problems.items():
+                say("  %s: %s" % (srv, "; ".join("%dx %s" % (n, m) for m, n in c.most_common(6))))
+        if self.broken:
+            say("\nbench phases that broke: %s" % ", ".join(self.broken))
+
+        out = {"mode": self.plan.mode, "seconds": round(elapsed, 1),
+               "machine": self.machine_info, "plan": vars(self.plan),
+               "figures": [f.to_json() for f in self.figures], "notes": self.notes,
+               "log_problems": {k: dict(v) for k, v in problems.items()},
+               "broken_phases": self.broken}
+        os.makedirs(os.path.dirname(os.path.abspath(self.args.json)), exist_ok=True)
+        with open(self.args.json, "w") as f:
+            json.dump(out, f, indent=2, default=str)
+        say("\nJSON: %s" % self.args.json)
+        return 1 if self.broken else 0
+
+
+def build(build_dir):
+    say("== build (Release) into %s" % build_dir)
+    log = os.path.join(build_dir + "-bench-build.log")
+    with open(log, "wb") as f:
+        for cmd in (["cmake", "-S", REPO, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release"],
+                    ["cmake", "--build", build_dir, "-j2"],
+                    ["cmake", "--build", build_dir, "-j2", "--target", "bench_sha256"]):
+            if subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=900) != 0:
+                with open(log, "rb") as g:
+                    say(g.read().decode("utf-8", "replace")[-4000:])
+                raise SystemExit("build failed: %s" % " ".join(cmd))
+    return os.path.join(build_dir, "wharf")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny sizes and 1 s load runs (a smoke run, well under a minute)")
+    ap.add_argument("--bin", help="the wharf binary to measure (default: build one in "
+                    "build-release/)")
+    ap.add_argument("--json", help="where to write the results (default "
+                    "build-release/bench.json)")
+    ap.add_argument("--phases", help="comma-separated subset of: warm,push,memory,cold,slow,"
+                    "startup (default: all)")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin servers and load tools to separate CPUs")
+    ap.add_argument("--workdir", help="work directory (default: a new one in $TMPDIR)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+
+    build_dir = os.path.join(REPO, "build-release")
+    if not args.bin:
+        args.bin = build(build_dir)
+    args.json = args.json or os.path.join(build_dir, "bench.json")
+    systems.set_pinning(not args.no_pin)
+
+    # 2000 idle connections need descriptors; the servers inherit the limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    bench = Bench(args)
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < bench.plan.idle_conns + 256:
+        raise SystemExit("RLIMIT_NOFILE too low for %d idle connections" % bench.plan.idle_conns)
+    bench.machine_info = bench.machine()
+    try:
+        rc = bench.run()
+    finally:
+        if not args.keep:
+            for srv in bench.servers:
+                srv.cleanup()
+            if not args.workdir:
+                shutil.rmtree(bench.work, ignore_errors=True)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
