@@ -334,6 +334,20 @@ static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
 	mfetch_finish(f, false, status, why);
 }
 
+/* The upstream does not have it (or will not say: registries answer 401 for
+ * a repository they do not hold). A tag pushed here under a synced name is
+ * still ours to serve; the answer counts as a check for freshness. */
+static void mfetch_not_upstream(struct mfetch *f)
+{
+	if (f->had_local) {
+		if (!f->by_digest)
+			mark_fresh(f->s, f->name, f->ref);
+		mfetch_finish(f, true, 0, NULL);
+		return;
+	}
+	mfetch_finish(f, false, f->status, "not found upstream");
+}
+
 static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 {
 	struct mfetch *f = arg;
@@ -419,7 +433,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 			return;
 		}
 		if (f->status == 404 || f->status == 401 || f->status == 403) {
-			mfetch_finish(f, false, f->status, "not found upstream");
+			mfetch_not_upstream(f);
 			return;
 		}
 		char why[64];
@@ -432,7 +446,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 		snprintf(why, sizeof(why),
 		         f->too_big ? "manifest over 4 MiB" : "upstream answered %d", f->status);
 		if (f->status == 404 || f->status == 401 || f->status == 403)
-			mfetch_finish(f, false, f->status, "not found upstream");
+			mfetch_not_upstream(f);
 		else
 			mfetch_stale_or_error(f, f->status, why);
 		return;

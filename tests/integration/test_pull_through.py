@@ -576,6 +576,19 @@ class PullTest(Base):
         # The cache still works next to it.
         self.assert_manifest(w, "dockerhub/library/busy", "latest", self.ups["library/busy:latest"])
 
+    def test_push_under_a_synced_name_is_served(self):
+        # A name under /dockerhub that the upstream does not have: what was
+        # pushed here is served, before and after the freshness window.
+        w = self.wharf(manifest_check_interval="1s")
+        src = images.single_image(os.path.join(self.tmpdir(), "mine"), "1", salt="mine")
+        up.push(os.path.join(self.tmpdir(), "sk"), src.ref, w.hostport, "dockerhub/team/mine", "1")
+        for _ in range(2):
+            st, h, body = w.request("GET", "/v2/dockerhub/team/mine/manifests/1",
+                                    headers={"Accept": src.media_type})
+            self.assertEqual(st, 200, body)
+            self.assertEqual(h.get("docker-content-digest"), src.digest)
+            time.sleep(1.2)
+
 
 # ================================================================ one fetch, first byte
 
