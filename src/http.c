@@ -1306,7 +1306,17 @@ void wh_resp_start(wh_req *req, int status)
 		return;
 	c->status = status;
 	c->head_open = true;
-	queue_printf(c, "HTTP/1.1 %d %s\r\n", status, reason(status));
+	char line[64];
+	const char *why = reason(status);
+	size_t wl = strlen(why);
+	memcpy(line, "HTTP/1.1 ", 9);
+	line[9] = (char)('0' + status / 100 % 10);
+	line[10] = (char)('0' + status / 10 % 10);
+	line[11] = (char)('0' + status % 10);
+	line[12] = ' ';
+	memcpy(line + 13, why, wl);
+	memcpy(line + 13 + wl, "\r\n", 2);
+	queue_mem(c, line, 15 + wl);
 }
 
 void wh_resp_header(wh_req *req, const char *name, const char *fmt, ...)
@@ -1315,18 +1325,36 @@ void wh_resp_header(wh_req *req, const char *name, const char *fmt, ...)
 	if (c->closing || !c->head_open || c->head_done)
 		return;
 	char val[2048];
+	const char *v = val;
+	size_t n;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(val, sizeof(val), fmt, ap);
+	if (strchr(fmt, '%') == NULL) {
+		v = fmt; /* a constant: no formatting needed */
+		n = strlen(fmt);
+	} else if (strcmp(fmt, "%s") == 0) {
+		v = va_arg(ap, const char *);
+		n = strlen(v);
+	} else {
+		int k = vsnprintf(val, sizeof(val), fmt, ap);
+		n = k < 0 ? sizeof(val) : (size_t)k;
+	}
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(val))
+	if (n >= sizeof(val))
 		return;
 	/* Never let a value carry a line break into the head. */
-	for (int i = 0; i < n; i++)
-		if (val[i] == '\r' || val[i] == '\n')
-			val[i] = ' ';
-	queue_printf(c, "%s: ", name);
-	queue_mem(c, val, (size_t)n);
+	if (v[strcspn(v, "\r\n")] != '\0') {
+		if (v != val)
+			memcpy(val, v, n + 1);
+		for (size_t i = 0; i < n; i++)
+			if (val[i] == '\r' || val[i] == '\n')
+				val[i] = ' ';
+		v = val;
+	}
+	size_t nl = strlen(name);
+	queue_mem(c, name, nl);
+	queue_mem(c, ": ", 2);
+	queue_mem(c, v, n);
 	queue_mem(c, "\r\n", 2);
 }
 

@@ -88,6 +88,13 @@ int wh_digest_check(const char *s, size_t len)
 
 	if (!s || len == 0)
 		return WH_DIGEST_BAD;
+	if (len == WH_DIGEST_LEN && memcmp(s, "sha256:", 7) == 0) {
+		/* The common case, checked on every blob and manifest request. */
+		for (i = 7; i < len; i++)
+			if (!is_lower_hex(s[i]))
+				return WH_DIGEST_BAD;
+		return WH_DIGEST_OK;
+	}
 	colon = memchr(s, ':', len);
 	if (!colon)
 		return WH_DIGEST_BAD;
