@@ -112,6 +112,7 @@ struct wh_conn {
 	bool write_blocked;
 
 	bool keep_alive;
+	bool http10; /* the request was HTTP/1.0 */
 	bool close_after;
 	bool eof;
 	bool closing;
@@ -474,6 +475,7 @@ static int on_headers_complete(llhttp_t *p)
 	c->handler_called = true;
 	c->msg_complete = false;
 	c->keep_alive = llhttp_should_keep_alive(p) && !c->srv->shutting_down;
+	c->http10 = p->http_major == 1 && p->http_minor == 0;
 	c->status = 0;
 	c->resp_len = -1;
 	c->started_ms = uv_now(c->srv->loop);
@@ -879,12 +881,13 @@ static int conn_write(wh_conn *c)
 	while (c->out_head) {
 		struct seg *s = c->out_head;
 		ssize_t n;
+		size_t asked = 0;
 		if (s->fd >= 0) {
 			if (s->len == 0) {
 				n = 0;
 			} else if (c->tp->ops->sendfile) {
-				n = c->tp->ops->sendfile(c->tp, s->fd, &s->off,
-				                         (size_t)WH_MIN(s->len, (int64_t)1 << 30));
+				asked = (size_t)WH_MIN(s->len, (int64_t)1 << 30);
+				n = c->tp->ops->sendfile(c->tp, s->fd, &s->off, asked);
 				if (n > 0)
 					s->len -= n;
 				else if (n == 0)
@@ -921,6 +924,8 @@ static int conn_write(wh_conn *c)
 				iov[cnt].iov_len = t->used - t->sent;
 				cnt++;
 			}
+			for (int i = 0; i < cnt; i++)
+				asked += iov[i].iov_len;
 			n = c->tp->ops->writev(c->tp, iov, cnt);
 			if (n > 0) {
 				size_t left = (size_t)n;
@@ -950,6 +955,13 @@ static int conn_write(wh_conn *c)
 			return -1;
 		}
 		c->activity = uv_now(c->srv->loop);
+		if (n > 0 && (size_t)n < asked) {
+			/* A short write: the socket buffer is full. Trying again now
+			 * would only return EAGAIN; wait until it drains. */
+			c->write_blocked = true;
+			c->tp->want = WH_WANT_WRITE;
+			break;
+		}
 	}
 	if (!c->out_head)
 		c->write_blocked = false;
@@ -1375,6 +1387,8 @@ static void finish_head(wh_conn *c)
 	check_unwanted_body(c);
 	if (c->close_after || !c->keep_alive || c->srv->shutting_down)
 		queue_mem(c, "Connection: close\r\n", 19);
+	else if (c->http10)
+		queue_mem(c, "Connection: keep-alive\r\n", 24); /* 1.0 closes unless told */
 	queue_mem(c, "\r\n", 2);
 }
 

@@ -273,7 +273,10 @@ class CoreRoutes(ServerTestCase):
     def test_http10_keep_alive(self):
         s, r = self.connect()
         s.sendall(b"GET /v2/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        self.assertEqual(r.response()[0], 200)
+        status, headers, _ = r.response()
+        self.assertEqual(status, 200)
+        # A 1.0 client assumes close unless the answer says otherwise.
+        self.assertEqual(headers.get("connection", "").lower(), "keep-alive")
         self.assertFalse(r.at_eof(0.3))
 
     def test_malformed(self):
