@@ -13,7 +13,13 @@
 #include "wharf/upstream.h"
 
 #include <cjson/cJSON.h>
+/* libcurl is loaded with dlopen at the first upstream request: it brings a
+ * TLS stack and a dozen libraries (Kerberos, LDAP, ...) whose start-up costs
+ * several MiB of memory, which a registry that is not filling its cache
+ * should not pay. The type-checking macros go: calls go through lc. */
+#define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <libpsl.h>
 #include <stdio.h>
@@ -107,6 +113,78 @@ static void check_done(wh_upstream *up);
 static int multi_ready(wh_upstream *up);
 static void start_main(wh_up_req *r);
 static void req_finish(wh_up_req *r, int err);
+
+/* ---- libcurl, loaded on first use ---- */
+
+static struct {
+	CURLcode (*global_init)(long);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_cleanup)(CURLM *);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	void (*easy_cleanup)(CURL *);
+	const char *(*easy_strerror)(CURLcode);
+	char *(*easy_escape)(CURL *, const char *, int);
+	void (*free)(void *);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+} lc;
+
+/* 0 when libcurl is ready, WH_EUPSTREAM (logged once) when it cannot be. */
+static int curl_load(void)
+{
+	static int state; /* 0 not tried, 1 loaded, -1 failed */
+	if (state)
+		return state > 0 ? 0 : WH_EUPSTREAM;
+	state = -1;
+	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		wh_log(WH_LOG_ERROR, "cannot load libcurl: install libcurl4", "error", WH_LS,
+		       dlerror(), NULL);
+		return WH_EUPSTREAM;
+	}
+#define SYM(field, name)                                                                           \
+	do {                                                                                       \
+		*(void **)&lc.field = dlsym(h, name);                                              \
+		if (!lc.field) {                                                                   \
+			wh_log(WH_LOG_ERROR, "libcurl lacks a function", "name", WH_LS, name,      \
+			       NULL);                                                              \
+			return WH_EUPSTREAM;                                                       \
+		}                                                                                  \
+	} while (0)
+	SYM(global_init, "curl_global_init");
+	SYM(multi_init, "curl_multi_init");
+	SYM(multi_setopt, "curl_multi_setopt");
+	SYM(multi_socket_action, "curl_multi_socket_action");
+	SYM(multi_info_read, "curl_multi_info_read");
+	SYM(multi_assign, "curl_multi_assign");
+	SYM(multi_add_handle, "curl_multi_add_handle");
+	SYM(multi_remove_handle, "curl_multi_remove_handle");
+	SYM(multi_cleanup, "curl_multi_cleanup");
+	SYM(easy_init, "curl_easy_init");
+	SYM(easy_setopt, "curl_easy_setopt");
+	SYM(easy_getinfo, "curl_easy_getinfo");
+	SYM(easy_cleanup, "curl_easy_cleanup");
+	SYM(easy_strerror, "curl_easy_strerror");
+	SYM(easy_escape, "curl_easy_escape");
+	SYM(free, "curl_free");
+	SYM(slist_append, "curl_slist_append");
+	SYM(slist_free_all, "curl_slist_free_all");
+#undef SYM
+	if (lc.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		wh_log(WH_LOG_ERROR, "libcurl failed to initialise", NULL);
+		return WH_EUPSTREAM;
+	}
+	state = 1;
+	return 0;
+}
 
 /* ---- names ---- */
 
@@ -304,7 +382,7 @@ static void on_curl_timeout(uv_timer_t *t)
 	wh_upstream *up = t->data;
 	int running;
 	up->in_curl++;
-	curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	lc.multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	up->in_curl--;
 	check_done(up);
 }
@@ -332,7 +410,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		flags |= CURL_CSELECT_OUT;
 	int running;
 	up->in_curl++;
-	curl_multi_socket_action(up->multi, s->fd, flags, &running);
+	lc.multi_socket_action(up->multi, s->fd, flags, &running);
 	up->in_curl--;
 	check_done(up);
 }
@@ -370,7 +448,7 @@ static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 	struct sock *s = socketp;
 	if (what == CURL_POLL_REMOVE) {
 		if (s) {
-			curl_multi_assign(up->multi, fd, NULL);
+			lc.multi_assign(up->multi, fd, NULL);
 			sock_close(up, s);
 		}
 		return 0;
@@ -385,7 +463,7 @@ static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 		if (s->next)
 			s->next->prev = s;
 		up->socks = s;
-		curl_multi_assign(up->multi, fd, s);
+		lc.multi_assign(up->multi, fd, s);
 	}
 	int ev = 0;
 	if (what & CURL_POLL_IN)
@@ -516,55 +594,55 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 static void easy_release(wh_up_req *r)
 {
 	if (r->easy) {
-		curl_multi_remove_handle(r->up->multi, r->easy);
-		curl_easy_cleanup(r->easy);
+		lc.multi_remove_handle(r->up->multi, r->easy);
+		lc.easy_cleanup(r->easy);
 		r->easy = NULL;
 	}
-	curl_slist_free_all(r->hdrs);
+	lc.slist_free_all(r->hdrs);
 	r->hdrs = NULL;
 }
 
 static void tls_options(wh_up_req *r, CURL *e)
 {
 	const wh_sync_registry *reg = r->reg;
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, reg->tls_verify ? 1L : 0L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, reg->tls_verify ? 2L : 0L);
+	lc.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, reg->tls_verify ? 1L : 0L);
+	lc.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, reg->tls_verify ? 2L : 0L);
 	if (reg->cert_dir) {
 		char p[4096];
 		struct stat st;
 		snprintf(p, sizeof(p), "%s/ca.crt", reg->cert_dir);
 		if (stat(p, &st) == 0)
-			curl_easy_setopt(e, CURLOPT_CAINFO, p);
+			lc.easy_setopt(e, CURLOPT_CAINFO, p);
 		snprintf(p, sizeof(p), "%s/client.cert", reg->cert_dir);
 		if (stat(p, &st) == 0) {
-			curl_easy_setopt(e, CURLOPT_SSLCERT, p);
+			lc.easy_setopt(e, CURLOPT_SSLCERT, p);
 			snprintf(p, sizeof(p), "%s/client.key", reg->cert_dir);
-			curl_easy_setopt(e, CURLOPT_SSLKEY, p);
+			lc.easy_setopt(e, CURLOPT_SSLKEY, p);
 		}
 	}
 }
 
 static CURL *easy_new(wh_up_req *r, const char *url)
 {
-	CURL *e = curl_easy_init();
+	CURL *e = lc.easy_init();
 	if (!e)
 		return NULL;
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	lc.easy_setopt(e, CURLOPT_URL, url);
+	lc.easy_setopt(e, CURLOPT_PRIVATE, r);
+	lc.easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	lc.easy_setopt(e, CURLOPT_HEADERDATA, r);
+	lc.easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	lc.easy_setopt(e, CURLOPT_WRITEDATA, r);
+	lc.easy_setopt(e, CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
+	lc.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	lc.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
 	/* A transfer that stalls (under 1 KiB/s for 30 s) is cut. */
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+	lc.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+	lc.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	lc.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	lc.easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+	lc.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
 	tls_options(r, e);
 	return e;
 }
@@ -573,8 +651,8 @@ static int add_easy(wh_up_req *r, CURL *e)
 {
 	r->easy = e;
 	r->decided = r->discarding = false;
-	if (curl_multi_add_handle(r->up->multi, e) != CURLM_OK) {
-		curl_easy_cleanup(e);
+	if (lc.multi_add_handle(r->up->multi, e) != CURLM_OK) {
+		lc.easy_cleanup(e);
 		r->easy = NULL;
 		return WH_EUPSTREAM;
 	}
@@ -595,16 +673,16 @@ static void start_main(wh_up_req *r)
 		return;
 	}
 	if (strcmp(r->method, "HEAD") == 0)
-		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+		lc.easy_setopt(e, CURLOPT_NOBODY, 1L);
+	lc.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	lc.easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
 	/* curl sends a custom Authorization header only to the host of the
 	 * first request, never to a CDN it is redirected to. */
-	curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+	lc.easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	if (r->accept) {
 		char h[2048];
 		snprintf(h, sizeof(h), "Accept: %s", r->accept);
-		r->hdrs = curl_slist_append(r->hdrs, h);
+		r->hdrs = lc.slist_append(r->hdrs, h);
 	}
 	if (snprintf(r->token_key, sizeof(r->token_key), "%s|repository:%s:pull", base, r->repo) >=
 	    (int)sizeof(r->token_key))
@@ -618,14 +696,14 @@ static void start_main(wh_up_req *r)
 		}
 	}
 	if (r->authz)
-		r->hdrs = curl_slist_append(r->hdrs, r->authz);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+		r->hdrs = lc.slist_append(r->hdrs, r->authz);
+	lc.easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
 	const struct cred *cr = r->basic ? find_cred(r->up, u) : NULL;
 	if (cr) {
 		/* curl keeps these to the first host too. */
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(e, CURLOPT_USERNAME, cr->user);
-		curl_easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
+		lc.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		lc.easy_setopt(e, CURLOPT_USERNAME, cr->user);
+		lc.easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
 	}
 	if (add_easy(r, e) != 0)
 		req_finish(r, WH_EUPSTREAM);
@@ -633,9 +711,9 @@ static void start_main(wh_up_req *r)
 
 static char *url_escape(const char *s)
 {
-	char *e = curl_easy_escape(NULL, s, 0);
+	char *e = lc.easy_escape(NULL, s, 0);
 	char *out = wh_strdup(e ? e : "");
-	curl_free(e);
+	lc.free(e);
 	return out;
 }
 
@@ -661,13 +739,13 @@ static bool start_token(wh_up_req *r, const struct challenge *c)
 	CURL *e = easy_new(r, url);
 	if (!e)
 		return false;
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
+	lc.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	lc.easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
 	const struct cred *cr = find_cred(r->up, u);
 	if (cr && realm_trusted(u, c->realm)) {
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(e, CURLOPT_USERNAME, cr->user);
-		curl_easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
+		lc.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		lc.easy_setopt(e, CURLOPT_USERNAME, cr->user);
+		lc.easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
 	} else if (cr) {
 		wh_log(WH_LOG_WARN, "not sending credentials to a token realm on another domain",
 		       "registry", WH_LS, u, "realm", WH_LS, c->realm, NULL);
@@ -743,7 +821,7 @@ static void req_finish(wh_up_req *r, int err)
 static void token_done(wh_up_req *r, CURLcode res)
 {
 	long status = 0;
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	easy_release(r);
 	cJSON *doc = NULL;
 	if (res == CURLE_OK && status == 200 && r->tbuf)
@@ -755,7 +833,7 @@ static void token_done(wh_up_req *r, CURLcode res)
 	if (!cJSON_IsString(tok) || !tok->valuestring[0]) {
 		wh_log(WH_LOG_WARN, "upstream token request failed", "registry", WH_LS,
 		       r->reg->urls[r->url_idx], "status", WH_LI, (long long)status, "error", WH_LS,
-		       res == CURLE_OK ? "no token in the answer" : curl_easy_strerror(res), NULL);
+		       res == CURLE_OK ? "no token in the answer" : lc.easy_strerror(res), NULL);
 		cJSON_Delete(doc);
 		/* Answer as the registry did: unauthorized. */
 		reset_response(r);
@@ -777,12 +855,12 @@ static void token_done(wh_up_req *r, CURLcode res)
 static void main_done(wh_up_req *r, CURLcode res)
 {
 	long status = 0;
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	r->status = (int)status;
 	const char *u = r->reg->urls[r->url_idx];
 	if (res != CURLE_OK) {
 		wh_log(WH_LOG_WARN, "upstream request failed", "url", WH_LS, u, "path", WH_LS,
-		       r->path, "error", WH_LS, curl_easy_strerror(res), "attempt", WH_LI,
+		       r->path, "error", WH_LS, lc.easy_strerror(res), "attempt", WH_LI,
 		       (long long)r->attempt, NULL);
 		easy_release(r);
 		if (r->head_delivered) {
@@ -844,12 +922,12 @@ static void check_done(wh_upstream *up)
 {
 	CURLMsg *m;
 	int left;
-	while ((m = curl_multi_info_read(up->multi, &left))) {
+	while ((m = lc.multi_info_read(up->multi, &left))) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		wh_up_req *r = NULL;
 		CURLcode res = m->data.result;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		lc.easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 		if (!r)
 			continue;
 		if (r->cancelled) {
@@ -952,24 +1030,19 @@ static void free_creds(wh_upstream *up)
  * memory of a TLS stack. */
 static int multi_ready(wh_upstream *up)
 {
-	static bool global_init;
 	if (up->multi)
 		return 0;
-	if (!global_init) {
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			wh_log(WH_LOG_ERROR, "libcurl failed to initialise", NULL);
-			return WH_EUPSTREAM;
-		}
-		global_init = true;
-	}
-	up->multi = curl_multi_init();
+	int rc = curl_load();
+	if (rc != 0)
+		return rc;
+	up->multi = lc.multi_init();
 	if (!up->multi)
 		return WH_ENOMEM;
-	curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
-	curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
-	curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
-	curl_multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
-	curl_multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	lc.multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, socket_fn);
+	lc.multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
+	lc.multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
+	lc.multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
+	lc.multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
 	return 0;
 }
 
@@ -1004,7 +1077,7 @@ void wh_upstream_free(wh_upstream *up)
 	up->freeing = true;
 	/* Cleaning up the multi handle closes its sockets (CURL_POLL_REMOVE). */
 	if (up->multi)
-		curl_multi_cleanup(up->multi);
+		lc.multi_cleanup(up->multi);
 	up->multi = NULL;
 	while (up->socks)
 		sock_close(up, up->socks);
