@@ -901,7 +901,7 @@ static int conn_write(wh_conn *c)
 					n = -EIO;
 				} else {
 					struct iovec iov = {buf, (size_t)r};
-					n = c->tp->ops->writev(c->tp, &iov, 1);
+					n = c->tp->ops->writev(c->tp, &iov, 1, false);
 					if (n > 0) {
 						s->off += n;
 						s->len -= n;
@@ -919,14 +919,17 @@ static int conn_write(wh_conn *c)
 		} else {
 			struct iovec iov[16];
 			int cnt = 0;
-			for (struct seg *t = s; t && t->fd < 0 && cnt < 16; t = t->next) {
-				iov[cnt].iov_base = t->mem + t->sent;
-				iov[cnt].iov_len = t->used - t->sent;
+			struct seg *m = s;
+			for (; m && m->fd < 0 && cnt < 16; m = m->next) {
+				iov[cnt].iov_base = m->mem + m->sent;
+				iov[cnt].iov_len = m->used - m->sent;
 				cnt++;
 			}
+			/* A head followed by a file: let it share the file's first packet. */
+			bool more = m && m->fd >= 0;
 			for (int i = 0; i < cnt; i++)
 				asked += iov[i].iov_len;
-			n = c->tp->ops->writev(c->tp, iov, cnt);
+			n = c->tp->ops->writev(c->tp, iov, cnt, more);
 			if (n > 0) {
 				size_t left = (size_t)n;
 				c->out_mem -= left;

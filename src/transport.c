@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "wharf/common.h"
@@ -19,11 +20,12 @@ static ssize_t plain_read(wh_transport *t, char *buf, size_t len)
 	return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
-static ssize_t plain_writev(wh_transport *t, const struct iovec *iov, int n)
+static ssize_t plain_writev(wh_transport *t, const struct iovec *iov, int n, bool more)
 {
+	struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
 	ssize_t w;
 	do
-		w = writev(t->fd, iov, n);
+		w = sendmsg(t->fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
 	while (w < 0 && errno == EINTR);
 	if (w >= 0)
 		return w;

@@ -9,6 +9,7 @@
 #ifndef WHARF_TRANSPORT_H
 #define WHARF_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -19,7 +20,9 @@ typedef struct wh_transport wh_transport;
 
 typedef struct wh_transport_ops {
 	ssize_t (*read)(wh_transport *t, char *buf, size_t len);
-	ssize_t (*writev)(wh_transport *t, const struct iovec *iov, int n);
+	/* more: more data follows at once (a file after a response head), so
+	 * the transport may hold a partial packet back. */
+	ssize_t (*writev)(wh_transport *t, const struct iovec *iov, int n, bool more);
 	/* Copy len bytes of file fd at *off to the peer, advancing *off. NULL when
 	 * the transport cannot send from a file directly (TLS): the caller then
 	 * reads the file and uses writev. */
