@@ -8,7 +8,8 @@ Phases, in order, each bounded in time:
             RSS with N idle connections
   warm      manifest GET (wrk) / HEAD (ab) by tag and digest; blob GET
             throughput; a whole skopeo pull
-  push      a big layer, monolithic and chunked, into Wharf and Distribution
+  push      a big layer, monolithic and chunked, into Wharf and Distribution;
+            sha256 throughput (bench_sha256, built next to the binary)
   cold      Wharf pull-through vs Distribution proxy, both behind an nginx
             limit_rate front on an upstream Distribution: whole pull, first
             byte, 8 clients on one uncached layer, upstream bytes counted
@@ -52,13 +53,13 @@ ACCEPT = "Accept: " + upstream.MANIFEST_ACCEPT
 class Plan:
     """Sizes and durations of a mode."""
 
-    FULL = dict(sha256_mib=256, seconds=6, warmup=1, blob_seconds=8, blob=32 * MiB,
+    FULL = dict(sha256_mib=256, rounds=5, seconds=4, warmup=1, blob_seconds=4, blob=32 * MiB,
                 pull_big=128 * MiB, pull_mid=8 * MiB, pull_reps=3,
                 cold=96 * MiB, throttle=25e6, clients=8,
                 push=96 * MiB, push_chunk=8 * MiB, push_reps=3,
                 idle_conns=2000, store_repos=1000, store_blobs=10, startup_reps=5,
                 slow_clients=16, slow_rate=1e6, slow_seconds=10)
-    QUICK = dict(FULL, sha256_mib=32, seconds=1, warmup=0, blob_seconds=1, blob=4 * MiB,
+    QUICK = dict(FULL, sha256_mib=32, rounds=1, seconds=1, warmup=0, blob_seconds=1, blob=4 * MiB,
                  pull_big=8 * MiB, pull_mid=1 * MiB, pull_reps=1,
                  cold=8 * MiB, push=8 * MiB, push_chunk=2 * MiB, push_reps=1,
                  idle_conns=200, store_repos=100, startup_reps=3,
@@ -78,6 +79,50 @@ def say(*a):
     print(*a, flush=True)
 
 
+def machine_busy(seconds=1.0):
+    """The share of all CPUs busy over `seconds` (/proc/stat), e.g. 0.03."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)          # idle + iowait, total
+    i0, t0 = sample()
+    time.sleep(seconds)
+    i1, t1 = sample()
+    return 1 - (i1 - i0) / max(1, t1 - t0)
+
+
+class CpuUsage:
+    """CPU time used from now to done() by a server, by this process's
+    children (the load tool) and by everything else on the machine, each
+    per second of wall time."""
+
+    def __init__(self, server):
+        self.server = server
+        self.t0 = time.monotonic()
+        self.srv0 = server.cpu_seconds()
+        self.kids0 = self._children()
+        self.all0 = self._machine()
+
+    @staticmethod
+    def _children():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    @staticmethod
+    def _machine():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")   # all but idle, iowait
+
+    def done(self):
+        wall = time.monotonic() - self.t0
+        srv = self.server.cpu_seconds() - self.srv0
+        kids = self._children() - self.kids0
+        mine = self._machine() - self.all0
+        return {"server_cpu": srv / wall, "client_cpu": kids / wall,
+                "other_cpu": max(0.0, mine - srv - kids) / wall}
+
+
 def median(xs):
     return statistics.median(xs) if xs else None
 
@@ -86,12 +131,21 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.plan = Plan(args.quick)
-        self.bin = os.path.abspath(args.bin)
         self.work = args.workdir or tempfile.mkdtemp(prefix="wharf-bench-")
         os.makedirs(self.work, exist_ok=True)
         # nginx workers run as nobody: they read the static root and write
         # proxy temp files under here.
         os.chmod(self.work, 0o755)
+        # Measure private copies, so that a rebuild during the run cannot
+        # change the binary between phases.
+        src = os.path.abspath(args.bin)
+        os.makedirs(self.path("bin"), exist_ok=True)
+        self.bin = self.path("bin", "wharf")
+        shutil.copy2(src, self.bin)
+        sha = os.path.join(os.path.dirname(src), "bench_sha256")
+        if os.access(sha, os.X_OK):
+            shutil.copy2(sha, self.path("bin", "bench_sha256"))
+        self.bin_source = src
         self.figures = []
         self.notes = []
         self.broken = []          # phases that raised an unexpected exception
@@ -159,10 +213,14 @@ class Bench:
         self.local["distribution"] = self.start(systems.distribution_server(), cpus)
         self.local["nginx"] = self.start(systems.nginx_static(self.work, self.nginx_root), cpus)
         time.sleep(1.0)
+        parts = {s: srv.rss_parts_kib() for s, srv in self.each_local()}
+        for s, v in parts.items():
+            say("  %-12s RSS idle %.1f MiB: %s" % (s, v["VmRSS"] / 1024, ", ".join(
+                "%s %.1f" % (k, n / 1024) for k, n in v.items() if k != "VmRSS")))
         self.fig("memory", "rss_idle", "RSS idle, fresh start", "MiB",
-                 {s: srv.rss_kib() / 1024 for s, srv in self.each_local()},
+                 {s: v["VmRSS"] / 1024 for s, v in parts.items()},
                  better="lower", target=at_most(8, "8 MiB"), fmt="%.1f",
-                 detail={"nginx": "master + 1 worker"})
+                 detail=dict(parts, nginx_processes="master + 1 worker"))
 
         rss, per, errors, detail = {}, {}, {}, {}
         for s, srv in self.each_local():
@@ -206,77 +264,120 @@ class Bench:
         if h.get("content-type", "").split(";")[0] != self.mani.media_type:
             raise MeasureError("%s %s: Content-Type %r" % (method, path, h.get("content-type")))
 
+    def _rounds(self, what, prepare, run, key="rps"):
+        """Load runs of every local system, interleaved: prepare(s, srv) once
+        (check the answer, warm up), then run(s, srv) `rounds` times in turn.
+        Returns ({system: the run with the best `key`}, errors): on a shared
+        machine the best round is the least disturbed one; every round is
+        kept in the JSON. Each run records the server's CPU use and the CPU
+        used meanwhile by other processes (1.0 = one core busy)."""
+        runs, errors = {}, {}
+        for s, srv in self.each_local():
+            try:
+                prepare(s, srv)
+                runs[s] = []
+            except MeasureError as e:
+                errors[s] = str(e)
+                say("  %-18s %-12s ERROR %s" % (what, s, e))
+        for _ in range(self.plan.rounds):
+            for s, srv in self.each_local():
+                if s in errors or s not in runs:
+                    continue
+                try:
+                    usage = CpuUsage(srv)
+                    r = run(s, srv)
+                    r.update(usage.done())
+                    runs[s].append(r)
+                    say("  %-18s %-12s %8.0f %-5s  p50 %.3f ms  p99 %.3f ms  CPU: server %.2f, "
+                        "load tool %.2f, others %.2f%s"
+                        % (what, s, r[key], "req/s" if key == "rps" else "MB/s", r["p50_ms"],
+                           r["p99_ms"], r["server_cpu"], r["client_cpu"], r["other_cpu"],
+                           "  (%d errors)" % r["errors"] if r["errors"] else ""))
+                except MeasureError as e:
+                    errors[s] = str(e)
+                    say("  %-18s %-12s ERROR %s" % (what, s, e))
+        picked = {}
+        for s, rs in runs.items():
+            if rs and s not in errors:
+                best = max(rs, key=lambda r: r[key])
+                picked[s] = dict(best, rounds=[round(r[key], 1) for r in rs],
+                                 rounds_other_cpu=[round(r["other_cpu"], 2) for r in rs])
+                if best["errors"]:
+                    errors[s] = "%d failed/non-2xx of %d" % (best["errors"], best["requests"])
+        bound = [s for s, r in picked.items() if r["client_cpu"] >= 0.95]
+        if bound:
+            self.note("%s: the load tool used a whole CPU against %s, so that figure is "
+                      "bounded by the client; compare the server CPU per unit instead"
+                      % (what, ", ".join(bound)))
+        return picked, errors
+
     def phase_warm_manifests(self):
         p = self.plan
         conns = 32
         for method in ("GET", "HEAD"):
             for by, ref in (("tag", self.mani.tag), ("digest", self.mani.digest)):
                 path = "/v2/%s/manifests/%s" % (self.mani.repo, ref)
-                vals = {"rps": {}, "p50_ms": {}, "p99_ms": {}}
-                errors, detail = {}, {}
-                for s, srv in self.each_local():
+                notes = {}
+
+                def prepare(s, srv):
+                    self._check_manifest(srv, method, path)
+                    if method == "HEAD":
+                        notes[s] = load.http10_keepalive(srv.port, path, [ACCEPT])
+                    elif p.warmup:
+                        load.wrk(srv.url + path, conns, p.warmup, [ACCEPT])
+
+                def run(s, srv):
+                    if method == "GET":
+                        return load.wrk(srv.url + path, conns, p.seconds, [ACCEPT])
                     try:
-                        self._check_manifest(srv, method, path)
-                        if method == "GET":
-                            if p.warmup:
-                                load.wrk(srv.url + path, conns, p.warmup, [ACCEPT])
-                            r = load.wrk(srv.url + path, conns, p.seconds, [ACCEPT])
-                        else:
-                            conn_hdr = load.http10_keepalive(srv.port, path, [ACCEPT])
-                            detail[s + "_http10_connection_header"] = conn_hdr
-                            try:
-                                r = load.ab_head(srv.url + path, conns, p.seconds, [ACCEPT])
-                            except MeasureError as e:
-                                if not conn_hdr or conn_hdr.lower() != "keep-alive":
-                                    raise MeasureError(
-                                        "%s (the answer to an HTTP/1.0 request with Connection: "
-                                        "Keep-Alive has %s, so ab -k waits for a close that "
-                                        "never comes)" % (e, "Connection: " + conn_hdr if conn_hdr
-                                                         else "no Connection header"))
-                                raise
-                        for k in vals:
-                            vals[k][s] = r[k]
-                        detail[s] = r
-                        if r["errors"]:
-                            errors[s] = "%d failed/non-2xx of %d" % (r["errors"], r["requests"])
-                        say("  %-4s by %-6s %-12s %8.0f req/s  p50 %.3f ms  p99 %.3f ms%s"
-                            % (method, by, s, r["rps"], r["p50_ms"], r["p99_ms"],
-                               "  (%d errors)" % r["errors"] if r["errors"] else ""))
+                        return load.ab_head(srv.url + path, conns, p.seconds, [ACCEPT])
                     except MeasureError as e:
-                        errors[s] = str(e)
-                        say("  %-4s by %-6s %-12s ERROR %s" % (method, by, s, e))
+                        hdr = notes.get(s)
+                        if hdr and hdr.lower() == "keep-alive":
+                            raise
+                        raise MeasureError(
+                            "%s (the answer to an HTTP/1.0 request with Connection: Keep-Alive "
+                            "has %s, so ab -k waits for a close that never comes)"
+                            % (e, "Connection: " + hdr if hdr else "no Connection header"))
+
+                picked, errors = self._rounds("%s by %s" % (method, by), prepare, run)
+                detail = dict(picked)
+                if notes:
+                    detail["http10_keepalive_connection_header"] = notes
                 label = "manifest %s by %s, %d conns" % (method, by, conns)
+                fid = "manifest_%s_%s" % (method.lower(), by)
                 tgt = ratio_at_least("nginx", 0.5) if by == "tag" else None
-                self.fig("warm", "manifest_%s_%s_rps" % (method.lower(), by), label, "req/s",
-                         vals["rps"], target=tgt, errors=errors, detail=detail, fmt="%.0f")
-                self.fig("warm", "manifest_%s_%s_p50" % (method.lower(), by), "  p50", "ms",
-                         vals["p50_ms"], better="lower")
-                self.fig("warm", "manifest_%s_%s_p99" % (method.lower(), by), "  p99", "ms",
-                         vals["p99_ms"], better="lower")
+                self.fig("warm", fid + "_rps", label, "req/s",
+                         {s: r["rps"] for s, r in picked.items()}, target=tgt, errors=errors,
+                         detail=detail, fmt="%.0f")
+                self.fig("warm", fid + "_p50", "  p50", "ms",
+                         {s: r["p50_ms"] for s, r in picked.items()}, better="lower")
+                self.fig("warm", fid + "_p99", "  p99", "ms",
+                         {s: r["p99_ms"] for s, r in picked.items()}, better="lower")
+                self.fig("warm", fid + "_cpu_us", "  server CPU per request", "us",
+                         {s: r["server_cpu"] / r["rps"] * 1e6 for s, r in picked.items()},
+                         better="lower")
 
     def phase_warm_blob(self):
         p = self.plan
         path = "/v2/%s/blobs/%s" % (self.blob_repo, self.blob.digest)
-        vals, errors, detail = {}, {}, {}
-        for s, srv in self.each_local():
-            try:
-                r = load.curl_fetch(srv.url + path, 60)
-                if (r["status"], r["digest"]) != (200, self.blob.digest):
-                    raise MeasureError("GET blob: %d, %s" % (r["status"], r["digest"]))
-                if p.warmup:
-                    load.wrk(srv.url + path, 16, p.warmup, timeout_s=30)
-                r = load.wrk(srv.url + path, 16, p.blob_seconds, timeout_s=30)
-                vals[s] = r["mb_s"]
-                detail[s] = r
-                if r["errors"]:
-                    errors[s] = "%d errors of %d" % (r["errors"], r["requests"])
-                say("  blob GET %-12s %8.0f MB/s (%d requests)" % (s, r["mb_s"], r["requests"]))
-            except MeasureError as e:
-                errors[s] = str(e)
-                say("  blob GET %-12s ERROR %s" % (s, e))
+
+        def prepare(s, srv):
+            r = load.curl_fetch(srv.url + path, 60)
+            if (r["status"], r["digest"]) != (200, self.blob.digest):
+                raise MeasureError("GET blob: %d, %s" % (r["status"], r["digest"]))
+            if p.warmup:
+                load.wrk(srv.url + path, 16, p.warmup, timeout_s=30)
+
+        picked, errors = self._rounds(
+            "blob GET", prepare, lambda s, srv: load.wrk(srv.url + path, 16, p.blob_seconds,
+                                                         timeout_s=30), key="mb_s")
         self.fig("warm", "blob_get_mb_s", "blob GET %s, 16 conns" % mib(self.blob.size), "MB/s",
-                 vals, target=ratio_at_least("nginx", 0.9), errors=errors, detail=detail,
-                 fmt="%.0f")
+                 {s: r["mb_s"] for s, r in picked.items()}, target=ratio_at_least("nginx", 0.9),
+                 errors=errors, detail=picked, fmt="%.0f")
+        self.fig("warm", "blob_get_cpu_ms_per_gb", "  server CPU per GB sent", "ms/GB",
+                 {s: r["server_cpu"] / r["mb_s"] * 1e6 for s, r in picked.items()},
+                 better="lower", fmt="%.0f")
 
     def phase_warm_pull(self):
         p = self.plan
@@ -616,8 +717,11 @@ class Bench:
                     if rec.get("level") in ("warn", "error"):
                         c["%s: %s" % (rec["level"], rec.get("message"))] += 1
                 elif srv.system == "distribution":
-                    # (blob unknown: the push client's HEAD before each upload)
-                    if "level=error" in line and 'err.code="blob unknown"' not in line:
+                    # Not shown: "blob unknown" (the push client's HEAD before each
+                    # upload), resets and broken pipes (the slow readers hanging up).
+                    if "level=error" in line and not any(
+                            x in line for x in ('err.code="blob unknown"', "reset by peer",
+                                                "broken pipe")):
                         c[line.split("msg=", 1)[-1][:100]] += 1
                 elif any(x in line for x in ("[error]", "[crit]", "[alert]", "[emerg]")):
                     c[line.split("] ", 1)[-1][:100]] += 1
@@ -638,7 +742,8 @@ class Bench:
         return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,
                 "server_cpus": sorted(systems.SERVER_CPUS or []),
                 "client_cpus": sorted(systems.CLIENT_CPUS or []),
-                "wharf": cmd(self.bin, "--version"),
+                "wharf": cmd(self.bin, "--version"), "wharf_binary": self.bin_source,
+                "wharf_sha256": upstream.sha256_file(self.bin),
                 "wharf_commit": cmd("git", "-C", REPO, "describe", "--always", "--dirty"),
                 "distribution": cmd(upstream.REGISTRY_BIN, "--version"),
                 "nginx": cmd("nginx", "-v"), "wrk": cmd("wrk", "--version"),
@@ -652,6 +757,10 @@ class Bench:
         def want(name):
             return only is None or name in only
 
+        self.busy = {"before": machine_busy()}
+        if self.busy["before"] > 0.15:
+            self.note("the machine was %.0f%% busy before the run (other processes): "
+                      "expect noisy figures" % (100 * self.busy["before"]))
         try:
             self.phase("prepare", self.prepare)
             if "prepare" in self.broken:
@@ -683,6 +792,10 @@ class Bench:
             for srv in self.servers:
                 srv.stop()
 
+        self.busy["after"] = machine_busy()
+        if self.busy["after"] > 0.15:
+            self.note("the machine was %.0f%% busy after the run (other processes): "
+                      "expect noisy figures" % (100 * self.busy["after"]))
         problems = self.log_problems()
         elapsed = time.monotonic() - t0
         say("")
@@ -691,9 +804,10 @@ class Bench:
             % (self.plan.mode, elapsed, self.machine_info["cpu"],
                self.machine_info["server_cpus"] or "any", self.machine_info["client_cpus"]
                or "any"))
-        say("Ratios are Wharf / the other system. Cold rows: Wharf pull-through vs "
+        say("Ratios are Wharf / the other system. wrk/ab rows: the best of %d "
+            "round(s) of %d s, systems taking turns; skopeo, push, startup: medians. Cold rows: Wharf pull-through vs "
             "Distribution proxy, upstream through nginx limit_rate %g MB/s."
-            % (self.plan.throttle / 1e6))
+            % (self.plan.rounds, self.plan.seconds, self.plan.throttle / 1e6))
         say(report.table(self.figures))
         errs = report.errors_text(self.figures)
         if errs:
@@ -708,7 +822,7 @@ class Bench:
             say("\nbench phases that broke: %s" % ", ".join(self.broken))
 
         out = {"mode": self.plan.mode, "seconds": round(elapsed, 1),
-               "machine": self.machine_info, "plan": vars(self.plan),
+               "machine": dict(self.machine_info, busy=self.busy), "plan": vars(self.plan),
                "figures": [f.to_json() for f in self.figures], "notes": self.notes,
                "log_problems": {k: dict(v) for k, v in problems.items()},
                "broken_phases": self.broken}
@@ -721,7 +835,8 @@ class Bench:
 
 def build(build_dir):
     say("== build (Release) into %s" % build_dir)
-    log = os.path.join(build_dir + "-bench-build.log")
+    os.makedirs(build_dir, exist_ok=True)
+    log = os.path.join(build_dir, "bench-build.log")
     with open(log, "wb") as f:
         for cmd in (["cmake", "-S", REPO, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release"],
                     ["cmake", "--build", build_dir, "-j2"],

@@ -156,11 +156,30 @@ class Server:
         """VmRSS of the process tree (nginx: master + workers)."""
         return sum(_status_kib(p, "VmRSS") for p in process_tree(self.pid)) if self.alive() else 0
 
+    def rss_parts_kib(self):
+        """VmRSS and its parts (RssAnon: heap and stacks; RssFile: the binary
+        and shared libraries; RssShmem) summed over the process tree."""
+        keys = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+        tree = process_tree(self.pid) if self.alive() else []
+        return {k: sum(_status_kib(p, k) for p in tree) for k in keys}
+
     def hwm_kib(self):
         """The largest VmHWM in the tree (nginx: the worker that peaked)."""
         if not self.alive():
             return 0
         return max(_status_kib(p, "VmHWM") for p in process_tree(self.pid))
+
+    def cpu_seconds(self):
+        """user + system CPU time of the process tree so far."""
+        total = 0
+        for p in process_tree(self.pid) if self.alive() else ():
+            try:
+                with open("/proc/%d/stat" % p) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])   # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self, timeout=15.0):
         if not self.proc:
