@@ -135,6 +135,8 @@ struct wh_server {
 	int port;
 	uv_poll_t listen_poll;
 	bool listening;
+	uv_timer_t accept_timer; /* resumes accepting after running out of fds */
+	uint64_t emfile_logged;
 	wh_conn *conns;
 	int n_conns;
 	bool shutting_down;
@@ -1076,6 +1078,15 @@ static void refuse(int fd)
 	close(fd);
 }
 
+static void listen_cb(uv_poll_t *h, int status, int events);
+
+static void accept_resume(uv_timer_t *t)
+{
+	wh_server *srv = t->data;
+	if (srv->listening)
+		uv_poll_start(&srv->listen_poll, UV_READABLE, listen_cb);
+}
+
 static void listen_cb(uv_poll_t *h, int status, int events)
 {
 	wh_server *srv = WH_CONTAINER_OF(h, wh_server, listen_poll);
@@ -1089,6 +1100,21 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if (errno == EMFILE || errno == ENFILE) {
+				/* The connection stays in the backlog and the listener
+				 * stays readable: stop watching it for a moment rather
+				 * than spin. */
+				uint64_t now = uv_now(srv->loop);
+				if (now - srv->emfile_logged > 10000 || !srv->emfile_logged) {
+					srv->emfile_logged = now;
+					wh_log(WH_LOG_WARN,
+					       "out of file descriptors; accepting again soon",
+					       "open", WH_LI, (long long)srv->n_conns, NULL);
+				}
+				uv_poll_stop(&srv->listen_poll);
+				uv_timer_start(&srv->accept_timer, accept_resume, 100, 0);
+				break;
+			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				wh_log(WH_LOG_WARN, "accept failed", "error", WH_LS,
 				       strerror(errno), NULL);
@@ -1157,6 +1183,8 @@ int wh_server_start(uv_loop_t *loop, const wh_config *cfg, wh_handler handler, v
 	srv->settings.on_message_complete = on_message_complete;
 	uv_poll_init(loop, &srv->listen_poll, fd);
 	uv_poll_start(&srv->listen_poll, UV_READABLE, listen_cb);
+	uv_timer_init(loop, &srv->accept_timer);
+	srv->accept_timer.data = srv;
 	srv->listening = true;
 	*out = srv;
 	fd = -1;
@@ -1205,6 +1233,13 @@ static void shutdown_timer_cb(uv_timer_t *t)
 		conn_close(srv->conns);
 }
 
+static void accept_timer_closed(uv_handle_t *h)
+{
+	wh_server *srv = h->data;
+	srv->pending_closes--;
+	server_maybe_done(srv);
+}
+
 static void listen_close_cb(uv_handle_t *h)
 {
 	wh_server *srv = h->data;
@@ -1231,6 +1266,8 @@ void wh_server_shutdown(wh_server *srv, void (*done)(void *arg), void *arg)
 		srv->pending_closes++;
 		srv->listen_poll.data = srv;
 		uv_close((uv_handle_t *)&srv->listen_poll, listen_close_cb);
+		srv->pending_closes++;
+		uv_close((uv_handle_t *)&srv->accept_timer, accept_timer_closed);
 	}
 	/* Idle connections and ones still sending a head go now; requests in
 	 * progress finish (keep-alive off) or are cut at the deadline. */

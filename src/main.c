@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "wharf/common.h"
@@ -133,6 +134,13 @@ static int cmd_serve(const char *path)
 	}
 	print_warnings(&cfg);
 	signal(SIGPIPE, SIG_IGN);
+	/* Each connection, file being sent and upstream socket is a descriptor:
+	 * take what the hard limit allows, as servers do. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 
 	int sr = wh_store_open(cfg.root_dir, cfg.dedupe, &store);
 	if (sr != 0) {

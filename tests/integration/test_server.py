@@ -621,6 +621,45 @@ class Timeouts(ServerTestCase):
 
 # ---------------------------------------------------------------------------
 
+class OutOfDescriptors(unittest.TestCase):
+    """With few file descriptors, accept fails with EMFILE: the server must
+    not spin on its readable listener, and must serve again once
+    connections close."""
+
+    def test_emfile_pauses_accept_then_recovers(self):
+        w = Wharf({})
+        w.start(wrapper=["prlimit", "--nofile=40:40"])
+        socks = []
+        try:
+            for _ in range(60):
+                socks.append(socket.create_connection(("127.0.0.1", w.port), timeout=5))
+            time.sleep(0.5)
+            with open("/proc/%d/stat" % w.proc.pid) as f:
+                before = sum(int(x) for x in f.read().split()[13:15])
+            time.sleep(1.0)
+            with open("/proc/%d/stat" % w.proc.pid) as f:
+                after = sum(int(x) for x in f.read().split()[13:15])
+            ticks = os.sysconf("SC_CLK_TCK")
+            self.assertLess((after - before) / ticks, 0.3, "the server spins on EMFILE")
+            for s in socks:
+                s.close()
+            socks = []
+            deadline = time.monotonic() + 5
+            status = None
+            while time.monotonic() < deadline and status != 200:
+                try:
+                    status, _, _ = w.request("GET", "/v2/", timeout=2)
+                except OSError:
+                    time.sleep(0.1)
+            self.assertEqual(status, 200)
+            self.assertIn("out of file descriptors", w.log())
+        finally:
+            for s in socks:
+                s.close()
+            w.stop()
+            w.cleanup()
+
+
 class ConnectionLimit(ServerTestCase):
     wharf_http = {"maxConnections": 5}
 
