@@ -598,12 +598,25 @@ static void conn_update_poll(wh_conn *c)
 		uv_poll_stop(&c->poll);
 }
 
+/* One line per request; `completed` is false when the connection went away
+ * (or was cut) before the response was sent. */
+static void log_access(wh_conn *c, bool completed)
+{
+	uint64_t now = uv_now(c->srv->loop);
+	wh_log(WH_LOG_INFO, completed ? "request" : "request not completed", "method", WH_LS,
+	       c->req.method, "path", WH_LS, c->req.target, "status", WH_LI, (long long)c->status,
+	       "bytes", WH_LI, (long long)(c->req.is_head ? 0 : c->body_sent_q), "duration_ms",
+	       WH_LI, (long long)(now - c->started_ms), "client", WH_LS, c->client, NULL);
+}
+
 static void conn_free_cb(uv_handle_t *h)
 {
 	wh_conn *c = h->data;
 	if (--c->pending_closes > 0)
 		return;
 	wh_server *srv = c->srv;
+	if (c->req_active)
+		log_access(c, false);
 	if (c->req_active && c->req.on_done) {
 		wh_req_cb done = c->req.on_done;
 		c->req.on_done = NULL;
@@ -640,15 +653,6 @@ static void conn_close(wh_conn *c)
 	c->pending_closes = 2;
 	uv_close((uv_handle_t *)&c->poll, conn_free_cb);
 	uv_close((uv_handle_t *)&c->timer, conn_free_cb);
-}
-
-static void log_access(wh_conn *c)
-{
-	uint64_t now = uv_now(c->srv->loop);
-	wh_log(WH_LOG_INFO, "request", "method", WH_LS, c->req.method, "path", WH_LS, c->req.target,
-	       "status", WH_LI, (long long)c->status, "bytes", WH_LI,
-	       (long long)(c->req.is_head ? 0 : c->body_sent_q), "duration_ms", WH_LI,
-	       (long long)(now - c->started_ms), "client", WH_LS, c->client, NULL);
 }
 
 /* The request is over when the parser has seen all of it and the response is
@@ -691,7 +695,7 @@ static void conn_advance_once(wh_conn *c)
 	if (!c->msg_complete && !c->close_after)
 		return; /* a small unwanted body still being read and dropped */
 
-	log_access(c);
+	log_access(c, true);
 	wh_req_cb done = c->req.on_done;
 	c->req.on_done = NULL;
 	if (done)
