@@ -23,7 +23,7 @@ covers fails here. For each proxy:
     Host and X-Forwarded-* as the proxy sends them (to a header echo)
     examples/registries.conf (skopeo) and examples/containerd-hosts.toml (ctr)
         pointed at the proxy: docker.io/library/... comes from the mirror;
-        examples/daemon.json with examples/config-mirror-root.json
+        examples/docker/daemon.json with examples/config-mirror-root.json
     nginx only: nothing spooled to its temp files (request and response
         buffering off, HTTP/1.1 to Wharf), from nginx's own warnings
 
@@ -689,11 +689,11 @@ class ProxyCases:
         self.assertEqual(sha256(raw.encode()), STATE["ups"]["library/busy"].digest)
 
     def test_docker_registry_mirror_root(self):
-        """examples/daemon.json with examples/config-mirror-root.json: Docker's
+        """examples/docker/daemon.json with examples/config-mirror-root.json: Docker's
         registry-mirrors asks the mirror for /v2/library/busy/... at the root.
         A second Wharf runs that config (upstream, root dir and port replaced)
         behind a second proxy from the example; skopeo asks as Docker would."""
-        with open(os.path.join(EXAMPLES, "daemon.json")) as f:
+        with open(os.path.join(EXAMPLES, "docker", "daemon.json")) as f:
             mirrors = json.load(f)["registry-mirrors"]
         self.assertEqual(mirrors, ["https://cache.example.com"])
         with open(os.path.join(EXAMPLES, "config-mirror-root.json")) as f:
