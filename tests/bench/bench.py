@@ -20,6 +20,7 @@ never fail the run; the exit status is 1 only if the bench itself broke.
 """
 
 import argparse
+import http.client
 import json
 import os
 import resource
@@ -446,8 +447,43 @@ class Bench:
             self.fig("push", "push_%s_mb_s" % mode, label, "MB/s", vals,
                      target=ratio_at_least("distribution", 1.0), errors=errors, detail=detail,
                      fmt="%.0f")
+        self.pull_back(files["monolithic"][0])
         for b in sum(files.values(), []):
             os.unlink(b.path)
+
+    def pull_back(self, b):
+        """The layer just pushed, pulled back by one client (issue 3's pull
+        throughput for a 96 MiB layer)."""
+        vals, errors = {}, {}
+        path = "/v2/bench/push-monolithic/blobs/%s" % b.digest
+        for s in ("wharf", "distribution"):
+            srv = self.local[s]
+            runs = []
+            try:
+                for _ in range(max(1, self.plan.push_reps)):
+                    host, port = srv.hostport.rsplit(":", 1)
+                    with systems.on(systems.CLIENT_CPUS):
+                        c = http.client.HTTPConnection(host, int(port), timeout=120)
+                        t0 = time.monotonic()
+                        c.request("GET", path)
+                        r = c.getresponse()
+                        got = 0
+                        while True:
+                            chunk = r.read(1 << 20)
+                            if not chunk:
+                                break
+                            got += len(chunk)
+                        runs.append(time.monotonic() - t0)
+                        c.close()
+                    if r.status != 200 or got != b.size:
+                        raise MeasureError("pull back: %d, %d of %d bytes" % (r.status, got, b.size))
+                vals[s] = b.size / median(runs) / 1e6
+                say("  pull back %-12s %6.0f MB/s" % (s, vals[s]))
+            except (MeasureError, OSError) as e:
+                errors[s] = str(e)
+                say("  pull back %-12s ERROR %s" % (s, e))
+        self.fig("push", "pull_layer_mb_s", "pull the %s layer back, 1 client" % mib(b.size),
+                 "MB/s", vals, errors=errors, fmt="%.0f")
 
     def phase_sha256(self):
         """tests/bench/bench_sha256.c, built next to the wharf binary."""
