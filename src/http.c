@@ -122,6 +122,7 @@ struct wh_conn {
 	bool advance_again;
 	bool in_writable;
 	bool lingering; /* answered and shut down; reading and dropping input */
+	bool refused;   /* over the connection limit: 503, then close */
 	int out_files;  /* file segments in the send queue */
 	int pending_closes;
 };
@@ -136,9 +137,10 @@ struct wh_server {
 	uv_poll_t listen_poll;
 	bool listening;
 	uv_timer_t accept_timer; /* resumes accepting after running out of fds */
-	uint64_t emfile_logged;
+	uint64_t emfile_logged, limit_logged;
 	wh_conn *conns;
-	int n_conns;
+	int n_conns;   /* all open connections, refused ones included */
+	int n_refused; /* answered 503 and lingering */
 	bool shutting_down;
 	uv_timer_t shutdown_timer;
 	void (*shutdown_done)(void *);
@@ -570,8 +572,8 @@ static void conn_update_timer(wh_conn *c)
 			static const char r408[] =
 			    "HTTP/1.1 408 Request Timeout\r\nContent-Length: "
 			    "0\r\nConnection: close\r\n\r\n";
-			ssize_t ignored = write(c->fd, r408, sizeof(r408) - 1);
-			(void)ignored;
+			struct iovec iov = {(void *)r408, sizeof(r408) - 1};
+			(void)c->tp->ops->writev(c->tp, &iov, 1, false);
 		}
 		conn_close(c);
 		return;
@@ -584,7 +586,7 @@ static void conn_update_poll(wh_conn *c)
 	if (c->closing || c->lingering)
 		return;
 	int ev = 0;
-	bool paused = c->pend != NULL || (c->req_active && c->msg_complete);
+	bool paused = c->pend != NULL || (c->req_active && c->msg_complete) || c->refused;
 	if (!paused && !c->eof)
 		ev |= UV_READABLE;
 	if (c->write_blocked)
@@ -649,6 +651,8 @@ static void conn_close(wh_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	srv->n_conns--;
+	if (c->refused)
+		srv->n_refused--;
 	srv->pending_closes++;
 	c->pending_closes = 2;
 	uv_close((uv_handle_t *)&c->poll, conn_free_cb);
@@ -1029,7 +1033,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 	}
 }
 
-static void conn_new(wh_server *srv, int fd, const struct sockaddr_storage *ss)
+static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 {
 	wh_conn *c = wh_calloc(1, sizeof(*c));
 	c->srv = srv;
@@ -1066,20 +1070,38 @@ static void conn_new(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 	srv->n_conns++;
 	conn_update_poll(c);
 	conn_update_timer(c);
+	return c;
 }
 
 /* ---- listener ---- */
 
-static void refuse(int fd)
+/* Over the connection limit: answer 503 and close. A refused connection
+ * still gets the lingering close (so its client reads the answer rather than
+ * a reset), as long as few are lingering; past that it is just closed. */
+#define REFUSED_MAX 64
+static void refuse(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 {
 	static const char r503[] =
 	    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
 	    "Retry-After: 1\r\nConnection: close\r\nContent-Length: 79\r\n\r\n"
 	    "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"too many connections, "
 	    "retry\"}]}";
-	ssize_t ignored = write(fd, r503, sizeof(r503) - 1);
-	(void)ignored;
-	close(fd);
+	if (srv->n_refused >= REFUSED_MAX) {
+		ssize_t ignored = write(fd, r503, sizeof(r503) - 1);
+		(void)ignored;
+		close(fd);
+		return;
+	}
+	wh_conn *c = conn_new(srv, fd, ss);
+	c->refused = true;
+	srv->n_refused++;
+	c->status = 503;
+	c->head_open = c->head_done = c->resp_ended = true;
+	c->close_after = true;
+	queue_mem(c, r503, sizeof(r503) - 1);
+	conn_flush(c);
+	if (!c->closing && !c->out_head)
+		conn_linger(c);
 }
 
 static void listen_cb(uv_poll_t *h, int status, int events);
@@ -1124,10 +1146,14 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 				       strerror(errno), NULL);
 			break;
 		}
-		if (srv->n_conns >= srv->cfg->max_connections) {
-			wh_log(WH_LOG_WARN, "connection limit reached, refusing", "limit", WH_LI,
-			       (long long)srv->cfg->max_connections, NULL);
-			refuse(fd);
+		if (srv->n_conns - srv->n_refused >= srv->cfg->max_connections) {
+			uint64_t now = uv_now(srv->loop);
+			if (now - srv->limit_logged > 10000 || !srv->limit_logged) {
+				srv->limit_logged = now; /* once in a while, not per connection */
+				wh_log(WH_LOG_WARN, "connection limit reached, refusing", "limit",
+				       WH_LI, (long long)srv->cfg->max_connections, NULL);
+			}
+			refuse(srv, fd, &ss);
 			continue;
 		}
 		conn_new(srv, fd, &ss);
