@@ -1366,6 +1366,60 @@ const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t 
 	return NULL;
 }
 
+bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end)
+{
+	const char *h = wh_req_header(req, "range");
+	if (!h || strncasecmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+		return false;
+	const char *p = h + 6;
+	char *e;
+	errno = 0;
+	if (*p == '-') {
+		if (p[1] < '0' || p[1] > '9')
+			return false;
+		long long n = strtoll(p + 1, &e, 10);
+		if (*e || errno)
+			return false;
+		*start = -1;
+		*end = n;
+		return true;
+	}
+	if (*p < '0' || *p > '9')
+		return false;
+	long long a = strtoll(p, &e, 10);
+	if (*e != '-' || errno)
+		return false;
+	long long z = -1;
+	if (e[1]) {
+		const char *b = e + 1;
+		if (*b < '0' || *b > '9')
+			return false;
+		z = strtoll(b, &e, 10);
+		if (*e || errno || z < a)
+			return false;
+	}
+	*start = a;
+	*end = z;
+	return true;
+}
+
+bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int64_t *z)
+{
+	if (start < 0) {
+		/* The last `end` bytes. */
+		if (end <= 0 || size <= 0)
+			return false;
+		*a = size > end ? size - end : 0;
+		*z = size - 1;
+		return true;
+	}
+	if (start >= size)
+		return false;
+	*a = start;
+	*z = end < 0 || end >= size ? size - 1 : end;
+	return true;
+}
+
 void wh_req_read_body(wh_req *req, wh_body_cb on_body_cb, wh_req_cb on_body_end)
 {
 	wh_conn *c = req->conn;

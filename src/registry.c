@@ -275,45 +275,30 @@ static bool check_digest(wh_req *req, const char *d)
 
 /* ---- blobs ---- */
 
-/* Parse a single "bytes=a-b" range against size. Returns 1 with the range,
- * 0 when there is no usable Range header (serve the whole blob), -1 when it is
- * not satisfiable. */
-static int parse_range(const char *h, int64_t size, int64_t *start, int64_t *end)
+bool wh_registry_blob_head(wh_req *req, const char *digest, int64_t size, bool range, int64_t a,
+                           int64_t z)
 {
-	if (!h || strncasecmp(h, "bytes=", 6) != 0)
-		return 0;
-	const char *p = h + 6;
-	if (strchr(p, ','))
-		return 0; /* multiple ranges: answer with the whole body */
-	char *e;
-	errno = 0;
-	if (*p == '-') {
-		long long n = strtoll(p + 1, &e, 10);
-		if (e == p + 1 || *e || errno || n <= 0)
-			return n == 0 && e != p + 1 && !*e ? -1 : 0;
-		*start = size > n ? size - n : 0;
-		*end = size - 1;
-		return size > 0 ? 1 : -1;
+	if (range && a > z) {
+		wh_resp_start(req, 416);
+		wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+		wh_resp_header(req, "Content-Range", "bytes */%" PRId64, size);
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return false;
 	}
-	if (*p < '0' || *p > '9')
-		return 0;
-	long long a = strtoll(p, &e, 10);
-	if (*e != '-' || errno)
-		return 0;
-	const char *b = e + 1;
-	long long z = size - 1;
-	if (*b) {
-		if (*b < '0' || *b > '9')
-			return 0;
-		z = strtoll(b, &e, 10);
-		if (*e || errno || z < a)
-			return 0;
-	}
-	if (a >= size)
-		return -1;
-	*start = a;
-	*end = z < size ? z : size - 1;
-	return 1;
+	wh_resp_start(req, range ? 206 : 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", "application/octet-stream");
+	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
+	wh_resp_header(req, "Accept-Ranges", "bytes");
+	/* Content-addressed: the bytes behind a digest never change. */
+	wh_resp_header(req, "ETag", "\"%s\"", digest);
+	wh_resp_header(req, "Cache-Control", "max-age=31536000, immutable");
+	if (range)
+		wh_resp_header(req, "Content-Range", "bytes %" PRId64 "-%" PRId64 "/%" PRId64, a, z,
+		               size);
+	wh_resp_length(req, range ? z - a + 1 : size);
+	return true;
 }
 
 static void blob_get(wh_req *req, wh_registry *reg, const char *name, const char *digest)
@@ -329,29 +314,15 @@ static void blob_get(wh_req *req, wh_registry *reg, const char *name, const char
 		storage_error(req, rc);
 		return;
 	}
-	int64_t a = 0, z = size - 1;
-	int range = parse_range(wh_req_header(req, "range"), size, &a, &z);
-	if (range < 0) {
+	int64_t rs, re, a = 0, z = size - 1;
+	bool range = wh_req_range(req, &rs, &re);
+	if (range && !wh_range_resolve(rs, re, size, &a, &z))
+		a = 1, z = 0; /* unsatisfiable */
+	if (!wh_registry_blob_head(req, digest, size, range, a, z)) {
 		close(fd);
-		wh_resp_start(req, 416);
-		wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-		wh_resp_header(req, "Content-Range", "bytes */%" PRId64, size);
-		wh_resp_length(req, 0);
-		wh_resp_end(req);
 		return;
 	}
-	wh_resp_start(req, range ? 206 : 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", "application/octet-stream");
-	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
-	wh_resp_header(req, "Accept-Ranges", "bytes");
-	wh_resp_header(req, "ETag", "\"%s\"", digest);
-	wh_resp_header(req, "Cache-Control", "max-age=31536000");
-	if (range)
-		wh_resp_header(req, "Content-Range", "bytes %" PRId64 "-%" PRId64 "/%" PRId64, a, z,
-		               size);
 	int64_t n = size ? z - a + 1 : 0;
-	wh_resp_length(req, n);
 	if (n > 0)
 		wh_resp_sendfile(req, fd, a, n);
 	else

@@ -99,7 +99,7 @@ struct reader {
 	wh_req *req;
 	bool head_only;
 	bool range;
-	int64_t start, end; /* wanted range, inclusive; end -1: to the end */
+	int64_t start, end; /* wanted range as wh_req_range gives it; resolved at the head */
 	int64_t off;
 	bool head_sent;
 };
@@ -584,29 +584,13 @@ static void reader_head(struct reader *rd)
 		return;
 	rd->head_sent = true;
 	int64_t a = 0, z = total - 1;
-	if (rd->range) {
-		if (rd->start >= total) {
-			wh_resp_start(req, 416);
-			wh_resp_header(req, "Content-Range", "bytes */%" PRId64, total);
-			wh_resp_length(req, 0);
-			wh_resp_end(req);
-			return;
-		}
-		a = rd->start;
-		z = rd->end >= 0 && rd->end < total ? rd->end : total - 1;
-	}
+	if (rd->range && !wh_range_resolve(rd->start, rd->end, total, &a, &z))
+		a = 1, z = 0; /* unsatisfiable: 416 */
+	if (!wh_registry_blob_head(req, f->digest, total, rd->range, a, z))
+		return;
 	rd->start = a;
 	rd->end = z;
 	rd->off = a;
-	wh_resp_start(req, rd->range ? 206 : 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", "registry/2.0");
-	wh_resp_header(req, "Content-Type", "application/octet-stream");
-	wh_resp_header(req, "Docker-Content-Digest", "%s", f->digest);
-	wh_resp_header(req, "Accept-Ranges", "bytes");
-	if (rd->range)
-		wh_resp_header(req, "Content-Range", "bytes %" PRId64 "-%" PRId64 "/%" PRId64, a, z,
-		               total);
-	wh_resp_length(req, total ? z - a + 1 : 0);
 	if (rd->head_only || total == 0) {
 		/* An empty blob's "body" is complete only once verified. */
 		if (rd->head_only || f->verified)
@@ -821,32 +805,6 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	return f;
 }
 
-/* Parse a Range header for a blob of unknown size: "bytes=a-b", "bytes=a-".
- * Suffix ranges need the size and are answered with the whole blob. */
-static bool parse_range(const char *h, int64_t *start, int64_t *end)
-{
-	if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-		return false;
-	const char *p = h + 6;
-	if (*p < '0' || *p > '9')
-		return false;
-	char *e;
-	errno = 0;
-	long long a = strtoll(p, &e, 10);
-	if (*e != '-' || errno)
-		return false;
-	long long z = -1;
-	if (e[1]) {
-		char *e2;
-		z = strtoll(e + 1, &e2, 10);
-		if (*e2 || errno || z < a)
-			return false;
-	}
-	*start = a;
-	*end = z;
-	return true;
-}
-
 static void bhead_gone(wh_req *req)
 {
 	struct bhead *b = req->data;
@@ -924,7 +882,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	rd->req = req;
 	rd->head_only = req->is_head;
 	rd->end = -1;
-	rd->range = !req->is_head && parse_range(wh_req_header(req, "range"), &rd->start, &rd->end);
+	rd->range = !req->is_head && wh_req_range(req, &rd->start, &rd->end);
 	rd->next = f->readers;
 	f->readers = rd;
 	req->data = rd;

@@ -90,6 +90,16 @@ const char *wh_req_header(const wh_req *req, const char *name);
  * longer than buflen - 1. */
 const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t buflen);
 
+/* The Range header when it asks for one range of bytes (RFC 9110):
+ * "bytes=a-b", "bytes=a-" (*end = -1), or a suffix "bytes=-n" (*start = -1,
+ * *end = n). False when there is none or it is not usable (several ranges,
+ * another unit, malformed): the whole representation is the answer then. */
+bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end);
+
+/* Resolve a range from wh_req_range against a size: true with the inclusive
+ * [*a, *z], false when it cannot be satisfied (answer 416). */
+bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int64_t *z);
+
 /* Start receiving the body; sends "100 Continue" when the client asked. */
 void wh_req_read_body(wh_req *req, wh_body_cb on_body, wh_req_cb on_body_end);
 

@@ -4,6 +4,8 @@
 #ifndef WHARF_REGISTRY_H
 #define WHARF_REGISTRY_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "wharf/config.h"
@@ -23,5 +25,12 @@ void wh_registry_handle(wh_req *req, void *ctx);
  * detail may be NULL. */
 void wh_registry_error(wh_req *req, int status, const char *code, const char *message,
                        const char *detail);
+
+/* Start the answer to a blob GET/HEAD: 200, or 206 for [a, z] when range,
+ * with the blob's headers and Content-Length; the caller sends the body (or
+ * not, for HEAD) and ends. When range is set and the range cannot be
+ * satisfied (a > z), answers 416 completely and returns false. */
+bool wh_registry_blob_head(wh_req *req, const char *digest, int64_t size, bool range, int64_t a,
+                           int64_t z);
 
 #endif
