@@ -605,10 +605,14 @@ static void conn_update_poll(wh_conn *c)
 static void log_access(wh_conn *c, bool completed)
 {
 	uint64_t now = uv_now(c->srv->loop);
+	/* Behind nginx or Caddy the peer is the proxy: log whom it speaks for.
+	 * (Without the header the NULL key ends the field list there.) */
+	const char *fwd = wh_req_header(&c->req, "x-forwarded-for");
 	wh_log(WH_LOG_INFO, completed ? "request" : "request not completed", "method", WH_LS,
 	       c->req.method, "path", WH_LS, c->req.target, "status", WH_LI, (long long)c->status,
 	       "bytes", WH_LI, (long long)(c->req.is_head ? 0 : c->body_sent_q), "duration_ms",
-	       WH_LI, (long long)(now - c->started_ms), "client", WH_LS, c->client, NULL);
+	       WH_LI, (long long)(now - c->started_ms), "client", WH_LS, c->client,
+	       fwd ? "forwardedFor" : NULL, WH_LS, fwd, NULL);
 }
 
 static void conn_free_cb(uv_handle_t *h)

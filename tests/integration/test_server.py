@@ -373,7 +373,7 @@ class CoreRoutes(ServerTestCase):
 
     def test_access_log(self):
         s, r = self.connect()
-        s.sendall(get("/v2/?x=1") + get("/nope"))
+        s.sendall(get("/v2/?x=1") + get("/nope", "X-Forwarded-For: 203.0.113.7\r\n"))
         self.assertEqual(r.response()[0], 200)
         self.assertEqual(r.response()[0], 404)
         local = "%s:%d" % s.getsockname()[:2]
@@ -394,6 +394,9 @@ class CoreRoutes(ServerTestCase):
         self.assertEqual(a["client"], local)
         self.assertEqual(b["status"], 404)
         self.assertGreater(b["bytes"], 0)
+        # Behind a proxy: whom the proxy speaks for.
+        self.assertEqual(b.get("forwardedFor"), "203.0.113.7")
+        self.assertNotIn("forwardedFor", a)
 
         start = [x for x in self.w.log_records() if "listen" in x]
         self.assertTrue(start, self.w.log())
