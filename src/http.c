@@ -1575,16 +1575,6 @@ bool wh_resp_can_write(const wh_req *req)
 	return !c->closing && c->out_mem < OUT_HIGH && c->out_files == 0;
 }
 
-void wh_resp_send(wh_req *req, int status, const char *content_type, const void *body, size_t len)
-{
-	wh_resp_start(req, status);
-	if (content_type)
-		wh_resp_header(req, "Content-Type", "%s", content_type);
-	wh_resp_length(req, (int64_t)len);
-	wh_resp_write(req, body, len);
-	wh_resp_end(req);
-}
-
 void wh_req_abort(wh_req *req)
 {
 	wh_conn *c = req->conn;

@@ -56,7 +56,6 @@ enum route {
 /* What a request with a body carries from one callback to the next. */
 struct rctx {
 	wh_registry *reg;
-	enum route route;
 	char name[WH_NAME_MAX + 1];
 	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
 	char id[37];                    /* upload session */
@@ -234,31 +233,6 @@ static enum route route_v2(const char *method, const char *path, char *name, cha
 	return r;
 }
 
-/* Reject what cannot be a reference; returns true when it answered. */
-static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
-{
-	size_t len = strlen(ref);
-	*is_digest = wh_ref_is_digest(ref, len);
-	if (*is_digest) {
-		int d = wh_digest_check(ref, len);
-		if (d == WH_DIGEST_UNSUPPORTED) {
-			wh_registry_error(req, 400, "UNSUPPORTED", "digest algorithm not supported",
-			                  ref);
-			return true;
-		}
-		if (d != WH_DIGEST_OK) {
-			wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
-			return true;
-		}
-		return false;
-	}
-	if (!wh_tag_valid(ref, len)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
-		return true;
-	}
-	return false;
-}
-
 static bool check_digest(wh_req *req, const char *d)
 {
 	int rc = wh_digest_check(d, strlen(d));
@@ -268,6 +242,20 @@ static bool check_digest(wh_req *req, const char *d)
 	}
 	if (rc != WH_DIGEST_OK) {
 		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+		return true;
+	}
+	return false;
+}
+
+/* Reject what cannot be a reference; returns true when it answered. */
+static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
+{
+	size_t len = strlen(ref);
+	*is_digest = wh_ref_is_digest(ref, len);
+	if (*is_digest)
+		return check_digest(req, ref);
+	if (!wh_tag_valid(ref, len)) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
 		return true;
 	}
 	return false;
@@ -392,11 +380,10 @@ static void rctx_done(wh_req *req)
 	req->data = NULL;
 }
 
-static struct rctx *rctx_new(wh_req *req, wh_registry *reg, enum route r, const char *name)
+static struct rctx *rctx_new(wh_req *req, wh_registry *reg, const char *name)
 {
 	struct rctx *x = wh_calloc(1, sizeof(*x));
 	x->reg = reg;
-	x->route = r;
 	snprintf(x->name, sizeof(x->name), "%s", name);
 	req->data = x;
 	req->on_done = rctx_done;
@@ -527,7 +514,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 		}
 		/* Not mountable: a normal upload session begins (202). */
 	}
-	struct rctx *x = rctx_new(req, reg, R_UPLOAD_START, name);
+	struct rctx *x = rctx_new(req, reg, name);
 	if (take_digest_param(req, x))
 		return;
 	int rc = wh_store_upload_create(reg->store, name, x->id);
@@ -618,7 +605,7 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 			return;
 		}
 	}
-	struct rctx *x = rctx_new(req, reg, R_UPLOAD, name);
+	struct rctx *x = rctx_new(req, reg, name);
 	memcpy(x->id, id, 37);
 	if (strcmp(m, "PUT") == 0) {
 		if (take_digest_param(req, x))
@@ -879,7 +866,7 @@ static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const 
 		                  "limit 4 MiB");
 		return;
 	}
-	struct rctx *x = rctx_new(req, reg, R_MANIFEST, name);
+	struct rctx *x = rctx_new(req, reg, name);
 	snprintf(x->ref, sizeof(x->ref), "%s", ref);
 	const char *ct = wh_req_header(req, "content-type");
 	if (ct) {

@@ -182,6 +182,26 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
+/* Open a regular file: the fd, or WH_ENOTFOUND when there is none (or it is
+ * not a regular file), or -errno. sb receives its stat. */
+static int open_regular(const char *path, int flags, struct stat *sb)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) ? WH_ENOTFOUND
+		                                                               : -errno;
+	if (fstat(fd, sb) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(sb->st_mode)) {
+		close(fd);
+		return WH_ENOTFOUND;
+	}
+	return fd;
+}
+
 /* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer. */
 static int read_file(const char *path, size_t max, char **buf, size_t *len)
 {
@@ -192,17 +212,9 @@ static int read_file(const char *path, size_t max, char **buf, size_t *len)
 
 	*buf = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open_regular(path, O_RDONLY, &sb);
 	if (fd < 0)
-		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
-	if (fstat(fd, &sb) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		rc = WH_ENOTFOUND;
-		goto out;
-	}
+		return fd;
 	if ((uint64_t)sb.st_size > max) {
 		rc = WH_ETOOBIG;
 		goto out;
@@ -932,17 +944,9 @@ int wh_store_blob_open(wh_store *st, const char *repo, const char *digest, int *
 	rc = blob_path(st, repo, digest, path);
 	if (rc < 0)
 		goto out;
-	f = open(path, O_RDONLY | O_CLOEXEC);
+	f = open_regular(path, O_RDONLY, &sb);
 	if (f < 0) {
-		rc = (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
-		goto out;
-	}
-	if (fstat(f, &sb) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		rc = WH_ENOTFOUND;
+		rc = f;
 		goto out;
 	}
 	if (size)
@@ -1211,18 +1215,9 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 	rc = upload_path(st, repo, id, path);
 	if (rc < 0)
 		goto out;
-	fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	fd = open_regular(path, O_RDWR | O_NOFOLLOW, &sb);
 	if (fd < 0) {
-		rc =
-		    (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) ? WH_ENOTFOUND : -errno;
-		goto out;
-	}
-	if (fstat(fd, &sb) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		rc = WH_ENOTFOUND;
+		rc = fd;
 		goto out;
 	}
 	buf = wh_malloc(COPY_BUF);

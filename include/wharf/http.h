@@ -116,8 +116,6 @@ void wh_resp_end(wh_req *req);
 /* True while the send queue is below its high watermark: a producer should
  * write more only then, and otherwise wait for on_writable. */
 bool wh_resp_can_write(const wh_req *req);
-/* Whole response with a body in one call. */
-void wh_resp_send(wh_req *req, int status, const char *content_type, const void *body, size_t len);
 /* Drop the connection now, mid-response: the client sees the body cut. */
 void wh_req_abort(wh_req *req);
 
