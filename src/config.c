@@ -390,6 +390,8 @@ static const char *url_problem(const char *u)
 	else
 		return "is not an http:// or https:// URL";
 	c = h;
+	if (h[strcspn(h, "@/")] == '@')
+		return "must not hold credentials (put them in extensions.sync.credentialsFile)";
 	if (*c == '[') { /* IPv6 literal */
 		for (c++; *c && *c != ']'; c++)
 			if (!strchr("0123456789abcdefABCDEF:.", *c))
@@ -929,8 +931,11 @@ int wh_config_parse(const char *json, size_t len, wh_config *out, char *err, siz
 	}
 	while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
 		end++;
-	if (end < json + len && *end != '\0') {
-		rc = syntax_error(&p, json, len, end, "unexpected text after the JSON value");
+	if (end < json + len) {
+		/* A NUL too: the file is the JSON text and nothing after it. */
+		rc = syntax_error(&p, json, len, end,
+		                  *end ? "unexpected text after the JSON value"
+		                       : "a NUL byte after the JSON value");
 		goto out;
 	}
 	if (!cJSON_IsObject(root)) {

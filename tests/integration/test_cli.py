@@ -121,6 +121,17 @@ class CliTest(unittest.TestCase):
     def test_verify_invalid_json(self):
         self.assert_invalid(self.write("broken.json", '{"storage": {'), "line")
 
+    def test_verify_trailing_bytes(self):
+        # Whatever follows the JSON value, a NUL included, makes it invalid:
+        # verify must judge the file serve would read.
+        with open(self.config()) as f:
+            text = f.read()
+        self.assert_invalid(self.write("t1.json", text + " x"), "after the JSON value")
+        self.assert_invalid(self.write("t2.json", text + "\0garbage"), "NUL byte")
+        self.assert_invalid(self.write("t3.json", text + "\n{}"), "after the JSON value")
+        rc, out, _ = run("verify", self.write("t4.json", text + " \n\t"))
+        self.assertEqual(rc, 0, out)
+
     # ---- serve ----
 
     def test_serve_bad_config(self):

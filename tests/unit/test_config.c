@@ -289,7 +289,8 @@ static const struct {
     {REG0 "'urls': ['https://registry.example.com/v2']" REG0_END,
      REGP ".urls[0]: \"https://registry.example.com/v2\" must be scheme://host[:port]..."},
     {REG0 "'urls': ['https://user:pw@registry.example.com']" REG0_END,
-     REGP ".urls[0]: \"https://user:pw@registry.example.com\" has a bad port"},
+     REGP ".urls[0]: \"https://user:pw@registry.example.com\" must not hold credentials "
+     "(put them in extensions.sync.credentialsFile)"},
     {REG0 "'urls': ['https://[zz]']" REG0_END,
      REGP ".urls[0]: \"https://[zz]\" has a bad IPv6 address"},
     {REG0 URLS ", 'onDemand': 'true'" REG0_END, REGP ".onDemand: expected a boolean"},
