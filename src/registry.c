@@ -15,16 +15,12 @@
 
 #include "wharf/common.h"
 #include "wharf/log.h"
+#include "wharf/manifest.h"
 #include "wharf/ref.h"
 #include "wharf/sync.h"
 
-#define MANIFEST_MAX (4 * 1024 * 1024)
+#define MANIFEST_MAX WH_MANIFEST_MAX
 #define API_VERSION  "registry/2.0"
-
-#define MT_OCI_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
-#define MT_OCI_INDEX       "application/vnd.oci.image.index.v1+json"
-#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
-#define MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
 
 /* Upload sessions with a request streaming into them right now: a second
  * request on the same session must not interleave its bytes. */
@@ -66,7 +62,7 @@ struct rctx {
 	bool temp_session; /* created for a monolithic POST: cancel if not finished */
 	char *buf;         /* manifest bytes */
 	size_t len, cap;
-	char media_type[256];
+	char content_type[256]; /* of a manifest PUT */
 };
 
 static void manifest_get(wh_req *req, wh_registry *reg, const char *name, const char *ref);
@@ -655,7 +651,7 @@ static void manifest_get(wh_req *req, wh_registry *reg, const char *name, const 
 	}
 	wh_resp_start(req, 200);
 	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", "%s", m.media_type ? m.media_type : MT_OCI_MANIFEST);
+	wh_resp_header(req, "Content-Type", "%s", m.media_type ? m.media_type : WH_MT_OCI_MANIFEST);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", m.digest);
 	wh_resp_header(req, "ETag", "\"%s\"", m.digest);
 	wh_resp_length(req, (int64_t)m.len);
@@ -682,29 +678,12 @@ static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, con
 	}
 }
 
-static bool known_manifest_type(const char *mt)
+/* A descriptor (already well formed) of a pushed manifest names something
+ * the repository holds; returns 0, or answers and returns -1. */
+static int check_present(wh_req *req, wh_registry *reg, const char *name, const cJSON *d,
+                         bool manifest)
 {
-	return strcmp(mt, MT_OCI_MANIFEST) == 0 || strcmp(mt, MT_OCI_INDEX) == 0 ||
-	       strcmp(mt, MT_DOCKER_MANIFEST) == 0 || strcmp(mt, MT_DOCKER_LIST) == 0;
-}
-
-/* Check one descriptor; returns 0, or answers and returns -1. */
-static int check_descriptor(wh_req *req, wh_registry *reg, const char *name, const cJSON *d,
-                            bool manifest)
-{
-	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
-	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(d, "size");
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
-	if (!cJSON_IsObject(d) || !cJSON_IsString(dg) || !cJSON_IsNumber(sz) ||
-	    (mt && !cJSON_IsString(mt))) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid descriptor", NULL);
-		return -1;
-	}
-	if (wh_digest_check(dg->valuestring, strlen(dg->valuestring)) != WH_DIGEST_OK) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid digest in descriptor",
-		                  dg->valuestring);
-		return -1;
-	}
+	const char *dg = cJSON_GetObjectItemCaseSensitive(d, "digest")->valuestring;
 	/* Non-distributable layers live elsewhere by design. */
 	if (cJSON_GetObjectItemCaseSensitive(d, "urls"))
 		return 0;
@@ -713,17 +692,17 @@ static int check_descriptor(wh_req *req, wh_registry *reg, const char *name, con
 		char digest[WH_DIGEST_LEN + 1];
 		char *m = NULL;
 		int64_t size;
-		rc = wh_store_manifest_stat(reg->store, name, dg->valuestring, digest, &m, &size);
+		rc = wh_store_manifest_stat(reg->store, name, dg, digest, &m, &size);
 		free(m);
 	} else {
 		int64_t size;
-		rc = wh_store_blob_stat(reg->store, name, dg->valuestring, &size);
+		rc = wh_store_blob_stat(reg->store, name, dg, &size);
 	}
 	if (rc == WH_ENOTFOUND) {
 		wh_registry_error(req, 400, "MANIFEST_BLOB_UNKNOWN",
 		                  manifest ? "manifest references a manifest unknown to registry"
 		                           : "manifest references a blob unknown to registry",
-		                  dg->valuestring);
+		                  dg);
 		return -1;
 	}
 	if (rc != 0) {
@@ -757,7 +736,7 @@ static void manifest_put_end(wh_req *req)
 {
 	struct rctx *x = req->data;
 	wh_registry *reg = x->reg;
-	cJSON *doc = NULL;
+	wh_manifest_doc m = {0};
 	char digest[WH_DIGEST_LEN + 1];
 	wh_sha256_digest(x->buf ? x->buf : "", x->len, digest);
 	bool by_digest = wh_ref_is_digest(x->ref, strlen(x->ref));
@@ -766,83 +745,32 @@ static void manifest_put_end(wh_req *req)
 		                  "the manifest's digest does not match the reference", digest);
 		goto out;
 	}
-	doc = cJSON_ParseWithLength(x->buf ? x->buf : "", x->len);
-	if (!cJSON_IsObject(doc)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "manifest is not a JSON object",
-		                  NULL);
+	const char *why;
+	char detail[256];
+	if (wh_manifest_check(x->buf ? x->buf : "", x->len, x->content_type, &m, &why, detail,
+	                      sizeof(detail)) != 0) {
+		wh_registry_error(req, 400, "MANIFEST_INVALID", why, detail[0] ? detail : NULL);
 		goto out;
 	}
-	const cJSON *sv = cJSON_GetObjectItemCaseSensitive(doc, "schemaVersion");
-	if (!cJSON_IsNumber(sv) || sv->valuedouble != 2) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "schemaVersion must be 2", NULL);
-		goto out;
-	}
-	const cJSON *jmt = cJSON_GetObjectItemCaseSensitive(doc, "mediaType");
-	const char *mt = x->media_type[0] ? x->media_type : NULL;
-	if (jmt && !cJSON_IsString(jmt)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "mediaType must be a string", NULL);
-		goto out;
-	}
-	if (jmt && mt && strcmp(jmt->valuestring, mt) != 0) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID",
-		                  "Content-Type does not match the manifest's mediaType",
-		                  jmt->valuestring);
-		goto out;
-	}
-	if (!mt && jmt)
-		mt = jmt->valuestring;
-	if (!mt) {
-		/* No type given anywhere: infer it as the image spec suggests. */
-		mt = cJSON_GetObjectItemCaseSensitive(doc, "manifests") ? MT_OCI_INDEX
-		                                                        : MT_OCI_MANIFEST;
-	}
-	if (!known_manifest_type(mt)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "unsupported manifest media type",
-		                  mt);
-		goto out;
-	}
-	bool index = strcmp(mt, MT_OCI_INDEX) == 0 || strcmp(mt, MT_DOCKER_LIST) == 0;
-	if (index) {
-		const cJSON *ms = cJSON_GetObjectItemCaseSensitive(doc, "manifests");
-		if (!cJSON_IsArray(ms)) {
-			wh_registry_error(req, 400, "MANIFEST_INVALID",
-			                  "manifests must be an array", NULL);
-			goto out;
-		}
-		const cJSON *d;
-		cJSON_ArrayForEach(d, ms)
+	/* A push must hold everything it references. */
+	const cJSON *d;
+	if (m.is_index) {
+		cJSON_ArrayForEach(d, m.manifests)
 		{
-			if (check_descriptor(req, reg, x->name, d, true) != 0)
+			if (check_present(req, reg, x->name, d, true) != 0)
 				goto out;
 		}
 	} else {
-		const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(doc, "config");
-		const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
-		if (!cfg || (layers && !cJSON_IsArray(layers))) {
-			wh_registry_error(req, 400, "MANIFEST_INVALID",
-			                  "an image manifest needs a config and a layers array",
-			                  NULL);
+		if (check_present(req, reg, x->name, m.config, false) != 0)
 			goto out;
-		}
-		if (check_descriptor(req, reg, x->name, cfg, false) != 0)
-			goto out;
-		const cJSON *d;
-		cJSON_ArrayForEach(d, layers)
+		cJSON_ArrayForEach(d, m.layers)
 		{
-			if (check_descriptor(req, reg, x->name, d, false) != 0)
+			if (check_present(req, reg, x->name, d, false) != 0)
 				goto out;
 		}
 	}
-	const cJSON *subject = cJSON_GetObjectItemCaseSensitive(doc, "subject");
-	const cJSON *sdg = subject ? cJSON_GetObjectItemCaseSensitive(subject, "digest") : NULL;
-	if (subject &&
-	    (!cJSON_IsString(sdg) ||
-	     wh_digest_check(sdg->valuestring, strlen(sdg->valuestring)) != WH_DIGEST_OK)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid subject", NULL);
-		goto out;
-	}
-	int rc = wh_store_manifest_put(reg->store, x->name, by_digest ? NULL : x->ref, digest, mt,
-	                               x->buf ? x->buf : "", x->len);
+	int rc = wh_store_manifest_put(reg->store, x->name, by_digest ? NULL : x->ref, digest,
+	                               m.media_type, x->buf ? x->buf : "", x->len);
 	if (rc != 0) {
 		storage_error(req, rc);
 		goto out;
@@ -851,12 +779,12 @@ static void manifest_put_end(wh_req *req)
 	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
 	wh_resp_header(req, "Location", "/v2/%s/manifests/%s", x->name, digest);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
-	if (sdg)
-		wh_resp_header(req, "OCI-Subject", "%s", sdg->valuestring);
+	if (m.subject)
+		wh_resp_header(req, "OCI-Subject", "%s", m.subject);
 	wh_resp_length(req, 0);
 	wh_resp_end(req);
 out:
-	cJSON_Delete(doc);
+	cJSON_Delete(m.doc);
 }
 
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
@@ -869,18 +797,7 @@ static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const 
 	struct rctx *x = rctx_new(req, reg, name);
 	snprintf(x->ref, sizeof(x->ref), "%s", ref);
 	const char *ct = wh_req_header(req, "content-type");
-	if (ct) {
-		/* Parameters are ignored, as the spec asks. */
-		size_t n = strcspn(ct, "; \t");
-		if (n < sizeof(x->media_type)) {
-			memcpy(x->media_type, ct, n);
-			x->media_type[n] = '\0';
-		}
-		/* A generic type says nothing about the manifest. */
-		if (strcmp(x->media_type, "application/json") == 0 ||
-		    strcmp(x->media_type, "application/octet-stream") == 0)
-			x->media_type[0] = '\0';
-	}
+	snprintf(x->content_type, sizeof(x->content_type), "%s", ct ? ct : "");
 	wh_req_read_body(req, manifest_body, manifest_put_end);
 }
 
@@ -988,7 +905,7 @@ static void referrers(wh_req *req, wh_registry *reg, const char *name, const cha
 	}
 	wh_resp_start(req, 200);
 	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", MT_OCI_INDEX);
+	wh_resp_header(req, "Content-Type", WH_MT_OCI_INDEX);
 	if (filter)
 		wh_resp_header(req, "OCI-Filters-Applied", "artifactType");
 	wh_resp_length(req, (int64_t)strlen(json));

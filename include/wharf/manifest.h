@@ -1,0 +1,49 @@
+/* Manifests as the OCI image spec and Docker's schema 2 define them: the
+ * media types, and the one check every manifest passes before it is stored,
+ * whether a client pushed it or an upstream sent it. The check is about the
+ * document alone; whether the blobs and manifests it references are present
+ * is the caller's business (a push requires them, a pull-through fills them
+ * later). */
+#ifndef WHARF_MANIFEST_H
+#define WHARF_MANIFEST_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define WH_MANIFEST_MAX (4 * 1024 * 1024) /* bytes: larger ones are refused */
+
+#define WH_MT_OCI_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
+#define WH_MT_OCI_INDEX       "application/vnd.oci.image.index.v1+json"
+#define WH_MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define WH_MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
+
+/* What the check learnt. doc is the parsed document (the caller frees it with
+ * cJSON_Delete); the other pointers point into it. */
+typedef struct wh_manifest_doc {
+	cJSON *doc;
+	char media_type[128]; /* the manifest's type (always one of WH_MT_*) */
+	bool is_index;
+	const cJSON *config;    /* image manifest: the config descriptor */
+	const cJSON *layers;    /* image manifest: array of descriptors, or NULL */
+	const cJSON *manifests; /* index: array of descriptors */
+	const char *subject;    /* the subject's digest, or NULL */
+} wh_manifest_doc;
+
+/* Check manifest bytes: a JSON object (nothing after it), schemaVersion 2,
+ * a media type Wharf stores, agreeing between content_type and the
+ * document's own mediaType, and well-formed descriptors (a digest of the
+ * spec's grammar, a non-negative integer size, a string mediaType). The
+ * media type is content_type when it names a manifest, else the document's
+ * mediaType, else inferred (an index has "manifests"). content_type may be
+ * NULL; parameters and the generic application/json and
+ * application/octet-stream are ignored. Returns 0 and fills *out, or -1 with
+ * *why (a static message) and detail (the offending value, or "") set and
+ * nothing to free. */
+int wh_manifest_check(const char *data, size_t len, const char *content_type, wh_manifest_doc *out,
+                      const char **why, char *detail, size_t detail_len);
+
+/* True for the four manifest types above. */
+bool wh_manifest_type_known(const char *media_type);
+
+#endif
