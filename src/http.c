@@ -86,7 +86,8 @@ struct wh_conn {
 	struct head_item url;
 	struct head_item *fields; /* pairs: name, value */
 	int n_fields, cap_fields;
-	int err_status; /* 431 etc. set by a parser callback */
+	int err_status;       /* 431 etc. set by a parser callback */
+	size_t trailer_bytes; /* trailer fields and chunk extensions, dropped */
 
 	/* The request in progress. */
 	wh_req req;
@@ -121,9 +122,10 @@ struct wh_conn {
 	bool in_advance;   /* conn_advance is running: re-entry loops instead */
 	bool advance_again;
 	bool in_writable;
-	bool lingering; /* answered and shut down; reading and dropping input */
-	bool refused;   /* over the connection limit: 503, then close */
-	int out_files;  /* file segments in the send queue */
+	bool lingering;   /* answered and shut down; reading and dropping input */
+	bool hup_checked; /* the peer's FIN was seen while not reading */
+	bool refused;     /* over the connection limit: 503, then close */
+	int out_files;    /* file segments in the send queue */
 	int pending_closes;
 };
 
@@ -156,6 +158,7 @@ static void conn_close(wh_conn *c);
 static void conn_linger(wh_conn *c);
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 static void conn_flush(wh_conn *c);
+static void conn_peer_hup(wh_conn *c);
 static void conn_advance(wh_conn *c);
 static void conn_update_poll(wh_conn *c);
 static void conn_update_timer(wh_conn *c);
@@ -390,14 +393,44 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 	return head_append(parser_conn(p), 1, at, len);
 }
 
+/* Fields after a chunked body (trailers) come through the header callbacks
+ * too, once the head has been handed to the handler: they must never touch
+ * the head's arena, whose pieces the request points into (a reallocation
+ * would leave req->path and req->headers dangling). Nothing uses trailers;
+ * they are counted against the header limit and dropped. */
+static int trailer_piece(wh_conn *c, size_t len)
+{
+	c->trailer_bytes += len;
+	if (c->trailer_bytes > (size_t)c->srv->cfg->max_header_bytes) {
+		c->err_status = 431;
+		llhttp_set_error_reason(&c->parser, "trailer fields too large");
+		return -1;
+	}
+	return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-	return head_append(parser_conn(p), 2, at, len);
+	wh_conn *c = parser_conn(p);
+	if (c->handler_called)
+		return trailer_piece(c, len);
+	return head_append(c, 2, at, len);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
-	return head_append(parser_conn(p), 3, at, len);
+	wh_conn *c = parser_conn(p);
+	if (c->handler_called)
+		return trailer_piece(c, len);
+	return head_append(c, 3, at, len);
+}
+
+/* Chunk extensions are parsed by llhttp without storing them; bound them
+ * anyway, so a chunk-size line cannot go on for ever. */
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+	(void)at;
+	return trailer_piece(parser_conn(p), len);
 }
 
 static void build_req(wh_conn *c)
@@ -469,11 +502,36 @@ static void check_unwanted_body(wh_conn *c)
 		c->close_after = true;
 }
 
+/* llhttp checks some of a request's framing only after on_headers_complete
+ * returns; a request it would reject must not run first (a DELETE with
+ * `Transfer-Encoding: identity` would delete, then be refused). So the
+ * framing is judged here, before dispatch: a Transfer-Encoding whose final
+ * coding is not chunked, or together with Content-Length, is a 400
+ * (RFC 9112 6.1, 6.3). An Upgrade (h2c, websocket) is declined by ignoring
+ * it: the connection goes on as HTTP/1.1 (RFC 9110 7.8). */
+static bool framing_ok(llhttp_t *p)
+{
+	if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)) {
+		llhttp_set_error_reason(p, "invalid Transfer-Encoding");
+		return false;
+	}
+	if ((p->flags & F_CHUNKED) && (p->flags & F_CONTENT_LENGTH)) {
+		llhttp_set_error_reason(p, "both Content-Length and Transfer-Encoding");
+		return false;
+	}
+	return true;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
 	wh_conn *c = parser_conn(p);
 	if (c->closing)
 		return -1;
+	if (!framing_ok(p)) {
+		c->err_status = 400;
+		return -1;
+	}
+	p->upgrade = 0;
 	build_req(c);
 	c->req_active = true;
 	c->handler_called = true;
@@ -589,6 +647,8 @@ static void conn_update_poll(wh_conn *c)
 	bool paused = c->pend != NULL || (c->req_active && c->msg_complete) || c->refused;
 	if (!paused && !c->eof)
 		ev |= UV_READABLE;
+	else if (!c->eof && !c->hup_checked)
+		ev |= UV_DISCONNECT; /* not reading, but told when the peer goes */
 	if (c->write_blocked)
 		ev |= (c->tp->want == WH_WANT_READ && c->out_head) ? UV_READABLE : UV_WRITABLE;
 	if (ev == c->events)
@@ -722,6 +782,7 @@ static void conn_advance_once(wh_conn *c)
 	c->body_sent_q = 0;
 	c->status = 0;
 	c->err_status = 0;
+	c->trailer_bytes = 0;
 
 	if (c->close_after || !c->keep_alive || c->srv->shutting_down) {
 		conn_linger(c);
@@ -1017,6 +1078,31 @@ static void conn_flush(wh_conn *c)
 		conn_advance(c);
 }
 
+/* The peer shut its side while the connection was not being read (a request
+ * waiting on an upstream fetch, or pipelined input held back). Without this a
+ * client that leaves would hold its slot for as long as the answer takes. As
+ * nginx does, a FIN with nothing left to read, before any of the answer was
+ * sent, means the client is gone: the request is dropped. Once the answer
+ * has begun it is finished (a write to a closed peer fails by itself); when
+ * input is still waiting it is parsed first, and the end of it seen then. */
+static void conn_peer_hup(wh_conn *c)
+{
+	char b;
+	ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	c->hup_checked = true; /* the event is level-triggered: once is enough */
+	if (n < 0 || (n == 0 && !c->head_open && c->req_active)) {
+		wh_log(WH_LOG_DEBUG, "client went away before its answer", "client", WH_LS,
+		       c->client, NULL);
+		conn_close(c);
+		return;
+	}
+	if (n == 0)
+		c->eof = true;
+	conn_update_poll(c);
+}
+
 static void conn_poll_cb(uv_poll_t *h, int status, int events)
 {
 	wh_conn *c = WH_CONTAINER_OF(h, wh_conn, poll);
@@ -1034,6 +1120,8 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 			conn_drain(c);
 		else
 			conn_read(c);
+	} else if (!c->closing && (events & UV_DISCONNECT)) {
+		conn_peer_hup(c);
 	}
 }
 
@@ -1215,6 +1303,8 @@ int wh_server_start(uv_loop_t *loop, const wh_config *cfg, wh_handler handler, v
 	srv->settings.on_headers_complete = on_headers_complete;
 	srv->settings.on_body = on_body;
 	srv->settings.on_message_complete = on_message_complete;
+	srv->settings.on_chunk_extension_name = on_chunk_extension;
+	srv->settings.on_chunk_extension_value = on_chunk_extension;
 	uv_poll_init(loop, &srv->listen_poll, fd);
 	uv_poll_start(&srv->listen_poll, UV_READABLE, listen_cb);
 	uv_timer_init(loop, &srv->accept_timer);
