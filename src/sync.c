@@ -13,12 +13,14 @@
 
 #include "wharf/common.h"
 #include "wharf/log.h"
+#include "wharf/manifest.h"
 #include "wharf/pattern.h"
 #include "wharf/registry.h"
 #include "wharf/upstream.h"
 
-#define MANIFEST_MAX (4 * 1024 * 1024)
+#define MANIFEST_MAX WH_MANIFEST_MAX
 #define FRESH_SLOTS  4096              /* tag freshness entries (16 bytes each) */
+#define SIZE_SLOTS   1024              /* declared blob sizes (88 bytes each) */
 #define SEGMENT_MAX  (4 * 1024 * 1024) /* bytes queued to one client at a time */
 
 /* Everything a client may accept: upstream is always asked for all of them,
@@ -77,9 +79,11 @@ struct bfetch {
 	char tmp[PATH_MAX];
 	wh_sha256 hash;
 	int status;
-	int64_t total; /* -1 until known */
+	int64_t total;  /* -1 until known */
+	int64_t expect; /* the size a synced manifest declared, or -1 */
 	int64_t written;
 	bool got_head;
+	bool size_wrong; /* the upstream's length is not the declared one */
 	bool fetch_done;
 	bool verified;
 	bool failed;
@@ -124,6 +128,14 @@ struct wh_sync {
 		uint64_t key;
 		uint64_t checked_ms;
 	} fresh[FRESH_SLOTS];
+	/* Blob sizes declared by synced manifests, per upstream (one upstream
+	 * cannot bound another's blobs); a slot is overwritten by the next
+	 * digest that hashes to it. */
+	struct {
+		const wh_sync_registry *reg;
+		int64_t size;
+		char digest[WH_DIGEST_LEN + 1];
+	} sizes[SIZE_SLOTS];
 };
 
 /* ---- names ---- */
@@ -254,6 +266,28 @@ static void mark_fresh(wh_sync *s, const char *name, const char *tag)
 	size_t slot = k % FRESH_SLOTS;
 	s->fresh[slot].key = k;
 	s->fresh[slot].checked_ms = uv_now(s->loop);
+}
+
+/* ---- declared blob sizes ---- */
+
+static void declare_size(wh_sync *s, const wh_sync_map *map, const cJSON *d)
+{
+	/* wh_manifest_check vouched for the digest and size. */
+	const char *dg = cJSON_GetObjectItemCaseSensitive(d, "digest")->valuestring;
+	double size = cJSON_GetObjectItemCaseSensitive(d, "size")->valuedouble;
+	size_t slot = fnv1a(dg, "") % SIZE_SLOTS;
+	s->sizes[slot].reg = map->reg;
+	s->sizes[slot].size = (int64_t)size;
+	snprintf(s->sizes[slot].digest, sizeof(s->sizes[slot].digest), "%s", dg);
+}
+
+/* The size a synced manifest declared for digest, or -1. */
+static int64_t declared_size(const wh_sync *s, const wh_sync_map *map, const char *digest)
+{
+	size_t slot = fnv1a(digest, "") % SIZE_SLOTS;
+	if (s->sizes[slot].reg == map->reg && strcmp(s->sizes[slot].digest, digest) == 0)
+		return s->sizes[slot].size;
+	return -1;
 }
 
 /* ---- errors ---- */
@@ -393,23 +427,19 @@ static void mfetch_get(struct mfetch *f)
 	                            &mcbs, f);
 }
 
-/* The media type to store: the upstream's Content-Type when it names a
- * manifest, else the document's own mediaType. */
-static void media_type_of(struct mfetch *f, char *out, size_t outlen)
+/* Remember the sizes an image manifest declares for its blobs, so that the
+ * fetch of one of them stops at that size rather than at whatever the
+ * upstream sends. */
+static void note_sizes(wh_sync *s, const wh_sync_map *map, const wh_manifest_doc *m)
 {
-	if (strstr(f->ctype, "manifest") || strstr(f->ctype, "index")) {
-		snprintf(out, outlen, "%s", f->ctype);
+	if (m->is_index)
 		return;
+	const cJSON *d;
+	declare_size(s, map, m->config);
+	cJSON_ArrayForEach(d, m->layers)
+	{
+		declare_size(s, map, d);
 	}
-	cJSON *doc = cJSON_ParseWithLength(f->buf, f->len);
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(doc, "mediaType");
-	if (cJSON_IsString(mt))
-		snprintf(out, outlen, "%s", mt->valuestring);
-	else if (cJSON_GetObjectItemCaseSensitive(doc, "manifests"))
-		snprintf(out, outlen, "application/vnd.oci.image.index.v1+json");
-	else
-		snprintf(out, outlen, "application/vnd.oci.image.manifest.v1+json");
-	cJSON_Delete(doc);
 }
 
 static void m_on_done(wh_up_req *r, int err, void *arg)
@@ -461,10 +491,23 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 		mfetch_stale_or_error(f, 502, "digest mismatch");
 		return;
 	}
-	char mt[256];
-	media_type_of(f, mt, sizeof(mt));
-	int rc = wh_store_manifest_put(s->store, f->name, f->by_digest ? NULL : f->ref, digest, mt,
-	                               f->buf ? f->buf : "", f->len);
+	/* Checked as a push is: what is stored here is served to every client,
+	 * and a cache in front keeps it too. */
+	wh_manifest_doc m;
+	const char *why;
+	char detail[256];
+	if (wh_manifest_check(f->buf ? f->buf : "", f->len, f->ctype, &m, &why, detail,
+	                      sizeof(detail)) != 0) {
+		wh_log(WH_LOG_ERROR, "upstream sent an invalid manifest", "repo", WH_LS, f->name,
+		       "reference", WH_LS, f->ref, "error", WH_LS, why, "detail", WH_LS, detail,
+		       NULL);
+		mfetch_stale_or_error(f, 502, "invalid manifest");
+		return;
+	}
+	note_sizes(s, &f->map, &m);
+	int rc = wh_store_manifest_put(s->store, f->name, f->by_digest ? NULL : f->ref, digest,
+	                               m.media_type, f->buf ? f->buf : "", f->len);
+	cJSON_Delete(m.doc);
 	if (rc != 0) {
 		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
 		       "error", WH_LS, wh_strerror(rc), NULL);
@@ -611,7 +654,10 @@ static void reader_pump(struct reader *rd)
 		return;
 	int64_t end_excl = rd->end + 1;
 	int64_t avail = f->verified ? f->total : f->written - 1;
-	int64_t limit = WH_MIN(avail, end_excl);
+	/* The last byte of what this client asked for, whole blob or range, is
+	 * held back until the digest verifies: a complete-looking answer is a
+	 * verified one (a cache in front keeps it). */
+	int64_t limit = WH_MIN(avail, f->verified ? end_excl : end_excl - 1);
 	if (rd->off < limit && wh_resp_can_write(req)) {
 		int64_t n = WH_MIN(limit - rd->off, (int64_t)SEGMENT_MAX);
 		int fd = dup(f->fd);
@@ -624,7 +670,7 @@ static void reader_pump(struct reader *rd)
 		wh_resp_sendfile(req, fd, off, n);
 		return; /* on_writable brings us back for the rest */
 	}
-	if (rd->off >= end_excl && (f->verified || end_excl < f->total))
+	if (rd->off >= end_excl && f->verified)
 		wh_resp_end(req);
 }
 
@@ -648,7 +694,15 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	if (h->status != 200)
 		return;
 	f->got_head = true;
-	f->total = h->content_length;
+	f->total = h->content_length >= 0 ? h->content_length : f->expect;
+	if (f->expect >= 0 && f->total != f->expect) {
+		/* Not the blob the manifest described: fail before a byte is stored. */
+		wh_log(WH_LOG_ERROR, "upstream blob size differs from its manifest's", "digest",
+		       WH_LS, f->digest, "declared", WH_LI, (long long)f->expect, "sent", WH_LI,
+		       (long long)f->total, NULL);
+		f->size_wrong = true;
+		return;
+	}
 	bfetch_pump_all(f);
 	bfetch_maybe_free(f);
 }
@@ -656,7 +710,7 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
 	struct bfetch *f = arg;
-	if (f->total >= 0 && f->written + (int64_t)len > f->total)
+	if (f->size_wrong || (f->total >= 0 && f->written + (int64_t)len > f->total))
 		return -1; /* more than promised */
 	size_t done = 0;
 	while (done < len) {
@@ -741,6 +795,7 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 	wh_sync *s = f->s;
 	f->up = NULL;
 	f->fetch_done = true;
+	f->iterating++; /* readers answered below must not free f under us */
 	char got[WH_DIGEST_LEN + 1] = "";
 	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
 		wh_sha256_final(&f->hash, got);
@@ -754,12 +809,17 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		if (err != 0 || (f->status != 404 && f->status != 401))
 			wh_log(WH_LOG_WARN, "blob fetch failed", "digest", WH_LS, f->digest, "repo",
 			       WH_LS, f->name, "error", WH_LS, why, NULL);
+		/* Out of the table before any client is answered: answering one
+		 * can start the next request pipelined behind it, which must
+		 * begin a new fetch, not join this dead one. */
+		bfetch_unlink(f);
 		bfetch_fail(f, why);
 	} else if (strcmp(got, f->digest) != 0) {
 		wh_log(WH_LOG_ERROR, "fetched blob does not match its digest; dropped", "digest",
 		       WH_LS, f->digest, "got", WH_LS, got[0] ? got : "(short body)", "repo", WH_LS,
 		       f->name, NULL);
 		f->status = 502;
+		bfetch_unlink(f);
 		bfetch_fail(f, "digest mismatch");
 	} else {
 		/* Verified: the clients may have the last byte now. */
@@ -768,11 +828,12 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		bfetch_pump_all(f);
 		f->publishing = true;
 		f->fsync_req.data = f;
+		f->iterating--;
 		if (uv_fs_fsync(s->loop, &f->fsync_req, f->fd, b_synced) != 0)
 			b_synced(&f->fsync_req);
 		return;
 	}
-	bfetch_unlink(f);
+	f->iterating--;
 	bfetch_maybe_free(f);
 }
 
@@ -794,6 +855,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->map = *map;
 	f->total = -1;
+	f->expect = declared_size(s, map, digest);
 	f->started_ms = uv_now(s->loop);
 	wh_sha256_init(&f->hash);
 	f->next = s->bfetches;
@@ -848,7 +910,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 {
 	struct bfetch *f;
 	for (f = s->bfetches; f; f = f->next)
-		if (strcmp(f->digest, digest) == 0)
+		if (strcmp(f->digest, digest) == 0 && !f->failed)
 			break;
 	if (req->is_head && !f) {
 		struct bhead *b = wh_calloc(1, sizeof(*b));
