@@ -65,6 +65,10 @@ struct head_item {
 struct wh_conn {
 	wh_server *srv;
 	wh_conn *prev, *next;
+	/* In the server's reusable list while no request is in progress: idle
+	 * between requests or still sending a head. Oldest first. */
+	wh_conn *reuse_prev, *reuse_next;
+	bool reusable;
 	uv_poll_t poll;
 	uv_timer_t timer;
 	wh_transport *tp;
@@ -141,6 +145,9 @@ struct wh_server {
 	uv_timer_t accept_timer; /* resumes accepting after running out of fds */
 	uint64_t emfile_logged, limit_logged;
 	wh_conn *conns;
+	wh_conn *reuse_head, *reuse_tail; /* reusable connections, oldest first */
+	uint64_t reclaimed;               /* reusable connections closed to make room */
+	uint64_t reclaim_logged, reclaimed_at_log;
 	int n_conns;   /* all open connections, refused ones included */
 	int n_refused; /* answered 503 and lingering */
 	bool shutting_down;
@@ -159,6 +166,7 @@ static void conn_linger(wh_conn *c);
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 static void conn_flush(wh_conn *c);
 static void conn_peer_hup(wh_conn *c);
+static void reuse_del(wh_conn *c);
 static void conn_advance(wh_conn *c);
 static void conn_update_poll(wh_conn *c);
 static void conn_update_timer(wh_conn *c);
@@ -542,6 +550,7 @@ static int on_headers_complete(llhttp_t *p)
 	c->resp_len = -1;
 	c->started_ms = uv_now(c->srv->loop);
 	c->phase = PH_REQ;
+	reuse_del(c);
 	c->activity = c->started_ms;
 	conn_update_timer(c);
 
@@ -675,6 +684,67 @@ static void log_access(wh_conn *c, bool completed)
 	       fwd ? "forwardedFor" : NULL, WH_LS, fwd, NULL);
 }
 
+/* ---- reusable connections ----
+ *
+ * As nginx does: a connection that owes nobody an answer (idle between
+ * requests, or not yet through its request head) is reusable. When the
+ * server is out of slots or descriptors, the oldest reusable ones are closed
+ * to admit new clients, so idle or half-open connections, however many,
+ * cannot lock real clients out; only connections with requests in progress
+ * make the server refuse. */
+static void reuse_add(wh_conn *c)
+{
+	wh_server *srv = c->srv;
+	if (c->reusable)
+		return;
+	c->reusable = true;
+	c->reuse_next = NULL;
+	c->reuse_prev = srv->reuse_tail;
+	if (srv->reuse_tail)
+		srv->reuse_tail->reuse_next = c;
+	else
+		srv->reuse_head = c;
+	srv->reuse_tail = c;
+}
+
+static void reuse_del(wh_conn *c)
+{
+	wh_server *srv = c->srv;
+	if (!c->reusable)
+		return;
+	c->reusable = false;
+	if (c->reuse_prev)
+		c->reuse_prev->reuse_next = c->reuse_next;
+	else
+		srv->reuse_head = c->reuse_next;
+	if (c->reuse_next)
+		c->reuse_next->reuse_prev = c->reuse_prev;
+	else
+		srv->reuse_tail = c->reuse_prev;
+	c->reuse_prev = c->reuse_next = NULL;
+}
+
+/* Close up to n of the oldest reusable connections; returns how many. No
+ * answer is owed to any of them, so they just go. */
+static int reclaim(wh_server *srv, int n, const char *why)
+{
+	int done = 0;
+	while (done < n && srv->reuse_head) {
+		conn_close(srv->reuse_head);
+		done++;
+	}
+	srv->reclaimed += (uint64_t)done;
+	uint64_t now = uv_now(srv->loop);
+	if (done > 0 && (now - srv->reclaim_logged > 10000 || !srv->reclaim_logged)) {
+		wh_log(WH_LOG_WARN, "closing idle connections to admit new ones", "reason", WH_LS,
+		       why, "closed", WH_LI, (long long)(srv->reclaimed - srv->reclaimed_at_log),
+		       "open", WH_LI, (long long)srv->n_conns, NULL);
+		srv->reclaim_logged = now;
+		srv->reclaimed_at_log = srv->reclaimed;
+	}
+	return done;
+}
+
 static void conn_free_cb(uv_handle_t *h)
 {
 	wh_conn *c = h->data;
@@ -708,6 +778,7 @@ static void conn_close(wh_conn *c)
 		return;
 	c->closing = true;
 	wh_server *srv = c->srv;
+	reuse_del(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -789,6 +860,7 @@ static void conn_advance_once(wh_conn *c)
 		return;
 	}
 	c->phase = PH_IDLE;
+	reuse_add(c);
 	c->activity = uv_now(c->srv->loop);
 	llhttp_resume(&c->parser);
 	if (c->pend) {
@@ -820,6 +892,7 @@ static void conn_linger(wh_conn *c)
 		return;
 	}
 	c->lingering = true;
+	reuse_del(c);
 	shutdown(c->fd, SHUT_WR);
 	c->activity = uv_now(c->srv->loop);
 	c->events = 0;
@@ -1160,6 +1233,7 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 		c->next->prev = c;
 	srv->conns = c;
 	srv->n_conns++;
+	reuse_add(c);
 	conn_update_poll(c);
 	conn_update_timer(c);
 	return c;
@@ -1185,6 +1259,7 @@ static void refuse(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 		return;
 	}
 	wh_conn *c = conn_new(srv, fd, ss);
+	reuse_del(c); /* it owes its client the 503 */
 	c->refused = true;
 	srv->n_refused++;
 	c->status = 503;
@@ -1219,6 +1294,11 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno == EMFILE || errno == ENFILE) {
+				/* Descriptors of reclaimed connections are released by
+				 * their close callbacks, before the loop polls again: the
+				 * listener is still readable then, and accepting goes on. */
+				if (reclaim(srv, 32, "out of file descriptors") > 0)
+					break;
 				/* The connection stays in the backlog and the listener
 				 * stays readable: stop watching it for a moment rather
 				 * than spin. */
@@ -1238,12 +1318,14 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 				       strerror(errno), NULL);
 			break;
 		}
-		if (srv->n_conns - srv->n_refused >= srv->cfg->max_connections) {
+		if (srv->n_conns - srv->n_refused >= srv->cfg->max_connections &&
+		    reclaim(srv, 1, "connection limit") == 0) {
 			uint64_t now = uv_now(srv->loop);
 			if (now - srv->limit_logged > 10000 || !srv->limit_logged) {
 				srv->limit_logged = now; /* once in a while, not per connection */
-				wh_log(WH_LOG_WARN, "connection limit reached, refusing", "limit",
-				       WH_LI, (long long)srv->cfg->max_connections, NULL);
+				wh_log(WH_LOG_WARN,
+				       "connection limit reached, every connection busy: refusing",
+				       "limit", WH_LI, (long long)srv->cfg->max_connections, NULL);
 			}
 			refuse(srv, fd, &ss);
 			continue;

@@ -9,6 +9,7 @@ Every socket has a timeout and every wait a deadline."""
 import hashlib
 import json
 import os
+import resource
 import signal
 import socket
 import threading
@@ -630,12 +631,17 @@ class OutOfDescriptors(unittest.TestCase):
     connections close."""
 
     def test_emfile_pauses_accept_then_recovers(self):
+        # Every accepted connection busy (an upload under way): nothing can be
+        # reclaimed, so accepting pauses rather than spins.
         w = Wharf({})
         w.start(wrapper=["prlimit", "--nofile=40:40"])
         socks = []
         try:
             for _ in range(60):
-                socks.append(socket.create_connection(("127.0.0.1", w.port), timeout=5))
+                s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
+                s.sendall(upload_head("busy", digest(b"x" * 100000), 100000) + b"x")
+                socks.append(s)
+                time.sleep(0.02)  # read (busy) before the next is accepted
             time.sleep(0.5)
             with open("/proc/%d/stat" % w.proc.pid) as f:
                 before = sum(int(x) for x in f.read().split()[13:15])
@@ -655,7 +661,28 @@ class OutOfDescriptors(unittest.TestCase):
                 except OSError:
                     time.sleep(0.1)
             self.assertEqual(status, 200)
-            self.assertIn("out of file descriptors", w.log())
+            self.assertIn("out of file descriptors; accepting again soon", w.log())
+        finally:
+            for s in socks:
+                s.close()
+            w.stop()
+            w.cleanup()
+
+    def test_emfile_reclaims_idle_connections(self):
+        # Idle connections are closed to make room: a new client is served
+        # while they are all still open on the client's side.
+        w = Wharf({})
+        w.start(wrapper=["prlimit", "--nofile=40:40"])
+        socks = []
+        try:
+            for _ in range(60):
+                socks.append(socket.create_connection(("127.0.0.1", w.port), timeout=5))
+            time.sleep(0.3)
+            for _ in range(5):
+                status, _, _ = w.request("GET", "/v2/", timeout=2)
+                self.assertEqual(status, 200)
+            self.assertIn("closing idle connections to admit new ones", w.log())
+            self.assertNotIn("accepting again soon", w.log())
         finally:
             for s in socks:
                 s.close()
@@ -666,18 +693,22 @@ class OutOfDescriptors(unittest.TestCase):
 class ConnectionLimit(ServerTestCase):
     wharf_http = {"maxConnections": 5}
 
-    def test_limit(self):
+    def busy(self):
+        """A connection with a request in progress: an upload whose body is
+        still coming."""
+        s, r = self.connect()
+        s.sendall(upload_head("busy", digest(b"x" * 100000), 100000) + b"x" * 10)
+        return s, r
+
+    def test_limit_when_every_connection_is_busy(self):
         # wait_port's probe connection may still be counted for a moment.
         time.sleep(0.2)
-        held = []
-        for _ in range(5):
-            s, r = self.connect()
-            s.sendall(get("/v2/"))
-            self.assertEqual(r.response()[0], 200)
-            held.append(s)
+        held = [self.busy() for _ in range(5)]
+        time.sleep(0.2)
         s6, r6 = self.connect()
         status, headers, body = r6.response()
         self.assertEqual(status, 503)
+        self.assertEqual(headers.get("retry-after"), "1")
         self.assertIn(b"errors", body)
         self.assertTrue(r6.at_eof(2.0))
         # Also when the refused client has already sent its request.
@@ -687,20 +718,112 @@ class ConnectionLimit(ServerTestCase):
             status, headers, body = r7.response()
             self.assertEqual(status, 503)
             self.assertTrue(r7.at_eof(2.0))
-        # The held ones still work.
-        s, r = held[0], Reader(held[0])
-        s.sendall(get("/livez"))
-        self.assertEqual(r.response()[0], 200)
-        for s in held:
-            s.close()
-        self.assertTrue(wait_for(lambda: ok_quickly(self.w), 3.0))
-        # And all five slots are back.
-        again = []
-        for _ in range(5):
+        # The busy ones were not disturbed: each upload completes.
+        for s, r in held:
+            s.sendall(b"x" * (100000 - 10))
+            self.assertEqual(r.response()[0], 201)
+        self.assertIn("every connection busy", self.w.log())
+
+    def test_idle_connections_make_room(self):
+        time.sleep(0.2)
+        idle = []
+        for _ in range(3):  # idle between requests (keep-alive)
             s, r = self.connect()
             s.sendall(get("/v2/"))
             self.assertEqual(r.response()[0], 200)
-            again.append(s)
+            idle.append((s, r))
+        for _ in range(2):  # connected, never sent a byte
+            idle.append(self.connect())
+        time.sleep(0.2)
+        # Five more clients: each is served, each taking the oldest idle slot.
+        for i in range(5):
+            s, r = self.connect()
+            s.sendall(get("/v2/"))
+            status, _, body = r.response()
+            self.assertEqual((status, body), (200, b"{}"), i)
+        # The idle ones were closed, silently (no response was owed).
+        for s, r in idle:
+            self.assertTrue(r.at_eof(2.0))
+            self.assertEqual(r.buf, b"")
+        self.assertIn("closing idle connections to admit new ones", self.w.log())
+
+    def test_half_sent_heads_make_room(self):
+        time.sleep(0.2)
+        slow = []
+        for _ in range(5):
+            s, r = self.connect()
+            s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+            slow.append((s, r))
+        time.sleep(0.2)
+        s, r = self.connect()
+        s.sendall(get("/v2/"))
+        self.assertEqual(r.response()[0], 200)
+        self.assertTrue(slow[0][1].at_eof(2.0))
+
+    def test_mixed_busy_and_idle(self):
+        time.sleep(0.2)
+        busy = [self.busy() for _ in range(4)]
+        s, r = self.connect()
+        s.sendall(get("/v2/"))
+        self.assertEqual(r.response()[0], 200)  # idle from now on
+        time.sleep(0.2)
+        # The one idle slot is taken; then there is none left to take.
+        s2, r2 = self.connect()
+        s2.sendall(upload_head("busy", digest(b"y" * 1000), 1000) + b"y")
+        time.sleep(0.2)
+        self.assertTrue(r.at_eof(2.0))
+        s3, r3 = self.connect()
+        self.assertEqual(r3.response()[0], 503)
+        for sk, rd in busy:
+            sk.sendall(b"x" * (100000 - 10))
+            self.assertEqual(rd.response()[0], 201)
+
+
+class ManyIdleConnections(unittest.TestCase):
+    """Issue 18's scenario: far more idle connections than maxConnections
+    (the default, 1024) held open, and a normal client served throughout."""
+
+    HOLD = 2000
+
+    def setUp(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < self.HOLD + 200:
+            self.skipTest("descriptor limit %d is too low to hold %d connections"
+                          % (hard, self.HOLD))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, self.HOLD + 200), hard))
+        self.w = Wharf({})
+        self.w.start()
+        self.socks = []
+
+    def tearDown(self):
+        for s in self.socks:
+            s.close()
+        self.w.stop(sig=signal.SIGKILL)
+        self.w.cleanup()
+
+    def test_normal_client_served_while_thousands_idle(self):
+        rss0 = rss_kib(self.w.proc.pid)
+        deadline = time.monotonic() + 60
+        for i in range(self.HOLD):
+            self.assertLess(time.monotonic(), deadline)
+            self.socks.append(socket.create_connection(("127.0.0.1", self.w.port), timeout=5))
+        time.sleep(0.5)
+        times = []
+        for i in range(20):
+            t0 = time.monotonic()
+            status, _, body = self.w.request("GET", "/v2/", timeout=5)
+            times.append((time.monotonic() - t0) * 1000)
+            self.assertEqual((status, body), (200, b"{}"), i)
+        times.sort()
+        print("\n[issue 18] %d idle connections held, maxConnections 1024: 20 requests, "
+              "median %.1f ms, max %.1f ms; RSS %d -> %d KiB"
+              % (self.HOLD, times[10], times[-1], rss0, rss_kib(self.w.proc.pid)))
+        self.assertLess(times[-1], 1000)
+        if not os.environ.get("WHARF_SANITIZE"):
+            # Never more than maxConnections are held, at under a KiB each.
+            self.assertLess(rss_kib(self.w.proc.pid) - rss0, 16 * 1024)
+        open_fds = len(os.listdir("/proc/%d/fd" % self.w.proc.pid))
+        self.assertLess(open_fds, 1024 + 64)
 
 
 # ---------------------------------------------------------------------------
