@@ -13,6 +13,7 @@
 #include "wharf/upstream.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 /* libcurl is loaded with dlopen at the first upstream request: it brings a
  * TLS stack and a dozen libraries (Kerberos, LDAP, ...) whose start-up costs
  * several MiB of memory, which a registry that is not filling its cache
@@ -22,6 +23,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <libpsl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +33,13 @@
 #include "wharf/common.h"
 #include "wharf/log.h"
 
-#define TOKEN_MAX         256       /* cached tokens */
-#define TOKEN_BODY_MAX    (1 << 16) /* a token response larger than this is refused */
-#define RETRY_AFTER_MAX_S 5         /* wait at most this long for a 429's Retry-After */
-#define BACKOFF_MIN_MS    200
-#define BACKOFF_MAX_MS    4000
+#define TOKEN_MAX           256       /* cached tokens */
+#define TOKEN_BODY_MAX      (1 << 16) /* a token response larger than this is refused */
+#define TOKEN_TTL_DEFAULT_S 60        /* the token spec's lifetime when expires_in is absent */
+#define TOKEN_TTL_MAX_S     86400     /* a token is asked for again at least daily */
+#define RETRY_AFTER_MAX_S   5         /* wait at most this long for a 429's Retry-After */
+#define BACKOFF_MIN_MS      200
+#define BACKOFF_MAX_MS      4000
 
 struct token {
 	char *key; /* base + "|" + scope */
@@ -289,6 +293,23 @@ static const char *token_get(wh_upstream *up, const char *key)
 	return NULL;
 }
 
+/* A token's lifetime from the token server's expires_in. The number is the
+ * server's to choose, so before any integer arithmetic it is brought into
+ * [1 s, TOKEN_TTL_MAX_S]: converting 1e300 to an integer is undefined, and so
+ * is what follows. What is not a positive finite number counts as absent. */
+static int64_t token_ttl_s(const cJSON *expires_in)
+{
+	if (!cJSON_IsNumber(expires_in) || !isfinite(expires_in->valuedouble) ||
+	    expires_in->valuedouble <= 0)
+		return TOKEN_TTL_DEFAULT_S;
+	if (expires_in->valuedouble >= TOKEN_TTL_MAX_S)
+		return TOKEN_TTL_MAX_S;
+	if (expires_in->valuedouble < 1)
+		return 1;
+	return (int64_t)expires_in->valuedouble;
+}
+
+/* ttl_s comes from token_ttl_s: in [1, TOKEN_TTL_MAX_S]. */
 static void token_put(wh_upstream *up, const char *key, const char *value, int64_t ttl_s)
 {
 	uint64_t now = wh_now_ms();
@@ -497,9 +518,13 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
 		reset_response(r);
+		/* Three digits, as curl reads them: a longer number converted to an
+		 * int would wrap into some other status ("HTTP/1.1 4294967496"). */
 		const char *sp = memchr(buf, ' ', len);
-		if (sp)
-			r->status = (int)strtol(sp + 1, NULL, 10);
+		size_t rest = sp ? len - (size_t)(sp - buf) - 1 : 0;
+		if (rest >= 3 && isdigit((unsigned char)sp[1]) && isdigit((unsigned char)sp[2]) &&
+		    isdigit((unsigned char)sp[3]) && (rest == 3 || !isdigit((unsigned char)sp[4])))
+			r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
 		return len;
 	}
 	const char *colon = memchr(buf, ':', len);
@@ -842,8 +867,7 @@ static void token_done(wh_up_req *r, CURLcode res)
 		req_finish(r, 0);
 		return;
 	}
-	int64_t ttl = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? (int64_t)exp->valuedouble : 60;
-	token_put(r->up, r->token_key, tok->valuestring, ttl);
+	token_put(r->up, r->token_key, tok->valuestring, token_ttl_s(exp));
 	size_t n = strlen(tok->valuestring) + 32;
 	free(r->authz);
 	r->authz = wh_malloc(n);

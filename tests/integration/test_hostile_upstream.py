@@ -1,0 +1,175 @@
+"""What Wharf accepts from a hostile upstream: where a redirect may lead, how
+much of a body that never ends it reads, what it makes of an absurd token
+lifetime. The upstream is fakes/hostile.py on 127.0.0.1 (one blob, one
+manifest, misbehaving as each test configures it); each test runs its own
+upstream and its own Wharf, both stopped by pid.
+
+    TokenTest      expires_in 1e300, -5, "abc", 1e19, ...: the pull works
+
+Run:  cd tests/integration && WHARF_BIN=../../build/wharf python3 -m unittest -v test_hostile_upstream
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import time
+import unittest
+
+import upstream as up
+from harness import WHARF_BIN, Wharf, free_port, merge
+
+# Upper bound for an answer that must come "at once" (well under curl's stall
+# limit of 30 s, and under the 60 s deadline); generous for the sanitizer build.
+PROMPT_S = 10.0
+
+
+def setUpModule():
+    if not os.path.exists(WHARF_BIN):
+        raise unittest.SkipTest("no wharf binary at %s" % WHARF_BIN)
+
+
+class HostileFake(up.Fake):
+    """fakes/hostile.py: registry API on .port, another listener on .other_port."""
+
+    script = "hostile.py"
+
+    def __init__(self):
+        self.other_port = free_port()
+        port = free_port()
+        super().__init__(["--port", port, "--other-port", self.other_port],
+                         [port, self.other_port])
+
+    def configure(self, **cfg):
+        return self._call("POST", "/_config", cfg)
+
+    def content(self):
+        return self._call("GET", "/_content")
+
+    def events(self, server=None, kind=None, method=None):
+        return [e for e in self.stats()["events"]
+                if (server is None or e["server"] == server) and
+                (kind is None or e["kind"] == kind) and
+                (method is None or e["method"] == method)]
+
+
+class Resp:
+    def __init__(self, status=None, headers=None, body=b"", error=None, elapsed=0.0):
+        self.status, self.headers, self.body = status, headers or {}, body
+        self.error, self.elapsed = error, elapsed
+        self.sha = "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def __repr__(self):
+        return "Resp(%s, %d bytes, error=%s, %.1fs, body=%r)" % (
+            self.status, len(self.body), self.error, self.elapsed, self.body[:200])
+
+
+def fetch(port, path, method="GET", timeout=30):
+    """One request on a fresh connection; transport errors land in .error."""
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, headers={"Accept": up.MANIFEST_ACCEPT})
+        r = c.getresponse()
+        body = r.read()
+        return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, body,
+                    elapsed=time.monotonic() - t0)
+    except (http.client.HTTPException, OSError) as e:
+        return Resp(error=e.__class__.__name__, elapsed=time.monotonic() - t0)
+    finally:
+        c.close()
+
+
+def oci_error(resp):
+    """The spec's error document, or None."""
+    try:
+        j = json.loads(resp.body)
+    except ValueError:
+        return None
+    errs = j.get("errors") if isinstance(j, dict) else None
+    if not isinstance(errs, list) or not errs or not all("code" in e for e in errs):
+        return None
+    return errs
+
+
+class Base(unittest.TestCase):
+    maxDiff = 4000
+
+    def setUp(self):
+        self.up = HostileFake().start()
+        self.addCleanup(self._stop_fake, self.up)
+        c = self.up.content()
+        self.blob, self.blob_size = c["blob"], c["blob_size"]
+        self.manifest = c["manifest"]
+
+    def _stop_fake(self, f):
+        f.stop()
+        f.cleanup()
+
+    def wharf(self, wharf_sync=None, **sync_kw):
+        """A Wharf syncing the hostile upstream on demand under /up."""
+        cfg = up.sync_config(self.up.url, destination="/up", **sync_kw)
+        if wharf_sync:
+            merge(cfg, {"extensions": {"sync": {"wharf": wharf_sync}}})
+        w = Wharf(cfg)
+        self.addCleanup(self._finish, w)
+        w.start()
+        return w
+
+    def _finish(self, w):
+        rc = w.stop()
+        log = w.log()
+        w.cleanup()
+        # The sanitizer build aborts on the first report; say so here.
+        self.assertNotIn("runtime error:", log)
+        self.assertNotIn("ERROR: AddressSanitizer", log)
+        self.assertEqual(rc, 0, "wharf exited with %r" % rc)
+
+    def log_tail(self, w, n=3000):
+        return "\n--- wharf log (tail) ---\n" + w.log()[-n:]
+
+    def get_blob(self, w, repo="up/app", method="GET", timeout=30):
+        return fetch(w.port, "/v2/%s/blobs/%s" % (repo, self.blob), method, timeout)
+
+    def get_manifest(self, w, ref="latest", repo="up/app", timeout=30):
+        return fetch(w.port, "/v2/%s/manifests/%s" % (repo, ref), timeout=timeout)
+
+    def assert_blob_served(self, w, r):
+        self.assertEqual(r.status, 200, "%r%s" % (r, self.log_tail(w)))
+        self.assertEqual((len(r.body), r.sha), (self.blob_size, self.blob))
+
+    def assert_upstream_error(self, w, r, status=502):
+        self.assertEqual(r.status, status, "%r%s" % (r, self.log_tail(w)))
+        self.assertIsNotNone(oci_error(r), "not the spec's error document: %r" % r)
+
+
+# ================================================================ tokens
+
+class TokenTest(Base):
+
+    def test_absurd_expires_in(self):
+        """Each value under its own repository (its own token scope): the pull
+        works, the token is cached (one token request for three upstream
+        requests) when its lifetime is long enough to be, and the sanitizer
+        build does not abort (checked when Wharf stops)."""
+        self.up.configure(auth=True)
+        w = self.wharf()
+        values = [("1e300", True), ("-5", True), ('"abc"', True), ("1e19", True),
+                  ("1e999", True), ("-1e300", True), ("0.5", False), (None, True)]
+        for i, (raw, cached) in enumerate(values):
+            with self.subTest(expires_in=raw):
+                self.up.configure(expires_in=raw)
+                repo = "up/t%d" % i
+                r = self.get_manifest(w, "latest", repo)
+                self.assertEqual((r.status, r.sha), (200, self.manifest),
+                                 "%r%s" % (r, self.log_tail(w)))
+                self.assert_blob_served(w, self.get_blob(w, repo))
+                self.assertIsNone(w.proc.poll(), "wharf died%s" % self.log_tail(w))
+                if cached:
+                    scope = "repository:t%d:pull" % i
+                    n = self.up.stats()["tokens"]["by_scope"].get(scope)
+                    self.assertEqual(n, 1, "token requests for %s" % scope)
+
+
+if __name__ == "__main__":
+    unittest.main()
