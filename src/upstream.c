@@ -41,6 +41,15 @@
 #define BACKOFF_MIN_MS      200
 #define BACKOFF_MAX_MS      4000
 
+/* How long and how much the upstream may take. Kept here together: Zot's
+ * syncTimeout and responseHeaderTimeout will set some of them. */
+#define CONNECT_TIMEOUT_MS 10000
+#define DEADLINE_MS        60000 /* a whole exchange, but a bulk one (a blob GET) */
+#define STALL_BYTES_PER_S  1024  /* under this for STALL_S, a transfer is cut */
+#define STALL_S            30
+#define HEADERS_MAX        (64 * 1024) /* header bytes of one exchange */
+#define ERROR_BODY_MAX     (64 * 1024) /* of a body that is read only to be dropped */
+
 struct token {
 	char *key; /* base + "|" + scope */
 	char *value;
@@ -83,6 +92,7 @@ struct wh_up_req {
 	char *method, *path, *repo, *accept;
 	wh_up_cbs cbs;
 	void *arg;
+	wh_up_opts opts;
 
 	int url_idx;
 	int attempt;
@@ -105,6 +115,12 @@ struct wh_up_req {
 	bool decided; /* looked at the final status: delivering or discarding */
 	bool discarding;
 	bool head_delivered;
+	bool headers_done; /* a final (non-1xx) response's headers are all in */
+	size_t header_bytes;
+	size_t dropped;   /* body bytes read and dropped */
+	int64_t body_len; /* 2xx body bytes passed on */
+	int fail;         /* a WH_E* code that ends the request whatever curl says */
+	const char *fail_why;
 	char *tbuf; /* token response body */
 	size_t tlen;
 
@@ -507,15 +523,30 @@ static void reset_response(wh_up_req *r)
 	free(r->challenge);
 	r->challenge = NULL;
 	r->decided = r->discarding = false;
+	r->headers_done = false;
+	r->dropped = 0;
 	free(r->tbuf);
 	r->tbuf = NULL;
 	r->tlen = 0;
+}
+
+static bool is_2xx(int status)
+{
+	return status >= 200 && status < 300;
 }
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 {
 	wh_up_req *r = arg;
 	size_t len = size * n;
+	/* Counted over the exchange, 1xx responses included, so that headers
+	 * that never end cannot hold a request that has no deadline. */
+	r->header_bytes += len;
+	if (r->header_bytes > HEADERS_MAX) {
+		r->fail = WH_EUPSTREAM;
+		r->fail_why = "response headers over 64 KiB";
+		return 0;
+	}
 	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
 		reset_response(r);
 		/* Three digits, as curl reads them: a longer number converted to an
@@ -525,6 +556,20 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 		if (rest >= 3 && isdigit((unsigned char)sp[1]) && isdigit((unsigned char)sp[2]) &&
 		    isdigit((unsigned char)sp[3]) && (rest == 3 || !isdigit((unsigned char)sp[4])))
 			r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+		return len;
+	}
+	if (buf[0] == '\r' || buf[0] == '\n') {
+		/* The end of a response's headers. */
+		if (r->status < 200)
+			return len;
+		r->headers_done = true;
+		if (r->phase == PH_MAIN && is_2xx(r->status) && r->opts.max_body >= 0 &&
+		    r->clen > r->opts.max_body && strcmp(r->method, "HEAD") != 0) {
+			/* Not a byte of it is read. */
+			r->fail = WH_ETOOBIG;
+			r->fail_why = "Content-Length over the size limit";
+			return 0;
+		}
 		return len;
 	}
 	const char *colon = memchr(buf, ':', len);
@@ -607,10 +652,19 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 		if (!r->discarding)
 			deliver_head(r);
 	}
-	if (r->discarding)
-		return len;
-	if (r->status < 200 || r->status >= 300)
-		return len; /* error bodies are not passed on */
+	if (r->discarding || !is_2xx(r->status)) {
+		/* Error bodies are not passed on, so they are read only so far: one
+		 * that never ends must not hold the request (and every client
+		 * waiting on it). Once cut, the status is the answer (main_done). */
+		r->dropped += len;
+		return r->dropped > ERROR_BODY_MAX ? 0 : len;
+	}
+	if (r->opts.max_body >= 0 && (int64_t)len > r->opts.max_body - r->body_len) {
+		r->fail = WH_ETOOBIG;
+		r->fail_why = "body over the size limit";
+		return 0;
+	}
+	r->body_len += (int64_t)len;
 	if (r->cbs.on_data && r->cbs.on_data(r, buf, len, r->arg) != 0)
 		return 0;
 	return r->cancelled ? 0 : len;
@@ -660,10 +714,13 @@ static CURL *easy_new(wh_up_req *r, const char *url)
 	lc.easy_setopt(e, CURLOPT_WRITEDATA, r);
 	lc.easy_setopt(e, CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
 	lc.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	lc.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	/* A transfer that stalls (under 1 KiB/s for 30 s) is cut. */
-	lc.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+	lc.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+	/* A transfer that stalls is cut; one that goes on and on too, unless its
+	 * body may be large. */
+	lc.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES_PER_S);
+	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)STALL_S);
+	if (!(r->phase == PH_MAIN && r->opts.bulk))
+		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
 	lc.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	lc.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	lc.easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
@@ -676,6 +733,10 @@ static int add_easy(wh_up_req *r, CURL *e)
 {
 	r->easy = e;
 	r->decided = r->discarding = false;
+	r->header_bytes = 0;
+	r->body_len = 0;
+	r->fail = 0;
+	r->fail_why = NULL;
 	if (lc.multi_add_handle(r->up->multi, e) != CURLM_OK) {
 		lc.easy_cleanup(e);
 		r->easy = NULL;
@@ -882,6 +943,17 @@ static void main_done(wh_up_req *r, CURLcode res)
 	lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	r->status = (int)status;
 	const char *u = r->reg->urls[r->url_idx];
+	if (r->fail) {
+		/* Retrying would only ask for more of the same. */
+		if (r->fail_why)
+			wh_log(WH_LOG_WARN, "upstream answer refused", "url", WH_LS, u, "path",
+			       WH_LS, r->path, "error", WH_LS, r->fail_why, NULL);
+		easy_release(r);
+		req_finish(r, r->fail);
+		return;
+	}
+	if (res != CURLE_OK && r->headers_done && !is_2xx((int)status))
+		res = CURLE_OK; /* the body is dropped anyway: its status is the answer */
 	if (res != CURLE_OK) {
 		wh_log(WH_LOG_WARN, "upstream request failed", "url", WH_LS, u, "path", WH_LS,
 		       r->path, "error", WH_LS, lc.easy_strerror(res), "attempt", WH_LI,
@@ -1111,7 +1183,7 @@ void wh_upstream_free(wh_upstream *up)
 
 wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, const char *method,
                                const char *path, const char *repo, const char *accept,
-                               const wh_up_cbs *cbs, void *arg)
+                               const wh_up_opts *opts, const wh_up_cbs *cbs, void *arg)
 {
 	wh_up_req *r = wh_calloc(1, sizeof(*r));
 	r->up = up;
@@ -1122,6 +1194,10 @@ wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, con
 	r->accept = accept ? wh_strdup(accept) : NULL;
 	r->cbs = *cbs;
 	r->arg = arg;
+	if (opts)
+		r->opts = *opts;
+	else
+		r->opts.max_body = -1;
 	r->retry_after = -1;
 	r->clen = -1;
 	uv_timer_init(up->loop, &r->retry_timer);

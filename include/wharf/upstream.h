@@ -10,14 +10,24 @@
  * errors, 5xx and 429 (honouring a short Retry-After). Only the final
  * response reaches the caller.
  *
+ * Bounds on what the upstream sends: every exchange but a bulk one (a blob
+ * GET) must be over within a minute; a bulk one is cut only when it stalls
+ * (under 1 KiB/s for 30 s). Headers are read up to 64 KiB an exchange. The
+ * body of a non-2xx answer is never passed on and is read up to 64 KiB: past
+ * that (or when it stalls) the transfer ends and the status is the answer.
+ * A 2xx body over wh_up_opts.max_body ends the request with WH_ETOOBIG (at
+ * once when Content-Length says so, before any of the body is read).
+ *
  * Callbacks, in order, each from the loop — never from inside
  * wh_upstream_request itself, and never re-entrantly:
  *   on_head  once, with the final response's status and headers;
- *   on_data  zero or more times with body bytes (only for 2xx answers);
+ *   on_data  zero or more times with body bytes (only for 2xx answers, and
+ *            never more than max_body in all);
  *   on_done  exactly once, last; the request is freed after it returns.
- * on_done's err is 0 when the whole body arrived, or a WH_E* code (the
- * response was cut, the upstream could not be reached, ...). on_done can come
- * without on_head when no response was ever had. */
+ * on_done's err is 0 when the whole body arrived (for a non-2xx answer: when
+ * the status did), or a WH_E* code (the response was cut, the upstream could
+ * not be reached, the body was over max_body, ...). on_done can come without
+ * on_head when no response was ever had. */
 #ifndef WHARF_UPSTREAM_H
 #define WHARF_UPSTREAM_H
 
@@ -47,6 +57,15 @@ typedef struct wh_up_cbs {
 	void (*on_done)(wh_up_req *r, int err, void *arg);
 } wh_up_cbs;
 
+/* What a request may do. NULL for wh_upstream_request's opts means
+ * {false, -1}. */
+typedef struct wh_up_opts {
+	/* A large body (a blob GET): no total deadline, only the stall limit. */
+	bool bulk;
+	/* The largest 2xx body accepted, in bytes; -1: no limit. */
+	int64_t max_body;
+} wh_up_opts;
+
 /* Create the client. credentials_file may be NULL; its format is Zot's:
  * {"host[:port]": {"username": "...", "password": "..."}}. Returns 0, or
  * WH_EINVAL with a message in err. */
@@ -59,10 +78,10 @@ void wh_upstream_free(wh_upstream *up);
 
 /* Start a request for `path` (beginning with /v2/) on the registry `reg`.
  * repo is the upstream repository name, used for the token scope
- * (repository:<repo>:pull). accept may be NULL. */
+ * (repository:<repo>:pull). accept and opts may be NULL; opts is copied. */
 wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, const char *method,
                                const char *path, const char *repo, const char *accept,
-                               const wh_up_cbs *cbs, void *arg);
+                               const wh_up_opts *opts, const wh_up_cbs *cbs, void *arg);
 
 /* Stop a request: no callback fires after this returns. Safe to call from
  * inside on_head or on_data. */

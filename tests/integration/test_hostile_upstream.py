@@ -4,6 +4,8 @@ lifetime. The upstream is fakes/hostile.py on 127.0.0.1 (one blob, one
 manifest, misbehaving as each test configures it); each test runs its own
 upstream and its own Wharf, both stopped by pid.
 
+    BoundsTest     an error body that never ends, an endless manifest, a
+                   Content-Length over the cap: answers come in bounded time
     TokenTest      expires_in 1e300, -5, "abc", 1e19, ...: the pull works
 
 Run:  cd tests/integration && WHARF_BIN=../../build/wharf python3 -m unittest -v test_hostile_upstream
@@ -13,6 +15,7 @@ import hashlib
 import http.client
 import json
 import os
+import threading
 import time
 import unittest
 
@@ -141,6 +144,55 @@ class Base(unittest.TestCase):
     def assert_upstream_error(self, w, r, status=502):
         self.assertEqual(r.status, status, "%r%s" % (r, self.log_tail(w)))
         self.assertIsNotNone(oci_error(r), "not the spec's error document: %r" % r)
+
+
+# ================================================================ bounds
+
+class BoundsTest(Base):
+
+    def test_error_body_that_never_ends(self):
+        """A 404 whose body trickles forever (faster than curl's stall limit):
+        both clients waiting on that fetch get the 404 promptly."""
+        self.up.configure(manifest="trickle404")
+        w = self.wharf()
+        out = [None, None]
+
+        def client(i):
+            out[i] = self.get_manifest(w, self.manifest, timeout=40)
+
+        ts = [threading.Thread(target=client, args=(i,)) for i in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        for r in out:
+            self.assertIsNotNone(r)
+            self.assertEqual(r.status, 404, "%r%s" % (r, self.log_tail(w)))
+            self.assertEqual(oci_error(r)[0]["code"], "MANIFEST_UNKNOWN")
+            self.assertLess(r.elapsed, PROMPT_S)
+        # One upstream fetch for both (single flight), cut after some 64 KiB.
+        self.assertEqual(len(self.up.events("registry", "manifest", "GET")), 1)
+
+    def test_endless_manifest_is_cut_at_4MiB(self):
+        self.up.configure(manifest="endless")
+        w = self.wharf()
+        r = self.get_manifest(w, self.manifest)
+        self.assert_upstream_error(w, r)
+        self.assertLess(r.elapsed, PROMPT_S)
+        # Nothing stored: fetched again once the upstream behaves.
+        self.up.configure(manifest="serve")
+        r = self.get_manifest(w, self.manifest)
+        self.assertEqual((r.status, r.sha), (200, self.manifest), "%r" % r)
+        self.assertEqual(len(self.up.events("registry", "manifest", "GET")), 2)
+
+    def test_content_length_over_the_cap_fails_at_once(self):
+        """200 with Content-Length 1 GiB for a manifest, then no byte: refused
+        on the header, not after curl's stall limit."""
+        self.up.configure(manifest="huge_length")
+        w = self.wharf()
+        r = self.get_manifest(w, self.manifest)
+        self.assert_upstream_error(w, r)
+        self.assertLess(r.elapsed, PROMPT_S)
 
 
 # ================================================================ tokens
