@@ -29,11 +29,13 @@ static const char ACCEPT_ALL[] =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
 
-/* What each kind of upstream request may do (wharf/upstream.h). A blob's size
- * is not known before its fetch: the digest check catches a wrong one, and
- * b_on_data holds the upstream to its Content-Length. */
-static const wh_up_opts MANIFEST_GET = {.bulk = false, .max_body = MANIFEST_MAX};
-static const wh_up_opts BLOB_GET = {.bulk = true, .max_body = -1};
+/* What each kind of upstream request may do (wharf/upstream.h). Only a blob
+ * GET follows redirects, to a CDN: a manifest or a HEAD is answered by the
+ * registry itself, and a 3xx for it is an error. A blob's size is not known
+ * before its fetch: the digest check catches a wrong one, and b_on_data holds
+ * the upstream to its Content-Length. */
+static const wh_up_opts MANIFEST_GET = {.max_body = MANIFEST_MAX};
+static const wh_up_opts BLOB_GET = {.follow_redirects = true, .bulk = true, .max_body = -1};
 
 struct rule_re {
 	wh_regex *re, *ex; /* NULL: no such filter */
@@ -906,7 +908,8 @@ int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh
 	s->cfg = cfg;
 	s->store = store;
 	s->serve = *serve;
-	int rc = wh_upstream_new(loop, cfg->sync_credentials_file, &s->up, err, errlen);
+	int rc = wh_upstream_new(loop, cfg->sync_credentials_file, cfg->allow_private_redirects,
+	                         &s->up, err, errlen);
 	if (rc != 0) {
 		free(s);
 		return rc;

@@ -5,10 +5,23 @@
  * A wh_up_req is one logical request: it may take several HTTP exchanges
  * before its answer is delivered — the Bearer token dance on a 401 (token
  * fetched anonymously or with the registry's credentials and cached per
- * scope until it expires), a Basic retry, redirects (Authorization is never
- * sent to another host), fallback URLs, retries with backoff on connection
+ * scope until it expires, at most a day), a Basic retry, redirects when the
+ * caller allows them, fallback URLs, retries with backoff on connection
  * errors, 5xx and 429 (honouring a short Retry-After). Only the final
  * response reaches the caller.
+ *
+ * Redirects (301, 302, 303, 307, 308) are followed only with
+ * wh_up_opts.follow_redirects, at most 5 in a row; otherwise the 3xx is the
+ * answer. The Authorization header and the registry's credentials go only to
+ * the scheme, host and port of the original request. A redirect, and a token
+ * realm, are places the upstream chose: their connections may not go to a
+ * loopback, link-local, private (RFC 1918, 100.64/10, fc00::/7), unspecified or
+ * multicast address unless the upstream itself (the address the first
+ * exchange connected to) is in that same class, or the client was created
+ * with allow_private_redirects. The address is checked when the connection is
+ * opened (and again before a request goes on a reused one), so no name
+ * resolution trick gets around it; a refused one is logged and the request
+ * ends with WH_EUPSTREAM, without retries.
  *
  * Bounds on what the upstream sends: every exchange but a bulk one (a blob
  * GET) must be over within a minute; a bulk one is cut only when it stalls
@@ -58,8 +71,10 @@ typedef struct wh_up_cbs {
 } wh_up_cbs;
 
 /* What a request may do. NULL for wh_upstream_request's opts means
- * {false, -1}. */
+ * {false, false, -1}. */
 typedef struct wh_up_opts {
+	/* Follow redirects, as a blob GET must to reach a CDN. */
+	bool follow_redirects;
 	/* A large body (a blob GET): no total deadline, only the stall limit. */
 	bool bulk;
 	/* The largest 2xx body accepted, in bytes; -1: no limit. */
@@ -67,10 +82,12 @@ typedef struct wh_up_opts {
 } wh_up_opts;
 
 /* Create the client. credentials_file may be NULL; its format is Zot's:
- * {"host[:port]": {"username": "...", "password": "..."}}. Returns 0, or
+ * {"host[:port]": {"username": "...", "password": "..."}}.
+ * allow_private_redirects lifts the address check on redirects and token
+ * realms (extensions.sync.wharf.allowPrivateRedirects). Returns 0, or
  * WH_EINVAL with a message in err. */
-int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, wh_upstream **out, char *err,
-                    size_t errlen);
+int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, bool allow_private_redirects,
+                    wh_upstream **out, char *err, size_t errlen);
 
 /* Cancel every request (no callbacks fire) and free the client once curl's
  * sockets are closed. */

@@ -4,6 +4,10 @@ lifetime. The upstream is fakes/hostile.py on 127.0.0.1 (one blob, one
 manifest, misbehaving as each test configures it); each test runs its own
 upstream and its own Wharf, both stopped by pid.
 
+    RedirectTest   blob redirects to link-local, private, unspecified addresses
+                   refused (unless allowPrivateRedirects), to another loopback
+                   port followed; manifest and HEAD redirects never followed;
+                   Authorization only to the same origin
     BoundsTest     an error body that never ends, an endless manifest, a
                    Content-Length over the cap: answers come in bounded time
     TokenTest      expires_in 1e300, -5, "abc", 1e19, ...: the pull works
@@ -21,6 +25,8 @@ import unittest
 
 import upstream as up
 from harness import WHARF_BIN, Wharf, free_port, merge
+
+REFUSAL = "refusing an upstream redirect to a private address"
 
 # Upper bound for an answer that must come "at once" (well under curl's stall
 # limit of 30 s, and under the 60 s deadline); generous for the sanitizer build.
@@ -144,6 +150,99 @@ class Base(unittest.TestCase):
     def assert_upstream_error(self, w, r, status=502):
         self.assertEqual(r.status, status, "%r%s" % (r, self.log_tail(w)))
         self.assertIsNotNone(oci_error(r), "not the spec's error document: %r" % r)
+
+    def refusals(self, w):
+        return [rec for rec in w.log_records() if rec.get("message") == REFUSAL]
+
+
+# ================================================================ redirects
+
+class RedirectTest(Base):
+
+    def _refused(self, location, address):
+        """A blob GET redirected to location: refused before connecting, the
+        client gets a 502 error document at once, nothing is stored (fixed
+        upstream: fetched again and served)."""
+        self.up.configure(blob="redirect", blob_location=location)
+        w = self.wharf()
+        r = self.get_blob(w)
+        self.assert_upstream_error(w, r)
+        self.assertLess(r.elapsed, PROMPT_S)
+        recs = self.refusals(w)
+        self.assertTrue(recs, "no %r in the log%s" % (REFUSAL, self.log_tail(w)))
+        self.assertIn(address, json.dumps(recs[0]))
+        # Refused is final: no retry hammering the upstream.
+        self.assertEqual(len(self.up.events("registry", "blob", "GET")), 1)
+        self.assertEqual(self.up.events("other"), [])
+        self.up.configure(blob="serve")
+        self.assert_blob_served(w, self.get_blob(w))
+        self.assertEqual(len(self.up.events("registry", "blob", "GET")), 2)
+        return w
+
+    def test_blob_redirect_to_link_local_is_refused(self):
+        self._refused("http://169.254.169.254/latest/meta-data/", "169.254.169.254")
+
+    def test_blob_redirect_to_private_address_is_refused(self):
+        self._refused("http://10.1.2.3/blob", "10.1.2.3")
+
+    def test_blob_redirect_to_unspecified_address_is_refused(self):
+        # Linux connects 0.0.0.0 to the host itself: here the other port would
+        # answer with the blob, were the redirect followed.
+        self._refused("http://0.0.0.0:%d/blob" % self.up.other_port, "0.0.0.0")
+
+    def test_blob_redirect_to_another_loopback_port_is_followed(self):
+        # The upstream is on loopback: loopback is its own class, allowed.
+        self.up.configure(blob="redirect",
+                          blob_location="http://127.0.0.1:%d/blob" % self.up.other_port)
+        w = self.wharf()
+        self.assert_blob_served(w, self.get_blob(w))
+        self.assertEqual(len(self.up.events("other", method="GET")), 1)
+        self.assertEqual(self.refusals(w), [])
+
+    def test_allow_private_redirects(self):
+        self.up.configure(blob="redirect",
+                          blob_location="http://0.0.0.0:%d/blob" % self.up.other_port)
+        w = self.wharf(wharf_sync={"allowPrivateRedirects": True})
+        self.assert_blob_served(w, self.get_blob(w))
+        self.assertEqual(len(self.up.events("other", method="GET")), 1)
+        self.assertEqual(self.refusals(w), [])
+
+    def test_manifest_redirect_is_not_followed(self):
+        self.up.configure(manifest="redirect",
+                          manifest_location="http://127.0.0.1:%d/manifest" % self.up.other_port)
+        w = self.wharf()
+        r = self.get_manifest(w)
+        self.assert_upstream_error(w, r)
+        self.assertEqual(self.up.events("other"), [], "a manifest redirect was followed")
+        # Nothing stored: with the upstream fixed, the manifest is fetched again.
+        self.up.configure(manifest="serve")
+        r = self.get_manifest(w)
+        self.assertEqual(r.status, 200, "%r%s" % (r, self.log_tail(w)))
+        self.assertEqual(r.sha, self.manifest)
+        self.assertEqual(len(self.up.events("registry", "manifest", "GET")), 2)
+
+    def test_head_redirects_are_not_followed(self):
+        loc = "http://127.0.0.1:%d/" % self.up.other_port
+        self.up.configure(manifest_head="redirect", manifest_location=loc + "manifest",
+                          blob_head="redirect", blob_location=loc + "blob")
+        w = self.wharf()
+        self.assert_upstream_error(w, self.get_manifest(w))
+        r = self.get_blob(w, method="HEAD")  # no body: the status says it
+        self.assertEqual(r.status, 502, "%r%s" % (r, self.log_tail(w)))
+        self.assertEqual(self.up.events("other"), [], "a HEAD redirect was followed")
+
+    def test_authorization_only_to_the_same_origin(self):
+        self.up.configure(auth=True, blob="redirect",
+                          blob_location="%s/v2/app/blobs/%s?hop=1" % (self.up.url, self.blob))
+        w = self.wharf()
+        self.assert_blob_served(w, self.get_blob(w))
+        hops = [e for e in self.up.events("registry", "blob", "GET") if "hop=1" in e["path"]]
+        self.assertEqual([e["auth"] for e in hops], ["bearer"])
+        # Another port is another origin: no Authorization there.
+        self.up.configure(blob_location="http://127.0.0.1:%d/blob" % self.up.other_port)
+        w2 = self.wharf()
+        self.assert_blob_served(w2, self.get_blob(w2))
+        self.assertNotIn("auth_to_other_port", self.up.stats()["counters"])
 
 
 # ================================================================ bounds
