@@ -1015,12 +1015,19 @@ static void follow_redirect(wh_up_req *r)
 		lc.easy_getinfo(r->easy, CURLINFO_PRIMARY_IP, &ip);
 		r->origin_class = ip_text_class(ip);
 	}
-	if (!loc || r->hops >= MAX_REDIRECTS) {
-		/* The 3xx is the answer: the caller makes an error of it. */
-		wh_log(WH_LOG_WARN,
-		       loc ? "too many upstream redirects" : "upstream redirect without a Location",
-		       "url", WH_LS, r->reg->urls[r->url_idx], "path", WH_LS, r->path, "status",
-		       WH_LI, (long long)r->status, NULL);
+	const char *why = NULL;
+	if (!loc)
+		why = "upstream redirect without a Location";
+	else if (r->hops >= MAX_REDIRECTS)
+		why = "too many upstream redirects";
+	else if (strncasecmp(loc, "http://", 7) != 0 && strncasecmp(loc, "https://", 8) != 0)
+		why = "upstream redirect to neither http nor https";
+	if (why) {
+		/* The 3xx is the answer (asking again would get the same): the
+		 * caller makes an error of it. */
+		wh_log(WH_LOG_WARN, why, "url", WH_LS, r->reg->urls[r->url_idx], "path", WH_LS,
+		       r->path, "status", WH_LI, (long long)r->status, "location", WH_LS,
+		       loc ? loc : "", NULL);
 		deliver_head(r);
 		req_finish(r, 0);
 		return;

@@ -190,6 +190,22 @@ class RedirectTest(Base):
         # answer with the blob, were the redirect followed.
         self._refused("http://0.0.0.0:%d/blob" % self.up.other_port, "0.0.0.0")
 
+    def test_blob_redirects_that_lead_nowhere_are_the_answer(self):
+        """A redirect to another scheme, or one too many: a 502 at once,
+        without asking the upstream again."""
+        for i, loc in enumerate(["ftp://127.0.0.1:%d/blob" % self.up.other_port,
+                                 "%s/v2/app/blobs/%s" % (self.up.url, self.blob)]):
+            with self.subTest(location=loc):
+                self.up.configure(blob="redirect", blob_location=loc)
+                self.up.reset()
+                w = self.wharf()
+                r = self.get_blob(w)
+                self.assert_upstream_error(w, r)
+                self.assertLess(r.elapsed, PROMPT_S)
+                # Once, or the original and its 5 hops to itself.
+                self.assertEqual(len(self.up.events("registry", "blob", "GET")), [1, 6][i])
+                self.assertEqual(self.up.events("other"), [])
+
     def test_blob_redirect_to_another_loopback_port_is_followed(self):
         # The upstream is on loopback: loopback is its own class, allowed.
         self.up.configure(blob="redirect",
