@@ -726,6 +726,7 @@ static int parse_registries(struct parser *p, const cJSON *v, char *base)
 
 static const struct field sync_wharf_fields[] = {
     {"manifestCheckInterval", T_DURATION, 0, CFG(manifest_check_interval_ms), NULL, NULL},
+    {"allowPrivateRedirects", T_BOOL, 0, CFG(allow_private_redirects), NULL, NULL},
     {NULL, T_ANY, 0, 0, NULL, NULL},
 };
 

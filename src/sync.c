@@ -31,6 +31,14 @@ static const char ACCEPT_ALL[] =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
 
+/* What each kind of upstream request may do (wharf/upstream.h). Only a blob
+ * GET follows redirects, to a CDN: a manifest or a HEAD is answered by the
+ * registry itself, and a 3xx for it is an error. A blob's size is not known
+ * before its fetch: the digest check catches a wrong one, and b_on_data holds
+ * the upstream to its Content-Length. */
+static const wh_up_opts MANIFEST_GET = {.max_body = MANIFEST_MAX};
+static const wh_up_opts BLOB_GET = {.follow_redirects = true, .bulk = true, .max_body = -1};
+
 struct rule_re {
 	wh_regex *re, *ex; /* NULL: no such filter */
 };
@@ -55,7 +63,6 @@ struct mfetch {
 	char ctype[256];
 	char *buf;
 	size_t len, cap;
-	bool too_big;
 	struct mwait *waiters;
 };
 
@@ -390,17 +397,12 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	f->up_digest[0] = '\0';
 	if (h->digest && wh_digest_check(h->digest, strlen(h->digest)) == WH_DIGEST_OK)
 		memcpy(f->up_digest, h->digest, WH_DIGEST_LEN + 1);
-	if (!f->head_phase && h->content_length > MANIFEST_MAX)
-		f->too_big = true;
 }
 
 static int m_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
 	struct mfetch *f = arg;
-	if (f->too_big || f->len + len > MANIFEST_MAX) {
-		f->too_big = true;
-		return -1;
-	}
+	/* Never past MANIFEST_MAX: the upstream client holds the body to it. */
 	if (f->len + len > f->cap) {
 		size_t cap = f->cap ? f->cap : 8192;
 		while (cap < f->len + len)
@@ -424,7 +426,7 @@ static void mfetch_get(struct mfetch *f)
 	f->head_phase = false;
 	f->len = 0;
 	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, ACCEPT_ALL,
-	                            &mcbs, f);
+	                            &MANIFEST_GET, &mcbs, f);
 }
 
 /* Remember the sizes an image manifest declares for its blobs, so that the
@@ -448,7 +450,8 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	wh_sync *s = f->s;
 	f->up = NULL;
 	if (err != 0) {
-		mfetch_stale_or_error(f, 502, wh_strerror(err));
+		mfetch_stale_or_error(f, 502,
+		                      err == WH_ETOOBIG ? "manifest over 4 MiB" : wh_strerror(err));
 		return;
 	}
 	if (f->head_phase) {
@@ -471,10 +474,9 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 		mfetch_stale_or_error(f, f->status, why);
 		return;
 	}
-	if (f->status != 200 || f->too_big) {
+	if (f->status != 200) {
 		char why[64];
-		snprintf(why, sizeof(why),
-		         f->too_big ? "manifest over 4 MiB" : "upstream answered %d", f->status);
+		snprintf(why, sizeof(why), "upstream answered %d", f->status);
 		if (f->status == 404 || f->status == 401 || f->status == 403)
 			mfetch_not_upstream(f);
 		else
@@ -564,7 +566,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 			snprintf(path, sizeof(path), "/v2/%s/manifests/%s", map->upstream, ref);
 			f->head_phase = true;
 			f->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream,
-			                            ACCEPT_ALL, &mcbs, f);
+			                            ACCEPT_ALL, NULL, &mcbs, f);
 		}
 	}
 	struct mwait *w = wh_calloc(1, sizeof(*w));
@@ -863,7 +865,8 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	f->in_table = true;
 	char path[WH_NAME_MAX + 128];
 	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
-	f->up = wh_upstream_request(s->up, map->reg, "GET", path, map->upstream, NULL, &bcbs, f);
+	f->up = wh_upstream_request(s->up, map->reg, "GET", path, map->upstream, NULL, &BLOB_GET,
+	                            &bcbs, f);
 	return f;
 }
 
@@ -921,7 +924,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		char path[WH_NAME_MAX + 128];
 		snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
 		b->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream, NULL,
-		                            &bhcbs, b);
+		                            NULL, &bhcbs, b);
 		return;
 	}
 	if (!f) {
@@ -967,7 +970,8 @@ int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh
 	s->cfg = cfg;
 	s->store = store;
 	s->serve = *serve;
-	int rc = wh_upstream_new(loop, cfg->sync_credentials_file, &s->up, err, errlen);
+	int rc = wh_upstream_new(loop, cfg->sync_credentials_file, cfg->allow_private_redirects,
+	                         &s->up, err, errlen);
 	if (rc != 0) {
 		free(s);
 		return rc;

@@ -9,10 +9,15 @@
  *
  * A request that must be retried (401 → token, 429, 5xx, connection error)
  * gets a fresh easy handle; the multi handle keeps the connections, so a retry
- * or the next request to the same host reuses them. */
+ * or the next request to the same host reuses them. Redirects are followed
+ * here too, not by curl, each hop a fresh easy handle: that is how we know
+ * which connections go where the upstream sent us (and must pass the address
+ * check) and which requests may carry our Authorization. */
 #include "wharf/upstream.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <ctype.h>
 /* libcurl is loaded with dlopen at the first upstream request: it brings a
  * TLS stack and a dozen libraries (Kerberos, LDAP, ...) whose start-up costs
  * several MiB of memory, which a registry that is not filling its cache
@@ -22,20 +27,35 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <libpsl.h>
+#include <math.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "wharf/common.h"
 #include "wharf/log.h"
 
-#define TOKEN_MAX         256       /* cached tokens */
-#define TOKEN_BODY_MAX    (1 << 16) /* a token response larger than this is refused */
-#define RETRY_AFTER_MAX_S 5         /* wait at most this long for a 429's Retry-After */
-#define BACKOFF_MIN_MS    200
-#define BACKOFF_MAX_MS    4000
+#define TOKEN_MAX           256       /* cached tokens */
+#define TOKEN_BODY_MAX      (1 << 16) /* a token response larger than this is refused */
+#define TOKEN_TTL_DEFAULT_S 60        /* the token spec's lifetime when expires_in is absent */
+#define TOKEN_TTL_MAX_S     86400     /* a token is asked for again at least daily */
+#define RETRY_AFTER_MAX_S   5         /* wait at most this long for a 429's Retry-After */
+#define BACKOFF_MIN_MS      200
+#define BACKOFF_MAX_MS      4000
+
+/* How long and how much the upstream may take. Kept here together: Zot's
+ * syncTimeout and responseHeaderTimeout will set some of them. */
+#define CONNECT_TIMEOUT_MS 10000
+#define DEADLINE_MS        60000 /* a whole exchange, but a bulk one (a blob GET) */
+#define STALL_BYTES_PER_S  1024  /* under this for STALL_S, a transfer is cut */
+#define STALL_S            30
+#define HEADERS_MAX        (64 * 1024) /* header bytes of one exchange */
+#define MAX_REDIRECTS      5
+#define ERROR_BODY_MAX     (64 * 1024) /* of a body that is read only to be dropped */
 
 struct token {
 	char *key; /* base + "|" + scope */
@@ -65,12 +85,25 @@ struct wh_upstream {
 	int n_creds;
 	wh_up_req *reqs;
 	struct sock *socks;
+	bool allow_private_redirects;
 	int in_curl; /* depth of calls into curl that may call us back */
 	bool freeing;
 	int pending_closes;
 };
 
 enum phase { PH_MAIN, PH_TOKEN };
+
+/* Kinds of addresses a redirect may not lead to from an upstream of another
+ * kind. */
+enum addr_class {
+	AC_UNKNOWN,
+	AC_PUBLIC,
+	AC_LOOPBACK,
+	AC_LINK_LOCAL, /* 169.254/16 (cloud metadata), fe80::/10 */
+	AC_PRIVATE,    /* RFC 1918, 100.64/10, fc00::/7, fec0::/10 */
+	AC_UNSPECIFIED,
+	AC_MULTICAST, /* and broadcast, and 240/4 */
+};
 
 struct wh_up_req {
 	wh_upstream *up;
@@ -79,6 +112,7 @@ struct wh_up_req {
 	char *method, *path, *repo, *accept;
 	wh_up_cbs cbs;
 	void *arg;
+	wh_up_opts opts;
 
 	int url_idx;
 	int attempt;
@@ -89,6 +123,11 @@ struct wh_up_req {
 	bool tried_auth;
 	bool basic; /* answer a Basic challenge with the registry's credentials */
 	char token_key[512];
+	int hops;                     /* redirects followed since the original request */
+	char *hop_url;                /* where the current hop goes; NULL for the original */
+	enum addr_class origin_class; /* of the upstream that sent us elsewhere */
+	bool guarded;                 /* this exchange goes where the upstream sent us */
+	bool refused;                 /* ... and the address check refused a connection */
 
 	/* The response being received (headers are reset by each status line,
 	 * so after redirects they are the final response's). */
@@ -101,6 +140,12 @@ struct wh_up_req {
 	bool decided; /* looked at the final status: delivering or discarding */
 	bool discarding;
 	bool head_delivered;
+	bool headers_done; /* a final (non-1xx) response's headers are all in */
+	size_t header_bytes;
+	size_t dropped;   /* body bytes read and dropped */
+	int64_t body_len; /* 2xx body bytes passed on */
+	int fail;         /* a WH_E* code that ends the request whatever curl says */
+	const char *fail_why;
 	char *tbuf; /* token response body */
 	size_t tlen;
 
@@ -135,6 +180,10 @@ static struct {
 	void (*free)(void *);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void (*slist_free_all)(struct curl_slist *);
+	CURLU *(*url)(void);
+	CURLUcode (*url_set)(CURLU *, CURLUPart, const char *, unsigned int);
+	CURLUcode (*url_get)(CURLU *, CURLUPart, char **, unsigned int);
+	void (*url_cleanup)(CURLU *);
 } lc;
 
 /* 0 when libcurl is ready, WH_EUPSTREAM (logged once) when it cannot be. */
@@ -177,6 +226,10 @@ static int curl_load(void)
 	SYM(free, "curl_free");
 	SYM(slist_append, "curl_slist_append");
 	SYM(slist_free_all, "curl_slist_free_all");
+	SYM(url, "curl_url");
+	SYM(url_set, "curl_url_set");
+	SYM(url_get, "curl_url_get");
+	SYM(url_cleanup, "curl_url_cleanup");
 #undef SYM
 	if (lc.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		wh_log(WH_LOG_ERROR, "libcurl failed to initialise", NULL);
@@ -278,6 +331,155 @@ static const struct cred *find_cred(wh_upstream *up, const char *url)
 	return NULL;
 }
 
+/* scheme://host:port of a URL, lower-cased, the port always given, into buf.
+ * False when curl cannot parse the URL. */
+static bool url_origin(const char *url, char *buf, size_t buflen)
+{
+	CURLU *u = lc.url();
+	char *scheme = NULL, *host = NULL, *port = NULL;
+	bool ok = u && lc.url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	          lc.url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	          lc.url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	          lc.url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+	if (ok) {
+		snprintf(buf, buflen, "%s://%s:%s", scheme, host, port);
+		for (char *p = buf; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+	}
+	lc.free(scheme);
+	lc.free(host);
+	lc.free(port);
+	if (u)
+		lc.url_cleanup(u);
+	return ok;
+}
+
+/* Our Authorization and credentials go to the original request's scheme,
+ * host and port only, never to a CDN or anywhere else a redirect leads. */
+static bool same_origin(const char *a, const char *b)
+{
+	char oa[512], ob[512];
+	return url_origin(a, oa, sizeof(oa)) && url_origin(b, ob, sizeof(ob)) &&
+	       strcmp(oa, ob) == 0;
+}
+
+static enum addr_class ipv4_class(const unsigned char *a)
+{
+	if (a[0] == 127)
+		return AC_LOOPBACK;
+	if (a[0] == 169 && a[1] == 254)
+		return AC_LINK_LOCAL;
+	if (a[0] == 10 || (a[0] == 172 && (a[1] & 0xf0) == 16) || (a[0] == 192 && a[1] == 168) ||
+	    (a[0] == 100 && (a[1] & 0xc0) == 64))
+		return AC_PRIVATE;
+	if (a[0] == 0) /* 0.0.0.0/8: Linux connects 0.0.0.0 to the host itself */
+		return AC_UNSPECIFIED;
+	if (a[0] >= 224)
+		return AC_MULTICAST;
+	return AC_PUBLIC;
+}
+
+static enum addr_class ipv6_class(const unsigned char *a)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+	static const unsigned char zero[16];
+	if (memcmp(a, zero, 15) == 0 && a[15] <= 1)
+		return a[15] == 1 ? AC_LOOPBACK : AC_UNSPECIFIED;
+	/* An IPv4 address in IPv6 clothes is what it wraps. */
+	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0)
+		return ipv4_class(a + 12);
+	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+		return AC_LINK_LOCAL;
+	if ((a[0] & 0xfe) == 0xfc || (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0))
+		return AC_PRIVATE;
+	if (a[0] == 0xff)
+		return AC_MULTICAST;
+	return AC_PUBLIC;
+}
+
+static enum addr_class sockaddr_class(const struct sockaddr *sa, char *text, size_t textlen)
+{
+	snprintf(text, textlen, "?");
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, text, (socklen_t)textlen);
+		return ipv4_class((const unsigned char *)&in->sin_addr);
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, text, (socklen_t)textlen);
+		return ipv6_class(in6->sin6_addr.s6_addr);
+	}
+	return AC_UNKNOWN;
+}
+
+/* The class of a numeric address as curl gives it (CURLINFO_PRIMARY_IP). */
+static enum addr_class ip_text_class(const char *ip)
+{
+	unsigned char a[16];
+	if (!ip)
+		return AC_UNKNOWN;
+	if (inet_pton(AF_INET, ip, a) == 1)
+		return ipv4_class(a);
+	if (inet_pton(AF_INET6, ip, a) == 1)
+		return ipv6_class(a);
+	return AC_UNKNOWN;
+}
+
+/* A redirect (or a token realm) may lead to a public address, or to one of
+ * the same kind as the upstream's own: a registry on a private network may
+ * send us to its storage there, one on the internet may not send us to the
+ * cloud's metadata service or to what sits next to us. */
+static bool addr_allowed(const wh_up_req *r, enum addr_class c)
+{
+	return c == AC_PUBLIC || (c != AC_UNKNOWN && c == r->origin_class) ||
+	       r->up->allow_private_redirects;
+}
+
+static void log_refused(wh_up_req *r, const char *address)
+{
+	char *url = NULL;
+	lc.easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &url);
+	wh_log(WH_LOG_WARN,
+	       r->phase == PH_TOKEN ? "refusing a token realm at a private address"
+	                            : "refusing an upstream redirect to a private address",
+	       "address", WH_LS, address, "url", WH_LS, url ? url : "", "registry", WH_LS,
+	       r->reg->urls[r->url_idx], "hint", WH_LS,
+	       "extensions.sync.wharf.allowPrivateRedirects allows it", NULL);
+}
+
+/* curl asks us for every socket of a guarded exchange: the address is checked
+ * here, when it is known for sure, so that no name (nor a second answer to
+ * the same name) gets around the check. */
+static curl_socket_t open_socket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	wh_up_req *r = arg;
+	char text[INET6_ADDRSTRLEN];
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKET_BAD;
+	if (!addr_allowed(r, sockaddr_class(&a->addr, text, sizeof(text)))) {
+		log_refused(r, text);
+		r->refused = true;
+		return CURL_SOCKET_BAD; /* curl tries the next address, if any */
+	}
+	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+/* Before a request goes out, on a new connection or on one reused from the
+ * pool (opened for another request, under that one's rules). */
+static int prereq_cb(void *arg, char *ip, char *local_ip, int port, int local_port)
+{
+	wh_up_req *r = arg;
+	(void)local_ip, (void)port, (void)local_port;
+	if (addr_allowed(r, ip_text_class(ip)))
+		return CURL_PREREQFUNC_OK;
+	log_refused(r, ip ? ip : "?");
+	r->refused = true;
+	return CURL_PREREQFUNC_ABORT;
+}
+
 /* ---- tokens ---- */
 
 static const char *token_get(wh_upstream *up, const char *key)
@@ -289,6 +491,23 @@ static const char *token_get(wh_upstream *up, const char *key)
 	return NULL;
 }
 
+/* A token's lifetime from the token server's expires_in. The number is the
+ * server's to choose, so before any integer arithmetic it is brought into
+ * [1 s, TOKEN_TTL_MAX_S]: converting 1e300 to an integer is undefined, and so
+ * is what follows. What is not a positive finite number counts as absent. */
+static int64_t token_ttl_s(const cJSON *expires_in)
+{
+	if (!cJSON_IsNumber(expires_in) || !isfinite(expires_in->valuedouble) ||
+	    expires_in->valuedouble <= 0)
+		return TOKEN_TTL_DEFAULT_S;
+	if (expires_in->valuedouble >= TOKEN_TTL_MAX_S)
+		return TOKEN_TTL_MAX_S;
+	if (expires_in->valuedouble < 1)
+		return 1;
+	return (int64_t)expires_in->valuedouble;
+}
+
+/* ttl_s comes from token_ttl_s: in [1, TOKEN_TTL_MAX_S]. */
 static void token_put(wh_upstream *up, const char *key, const char *value, int64_t ttl_s)
 {
 	uint64_t now = wh_now_ms();
@@ -486,20 +705,53 @@ static void reset_response(wh_up_req *r)
 	free(r->challenge);
 	r->challenge = NULL;
 	r->decided = r->discarding = false;
+	r->headers_done = false;
+	r->dropped = 0;
 	free(r->tbuf);
 	r->tbuf = NULL;
 	r->tlen = 0;
+}
+
+static bool is_2xx(int status)
+{
+	return status >= 200 && status < 300;
 }
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 {
 	wh_up_req *r = arg;
 	size_t len = size * n;
+	/* Counted over the exchange, 1xx responses included, so that headers
+	 * that never end cannot hold a request that has no deadline. */
+	r->header_bytes += len;
+	if (r->header_bytes > HEADERS_MAX) {
+		r->fail = WH_EUPSTREAM;
+		r->fail_why = "response headers over 64 KiB";
+		return 0;
+	}
 	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
 		reset_response(r);
+		/* Three digits, as curl reads them: a longer number converted to an
+		 * int would wrap into some other status ("HTTP/1.1 4294967496"). */
 		const char *sp = memchr(buf, ' ', len);
-		if (sp)
-			r->status = (int)strtol(sp + 1, NULL, 10);
+		size_t rest = sp ? len - (size_t)(sp - buf) - 1 : 0;
+		if (rest >= 3 && isdigit((unsigned char)sp[1]) && isdigit((unsigned char)sp[2]) &&
+		    isdigit((unsigned char)sp[3]) && (rest == 3 || !isdigit((unsigned char)sp[4])))
+			r->status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+		return len;
+	}
+	if (buf[0] == '\r' || buf[0] == '\n') {
+		/* The end of a response's headers. */
+		if (r->status < 200)
+			return len;
+		r->headers_done = true;
+		if (r->phase == PH_MAIN && is_2xx(r->status) && r->opts.max_body >= 0 &&
+		    r->clen > r->opts.max_body && strcmp(r->method, "HEAD") != 0) {
+			/* Not a byte of it is read. */
+			r->fail = WH_ETOOBIG;
+			r->fail_why = "Content-Length over the size limit";
+			return 0;
+		}
 		return len;
 	}
 	const char *colon = memchr(buf, ':', len);
@@ -536,6 +788,11 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 	}
 #undef IS
 	return len;
+}
+
+static bool is_redirect(int status)
+{
+	return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
 static bool retryable(int status)
@@ -578,14 +835,24 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 		r->decided = true;
 		/* An answer we may still replace (auth, retry) is read and dropped. */
 		r->discarding = r->status < 200 || r->status == 401 ||
+		                (is_redirect(r->status) && r->opts.follow_redirects) ||
 		                (retryable(r->status) && r->attempt < r->reg->max_retries);
 		if (!r->discarding)
 			deliver_head(r);
 	}
-	if (r->discarding)
-		return len;
-	if (r->status < 200 || r->status >= 300)
-		return len; /* error bodies are not passed on */
+	if (r->discarding || !is_2xx(r->status)) {
+		/* Error bodies are not passed on, so they are read only so far: one
+		 * that never ends must not hold the request (and every client
+		 * waiting on it). Once cut, the status is the answer (main_done). */
+		r->dropped += len;
+		return r->dropped > ERROR_BODY_MAX ? 0 : len;
+	}
+	if (r->opts.max_body >= 0 && (int64_t)len > r->opts.max_body - r->body_len) {
+		r->fail = WH_ETOOBIG;
+		r->fail_why = "body over the size limit";
+		return 0;
+	}
+	r->body_len += (int64_t)len;
 	if (r->cbs.on_data && r->cbs.on_data(r, buf, len, r->arg) != 0)
 		return 0;
 	return r->cancelled ? 0 : len;
@@ -635,15 +902,23 @@ static CURL *easy_new(wh_up_req *r, const char *url)
 	lc.easy_setopt(e, CURLOPT_WRITEDATA, r);
 	lc.easy_setopt(e, CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
 	lc.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	lc.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	/* A transfer that stalls (under 1 KiB/s for 30 s) is cut. */
-	lc.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 30L);
+	lc.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+	/* A transfer that stalls is cut; one that goes on and on too, unless its
+	 * body may be large. */
+	lc.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES_PER_S);
+	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)STALL_S);
+	if (!(r->phase == PH_MAIN && r->opts.bulk))
+		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
 	lc.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	lc.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	lc.easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
 	lc.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
 	tls_options(r, e);
+	if (r->guarded) {
+		lc.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+		lc.easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
+		lc.easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
+		lc.easy_setopt(e, CURLOPT_PREREQDATA, r);
+	}
 	return e;
 }
 
@@ -651,6 +926,11 @@ static int add_easy(wh_up_req *r, CURL *e)
 {
 	r->easy = e;
 	r->decided = r->discarding = false;
+	r->header_bytes = 0;
+	r->body_len = 0;
+	r->fail = 0;
+	r->fail_why = NULL;
+	r->refused = false;
 	if (lc.multi_add_handle(r->up->multi, e) != CURLM_OK) {
 		lc.easy_cleanup(e);
 		r->easy = NULL;
@@ -659,13 +939,21 @@ static int add_easy(wh_up_req *r, CURL *e)
 	return 0;
 }
 
-static void start_main(wh_up_req *r)
+/* The URL of the original request: the registry's, at url_idx. */
+static void main_url(const wh_up_req *r, char *url, size_t urllen)
 {
-	char base[512], url[4096];
-	const char *u = r->reg->urls[r->url_idx];
-	wh_upstream_base(u, base, sizeof(base));
-	snprintf(url, sizeof(url), "%s%s", base, r->path);
+	char base[512];
+	wh_upstream_base(r->reg->urls[r->url_idx], base, sizeof(base));
+	snprintf(url, urllen, "%s%s", base, r->path);
+}
+
+/* One exchange of the main request: to url, the original or a redirect hop. */
+static void send_main(wh_up_req *r, const char *url)
+{
+	char orig[4096];
+	main_url(r, orig, sizeof(orig));
 	r->phase = PH_MAIN;
+	r->guarded = r->hops > 0;
 	reset_response(r);
 	CURL *e = easy_new(r, url);
 	if (!e) {
@@ -674,16 +962,36 @@ static void start_main(wh_up_req *r)
 	}
 	if (strcmp(r->method, "HEAD") == 0)
 		lc.easy_setopt(e, CURLOPT_NOBODY, 1L);
-	lc.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-	lc.easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-	/* curl sends a custom Authorization header only to the host of the
-	 * first request, never to a CDN it is redirected to. */
-	lc.easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	if (r->accept) {
 		char h[2048];
 		snprintf(h, sizeof(h), "Accept: %s", r->accept);
 		r->hdrs = lc.slist_append(r->hdrs, h);
 	}
+	bool home = r->hops == 0 || same_origin(url, orig);
+	if (home && r->authz)
+		r->hdrs = lc.slist_append(r->hdrs, r->authz);
+	lc.easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	const struct cred *cr =
+	    home && r->basic ? find_cred(r->up, r->reg->urls[r->url_idx]) : NULL;
+	if (cr) {
+		lc.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		lc.easy_setopt(e, CURLOPT_USERNAME, cr->user);
+		lc.easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
+	}
+	if (add_easy(r, e) != 0)
+		req_finish(r, WH_EUPSTREAM);
+}
+
+/* The original request, from the start (again, after a retry). */
+static void start_main(wh_up_req *r)
+{
+	char base[512], url[4096];
+	wh_upstream_base(r->reg->urls[r->url_idx], base, sizeof(base));
+	main_url(r, url, sizeof(url));
+	r->hops = 0;
+	free(r->hop_url);
+	r->hop_url = NULL;
+	r->origin_class = AC_UNKNOWN;
 	if (snprintf(r->token_key, sizeof(r->token_key), "%s|repository:%s:pull", base, r->repo) >=
 	    (int)sizeof(r->token_key))
 		r->token_key[0] = '\0'; /* too long to cache under */
@@ -695,18 +1003,41 @@ static void start_main(wh_up_req *r)
 			snprintf(r->authz, n, "Authorization: Bearer %s", tok);
 		}
 	}
-	if (r->authz)
-		r->hdrs = lc.slist_append(r->hdrs, r->authz);
-	lc.easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
-	const struct cred *cr = r->basic ? find_cred(r->up, u) : NULL;
-	if (cr) {
-		/* curl keeps these to the first host too. */
-		lc.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		lc.easy_setopt(e, CURLOPT_USERNAME, cr->user);
-		lc.easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
+	send_main(r, url);
+}
+
+/* A 3xx that the caller lets us follow: the next hop, on a fresh handle. */
+static void follow_redirect(wh_up_req *r)
+{
+	char *loc = NULL, *ip = NULL;
+	lc.easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
+	if (r->hops == 0) {
+		lc.easy_getinfo(r->easy, CURLINFO_PRIMARY_IP, &ip);
+		r->origin_class = ip_text_class(ip);
 	}
-	if (add_easy(r, e) != 0)
-		req_finish(r, WH_EUPSTREAM);
+	const char *why = NULL;
+	if (!loc)
+		why = "upstream redirect without a Location";
+	else if (r->hops >= MAX_REDIRECTS)
+		why = "too many upstream redirects";
+	else if (strncasecmp(loc, "http://", 7) != 0 && strncasecmp(loc, "https://", 8) != 0)
+		why = "upstream redirect to neither http nor https";
+	if (why) {
+		/* The 3xx is the answer (asking again would get the same): the
+		 * caller makes an error of it. */
+		wh_log(WH_LOG_WARN, why, "url", WH_LS, r->reg->urls[r->url_idx], "path", WH_LS,
+		       r->path, "status", WH_LI, (long long)r->status, "location", WH_LS,
+		       loc ? loc : "", NULL);
+		deliver_head(r);
+		req_finish(r, 0);
+		return;
+	}
+	char *next = wh_strdup(loc); /* loc belongs to the handle */
+	easy_release(r);
+	free(r->hop_url);
+	r->hop_url = next;
+	r->hops++;
+	send_main(r, next);
 }
 
 static char *url_escape(const char *s)
@@ -735,12 +1066,13 @@ static bool start_token(wh_up_req *r, const struct challenge *c)
 	free(es);
 	free(sc);
 	r->phase = PH_TOKEN;
+	/* The realm is the upstream's choice, as a redirect is; and its answer
+	 * is the answer: a 3xx is no token. */
+	r->guarded = true;
 	reset_response(r);
 	CURL *e = easy_new(r, url);
 	if (!e)
 		return false;
-	lc.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-	lc.easy_setopt(e, CURLOPT_MAXREDIRS, 3L);
 	const struct cred *cr = find_cred(r->up, u);
 	if (cr && realm_trusted(u, c->realm)) {
 		lc.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
@@ -789,6 +1121,7 @@ static void req_free_cb(uv_handle_t *h)
 	free(r->authz);
 	free(r->challenge);
 	free(r->tbuf);
+	free(r->hop_url);
 	free(r);
 }
 
@@ -842,8 +1175,7 @@ static void token_done(wh_up_req *r, CURLcode res)
 		req_finish(r, 0);
 		return;
 	}
-	int64_t ttl = cJSON_IsNumber(exp) && exp->valuedouble > 0 ? (int64_t)exp->valuedouble : 60;
-	token_put(r->up, r->token_key, tok->valuestring, ttl);
+	token_put(r->up, r->token_key, tok->valuestring, token_ttl_s(exp));
 	size_t n = strlen(tok->valuestring) + 32;
 	free(r->authz);
 	r->authz = wh_malloc(n);
@@ -858,6 +1190,23 @@ static void main_done(wh_up_req *r, CURLcode res)
 	lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	r->status = (int)status;
 	const char *u = r->reg->urls[r->url_idx];
+	if (r->fail) {
+		/* Retrying would only ask for more of the same. */
+		if (r->fail_why)
+			wh_log(WH_LOG_WARN, "upstream answer refused", "url", WH_LS, u, "path",
+			       WH_LS, r->path, "error", WH_LS, r->fail_why, NULL);
+		easy_release(r);
+		req_finish(r, r->fail);
+		return;
+	}
+	if (res != CURLE_OK && r->refused) {
+		/* Logged with the address; asking again would go the same way. */
+		easy_release(r);
+		req_finish(r, WH_EUPSTREAM);
+		return;
+	}
+	if (res != CURLE_OK && r->headers_done && !is_2xx((int)status))
+		res = CURLE_OK; /* the body is dropped anyway: its status is the answer */
 	if (res != CURLE_OK) {
 		wh_log(WH_LOG_WARN, "upstream request failed", "url", WH_LS, u, "path", WH_LS,
 		       r->path, "error", WH_LS, lc.easy_strerror(res), "attempt", WH_LI,
@@ -880,9 +1229,16 @@ static void main_done(wh_up_req *r, CURLcode res)
 		req_finish(r, WH_EUPSTREAM);
 		return;
 	}
-	if (status == 401 && !r->tried_auth && r->challenge) {
+	if (is_redirect((int)status) && r->opts.follow_redirects) {
+		follow_redirect(r);
+		return;
+	}
+	if (status == 401 && r->hops == 0 && !r->tried_auth && r->challenge) {
 		struct challenge c;
+		char *ip = NULL;
 		parse_challenge(r->challenge, &c);
+		lc.easy_getinfo(r->easy, CURLINFO_PRIMARY_IP, &ip);
+		r->origin_class = ip_text_class(ip); /* for the realm's address check */
 		easy_release(r);
 		r->tried_auth = true;
 		free(r->authz);
@@ -1046,11 +1402,12 @@ static int multi_ready(wh_upstream *up)
 	return 0;
 }
 
-int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, wh_upstream **out, char *err,
-                    size_t errlen)
+int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, bool allow_private_redirects,
+                    wh_upstream **out, char *err, size_t errlen)
 {
 	wh_upstream *up = wh_calloc(1, sizeof(*up));
 	up->loop = loop;
+	up->allow_private_redirects = allow_private_redirects;
 	if (credentials_file && load_creds(up, credentials_file, err, errlen) != 0) {
 		free_creds(up);
 		free(up);
@@ -1087,7 +1444,7 @@ void wh_upstream_free(wh_upstream *up)
 
 wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, const char *method,
                                const char *path, const char *repo, const char *accept,
-                               const wh_up_cbs *cbs, void *arg)
+                               const wh_up_opts *opts, const wh_up_cbs *cbs, void *arg)
 {
 	wh_up_req *r = wh_calloc(1, sizeof(*r));
 	r->up = up;
@@ -1098,6 +1455,10 @@ wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, con
 	r->accept = accept ? wh_strdup(accept) : NULL;
 	r->cbs = *cbs;
 	r->arg = arg;
+	if (opts)
+		r->opts = *opts;
+	else
+		r->opts.max_body = -1;
 	r->retry_after = -1;
 	r->clen = -1;
 	uv_timer_init(up->loop, &r->retry_timer);

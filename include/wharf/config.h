@@ -94,6 +94,11 @@ typedef struct wh_config {
 	/* extensions.sync.wharf.manifestCheckInterval, default 5 min; each registry's
 	 * manifest_check_interval_ms is the one to use */
 	int64_t manifest_check_interval_ms;
+	/* extensions.sync.wharf.allowPrivateRedirects, default false: an upstream may
+	 * redirect (or send for a token) to a loopback, link-local, private,
+	 * unspecified or multicast address only when it is at such an address
+	 * itself; true lifts that (upstream.h) */
+	bool allow_private_redirects;
 
 	/* Keys Zot accepts that Wharf ignores for now, as "path" strings. */
 	char **warnings;

@@ -74,6 +74,7 @@ static void check_classic(const wh_config *c, const char *root, const char *addr
 	CHECK(c->search_enable && c->ui_enable && !c->metrics_enable && c->sync_enable);
 	CHECK(c->sync_credentials_file == NULL);
 	CHECK(c->manifest_check_interval_ms == 300000);
+	CHECK(!c->allow_private_redirects);
 	CHECK(c->n_warnings == 0);
 	CHECK(c->n_registries == 2);
 	if (c->n_registries != 2)
@@ -178,7 +179,8 @@ static void test_defaults_when_absent(void)
 	            " 'idleTimeout': '1m', 'bodyTimeout': '2m', 'sendTimeout': '3m',"
 	            " 'shutdownTimeout': '0', 'maxConnections': 10, 'maxHeaderBytes': 8192,"
 	            " 'maxHeaders': 50}}, 'extensions': {'sync': {'wharf':"
-	            " {'manifestCheckInterval': '30s'}, 'registries': [{'urls':"
+	            " {'manifestCheckInterval': '30s', 'allowPrivateRedirects': true},"
+	            " 'registries': [{'urls':"
 	            " ['http://localhost:5001/']}]}}}",
 	            &c, err, sizeof(err)) == 0);
 	CHECK(c.log_level == WH_LOG_WARN);
@@ -188,6 +190,7 @@ static void test_defaults_when_absent(void)
 	CHECK(c.shutdown_timeout_ms == 0);
 	CHECK(c.max_connections == 10 && c.max_header_bytes == 8192 && c.max_headers == 50);
 	CHECK(c.manifest_check_interval_ms == 30000);
+	CHECK(c.allow_private_redirects);
 	CHECK(c.n_registries == 1 && c.registries[0].manifest_check_interval_ms == 30000);
 	CHECK(c.n_registries == 1 && c.registries[0].n_content == 0);
 	CHECK(c.n_registries == 1 && !c.registries[0].on_demand);
@@ -269,6 +272,8 @@ static const struct {
      "extensions.search.enable: expected a boolean"},
     {"{" R ", 'extensions': {'sync': {'wharf': {'manifestCheckInterval': 'h'}}}}",
      "extensions.sync.wharf.manifestCheckInterval: invalid duration \"h\"..."},
+    {"{" R ", 'extensions': {'sync': {'wharf': {'allowPrivateRedirects': 1}}}}",
+     "extensions.sync.wharf.allowPrivateRedirects: expected a boolean"},
     {"{" R ", 'extensions': {'sync': {'credentialsFile': ['a']}}}",
      "extensions.sync.credentialsFile: expected a string"},
     /* registries */
@@ -634,6 +639,7 @@ static void test_examples(void)
 		CHECK(c.metrics_enable);
 		CHECK_STREQ(c.sync_credentials_file, "/etc/wharf/credentials.json");
 		CHECK(c.manifest_check_interval_ms == 300000);
+		CHECK(!c.allow_private_redirects);
 		CHECK(c.n_registries == 3);
 	}
 	if (c.n_registries == 3) {
