@@ -865,8 +865,11 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	f->in_table = true;
 	char path[WH_NAME_MAX + 128];
 	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
-	f->up = wh_upstream_request(s->up, map->reg, "GET", path, map->upstream, NULL, &BLOB_GET,
-	                            &bcbs, f);
+	/* Never more than the manifest declared, when one did. */
+	wh_up_opts opts = BLOB_GET;
+	opts.max_body = f->expect;
+	f->up =
+	    wh_upstream_request(s->up, map->reg, "GET", path, map->upstream, NULL, &opts, &bcbs, f);
 	return f;
 }
 

@@ -521,18 +521,21 @@ class HostileUpstreamTest(unittest.TestCase):
         self.assertTrue(all(s <= len(layer) for s in sizes), sizes)
 
     def test_blob_length_differing_from_declared_fails_at_once(self):
-        layer = b"M" * 1000
-        self.up.manifest("len", "v1", manifest_for(b"{}", [layer]))
-        self.up.routes["/v2/len/blobs/%s" % sha(layer)] = \
+        # Longer than declared (refused on its Content-Length, before a body
+        # byte) and shorter (refused at its head): nothing is streamed.
+        big, small = b"M" * 1000, b"N" * 1000
+        self.up.manifest("len", "v1", manifest_for(b"{}", [big, small]))
+        self.up.routes["/v2/len/blobs/%s" % sha(big)] = \
             lambda h: HostileUpstream.send(h, 200, b"Y" * (4 << 20), "application/octet-stream")
+        self.up.routes["/v2/len/blobs/%s" % sha(small)] = \
+            lambda h: HostileUpstream.send(h, 200, b"Y" * 10, "application/octet-stream")
         self.w = sync_wharf(self.up)
         self.assertEqual(self.w.request("GET", "/v2/dockerhub/len/manifests/v1")[0], 200)
-        st, _, body = self.w.request("GET", "/v2/dockerhub/len/blobs/" + sha(layer))
-        self.assertEqual(st, 502, body)
-        recs = [x for x in self.w.log_records()
-                if "differs from its manifest" in str(x.get("message"))]
-        self.assertTrue(recs, self.w.log()[-2000:])
-
+        for layer, needle in ((big, "over the size limit"), (small, "differs from its manifest")):
+            st, _, body = self.w.request("GET", "/v2/dockerhub/len/blobs/" + sha(layer))
+            self.assertEqual(st, 502, body)
+            self.assertEqual(json.loads(body)["errors"][0]["code"], "UNKNOWN")
+            self.assertIn(needle, self.w.log())
 
 if __name__ == "__main__":
     unittest.main()
