@@ -364,9 +364,7 @@ class Bench:
         path = "/v2/%s/blobs/%s" % (self.blob_repo, self.blob.digest)
 
         def prepare(s, srv):
-            r = load.curl_fetch(srv.url + path, 60)
-            if (r["status"], r["digest"]) != (200, self.blob.digest):
-                raise MeasureError("GET blob: %d, %s" % (r["status"], r["digest"]))
+            load.check_blob(srv.url + path, self.blob, 60)
             if p.warmup:
                 load.wrk(srv.url + path, 16, p.warmup, timeout_s=30)
 
@@ -533,7 +531,7 @@ class Bench:
 
         # Is the front throttling? (nginx lets about one second's worth through at once.)
         if layer.size > 2 * p.throttle:
-            r = load.curl_fetch(front.url + layer_path, 120)
+            r = load.fetch(front.url + layer_path, 120)
             rate = layer.size / r["total_s"]
             say("  throttle check: %s in %.2f s = %.1f MB/s" % (mib(layer.size), r["total_s"],
                                                                  rate / 1e6))
@@ -586,10 +584,11 @@ class Bench:
         ttfb, total, errors, detail = {}, {}, {}, {}
         for k in kinds:
             try:
-                r, reqs = measure(k, lambda c: load.curl_fetch(c.url + layer_path, 300))
-                if (r["status"], r["size"], r["digest"]) != (200, layer.size, layer.digest):
-                    raise MeasureError("GET layer: %d, %d bytes, %s"
-                                       % (r["status"], r["size"], r["digest"]))
+                r, reqs = measure(k, lambda c: load.fetch(c.url + layer_path, 300))
+                if r["error"] or (r["status"], r["size"], r["digest"]) != (200, layer.size,
+                                                                           layer.digest):
+                    raise MeasureError("GET layer: %s, %d bytes, %s %s" % (
+                        r["status"], r["size"], r["digest"], r["error"] or ""))
                 ttfb[k] = r["ttfb_s"] * 1000
                 total[k] = r["total_s"]
                 detail[k] = {"upstream_bytes_layer": upstream_bytes(reqs, layer.digest),
@@ -599,8 +598,8 @@ class Bench:
             except MeasureError as e:
                 errors[k] = str(e)
                 say("  first byte %-12s ERROR %s" % (k, e))
-        self.fig("cold", "cold_ttfb_ms", "first byte, uncached %s layer" % mib(layer.size), "ms",
-                 ttfb, better="lower", errors=errors, detail=detail,
+        self.fig("cold", "cold_ttfb_ms", "first body byte, uncached %s layer" % mib(layer.size),
+                 "ms", ttfb, better="lower", errors=errors, detail=detail,
                  target=all_of(ratio_at_most("distribution", 1.0), at_most(1000, "1000 ms")))
         self.fig("cold", "cold_layer_s", "  whole layer, 1 client", "s", total, better="lower")
 
@@ -609,9 +608,9 @@ class Bench:
         for k in kinds:
             try:
                 (w, results), reqs = measure(
-                    k, lambda c: load.curl_parallel(c.url + layer_path, p.clients, 300))
+                    k, lambda c: load.fetch_parallel(c.url + layer_path, p.clients, 300))
                 bad = [r for r in results
-                       if r is None or (r["status"], r["size"], r["digest"])
+                       if r is None or r["error"] or (r["status"], r["size"], r["digest"])
                        != (200, layer.size, layer.digest)]
                 if bad:
                     raise MeasureError("%d of %d clients got a wrong answer, e.g. %s"

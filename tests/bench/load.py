@@ -1,5 +1,5 @@
-"""Load and measurement tools: wrk (GET), ab (HEAD), curl (first byte,
-concurrent fetches), skopeo (whole pulls), a small push client (monolithic
+"""Load and measurement tools: wrk (GET), ab (HEAD), http.client fetches
+(first body byte, concurrent fetches, digest checks), skopeo (whole pulls), a small push client (monolithic
 and chunked uploads), idle connections, slow readers and an RSS sampler.
 
 Every call is bounded in time; a tool that fails or times out raises
@@ -119,50 +119,66 @@ def http10_keepalive(port, path, headers=()):
     return None
 
 
-# ------------------------------------------------------------------ curl
+# ------------------------------------------------------------------ single fetches
 
-def curl_fetch(url, max_time=300):
-    """GET url with curl, hashing the body as it arrives.
-    {"status", "ttfb_s", "total_s", "size", "digest"}."""
-    cmd = ["curl", "-s", "--max-time", str(max_time), "-w",
-           "%{stderr}%{http_code} %{time_starttransfer} %{time_total} %{size_download}", url]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL)
+def fetch(url, timeout=300):
+    """GET url on a fresh connection, as tests/integration/test_pull_through.py
+    does: the clock starts before the request is sent, the first byte is the
+    first byte of the BODY (read(1) after the head), and the body is hashed
+    as it streams. {"status", "ttfb_s", "total_s", "size", "digest", "error"};
+    error is None, or why the body is not whole (short, a socket error)."""
+    u = urllib.parse.urlsplit(url)
     h = hashlib.sha256()
-    for chunk in iter(lambda: p.stdout.read(1 << 20), b""):
-        h.update(chunk)
-    err = p.stderr.read().decode()
-    rc = p.wait(max_time + 10)
+    out = {"status": None, "ttfb_s": None, "size": 0, "error": None}
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
-        code, ttfb, total, size = err.split()[-4:]
-        status = int(code)
-    except ValueError:
-        raise MeasureError("curl %s: exit %d %r" % (url, rc, err[-200:]))
-    return {"status": status, "curl_exit": rc, "ttfb_s": float(ttfb), "total_s": float(total),
-            "size": int(float(size)), "digest": "sha256:" + h.hexdigest()}
+        c.request("GET", u.path)
+        r = c.getresponse()
+        out["status"] = r.status
+        data = r.read(1)
+        out["ttfb_s"] = time.monotonic() - t0
+        while data:
+            h.update(data)
+            out["size"] += len(data)
+            data = r.read(1 << 20)
+        length = r.getheader("content-length")
+        if length is not None and length.isdigit() and int(length) != out["size"]:
+            out["error"] = "short body: %d of %s bytes" % (out["size"], length)
+    except (http.client.HTTPException, OSError) as e:
+        out["error"] = "%s: %s" % (e.__class__.__name__, e)
+    finally:
+        c.close()
+    out["total_s"] = time.monotonic() - t0
+    out["digest"] = "sha256:" + h.hexdigest()
+    return out
 
 
-def curl_parallel(url, n, max_time=300):
-    """n curl clients at once on url: (wall seconds, [curl_fetch results])."""
+def fetch_parallel(url, n, timeout=300):
+    """n clients at once on url: (wall seconds, [fetch results])."""
     results = [None] * n
-    errors = []
 
     def one(i):
-        try:
-            results[i] = curl_fetch(url, max_time)
-        except MeasureError as e:
-            errors.append(str(e))
+        results[i] = fetch(url, timeout)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(max_time + 20)
-    wall = time.monotonic() - t0
-    if errors:
-        raise MeasureError(errors[0])
-    return wall, results
+        t.join(timeout + 20)
+    return time.monotonic() - t0, results
+
+
+def check_blob(url, blob, timeout=300):
+    """GET url and check it is blob, byte for byte (status, length, sha256).
+    Raises MeasureError; returns the fetch result."""
+    r = fetch(url, timeout)
+    if r["error"] or (r["status"], r["size"], r["digest"]) != (200, blob.size, blob.digest):
+        raise MeasureError("GET %s: %s, %d of %d bytes, %s%s" % (
+            urllib.parse.urlsplit(url).path, r["status"], r["size"], blob.size, r["digest"],
+            ", " + r["error"] if r["error"] else ""))
+    return r
 
 
 # ------------------------------------------------------------------ skopeo
