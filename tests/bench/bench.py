@@ -268,15 +268,17 @@ class Bench:
         if h.get("content-type", "").split(";")[0] != self.mani.media_type:
             raise MeasureError("%s %s: Content-Type %r" % (method, path, h.get("content-type")))
 
-    def _rounds(self, what, prepare, run, key="rps"):
+    def _rounds(self, what, prepare, run, key="rps", verify=None):
         """Load runs of every local system, interleaved: prepare(s, srv) once
-        (check the answer, warm up), then run(s, srv) `rounds` times in turn.
-        Returns ({system: the run with the best `key`}, errors): on a shared
-        machine the best round is the least disturbed one; every round is
-        kept in the JSON. A system with a failed request in any round is in
-        errors, not in the result: a broken round is never the best one, and
-        the row is ERR. Each run records the server's CPU use and the CPU
-        used meanwhile by other processes (1.0 = one core busy)."""
+        (check the answer, warm up), then run(s, srv) `rounds` times in turn,
+        each followed by verify(s, srv) if given (outside the measured
+        window). Returns ({system: the run with the best `key`}, errors): on
+        a shared machine the best round is the least disturbed one; every
+        round is kept in the JSON. A system with a failed request in any
+        round (or a failed check) is in errors, not in the result: a broken
+        round is never the best one, and the row is ERR. Each run records
+        the server's CPU use and the CPU used meanwhile by other processes
+        (1.0 = one core busy)."""
         runs, errors = {}, {}
         for s, srv in self.each_local():
             try:
@@ -303,6 +305,8 @@ class Bench:
                     if r["errors"]:
                         raise MeasureError("round %d: %d of %d requests failed: %s" % (
                             i + 1, r["errors"], r["requests"], r["error_kinds"]))
+                    if verify:
+                        verify(s, srv)
                 except MeasureError as e:
                     errors[s] = str(e)
                     say("  %-18s %-12s ERROR %s" % (what, s, e))
@@ -374,20 +378,23 @@ class Bench:
     def phase_warm_blob(self):
         p = self.plan
         path = "/v2/%s/blobs/%s" % (self.blob_repo, self.blob.digest)
+        conns = 16
+
+        def check(s, srv):
+            load.check_blob(srv.url + path, self.blob, 60)
 
         def prepare(s, srv):
-            load.check_blob(srv.url + path, self.blob, 60)
+            check(s, srv)
             if p.warmup:
-                load.wrk(srv.url + path, 16, p.warmup, self.blob.path, timeout_s=30)
+                load.get_load(srv.port, path, conns, p.warmup, self.blob.size)
 
-        def run(s, srv):
-            r = load.wrk(srv.url + path, 16, p.blob_seconds, self.blob.path, timeout_s=30)
-            return dict(r, mb_s=r["rps"] * self.blob.size / 1e6)
-
-        picked, errors = self._rounds("blob GET", prepare, run, key="mb_s")
-        self.fig("warm", "blob_get_mb_s", "blob GET %s, 16 conns" % mib(self.blob.size), "MB/s",
-                 {s: r["mb_s"] for s, r in picked.items()}, target=ratio_at_least("nginx", 0.9),
-                 errors=errors, detail=picked, fmt="%.0f")
+        picked, errors = self._rounds(
+            "blob GET", prepare,
+            lambda s, srv: load.get_load(srv.port, path, conns, p.blob_seconds, self.blob.size),
+            key="mb_s", verify=check)
+        self.fig("warm", "blob_get_mb_s", "blob GET %s, %d conns" % (mib(self.blob.size), conns),
+                 "MB/s", {s: r["mb_s"] for s, r in picked.items()},
+                 target=ratio_at_least("nginx", 0.9), errors=errors, detail=picked, fmt="%.0f")
         self.fig("warm", "blob_get_cpu_ms_per_gb", "  server CPU per GB sent", "ms/GB",
                  {s: r["server_cpu"] / r["mb_s"] * 1e6 for s, r in picked.items()},
                  better="lower", errors=errors, fmt="%.0f")

@@ -1,6 +1,7 @@
-"""Load and measurement tools: wrk (GET), ab (HEAD), http.client fetches
-(first body byte, concurrent fetches, digest checks), skopeo (whole pulls), a small push client (monolithic
-and chunked uploads), idle connections, slow readers and an RSS sampler.
+"""Load and measurement tools: wrk (manifest GET), getload.py (blob GET),
+ab (HEAD), http.client fetches (first body byte, concurrent fetches, digest
+checks), skopeo (whole pulls), a small push client (monolithic and chunked
+uploads), idle connections, slow readers and an RSS sampler.
 
 Every call is bounded in time; a tool that fails or times out raises
 MeasureError with the reason, which the bench records for that figure and
@@ -13,16 +14,19 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+from collections import Counter
 
 import upstream
 import systems
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WRK_SCRIPT = os.path.join(HERE, "wrk_report.lua")
+GETLOAD = os.path.join(HERE, "getload.py")
 
 
 class MeasureError(Exception):
@@ -68,6 +72,50 @@ def wrk(url, conns, seconds, body_file, headers=(), timeout_s=10):
             "p99_ms": r["p99_us"] / 1000.0, "requests": r["requests"],
             "errors": sum(n for k, n in kinds.items() if isinstance(n, int)),
             "error_kinds": kinds}
+
+
+def get_load(port, path, conns, seconds, size):
+    """GET load for big bodies with getload.py: one process per client CPU,
+    each pinned to its CPU, the connections shared out. Only complete 200s
+    of `size` bytes count: {"mb_s", "rps", "p50_ms", "p99_ms", "requests",
+    "errors", "error_kinds"}; MB/s = correct body bytes / 10^6 / seconds."""
+    cpus = sorted(systems.CLIENT_CPUS) if systems.CLIENT_CPUS else [None]
+    cpus = cpus[:conns]
+    procs = []
+    for i, cpu in enumerate(cpus):
+        n = conns // len(cpus) + (i < conns % len(cpus))
+        with systems.on({cpu} if cpu is not None else None):
+            procs.append(subprocess.Popen(
+                [sys.executable, GETLOAD, "127.0.0.1", str(port), path, str(n), str(seconds),
+                 str(size)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL))
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise MeasureError("getload: no result within %ds" % (seconds + 60))
+        if p.returncode != 0:
+            raise MeasureError("getload failed (%d): %s" % (p.returncode, err.decode()[-300:]))
+        results.append(json.loads(out))
+    ok = sum(r["ok"] for r in results)
+    secs = max(r["duration_s"] for r in results)
+    lat = sorted(t for r in results for t in r["latencies_s"])
+    kinds = Counter()
+    for r in results:
+        kinds.update(r["bad"])
+    if not ok and not kinds:
+        kinds["no_request_completed"] = 1
+
+    def pct(q):
+        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else None
+
+    return {"mb_s": ok * size / secs / 1e6, "rps": ok / secs, "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99), "requests": ok + sum(kinds.values()),
+            "errors": sum(kinds.values()), "error_kinds": dict(kinds),
+            "processes": len(procs)}
 
 
 def ab_head(url, conns, seconds, headers=()):
