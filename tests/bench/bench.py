@@ -868,6 +868,8 @@ class Bench:
             "ERR); skopeo, push, startup: medians. Cold rows: Wharf pull-through vs "
             "Distribution proxy, upstream through nginx limit_rate %g MB/s."
             % (self.plan.rounds, self.plan.seconds, self.plan.throttle / 1e6))
+        for line in self.setup_lines():
+            say("  " + line)
         say(report.table(self.figures))
         errs = report.errors_text(self.figures)
         if errs:
@@ -885,7 +887,7 @@ class Bench:
 
         out = {"mode": self.plan.mode, "seconds": round(elapsed, 1),
                "machine": dict(self.machine_info, busy=self.busy), "plan": vars(self.plan),
-               "verdict": verdict,
+               "setup": self.setup_lines(), "verdict": verdict,
                "figures": [f.to_json() for f in self.figures], "notes": self.notes,
                "log_problems": {k: dict(v) for k, v in problems.items()},
                "broken_phases": self.broken}
@@ -894,6 +896,21 @@ class Bench:
             json.dump(out, f, indent=2, default=str)
         say("\nJSON: %s" % self.args.json)
         return 1 if wharf_failed else 0
+
+    def setup_lines(self):
+        """How each system runs, one line each (printed above the table)."""
+        m = self.machine_info
+        built = ("built from this worktree at %s" % m["wharf_commit"] if self.args.built
+                 else "given with --bin (this worktree is at %s)" % m["wharf_commit"])
+        return [
+            "Wharf: %s (%s..., %s), %s; log level warn, maxConnections 4096"
+            % (m["wharf_binary"], m["wharf_sha256"][:19], m["wharf"], built),
+            "Distribution: %s; %s" % (m["distribution"], systems.DISTRIBUTION_SETUP),
+            "nginx: %s; static files at the registry paths, worker_processes 1, sendfile, "
+            "access log off" % (m["nginx"] or "").replace("nginx version: ", ""),
+            "Load: wrk -t1 with a Lua check of every answer (manifest GET), ab -k (HEAD), "
+            "getload.py x%d process(es) with 1 MiB reads (blob GET)"
+            % len(systems.CLIENT_CPUS or [None])]
 
 
 def build(build_dir):
@@ -929,6 +946,7 @@ def main():
     args = ap.parse_args()
 
     build_dir = os.path.join(REPO, "build-release")
+    args.built = not args.bin
     if not args.bin:
         args.bin = build(build_dir)
     args.json = args.json or os.path.join(build_dir, "bench.json")
