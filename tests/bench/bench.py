@@ -496,8 +496,8 @@ class Bench:
                         c.close()
                     digest = "sha256:" + hashlib.sha256(body).hexdigest()
                     if (r.status, len(body), digest) != (200, b.size, b.digest):
-                        raise MeasureError("pull back: %d, %d of %d bytes, %s"
-                                           % (r.status, len(body), b.size, digest))
+                        raise MeasureError("pull back: status %d, %d of %d bytes, %s (want %s)"
+                                           % (r.status, len(body), b.size, digest, b.digest))
                 vals[s] = b.size / median(runs) / 1e6
                 say("  pull back %-12s %6.0f MB/s" % (s, vals[s]))
             except (MeasureError, OSError, http.client.HTTPException) as e:

@@ -231,9 +231,9 @@ def check_blob(url, blob, timeout=300):
     Raises MeasureError; returns the fetch result."""
     r = fetch(url, timeout)
     if r["error"] or (r["status"], r["size"], r["digest"]) != (200, blob.size, blob.digest):
-        raise MeasureError("GET %s: %s, %d of %d bytes, %s%s" % (
+        raise MeasureError("GET %s: status %s, %d of %d bytes, %s (want %s)%s" % (
             urllib.parse.urlsplit(url).path, r["status"], r["size"], blob.size, r["digest"],
-            ", " + r["error"] if r["error"] else ""))
+            blob.digest, ", " + r["error"] if r["error"] else ""))
     return r
 
 

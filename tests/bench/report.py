@@ -172,7 +172,8 @@ def verdict(figures, broken=()):
     if bad or broken:
         parts = ["%d row(s) with errors" % len(bad)] if bad else []
         if wharf_bad:
-            parts.append("Wharf ERR in: " + ", ".join(f.label.strip() for f in wharf_bad))
+            parts.append("Wharf ERR in: " + ", ".join(
+                f.label for f in wharf_bad if not f.label.startswith(" ")))
         if broken:
             parts.append("phases broke: " + ", ".join(broken))
         return "verdict: FAIL (%s)" % "; ".join(parts), bool(wharf_bad or broken)
