@@ -15,11 +15,15 @@ Phases, in order, each bounded in time:
             byte, 8 clients on one uncached layer, upstream bytes counted
   slow      16 slow readers of an uncached layer from a fast upstream: RSS
   startup   exec to first GET /v2/ answer: empty store, and a large store
-The table and a JSON file come at the end. Targets are marked PASS/MISS and
-never fail the run; the exit status is 1 only if the bench itself broke.
+The table and a JSON file come at the end. Targets are marked PASS/MISS; a
+MISS does not fail the run. A failed request, a wrong body or digest, a tool
+that broke makes that system's cell ERR and the row's verdict FAIL, and the
+overall verdict FAIL; the exit status is 1 when a Wharf cell is ERR or the
+bench itself broke.
 """
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -238,7 +242,7 @@ class Bench:
         self.fig("memory", "rss_idle_conns", "RSS with %d idle connections" % p.idle_conns,
                  "MiB", rss, better="lower", errors=errors, detail=detail, fmt="%.1f")
         self.fig("memory", "kib_per_idle_conn", "  per idle connection", "KiB", per,
-                 better="lower", target=at_most(8, "8 KiB"), fmt="%.2f")
+                 better="lower", target=at_most(8, "8 KiB"), errors=errors, fmt="%.2f")
 
     def phase_seed(self):
         for s in ("wharf", "distribution"):
@@ -265,13 +269,17 @@ class Bench:
         if h.get("content-type", "").split(";")[0] != self.mani.media_type:
             raise MeasureError("%s %s: Content-Type %r" % (method, path, h.get("content-type")))
 
-    def _rounds(self, what, prepare, run, key="rps"):
+    def _rounds(self, what, prepare, run, key="rps", verify=None):
         """Load runs of every local system, interleaved: prepare(s, srv) once
-        (check the answer, warm up), then run(s, srv) `rounds` times in turn.
-        Returns ({system: the run with the best `key`}, errors): on a shared
-        machine the best round is the least disturbed one; every round is
-        kept in the JSON. Each run records the server's CPU use and the CPU
-        used meanwhile by other processes (1.0 = one core busy)."""
+        (check the answer, warm up), then run(s, srv) `rounds` times in turn,
+        each followed by verify(s, srv) if given (outside the measured
+        window). Returns ({system: the run with the best `key`}, errors): on
+        a shared machine the best round is the least disturbed one; every
+        round is kept in the JSON. A system with a failed request in any
+        round (or a failed check) is in errors, not in the result: a broken
+        round is never the best one, and the row is ERR. Each run records
+        the server's CPU use and the CPU used meanwhile by other processes
+        (1.0 = one core busy)."""
         runs, errors = {}, {}
         for s, srv in self.each_local():
             try:
@@ -280,7 +288,7 @@ class Bench:
             except MeasureError as e:
                 errors[s] = str(e)
                 say("  %-18s %-12s ERROR %s" % (what, s, e))
-        for _ in range(self.plan.rounds):
+        for i in range(self.plan.rounds):
             for s, srv in self.each_local():
                 if s in errors or s not in runs:
                     continue
@@ -289,11 +297,17 @@ class Bench:
                     r = run(s, srv)
                     r.update(usage.done())
                     runs[s].append(r)
-                    say("  %-18s %-12s %8.0f %-5s  p50 %.3f ms  p99 %.3f ms  CPU: server %.2f, "
+                    say("  %-18s %-12s %8.0f %-5s  p50 %s ms  p99 %s ms  CPU: server %.2f, "
                         "load tool %.2f, others %.2f%s"
-                        % (what, s, r[key], "req/s" if key == "rps" else "MB/s", r["p50_ms"],
-                           r["p99_ms"], r["server_cpu"], r["client_cpu"], r["other_cpu"],
+                        % (what, s, r[key], "req/s" if key == "rps" else "MB/s",
+                           report._num(r["p50_ms"]), report._num(r["p99_ms"]), r["server_cpu"],
+                           r["client_cpu"], r["other_cpu"],
                            "  (%d errors)" % r["errors"] if r["errors"] else ""))
+                    if r["errors"]:
+                        raise MeasureError("round %d: %d of %d requests failed: %s" % (
+                            i + 1, r["errors"], r["requests"], r["error_kinds"]))
+                    if verify:
+                        verify(s, srv)
                 except MeasureError as e:
                     errors[s] = str(e)
                     say("  %-18s %-12s ERROR %s" % (what, s, e))
@@ -303,8 +317,6 @@ class Bench:
                 best = max(rs, key=lambda r: r[key])
                 picked[s] = dict(best, rounds=[round(r[key], 1) for r in rs],
                                  rounds_other_cpu=[round(r["other_cpu"], 2) for r in rs])
-                if best["errors"]:
-                    errors[s] = "%d failed/non-2xx of %d" % (best["errors"], best["requests"])
         bound = [s for s, r in picked.items() if r["client_cpu"] >= 0.95]
         if bound:
             self.note("%s: the load tool used a whole CPU against %s, so that figure is "
@@ -315,6 +327,9 @@ class Bench:
     def phase_warm_manifests(self):
         p = self.plan
         conns = 32
+        body = self.path("img", "manifest.json")     # what every GET must answer
+        with open(body, "wb") as f:
+            f.write(self.mani.manifest)
         for method in ("GET", "HEAD"):
             for by, ref in (("tag", self.mani.tag), ("digest", self.mani.digest)):
                 path = "/v2/%s/manifests/%s" % (self.mani.repo, ref)
@@ -325,11 +340,11 @@ class Bench:
                     if method == "HEAD":
                         notes[s] = load.http10_keepalive(srv.port, path, [ACCEPT])
                     elif p.warmup:
-                        load.wrk(srv.url + path, conns, p.warmup, [ACCEPT])
+                        load.wrk(srv.url + path, conns, p.warmup, body, [ACCEPT])
 
                 def run(s, srv):
                     if method == "GET":
-                        return load.wrk(srv.url + path, conns, p.seconds, [ACCEPT])
+                        return load.wrk(srv.url + path, conns, p.seconds, body, [ACCEPT])
                     try:
                         return load.ab_head(srv.url + path, conns, p.seconds, [ACCEPT])
                     except MeasureError as e:
@@ -352,33 +367,38 @@ class Bench:
                          {s: r["rps"] for s, r in picked.items()}, target=tgt, errors=errors,
                          detail=detail, fmt="%.0f")
                 self.fig("warm", fid + "_p50", "  p50", "ms",
-                         {s: r["p50_ms"] for s, r in picked.items()}, better="lower")
+                         {s: r["p50_ms"] for s, r in picked.items()}, better="lower",
+                         errors=errors)
                 self.fig("warm", fid + "_p99", "  p99", "ms",
-                         {s: r["p99_ms"] for s, r in picked.items()}, better="lower")
+                         {s: r["p99_ms"] for s, r in picked.items()}, better="lower",
+                         errors=errors)
                 self.fig("warm", fid + "_cpu_us", "  server CPU per request", "us",
                          {s: r["server_cpu"] / r["rps"] * 1e6 for s, r in picked.items()},
-                         better="lower")
+                         better="lower", errors=errors)
 
     def phase_warm_blob(self):
         p = self.plan
         path = "/v2/%s/blobs/%s" % (self.blob_repo, self.blob.digest)
+        conns = 16
+
+        def check(s, srv):
+            load.check_blob(srv.url + path, self.blob, 60)
 
         def prepare(s, srv):
-            r = load.curl_fetch(srv.url + path, 60)
-            if (r["status"], r["digest"]) != (200, self.blob.digest):
-                raise MeasureError("GET blob: %d, %s" % (r["status"], r["digest"]))
+            check(s, srv)
             if p.warmup:
-                load.wrk(srv.url + path, 16, p.warmup, timeout_s=30)
+                load.get_load(srv.port, path, conns, p.warmup, self.blob.size)
 
         picked, errors = self._rounds(
-            "blob GET", prepare, lambda s, srv: load.wrk(srv.url + path, 16, p.blob_seconds,
-                                                         timeout_s=30), key="mb_s")
-        self.fig("warm", "blob_get_mb_s", "blob GET %s, 16 conns" % mib(self.blob.size), "MB/s",
-                 {s: r["mb_s"] for s, r in picked.items()}, target=ratio_at_least("nginx", 0.9),
-                 errors=errors, detail=picked, fmt="%.0f")
+            "blob GET", prepare,
+            lambda s, srv: load.get_load(srv.port, path, conns, p.blob_seconds, self.blob.size),
+            key="mb_s", verify=check)
+        self.fig("warm", "blob_get_mb_s", "blob GET %s, %d conns" % (mib(self.blob.size), conns),
+                 "MB/s", {s: r["mb_s"] for s, r in picked.items()},
+                 target=ratio_at_least("nginx", 0.9), errors=errors, detail=picked, fmt="%.0f")
         self.fig("warm", "blob_get_cpu_ms_per_gb", "  server CPU per GB sent", "ms/GB",
                  {s: r["server_cpu"] / r["mb_s"] * 1e6 for s, r in picked.items()},
-                 better="lower", fmt="%.0f")
+                 better="lower", errors=errors, fmt="%.0f")
 
     def phase_warm_pull(self):
         p = self.plan
@@ -397,7 +417,8 @@ class Bench:
         self.fig("warm", "skopeo_pull_s", label, "s", secs, better="lower", errors=errors,
                  detail={"runs": p.pull_reps, "statistic": "median"})
         self.fig("warm", "skopeo_pull_mb_s", "  throughput", "MB/s",
-                 {s: self.pull.size / v / 1e6 for s, v in secs.items()}, fmt="%.0f")
+                 {s: self.pull.size / v / 1e6 for s, v in secs.items()}, errors=errors,
+                 fmt="%.0f")
 
     # -------------------------------------------------------------- push
 
@@ -425,11 +446,9 @@ class Bench:
                             else:
                                 reg.upload_post_put(repo, b.path, b.digest)
                             runs.append(time.monotonic() - t0)
-                        st, h, _ = reg.req("HEAD", "/v2/%s/blobs/%s" % (repo, b.digest))
                         reg.close()
-                        if st != 200 or int(h.get("content-length", -1)) != b.size:
-                            raise MeasureError("pushed blob: HEAD %d, length %s"
-                                               % (st, h.get("content-length")))
+                        # Outside the timed window: the blob reads back whole.
+                        load.check_blob("%s/v2/%s/blobs/%s" % (srv.url, repo, b.digest), b)
                     vals[s] = p.push / median(runs) / 1e6
                     detail[s] = {"seconds": runs}
                     say("  push %-10s %-12s %6.0f MB/s (runs %s s)"
@@ -453,7 +472,8 @@ class Bench:
 
     def pull_back(self, b):
         """The layer just pushed, pulled back by one client (issue 3's pull
-        throughput for a 96 MiB layer)."""
+        throughput for a 96 MiB layer); the bytes are kept and their sha256
+        checked once the clock has stopped."""
         vals, errors = {}, {}
         path = "/v2/bench/push-monolithic/blobs/%s" % b.digest
         for s in ("wharf", "distribution"):
@@ -461,25 +481,26 @@ class Bench:
             runs = []
             try:
                 for _ in range(max(1, self.plan.push_reps)):
-                    host, port = srv.hostport.rsplit(":", 1)
+                    body = bytearray()
                     with systems.on(systems.CLIENT_CPUS):
-                        c = http.client.HTTPConnection(host, int(port), timeout=120)
+                        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
                         t0 = time.monotonic()
                         c.request("GET", path)
                         r = c.getresponse()
-                        got = 0
                         while True:
                             chunk = r.read(1 << 20)
                             if not chunk:
                                 break
-                            got += len(chunk)
+                            body += chunk
                         runs.append(time.monotonic() - t0)
                         c.close()
-                    if r.status != 200 or got != b.size:
-                        raise MeasureError("pull back: %d, %d of %d bytes" % (r.status, got, b.size))
+                    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+                    if (r.status, len(body), digest) != (200, b.size, b.digest):
+                        raise MeasureError("pull back: status %d, %d of %d bytes, %s (want %s)"
+                                           % (r.status, len(body), b.size, digest, b.digest))
                 vals[s] = b.size / median(runs) / 1e6
                 say("  pull back %-12s %6.0f MB/s" % (s, vals[s]))
-            except (MeasureError, OSError) as e:
+            except (MeasureError, OSError, http.client.HTTPException) as e:
                 errors[s] = str(e)
                 say("  pull back %-12s ERROR %s" % (s, e))
         self.fig("push", "pull_layer_mb_s", "pull the %s layer back, 1 client" % mib(b.size),
@@ -504,13 +525,12 @@ class Bench:
 
     def phase_local_end(self):
         time.sleep(1.0)
+        dead = {s: "exited during the run, status %s" % getattr(srv.proc, "returncode", None)
+                for s, srv in self.each_local() if not srv.alive()}
         self.fig("memory", "rss_after_warm", "RSS idle after warm + push phases", "MiB",
                  {s: srv.rss_kib() / 1024 for s, srv in self.each_local()}, better="lower",
-                 fmt="%.1f")
+                 errors=dead, fmt="%.1f")
         for s, srv in self.each_local():
-            if not srv.alive():
-                self.note("%s (local) exited during the run, status %s"
-                          % (s, srv.proc.returncode if srv.proc else None))
             srv.stop()
 
     # -------------------------------------------------------------- cold
@@ -533,7 +553,7 @@ class Bench:
 
         # Is the front throttling? (nginx lets about one second's worth through at once.)
         if layer.size > 2 * p.throttle:
-            r = load.curl_fetch(front.url + layer_path, 120)
+            r = load.fetch(front.url + layer_path, 120)
             rate = layer.size / r["total_s"]
             say("  throttle check: %s in %.2f s = %.1f MB/s" % (mib(layer.size), r["total_s"],
                                                                  rate / 1e6))
@@ -580,16 +600,17 @@ class Bench:
         self.fig("cold", "cold_pull_s", "cold pull, %s image" % mib(self.cold.size), "s", secs,
                  better="lower", errors=errors, detail=detail)
         self.fig("cold", "cold_pull_upstream_ratio", "  upstream bytes / image size", "x",
-                 ratio, better="lower", target=at_most(1.01, "1.0x image"))
+                 ratio, better="lower", target=at_most(1.01, "1.0x image"), errors=errors)
 
         # 2. first byte of the big layer, one client
         ttfb, total, errors, detail = {}, {}, {}, {}
         for k in kinds:
             try:
-                r, reqs = measure(k, lambda c: load.curl_fetch(c.url + layer_path, 300))
-                if (r["status"], r["size"], r["digest"]) != (200, layer.size, layer.digest):
-                    raise MeasureError("GET layer: %d, %d bytes, %s"
-                                       % (r["status"], r["size"], r["digest"]))
+                r, reqs = measure(k, lambda c: load.fetch(c.url + layer_path, 300))
+                if r["error"] or (r["status"], r["size"], r["digest"]) != (200, layer.size,
+                                                                           layer.digest):
+                    raise MeasureError("GET layer: %s, %d bytes, %s %s" % (
+                        r["status"], r["size"], r["digest"], r["error"] or ""))
                 ttfb[k] = r["ttfb_s"] * 1000
                 total[k] = r["total_s"]
                 detail[k] = {"upstream_bytes_layer": upstream_bytes(reqs, layer.digest),
@@ -599,19 +620,20 @@ class Bench:
             except MeasureError as e:
                 errors[k] = str(e)
                 say("  first byte %-12s ERROR %s" % (k, e))
-        self.fig("cold", "cold_ttfb_ms", "first byte, uncached %s layer" % mib(layer.size), "ms",
-                 ttfb, better="lower", errors=errors, detail=detail,
+        self.fig("cold", "cold_ttfb_ms", "first body byte, uncached %s layer" % mib(layer.size),
+                 "ms", ttfb, better="lower", errors=errors, detail=detail,
                  target=all_of(ratio_at_most("distribution", 1.0), at_most(1000, "1000 ms")))
-        self.fig("cold", "cold_layer_s", "  whole layer, 1 client", "s", total, better="lower")
+        self.fig("cold", "cold_layer_s", "  whole layer, 1 client", "s", total, better="lower",
+                 errors=errors)
 
         # 3. n clients at once on the same uncached layer
         wall, ratio, errors, detail = {}, {}, {}, {}
         for k in kinds:
             try:
                 (w, results), reqs = measure(
-                    k, lambda c: load.curl_parallel(c.url + layer_path, p.clients, 300))
+                    k, lambda c: load.fetch_parallel(c.url + layer_path, p.clients, 300))
                 bad = [r for r in results
-                       if r is None or (r["status"], r["size"], r["digest"])
+                       if r is None or r["error"] or (r["status"], r["size"], r["digest"])
                        != (200, layer.size, layer.digest)]
                 if bad:
                     raise MeasureError("%d of %d clients got a wrong answer, e.g. %s"
@@ -627,7 +649,7 @@ class Bench:
         self.fig("cold", "cold_clients_s", "%d clients, same uncached layer: wall" % p.clients,
                  "s", wall, better="lower", errors=errors, detail=detail)
         self.fig("cold", "cold_clients_upstream_ratio", "  upstream bytes / layer size", "x",
-                 ratio, better="lower", target=at_most(1.01, "1.0x layer"))
+                 ratio, better="lower", target=at_most(1.01, "1.0x layer"), errors=errors)
 
     # -------------------------------------------------------------- slow readers
 
@@ -723,7 +745,8 @@ class Bench:
                  {"wharf": median(times)}, better="lower", target=at_most(50, "50 ms"),
                  errors=errors, detail={"runs_ms": times, "rss_kib": rss})
         self.fig("startup", "startup_store_first_get_ms", "  then first manifest GET", "ms",
-                 {"wharf": median(first)}, better="lower", detail={"runs_ms": first})
+                 {"wharf": median(first)}, better="lower", errors=errors,
+                 detail={"runs_ms": first})
 
     # -------------------------------------------------------------- the end
 
@@ -840,10 +863,13 @@ class Bench:
             % (self.plan.mode, elapsed, self.machine_info["cpu"],
                self.machine_info["server_cpus"] or "any", self.machine_info["client_cpus"]
                or "any"))
-        say("Ratios are Wharf / the other system. wrk/ab rows: the best of %d "
-            "round(s) of %d s, systems taking turns; skopeo, push, startup: medians. Cold rows: Wharf pull-through vs "
+        say("Ratios are Wharf / the other system. Load rows: the best of %d round(s) of %d s, "
+            "systems taking turns, a round with any failed request never counts (the row is "
+            "ERR); skopeo, push, startup: medians. Cold rows: Wharf pull-through vs "
             "Distribution proxy, upstream through nginx limit_rate %g MB/s."
             % (self.plan.rounds, self.plan.seconds, self.plan.throttle / 1e6))
+        for line in self.setup_lines():
+            say("  " + line)
         say(report.table(self.figures))
         errs = report.errors_text(self.figures)
         if errs:
@@ -856,9 +882,12 @@ class Bench:
                 say("  %s: %s" % (srv, "; ".join("%dx %s" % (n, m) for m, n in c.most_common(6))))
         if self.broken:
             say("\nbench phases that broke: %s" % ", ".join(self.broken))
+        verdict, wharf_failed = report.verdict(self.figures, self.broken)
+        say("\n" + verdict)
 
         out = {"mode": self.plan.mode, "seconds": round(elapsed, 1),
                "machine": dict(self.machine_info, busy=self.busy), "plan": vars(self.plan),
+               "setup": self.setup_lines(), "verdict": verdict,
                "figures": [f.to_json() for f in self.figures], "notes": self.notes,
                "log_problems": {k: dict(v) for k, v in problems.items()},
                "broken_phases": self.broken}
@@ -866,7 +895,22 @@ class Bench:
         with open(self.args.json, "w") as f:
             json.dump(out, f, indent=2, default=str)
         say("\nJSON: %s" % self.args.json)
-        return 1 if self.broken else 0
+        return 1 if wharf_failed else 0
+
+    def setup_lines(self):
+        """How each system runs, one line each (printed above the table)."""
+        m = self.machine_info
+        built = ("built from this worktree at %s" % m["wharf_commit"] if self.args.built
+                 else "given with --bin (this worktree is at %s)" % m["wharf_commit"])
+        return [
+            "Wharf: %s (%s..., %s), %s; log level warn, maxConnections 4096"
+            % (m["wharf_binary"], m["wharf_sha256"][:19], m["wharf"], built),
+            "Distribution: %s; %s" % (m["distribution"], systems.DISTRIBUTION_SETUP),
+            "nginx: %s; static files at the registry paths, worker_processes 1, sendfile, "
+            "access log off" % (m["nginx"] or "").replace("nginx version: ", ""),
+            "Load: wrk -t1 with a Lua check of every answer (manifest GET), ab -k (HEAD), "
+            "getload.py x%d process(es) with 1 MiB reads (blob GET)"
+            % len(systems.CLIENT_CPUS or [None])]
 
 
 def build(build_dir):
@@ -902,6 +946,7 @@ def main():
     args = ap.parse_args()
 
     build_dir = os.path.join(REPO, "build-release")
+    args.built = not args.bin
     if not args.bin:
         args.bin = build(build_dir)
     args.json = args.json or os.path.join(build_dir, "bench.json")

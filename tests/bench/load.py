@@ -1,6 +1,7 @@
-"""Load and measurement tools: wrk (GET), ab (HEAD), curl (first byte,
-concurrent fetches), skopeo (whole pulls), a small push client (monolithic
-and chunked uploads), idle connections, slow readers and an RSS sampler.
+"""Load and measurement tools: wrk (manifest GET), getload.py (blob GET),
+ab (HEAD), http.client fetches (first body byte, concurrent fetches, digest
+checks), skopeo (whole pulls), a small push client (monolithic and chunked
+uploads), idle connections, slow readers and an RSS sampler.
 
 Every call is bounded in time; a tool that fails or times out raises
 MeasureError with the reason, which the bench records for that figure and
@@ -13,16 +14,19 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.parse
+from collections import Counter
 
 import upstream
 import systems
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WRK_SCRIPT = os.path.join(HERE, "wrk_report.lua")
+GETLOAD = os.path.join(HERE, "getload.py")
 
 
 class MeasureError(Exception):
@@ -42,25 +46,76 @@ def _run(cmd, timeout, cpus=None):
 
 # ------------------------------------------------------------------ wrk, ab
 
-def wrk(url, conns, seconds, headers=(), timeout_s=10):
-    """GET load: {"rps", "p50_ms", "p99_ms", "mb_s", "requests", "errors"}.
-    One wrk thread on the client CPUs (the server has its own CPU)."""
+def wrk(url, conns, seconds, body_file, headers=(), timeout_s=10):
+    """GET load: {"rps", "p50_ms", "p99_ms", "requests", "errors", "error_kinds"}.
+    One wrk thread on the client CPUs (the server has its own CPU). Every
+    answer must be a 200 with body_file's bytes as its body (wrk_report.lua
+    counts the others: wrk alone takes a 302 for a success); errors is the
+    number of requests that failed in any way."""
     cmd = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency",
            "--timeout", "%ds" % timeout_s, "-s", WRK_SCRIPT]
     for h in headers:
         cmd += ["-H", h]
-    rc, out, err = _run(cmd + [url], seconds + timeout_s + 30, systems.CLIENT_CPUS)
+    rc, out, err = _run(cmd + [url, "--", body_file], seconds + timeout_s + 30,
+                        systems.CLIENT_CPUS)
     line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
     if rc != 0 or line is None:
         raise MeasureError("wrk failed (%d): %s" % (rc, (err or out).strip()[-300:]))
     r = json.loads(line[len("WRKJSON "):])
     secs = r["duration_us"] / 1e6
-    errors = sum(r["errors"].values())
-    if r["requests"] == 0:
-        raise MeasureError("wrk: no request completed (errors %s)" % r["errors"])
+    kinds = {k: n for k, n in r["errors"].items() if n}
+    if r["errors"]["bad_answer"]:
+        kinds["bad_answer_example"] = r["bad_example"]
+    if r["requests"] == 0 and not kinds:
+        kinds["no_request_completed"] = 1
     return {"rps": r["requests"] / secs, "p50_ms": r["p50_us"] / 1000.0,
-            "p99_ms": r["p99_us"] / 1000.0, "mb_s": r["bytes"] / secs / 1e6,
-            "requests": r["requests"], "errors": errors, "error_kinds": r["errors"]}
+            "p99_ms": r["p99_us"] / 1000.0, "requests": r["requests"],
+            "errors": sum(n for k, n in kinds.items() if isinstance(n, int)),
+            "error_kinds": kinds}
+
+
+def get_load(port, path, conns, seconds, size):
+    """GET load for big bodies with getload.py: one process per client CPU,
+    each pinned to its CPU, the connections shared out. Only complete 200s
+    of `size` bytes count: {"mb_s", "rps", "p50_ms", "p99_ms", "requests",
+    "errors", "error_kinds"}; MB/s = correct body bytes / 10^6 / seconds."""
+    cpus = sorted(systems.CLIENT_CPUS) if systems.CLIENT_CPUS else [None]
+    cpus = cpus[:conns]
+    procs = []
+    for i, cpu in enumerate(cpus):
+        n = conns // len(cpus) + (i < conns % len(cpus))
+        with systems.on({cpu} if cpu is not None else None):
+            procs.append(subprocess.Popen(
+                [sys.executable, GETLOAD, "127.0.0.1", str(port), path, str(n), str(seconds),
+                 str(size)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL))
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise MeasureError("getload: no result within %ds" % (seconds + 60))
+        if p.returncode != 0:
+            raise MeasureError("getload failed (%d): %s" % (p.returncode, err.decode()[-300:]))
+        results.append(json.loads(out))
+    ok = sum(r["ok"] for r in results)
+    secs = max(r["duration_s"] for r in results)
+    lat = sorted(t for r in results for t in r["latencies_s"])
+    kinds = Counter()
+    for r in results:
+        kinds.update(r["bad"])
+    if not ok and not kinds:
+        kinds["no_request_completed"] = 1
+
+    def pct(q):
+        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else None
+
+    return {"mb_s": ok * size / secs / 1e6, "rps": ok / secs, "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99), "requests": ok + sum(kinds.values()),
+            "errors": sum(kinds.values()), "error_kinds": dict(kinds),
+            "processes": len(procs)}
 
 
 def ab_head(url, conns, seconds, headers=()):
@@ -89,11 +144,12 @@ def ab_head(url, conns, seconds, headers=()):
         return default
 
     done = int(field("Complete requests", 0))
-    errors = int(field("Failed requests", 0)) + int(field("Non-2xx responses", 0))
+    kinds = {k: int(field(k + ":", 0)) for k in ("Failed requests", "Non-2xx responses")}
+    kinds = {k: n for k, n in kinds.items() if n}     # ab counts 3xx as non-2xx too
     if not done:
         raise MeasureError("ab: no request completed")
     return {"rps": field("Requests per second"), "p50_ms": pct.get(50), "p99_ms": pct.get(99),
-            "requests": done, "errors": errors}
+            "requests": done, "errors": sum(kinds.values()), "error_kinds": kinds}
 
 
 def http10_keepalive(port, path, headers=()):
@@ -119,50 +175,66 @@ def http10_keepalive(port, path, headers=()):
     return None
 
 
-# ------------------------------------------------------------------ curl
+# ------------------------------------------------------------------ single fetches
 
-def curl_fetch(url, max_time=300):
-    """GET url with curl, hashing the body as it arrives.
-    {"status", "ttfb_s", "total_s", "size", "digest"}."""
-    cmd = ["curl", "-s", "--max-time", str(max_time), "-w",
-           "%{stderr}%{http_code} %{time_starttransfer} %{time_total} %{size_download}", url]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         stdin=subprocess.DEVNULL)
+def fetch(url, timeout=300):
+    """GET url on a fresh connection, as tests/integration/test_pull_through.py
+    does: the clock starts before the request is sent, the first byte is the
+    first byte of the BODY (read(1) after the head), and the body is hashed
+    as it streams. {"status", "ttfb_s", "total_s", "size", "digest", "error"};
+    error is None, or why the body is not whole (short, a socket error)."""
+    u = urllib.parse.urlsplit(url)
     h = hashlib.sha256()
-    for chunk in iter(lambda: p.stdout.read(1 << 20), b""):
-        h.update(chunk)
-    err = p.stderr.read().decode()
-    rc = p.wait(max_time + 10)
+    out = {"status": None, "ttfb_s": None, "size": 0, "error": None}
+    t0 = time.monotonic()
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
-        code, ttfb, total, size = err.split()[-4:]
-        status = int(code)
-    except ValueError:
-        raise MeasureError("curl %s: exit %d %r" % (url, rc, err[-200:]))
-    return {"status": status, "curl_exit": rc, "ttfb_s": float(ttfb), "total_s": float(total),
-            "size": int(float(size)), "digest": "sha256:" + h.hexdigest()}
+        c.request("GET", u.path)
+        r = c.getresponse()
+        out["status"] = r.status
+        data = r.read(1)
+        out["ttfb_s"] = time.monotonic() - t0
+        while data:
+            h.update(data)
+            out["size"] += len(data)
+            data = r.read(1 << 20)
+        length = r.getheader("content-length")
+        if length is not None and length.isdigit() and int(length) != out["size"]:
+            out["error"] = "short body: %d of %s bytes" % (out["size"], length)
+    except (http.client.HTTPException, OSError) as e:
+        out["error"] = "%s: %s" % (e.__class__.__name__, e)
+    finally:
+        c.close()
+    out["total_s"] = time.monotonic() - t0
+    out["digest"] = "sha256:" + h.hexdigest()
+    return out
 
 
-def curl_parallel(url, n, max_time=300):
-    """n curl clients at once on url: (wall seconds, [curl_fetch results])."""
+def fetch_parallel(url, n, timeout=300):
+    """n clients at once on url: (wall seconds, [fetch results])."""
     results = [None] * n
-    errors = []
 
     def one(i):
-        try:
-            results[i] = curl_fetch(url, max_time)
-        except MeasureError as e:
-            errors.append(str(e))
+        results[i] = fetch(url, timeout)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(max_time + 20)
-    wall = time.monotonic() - t0
-    if errors:
-        raise MeasureError(errors[0])
-    return wall, results
+        t.join(timeout + 20)
+    return time.monotonic() - t0, results
+
+
+def check_blob(url, blob, timeout=300):
+    """GET url and check it is blob, byte for byte (status, length, sha256).
+    Raises MeasureError; returns the fetch result."""
+    r = fetch(url, timeout)
+    if r["error"] or (r["status"], r["size"], r["digest"]) != (200, blob.size, blob.digest):
+        raise MeasureError("GET %s: status %s, %d of %d bytes, %s (want %s)%s" % (
+            urllib.parse.urlsplit(url).path, r["status"], r["size"], blob.size, r["digest"],
+            blob.digest, ", " + r["error"] if r["error"] else ""))
+    return r
 
 
 # ------------------------------------------------------------------ skopeo

@@ -2,8 +2,10 @@
 
 A Figure is one row: a value per system ("wharf", "distribution", "nginx"),
 the ratios Wharf / each other system, and optionally a target from issue 5
-(or 4) with its verdict, PASS or MISS. A value may be missing, with the
-reason in errors; the verdict is then "n/a". Verdicts never fail the run.
+(or 4) with its verdict, PASS or MISS. A system with an error in a row (a
+failed request, a wrong body, a tool that broke) has no value there: its cell
+is ERR, it has no ratio, and the row's verdict is FAIL, target or not. A MISS
+does not fail the run; an error does (see verdict()).
 """
 
 SYSTEMS = ("wharf", "distribution", "nginx")
@@ -65,10 +67,12 @@ class Figure:
         self.id = fid
         self.label = label
         self.unit = unit
-        self.values = {k: v for k, v in values.items() if v is not None}
+        self.errors = errors or {}
+        # A figure measured with errors is no figure: its value is dropped.
+        self.values = {k: v for k, v in values.items()
+                       if v is not None and k not in self.errors}
         self.better = better
         self.target = target
-        self.errors = errors or {}
         self.detail = detail or {}
         self.fmt = fmt
 
@@ -79,6 +83,8 @@ class Figure:
         return w / o
 
     def verdict(self):
+        if self.errors:
+            return "FAIL"
         if not self.target:
             return None
         ok = self.target.check(self.values)
@@ -91,6 +97,7 @@ class Figure:
                           if self.ratio(k) is not None}}
         if self.target:
             out["target"] = self.target.text
+        if self.target or self.errors:
             out["result"] = self.verdict() or "n/a"
         if self.errors:
             out["errors"] = self.errors
@@ -136,9 +143,9 @@ def table(figures):
         for s in SYSTEMS[1:]:
             r = f.ratio(s)
             ratios.append("-" if r is None else ("%.2fx" % r if r < 100 else "%.0fx" % r))
-        tgt = ""
-        if f.target:
-            tgt = "%s  %s" % (f.target.text, f.verdict() or "n/a")
+        tgt = f.target.text + "  " if f.target else ""
+        if f.target or f.errors:
+            tgt += f.verdict() or "n/a"
         lines.append("%-44s %-6s %11s %12s %11s %7s %7s  %s"
                      % (f.label[:44], f.unit, cells[0], cells[1], cells[2], ratios[0],
                         ratios[1], tgt))
@@ -146,8 +153,32 @@ def table(figures):
 
 
 def errors_text(figures):
-    out = []
+    """One line per error; a sub-row repeating its row's error is not repeated."""
+    out, seen = [], set()
     for f in figures:
         for s, e in f.errors.items():
-            out.append("%s [%s]: %s" % (f.label, COLUMN.get(s, s), e))
+            if (s, e) not in seen:
+                seen.add((s, e))
+                out.append("%s [%s]: %s" % (f.label.strip(), COLUMN.get(s, s), e))
     return "\n".join(out)
+
+
+def verdict(figures, broken=()):
+    """(text, wharf_failed): FAIL when any row has an error or a phase of the
+    bench broke, else PASS with the targets missed; wharf_failed when a
+    Wharf cell is ERR or the bench broke (the exit status)."""
+    bad = [f for f in figures if f.errors]
+    wharf_bad = [f for f in bad if "wharf" in f.errors]
+    if bad or broken:
+        parts = ["%d row(s) with errors" % len(bad)] if bad else []
+        if wharf_bad:
+            parts.append("Wharf ERR in: " + ", ".join(
+                f.label for f in wharf_bad if not f.label.startswith(" ")))
+        if broken:
+            parts.append("phases broke: " + ", ".join(broken))
+        return "verdict: FAIL (%s)" % "; ".join(parts), bool(wharf_bad or broken)
+    judged = [f for f in figures if f.verdict() in ("PASS", "MISS")]
+    missed = [f.label.strip() for f in judged if f.verdict() == "MISS"]
+    return ("verdict: PASS (no errors; targets met %d of %d%s)"
+            % (len(judged) - len(missed), len(judged),
+               "; MISS: " + ", ".join(missed) if missed else "")), False

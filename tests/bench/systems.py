@@ -222,13 +222,35 @@ def wharf_server(bin_path, root, config=None, role="local", log_level="warn"):
                   cleanup=w.cleanup)
 
 
+# What Debian's package ships in /etc/docker/registry/config.yml and a user
+# of it runs with, besides the address, the root directory and the log
+# settings (level warn, access log off: no per-request logging in any system).
+# Left out: its `auth: htpasswd` (no system here authenticates).
+DEBIAN_STORAGE = "  cache:\n    blobdescriptor: inmemory\n"
+DEBIAN_HTTP = "  headers:\n    X-Content-Type-Options: [nosniff]\n"
+DEBIAN_REST = ("health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n"
+               "    threshold: 3\n")
+DISTRIBUTION_SETUP = ("Debian's config.yml settings: storage.cache.blobdescriptor inmemory, "
+                      "delete enabled, X-Content-Type-Options header, storage health check "
+                      "every 10 s (not its htpasswd auth); log level warn, access log off")
+
+
 def distribution_server(proxy_url=None, role=None):
-    """docker-registry with upstream.Distribution's config, plus a proxy
-    section when proxy_url is given (pull-through cache mode)."""
+    """docker-registry with upstream.Distribution's config (the one the
+    integration tests use) plus the settings of Debian's packaged config
+    (above), plus a proxy section when proxy_url is given (pull-through
+    cache mode)."""
     d = upstream.Distribution()
+    with open(d.config_path) as f:
+        conf = f.read()
+    conf = conf.replace("\nstorage:\n", "\nstorage:\n" + DEBIAN_STORAGE, 1)
+    conf = conf.replace("\nhttp:\n", "\nhttp:\n" + DEBIAN_HTTP, 1) + DEBIAN_REST
+    if DEBIAN_STORAGE not in conf or DEBIAN_HTTP not in conf:
+        raise RuntimeError("unexpected Distribution config:\n" + conf)
     if proxy_url:
-        with open(d.config_path, "a") as f:
-            f.write("proxy:\n  remoteurl: %s\n" % proxy_url)
+        conf += "proxy:\n  remoteurl: %s\n" % proxy_url
+    with open(d.config_path, "w") as f:
+        f.write(conf)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     return Server("distribution", role or ("proxy" if proxy_url else "local"),
                   [upstream.REGISTRY_BIN, "serve", d.config_path], d.port, d.log_path,
