@@ -527,6 +527,10 @@ static bool framing_ok(llhttp_t *p)
 		llhttp_set_error_reason(p, "both Content-Length and Transfer-Encoding");
 		return false;
 	}
+	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)INT64_MAX) {
+		llhttp_set_error_reason(p, "Content-Length out of range");
+		return false;
+	}
 	return true;
 }
 

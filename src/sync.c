@@ -19,9 +19,11 @@
 #include "wharf/upstream.h"
 
 #define MANIFEST_MAX WH_MANIFEST_MAX
-#define FRESH_SLOTS  4096              /* tag freshness entries (16 bytes each) */
-#define SIZE_SLOTS   1024              /* declared blob sizes (88 bytes each) */
-#define SEGMENT_MAX  (4 * 1024 * 1024) /* bytes queued to one client at a time */
+#define FRESH_SLOTS  4096 /* tag freshness entries (16 bytes each) */
+#define SIZE_SLOTS   1024 /* declared blob sizes (88 bytes each) */
+/* A cached tag whose revalidation failed is asked about again after this. */
+#define RECHECK_AFTER_ERROR_MS 10000
+#define SEGMENT_MAX            (4 * 1024 * 1024) /* bytes queued to one client at a time */
 
 /* Everything a client may accept: upstream is always asked for all of them,
  * so the cache holds the upstream's own manifest (same digest) whatever the
@@ -275,6 +277,21 @@ static void mark_fresh(wh_sync *s, const char *name, const char *tag)
 	s->fresh[slot].checked_ms = uv_now(s->loop);
 }
 
+/* Count the tag as checked so that it goes stale again after `after` ms (or
+ * its interval, if shorter). */
+static void mark_checked(wh_sync *s, const wh_sync_map *map, const char *name, const char *tag,
+                         uint64_t after)
+{
+	uint64_t interval = (uint64_t)check_interval(s, map);
+	uint64_t now = uv_now(s->loop);
+	mark_fresh(s, name, tag);
+	if (after < interval) {
+		size_t slot = fnv1a(name, tag) % FRESH_SLOTS;
+		uint64_t back = interval - after;
+		s->fresh[slot].checked_ms = now > back ? now - back : 0;
+	}
+}
+
 /* ---- declared blob sizes ---- */
 
 static void declare_size(wh_sync *s, const wh_sync_map *map, const cJSON *d)
@@ -366,6 +383,9 @@ static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
 		wh_log(WH_LOG_WARN, "upstream unavailable, serving the cached manifest", "repo",
 		       WH_LS, f->name, "reference", WH_LS, f->ref, "upstream", WH_LS,
 		       f->map.reg->urls[0], "error", WH_LS, why, NULL);
+		/* Asked again after a short while, not by every request meanwhile. */
+		if (!f->by_digest)
+			mark_checked(f->s, &f->map, f->name, f->ref, RECHECK_AFTER_ERROR_MS);
 		mfetch_finish(f, true, 0, NULL);
 		return;
 	}
@@ -525,6 +545,37 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	mfetch_finish(f, true, 0, NULL);
 }
 
+/* The fetch of (name, ref) in flight, or a new one. */
+static struct mfetch *mfetch_for(wh_sync *s, const char *name, const char *ref,
+                                 const wh_sync_map *map, bool by_digest, const char *local)
+{
+	struct mfetch *f;
+	for (f = s->mfetches; f; f = f->next)
+		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
+			return f;
+	f = wh_calloc(1, sizeof(*f));
+	f->s = s;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(f->ref, sizeof(f->ref), "%s", ref);
+	f->by_digest = by_digest;
+	f->map = *map;
+	f->had_local = local != NULL;
+	snprintf(f->local_digest, sizeof(f->local_digest), "%s", local ? local : "");
+	f->next = s->mfetches;
+	s->mfetches = f;
+	if (by_digest) {
+		mfetch_get(f);
+	} else {
+		/* A HEAD costs nothing against Docker Hub's pull limit. */
+		char path[WH_NAME_MAX + 256];
+		snprintf(path, sizeof(path), "/v2/%s/manifests/%s", map->upstream, ref);
+		f->head_phase = true;
+		f->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream,
+		                            ACCEPT_ALL, NULL, &mcbs, f);
+	}
+	return f;
+}
+
 void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref,
                       const wh_sync_map *map)
 {
@@ -543,32 +594,17 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 		s->serve.manifest(req, s->serve.ctx, name, ref);
 		return;
 	}
-	struct mfetch *f;
-	for (f = s->mfetches; f; f = f->next)
-		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
-			break;
-	if (!f) {
-		f = wh_calloc(1, sizeof(*f));
-		f->s = s;
-		snprintf(f->name, sizeof(f->name), "%s", name);
-		snprintf(f->ref, sizeof(f->ref), "%s", ref);
-		f->by_digest = by_digest;
-		f->map = *map;
-		f->had_local = have;
-		memcpy(f->local_digest, local, sizeof(local));
-		f->next = s->mfetches;
-		s->mfetches = f;
-		if (by_digest) {
-			mfetch_get(f);
-		} else {
-			/* A HEAD costs nothing against Docker Hub's pull limit. */
-			char path[WH_NAME_MAX + 256];
-			snprintf(path, sizeof(path), "/v2/%s/manifests/%s", map->upstream, ref);
-			f->head_phase = true;
-			f->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream,
-			                            ACCEPT_ALL, NULL, &mcbs, f);
-		}
+	if (have) {
+		/* Stale while revalidating: the cache has an answer, so the client
+		 * gets it now and the upstream is asked in the background (once,
+		 * however many ask meanwhile). The fetch is registered before the
+		 * answer goes: answering can start the next pipelined request,
+		 * which must find it. */
+		mfetch_for(s, name, ref, map, by_digest, local);
+		s->serve.manifest(req, s->serve.ctx, name, ref);
+		return;
 	}
+	struct mfetch *f = mfetch_for(s, name, ref, map, by_digest, NULL);
 	struct mwait *w = wh_calloc(1, sizeof(*w));
 	w->f = f;
 	w->req = req;

@@ -5,9 +5,15 @@
  * such names the registry asks sync to answer manifest and blob pulls:
  *
  *  - manifests by tag are served from the store while fresh (checked within
- *    manifestCheckInterval), else revalidated with a HEAD upstream and fetched
- *    with a GET only when the digest changed; stored byte-exact. When the
- *    upstream fails, a cached copy is served (stale-if-error);
+ *    manifestCheckInterval). Past that, a cached tag is still answered at
+ *    once from the store while it is revalidated in the background (stale
+ *    while revalidate: a client never waits on the upstream when the cache
+ *    has an answer): a HEAD upstream, and a GET only when the digest
+ *    changed; stored byte-exact. A failed revalidation is tried again after
+ *    10 s, not by every request. A tag not cached waits for its fetch (one
+ *    per tag however many clients ask). Synced manifests pass the same
+ *    check as pushed ones (manifest.h) and blob fetches stop at the size
+ *    their manifest declared;
  *  - blobs not in the store are fetched once per digest however many clients
  *    ask (the in-flight table). The bytes are hashed and appended to a temp
  *    file as they arrive and every client is fed from that file at its own

@@ -895,16 +895,30 @@ class FreshnessTest(Base):
         self.assertEqual([e["path"] for e in s["events"] if e["kind"] == "manifest"], [],
                          "no upstream manifest request within the interval")
         time.sleep(max(0.0, interval + 0.5 - (time.monotonic() - t0)))
+        # Past the interval: stale while revalidating. The cached copy is the
+        # answer, at once; the upstream is asked in the background.
         r = get_manifest(w, "dockerhub/" + repo, "latest")
+        self.assertEqual((r.status, r.sha), (200, a.digest),
+                         "past the interval the cached tag is still the first answer")
+        deadline = time.monotonic() + PROMPT_S
+        while time.monotonic() < deadline:
+            r = get_manifest(w, "dockerhub/" + repo, "latest")
+            if r.sha == b.digest:
+                break
+            time.sleep(0.1)
         self.assertEqual((r.status, r.sha), (200, b.digest), "the re-tag is seen after the interval")
         s = self.hub.stats()
         self.assertGreaterEqual(s["manifest_heads"].get(repo + ":latest", 0), 1,
                                 "revalidation uses HEAD")
+        self.assertEqual(s["manifest_gets"].get(repo + ":latest", 0), 1,
+                         "one GET for the new digest, however many asked meanwhile")
         # Unchanged upstream: after another interval a HEAD, and no GET.
         self.hub.reset()
         time.sleep(interval + 0.5)
         r = get_manifest(w, "dockerhub/" + repo, "latest")
         self.assertEqual(r.sha, b.digest)
+        wait_for(lambda: self.hub.stats()["manifest_heads"].get(repo + ":latest", 0) >= 1,
+                   PROMPT_S)
         s = self.hub.stats()
         self.assertGreaterEqual(s["manifest_heads"].get(repo + ":latest", 0), 1)
         self.assertEqual(s["manifest_gets"], {}, "digest unchanged: no GET")
