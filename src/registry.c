@@ -449,7 +449,8 @@ static void upload_body_end(wh_req *req)
 	wh_resp_end(req);
 }
 
-/* Content-Range of a chunk: "<start>-<end>" (inclusive). */
+/* Content-Range of a chunk: "<start>-<end>" (inclusive). Both are below
+ * INT64_MAX, so end - start + 1, the chunk's length, is an int64_t. */
 static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
 {
 	char *e;
@@ -465,23 +466,33 @@ static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
 	if (*b < '0' || *b > '9')
 		return false;
 	long long z = strtoll(b, &e, 10);
-	if ((*e && *e != '/') || errno || z < a)
+	if ((*e && *e != '/') || errno || z < a || z == INT64_MAX)
 		return false;
 	*start = a;
 	*end = z;
 	return true;
 }
 
+/* A query parameter: 1 with its value in buf, 0 when it was not sent, -1
+ * when it was sent but cannot be used (longer than buf, or a NUL in it): the
+ * caller answers 400 rather than act as if it had not been sent. */
+static int query_param(const wh_req *req, const char *name, char *buf, size_t len)
+{
+	if (wh_req_query(req, name, buf, len))
+		return 1;
+	return wh_req_query_has(req, name) ? -1 : 0;
+}
+
 /* Take the digest query parameter, if any; returns true when it answered. */
 static bool take_digest_param(wh_req *req, struct rctx *x)
 {
-	char d[160];
-	if (!wh_req_query(req, "digest", d, sizeof(d))) {
-		if (req->query && strstr(req->query, "digest=")) {
-			wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
-			return true;
-		}
+	char d[160]; /* room for the longest supported-looking digest (sha512) */
+	int q = query_param(req, "digest", d, sizeof(d));
+	if (q == 0)
 		return false;
+	if (q < 0) {
+		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+		return true;
 	}
 	if (check_digest(req, d))
 		return true;
@@ -493,17 +504,21 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 {
 	char mount[160], from[WH_NAME_MAX + 2];
-	if (wh_req_query(req, "mount", mount, sizeof(mount))) {
+	int qm = query_param(req, "mount", mount, sizeof(mount));
+	if (qm < 0) {
+		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
+		return;
+	}
+	if (qm > 0) {
 		if (check_digest(req, mount))
 			return;
-		const char *f = wh_req_query(req, "from", from, sizeof(from));
-		if ((f && !wh_name_valid(from, strlen(from))) ||
-		    (!f && req->query && strstr(req->query, "from="))) {
+		int qf = query_param(req, "from", from, sizeof(from));
+		if (qf < 0 || (qf > 0 && !wh_name_valid(from, strlen(from)))) {
 			wh_registry_error(req, 400, "NAME_INVALID",
 			                  "invalid repository name in from", NULL);
 			return;
 		}
-		if (f && wh_store_blob_mount(reg->store, name, from, mount) == 0) {
+		if (qf > 0 && wh_store_blob_mount(reg->store, name, from, mount) == 0) {
 			wh_resp_start(req, 201);
 			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
 			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
@@ -592,7 +607,9 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 			                  cr);
 			return;
 		}
-		if (a != size || (req->content_length >= 0 && z - a + 1 != req->content_length)) {
+		/* z - a + 1 is the chunk's length; compared as z - a against
+		 * length - 1, no term can overflow whatever the client sent. */
+		if (a != size || (req->content_length >= 0 && z - a != req->content_length - 1)) {
 			wh_resp_start(req, 416);
 			upload_headers(req, name, id, size);
 			wh_resp_header(req, "Content-Type", "application/json");
@@ -891,8 +908,21 @@ static bool page_params(wh_req *req, int *n, char *last, size_t lastlen, bool *h
 {
 	char buf[32];
 	*n = -1;
-	*has_last = wh_req_query(req, "last", last, lastlen) != NULL;
-	if (wh_req_query(req, "n", buf, sizeof(buf))) {
+	int ql = query_param(req, "last", last, lastlen);
+	if (ql < 0) {
+		/* Read as absent, it would restart the listing from the top. */
+		wh_registry_error(req, 400, "UNSUPPORTED", "last is longer than any name or tag",
+		                  NULL);
+		return true;
+	}
+	*has_last = ql > 0;
+	int qn = query_param(req, "n", buf, sizeof(buf));
+	if (qn < 0) {
+		wh_registry_error(req, 400, "UNSUPPORTED", "n must be a non-negative integer",
+		                  NULL);
+		return true;
+	}
+	if (qn > 0) {
 		char *e;
 		errno = 0;
 		long v = strtol(buf, &e, 10);
@@ -978,8 +1008,13 @@ static void referrers(wh_req *req, wh_registry *reg, const char *name, const cha
 {
 	if (check_digest(req, digest))
 		return;
-	char at[256];
-	const char *filter = wh_req_query(req, "artifactType", at, sizeof(at));
+	char at[256]; /* a media type is at most 127 + 1 + 127 bytes (RFC 6838) */
+	int qa = query_param(req, "artifactType", at, sizeof(at));
+	if (qa < 0) {
+		wh_registry_error(req, 400, "UNSUPPORTED", "artifactType is too long", NULL);
+		return;
+	}
+	const char *filter = qa > 0 ? at : NULL;
 	char *json = NULL;
 	int rc = wh_store_referrers(reg->store, name, digest, filter, &json);
 	if (rc != 0) {
