@@ -323,6 +323,11 @@ static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const c
 	int rc = wh_store_blob_delete(reg->store, name, digest);
 	if (rc == WH_ENOTFOUND)
 		wh_registry_error(req, 404, "BLOB_UNKNOWN", "blob unknown to registry", digest);
+	else if (rc == WH_EINUSE)
+		wh_registry_error(req, 405, "UNSUPPORTED",
+		                  "this digest is a manifest of the repository: delete it through "
+		                  "/v2/<name>/manifests/<digest>",
+		                  digest);
 	else if (rc != 0)
 		storage_error(req, rc);
 	else

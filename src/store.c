@@ -969,10 +969,14 @@ int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest)
 	rc = blob_path(st, repo, digest, path);
 	if (rc < 0)
 		return rc;
-	/* It may be a manifest's bytes: drop any cached copy with the file. */
-	struct manifest_slot *m = manifest_cached(st, digest);
-	if (m)
-		manifest_slot_clear(st, m);
+	/* A manifest's bytes: index.json (its tags, or its untagged entry) would
+	 * name a file that is gone. */
+	cJSON *idx;
+	rc = index_get(st, repo, &idx);
+	if (rc < 0 && rc != WH_ENOTFOUND)
+		return rc;
+	if (rc == 0 && find_by_digest(index_manifests(idx), digest, false))
+		return WH_EINUSE;
 	if (unlink(path) < 0)
 		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
 	return fsync_parent(path);

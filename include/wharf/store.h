@@ -53,7 +53,10 @@ int wh_store_blob_stat(wh_store *st, const char *repo, const char *digest, int64
 /* Open the blob for reading; the caller owns *fd (close it). */
 int wh_store_blob_open(wh_store *st, const char *repo, const char *digest, int *fd, int64_t *size);
 
-/* Remove the blob from repo. WH_ENOTFOUND if it was not there. */
+/* Remove the blob from repo. WH_ENOTFOUND if it was not there; WH_EINUSE
+ * (and nothing removed) if digest is a manifest of repo (index.json names
+ * it): its bytes go with wh_store_manifest_delete, which drops the tags
+ * too, never from under a tag. */
 int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest);
 
 /* Make a blob that from_repo holds present in repo (hard link; a copy only

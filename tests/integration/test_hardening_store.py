@@ -152,6 +152,55 @@ class LatencyProbe:
 
 
 # ---------------------------------------------------------------------------
+# 2. Bytes something else still references
+# ---------------------------------------------------------------------------
+
+class TestReferencedBytes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Wharf().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+        cls.w.cleanup()
+
+    def setUp(self):
+        self.c = Client(self, self.w)
+
+    def test_blob_delete_of_a_manifest_is_refused(self):
+        repo = "refs/tagged"
+        m, d, blobs = self.c.push_image(repo, "v1", seed="refs")
+        st, h, b = self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d))
+        self.assertEqual(st, 405, b)
+        self.assertTrue(h["content-type"].startswith("application/json"))
+        self.assertEqual(error_codes(b), ["UNSUPPORTED"])
+        self.assertIn("/manifests/", json.loads(b)["errors"][0]["message"])
+        # Nothing changed: the tag is listed and served.
+        st, h, b = self.w.request("GET", "/v2/%s/tags/list" % repo)
+        self.assertEqual(json.loads(b)["tags"], ["v1"])
+        st, h, b = self.w.request("GET", "/v2/%s/manifests/v1" % repo)
+        self.assertEqual((st, b), (200, m))
+        # An untagged manifest is refused too; a layer is a blob and goes.
+        m2, d2, _ = self.c.push_image(repo, None, seed="untagged")
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d2))[0], 405)
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/blobs/%s"
+                                        % (repo, sha256(blobs[1])))[0], 202)
+        # Through /manifests/ it goes, and the blob route then knows nothing.
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/manifests/%s" % (repo, d))[0], 202)
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d))[0], 404)
+        st, h, b = self.w.request("GET", "/v2/%s/tags/list" % repo)
+        self.assertEqual(json.loads(b)["tags"], [])
+
+    def test_manifest_of_another_repository_is_a_blob_here(self):
+        m, d, _ = self.c.push_image("refs/one", "v1", seed="other")
+        self.c.push_blob("refs/two", m)
+        self.assertEqual(self.w.request("DELETE", "/v2/refs/two/blobs/" + d)[0], 202)
+        st, h, b = self.w.request("GET", "/v2/refs/one/manifests/v1")
+        self.assertEqual((st, b), (200, m))
+
+
+# ---------------------------------------------------------------------------
 # 3. Creation and listings
 # ---------------------------------------------------------------------------
 

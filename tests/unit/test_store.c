@@ -628,8 +628,29 @@ static void test_manifests(void)
 	CHECK_STREQ(mt, "application/x-declared");
 	free(mt);
 
-	/* The index names a manifest whose bytes are gone: not found, no crash. */
-	CHECK(wh_store_blob_delete(st, "app", d3) == 0);
+	/* A manifest's bytes are not deleted as a blob: the tag would point at
+	 * nothing. Tagged or not, it is WH_EINUSE and nothing changes. */
+	CHECK(wh_store_blob_delete(st, "app", d3) == WH_EINUSE);
+	CHECK(exists(blob_rel(rel, "app", d3)));
+	CHECK(wh_store_manifest_get(st, "app", "m3", &m) == 0);
+	wh_manifest_free(&m);
+	CHECK(put_manifest(st, "app", NULL, M2, OCI_MANIFEST, d2) == 0);
+	CHECK(wh_store_blob_delete(st, "app", d2) == WH_EINUSE);
+	/* The same bytes in a repository that holds them as a blob only go. */
+	CHECK(put_blob(st, "other", M2, dig) == 0);
+	CHECK(wh_store_blob_delete(st, "other", d2) == 0);
+	CHECK(wh_store_manifest_get(st, "app", d2, &m) == 0);
+	wh_manifest_free(&m);
+
+	/* The index names a manifest whose bytes are gone (another tool removed
+	 * them; a new process, so no cached copy): not found, no crash. */
+	{
+		char p[PATH_MAX];
+		path_of(p, blob_rel(rel, "app", d3));
+		CHECK(unlink(p) == 0);
+		wh_store_close(st);
+		CHECK(wh_store_open(root, true, &st) == 0);
+	}
 	CHECK(wh_store_manifest_get(st, "app", "m3", &m) == WH_ENOTFOUND);
 	mt = NULL;
 	CHECK(wh_store_manifest_stat(st, "app", "m3", dig, &mt, &size) == WH_ENOTFOUND && !mt);
