@@ -835,6 +835,9 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	rc = path_fmt(path, sizeof(path), "%s/.wharf/blobs/sha256", st->root);
 	if (rc < 0 || (dedupe && (rc = mkdir_p(path)) < 0))
 		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/uploads", st->root);
+	if (rc < 0 || (rc = mkdir_p(path)) < 0)
+		goto out;
 	rc = path_fmt(path, sizeof(path), "%s/.wharf/tmp", st->root);
 	if (rc < 0 || (rc = mkdir_p(path)) < 0)
 		goto out;
@@ -1077,9 +1080,56 @@ static bool upload_id_valid(const char *id)
 	return true;
 }
 
-static int upload_path(const wh_store *st, const char *repo, const char *id, char *buf)
+/* A session is the directory .wharf/uploads/<id>, outside every repository
+ * (a POST to any name must not make that name a repository), holding:
+ *   repo   the owning repository's name and a newline, written before data
+ *   data   the bytes so far
+ * It exists when both do and repo is whole (the newline is there): a crash
+ * while one is created or removed leaves a directory that is not a session,
+ * never a session of the wrong repository. file NULL: the directory. */
+static int session_path(const wh_store *st, const char *id, const char *file, char *buf)
 {
-	return path_fmt(buf, PATH_MAX, "%s/%s/.uploads/%s", st->root, repo, id);
+	if (!file)
+		return path_fmt(buf, PATH_MAX, "%s/.wharf/uploads/%s", st->root, id);
+	return path_fmt(buf, PATH_MAX, "%s/.wharf/uploads/%s/%s", st->root, id, file);
+}
+
+/* Remove what is left of a session: data first (then it is no session at
+ * all), the rest after. */
+static int session_remove(const wh_store *st, const char *id)
+{
+	static const char *const files[] = {"data", "repo"};
+	char path[PATH_MAX];
+	int rc = 0;
+
+	for (size_t i = 0; i < WH_ARRAY_SIZE(files); i++) {
+		if (session_path(st, id, files[i], path) == 0 && unlink(path) < 0 &&
+		    errno != ENOENT && rc == 0)
+			rc = -errno;
+	}
+	if (session_path(st, id, NULL, path) == 0 && rmdir(path) < 0 && errno != ENOENT && rc == 0)
+		rc = -errno;
+	if (rc < 0)
+		log_err("cannot remove upload session", path, rc);
+	return rc;
+}
+
+/* True when the session directory's repo file names repo, whole. */
+static bool session_owned_by(const wh_store *st, const char *id, const char *repo)
+{
+	char path[PATH_MAX], buf[WH_NAME_MAX + 2];
+	size_t len = strlen(repo);
+	ssize_t n;
+	int fd;
+
+	if (session_path(st, id, "repo", path) < 0)
+		return false;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n == (ssize_t)len + 1 && buf[len] == '\n' && memcmp(buf, repo, len) == 0;
 }
 
 static void lru_remove(wh_store *st, wh_upload *up)
@@ -1138,19 +1188,15 @@ static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int
 int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
 {
 	static const char hex[] = "0123456789abcdef";
-	char path[PATH_MAX];
+	char path[PATH_MAX], line[WH_NAME_MAX + 2];
 	unsigned char b[16];
-	int fd = -EEXIST, rc;
+	size_t len;
+	int fd = -1, rc = -EEXIST;
+	bool made = false;
 
 	if (!repo_ok(repo))
 		return WH_EINVAL;
-	rc = repo_init(st, repo);
-	if (rc < 0)
-		goto out;
-	rc = repo_path(st, repo, ".uploads", path);
-	if (rc < 0 || (rc = mkdir_p(path)) < 0)
-		goto out;
-	for (int attempt = 0; attempt < 8 && fd == -EEXIST; attempt++) {
+	for (int attempt = 0; attempt < 8 && rc == -EEXIST; attempt++) {
 		size_t j = 0;
 		rc = random_bytes(b, sizeof(b));
 		if (rc < 0)
@@ -1164,22 +1210,48 @@ int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
 			id[j++] = hex[b[i] & 0xf];
 		}
 		id[36] = '\0';
-		rc = upload_path(st, repo, id, path);
+		rc = session_path(st, id, NULL, path);
 		if (rc < 0)
 			goto out;
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd < 0)
-			fd = -errno;
+		/* mkdir is the exclusive step: the id is ours once it succeeds. */
+		rc = mkdir(path, 0755) < 0 ? -errno : 0;
 	}
+	if (rc < 0)
+		goto out;
+	made = true;
+	len = strlen(repo);
+	memcpy(line, repo, len);
+	line[len] = '\n';
+	rc = session_path(st, id, "repo", path);
+	if (rc < 0)
+		goto out;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		rc = fd;
+		rc = -errno;
+		goto out;
+	}
+	rc = write_all(fd, line, len + 1);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	fd = -1;
+	if (rc < 0)
+		goto out;
+	rc = session_path(st, id, "data", path);
+	if (rc < 0)
+		goto out;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
 		goto out;
 	}
 	upload_add(st, repo, id, fd);
 	rc = 0;
 out:
-	if (rc < 0)
+	if (rc < 0) {
 		log_err("cannot create upload session", repo, rc);
+		if (made)
+			session_remove(st, id);
+	}
 	return rc;
 }
 
@@ -1215,8 +1287,13 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 		goto out;
 	}
 
-	/* Not in memory: after a restart or an eviction. The file is the truth. */
-	rc = upload_path(st, repo, id, path);
+	/* Not in memory: after a restart or an eviction. The files are the
+	 * truth; a session of another repository is none of this one's. */
+	if (!session_owned_by(st, id, repo)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	rc = session_path(st, id, "data", path);
 	if (rc < 0)
 		goto out;
 	fd = open_regular(path, O_RDWR | O_NOFOLLOW, &sb);
@@ -1289,37 +1366,33 @@ int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest)
 
 	if (!digest_ok(digest))
 		return WH_EINVAL;
-	rc = upload_path(st, up->repo, up->id, path);
+	rc = session_path(st, up->id, "data", path);
 	if (rc < 0)
 		goto out;
 	wh_sha256_final(&up->hash, got);
 	if (strcmp(got, digest) != 0) {
 		rc = WH_EDIGEST;
-		unlink(path);
 		goto out;
 	}
 	if (fsync(up->fd) < 0) {
 		rc = -errno;
 		log_err("cannot sync upload", path, rc);
-		unlink(path);
 		goto out;
 	}
 	close(up->fd);
 	up->fd = -1;
+	/* Publishing consumes the data file, whether or not it succeeds. */
 	rc = wh_store_blob_publish(st, up->repo, path, digest);
 out:
+	session_remove(st, up->id);
 	upload_free(st, up);
 	return rc;
 }
 
 int wh_store_upload_cancel(wh_store *st, wh_upload *up)
 {
-	char path[PATH_MAX];
-	int rc;
+	int rc = session_remove(st, up->id);
 
-	rc = upload_path(st, up->repo, up->id, path);
-	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
-		rc = -errno;
 	upload_free(st, up);
 	return rc;
 }

@@ -5,9 +5,10 @@
  *   <root>/<repo>/index.json                OCI image index; tags are the
  *                                           annotation org.opencontainers.image.ref.name
  *   <root>/<repo>/blobs/sha256/<hex>        blobs and manifests, by digest
- *   <root>/<repo>/.uploads/<uuid>           upload sessions (bytes so far)
  *   <root>/.wharf/blobs/sha256/<hex>        one copy of every blob's bytes when
  *                                           dedupe is on; repositories hard-link it
+ *   <root>/.wharf/uploads/<uuid>/repo       an upload session: its repository's
+ *   <root>/.wharf/uploads/<uuid>/data       name, the bytes so far
  *   <root>/.wharf/tmp/                      temp files being written
  *
  * Every write is temp file + incremental sha256 + fsync + rename (+ fsync of
@@ -35,12 +36,13 @@ typedef struct wh_upload wh_upload;
 /* Open (creating if needed) the store at root. Removes leftover temp files.
  * Does not scan repositories: metadata is read lazily.
  *
- * Repositories are created on first write: blob_publish, blob_mount,
- * upload_create and manifest_put make <root>/<repo> an OCI image layout
- * (oci-layout, an empty index.json, blobs/sha256/) if it is not one yet, as
- * Zot does, so a repository exists (repo_exists, catalog) once anything has
- * been pushed to it. Every function taking a repo/digest/tag re-checks it
- * with ref.h and returns WH_EINVAL if it fails (defence in depth). */
+ * Repositories are created when something is stored in them: blob_publish
+ * (and so upload_finish), blob_mount and manifest_put make <root>/<repo> an
+ * OCI image layout (oci-layout, an empty index.json, blobs/sha256/) if it is
+ * not one yet, as Zot does, so a repository exists (repo_exists, catalog)
+ * once anything has been pushed to it. Starting an upload stores nothing:
+ * sessions live under .wharf/uploads, outside every repository. Every function taking a
+ * repo/digest/tag re-checks it with ref.h and returns WH_EINVAL if it fails (defence in depth). */
 int wh_store_open(const char *root, bool dedupe, wh_store **out);
 void wh_store_close(wh_store *st);
 const char *wh_store_root(const wh_store *st);
@@ -77,7 +79,9 @@ int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, 
 
 /* ---- upload sessions ---- */
 
-/* Start a session in repo; id receives its uuid (37 bytes with NUL). */
+/* Start a session for repo; id receives its uuid (37 bytes with NUL). The
+ * repository is not created (finishing the upload creates it). Sessions do
+ * not expire yet: removing stale ones is the GC's work. */
 int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
 
 /* At most this many sessions are held in memory (each with an open fd). When
@@ -87,7 +91,8 @@ int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
 
 /* Find a session by repo and uuid: from memory, or from disk after a restart
  * or an eviction (the bytes so far are re-hashed). WH_ENOTFOUND if there is
- * none, or id is not a uuid as upload_create makes them. The session stays
+ * none, if it belongs to another repository, or id is not a uuid as
+ * upload_create makes them. The session stays
  * owned by the store. The pointer is valid until the next call to
  * wh_store_upload_create, wh_store_upload_get, finish/cancel on it, or
  * wh_store_close: any of the first two may evict it. So do not keep it

@@ -223,6 +223,94 @@ def parse_link(link):
     return link.split(";")[0].strip()[1:-1]
 
 
+class TestUploadLayout(unittest.TestCase):
+    def setUp(self):
+        self.w = Wharf().start()
+        self.c = Client(self, self.w)
+
+    def tearDown(self):
+        if self.w.proc:
+            self.assertIsNone(self.w.proc.poll(), "wharf exited; log:\n" + self.w.log()[-4000:])
+        self.w.stop()
+        self.w.cleanup()
+
+    def catalog(self):
+        st, h, b = self.w.request("GET", "/v2/_catalog")
+        self.assertEqual(st, 200, b)
+        return json.loads(b)["repositories"]
+
+    def sessions_on_disk(self):
+        d = os.path.join(self.w.root, ".wharf", "uploads")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def test_post_creates_no_repository(self):
+        ids = []
+        for i in range(50):
+            st, h, b = self.w.request("POST", "/v2/nothing/here%d/blobs/uploads/" % i, b"")
+            self.assertEqual(st, 202, b)
+            ids.append(h["docker-upload-uuid"])
+        self.assertEqual(self.catalog(), [])
+        self.assertEqual(sorted(os.listdir(self.w.root)), [".wharf"])
+        self.assertEqual(self.sessions_on_disk(), sorted(ids))
+        for i in (0, 49):
+            st, h, b = self.w.request("GET", "/v2/nothing/here%d/tags/list" % i)
+            self.assertEqual(st, 404)
+            self.assertEqual(error_codes(b), ["NAME_UNKNOWN"])
+        # A mount whose source lacks the blob is a plain session: no repository either.
+        st, h, b = self.w.request("POST", "/v2/nothing/mounted/blobs/uploads/?mount=%s&from=x"
+                                  % sha256(b"absent"), b"")
+        self.assertEqual(st, 202, b)
+        self.assertEqual(self.catalog(), [])
+        # Something stored: then it is a repository.
+        self.c.push_blob("nothing/here7", b"bytes")
+        self.assertEqual(self.catalog(), ["nothing/here7"])
+
+    def test_cancelled_session_leaves_nothing(self):
+        s = Session(self, self.w, "gone/away")
+        s.patch(1000)
+        self.assertEqual(len(self.sessions_on_disk()), 1)
+        self.assertEqual(self.w.request("DELETE", s.loc)[0], 204)
+        self.assertEqual(self.sessions_on_disk(), [])
+        self.assertEqual(sorted(os.listdir(self.w.root)), [".wharf"])
+        self.assertEqual(self.catalog(), [])
+
+    def test_finished_session_leaves_only_the_blob(self):
+        s = Session(self, self.w, "done/here")
+        s.patch(1000)
+        st, h, b = s.finish(b"x")
+        self.assertEqual(st, 201, b)
+        self.assertEqual(self.sessions_on_disk(), [])
+        self.assertEqual(self.catalog(), ["done/here"])
+        # A wrong digest ends the session too.
+        s = Session(self, self.w, "done/here")
+        s.patch(10)
+        st, h, b = self.w.request("PUT", s.loc + "?digest=" + sha256(b"other"), b"")
+        self.assertEqual(st, 400)
+        self.assertEqual(self.sessions_on_disk(), [])
+
+    def test_session_belongs_to_its_repository(self):
+        s = Session(self, self.w, "owner/a")
+        s.patch(100)
+        other = s.loc.replace("/owner/a/", "/owner/b/")
+        for when in ("in memory", "evicted", "after a restart"):
+            if when == "evicted":
+                post_sessions(self, self.w, "owner/c", UPLOADS_OPEN_MAX + 4)
+            if when == "after a restart":
+                self.w.kill9()
+                self.w.start()
+            for method, body in (("GET", None), ("PATCH", b"x"), ("DELETE", None),
+                                 ("PUT", b"")):
+                path = other + ("?digest=" + sha256(b"x") if method == "PUT" else "")
+                st, h, b = self.w.request(method, path, body)
+                self.assertEqual(st, 404, "%s %s %s" % (when, method, b))
+                self.assertEqual(error_codes(b), ["BLOB_UPLOAD_UNKNOWN"])
+            st, h = s.status()
+            self.assertEqual((st, h["range"]), (204, "0-99"), when)
+        self.assertFalse(os.path.exists(os.path.join(self.w.root, "owner", "b")))
+        st, h, b = s.finish(b"!")
+        self.assertEqual(st, 201, b)
+
+
 # ---------------------------------------------------------------------------
 # Query strings and numbers from the client
 # ---------------------------------------------------------------------------

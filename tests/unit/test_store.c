@@ -378,8 +378,19 @@ static void test_uploads(void)
 	CHECK(wh_store_upload_create(st, "up/load", id) == 0);
 	CHECK(strlen(id) == 36 && id[8] == '-' && id[13] == '-' && id[14] == '4' &&
 	      strchr("89ab", id[19]) != NULL);
-	FMT(rel, sizeof(rel), "up/load/.uploads/%s", id);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s/data", id);
 	CHECK(exists(rel));
+	{
+		/* The session names its repository beside its bytes; the
+		 * repository itself is not created by a session. */
+		char repo_rel[PATH_MAX], *text;
+		FMT(repo_rel, sizeof(repo_rel), ".wharf/uploads/%s/repo", id);
+		text = read_text(repo_rel);
+		CHECK_STREQ(text, "up/load\n");
+		free(text);
+		CHECK(!exists("up"));
+		CHECK(!wh_store_repo_exists(st, "up/load"));
+	}
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0 && up);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up2) == 0 && up2 == up);
 	CHECK(wh_upload_size(up) == 0);
@@ -392,19 +403,23 @@ static void test_uploads(void)
 	wh_sha256_digest("HELLO", 5, d);
 	CHECK(wh_store_upload_finish(st, up, d) == WH_EDIGEST);
 	CHECK(!exists(rel));
+	CHECK(count_dir(".wharf/uploads") == 0);
+	CHECK(!exists("up")); /* nothing was stored: still no repository */
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == WH_ENOTFOUND && up == NULL);
 	CHECK(wh_store_blob_stat(st, "up/load", d, &size) == WH_ENOTFOUND);
 
 	/* Right digest: published, session gone. */
 	CHECK(wh_store_upload_create(st, "up/load", id) == 0);
-	FMT(rel, sizeof(rel), "up/load/.uploads/%s", id);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s", id);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0);
 	CHECK(wh_upload_write(up, "hello", 5) == 0);
 	CHECK(wh_store_upload_finish(st, up, "sha256:nope") == WH_EINVAL); /* session kept */
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0 && wh_upload_size(up) == 5);
 	wh_sha256_digest("hello", 5, d);
 	CHECK(wh_store_upload_finish(st, up, d) == 0);
-	CHECK(!exists(rel));
+	CHECK(!exists(rel)); /* the session's directory, whole */
+	CHECK(count_dir(".wharf/uploads") == 0);
+	CHECK(wh_store_repo_exists(st, "up/load"));
 	CHECK(wh_store_blob_stat(st, "up/load", d, &size) == 0 && size == 5);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == WH_ENOTFOUND);
 
@@ -417,11 +432,12 @@ static void test_uploads(void)
 
 	/* Cancel. */
 	CHECK(wh_store_upload_create(st, "up/load", id) == 0);
-	FMT(rel, sizeof(rel), "up/load/.uploads/%s", id);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s", id);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0);
 	CHECK(wh_upload_write(up, "zzz", 3) == 0);
 	CHECK(wh_store_upload_cancel(st, up) == 0);
 	CHECK(!exists(rel));
+	CHECK(count_dir(".wharf/uploads") == 0);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == WH_ENOTFOUND);
 
 	/* Sessions belong to their repository; ids are uuids and nothing else. */
@@ -429,6 +445,8 @@ static void test_uploads(void)
 	CHECK(wh_store_upload_create(st, "up/load", id2) == 0);
 	CHECK(strcmp(id, id2) != 0);
 	CHECK(wh_store_upload_get(st, "other", id, &up) == WH_ENOTFOUND);
+	CHECK(wh_store_upload_get(st, "up/load/x", id, &up) == WH_ENOTFOUND);
+	CHECK(wh_store_upload_get(st, "up", id, &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "up/load", "../../../../etc/passwd", &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "up/load", "", &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "up/load", "ABCDEF00-0000-4000-8000-000000000000", &up) ==
@@ -455,9 +473,11 @@ static void test_upload_restart(void)
 	CHECK(wh_upload_write(up, "part1-", 6) == 0);
 	wh_store_close(st);
 
-	/* A new process: the session is found on disk and its bytes re-hashed. */
+	/* A new process: the session is found on disk and its bytes re-hashed;
+	 * still not from another repository's URL. */
 	st = NULL;
 	CHECK(wh_store_open(root, false, &st) == 0);
+	CHECK(wh_store_upload_get(st, "s", id, &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "r", id, &up) == 0);
 	CHECK(up && wh_upload_size(up) == 6);
 	CHECK(wh_upload_write(up, "part2", 5) == 0);
@@ -465,6 +485,26 @@ static void test_upload_restart(void)
 	wh_sha256_digest("part1-part2", 11, d);
 	CHECK(wh_store_upload_finish(st, up, d) == 0);
 	CHECK(wh_store_blob_stat(st, "r", d, &size) == 0 && size == 11);
+
+	/* What a crash can leave half-made or half-removed is not a session: a
+	 * repo file cut short (no newline: "r" must not pass for "r2"), a
+	 * directory without data, one without repo. */
+	for (int i = 0; i < 3; i++) {
+		char rel[PATH_MAX], p[PATH_MAX];
+		CHECK(wh_store_upload_create(st, "r2", id) == 0);
+		wh_store_close(st);
+		if (i == 0) {
+			FMT(rel, sizeof(rel), ".wharf/uploads/%s/repo", id);
+			write_text(rel, "r");
+		} else {
+			FMT(rel, sizeof(rel), ".wharf/uploads/%s/%s", id, i == 1 ? "data" : "repo");
+			path_of(p, rel);
+			CHECK(unlink(p) == 0);
+		}
+		CHECK(wh_store_open(root, false, &st) == 0);
+		CHECK(wh_store_upload_get(st, "r2", id, &up) == WH_ENOTFOUND);
+		CHECK(wh_store_upload_get(st, "r", id, &up) == WH_ENOTFOUND);
+	}
 	wh_store_close(st);
 }
 
@@ -761,7 +801,8 @@ static void test_repos(void)
 	CHECK(put_manifest(st, "z", "latest", M1, OCI_MANIFEST, d) == 0);
 	CHECK(put_blob(st, "a/b", "x", d) == 0);
 	CHECK(put_manifest(st, "a", "latest", M1, OCI_MANIFEST, d) == 0);
-	CHECK(wh_store_upload_create(st, "b/c/d", id) == 0);
+	CHECK(wh_store_upload_create(st, "not/yet", id) == 0); /* stores nothing */
+	CHECK(put_blob(st, "b/c/d", "z", d) == 0);
 	CHECK(put_manifest(st, "a-b", "latest", M2, OCI_MANIFEST, d) == 0);
 	CHECK(put_blob(st, "x/blobs", "y", d) == 0); /* x is not a repository */
 	/* Not repositories: no index.json, a name outside the grammar, dot-dirs.
