@@ -26,11 +26,17 @@
 #define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
 
-/* Upload sessions with a request streaming into them right now: a second
- * request on the same session must not interleave its bytes. */
-struct busy {
-	struct busy *next;
-	char id[37];
+/* A closing PUT on a session that is behind (got from disk without a saved
+ * hash state, after a crash): its missing bytes are read and hashed in
+ * libuv's thread pool, then the upload finishes. The job holds its own pin
+ * on the session, so it outlives the request if the connection goes away:
+ * the session then stays, hashed, and the client's next PUT finishes it. */
+struct catchup {
+	uv_work_t work;
+	wh_registry *reg;            /* NULL once the registry is freed */
+	struct catchup *prev, *next; /* in reg->catchups */
+	wh_req *req;                 /* NULL once the request is over */
+	wh_upload_catchup *job;
 };
 
 struct wh_registry {
@@ -38,7 +44,7 @@ struct wh_registry {
 	const wh_config *cfg;
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
-	struct busy *busy;
+	struct catchup *catchups;
 };
 
 enum route {
@@ -61,10 +67,14 @@ struct rctx {
 	char id[37];                    /* upload session */
 	char digest[WH_DIGEST_LEN + 1]; /* ?digest= when finishing */
 	bool has_digest;
-	bool holds_busy;
-	bool finished;     /* the upload was finished or cancelled */
-	bool temp_session; /* created for a monolithic POST: cancel if not finished */
-	char *buf;         /* manifest bytes */
+	/* The session this request writes to, pinned: got once, so a body
+	 * piece costs no lookup, and never evicted meanwhile. Pinned also
+	 * means busy: a second request on it must not interleave its bytes. */
+	wh_upload *up;
+	struct catchup *catchup; /* the closing PUT's catch-up, while it runs */
+	bool finished;           /* the upload was finished or cancelled */
+	bool temp_session;       /* created for a monolithic POST: cancel if not finished */
+	char *buf;               /* manifest bytes */
 	size_t len, cap;
 	char media_type[256];
 };
@@ -103,11 +113,10 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 void wh_registry_free(wh_registry *reg)
 {
 	wh_sync_free(reg->sync);
-	while (reg->busy) {
-		struct busy *b = reg->busy;
-		reg->busy = b->next;
-		free(b);
-	}
+	/* Jobs still in the thread pool end on the loop after this; they must
+	 * not touch the registry then. */
+	for (struct catchup *c = reg->catchups; c; c = c->next)
+		c->reg = NULL;
 	free(reg);
 }
 
@@ -336,30 +345,6 @@ static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const c
 
 /* ---- uploads ---- */
 
-static bool busy_take(wh_registry *reg, const char *id)
-{
-	for (struct busy *b = reg->busy; b; b = b->next)
-		if (strcmp(b->id, id) == 0)
-			return false;
-	struct busy *b = wh_malloc(sizeof(*b));
-	memcpy(b->id, id, 37);
-	b->next = reg->busy;
-	reg->busy = b;
-	return true;
-}
-
-static void busy_release(wh_registry *reg, const char *id)
-{
-	for (struct busy **pp = &reg->busy; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->id, id) == 0) {
-			struct busy *b = *pp;
-			*pp = b->next;
-			free(b);
-			return;
-		}
-	}
-}
-
 static void upload_headers(wh_req *req, const char *name, const char *id, int64_t size)
 {
 	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
@@ -373,13 +358,14 @@ static void rctx_done(wh_req *req)
 	struct rctx *x = req->data;
 	if (!x)
 		return;
-	if (x->temp_session && !x->finished) {
-		wh_upload *up;
-		if (wh_store_upload_get(x->reg->store, x->name, x->id, &up) == 0)
-			wh_store_upload_cancel(x->reg->store, up);
+	if (x->catchup)
+		x->catchup->req = NULL; /* it goes on, and ends without us */
+	if (x->up && !x->finished) {
+		/* A monolithic POST's session goes with its request; cancel
+		 * refuses only while a catch-up is out, and then the pin goes. */
+		if (!x->temp_session || wh_store_upload_cancel(x->reg->store, x->up) == WH_EINUSE)
+			wh_upload_unpin(x->up);
 	}
-	if (x->holds_busy)
-		busy_release(x->reg, x->id);
 	free(x->buf);
 	free(x);
 	req->data = NULL;
@@ -398,45 +384,24 @@ static struct rctx *rctx_new(wh_req *req, wh_registry *reg, const char *name)
 static int upload_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
-	wh_upload *up;
-	int rc = wh_store_upload_get(x->reg->store, x->name, x->id, &up);
-	if (rc == 0)
-		rc = wh_upload_write(up, data, len);
+	int rc = wh_upload_write(x->up, data, len);
 	if (rc != 0) {
-		if (rc == WH_ENOTFOUND)
-			wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "upload session is gone",
-			                  NULL);
-		else
-			storage_error(req, rc);
+		storage_error(req, rc);
 		return -1;
 	}
 	return 0;
 }
 
-/* The body of a PATCH, a closing PUT or a monolithic POST is in: answer. */
-static void upload_body_end(wh_req *req)
+/* Finish the upload of a session whose hash covers every byte, and answer. */
+static void upload_finish(wh_req *req, struct rctx *x)
 {
-	struct rctx *x = req->data;
-	wh_store *st = x->reg->store;
-	wh_upload *up;
-	int rc = wh_store_upload_get(st, x->name, x->id, &up);
-	if (rc != 0) {
-		if (rc == WH_ENOTFOUND)
-			wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "upload session is gone",
-			                  NULL);
-		else
-			storage_error(req, rc);
+	int rc = wh_store_upload_finish(x->reg->store, x->up, x->digest);
+	if (rc == WH_EINVAL || rc == WH_EINUSE) {
+		storage_error(req, rc); /* not expected: the session is left as it was */
 		return;
 	}
-	if (!x->has_digest) {
-		wh_resp_start(req, 202);
-		upload_headers(req, x->name, x->id, wh_upload_size(up));
-		wh_resp_length(req, 0);
-		wh_resp_end(req);
-		return;
-	}
-	rc = wh_store_upload_finish(st, up, x->digest);
-	x->finished = true;
+	x->finished = true; /* the session is gone, with our pin */
+	x->up = NULL;
 	if (rc == WH_EDIGEST) {
 		wh_registry_error(req, 400, "DIGEST_INVALID",
 		                  "provided digest did not match uploaded content", x->digest);
@@ -452,6 +417,83 @@ static void upload_body_end(wh_req *req)
 	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
 	wh_resp_length(req, 0);
 	wh_resp_end(req);
+}
+
+static void catchup_work(uv_work_t *w)
+{
+	struct catchup *c = w->data;
+	wh_upload_catchup_run(c->job);
+}
+
+static void catchup_start(wh_req *req, struct rctx *x);
+
+static void catchup_done(uv_work_t *w, int status)
+{
+	struct catchup *c = w->data;
+	/* Cancelled (status < 0), the job did not run and end installs nothing. */
+	(void)status;
+	int rc = wh_upload_catchup_end(c->job);
+	if (c->reg) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->reg->catchups = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+	}
+	wh_req *req = c->req;
+	free(c);
+	if (!req)
+		return; /* the client went away: the session stays, caught up */
+	struct rctx *x = req->data;
+	x->catchup = NULL;
+	if (rc != 0)
+		storage_error(req, rc);
+	else if (wh_upload_hash_behind(x->up))
+		catchup_start(req, x); /* not expected: nobody else writes to it */
+	else
+		upload_finish(req, x);
+}
+
+/* Hash what a session that is behind lacks, off the loop, then finish. */
+static void catchup_start(wh_req *req, struct rctx *x)
+{
+	wh_registry *reg = x->reg;
+	struct catchup *c = wh_calloc(1, sizeof(*c));
+	int rc = wh_upload_catchup_begin(x->up, &c->job);
+	if (rc != 0) {
+		free(c);
+		storage_error(req, rc);
+		return;
+	}
+	c->work.data = c;
+	c->req = req;
+	c->reg = reg;
+	c->next = reg->catchups;
+	if (reg->catchups)
+		reg->catchups->prev = c;
+	reg->catchups = c;
+	x->catchup = c;
+	rc = uv_queue_work(reg->loop, &c->work, catchup_work, catchup_done);
+	if (rc != 0)
+		catchup_done(&c->work, rc); /* ends the job unrun: answers the error */
+}
+
+/* The body of a PATCH, a closing PUT or a monolithic POST is in: answer. */
+static void upload_body_end(wh_req *req)
+{
+	struct rctx *x = req->data;
+	if (!x->has_digest) {
+		wh_resp_start(req, 202);
+		upload_headers(req, x->name, x->id, wh_upload_size(x->up));
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+	if (wh_upload_hash_behind(x->up))
+		catchup_start(req, x); /* answers when the bytes are hashed */
+	else
+		upload_finish(req, x);
 }
 
 /* Content-Range of a chunk: "<start>-<end>" (inclusive). Both are below
@@ -552,8 +594,12 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 	}
 	/* Monolithic: the body is the blob. */
 	x->temp_session = true;
-	busy_take(reg, x->id);
-	x->holds_busy = true;
+	rc = wh_store_upload_get(reg->store, name, x->id, &x->up);
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	wh_upload_pin(x->up);
 	wh_req_read_body(req, upload_body, upload_body_end);
 	if (!req->has_body)
 		return; /* on_body_end fires when the (empty) message completes */
@@ -587,12 +633,11 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 		return;
 	}
 	if (strcmp(m, "DELETE") == 0) {
-		if (!busy_take(reg, id)) {
+		if (wh_upload_pinned(up)) {
 			wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID", "upload session is busy",
 			                  NULL);
 			return;
 		}
-		busy_release(reg, id);
 		rc = wh_store_upload_cancel(st, up);
 		if (rc != 0)
 			storage_error(req, rc);
@@ -638,12 +683,13 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 			return;
 		}
 	}
-	if (!busy_take(reg, id)) {
+	if (wh_upload_pinned(up)) {
 		wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID",
 		                  "another request is writing to this upload session", NULL);
 		return;
 	}
-	x->holds_busy = true;
+	wh_upload_pin(up);
+	x->up = up;
 	wh_req_read_body(req, upload_body, upload_body_end);
 }
 

@@ -34,14 +34,25 @@
 #define JSON_MAX ((size_t)64 << 20)
 #define COPY_BUF ((size_t)1 << 20)
 
+/* An upload session in memory. Its hash state is what makes it cheap: it
+ * never has to read its bytes back. It goes to disk beside them when the
+ * session leaves memory (eviction, close) and comes back from there. */
 struct wh_upload {
 	wh_store *st;
-	wh_upload *prev, *next; /* in st's LRU list, most recently used first */
+	wh_upload *prev, *next; /* in st->lru (most recently used first) or st->pinned */
 	char *repo;
 	char id[37];
 	int fd;
-	int64_t size;
-	wh_sha256 hash; /* of the first size bytes of the file */
+	int pins;       /* users that keep the pointer: never evicted while > 0 */
+	int jobs;       /* catch-up jobs out (each holds a pin) */
+	int64_t size;   /* bytes in the data file */
+	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
+	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
+	wh_sha256 hash;
+};
+
+struct upload_list {
+	wh_upload *head, *tail;
 };
 
 /* Reading index.json and a manifest from disk and parsing the index for
@@ -74,8 +85,10 @@ struct manifest_slot {
 struct wh_store {
 	char *root;
 	bool dedupe;
-	wh_upload *head, *tail;
-	int n_uploads;
+	struct upload_list lru;    /* sessions nobody pinned: evicted from the tail */
+	struct upload_list pinned; /* sessions in use: never evicted */
+	int n_uploads;             /* in both lists */
+	unsigned char boot[16];    /* this boot's id: saved hash states name it */
 	uint64_t tick;
 	struct index_slot index_cache[INDEX_CACHE];
 	struct manifest_slot manifest_cache[MANIFEST_CACHE_N];
@@ -163,6 +176,33 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+/* This boot's id, so that a hash state saved before a reboot is not
+ * trusted. Without /proc, a random one: states then serve within this
+ * process only. */
+static void read_boot_id(unsigned char out[16])
+{
+	char text[64];
+	ssize_t n = -1;
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	size_t k = 0;
+
+	if (fd >= 0) {
+		n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+	}
+	for (ssize_t i = 0; i < n && k < 32; i++) {
+		int v = text[i] >= '0' && text[i] <= '9'   ? text[i] - '0'
+		        : text[i] >= 'a' && text[i] <= 'f' ? text[i] - 'a' + 10
+		                                           : -1;
+		if (v < 0)
+			continue;
+		out[k / 2] = (unsigned char)(k % 2 ? out[k / 2] | v : v << 4);
+		k++;
+	}
+	if (k < 32 && random_bytes(out, 16) < 0)
+		memset(out, 0, 16); /* then every saved state is used only by this store */
 }
 
 static int write_all(int fd, const void *data, size_t len)
@@ -825,6 +865,7 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	st = wh_calloc(1, sizeof(*st));
 	st->root = wh_strdup(root);
 	st->dedupe = dedupe;
+	read_boot_id(st->boot);
 	len = strlen(st->root);
 	while (len > 1 && st->root[len - 1] == '/')
 		st->root[--len] = '\0';
@@ -869,14 +910,18 @@ out:
 	return rc;
 }
 
-static void upload_free(wh_store *st, wh_upload *up);
+static void upload_evict(wh_store *st, wh_upload *up);
 
 void wh_store_close(wh_store *st)
 {
 	if (!st)
 		return;
-	while (st->head)
-		upload_free(st, st->head);
+	/* Each session's hash state goes to disk: the next process goes on
+	 * from there without reading the bytes. */
+	while (st->pinned.head)
+		upload_evict(st, st->pinned.head);
+	while (st->lru.head)
+		upload_evict(st, st->lru.head);
 	for (int i = 0; i < INDEX_CACHE; i++)
 		index_slot_clear(&st->index_cache[i]);
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
@@ -1084,6 +1129,7 @@ static bool upload_id_valid(const char *id)
  * (a POST to any name must not make that name a repository), holding:
  *   repo   the owning repository's name and a newline, written before data
  *   data   the bytes so far
+ *   hash   the hash state of a prefix of data, when the session left memory
  * It exists when both do and repo is whole (the newline is there): a crash
  * while one is created or removed leaves a directory that is not a session,
  * never a session of the wrong repository. file NULL: the directory. */
@@ -1098,7 +1144,7 @@ static int session_path(const wh_store *st, const char *id, const char *file, ch
  * all), the rest after. */
 static int session_remove(const wh_store *st, const char *id)
 {
-	static const char *const files[] = {"data", "repo"};
+	static const char *const files[] = {"data", "hash", "repo"};
 	char path[PATH_MAX];
 	int rc = 0;
 
@@ -1132,33 +1178,196 @@ static bool session_owned_by(const wh_store *st, const char *id, const char *rep
 	return n == (ssize_t)len + 1 && buf[len] == '\n' && memcmp(buf, repo, len) == 0;
 }
 
-static void lru_remove(wh_store *st, wh_upload *up)
+/* ---- the saved hash state ----
+ *
+ * When a session leaves memory its hash state is written to <id>/hash, so
+ * that getting it again costs a read of that small file, never of the
+ * bytes. The file says which bytes it covers (a prefix: data only grows),
+ * which session and which boot it was written in, and ends with its own
+ * sha256. It is not fsynced: within one boot the page cache is the truth
+ * for data and hash alike (a killed process loses nothing), and after a
+ * reboot, when data may have lost what was not synced, the boot id no
+ * longer matches and the state is not used. A state that is missing,
+ * damaged, from another boot or for more bytes than data holds leaves the
+ * session "behind": see wh_upload_hash_behind. */
+
+#define HASH_MAGIC     "WHARFUPH"
+#define HASH_VERSION   1u
+#define HASH_BODY      (8 + 4 + 4 + 16 + 36 + 8 + 32 + 64)
+#define HASH_FILE_SIZE (HASH_BODY + WH_DIGEST_LEN)
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* The hash state file of a session covering its first `count` bytes. */
+static void hash_encode(const wh_store *st, const char *id, const wh_sha256 *h,
+                        unsigned char out[HASH_FILE_SIZE])
+{
+	wh_sha256_state state;
+	char check[WH_DIGEST_LEN + 1];
+	unsigned char *p = out;
+
+	wh_sha256_export(h, &state);
+	memcpy(p, HASH_MAGIC, 8);
+	p += 8;
+	put_le(p, HASH_VERSION, 4);
+	p += 4;
+	put_le(p, 0, 4);
+	p += 4;
+	memcpy(p, st->boot, 16);
+	p += 16;
+	memcpy(p, id, 36);
+	p += 36;
+	put_le(p, state.total, 8);
+	p += 8;
+	for (int i = 0; i < 8; i++, p += 4)
+		put_le(p, state.h[i], 4);
+	memcpy(p, state.block, 64);
+	p += 64;
+	wh_sha256_digest(out, HASH_BODY, check);
+	memcpy(p, check, WH_DIGEST_LEN);
+}
+
+static bool hash_decode(const wh_store *st, const char *id, const unsigned char in[HASH_FILE_SIZE],
+                        wh_sha256 *h, int64_t *count)
+{
+	wh_sha256_state state;
+	char check[WH_DIGEST_LEN + 1];
+	const unsigned char *p = in;
+
+	wh_sha256_digest(in, HASH_BODY, check);
+	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 || memcmp(p, HASH_MAGIC, 8) != 0 ||
+	    get_le(p + 8, 4) != HASH_VERSION || memcmp(p + 16, st->boot, 16) != 0 ||
+	    memcmp(p + 32, id, 36) != 0)
+		return false;
+	p += 68;
+	state.total = get_le(p, 8);
+	p += 8;
+	for (int i = 0; i < 8; i++, p += 4)
+		state.h[i] = (uint32_t)get_le(p, 4);
+	memcpy(state.block, p, 64);
+	if (state.total > INT64_MAX)
+		return false;
+	wh_sha256_import(h, &state);
+	*count = (int64_t)state.total;
+	return true;
+}
+
+/* Write up's hash state beside its bytes (temp file + rename: a reader sees
+ * the old file or the new one). Nothing to do when the file already covers
+ * what the hash does. A failure only costs a catch-up later. */
+static void hash_save(wh_upload *up)
+{
+	unsigned char buf[HASH_FILE_SIZE];
+	char tmp[PATH_MAX], path[PATH_MAX];
+	int fd, rc;
+
+	if (up->hashed == 0 || up->hashed == up->saved)
+		return;
+	hash_encode(up->st, up->id, &up->hash, buf);
+	rc = session_path(up->st, up->id, "hash", path);
+	if (rc < 0)
+		goto out;
+	fd = wh_store_tmp_create(up->st, tmp, sizeof(tmp));
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	rc = write_all(fd, buf, sizeof(buf));
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	else
+		up->saved = up->hashed;
+out:
+	if (rc < 0)
+		wh_log(WH_LOG_WARN, "cannot save the hash state of an upload session", "upload",
+		       WH_LS, up->id, "error", WH_LS, wh_strerror(rc), NULL);
+}
+
+/* The saved state of session id if it is usable for a data file of size
+ * bytes: true with *h and *count. */
+static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_sha256 *h,
+                      int64_t *count)
+{
+	unsigned char buf[HASH_FILE_SIZE + 1];
+	char path[PATH_MAX];
+	ssize_t n;
+	int fd;
+	bool ok;
+
+	if (session_path(st, id, "hash", path) < 0)
+		return false;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	do
+		n = read(fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	ok = n == HASH_FILE_SIZE && hash_decode(st, id, buf, h, count) && *count <= size;
+	if (!ok && n >= 0)
+		wh_log(WH_LOG_INFO, "upload session: saved hash state not usable, hashing later",
+		       "upload", WH_LS, id, NULL);
+	return ok;
+}
+
+/* ---- sessions in memory ---- */
+
+static void list_remove(struct upload_list *l, wh_upload *up)
 {
 	if (up->prev)
 		up->prev->next = up->next;
 	else
-		st->head = up->next;
+		l->head = up->next;
 	if (up->next)
 		up->next->prev = up->prev;
 	else
-		st->tail = up->prev;
+		l->tail = up->prev;
 	up->prev = up->next = NULL;
 }
 
-static void lru_push_front(wh_store *st, wh_upload *up)
+static void list_push_front(struct upload_list *l, wh_upload *up)
 {
 	up->prev = NULL;
-	up->next = st->head;
-	if (st->head)
-		st->head->prev = up;
-	st->head = up;
-	if (!st->tail)
-		st->tail = up;
+	up->next = l->head;
+	if (l->head)
+		l->head->prev = up;
+	l->head = up;
+	if (!l->tail)
+		l->tail = up;
+}
+
+static struct upload_list *list_of(wh_upload *up)
+{
+	return up->pins > 0 ? &up->st->pinned : &up->st->lru;
+}
+
+static void touch(wh_upload *up)
+{
+	if (up->pins == 0 && up->st->lru.head != up) {
+		list_remove(&up->st->lru, up);
+		list_push_front(&up->st->lru, up);
+	}
 }
 
 static void upload_free(wh_store *st, wh_upload *up)
 {
-	lru_remove(st, up);
+	list_remove(list_of(up), up);
 	st->n_uploads--;
 	if (up->fd >= 0)
 		close(up->fd);
@@ -1166,23 +1375,46 @@ static void upload_free(wh_store *st, wh_upload *up)
 	free(up);
 }
 
-/* Adopt an open session file: evict the least recently used session if the
- * table is full (its file stays; it is re-hashed when next asked for). */
+/* Drop a session from memory; its files stay, with its hash state. */
+static void upload_evict(wh_store *st, wh_upload *up)
+{
+	hash_save(up);
+	upload_free(st, up);
+}
+
+/* Evict least recently used unpinned sessions while more than limit are in
+ * memory. Pinned ones may keep the table above it. */
+static void uploads_trim(wh_store *st, int limit)
+{
+	while (st->n_uploads > limit && st->lru.tail)
+		upload_evict(st, st->lru.tail);
+}
+
+/* Adopt an open session file (the hash state is the caller's to set). */
 static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int fd)
 {
 	wh_upload *up;
 
-	while (st->n_uploads >= WH_UPLOADS_OPEN_MAX && st->tail)
-		upload_free(st, st->tail);
+	uploads_trim(st, WH_UPLOADS_OPEN_MAX - 1);
 	up = wh_calloc(1, sizeof(*up));
 	up->st = st;
 	up->repo = wh_strdup(repo);
 	memcpy(up->id, id, 37);
 	up->fd = fd;
+	up->saved = -1;
 	wh_sha256_init(&up->hash);
-	lru_push_front(st, up);
+	list_push_front(&st->lru, up);
 	st->n_uploads++;
 	return up;
+}
+
+static wh_upload *upload_find(wh_store *st, const char *id)
+{
+	for (int i = 0; i < 2; i++)
+		for (wh_upload *up = (i ? st->lru : st->pinned).head; up; up = up->next)
+			if (strcmp(up->id, id) == 0)
+				return up;
+	return NULL;
 }
 
 int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
@@ -1259,11 +1491,8 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 {
 	char path[PATH_MAX];
 	struct stat sb;
-	char *buf = NULL;
 	wh_upload *up;
 	int fd = -1, rc = 0;
-	wh_sha256 hash;
-	int64_t size = 0;
 
 	*out = NULL;
 	if (!repo_ok(repo)) {
@@ -1274,21 +1503,21 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 		rc = WH_ENOTFOUND;
 		goto out;
 	}
-	for (up = st->head; up; up = up->next) {
-		if (strcmp(up->id, id) != 0)
-			continue;
+	up = upload_find(st, id);
+	if (up) {
 		if (strcmp(up->repo, repo) != 0) {
 			rc = WH_ENOTFOUND;
 		} else {
-			lru_remove(st, up);
-			lru_push_front(st, up);
+			touch(up);
 			*out = up;
 		}
 		goto out;
 	}
 
 	/* Not in memory: after a restart or an eviction. The files are the
-	 * truth; a session of another repository is none of this one's. */
+	 * truth; a session of another repository is none of this one's. The
+	 * bytes are not read: their hash state comes from the hash file, or
+	 * the session is behind and the rest is hashed when it finishes. */
 	if (!session_owned_by(st, id, repo)) {
 		rc = WH_ENOTFOUND;
 		goto out;
@@ -1301,29 +1530,13 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 		rc = fd;
 		goto out;
 	}
-	buf = wh_malloc(COPY_BUF);
-	wh_sha256_init(&hash);
-	for (;;) {
-		ssize_t n = read(fd, buf, COPY_BUF);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			log_err("cannot read upload session", path, rc);
-			goto out;
-		}
-		if (n == 0)
-			break;
-		wh_sha256_update(&hash, buf, (size_t)n);
-		size += n;
-	}
 	up = upload_add(st, repo, id, fd);
 	fd = -1;
-	up->hash = hash;
-	up->size = size;
+	up->size = (int64_t)sb.st_size;
+	if (hash_load(st, id, up->size, &up->hash, &up->hashed))
+		up->saved = up->hashed;
 	*out = up;
 out:
-	free(buf);
 	if (fd >= 0)
 		close(fd);
 	return rc;
@@ -1332,6 +1545,38 @@ out:
 int64_t wh_upload_size(const wh_upload *up)
 {
 	return up->size;
+}
+
+bool wh_upload_hash_behind(const wh_upload *up)
+{
+	return up->hashed < up->size;
+}
+
+void wh_upload_pin(wh_upload *up)
+{
+	if (up->pins++ == 0) {
+		list_remove(&up->st->lru, up);
+		list_push_front(&up->st->pinned, up);
+	}
+}
+
+void wh_upload_unpin(wh_upload *up)
+{
+	wh_store *st = up->st;
+
+	if (up->pins <= 0)
+		return;
+	if (--up->pins == 0) {
+		list_remove(&st->pinned, up);
+		list_push_front(&st->lru, up);
+		/* Back within bounds now that one more may go. */
+		uploads_trim(st, WH_UPLOADS_OPEN_MAX);
+	}
+}
+
+bool wh_upload_pinned(const wh_upload *up)
+{
+	return up->pins > 0;
 }
 
 int wh_upload_write(wh_upload *up, const void *data, size_t len)
@@ -1347,15 +1592,93 @@ int wh_upload_write(wh_upload *up, const void *data, size_t len)
 			rc = n < 0 ? -errno : -EIO;
 			break;
 		}
-		wh_sha256_update(&up->hash, p, (size_t)n);
+		/* Behind, the hash waits for the catch-up to reach the end. */
+		if (up->hashed == up->size) {
+			wh_sha256_update(&up->hash, p, (size_t)n);
+			up->hashed += n;
+		}
 		up->size += n;
 		p += n;
 		len -= (size_t)n;
 	}
-	if (up->st->head != up) {
-		lru_remove(up->st, up);
-		lru_push_front(up->st, up);
+	touch(up);
+	return rc;
+}
+
+struct wh_upload_catchup {
+	wh_upload *up; /* pinned by the job */
+	int fd;        /* the job's own descriptor of data */
+	int64_t from, to;
+	wh_sha256 hash;
+	int rc;
+};
+
+int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out)
+{
+	wh_upload_catchup *job;
+	int fd;
+
+	*out = NULL;
+	if (!wh_upload_hash_behind(up) || up->jobs > 0)
+		return WH_EINVAL;
+	fd = fcntl(up->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	job = wh_calloc(1, sizeof(*job));
+	job->up = up;
+	job->fd = fd;
+	job->from = up->hashed;
+	job->to = up->size;
+	job->hash = up->hash; /* a context is plain bytes: the copy goes on alone */
+	job->rc = -ECANCELED; /* until run: a job ended unrun installs nothing */
+	up->jobs++;
+	wh_upload_pin(up);
+	*out = job;
+	return 0;
+}
+
+void wh_upload_catchup_run(wh_upload_catchup *job)
+{
+	char *buf = wh_malloc(COPY_BUF);
+	int64_t off = job->from;
+
+	job->rc = 0;
+	while (off < job->to) {
+		size_t want = (size_t)WH_MIN(job->to - off, (int64_t)COPY_BUF);
+		ssize_t n = pread(job->fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* Shorter than it was: someone else cut the file. */
+			job->rc = n < 0 ? -errno : WH_EIO;
+			break;
+		}
+		wh_sha256_update(&job->hash, buf, (size_t)n);
+		off += n;
 	}
+	/* Finishing fsyncs the bytes on the loop; done here, that finds
+	 * nothing left to write. */
+	if (job->rc == 0 && fsync(job->fd) < 0)
+		job->rc = -errno;
+	free(buf);
+}
+
+int wh_upload_catchup_end(wh_upload_catchup *job)
+{
+	wh_upload *up = job->up;
+	int rc = job->rc;
+
+	if (rc == 0 && up->hashed == job->from) {
+		up->hash = job->hash;
+		up->hashed = job->to;
+	}
+	if (rc < 0)
+		wh_log(WH_LOG_ERROR, "cannot read upload session", "upload", WH_LS, up->id, "error",
+		       WH_LS, wh_strerror(rc), NULL);
+	close(job->fd);
+	free(job);
+	up->jobs--;
+	wh_upload_unpin(up);
 	return rc;
 }
 
@@ -1364,8 +1687,10 @@ int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest)
 	char path[PATH_MAX], got[WH_DIGEST_LEN + 1];
 	int rc;
 
-	if (!digest_ok(digest))
+	if (!digest_ok(digest) || wh_upload_hash_behind(up))
 		return WH_EINVAL;
+	if (up->jobs > 0)
+		return WH_EINUSE;
 	rc = session_path(st, up->id, "data", path);
 	if (rc < 0)
 		goto out;
@@ -1391,8 +1716,11 @@ out:
 
 int wh_store_upload_cancel(wh_store *st, wh_upload *up)
 {
-	int rc = session_remove(st, up->id);
+	int rc;
 
+	if (up->jobs > 0)
+		return WH_EINUSE;
+	rc = session_remove(st, up->id);
 	upload_free(st, up);
 	return rc;
 }

@@ -8,7 +8,8 @@
  *   <root>/.wharf/blobs/sha256/<hex>        one copy of every blob's bytes when
  *                                           dedupe is on; repositories hard-link it
  *   <root>/.wharf/uploads/<uuid>/repo       an upload session: its repository's
- *   <root>/.wharf/uploads/<uuid>/data       name, the bytes so far
+ *   <root>/.wharf/uploads/<uuid>/data       name, the bytes so far, and the
+ *   <root>/.wharf/uploads/<uuid>/hash       hash state of a prefix of them
  *   <root>/.wharf/tmp/                      temp files being written
  *
  * Every write is temp file + incremental sha256 + fsync + rename (+ fsync of
@@ -18,8 +19,9 @@
  *
  * Calls are synchronous and meant for the one loop thread: each call is atomic
  * with respect to every other call, which is what makes concurrent pushes of
- * the same blob or tag safe. Names, tags and digests must have been validated
- * with ref.h before they reach the store. */
+ * the same blob or tag safe. The exceptions, made to run in libuv's thread
+ * pool, say so (wh_upload_catchup_run). Names, tags and digests must have
+ * been validated with ref.h before they reach the store. */
 #ifndef WHARF_STORE_H
 #define WHARF_STORE_H
 
@@ -84,37 +86,79 @@ int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, 
  * not expire yet: removing stale ones is the GC's work. */
 int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
 
-/* At most this many sessions are held in memory (each with an open fd). When
- * one more is needed, the least recently used is dropped from memory (fd
- * closed, struct freed); its file stays and it is re-hashed when next got. */
+/* Sessions in memory: at most this many, each with an open fd, unless more
+ * are pinned (in use by a request: then the connection limit bounds them).
+ * When one more is needed, the least recently used unpinned session leaves
+ * memory: its files stay, and its hash state is saved beside them (<uuid>/
+ * hash) so that getting it again never reads its bytes. wh_store_close saves
+ * every session's state the same way. */
 #define WH_UPLOADS_OPEN_MAX 256
 
 /* Find a session by repo and uuid: from memory, or from disk after a restart
- * or an eviction (the bytes so far are re-hashed). WH_ENOTFOUND if there is
- * none, if it belongs to another repository, or id is not a uuid as
- * upload_create makes them. The session stays
- * owned by the store. The pointer is valid until the next call to
- * wh_store_upload_create, wh_store_upload_get, finish/cancel on it, or
- * wh_store_close: any of the first two may evict it. So do not keep it
- * across a return to the loop; keep (repo, id) and get it again (cheap when
- * it is in memory). */
+ * or an eviction. From disk, the bytes are not read: the size is the data
+ * file's, the hash state the saved one; when there is no usable saved state
+ * (after a crash or a reboot), the session is "behind" (below). WH_ENOTFOUND
+ * if there is none, if it belongs to another repository, or id is not a
+ * uuid as upload_create makes them. The session stays owned by the store.
+ * The pointer is valid until the next call to wh_store_upload_create or
+ * wh_store_upload_get (either may evict it), finish/cancel on it, or
+ * wh_store_close, unless it is pinned: then until it is unpinned (or
+ * finished or cancelled). A request that uses a session across returns to
+ * the loop gets it once and pins it. */
 int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_upload **out);
+
+/* Pins count: a pinned session is never evicted, so the pointer stays valid.
+ * Unpinning the last pin may evict it (or another one) at once, to bring
+ * the table back to WH_UPLOADS_OPEN_MAX. Pinned also means "in use": the
+ * registry lets one request at a time write to a session and refuses the
+ * others while it is pinned. */
+void wh_upload_pin(wh_upload *up);
+void wh_upload_unpin(wh_upload *up);
+bool wh_upload_pinned(const wh_upload *up);
 
 /* Bytes received so far. */
 int64_t wh_upload_size(const wh_upload *up);
 
-/* Append bytes (hashing them). On error (-errno) the bytes that did reach the
- * file are counted in wh_upload_size, so the session stays consistent and the
- * client can resume from there. */
+/* Append bytes, hashing them unless the session is behind (then the hash
+ * waits for a catch-up). On error (-errno) the bytes that did reach the
+ * file are counted in wh_upload_size, so the session stays consistent and
+ * the client can resume from there. */
 int wh_upload_write(wh_upload *up, const void *data, size_t len);
 
+/* True when the hash does not cover every byte: the session was got from
+ * disk without a usable saved state. Writes still append; the bytes the
+ * hash lacks are hashed by a catch-up before the session can finish. */
+bool wh_upload_hash_behind(const wh_upload *up);
+
+/* The catch-up hashes a behind session's missing bytes in three steps, so
+ * that the reading and hashing run off the loop (libuv's thread pool):
+ *   begin (loop)  snapshots what is missing and pins the session; WH_EINVAL
+ *                 when it is not behind or a catch-up is already out, -errno
+ *                 if its fd cannot be duplicated.
+ *   run (any thread) reads, hashes and fsyncs the bytes; it touches only
+ *                 the job (its own fd and hash copy), so the loop may go on
+ *                 using the session, even appending to it.
+ *   end (loop)    installs the hash if the session has not changed under it,
+ *                 unpins, frees the job; 0, or the error run met (-errno,
+ *                 WH_EIO if the file was cut): the session is then left as
+ *                 it was, still behind. Bytes appended meanwhile keep it
+ *                 behind for those; begin again.
+ * While a catch-up is out, finish and cancel answer WH_EINUSE. Every begun
+ * job must be ended before wh_store_close. */
+typedef struct wh_upload_catchup wh_upload_catchup;
+int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out);
+void wh_upload_catchup_run(wh_upload_catchup *job);
+int wh_upload_catchup_end(wh_upload_catchup *job);
+
 /* Finish: if the content hashes to digest, publish it as a blob of the
- * session's repo and end the session (0). If not, WH_EDIGEST and the session
- * is ended too (its bytes are dropped). A digest that is not a valid sha256
- * digest is WH_EINVAL and leaves the session as it was. */
+ * session's repo (creating the repository) and end the session (0). If not,
+ * WH_EDIGEST and the session is ended too (its bytes are dropped). A digest
+ * that is not a valid sha256 digest, or a session that is behind, is
+ * WH_EINVAL and leaves the session as it was; WH_EINUSE while a catch-up is
+ * out. Otherwise the session (pins and all) is gone afterwards. */
 int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest);
 
-/* End a session and drop its bytes. */
+/* End a session and drop its bytes (WH_EINUSE while a catch-up is out). */
 int wh_store_upload_cancel(wh_store *st, wh_upload *up);
 
 /* ---- manifests and tags ---- */

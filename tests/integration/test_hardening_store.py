@@ -152,6 +152,185 @@ class LatencyProbe:
 
 
 # ---------------------------------------------------------------------------
+# 1. Upload sessions: the hash state stays with the session
+# ---------------------------------------------------------------------------
+
+class TestUploadHashState(unittest.TestCase):
+    def setUp(self):
+        self.w = Wharf().start()
+
+    def tearDown(self):
+        if self.w.proc:
+            self.assertIsNone(self.w.proc.poll(), "wharf exited; log:\n" + self.w.log()[-4000:])
+        self.w.stop()
+        self.w.cleanup()
+
+    def restart(self):
+        self.w.kill9()
+        self.w.start()
+
+    def check_blob(self, repo, s):
+        st, h, b = self.w.request("GET", "/v2/%s/blobs/%s" % (repo, s.digest()))
+        self.assertEqual(st, 200)
+        self.assertEqual(len(b), s.size)
+        self.assertEqual(sha256(b), s.digest())
+
+    def test_evicted_session_is_not_read_again(self):
+        big = 64 * MIB
+        s = Session(self, self.w, "evict/big")
+        s.patch(big)
+        post_sessions(self, self.w, "evict/other", UPLOADS_OPEN_MAX + 44)
+        pid = self.w.proc.pid
+
+        r0, t0 = rchar(pid), time.monotonic()
+        st, h = s.status()
+        dt, read = time.monotonic() - t0, rchar(pid) - r0
+        self.assertEqual(st, 204)
+        self.assertEqual(h["range"], "0-%d" % (big - 1))
+        print("\n  status of an evicted %d MiB session: %.1f ms, %d bytes read"
+              % (big // MIB, dt * 1000, read), file=sys.stderr)
+        self.assertLess(read, MIB, "the status request re-read the session's bytes")
+
+        # A chunk and the closing PUT, each after another round of evictions.
+        post_sessions(self, self.w, "evict/other", UPLOADS_OPEN_MAX + 44)
+        r0 = rchar(pid)
+        s.patch(MIB, seed=2)
+        self.assertLess(rchar(pid) - r0, 2 * MIB, "the PATCH re-read the session's bytes")
+        post_sessions(self, self.w, "evict/other", UPLOADS_OPEN_MAX + 44)
+        r0, t0 = rchar(pid), time.monotonic()
+        st, h, b = s.finish(b"tail" * 256)
+        dt, read = time.monotonic() - t0, rchar(pid) - r0
+        self.assertEqual(st, 201, b)
+        print("  closing PUT of the evicted session: %.1f ms, %d bytes read"
+              % (dt * 1000, read), file=sys.stderr)
+        self.assertLess(read, MIB, "the closing PUT re-read the session's bytes")
+        self.assertEqual(h["docker-content-digest"], s.digest())
+        self.check_blob("evict/big", s)
+
+    def test_interleaved_uploads_beyond_the_table(self):
+        """More sessions receiving bodies at once than the table holds: each
+        body piece used to get its session again, evicting another one, whose
+        next piece then re-hashed everything it had so far."""
+        n, size, piece = UPLOADS_OPEN_MAX + 4, 512 * 1024, 64 * 1024
+        sessions = [Session(self, self.w, "many/s%d" % (i % 7)) for i in range(n)]
+        socks = []
+        pid = self.w.proc.pid
+        r0, t0 = rchar(pid), time.monotonic()
+        try:
+            for s in sessions:
+                sk = socket.create_connection(("127.0.0.1", self.w.port), timeout=60)
+                sk.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                            "Content-Type: application/octet-stream\r\n\r\n"
+                            % (s.loc, size)).encode())
+                socks.append(sk)
+            data = [b"%d " % i * (piece // 4) for i in range(n)]
+            for off in range(0, size, piece):
+                for i, sk in enumerate(socks):
+                    chunk = (data[i] * 2)[:piece]
+                    sk.sendall(chunk)
+                    sessions[i].hash.update(chunk)
+            for i, sk in enumerate(socks):
+                resp = b""
+                while b"\r\n\r\n" not in resp:
+                    got = sk.recv(4096)
+                    if not got:
+                        break
+                    resp += got
+                self.assertTrue(resp.startswith(b"HTTP/1.1 202"), resp[:200])
+                sessions[i].size = size
+        finally:
+            for sk in socks:
+                sk.close()
+        dt, read = time.monotonic() - t0, rchar(pid) - r0
+        total = n * size
+        print("\n  %d interleaved uploads of %d KiB: %.2f s, %d MiB read for %d MiB sent"
+              % (n, size // 1024, dt, read // MIB, total // MIB), file=sys.stderr)
+        self.assertLess(read, total + total // 4 + 4 * MIB,
+                        "sessions were read again while their bodies arrived")
+        for i in (0, 1, n // 2, n - 1):
+            st, h, b = sessions[i].finish()
+            self.assertEqual(st, 201, b)
+
+    def test_restart_mid_upload(self):
+        s = Session(self, self.w, "restart/plain")
+        s.patch(8 * MIB)
+        self.restart()
+        st, h = s.status()
+        self.assertEqual((st, h["range"]), (204, "0-%d" % (8 * MIB - 1)))
+        s.patch(MIB, seed=3)
+        st, h, b = s.finish(b"end")
+        self.assertEqual(st, 201, b)
+        self.check_blob("restart/plain", s)
+
+    def test_restart_after_eviction_mid_upload(self):
+        """The state saved at an eviction covers fewer bytes than the file
+        holds after more chunks and a crash: the rest is hashed at the end."""
+        s = Session(self, self.w, "restart/evicted")
+        s.patch(4 * MIB)
+        post_sessions(self, self.w, "restart/other", UPLOADS_OPEN_MAX + 10)
+        s.patch(4 * MIB, seed=4)
+        self.restart()
+        st, h, b = s.finish(b"end")
+        self.assertEqual(st, 201, b)
+        self.check_blob("restart/evicted", s)
+        # The clean stop saves every session's state: nothing to catch up.
+        s2 = Session(self, self.w, "restart/clean")
+        s2.patch(2 * MIB)
+        self.w.stop()
+        self.w.start()
+        pid = self.w.proc.pid
+        r0 = rchar(pid)
+        st, h, b = s2.finish()
+        self.assertEqual(st, 201, b)
+        self.assertLess(rchar(pid) - r0, MIB)
+        self.check_blob("restart/clean", s2)
+
+    def test_catch_up_after_a_crash_does_not_stall_others(self):
+        """No saved state after SIGKILL: the bytes are hashed at the closing
+        PUT, in the thread pool; other clients are served meanwhile."""
+        size = 128 * MIB if not SANITIZED else 64 * MIB
+        s = Session(self, self.w, "crash/big")
+        s.patch(size)
+        self.restart()
+        with LatencyProbe(self.w) as probe:
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            st, h, b = s.finish(b"end")
+            put = time.monotonic() - t0
+            time.sleep(0.05)
+        self.assertEqual(st, 201, b)
+        print("\n  closing PUT that hashes %d MiB: %.0f ms; worst GET /v2/ meanwhile: %.1f ms"
+              % (size // MIB, put * 1000, probe.worst * 1000), file=sys.stderr)
+        self.assertGreater(len(probe.lat), 5)
+        self.assertLess(probe.worst, max(0.05, put / 2),
+                        "GET /v2/ waited for the hashing")
+        st, h, b = self.w.request("HEAD", "/v2/crash/big/blobs/" + s.digest())
+        self.assertEqual((st, int(h["content-length"])), (200, s.size))
+
+    def test_client_gone_during_catch_up(self):
+        """The connection closes while the bytes are hashed: the session stays
+        whole, and the PUT again finishes it."""
+        s = Session(self, self.w, "crash/gone")
+        s.patch(64 * MIB)
+        self.restart()
+        sk = socket.create_connection(("127.0.0.1", self.w.port), timeout=10)
+        sk.sendall(("PUT %s?digest=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                    % (s.loc, s.digest())).encode())
+        sk.close()
+        time.sleep(0.5)
+        st, h = s.status()
+        if st == 404:
+            # The PUT won the race and finished before the close was seen.
+            st, h, b = self.w.request("HEAD", "/v2/crash/gone/blobs/" + s.digest())
+            self.assertEqual(st, 200)
+            return
+        self.assertEqual((st, h["range"]), (204, "0-%d" % (s.size - 1)))
+        st, h, b = s.finish()
+        self.assertEqual(st, 201, b)
+        self.check_blob("crash/gone", s)
+
+
+# ---------------------------------------------------------------------------
 # 2. Bytes something else still references
 # ---------------------------------------------------------------------------
 

@@ -172,7 +172,7 @@ class TestTraversal(unittest.TestCase):
                 continue
             if os.path.dirname(rel) == uploads:
                 self.assertEqual(dirnames, [], rel)
-                self.assertTrue(set(filenames) <= {"repo", "data"}, (rel, filenames))
+                self.assertTrue(set(filenames) <= {"repo", "data", "hash"}, (rel, filenames))
                 continue
             if rel == ".wharf" or rel.startswith(".wharf" + os.sep):
                 continue
