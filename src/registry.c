@@ -39,12 +39,32 @@ struct catchup {
 	wh_upload_catchup *job;
 };
 
+/* The catalog's scan of the root, in libuv's thread pool at start (a walk
+ * of 20,000 repositories takes about a second). Catalog requests that
+ * arrive before it is loaded wait for it, rather than walk again. */
+struct catalog_scan {
+	uv_work_t work;
+	wh_registry *reg; /* NULL once the registry is freed */
+	char *root;
+	char **names;
+	int count;
+	uint64_t started_ms;
+};
+
+struct catalog_wait {
+	wh_req *req;
+	wh_registry *reg;
+	struct catalog_wait *prev, *next;
+};
+
 struct wh_registry {
 	uv_loop_t *loop;
 	const wh_config *cfg;
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
 	struct catchup *catchups;
+	struct catalog_scan *scan;    /* while it runs */
+	struct catalog_wait *waiting; /* catalog requests waiting for it */
 };
 
 enum route {
@@ -92,6 +112,64 @@ static void serve_blob(wh_req *req, void *ctx, const char *name, const char *dig
 	blob_get(req, ctx, name, digest);
 }
 
+static void catalog_scan_work(uv_work_t *w)
+{
+	struct catalog_scan *sc = w->data;
+	wh_store_repos_scan(sc->root, &sc->names, &sc->count);
+}
+
+static void catalog(wh_req *req, wh_registry *reg);
+
+static void catalog_scan_done(uv_work_t *w, int status)
+{
+	struct catalog_scan *sc = w->data;
+	wh_registry *reg = sc->reg;
+	free(sc->root);
+	if (!reg || status < 0) {
+		/* Cancelled, the catalog is scanned at the next request instead. */
+		if (reg)
+			reg->scan = NULL;
+		wh_strv_free(sc->names, sc->count);
+	} else {
+		reg->scan = NULL;
+		wh_log(WH_LOG_INFO, "catalog loaded", "repositories", WH_LI, (long long)sc->count,
+		       "duration_ms", WH_LI, (long long)(uv_now(reg->loop) - sc->started_ms), NULL);
+		wh_store_catalog_load(reg->store, sc->names, sc->count);
+	}
+	free(sc);
+	if (!reg)
+		return;
+	/* One at a time, each off the list before it is answered (answering
+	 * may end other requests, whose on_done unlinks them). */
+	while (reg->waiting) {
+		struct catalog_wait *cw = reg->waiting;
+		reg->waiting = cw->next;
+		if (reg->waiting)
+			reg->waiting->prev = NULL;
+		wh_req *req = cw->req;
+		free(cw);
+		req->data = NULL;
+		req->on_done = NULL;
+		catalog(req, reg);
+	}
+}
+
+static void catalog_scan_start(wh_registry *reg)
+{
+	struct catalog_scan *sc = wh_calloc(1, sizeof(*sc));
+	sc->work.data = sc;
+	sc->reg = reg;
+	sc->root = wh_strdup(wh_store_root(reg->store));
+	sc->started_ms = uv_now(reg->loop);
+	if (uv_queue_work(reg->loop, &sc->work, catalog_scan_work, catalog_scan_done) != 0) {
+		/* The first catalog request then scans, on the loop. */
+		free(sc->root);
+		free(sc);
+		return;
+	}
+	reg->scan = sc;
+}
+
 int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_registry **out)
 {
 	wh_registry *reg = wh_calloc(1, sizeof(*reg));
@@ -106,6 +184,7 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 		free(reg);
 		return rc;
 	}
+	catalog_scan_start(reg);
 	*out = reg;
 	return 0;
 }
@@ -117,6 +196,8 @@ void wh_registry_free(wh_registry *reg)
 	 * not touch the registry then. */
 	for (struct catchup *c = reg->catchups; c; c = c->next)
 		c->reg = NULL;
+	if (reg->scan)
+		reg->scan->reg = NULL;
 	free(reg);
 }
 
@@ -1036,6 +1117,19 @@ static void tags_list(wh_req *req, wh_registry *reg, const char *name)
 	wh_strv_free(tags, count);
 }
 
+static void catalog_wait_done(wh_req *req)
+{
+	struct catalog_wait *cw = req->data;
+	if (cw->prev)
+		cw->prev->next = cw->next;
+	else
+		cw->reg->waiting = cw->next;
+	if (cw->next)
+		cw->next->prev = cw->prev;
+	free(cw);
+	req->data = NULL;
+}
+
 static void catalog(wh_req *req, wh_registry *reg)
 {
 	int n;
@@ -1043,6 +1137,18 @@ static void catalog(wh_req *req, wh_registry *reg)
 	bool has_last;
 	if (page_params(req, &n, last, sizeof(last), &has_last))
 		return;
+	if (!wh_store_catalog_loaded(reg->store) && reg->scan) {
+		struct catalog_wait *cw = wh_calloc(1, sizeof(*cw));
+		cw->req = req;
+		cw->reg = reg;
+		cw->next = reg->waiting;
+		if (reg->waiting)
+			reg->waiting->prev = cw;
+		reg->waiting = cw;
+		req->data = cw;
+		req->on_done = catalog_wait_done;
+		return; /* answered when the scan is loaded */
+	}
 	char **repos = NULL;
 	int count = 0;
 	bool more = false;

@@ -89,6 +89,10 @@ struct wh_store {
 	struct upload_list pinned; /* sessions in use: never evicted */
 	int n_uploads;             /* in both lists */
 	unsigned char boot[16];    /* this boot's id: saved hash states name it */
+	/* The catalog: every repository's name, in lexical order, unique. */
+	char **repos;
+	int n_repos, cap_repos;
+	bool repos_loaded; /* a scan of the root was merged in */
 	uint64_t tick;
 	struct index_slot index_cache[INDEX_CACHE];
 	struct manifest_slot manifest_cache[MANIFEST_CACHE_N];
@@ -512,6 +516,8 @@ static int write_atomic(wh_store *st, const char *dst, const void *data, size_t 
 	return rc;
 }
 
+static void catalog_insert(wh_store *st, const char *repo);
+
 /* Make repo an OCI image layout if it is not one yet. index.json is written
  * last: its presence is what makes the directory a repository. */
 static int repo_init(wh_store *st, const char *repo)
@@ -542,6 +548,8 @@ static int repo_init(wh_store *st, const char *repo)
 	if (rc < 0)
 		goto out;
 	rc = write_atomic(st, path, EMPTY_INDEX, strlen(EMPTY_INDEX));
+	if (rc == 0)
+		catalog_insert(st, repo);
 out:
 	return rc;
 }
@@ -926,6 +934,7 @@ void wh_store_close(wh_store *st)
 		index_slot_clear(&st->index_cache[i]);
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
 		manifest_slot_clear(st, &st->manifest_cache[i]);
+	wh_strv_free(st->repos, st->n_repos);
 	free(st->root);
 	free(st);
 }
@@ -2135,16 +2144,104 @@ static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_le
 	closedir(dir);
 }
 
-int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more)
+void wh_store_repos_scan(const char *root, char ***names, int *count)
 {
 	char rel[WH_NAME_MAX + 2] = "";
 	struct strv all = {0};
 
-	walk_repos(AT_FDCWD, st->root, rel, 0, false, &all);
+	walk_repos(AT_FDCWD, root, rel, 0, false, &all);
 	if (all.n > 0)
 		qsort(all.v, (size_t)all.n, sizeof(*all.v), cmp_str);
-	paginate(all.v, all.n, last, n, repos, count, more);
-	wh_strv_free(all.v, all.n);
+	*names = all.v;
+	*count = all.n;
+}
+
+/* The first index in the catalog whose name sorts after name (n_repos when
+ * none does); *found when name itself is there. */
+static int catalog_after(const wh_store *st, const char *name, bool *found)
+{
+	int lo = 0, hi = st->n_repos;
+
+	*found = false;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2, c = lexical(st->repos[mid], name);
+		if (c == 0)
+			*found = true;
+		if (c <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void catalog_insert(wh_store *st, const char *repo)
+{
+	bool found;
+	int i = catalog_after(st, repo, &found);
+
+	if (found)
+		return;
+	if (st->n_repos == st->cap_repos) {
+		st->cap_repos = st->cap_repos ? 2 * st->cap_repos : 64;
+		st->repos = wh_realloc(st->repos, sizeof(*st->repos) * (size_t)st->cap_repos);
+	}
+	memmove(st->repos + i + 1, st->repos + i, sizeof(*st->repos) * (size_t)(st->n_repos - i));
+	st->repos[i] = wh_strdup(repo);
+	st->n_repos++;
+}
+
+void wh_store_catalog_load(wh_store *st, char **names, int count)
+{
+	/* Merge: what the scan found, and what was created meanwhile (the scan
+	 * may or may not have seen it). Both are sorted and unique. */
+	char **v = wh_malloc(sizeof(*v) * ((size_t)count + (size_t)st->n_repos + 1));
+	int i = 0, j = 0, k = 0;
+
+	while (i < count || j < st->n_repos) {
+		int c = i == count ? 1 : j == st->n_repos ? -1 : lexical(names[i], st->repos[j]);
+		if (c < 0) {
+			v[k++] = names[i++];
+		} else if (c > 0) {
+			v[k++] = st->repos[j++];
+		} else {
+			v[k++] = names[i++];
+			free(st->repos[j++]);
+		}
+	}
+	free(names);
+	free(st->repos);
+	st->repos = v;
+	st->n_repos = st->cap_repos = k;
+	st->repos_loaded = true;
+}
+
+bool wh_store_catalog_loaded(const wh_store *st)
+{
+	return st->repos_loaded;
+}
+
+int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more)
+{
+	int i = 0, k;
+	bool found;
+
+	if (!st->repos_loaded) {
+		char **names;
+		int nnames;
+		wh_store_repos_scan(st->root, &names, &nnames);
+		wh_store_catalog_load(st, names, nnames);
+	}
+	if (last)
+		i = catalog_after(st, last, &found);
+	k = st->n_repos - i;
+	if (n >= 0 && k > n)
+		k = n;
+	*repos = wh_malloc(sizeof(**repos) * ((size_t)k + 1));
+	for (int j = 0; j < k; j++)
+		(*repos)[j] = wh_strdup(st->repos[i + j]);
+	*count = k;
+	*more = i + k < st->n_repos;
 	return 0;
 }
 

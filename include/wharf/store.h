@@ -205,9 +205,36 @@ int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref);
 int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
                   bool *more);
 
-/* Repository names in lexical order, paginated as wh_store_tags: every
- * directory below root that holds an index.json and whose path is a valid
- * name (dot-directories and a repository's blobs/ are not searched). */
+/* ---- the catalog ----
+ *
+ * Repository names are listed from memory: a sorted array, filled once by
+ * a scan of the root and kept up to date by the store itself, which adds a
+ * name whenever it creates a repository (nothing deletes one yet). Walking
+ * 20,000 repositories takes about a second, too long for the loop, so a
+ * server scans in libuv's thread pool at start and loads the result; a
+ * repository that another tool writes into the root while Wharf runs is
+ * served (its index.json is read when asked for) but listed only after a
+ * restart. */
+
+/* Find the repositories under root: every directory below it that holds an
+ * index.json and whose path is a valid name (dot-directories and a
+ * repository's blobs/sha256/ are not searched), in lexical order. *names
+ * is a malloc'd array of malloc'd strings. Touches nothing but the
+ * filesystem: safe on any thread. */
+void wh_store_repos_scan(const char *root, char ***names, int *count);
+
+/* Adopt a scan's result (ownership of names passes to the store) as the
+ * catalog, merged with the repositories the store created since the scan
+ * began, which it may or may not have seen. */
+void wh_store_catalog_load(wh_store *st, char **names, int count);
+
+/* True once a scan was loaded. */
+bool wh_store_catalog_loaded(const wh_store *st);
+
+/* Repository names in lexical order, paginated as wh_store_tags (last is
+ * found by binary search). Before a scan was loaded, this scans the root
+ * first, here and now: tools and tests may rely on that; a server loads the
+ * catalog off the loop before it answers a catalog request. */
 int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more);
 
 /* Descriptors (as JSON text of an OCI image index, media type

@@ -1080,13 +1080,21 @@ static void test_repos(void)
 {
 	static const char *const all[] = {"a",       "a-b", "a/b",          "b/c/d",
 	                                  "x/blobs", "z",   "z/blobs/inner"};
+	static const char *const created[] = {"a", "a-b", "a/b", "b/c/d", "x/blobs", "z"};
+	static const char *const merged[] = {"a",     "a-b",     "a/b", "b/c/d",
+	                                     "c/new", "x/blobs", "z",   "z/blobs/inner"};
 	char d[WH_DIGEST_LEN + 1], id[37];
 	wh_store *st = NULL;
+	char **names;
+	int count;
 
 	new_root();
 	CHECK(wh_store_open(root, true, &st) == 0);
-	CHECK(repos_are(st, NULL, -1, NULL, 0, false));
+	CHECK(!wh_store_catalog_loaded(st));
+	CHECK(repos_are(st, NULL, -1, NULL, 0, false)); /* scans, here */
+	CHECK(wh_store_catalog_loaded(st));
 
+	/* Each repository the store creates joins the catalog, in order. */
 	CHECK(put_manifest(st, "z", "latest", M1, OCI_MANIFEST, d) == 0);
 	CHECK(put_blob(st, "a/b", "x", d) == 0);
 	CHECK(put_manifest(st, "a", "latest", M1, OCI_MANIFEST, d) == 0);
@@ -1094,6 +1102,10 @@ static void test_repos(void)
 	CHECK(put_blob(st, "b/c/d", "z", d) == 0);
 	CHECK(put_manifest(st, "a-b", "latest", M2, OCI_MANIFEST, d) == 0);
 	CHECK(put_blob(st, "x/blobs", "y", d) == 0); /* x is not a repository */
+	CHECK(put_blob(st, "a", "again", d) == 0);   /* not listed twice */
+	CHECK(wh_store_blob_mount(st, "a-b", "a", d) == 0);
+	CHECK(repos_are(st, NULL, -1, created, 6, false));
+
 	/* Not repositories: no index.json, a name outside the grammar, dot-dirs.
 	 * A repository nested under another's blobs/ is one (its sha256/ is not). */
 	CHECK(mkdir_rel("empty") == 0);
@@ -1104,20 +1116,43 @@ static void test_repos(void)
 	CHECK(mkdir_rel("z/blobs/inner") == 0);
 	write_text("z/blobs/inner/index.json", "{}");
 	write_text("afile", "not a dir");
-
 	CHECK(mkdir_rel("z/blobs/sha256/inner") == 0);
 	write_text("z/blobs/sha256/inner/index.json", "{}");
+	/* Written behind the store's back: served, but listed after a restart. */
+	CHECK(wh_store_repo_exists(st, "z/blobs/inner"));
+	CHECK(repos_are(st, NULL, -1, created, 6, false));
+	wh_store_close(st);
 
+	CHECK(wh_store_open(root, true, &st) == 0);
 	CHECK(repos_are(st, NULL, -1, all, 7, false));
 	CHECK(repos_are(st, NULL, 2, all, 2, true));
 	CHECK(repos_are(st, "a-b", 2, all + 2, 2, true));
 	CHECK(repos_are(st, "b/c/d", 2, all + 4, 2, true));
+	CHECK(repos_are(st, "b/c/c", 2, all + 3, 2, true)); /* a last that is not a name */
+	CHECK(repos_are(st, "0", 1, all, 1, true));
 	CHECK(repos_are(st, "z", 2, all + 6, 1, false));
 	CHECK(repos_are(st, "z/blobs/inner", 2, NULL, 0, false));
+	CHECK(repos_are(st, "zz", -1, NULL, 0, false));
 	CHECK(repos_are(st, NULL, 0, NULL, 0, true));
 	CHECK(wh_store_repo_exists(st, "b/c/d"));
 	CHECK(!wh_store_repo_exists(st, "b/c"));
 	CHECK(!wh_store_repo_exists(st, "Bad"));
+	wh_store_close(st);
+
+	/* As a server does it: the scan runs (elsewhere) while repositories are
+	 * created; loading merges the two, whether or not the scan saw them. */
+	CHECK(wh_store_open(root, true, &st) == 0);
+	wh_store_repos_scan(root, &names, &count);
+	CHECK(count == 7);
+	CHECK(put_blob(st, "c/new", "n", d) == 0); /* after the scan: not in it */
+	CHECK(put_blob(st, "b/c/d", "n", d) == 0); /* existed: nothing to add */
+	CHECK(!wh_store_catalog_loaded(st));
+	wh_store_catalog_load(st, names, count);
+	CHECK(wh_store_catalog_loaded(st));
+	CHECK(repos_are(st, NULL, -1, merged, 8, false));
+	wh_store_repos_scan(root, &names, &count); /* this one saw c/new */
+	wh_store_catalog_load(st, names, count);
+	CHECK(repos_are(st, NULL, -1, merged, 8, false));
 	wh_store_close(st);
 }
 
