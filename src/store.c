@@ -1219,7 +1219,7 @@ static uint64_t get_le(const unsigned char *p, int n)
 	return v;
 }
 
-/* The hash state file of a session covering its first `count` bytes. */
+/* The hash file's bytes for session id whose hash state is h. */
 static void hash_encode(const wh_store *st, const char *id, const wh_sha256 *h,
                         unsigned char out[HASH_FILE_SIZE])
 {
