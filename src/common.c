@@ -28,6 +28,8 @@ const char *wh_strerror(int err)
 		return "range not satisfiable";
 	case WH_EUPSTREAM:
 		return "upstream error";
+	case WH_EINUSE:
+		return "in use";
 	}
 	if (err < 0 && err > -4096)
 		return strerror(-err);

@@ -1514,36 +1514,56 @@ static int hexval(int ch)
 	return -1;
 }
 
-const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t buflen)
+/* The raw value of the first parameter named name in the query: [*val,
+ * *end), or false when there is none. A parameter without '=' has an empty
+ * value. Names are compared as sent (not percent-decoded). */
+static bool query_find(const wh_req *req, const char *name, const char **val, const char **end)
 {
 	const char *q = req->query;
 	size_t nlen = strlen(name);
 	while (q && *q) {
 		const char *amp = strchr(q, '&');
-		const char *end = amp ? amp : q + strlen(q);
-		const char *eq = memchr(q, '=', (size_t)(end - q));
-		const char *kend = eq ? eq : end;
+		const char *e = amp ? amp : q + strlen(q);
+		const char *eq = memchr(q, '=', (size_t)(e - q));
+		const char *kend = eq ? eq : e;
 		if ((size_t)(kend - q) == nlen && memcmp(q, name, nlen) == 0) {
-			size_t o = 0;
-			for (const char *p = eq ? eq + 1 : end; p < end; p++) {
-				int ch = (unsigned char)*p;
-				if (ch == '%' && end - p >= 3 && hexval(p[1]) >= 0 &&
-				    hexval(p[2]) >= 0) {
-					ch = hexval(p[1]) * 16 + hexval(p[2]);
-					p += 2;
-				} else if (ch == '+') {
-					ch = ' ';
-				}
-				if (o + 1 >= buflen)
-					return NULL;
-				buf[o++] = (char)ch;
-			}
-			buf[o] = '\0';
-			return buf;
+			*val = eq ? eq + 1 : e;
+			*end = e;
+			return true;
 		}
 		q = amp ? amp + 1 : NULL;
 	}
-	return NULL;
+	return false;
+}
+
+const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t buflen)
+{
+	const char *v, *end;
+	size_t o = 0;
+	if (!query_find(req, name, &v, &end))
+		return NULL;
+	for (const char *p = v; p < end; p++) {
+		int ch = (unsigned char)*p;
+		if (ch == '%' && end - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+			ch = hexval(p[1]) * 16 + hexval(p[2]);
+			p += 2;
+		} else if (ch == '+') {
+			ch = ' ';
+		}
+		/* A NUL would cut the value short where the caller reads it: a
+		 * digest followed by %00 and anything would pass as the digest. */
+		if (ch == '\0' || o + 1 >= buflen)
+			return NULL;
+		buf[o++] = (char)ch;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+bool wh_req_query_has(const wh_req *req, const char *name)
+{
+	const char *v, *end;
+	return query_find(req, name, &v, &end);
 }
 
 bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end)

@@ -22,11 +22,35 @@
 #define MANIFEST_MAX WH_MANIFEST_MAX
 #define API_VERSION  "registry/2.0"
 
-/* Upload sessions with a request streaming into them right now: a second
- * request on the same session must not interleave its bytes. */
-struct busy {
-	struct busy *next;
-	char id[37];
+/* A closing PUT on a session that is behind (got from disk without a saved
+ * hash state, after a crash): its missing bytes are read and hashed in
+ * libuv's thread pool, then the upload finishes. The job holds its own pin
+ * on the session, so it outlives the request if the connection goes away:
+ * the session then stays, hashed, and the client's next PUT finishes it. */
+struct catchup {
+	uv_work_t work;
+	wh_registry *reg;            /* NULL once the registry is freed */
+	struct catchup *prev, *next; /* in reg->catchups */
+	wh_req *req;                 /* NULL once the request is over */
+	wh_upload_catchup *job;
+};
+
+/* The catalog's scan of the root, in libuv's thread pool at start (a walk
+ * of 20,000 repositories takes about a second). Catalog requests that
+ * arrive before it is loaded wait for it, rather than walk again. */
+struct catalog_scan {
+	uv_work_t work;
+	wh_registry *reg; /* NULL once the registry is freed */
+	char *root;
+	char **names;
+	int count;
+	uint64_t started_ms;
+};
+
+struct catalog_wait {
+	wh_req *req;
+	wh_registry *reg;
+	struct catalog_wait *prev, *next;
 };
 
 struct wh_registry {
@@ -34,7 +58,9 @@ struct wh_registry {
 	const wh_config *cfg;
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
-	struct busy *busy;
+	struct catchup *catchups;
+	struct catalog_scan *scan;    /* while it runs */
+	struct catalog_wait *waiting; /* catalog requests waiting for it */
 };
 
 enum route {
@@ -57,10 +83,14 @@ struct rctx {
 	char id[37];                    /* upload session */
 	char digest[WH_DIGEST_LEN + 1]; /* ?digest= when finishing */
 	bool has_digest;
-	bool holds_busy;
-	bool finished;     /* the upload was finished or cancelled */
-	bool temp_session; /* created for a monolithic POST: cancel if not finished */
-	char *buf;         /* manifest bytes */
+	/* The session this request writes to, pinned: got once, so a body
+	 * piece costs no lookup, and never evicted meanwhile. Pinned also
+	 * means busy: a second request on it must not interleave its bytes. */
+	wh_upload *up;
+	struct catchup *catchup; /* the closing PUT's catch-up, while it runs */
+	bool finished;           /* the upload was finished or cancelled */
+	bool temp_session;       /* created for a monolithic POST: cancel if not finished */
+	char *buf;               /* manifest bytes */
 	size_t len, cap;
 	char content_type[256]; /* of a manifest PUT */
 };
@@ -78,6 +108,64 @@ static void serve_blob(wh_req *req, void *ctx, const char *name, const char *dig
 	blob_get(req, ctx, name, digest);
 }
 
+static void catalog_scan_work(uv_work_t *w)
+{
+	struct catalog_scan *sc = w->data;
+	wh_store_repos_scan(sc->root, &sc->names, &sc->count);
+}
+
+static void catalog(wh_req *req, wh_registry *reg);
+
+static void catalog_scan_done(uv_work_t *w, int status)
+{
+	struct catalog_scan *sc = w->data;
+	wh_registry *reg = sc->reg;
+	free(sc->root);
+	if (!reg || status < 0) {
+		/* Cancelled, the catalog is scanned at the next request instead. */
+		if (reg)
+			reg->scan = NULL;
+		wh_strv_free(sc->names, sc->count);
+	} else {
+		reg->scan = NULL;
+		wh_log(WH_LOG_INFO, "catalog loaded", "repositories", WH_LI, (long long)sc->count,
+		       "duration_ms", WH_LI, (long long)(uv_now(reg->loop) - sc->started_ms), NULL);
+		wh_store_catalog_load(reg->store, sc->names, sc->count);
+	}
+	free(sc);
+	if (!reg)
+		return;
+	/* One at a time, each off the list before it is answered (answering
+	 * may end other requests, whose on_done unlinks them). */
+	while (reg->waiting) {
+		struct catalog_wait *cw = reg->waiting;
+		reg->waiting = cw->next;
+		if (reg->waiting)
+			reg->waiting->prev = NULL;
+		wh_req *req = cw->req;
+		free(cw);
+		req->data = NULL;
+		req->on_done = NULL;
+		catalog(req, reg);
+	}
+}
+
+static void catalog_scan_start(wh_registry *reg)
+{
+	struct catalog_scan *sc = wh_calloc(1, sizeof(*sc));
+	sc->work.data = sc;
+	sc->reg = reg;
+	sc->root = wh_strdup(wh_store_root(reg->store));
+	sc->started_ms = uv_now(reg->loop);
+	if (uv_queue_work(reg->loop, &sc->work, catalog_scan_work, catalog_scan_done) != 0) {
+		/* The first catalog request then scans, on the loop. */
+		free(sc->root);
+		free(sc);
+		return;
+	}
+	reg->scan = sc;
+}
+
 int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_registry **out)
 {
 	wh_registry *reg = wh_calloc(1, sizeof(*reg));
@@ -92,6 +180,7 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 		free(reg);
 		return rc;
 	}
+	catalog_scan_start(reg);
 	*out = reg;
 	return 0;
 }
@@ -99,11 +188,12 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 void wh_registry_free(wh_registry *reg)
 {
 	wh_sync_free(reg->sync);
-	while (reg->busy) {
-		struct busy *b = reg->busy;
-		reg->busy = b->next;
-		free(b);
-	}
+	/* Jobs still in the thread pool end on the loop after this; they must
+	 * not touch the registry then. */
+	for (struct catchup *c = reg->catchups; c; c = c->next)
+		c->reg = NULL;
+	if (reg->scan)
+		reg->scan->reg = NULL;
 	free(reg);
 }
 
@@ -319,6 +409,11 @@ static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const c
 	int rc = wh_store_blob_delete(reg->store, name, digest);
 	if (rc == WH_ENOTFOUND)
 		wh_registry_error(req, 404, "BLOB_UNKNOWN", "blob unknown to registry", digest);
+	else if (rc == WH_EINUSE)
+		wh_registry_error(req, 405, "UNSUPPORTED",
+		                  "this digest is a manifest of the repository: delete it through "
+		                  "/v2/<name>/manifests/<digest>",
+		                  digest);
 	else if (rc != 0)
 		storage_error(req, rc);
 	else
@@ -326,30 +421,6 @@ static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const c
 }
 
 /* ---- uploads ---- */
-
-static bool busy_take(wh_registry *reg, const char *id)
-{
-	for (struct busy *b = reg->busy; b; b = b->next)
-		if (strcmp(b->id, id) == 0)
-			return false;
-	struct busy *b = wh_malloc(sizeof(*b));
-	memcpy(b->id, id, 37);
-	b->next = reg->busy;
-	reg->busy = b;
-	return true;
-}
-
-static void busy_release(wh_registry *reg, const char *id)
-{
-	for (struct busy **pp = &reg->busy; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->id, id) == 0) {
-			struct busy *b = *pp;
-			*pp = b->next;
-			free(b);
-			return;
-		}
-	}
-}
 
 static void upload_headers(wh_req *req, const char *name, const char *id, int64_t size)
 {
@@ -364,13 +435,14 @@ static void rctx_done(wh_req *req)
 	struct rctx *x = req->data;
 	if (!x)
 		return;
-	if (x->temp_session && !x->finished) {
-		wh_upload *up;
-		if (wh_store_upload_get(x->reg->store, x->name, x->id, &up) == 0)
-			wh_store_upload_cancel(x->reg->store, up);
+	if (x->catchup)
+		x->catchup->req = NULL; /* it goes on, and ends without us */
+	if (x->up && !x->finished) {
+		/* A monolithic POST's session goes with its request; cancel
+		 * refuses only while a catch-up is out, and then the pin goes. */
+		if (!x->temp_session || wh_store_upload_cancel(x->reg->store, x->up) == WH_EINUSE)
+			wh_upload_unpin(x->up);
 	}
-	if (x->holds_busy)
-		busy_release(x->reg, x->id);
 	free(x->buf);
 	free(x);
 	req->data = NULL;
@@ -389,45 +461,24 @@ static struct rctx *rctx_new(wh_req *req, wh_registry *reg, const char *name)
 static int upload_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
-	wh_upload *up;
-	int rc = wh_store_upload_get(x->reg->store, x->name, x->id, &up);
-	if (rc == 0)
-		rc = wh_upload_write(up, data, len);
+	int rc = wh_upload_write(x->up, data, len);
 	if (rc != 0) {
-		if (rc == WH_ENOTFOUND)
-			wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "upload session is gone",
-			                  NULL);
-		else
-			storage_error(req, rc);
+		storage_error(req, rc);
 		return -1;
 	}
 	return 0;
 }
 
-/* The body of a PATCH, a closing PUT or a monolithic POST is in: answer. */
-static void upload_body_end(wh_req *req)
+/* Finish the upload of a session whose hash covers every byte, and answer. */
+static void upload_finish(wh_req *req, struct rctx *x)
 {
-	struct rctx *x = req->data;
-	wh_store *st = x->reg->store;
-	wh_upload *up;
-	int rc = wh_store_upload_get(st, x->name, x->id, &up);
-	if (rc != 0) {
-		if (rc == WH_ENOTFOUND)
-			wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "upload session is gone",
-			                  NULL);
-		else
-			storage_error(req, rc);
+	int rc = wh_store_upload_finish(x->reg->store, x->up, x->digest);
+	if (rc == WH_EINVAL || rc == WH_EINUSE) {
+		storage_error(req, rc); /* not expected: the session is left as it was */
 		return;
 	}
-	if (!x->has_digest) {
-		wh_resp_start(req, 202);
-		upload_headers(req, x->name, x->id, wh_upload_size(up));
-		wh_resp_length(req, 0);
-		wh_resp_end(req);
-		return;
-	}
-	rc = wh_store_upload_finish(st, up, x->digest);
-	x->finished = true;
+	x->finished = true; /* the session is gone, with our pin */
+	x->up = NULL;
 	if (rc == WH_EDIGEST) {
 		wh_registry_error(req, 400, "DIGEST_INVALID",
 		                  "provided digest did not match uploaded content", x->digest);
@@ -445,7 +496,85 @@ static void upload_body_end(wh_req *req)
 	wh_resp_end(req);
 }
 
-/* Content-Range of a chunk: "<start>-<end>" (inclusive). */
+static void catchup_work(uv_work_t *w)
+{
+	struct catchup *c = w->data;
+	wh_upload_catchup_run(c->job);
+}
+
+static void catchup_start(wh_req *req, struct rctx *x);
+
+static void catchup_done(uv_work_t *w, int status)
+{
+	struct catchup *c = w->data;
+	/* Cancelled (status < 0), the job did not run and end installs nothing. */
+	(void)status;
+	int rc = wh_upload_catchup_end(c->job);
+	if (c->reg) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->reg->catchups = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+	}
+	wh_req *req = c->req;
+	free(c);
+	if (!req)
+		return; /* the client went away: the session stays, caught up */
+	struct rctx *x = req->data;
+	x->catchup = NULL;
+	if (rc != 0)
+		storage_error(req, rc);
+	else if (wh_upload_hash_behind(x->up))
+		catchup_start(req, x); /* not expected: nobody else writes to it */
+	else
+		upload_finish(req, x);
+}
+
+/* Hash what a session that is behind lacks, off the loop, then finish. */
+static void catchup_start(wh_req *req, struct rctx *x)
+{
+	wh_registry *reg = x->reg;
+	struct catchup *c = wh_calloc(1, sizeof(*c));
+	int rc = wh_upload_catchup_begin(x->up, &c->job);
+	if (rc != 0) {
+		free(c);
+		storage_error(req, rc);
+		return;
+	}
+	c->work.data = c;
+	c->req = req;
+	c->reg = reg;
+	c->next = reg->catchups;
+	if (reg->catchups)
+		reg->catchups->prev = c;
+	reg->catchups = c;
+	x->catchup = c;
+	rc = uv_queue_work(reg->loop, &c->work, catchup_work, catchup_done);
+	if (rc != 0)
+		catchup_done(&c->work, rc); /* ends the job unrun: answers the error */
+}
+
+/* The body of a PATCH, a closing PUT or a monolithic POST is in: answer. */
+static void upload_body_end(wh_req *req)
+{
+	struct rctx *x = req->data;
+	if (!x->has_digest) {
+		wh_resp_start(req, 202);
+		upload_headers(req, x->name, x->id, wh_upload_size(x->up));
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+	if (wh_upload_hash_behind(x->up))
+		catchup_start(req, x); /* answers when the bytes are hashed */
+	else
+		upload_finish(req, x);
+}
+
+/* Content-Range of a chunk: "<start>-<end>" (inclusive). Both are below
+ * INT64_MAX, so end - start + 1, the chunk's length, is an int64_t. */
 static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
 {
 	char *e;
@@ -461,23 +590,33 @@ static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
 	if (*b < '0' || *b > '9')
 		return false;
 	long long z = strtoll(b, &e, 10);
-	if ((*e && *e != '/') || errno || z < a)
+	if ((*e && *e != '/') || errno || z < a || z == INT64_MAX)
 		return false;
 	*start = a;
 	*end = z;
 	return true;
 }
 
+/* A query parameter: 1 with its value in buf, 0 when it was not sent, -1
+ * when it was sent but cannot be used (longer than buf, or a NUL in it): the
+ * caller answers 400 rather than act as if it had not been sent. */
+static int query_param(const wh_req *req, const char *name, char *buf, size_t len)
+{
+	if (wh_req_query(req, name, buf, len))
+		return 1;
+	return wh_req_query_has(req, name) ? -1 : 0;
+}
+
 /* Take the digest query parameter, if any; returns true when it answered. */
 static bool take_digest_param(wh_req *req, struct rctx *x)
 {
-	char d[160];
-	if (!wh_req_query(req, "digest", d, sizeof(d))) {
-		if (req->query && strstr(req->query, "digest=")) {
-			wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
-			return true;
-		}
+	char d[160]; /* room for the longest supported-looking digest (sha512) */
+	int q = query_param(req, "digest", d, sizeof(d));
+	if (q == 0)
 		return false;
+	if (q < 0) {
+		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+		return true;
 	}
 	if (check_digest(req, d))
 		return true;
@@ -489,17 +628,21 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 {
 	char mount[160], from[WH_NAME_MAX + 2];
-	if (wh_req_query(req, "mount", mount, sizeof(mount))) {
+	int qm = query_param(req, "mount", mount, sizeof(mount));
+	if (qm < 0) {
+		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
+		return;
+	}
+	if (qm > 0) {
 		if (check_digest(req, mount))
 			return;
-		const char *f = wh_req_query(req, "from", from, sizeof(from));
-		if ((f && !wh_name_valid(from, strlen(from))) ||
-		    (!f && req->query && strstr(req->query, "from="))) {
+		int qf = query_param(req, "from", from, sizeof(from));
+		if (qf < 0 || (qf > 0 && !wh_name_valid(from, strlen(from)))) {
 			wh_registry_error(req, 400, "NAME_INVALID",
 			                  "invalid repository name in from", NULL);
 			return;
 		}
-		if (f && wh_store_blob_mount(reg->store, name, from, mount) == 0) {
+		if (qf > 0 && wh_store_blob_mount(reg->store, name, from, mount) == 0) {
 			wh_resp_start(req, 201);
 			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
 			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
@@ -528,8 +671,12 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 	}
 	/* Monolithic: the body is the blob. */
 	x->temp_session = true;
-	busy_take(reg, x->id);
-	x->holds_busy = true;
+	rc = wh_store_upload_get(reg->store, name, x->id, &x->up);
+	if (rc != 0) {
+		storage_error(req, rc);
+		return;
+	}
+	wh_upload_pin(x->up);
 	wh_req_read_body(req, upload_body, upload_body_end);
 	if (!req->has_body)
 		return; /* on_body_end fires when the (empty) message completes */
@@ -563,12 +710,11 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 		return;
 	}
 	if (strcmp(m, "DELETE") == 0) {
-		if (!busy_take(reg, id)) {
+		if (wh_upload_pinned(up)) {
 			wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID", "upload session is busy",
 			                  NULL);
 			return;
 		}
-		busy_release(reg, id);
 		rc = wh_store_upload_cancel(st, up);
 		if (rc != 0)
 			storage_error(req, rc);
@@ -588,7 +734,9 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 			                  cr);
 			return;
 		}
-		if (a != size || (req->content_length >= 0 && z - a + 1 != req->content_length)) {
+		/* z - a + 1 is the chunk's length; compared as z - a against
+		 * length - 1, no term can overflow whatever the client sent. */
+		if (a != size || (req->content_length >= 0 && z - a != req->content_length - 1)) {
 			wh_resp_start(req, 416);
 			upload_headers(req, name, id, size);
 			wh_resp_header(req, "Content-Type", "application/json");
@@ -612,12 +760,13 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 			return;
 		}
 	}
-	if (!busy_take(reg, id)) {
+	if (wh_upload_pinned(up)) {
 		wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID",
 		                  "another request is writing to this upload session", NULL);
 		return;
 	}
-	x->holds_busy = true;
+	wh_upload_pin(up);
+	x->up = up;
 	wh_req_read_body(req, upload_body, upload_body_end);
 }
 
@@ -808,8 +957,21 @@ static bool page_params(wh_req *req, int *n, char *last, size_t lastlen, bool *h
 {
 	char buf[32];
 	*n = -1;
-	*has_last = wh_req_query(req, "last", last, lastlen) != NULL;
-	if (wh_req_query(req, "n", buf, sizeof(buf))) {
+	int ql = query_param(req, "last", last, lastlen);
+	if (ql < 0) {
+		/* Read as absent, it would restart the listing from the top. */
+		wh_registry_error(req, 400, "UNSUPPORTED", "last is longer than any name or tag",
+		                  NULL);
+		return true;
+	}
+	*has_last = ql > 0;
+	int qn = query_param(req, "n", buf, sizeof(buf));
+	if (qn < 0) {
+		wh_registry_error(req, 400, "UNSUPPORTED", "n must be a non-negative integer",
+		                  NULL);
+		return true;
+	}
+	if (qn > 0) {
 		char *e;
 		errno = 0;
 		long v = strtol(buf, &e, 10);
@@ -872,6 +1034,19 @@ static void tags_list(wh_req *req, wh_registry *reg, const char *name)
 	wh_strv_free(tags, count);
 }
 
+static void catalog_wait_done(wh_req *req)
+{
+	struct catalog_wait *cw = req->data;
+	if (cw->prev)
+		cw->prev->next = cw->next;
+	else
+		cw->reg->waiting = cw->next;
+	if (cw->next)
+		cw->next->prev = cw->prev;
+	free(cw);
+	req->data = NULL;
+}
+
 static void catalog(wh_req *req, wh_registry *reg)
 {
 	int n;
@@ -879,6 +1054,18 @@ static void catalog(wh_req *req, wh_registry *reg)
 	bool has_last;
 	if (page_params(req, &n, last, sizeof(last), &has_last))
 		return;
+	if (!wh_store_catalog_loaded(reg->store) && reg->scan) {
+		struct catalog_wait *cw = wh_calloc(1, sizeof(*cw));
+		cw->req = req;
+		cw->reg = reg;
+		cw->next = reg->waiting;
+		if (reg->waiting)
+			reg->waiting->prev = cw;
+		reg->waiting = cw;
+		req->data = cw;
+		req->on_done = catalog_wait_done;
+		return; /* answered when the scan is loaded */
+	}
 	char **repos = NULL;
 	int count = 0;
 	bool more = false;
@@ -895,8 +1082,13 @@ static void referrers(wh_req *req, wh_registry *reg, const char *name, const cha
 {
 	if (check_digest(req, digest))
 		return;
-	char at[256];
-	const char *filter = wh_req_query(req, "artifactType", at, sizeof(at));
+	char at[256]; /* a media type is at most 127 + 1 + 127 bytes (RFC 6838) */
+	int qa = query_param(req, "artifactType", at, sizeof(at));
+	if (qa < 0) {
+		wh_registry_error(req, 400, "UNSUPPORTED", "artifactType is too long", NULL);
+		return;
+	}
+	const char *filter = qa > 0 ? at : NULL;
 	char *json = NULL;
 	int rc = wh_store_referrers(reg->store, name, digest, filter, &json);
 	if (rc != 0) {

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+/* Export and import read mbedTLS's context fields, private in mbedTLS 3. */
+#define MBEDTLS_ALLOW_PRIVATE_ACCESS
 #include <mbedtls/sha256.h>
 #include <mbedtls/version.h>
 
@@ -250,6 +252,46 @@ hex_out:
 		out[7 + 2 * i + 1] = hex[sum[i] & 0xf];
 	}
 	out[WH_DIGEST_LEN] = '\0';
+}
+
+void wh_sha256_export(const wh_sha256 *h, wh_sha256_state *out)
+{
+	memset(out, 0, sizeof(*out));
+#ifdef HAVE_SHANI_CODE
+	if (h->impl == IMPL_SHANI) {
+		const struct ni *s = (const struct ni *)h->opaque;
+		memcpy(out->h, s->state, sizeof(out->h));
+		out->total = s->total;
+		memcpy(out->block, s->buf, s->used);
+		return;
+	}
+#endif
+	const mbedtls_sha256_context *ctx = (const mbedtls_sha256_context *)h->opaque;
+	memcpy(out->h, ctx->state, sizeof(out->h));
+	out->total = (uint64_t)ctx->total[0] | (uint64_t)ctx->total[1] << 32;
+	memcpy(out->block, ctx->buffer, out->total % 64);
+}
+
+void wh_sha256_import(wh_sha256 *h, const wh_sha256_state *in)
+{
+	wh_sha256_init(h);
+#ifdef HAVE_SHANI_CODE
+	if (h->impl == IMPL_SHANI) {
+		struct ni *s = (struct ni *)h->opaque;
+		memcpy(s->state, in->h, sizeof(s->state));
+		s->total = in->total;
+		s->used = (uint32_t)(in->total % 64);
+		memcpy(s->buf, in->block, s->used);
+		return;
+	}
+#endif
+	/* mbedTLS counts bytes in two 32-bit words and keeps total % 64 of them
+	 * in its buffer, the same shape. */
+	mbedtls_sha256_context *ctx = (mbedtls_sha256_context *)h->opaque;
+	memcpy(ctx->state, in->h, sizeof(ctx->state));
+	ctx->total[0] = (uint32_t)in->total;
+	ctx->total[1] = (uint32_t)(in->total >> 32);
+	memcpy(ctx->buffer, in->block, in->total % 64);
 }
 
 void wh_sha256_digest(const void *data, size_t len, char out[WH_DIGEST_LEN + 1])

@@ -34,14 +34,25 @@
 #define JSON_MAX ((size_t)64 << 20)
 #define COPY_BUF ((size_t)1 << 20)
 
+/* An upload session in memory. Its hash state is what makes it cheap: it
+ * never has to read its bytes back. It goes to disk beside them when the
+ * session leaves memory (eviction, close) and comes back from there. */
 struct wh_upload {
 	wh_store *st;
-	wh_upload *prev, *next; /* in st's LRU list, most recently used first */
+	wh_upload *prev, *next; /* in st->lru (most recently used first) or st->pinned */
 	char *repo;
 	char id[37];
 	int fd;
-	int64_t size;
-	wh_sha256 hash; /* of the first size bytes of the file */
+	int pins;       /* users that keep the pointer: never evicted while > 0 */
+	int jobs;       /* catch-up jobs out (each holds a pin) */
+	int64_t size;   /* bytes in the data file */
+	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
+	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
+	wh_sha256 hash;
+};
+
+struct upload_list {
+	wh_upload *head, *tail;
 };
 
 /* Reading index.json and a manifest from disk and parsing the index for
@@ -74,8 +85,14 @@ struct manifest_slot {
 struct wh_store {
 	char *root;
 	bool dedupe;
-	wh_upload *head, *tail;
-	int n_uploads;
+	struct upload_list lru;    /* sessions nobody pinned: evicted from the tail */
+	struct upload_list pinned; /* sessions in use: never evicted */
+	int n_uploads;             /* in both lists */
+	unsigned char boot[16];    /* this boot's id: saved hash states name it */
+	/* The catalog: every repository's name, in lexical order, unique. */
+	char **repos;
+	int n_repos, cap_repos;
+	bool repos_loaded; /* a scan of the root was merged in */
 	uint64_t tick;
 	struct index_slot index_cache[INDEX_CACHE];
 	struct manifest_slot manifest_cache[MANIFEST_CACHE_N];
@@ -163,6 +180,33 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+/* This boot's id, so that a hash state saved before a reboot is not
+ * trusted. Without /proc, a random one: states then serve within this
+ * process only. */
+static void read_boot_id(unsigned char out[16])
+{
+	char text[64];
+	ssize_t n = -1;
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	size_t k = 0;
+
+	if (fd >= 0) {
+		n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+	}
+	for (ssize_t i = 0; i < n && k < 32; i++) {
+		int v = text[i] >= '0' && text[i] <= '9'   ? text[i] - '0'
+		        : text[i] >= 'a' && text[i] <= 'f' ? text[i] - 'a' + 10
+		                                           : -1;
+		if (v < 0)
+			continue;
+		out[k / 2] = (unsigned char)(k % 2 ? out[k / 2] | v : v << 4);
+		k++;
+	}
+	if (k < 32 && random_bytes(out, 16) < 0)
+		memset(out, 0, 16); /* then every saved state is used only by this store */
 }
 
 static int write_all(int fd, const void *data, size_t len)
@@ -472,6 +516,8 @@ static int write_atomic(wh_store *st, const char *dst, const void *data, size_t 
 	return rc;
 }
 
+static void catalog_insert(wh_store *st, const char *repo);
+
 /* Make repo an OCI image layout if it is not one yet. index.json is written
  * last: its presence is what makes the directory a repository. */
 static int repo_init(wh_store *st, const char *repo)
@@ -502,6 +548,8 @@ static int repo_init(wh_store *st, const char *repo)
 	if (rc < 0)
 		goto out;
 	rc = write_atomic(st, path, EMPTY_INDEX, strlen(EMPTY_INDEX));
+	if (rc == 0)
+		catalog_insert(st, repo);
 out:
 	return rc;
 }
@@ -825,6 +873,7 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	st = wh_calloc(1, sizeof(*st));
 	st->root = wh_strdup(root);
 	st->dedupe = dedupe;
+	read_boot_id(st->boot);
 	len = strlen(st->root);
 	while (len > 1 && st->root[len - 1] == '/')
 		st->root[--len] = '\0';
@@ -834,6 +883,9 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 		goto out;
 	rc = path_fmt(path, sizeof(path), "%s/.wharf/blobs/sha256", st->root);
 	if (rc < 0 || (dedupe && (rc = mkdir_p(path)) < 0))
+		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/uploads", st->root);
+	if (rc < 0 || (rc = mkdir_p(path)) < 0)
 		goto out;
 	rc = path_fmt(path, sizeof(path), "%s/.wharf/tmp", st->root);
 	if (rc < 0 || (rc = mkdir_p(path)) < 0)
@@ -866,18 +918,23 @@ out:
 	return rc;
 }
 
-static void upload_free(wh_store *st, wh_upload *up);
+static void upload_evict(wh_store *st, wh_upload *up);
 
 void wh_store_close(wh_store *st)
 {
 	if (!st)
 		return;
-	while (st->head)
-		upload_free(st, st->head);
+	/* Each session's hash state goes to disk: the next process goes on
+	 * from there without reading the bytes. */
+	while (st->pinned.head)
+		upload_evict(st, st->pinned.head);
+	while (st->lru.head)
+		upload_evict(st, st->lru.head);
 	for (int i = 0; i < INDEX_CACHE; i++)
 		index_slot_clear(&st->index_cache[i]);
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
 		manifest_slot_clear(st, &st->manifest_cache[i]);
+	wh_strv_free(st->repos, st->n_repos);
 	free(st->root);
 	free(st);
 }
@@ -969,10 +1026,14 @@ int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest)
 	rc = blob_path(st, repo, digest, path);
 	if (rc < 0)
 		return rc;
-	/* It may be a manifest's bytes: drop any cached copy with the file. */
-	struct manifest_slot *m = manifest_cached(st, digest);
-	if (m)
-		manifest_slot_clear(st, m);
+	/* A manifest's bytes: index.json (its tags, or its untagged entry) would
+	 * name a file that is gone. */
+	cJSON *idx;
+	rc = index_get(st, repo, &idx);
+	if (rc < 0 && rc != WH_ENOTFOUND)
+		return rc;
+	if (rc == 0 && find_by_digest(index_manifests(idx), digest, false))
+		return WH_EINUSE;
 	if (unlink(path) < 0)
 		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
 	return fsync_parent(path);
@@ -1073,38 +1134,249 @@ static bool upload_id_valid(const char *id)
 	return true;
 }
 
-static int upload_path(const wh_store *st, const char *repo, const char *id, char *buf)
+/* A session is the directory .wharf/uploads/<id>, outside every repository
+ * (a POST to any name must not make that name a repository), holding:
+ *   repo   the owning repository's name and a newline, written before data
+ *   data   the bytes so far
+ *   hash   the hash state of a prefix of data, when the session left memory
+ * It exists when both do and repo is whole (the newline is there): a crash
+ * while one is created or removed leaves a directory that is not a session,
+ * never a session of the wrong repository. file NULL: the directory. */
+static int session_path(const wh_store *st, const char *id, const char *file, char *buf)
 {
-	return path_fmt(buf, PATH_MAX, "%s/%s/.uploads/%s", st->root, repo, id);
+	if (!file)
+		return path_fmt(buf, PATH_MAX, "%s/.wharf/uploads/%s", st->root, id);
+	return path_fmt(buf, PATH_MAX, "%s/.wharf/uploads/%s/%s", st->root, id, file);
 }
 
-static void lru_remove(wh_store *st, wh_upload *up)
+/* Remove what is left of a session: data first (then it is no session at
+ * all), the rest after. */
+static int session_remove(const wh_store *st, const char *id)
+{
+	static const char *const files[] = {"data", "hash", "repo"};
+	char path[PATH_MAX];
+	int rc = 0;
+
+	for (size_t i = 0; i < WH_ARRAY_SIZE(files); i++) {
+		if (session_path(st, id, files[i], path) == 0 && unlink(path) < 0 &&
+		    errno != ENOENT && rc == 0)
+			rc = -errno;
+	}
+	if (session_path(st, id, NULL, path) == 0 && rmdir(path) < 0 && errno != ENOENT && rc == 0)
+		rc = -errno;
+	if (rc < 0)
+		log_err("cannot remove upload session", path, rc);
+	return rc;
+}
+
+/* True when the session directory's repo file names repo, whole. */
+static bool session_owned_by(const wh_store *st, const char *id, const char *repo)
+{
+	char path[PATH_MAX], buf[WH_NAME_MAX + 2];
+	size_t len = strlen(repo);
+	ssize_t n;
+	int fd;
+
+	if (session_path(st, id, "repo", path) < 0)
+		return false;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n == (ssize_t)len + 1 && buf[len] == '\n' && memcmp(buf, repo, len) == 0;
+}
+
+/* ---- the saved hash state ----
+ *
+ * When a session leaves memory its hash state is written to <id>/hash, so
+ * that getting it again costs a read of that small file, never of the
+ * bytes. The file says which bytes it covers (a prefix: data only grows),
+ * which session and which boot it was written in, and ends with its own
+ * sha256. It is not fsynced: within one boot the page cache is the truth
+ * for data and hash alike (a killed process loses nothing), and after a
+ * reboot, when data may have lost what was not synced, the boot id no
+ * longer matches and the state is not used. A state that is missing,
+ * damaged, from another boot or for more bytes than data holds leaves the
+ * session "behind": see wh_upload_hash_behind. */
+
+#define HASH_MAGIC     "WHARFUPH"
+#define HASH_VERSION   1u
+#define HASH_BODY      (8 + 4 + 4 + 16 + 36 + 8 + 32 + 64)
+#define HASH_FILE_SIZE (HASH_BODY + WH_DIGEST_LEN)
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* The hash file's bytes for session id whose hash state is h. */
+static void hash_encode(const wh_store *st, const char *id, const wh_sha256 *h,
+                        unsigned char out[HASH_FILE_SIZE])
+{
+	wh_sha256_state state;
+	char check[WH_DIGEST_LEN + 1];
+	unsigned char *p = out;
+
+	wh_sha256_export(h, &state);
+	memcpy(p, HASH_MAGIC, 8);
+	p += 8;
+	put_le(p, HASH_VERSION, 4);
+	p += 4;
+	put_le(p, 0, 4);
+	p += 4;
+	memcpy(p, st->boot, 16);
+	p += 16;
+	memcpy(p, id, 36);
+	p += 36;
+	put_le(p, state.total, 8);
+	p += 8;
+	for (int i = 0; i < 8; i++, p += 4)
+		put_le(p, state.h[i], 4);
+	memcpy(p, state.block, 64);
+	p += 64;
+	wh_sha256_digest(out, HASH_BODY, check);
+	memcpy(p, check, WH_DIGEST_LEN);
+}
+
+static bool hash_decode(const wh_store *st, const char *id, const unsigned char in[HASH_FILE_SIZE],
+                        wh_sha256 *h, int64_t *count)
+{
+	wh_sha256_state state;
+	char check[WH_DIGEST_LEN + 1];
+	const unsigned char *p = in;
+
+	wh_sha256_digest(in, HASH_BODY, check);
+	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 || memcmp(p, HASH_MAGIC, 8) != 0 ||
+	    get_le(p + 8, 4) != HASH_VERSION || memcmp(p + 16, st->boot, 16) != 0 ||
+	    memcmp(p + 32, id, 36) != 0)
+		return false;
+	p += 68;
+	state.total = get_le(p, 8);
+	p += 8;
+	for (int i = 0; i < 8; i++, p += 4)
+		state.h[i] = (uint32_t)get_le(p, 4);
+	memcpy(state.block, p, 64);
+	if (state.total > INT64_MAX)
+		return false;
+	wh_sha256_import(h, &state);
+	*count = (int64_t)state.total;
+	return true;
+}
+
+/* Write up's hash state beside its bytes (temp file + rename: a reader sees
+ * the old file or the new one). Nothing to do when the file already covers
+ * what the hash does. A failure only costs a catch-up later. */
+static void hash_save(wh_upload *up)
+{
+	unsigned char buf[HASH_FILE_SIZE];
+	char tmp[PATH_MAX], path[PATH_MAX];
+	int fd, rc;
+
+	if (up->hashed == 0 || up->hashed == up->saved)
+		return;
+	hash_encode(up->st, up->id, &up->hash, buf);
+	rc = session_path(up->st, up->id, "hash", path);
+	if (rc < 0)
+		goto out;
+	fd = wh_store_tmp_create(up->st, tmp, sizeof(tmp));
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	rc = write_all(fd, buf, sizeof(buf));
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	else
+		up->saved = up->hashed;
+out:
+	if (rc < 0)
+		wh_log(WH_LOG_WARN, "cannot save the hash state of an upload session", "upload",
+		       WH_LS, up->id, "error", WH_LS, wh_strerror(rc), NULL);
+}
+
+/* The saved state of session id if it is usable for a data file of size
+ * bytes: true with *h and *count. */
+static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_sha256 *h,
+                      int64_t *count)
+{
+	unsigned char buf[HASH_FILE_SIZE + 1];
+	char path[PATH_MAX];
+	ssize_t n;
+	int fd;
+	bool ok;
+
+	if (session_path(st, id, "hash", path) < 0)
+		return false;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	do
+		n = read(fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	ok = n == HASH_FILE_SIZE && hash_decode(st, id, buf, h, count) && *count <= size;
+	if (!ok && n >= 0)
+		wh_log(WH_LOG_INFO, "upload session: saved hash state not usable, hashing later",
+		       "upload", WH_LS, id, NULL);
+	return ok;
+}
+
+/* ---- sessions in memory ---- */
+
+static void list_remove(struct upload_list *l, wh_upload *up)
 {
 	if (up->prev)
 		up->prev->next = up->next;
 	else
-		st->head = up->next;
+		l->head = up->next;
 	if (up->next)
 		up->next->prev = up->prev;
 	else
-		st->tail = up->prev;
+		l->tail = up->prev;
 	up->prev = up->next = NULL;
 }
 
-static void lru_push_front(wh_store *st, wh_upload *up)
+static void list_push_front(struct upload_list *l, wh_upload *up)
 {
 	up->prev = NULL;
-	up->next = st->head;
-	if (st->head)
-		st->head->prev = up;
-	st->head = up;
-	if (!st->tail)
-		st->tail = up;
+	up->next = l->head;
+	if (l->head)
+		l->head->prev = up;
+	l->head = up;
+	if (!l->tail)
+		l->tail = up;
+}
+
+static struct upload_list *list_of(wh_upload *up)
+{
+	return up->pins > 0 ? &up->st->pinned : &up->st->lru;
+}
+
+static void touch(wh_upload *up)
+{
+	if (up->pins == 0 && up->st->lru.head != up) {
+		list_remove(&up->st->lru, up);
+		list_push_front(&up->st->lru, up);
+	}
 }
 
 static void upload_free(wh_store *st, wh_upload *up)
 {
-	lru_remove(st, up);
+	list_remove(list_of(up), up);
 	st->n_uploads--;
 	if (up->fd >= 0)
 		close(up->fd);
@@ -1112,41 +1384,60 @@ static void upload_free(wh_store *st, wh_upload *up)
 	free(up);
 }
 
-/* Adopt an open session file: evict the least recently used session if the
- * table is full (its file stays; it is re-hashed when next asked for). */
+/* Drop a session from memory; its files stay, with its hash state. */
+static void upload_evict(wh_store *st, wh_upload *up)
+{
+	hash_save(up);
+	upload_free(st, up);
+}
+
+/* Evict least recently used unpinned sessions while more than limit are in
+ * memory. Pinned ones may keep the table above it. */
+static void uploads_trim(wh_store *st, int limit)
+{
+	while (st->n_uploads > limit && st->lru.tail)
+		upload_evict(st, st->lru.tail);
+}
+
+/* Adopt an open session file (the hash state is the caller's to set). */
 static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int fd)
 {
 	wh_upload *up;
 
-	while (st->n_uploads >= WH_UPLOADS_OPEN_MAX && st->tail)
-		upload_free(st, st->tail);
+	uploads_trim(st, WH_UPLOADS_OPEN_MAX - 1);
 	up = wh_calloc(1, sizeof(*up));
 	up->st = st;
 	up->repo = wh_strdup(repo);
 	memcpy(up->id, id, 37);
 	up->fd = fd;
+	up->saved = -1;
 	wh_sha256_init(&up->hash);
-	lru_push_front(st, up);
+	list_push_front(&st->lru, up);
 	st->n_uploads++;
 	return up;
+}
+
+static wh_upload *upload_find(wh_store *st, const char *id)
+{
+	for (int i = 0; i < 2; i++)
+		for (wh_upload *up = (i ? st->lru : st->pinned).head; up; up = up->next)
+			if (strcmp(up->id, id) == 0)
+				return up;
+	return NULL;
 }
 
 int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
 {
 	static const char hex[] = "0123456789abcdef";
-	char path[PATH_MAX];
+	char path[PATH_MAX], line[WH_NAME_MAX + 2];
 	unsigned char b[16];
-	int fd = -EEXIST, rc;
+	size_t len;
+	int fd = -1, rc = -EEXIST;
+	bool made = false;
 
 	if (!repo_ok(repo))
 		return WH_EINVAL;
-	rc = repo_init(st, repo);
-	if (rc < 0)
-		goto out;
-	rc = repo_path(st, repo, ".uploads", path);
-	if (rc < 0 || (rc = mkdir_p(path)) < 0)
-		goto out;
-	for (int attempt = 0; attempt < 8 && fd == -EEXIST; attempt++) {
+	for (int attempt = 0; attempt < 8 && rc == -EEXIST; attempt++) {
 		size_t j = 0;
 		rc = random_bytes(b, sizeof(b));
 		if (rc < 0)
@@ -1160,22 +1451,48 @@ int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
 			id[j++] = hex[b[i] & 0xf];
 		}
 		id[36] = '\0';
-		rc = upload_path(st, repo, id, path);
+		rc = session_path(st, id, NULL, path);
 		if (rc < 0)
 			goto out;
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd < 0)
-			fd = -errno;
+		/* mkdir is the exclusive step: the id is ours once it succeeds. */
+		rc = mkdir(path, 0755) < 0 ? -errno : 0;
 	}
+	if (rc < 0)
+		goto out;
+	made = true;
+	len = strlen(repo);
+	memcpy(line, repo, len);
+	line[len] = '\n';
+	rc = session_path(st, id, "repo", path);
+	if (rc < 0)
+		goto out;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		rc = fd;
+		rc = -errno;
+		goto out;
+	}
+	rc = write_all(fd, line, len + 1);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	fd = -1;
+	if (rc < 0)
+		goto out;
+	rc = session_path(st, id, "data", path);
+	if (rc < 0)
+		goto out;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
 		goto out;
 	}
 	upload_add(st, repo, id, fd);
 	rc = 0;
 out:
-	if (rc < 0)
+	if (rc < 0) {
 		log_err("cannot create upload session", repo, rc);
+		if (made)
+			session_remove(st, id);
+	}
 	return rc;
 }
 
@@ -1183,11 +1500,8 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 {
 	char path[PATH_MAX];
 	struct stat sb;
-	char *buf = NULL;
 	wh_upload *up;
 	int fd = -1, rc = 0;
-	wh_sha256 hash;
-	int64_t size = 0;
 
 	*out = NULL;
 	if (!repo_ok(repo)) {
@@ -1198,21 +1512,26 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 		rc = WH_ENOTFOUND;
 		goto out;
 	}
-	for (up = st->head; up; up = up->next) {
-		if (strcmp(up->id, id) != 0)
-			continue;
+	up = upload_find(st, id);
+	if (up) {
 		if (strcmp(up->repo, repo) != 0) {
 			rc = WH_ENOTFOUND;
 		} else {
-			lru_remove(st, up);
-			lru_push_front(st, up);
+			touch(up);
 			*out = up;
 		}
 		goto out;
 	}
 
-	/* Not in memory: after a restart or an eviction. The file is the truth. */
-	rc = upload_path(st, repo, id, path);
+	/* Not in memory: after a restart or an eviction. The files are the
+	 * truth; a session of another repository is none of this one's. The
+	 * bytes are not read: their hash state comes from the hash file, or
+	 * the session is behind and the rest is hashed when it finishes. */
+	if (!session_owned_by(st, id, repo)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	rc = session_path(st, id, "data", path);
 	if (rc < 0)
 		goto out;
 	fd = open_regular(path, O_RDWR | O_NOFOLLOW, &sb);
@@ -1220,29 +1539,13 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 		rc = fd;
 		goto out;
 	}
-	buf = wh_malloc(COPY_BUF);
-	wh_sha256_init(&hash);
-	for (;;) {
-		ssize_t n = read(fd, buf, COPY_BUF);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			log_err("cannot read upload session", path, rc);
-			goto out;
-		}
-		if (n == 0)
-			break;
-		wh_sha256_update(&hash, buf, (size_t)n);
-		size += n;
-	}
 	up = upload_add(st, repo, id, fd);
 	fd = -1;
-	up->hash = hash;
-	up->size = size;
+	up->size = (int64_t)sb.st_size;
+	if (hash_load(st, id, up->size, &up->hash, &up->hashed))
+		up->saved = up->hashed;
 	*out = up;
 out:
-	free(buf);
 	if (fd >= 0)
 		close(fd);
 	return rc;
@@ -1251,6 +1554,38 @@ out:
 int64_t wh_upload_size(const wh_upload *up)
 {
 	return up->size;
+}
+
+bool wh_upload_hash_behind(const wh_upload *up)
+{
+	return up->hashed < up->size;
+}
+
+void wh_upload_pin(wh_upload *up)
+{
+	if (up->pins++ == 0) {
+		list_remove(&up->st->lru, up);
+		list_push_front(&up->st->pinned, up);
+	}
+}
+
+void wh_upload_unpin(wh_upload *up)
+{
+	wh_store *st = up->st;
+
+	if (up->pins <= 0)
+		return;
+	if (--up->pins == 0) {
+		list_remove(&st->pinned, up);
+		list_push_front(&st->lru, up);
+		/* Back within bounds now that one more may go. */
+		uploads_trim(st, WH_UPLOADS_OPEN_MAX);
+	}
+}
+
+bool wh_upload_pinned(const wh_upload *up)
+{
+	return up->pins > 0;
 }
 
 int wh_upload_write(wh_upload *up, const void *data, size_t len)
@@ -1266,15 +1601,93 @@ int wh_upload_write(wh_upload *up, const void *data, size_t len)
 			rc = n < 0 ? -errno : -EIO;
 			break;
 		}
-		wh_sha256_update(&up->hash, p, (size_t)n);
+		/* Behind, the hash waits for the catch-up to reach the end. */
+		if (up->hashed == up->size) {
+			wh_sha256_update(&up->hash, p, (size_t)n);
+			up->hashed += n;
+		}
 		up->size += n;
 		p += n;
 		len -= (size_t)n;
 	}
-	if (up->st->head != up) {
-		lru_remove(up->st, up);
-		lru_push_front(up->st, up);
+	touch(up);
+	return rc;
+}
+
+struct wh_upload_catchup {
+	wh_upload *up; /* pinned by the job */
+	int fd;        /* the job's own descriptor of data */
+	int64_t from, to;
+	wh_sha256 hash;
+	int rc;
+};
+
+int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out)
+{
+	wh_upload_catchup *job;
+	int fd;
+
+	*out = NULL;
+	if (!wh_upload_hash_behind(up) || up->jobs > 0)
+		return WH_EINVAL;
+	fd = fcntl(up->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	job = wh_calloc(1, sizeof(*job));
+	job->up = up;
+	job->fd = fd;
+	job->from = up->hashed;
+	job->to = up->size;
+	job->hash = up->hash; /* a context is plain bytes: the copy goes on alone */
+	job->rc = -ECANCELED; /* until run: a job ended unrun installs nothing */
+	up->jobs++;
+	wh_upload_pin(up);
+	*out = job;
+	return 0;
+}
+
+void wh_upload_catchup_run(wh_upload_catchup *job)
+{
+	char *buf = wh_malloc(COPY_BUF);
+	int64_t off = job->from;
+
+	job->rc = 0;
+	while (off < job->to) {
+		size_t want = (size_t)WH_MIN(job->to - off, (int64_t)COPY_BUF);
+		ssize_t n = pread(job->fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* Shorter than it was: someone else cut the file. */
+			job->rc = n < 0 ? -errno : WH_EIO;
+			break;
+		}
+		wh_sha256_update(&job->hash, buf, (size_t)n);
+		off += n;
 	}
+	/* Finishing fsyncs the bytes on the loop; done here, that finds
+	 * nothing left to write. */
+	if (job->rc == 0 && fsync(job->fd) < 0)
+		job->rc = -errno;
+	free(buf);
+}
+
+int wh_upload_catchup_end(wh_upload_catchup *job)
+{
+	wh_upload *up = job->up;
+	int rc = job->rc;
+
+	if (rc == 0 && up->hashed == job->from) {
+		up->hash = job->hash;
+		up->hashed = job->to;
+	}
+	if (rc < 0)
+		wh_log(WH_LOG_ERROR, "cannot read upload session", "upload", WH_LS, up->id, "error",
+		       WH_LS, wh_strerror(rc), NULL);
+	close(job->fd);
+	free(job);
+	up->jobs--;
+	wh_upload_unpin(up);
 	return rc;
 }
 
@@ -1283,39 +1696,40 @@ int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest)
 	char path[PATH_MAX], got[WH_DIGEST_LEN + 1];
 	int rc;
 
-	if (!digest_ok(digest))
+	if (!digest_ok(digest) || wh_upload_hash_behind(up))
 		return WH_EINVAL;
-	rc = upload_path(st, up->repo, up->id, path);
+	if (up->jobs > 0)
+		return WH_EINUSE;
+	rc = session_path(st, up->id, "data", path);
 	if (rc < 0)
 		goto out;
 	wh_sha256_final(&up->hash, got);
 	if (strcmp(got, digest) != 0) {
 		rc = WH_EDIGEST;
-		unlink(path);
 		goto out;
 	}
 	if (fsync(up->fd) < 0) {
 		rc = -errno;
 		log_err("cannot sync upload", path, rc);
-		unlink(path);
 		goto out;
 	}
 	close(up->fd);
 	up->fd = -1;
+	/* Publishing consumes the data file, whether or not it succeeds. */
 	rc = wh_store_blob_publish(st, up->repo, path, digest);
 out:
+	session_remove(st, up->id);
 	upload_free(st, up);
 	return rc;
 }
 
 int wh_store_upload_cancel(wh_store *st, wh_upload *up)
 {
-	char path[PATH_MAX];
 	int rc;
 
-	rc = upload_path(st, up->repo, up->id, path);
-	if (rc == 0 && unlink(path) < 0 && errno != ENOENT)
-		rc = -errno;
+	if (up->jobs > 0)
+		return WH_EINUSE;
+	rc = session_remove(st, up->id);
 	upload_free(st, up);
 	return rc;
 }
@@ -1730,16 +2144,104 @@ static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_le
 	closedir(dir);
 }
 
-int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more)
+void wh_store_repos_scan(const char *root, char ***names, int *count)
 {
 	char rel[WH_NAME_MAX + 2] = "";
 	struct strv all = {0};
 
-	walk_repos(AT_FDCWD, st->root, rel, 0, false, &all);
+	walk_repos(AT_FDCWD, root, rel, 0, false, &all);
 	if (all.n > 0)
 		qsort(all.v, (size_t)all.n, sizeof(*all.v), cmp_str);
-	paginate(all.v, all.n, last, n, repos, count, more);
-	wh_strv_free(all.v, all.n);
+	*names = all.v;
+	*count = all.n;
+}
+
+/* The first index in the catalog whose name sorts after name (n_repos when
+ * none does); *found when name itself is there. */
+static int catalog_after(const wh_store *st, const char *name, bool *found)
+{
+	int lo = 0, hi = st->n_repos;
+
+	*found = false;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2, c = lexical(st->repos[mid], name);
+		if (c == 0)
+			*found = true;
+		if (c <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void catalog_insert(wh_store *st, const char *repo)
+{
+	bool found;
+	int i = catalog_after(st, repo, &found);
+
+	if (found)
+		return;
+	if (st->n_repos == st->cap_repos) {
+		st->cap_repos = st->cap_repos ? 2 * st->cap_repos : 64;
+		st->repos = wh_realloc(st->repos, sizeof(*st->repos) * (size_t)st->cap_repos);
+	}
+	memmove(st->repos + i + 1, st->repos + i, sizeof(*st->repos) * (size_t)(st->n_repos - i));
+	st->repos[i] = wh_strdup(repo);
+	st->n_repos++;
+}
+
+void wh_store_catalog_load(wh_store *st, char **names, int count)
+{
+	/* Merge: what the scan found, and what was created meanwhile (the scan
+	 * may or may not have seen it). Both are sorted and unique. */
+	char **v = wh_malloc(sizeof(*v) * ((size_t)count + (size_t)st->n_repos + 1));
+	int i = 0, j = 0, k = 0;
+
+	while (i < count || j < st->n_repos) {
+		int c = i == count ? 1 : j == st->n_repos ? -1 : lexical(names[i], st->repos[j]);
+		if (c < 0) {
+			v[k++] = names[i++];
+		} else if (c > 0) {
+			v[k++] = st->repos[j++];
+		} else {
+			v[k++] = names[i++];
+			free(st->repos[j++]);
+		}
+	}
+	free(names);
+	free(st->repos);
+	st->repos = v;
+	st->n_repos = st->cap_repos = k;
+	st->repos_loaded = true;
+}
+
+bool wh_store_catalog_loaded(const wh_store *st)
+{
+	return st->repos_loaded;
+}
+
+int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more)
+{
+	int i = 0, k;
+	bool found;
+
+	if (!st->repos_loaded) {
+		char **names;
+		int nnames;
+		wh_store_repos_scan(st->root, &names, &nnames);
+		wh_store_catalog_load(st, names, nnames);
+	}
+	if (last)
+		i = catalog_after(st, last, &found);
+	k = st->n_repos - i;
+	if (n >= 0 && k > n)
+		k = n;
+	*repos = wh_malloc(sizeof(**repos) * ((size_t)k + 1));
+	for (int j = 0; j < k; j++)
+		(*repos)[j] = wh_strdup(st->repos[i + j]);
+	*count = k;
+	*more = i + k < st->n_repos;
 	return 0;
 }
 

@@ -20,6 +20,7 @@ enum {
 	WH_EDIGEST = -5007,   /* content does not match its digest */
 	WH_ERANGE = -5008,    /* offset or range not satisfiable */
 	WH_EUPSTREAM = -5009, /* the upstream registry failed or refused */
+	WH_EINUSE = -5010,    /* something else still uses or references the object */
 };
 
 #define WH_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))

@@ -86,9 +86,16 @@ void wh_server_shutdown(wh_server *srv, void (*done)(void *arg), void *arg);
 /* Case-insensitive lookup; NULL when absent. */
 const char *wh_req_header(const wh_req *req, const char *name);
 
-/* Value of a query parameter, percent-decoded into buf; NULL when absent or
- * longer than buflen - 1. */
+/* Value of the first query parameter called name (compared as sent, not
+ * decoded), percent-decoded into buf; a parameter without '=' has the value
+ * "". NULL when there is none, when the value is longer than buflen - 1, or
+ * when it decodes to a NUL byte: wh_req_query_has tells the last two from
+ * the first, and a handler answers 400 for them rather than act as if the
+ * parameter had not been sent. */
 const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t buflen);
+
+/* True when the query has a parameter called name, whatever its value. */
+bool wh_req_query_has(const wh_req *req, const char *name);
 
 /* The Range header when it asks for one range of bytes (RFC 9110):
  * "bytes=a-b", "bytes=a-" (*end = -1), or a suffix "bytes=-n" (*start = -1,

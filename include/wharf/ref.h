@@ -48,6 +48,22 @@ void wh_sha256_update(wh_sha256 *h, const void *data, size_t len);
  * bytes (the software implementation holds no pointers): copying it by value
  * forks the hash. */
 void wh_sha256_final(wh_sha256 *h, char out[WH_DIGEST_LEN + 1]);
+/* The state of a context between updates, in a form that does not depend on
+ * the implementation that holds it (the hardware path and mbedTLS keep it
+ * differently): the eight chaining words, the byte count, and the bytes of
+ * the last partial block. Export from one implementation and import into
+ * another continues the same hash; an upload session saves it beside its
+ * bytes so a later process goes on from there without reading them again. */
+typedef struct wh_sha256_state {
+	uint32_t h[8];
+	uint64_t total;    /* bytes hashed so far */
+	uint8_t block[64]; /* the first total % 64 bytes are the pending block */
+} wh_sha256_state;
+
+void wh_sha256_export(const wh_sha256 *h, wh_sha256_state *out);
+/* Replace h's state with in's, in the implementation new contexts use. */
+void wh_sha256_import(wh_sha256 *h, const wh_sha256_state *in);
+
 /* One-shot helper. */
 void wh_sha256_digest(const void *data, size_t len, char out[WH_DIGEST_LEN + 1]);
 

@@ -5,9 +5,11 @@
  *   <root>/<repo>/index.json                OCI image index; tags are the
  *                                           annotation org.opencontainers.image.ref.name
  *   <root>/<repo>/blobs/sha256/<hex>        blobs and manifests, by digest
- *   <root>/<repo>/.uploads/<uuid>           upload sessions (bytes so far)
  *   <root>/.wharf/blobs/sha256/<hex>        one copy of every blob's bytes when
  *                                           dedupe is on; repositories hard-link it
+ *   <root>/.wharf/uploads/<uuid>/repo       an upload session: its repository's
+ *   <root>/.wharf/uploads/<uuid>/data       name, the bytes so far, and the
+ *   <root>/.wharf/uploads/<uuid>/hash       hash state of a prefix of them
  *   <root>/.wharf/tmp/                      temp files being written
  *
  * Every write is temp file + incremental sha256 + fsync + rename (+ fsync of
@@ -17,8 +19,9 @@
  *
  * Calls are synchronous and meant for the one loop thread: each call is atomic
  * with respect to every other call, which is what makes concurrent pushes of
- * the same blob or tag safe. Names, tags and digests must have been validated
- * with ref.h before they reach the store. */
+ * the same blob or tag safe. The exceptions, made to run in libuv's thread
+ * pool, say so (wh_upload_catchup_run). Names, tags and digests must have
+ * been validated with ref.h before they reach the store. */
 #ifndef WHARF_STORE_H
 #define WHARF_STORE_H
 
@@ -35,12 +38,13 @@ typedef struct wh_upload wh_upload;
 /* Open (creating if needed) the store at root. Removes leftover temp files.
  * Does not scan repositories: metadata is read lazily.
  *
- * Repositories are created on first write: blob_publish, blob_mount,
- * upload_create and manifest_put make <root>/<repo> an OCI image layout
- * (oci-layout, an empty index.json, blobs/sha256/) if it is not one yet, as
- * Zot does, so a repository exists (repo_exists, catalog) once anything has
- * been pushed to it. Every function taking a repo/digest/tag re-checks it
- * with ref.h and returns WH_EINVAL if it fails (defence in depth). */
+ * Repositories are created when something is stored in them: blob_publish
+ * (and so upload_finish), blob_mount and manifest_put make <root>/<repo> an
+ * OCI image layout (oci-layout, an empty index.json, blobs/sha256/) if it is
+ * not one yet, as Zot does, so a repository exists (repo_exists, catalog)
+ * once anything has been pushed to it. Starting an upload stores nothing:
+ * sessions live under .wharf/uploads, outside every repository. Every function taking a
+ * repo/digest/tag re-checks it with ref.h and returns WH_EINVAL if it fails (defence in depth). */
 int wh_store_open(const char *root, bool dedupe, wh_store **out);
 void wh_store_close(wh_store *st);
 const char *wh_store_root(const wh_store *st);
@@ -53,7 +57,10 @@ int wh_store_blob_stat(wh_store *st, const char *repo, const char *digest, int64
 /* Open the blob for reading; the caller owns *fd (close it). */
 int wh_store_blob_open(wh_store *st, const char *repo, const char *digest, int *fd, int64_t *size);
 
-/* Remove the blob from repo. WH_ENOTFOUND if it was not there. */
+/* Remove the blob from repo. WH_ENOTFOUND if it was not there; WH_EINUSE
+ * (and nothing removed) if digest is a manifest of repo (index.json names
+ * it): its bytes go with wh_store_manifest_delete, which drops the tags
+ * too, never from under a tag. */
 int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest);
 
 /* Make a blob that from_repo holds present in repo (hard link; a copy only
@@ -74,39 +81,84 @@ int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, 
 
 /* ---- upload sessions ---- */
 
-/* Start a session in repo; id receives its uuid (37 bytes with NUL). */
+/* Start a session for repo; id receives its uuid (37 bytes with NUL). The
+ * repository is not created (finishing the upload creates it). Sessions do
+ * not expire yet: removing stale ones is the GC's work. */
 int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
 
-/* At most this many sessions are held in memory (each with an open fd). When
- * one more is needed, the least recently used is dropped from memory (fd
- * closed, struct freed); its file stays and it is re-hashed when next got. */
+/* Sessions in memory: at most this many, each with an open fd, unless more
+ * are pinned (in use by a request: then the connection limit bounds them).
+ * When one more is needed, the least recently used unpinned session leaves
+ * memory: its files stay, and its hash state is saved beside them (<uuid>/
+ * hash) so that getting it again never reads its bytes. wh_store_close saves
+ * every session's state the same way. */
 #define WH_UPLOADS_OPEN_MAX 256
 
 /* Find a session by repo and uuid: from memory, or from disk after a restart
- * or an eviction (the bytes so far are re-hashed). WH_ENOTFOUND if there is
- * none, or id is not a uuid as upload_create makes them. The session stays
- * owned by the store. The pointer is valid until the next call to
- * wh_store_upload_create, wh_store_upload_get, finish/cancel on it, or
- * wh_store_close: any of the first two may evict it. So do not keep it
- * across a return to the loop; keep (repo, id) and get it again (cheap when
- * it is in memory). */
+ * or an eviction. From disk, the bytes are not read: the size is the data
+ * file's, the hash state the saved one; when there is no usable saved state
+ * (after a crash or a reboot), the session is "behind" (below). WH_ENOTFOUND
+ * if there is none, if it belongs to another repository, or id is not a
+ * uuid as upload_create makes them. The session stays owned by the store.
+ * The pointer is valid until the next call to wh_store_upload_create or
+ * wh_store_upload_get (either may evict it), finish/cancel on it, or
+ * wh_store_close, unless it is pinned: then until it is unpinned (or
+ * finished or cancelled). A request that uses a session across returns to
+ * the loop gets it once and pins it. */
 int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_upload **out);
+
+/* Pins count: a pinned session is never evicted, so the pointer stays valid.
+ * Unpinning the last pin may evict it (or another one) at once, to bring
+ * the table back to WH_UPLOADS_OPEN_MAX. Pinned also means "in use": the
+ * registry lets one request at a time write to a session and refuses the
+ * others while it is pinned. */
+void wh_upload_pin(wh_upload *up);
+void wh_upload_unpin(wh_upload *up);
+bool wh_upload_pinned(const wh_upload *up);
 
 /* Bytes received so far. */
 int64_t wh_upload_size(const wh_upload *up);
 
-/* Append bytes (hashing them). On error (-errno) the bytes that did reach the
- * file are counted in wh_upload_size, so the session stays consistent and the
- * client can resume from there. */
+/* Append bytes, hashing them unless the session is behind (then the hash
+ * waits for a catch-up). On error (-errno) the bytes that did reach the
+ * file are counted in wh_upload_size, so the session stays consistent and
+ * the client can resume from there. */
 int wh_upload_write(wh_upload *up, const void *data, size_t len);
 
+/* True when the hash does not cover every byte: the session was got from
+ * disk without a usable saved state. Writes still append; the bytes the
+ * hash lacks are hashed by a catch-up before the session can finish. */
+bool wh_upload_hash_behind(const wh_upload *up);
+
+/* The catch-up hashes a behind session's missing bytes in three steps, so
+ * that the reading and hashing run off the loop (libuv's thread pool):
+ *   begin (loop)  snapshots what is missing and pins the session; WH_EINVAL
+ *                 when it is not behind or a catch-up is already out, -errno
+ *                 if its fd cannot be duplicated.
+ *   run (any thread) reads, hashes and fsyncs the bytes; it touches only
+ *                 the job (its own fd and hash copy), so the loop may go on
+ *                 using the session, even appending to it.
+ *   end (loop)    installs the hash if the session has not changed under it,
+ *                 unpins, frees the job; 0, or the error run met (-errno,
+ *                 WH_EIO if the file was cut): the session is then left as
+ *                 it was, still behind. Bytes appended meanwhile keep it
+ *                 behind for those; begin again.
+ * While a catch-up is out, finish and cancel answer WH_EINUSE. Every begun
+ * job must be ended before wh_store_close. */
+typedef struct wh_upload_catchup wh_upload_catchup;
+int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out);
+void wh_upload_catchup_run(wh_upload_catchup *job);
+int wh_upload_catchup_end(wh_upload_catchup *job);
+
 /* Finish: if the content hashes to digest, publish it as a blob of the
- * session's repo and end the session (0). If not, WH_EDIGEST and the session
- * is ended too (its bytes are dropped). A digest that is not a valid sha256
- * digest is WH_EINVAL and leaves the session as it was. */
+ * session's repo (creating the repository) and end the session (0). If not,
+ * WH_EDIGEST and the session is ended too (its bytes are dropped). A digest
+ * that is not a valid sha256 digest, or a session that is behind, is
+ * WH_EINVAL and leaves the session as it was; WH_EINUSE while a catch-up is
+ * out. Otherwise the session (pins and all) is gone afterwards. */
 int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest);
 
-/* End a session and drop its bytes. */
+/* End a session and drop its bytes (WH_EINUSE while a catch-up is out). */
 int wh_store_upload_cancel(wh_store *st, wh_upload *up);
 
 /* ---- manifests and tags ---- */
@@ -153,9 +205,36 @@ int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref);
 int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
                   bool *more);
 
-/* Repository names in lexical order, paginated as wh_store_tags: every
- * directory below root that holds an index.json and whose path is a valid
- * name (dot-directories and a repository's blobs/ are not searched). */
+/* ---- the catalog ----
+ *
+ * Repository names are listed from memory: a sorted array, filled once by
+ * a scan of the root and kept up to date by the store itself, which adds a
+ * name whenever it creates a repository (nothing deletes one yet). Walking
+ * 20,000 repositories takes about a second, too long for the loop, so a
+ * server scans in libuv's thread pool at start and loads the result; a
+ * repository that another tool writes into the root while Wharf runs is
+ * served (its index.json is read when asked for) but listed only after a
+ * restart. */
+
+/* Find the repositories under root: every directory below it that holds an
+ * index.json and whose path is a valid name (dot-directories and a
+ * repository's blobs/sha256/ are not searched), in lexical order. *names
+ * is a malloc'd array of malloc'd strings. Touches nothing but the
+ * filesystem: safe on any thread. */
+void wh_store_repos_scan(const char *root, char ***names, int *count);
+
+/* Adopt a scan's result (ownership of names passes to the store) as the
+ * catalog, merged with the repositories the store created since the scan
+ * began, which it may or may not have seen. */
+void wh_store_catalog_load(wh_store *st, char **names, int count);
+
+/* True once a scan was loaded. */
+bool wh_store_catalog_loaded(const wh_store *st);
+
+/* Repository names in lexical order, paginated as wh_store_tags (last is
+ * found by binary search). Before a scan was loaded, this scans the root
+ * first, here and now: tools and tests may rely on that; a server loads the
+ * catalog off the loop before it answers a catalog request. */
 int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more);
 
 /* Descriptors (as JSON text of an OCI image index, media type

@@ -163,12 +163,23 @@ class TestTraversal(unittest.TestCase):
             if rel == ".":
                 self.assertTrue(set(filenames) <= set(), "files at the root: %r" % filenames)
                 continue
+            uploads = os.path.join(".wharf", "uploads")
+            if rel == uploads:
+                # Upload sessions: one directory per uuid, nothing else.
+                self.assertEqual(filenames, [], rel)
+                for d in dirnames:
+                    self.assertRegex(d, UUID, os.path.join(rel, d))
+                continue
+            if os.path.dirname(rel) == uploads:
+                self.assertEqual(dirnames, [], rel)
+                self.assertTrue(set(filenames) <= {"repo", "data", "hash"}, (rel, filenames))
+                continue
             if rel == ".wharf" or rel.startswith(".wharf" + os.sep):
                 continue
             if "index.json" in filenames:
                 found.add(rel)
                 self.assertEqual(set(filenames), {"index.json", "oci-layout"}, rel)
-                extra = set(dirnames) - {"blobs", ".uploads"}
+                extra = set(dirnames) - {"blobs"}
                 # Subdirectories may be nested repositories only.
                 for d in extra:
                     sub = os.path.join(rel, d)
@@ -185,10 +196,6 @@ class TestTraversal(unittest.TestCase):
                 self.assertTrue(set(dirnames) <= {"sha256"} | {
                     d for d in dirnames
                     if any(r.startswith(os.path.join(rel, d)) for r in repos)}, rel)
-            elif rel.endswith(os.sep + ".uploads"):
-                for f in filenames:
-                    self.assertRegex(f, UUID, os.path.join(rel, f))
-                self.assertEqual(dirnames, [], rel)
             else:
                 # An intermediate directory of a nested repository name.
                 self.assertEqual(filenames, [], "unexpected files in %s: %r" % (rel, filenames))
@@ -582,9 +589,9 @@ class TestLayouts(unittest.TestCase):
         self.assertIn(d3, [e["digest"] for e in idx["manifests"]])
         self.assertEqual([e["mediaType"] for e in idx["manifests"] if e["digest"] == di],
                          [MT_OCI_INDEX])
-        uploads = os.path.join(repo_dir, ".uploads")
-        if os.path.isdir(uploads):
-            self.assertEqual(os.listdir(uploads), [])
+        # Sessions live outside the repositories; none is left.
+        self.assertFalse(os.path.exists(os.path.join(repo_dir, ".uploads")))
+        self.assertEqual(os.listdir(os.path.join(self.w.root, ".wharf", "uploads")), [])
 
     @unittest.skipUnless(have("skopeo"), "skopeo not installed")
     def test_skopeo_reads_what_wharf_wrote(self):

@@ -378,8 +378,19 @@ static void test_uploads(void)
 	CHECK(wh_store_upload_create(st, "up/load", id) == 0);
 	CHECK(strlen(id) == 36 && id[8] == '-' && id[13] == '-' && id[14] == '4' &&
 	      strchr("89ab", id[19]) != NULL);
-	FMT(rel, sizeof(rel), "up/load/.uploads/%s", id);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s/data", id);
 	CHECK(exists(rel));
+	{
+		/* The session names its repository beside its bytes; the
+		 * repository itself is not created by a session. */
+		char repo_rel[PATH_MAX], *text;
+		FMT(repo_rel, sizeof(repo_rel), ".wharf/uploads/%s/repo", id);
+		text = read_text(repo_rel);
+		CHECK_STREQ(text, "up/load\n");
+		free(text);
+		CHECK(!exists("up"));
+		CHECK(!wh_store_repo_exists(st, "up/load"));
+	}
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0 && up);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up2) == 0 && up2 == up);
 	CHECK(wh_upload_size(up) == 0);
@@ -392,19 +403,23 @@ static void test_uploads(void)
 	wh_sha256_digest("HELLO", 5, d);
 	CHECK(wh_store_upload_finish(st, up, d) == WH_EDIGEST);
 	CHECK(!exists(rel));
+	CHECK(count_dir(".wharf/uploads") == 0);
+	CHECK(!exists("up")); /* nothing was stored: still no repository */
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == WH_ENOTFOUND && up == NULL);
 	CHECK(wh_store_blob_stat(st, "up/load", d, &size) == WH_ENOTFOUND);
 
 	/* Right digest: published, session gone. */
 	CHECK(wh_store_upload_create(st, "up/load", id) == 0);
-	FMT(rel, sizeof(rel), "up/load/.uploads/%s", id);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s", id);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0);
 	CHECK(wh_upload_write(up, "hello", 5) == 0);
 	CHECK(wh_store_upload_finish(st, up, "sha256:nope") == WH_EINVAL); /* session kept */
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0 && wh_upload_size(up) == 5);
 	wh_sha256_digest("hello", 5, d);
 	CHECK(wh_store_upload_finish(st, up, d) == 0);
-	CHECK(!exists(rel));
+	CHECK(!exists(rel)); /* the session's directory, whole */
+	CHECK(count_dir(".wharf/uploads") == 0);
+	CHECK(wh_store_repo_exists(st, "up/load"));
 	CHECK(wh_store_blob_stat(st, "up/load", d, &size) == 0 && size == 5);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == WH_ENOTFOUND);
 
@@ -417,11 +432,12 @@ static void test_uploads(void)
 
 	/* Cancel. */
 	CHECK(wh_store_upload_create(st, "up/load", id) == 0);
-	FMT(rel, sizeof(rel), "up/load/.uploads/%s", id);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s", id);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == 0);
 	CHECK(wh_upload_write(up, "zzz", 3) == 0);
 	CHECK(wh_store_upload_cancel(st, up) == 0);
 	CHECK(!exists(rel));
+	CHECK(count_dir(".wharf/uploads") == 0);
 	CHECK(wh_store_upload_get(st, "up/load", id, &up) == WH_ENOTFOUND);
 
 	/* Sessions belong to their repository; ids are uuids and nothing else. */
@@ -429,6 +445,8 @@ static void test_uploads(void)
 	CHECK(wh_store_upload_create(st, "up/load", id2) == 0);
 	CHECK(strcmp(id, id2) != 0);
 	CHECK(wh_store_upload_get(st, "other", id, &up) == WH_ENOTFOUND);
+	CHECK(wh_store_upload_get(st, "up/load/x", id, &up) == WH_ENOTFOUND);
+	CHECK(wh_store_upload_get(st, "up", id, &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "up/load", "../../../../etc/passwd", &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "up/load", "", &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "up/load", "ABCDEF00-0000-4000-8000-000000000000", &up) ==
@@ -455,9 +473,11 @@ static void test_upload_restart(void)
 	CHECK(wh_upload_write(up, "part1-", 6) == 0);
 	wh_store_close(st);
 
-	/* A new process: the session is found on disk and its bytes re-hashed. */
+	/* A new process: the session is found on disk, with the hash state
+	 * close saved; still not from another repository's URL. */
 	st = NULL;
 	CHECK(wh_store_open(root, false, &st) == 0);
+	CHECK(wh_store_upload_get(st, "s", id, &up) == WH_ENOTFOUND);
 	CHECK(wh_store_upload_get(st, "r", id, &up) == 0);
 	CHECK(up && wh_upload_size(up) == 6);
 	CHECK(wh_upload_write(up, "part2", 5) == 0);
@@ -465,6 +485,26 @@ static void test_upload_restart(void)
 	wh_sha256_digest("part1-part2", 11, d);
 	CHECK(wh_store_upload_finish(st, up, d) == 0);
 	CHECK(wh_store_blob_stat(st, "r", d, &size) == 0 && size == 11);
+
+	/* What a crash can leave half-made or half-removed is not a session: a
+	 * repo file cut short (no newline: "r" must not pass for "r2"), a
+	 * directory without data, one without repo. */
+	for (int i = 0; i < 3; i++) {
+		char rel[PATH_MAX], p[PATH_MAX];
+		CHECK(wh_store_upload_create(st, "r2", id) == 0);
+		wh_store_close(st);
+		if (i == 0) {
+			FMT(rel, sizeof(rel), ".wharf/uploads/%s/repo", id);
+			write_text(rel, "r");
+		} else {
+			FMT(rel, sizeof(rel), ".wharf/uploads/%s/%s", id, i == 1 ? "data" : "repo");
+			path_of(p, rel);
+			CHECK(unlink(p) == 0);
+		}
+		CHECK(wh_store_open(root, false, &st) == 0);
+		CHECK(wh_store_upload_get(st, "r2", id, &up) == WH_ENOTFOUND);
+		CHECK(wh_store_upload_get(st, "r", id, &up) == WH_ENOTFOUND);
+	}
 	wh_store_close(st);
 }
 
@@ -510,6 +550,295 @@ static void test_upload_eviction(void)
 	CHECK(count_fds() <= base + WH_UPLOADS_OPEN_MAX);
 	wh_store_close(st);
 	CHECK(count_fds() == base);
+}
+
+/* Overwrite a session's bytes on disk behind the store's back (same
+ * length): whatever the store reads from there afterwards is these. */
+static void scribble(const char *id, int64_t len)
+{
+	char rel[PATH_MAX], p[PATH_MAX];
+	char *junk = wh_malloc((size_t)len + 1);
+	int fd;
+
+	memset(junk, '#', (size_t)len);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s/data", id);
+	path_of(p, rel);
+	fd = open(p, O_WRONLY);
+	CHECK(fd >= 0 && pwrite(fd, junk, (size_t)len, 0) == (ssize_t)len);
+	if (fd >= 0)
+		close(fd);
+	free(junk);
+}
+
+static bool session_file(const char *id, const char *file)
+{
+	char rel[PATH_MAX];
+
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s/%s", id, file);
+	return exists(rel);
+}
+
+/* Push the first sessions out of memory by creating as many new ones. */
+static void evict_all(wh_store *st)
+{
+	char id[37];
+
+	for (int i = 0; i < WH_UPLOADS_OPEN_MAX; i++)
+		CHECK(wh_store_upload_create(st, "filler", id) == 0);
+}
+
+static void test_upload_state_restored_without_reading(void)
+{
+	static const char part1[] = "the first part, hashed as it came; ";
+	static const char part2[] = "the second, after an eviction";
+	char id[37], d[WH_DIGEST_LEN + 1], all[128];
+	wh_store *st = NULL;
+	wh_upload *up = NULL;
+	int64_t size = 0;
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(wh_store_upload_create(st, "keep", id) == 0);
+	CHECK(wh_store_upload_get(st, "keep", id, &up) == 0);
+	CHECK(wh_upload_write(up, part1, strlen(part1)) == 0);
+	CHECK(!session_file(id, "hash")); /* in memory: nothing saved yet */
+	evict_all(st);
+	CHECK(session_file(id, "hash"));
+
+	/* If getting the session read its bytes, it would hash these. */
+	scribble(id, (int64_t)strlen(part1));
+	CHECK(wh_store_upload_get(st, "keep", id, &up) == 0);
+	CHECK(wh_upload_size(up) == (int64_t)strlen(part1));
+	CHECK(!wh_upload_hash_behind(up));
+	CHECK(wh_upload_write(up, part2, strlen(part2)) == 0);
+	evict_all(st);
+	CHECK(wh_store_upload_get(st, "keep", id, &up) == 0);
+	FMT(all, sizeof(all), "%s%s", part1, part2);
+	wh_sha256_digest(all, strlen(all), d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	CHECK(wh_store_blob_stat(st, "keep", d, &size) == 0 && size == (int64_t)strlen(all));
+	CHECK(!session_file(id, "hash") && !session_file(id, "repo"));
+
+	/* The same across a restart: close saves the state. */
+	CHECK(wh_store_upload_create(st, "keep", id) == 0);
+	CHECK(wh_store_upload_get(st, "keep", id, &up) == 0);
+	CHECK(wh_upload_write(up, part1, strlen(part1)) == 0);
+	wh_store_close(st);
+	scribble(id, (int64_t)strlen(part1));
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(wh_store_upload_get(st, "keep", id, &up) == 0);
+	CHECK(!wh_upload_hash_behind(up));
+	wh_sha256_digest(part1, strlen(part1), d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	wh_store_close(st);
+}
+
+static void test_upload_pins(void)
+{
+	enum { PINNED = 8 };
+	char ids[PINNED][37], id[37];
+	wh_upload *pinned[PINNED], *up;
+	wh_store *st = NULL;
+	int base;
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	base = count_fds();
+	for (int i = 0; i < PINNED; i++) {
+		CHECK(wh_store_upload_create(st, "pin", ids[i]) == 0);
+		CHECK(wh_store_upload_get(st, "pin", ids[i], &pinned[i]) == 0);
+		wh_upload_pin(pinned[i]);
+		CHECK(wh_upload_pinned(pinned[i]));
+		CHECK(wh_upload_write(pinned[i], "p", 1) == 0);
+	}
+	/* Twice the table's worth of new sessions: the pinned ones stay, the
+	 * pointers stay valid, and only they take the table past its size. */
+	for (int i = 0; i < 2 * WH_UPLOADS_OPEN_MAX; i++)
+		CHECK(wh_store_upload_create(st, "pin", id) == 0);
+	CHECK(count_fds() <= base + WH_UPLOADS_OPEN_MAX);
+	for (int i = 0; i < PINNED; i++) {
+		CHECK(!session_file(ids[i], "hash"));
+		CHECK(wh_upload_write(pinned[i], "q", 1) == 0 && wh_upload_size(pinned[i]) == 2);
+		CHECK(wh_store_upload_get(st, "pin", ids[i], &up) == 0 && up == pinned[i]);
+		CHECK(wh_store_upload_get(st, "other", ids[i], &up) == WH_ENOTFOUND);
+	}
+	/* Pins count; the last unpin lets it go (and trims the table). */
+	wh_upload_pin(pinned[0]);
+	wh_upload_unpin(pinned[0]);
+	CHECK(wh_upload_pinned(pinned[0]));
+	for (int i = 0; i < PINNED; i++)
+		wh_upload_unpin(pinned[i]);
+	CHECK(count_fds() <= base + WH_UPLOADS_OPEN_MAX);
+	evict_all(st);
+	for (int i = 0; i < PINNED; i++) {
+		char d[WH_DIGEST_LEN + 1];
+		CHECK(session_file(ids[i], "hash"));
+		CHECK(wh_store_upload_get(st, "pin", ids[i], &up) == 0);
+		CHECK(!wh_upload_pinned(up) && wh_upload_size(up) == 2);
+		wh_sha256_digest("pq", 2, d);
+		if (i % 2) {
+			CHECK(wh_store_upload_finish(st, up, d) == 0);
+		} else {
+			/* Finishing a pinned session ends it, pins and all. */
+			wh_upload_pin(up);
+			CHECK(wh_store_upload_cancel(st, up) == 0);
+		}
+	}
+	wh_store_close(st);
+	CHECK(count_fds() == base);
+}
+
+/* Catch a behind session up the way a server does, but on this thread. */
+static int catch_up(wh_upload *up)
+{
+	wh_upload_catchup *job = NULL;
+	int rc = wh_upload_catchup_begin(up, &job);
+
+	if (rc != 0)
+		return rc;
+	wh_upload_catchup_run(job);
+	return wh_upload_catchup_end(job);
+}
+
+static void copy_file(const char *from_rel, const char *to_rel)
+{
+	char from[PATH_MAX], to[PATH_MAX], buf[4096];
+	ssize_t n = -1;
+	int in, out;
+
+	path_of(from, from_rel);
+	path_of(to, to_rel);
+	in = open(from, O_RDONLY);
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (in >= 0 && out >= 0)
+		n = read(in, buf, sizeof(buf));
+	CHECK(n > 0 && write(out, buf, (size_t)n) == n);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+}
+
+static void test_upload_catch_up(void)
+{
+	char id[37], d[WH_DIGEST_LEN + 1], rel[PATH_MAX], old_rel[PATH_MAX];
+	wh_store *st = NULL;
+	wh_upload *up = NULL;
+	wh_upload_catchup *job = NULL;
+	int64_t size = 0;
+
+	new_root();
+	CHECK(wh_store_open(root, false, &st) == 0);
+
+	/* A crash leaves no saved state: the session is behind; writes go on. */
+	CHECK(wh_store_upload_create(st, "cu", id) == 0);
+	CHECK(wh_store_upload_get(st, "cu", id, &up) == 0);
+	CHECK(wh_upload_write(up, "crash-", 6) == 0);
+	wh_store_close(st);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s/hash", id);
+	{
+		char p[PATH_MAX];
+		path_of(p, rel);
+		CHECK(unlink(p) == 0);
+	}
+	CHECK(wh_store_open(root, false, &st) == 0);
+	CHECK(wh_store_upload_get(st, "cu", id, &up) == 0);
+	CHECK(wh_upload_size(up) == 6 && wh_upload_hash_behind(up));
+	CHECK(wh_upload_write(up, "safe", 4) == 0);
+	CHECK(wh_upload_size(up) == 10 && wh_upload_hash_behind(up));
+	wh_sha256_digest("crash-safe", 10, d);
+	CHECK(wh_store_upload_finish(st, up, d) == WH_EINVAL); /* behind: left as it was */
+	CHECK(wh_store_upload_get(st, "cu", id, &up) == 0 && wh_upload_size(up) == 10);
+
+	/* A job that never ran installs nothing; while one is out, the session
+	 * can be neither finished nor cancelled, and it is pinned. */
+	CHECK(wh_upload_catchup_begin(up, &job) == 0 && job);
+	CHECK(wh_upload_pinned(up));
+	CHECK(wh_upload_catchup_begin(up, &(wh_upload_catchup *){NULL}) == WH_EINVAL);
+	CHECK(wh_store_upload_finish(st, up, d) == WH_EINVAL);
+	CHECK(wh_store_upload_cancel(st, up) == WH_EINUSE);
+	CHECK(wh_upload_catchup_end(job) == -ECANCELED);
+	CHECK(wh_upload_hash_behind(up) && !wh_upload_pinned(up));
+
+	/* Bytes written while the job runs: hashed by a second one. */
+	CHECK(wh_upload_catchup_begin(up, &job) == 0);
+	wh_upload_catchup_run(job);
+	CHECK(wh_upload_write(up, "!", 1) == 0);
+	CHECK(wh_upload_catchup_end(job) == 0);
+	CHECK(wh_upload_hash_behind(up));
+	CHECK(catch_up(up) == 0);
+	CHECK(!wh_upload_hash_behind(up));
+	CHECK(wh_upload_catchup_begin(up, &job) == WH_EINVAL && !job);
+	wh_sha256_digest("crash-safe!", 11, d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	CHECK(wh_store_blob_stat(st, "cu", d, &size) == 0 && size == 11);
+
+	/* A state saved at an eviction, then more bytes, then a crash: the
+	 * state is good for the prefix it covers and only the rest is read. */
+	CHECK(wh_store_upload_create(st, "cu", id) == 0);
+	CHECK(wh_store_upload_get(st, "cu", id, &up) == 0);
+	CHECK(wh_upload_write(up, "prefix|", 7) == 0);
+	evict_all(st);
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s/hash", id);
+	FMT(old_rel, sizeof(old_rel), ".wharf/uploads/%s/hash.old", id);
+	copy_file(rel, old_rel);
+	CHECK(wh_store_upload_get(st, "cu", id, &up) == 0);
+	CHECK(wh_upload_write(up, "rest", 4) == 0);
+	wh_store_close(st);
+	{
+		char a[PATH_MAX], b[PATH_MAX];
+		path_of(a, old_rel);
+		path_of(b, rel);
+		CHECK(rename(a, b) == 0);
+	}
+	scribble(id, 7); /* the prefix must not be read again */
+	CHECK(wh_store_open(root, false, &st) == 0);
+	CHECK(wh_store_upload_get(st, "cu", id, &up) == 0);
+	CHECK(wh_upload_size(up) == 11 && wh_upload_hash_behind(up));
+	CHECK(catch_up(up) == 0);
+	wh_sha256_digest("prefix|rest", 11, d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+
+	/* A damaged state, or one from another boot, is not used: all of the
+	 * bytes are hashed. */
+	for (int damage = 0; damage < 3; damage++) {
+		unsigned char buf[512];
+		char p[PATH_MAX];
+		ssize_t n;
+		int fd;
+
+		CHECK(wh_store_upload_create(st, "cu", id) == 0);
+		CHECK(wh_store_upload_get(st, "cu", id, &up) == 0);
+		CHECK(wh_upload_write(up, "whole", 5) == 0);
+		wh_store_close(st);
+		FMT(rel, sizeof(rel), ".wharf/uploads/%s/hash", id);
+		path_of(p, rel);
+		fd = open(p, O_RDWR);
+		n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
+		CHECK(n > 100);
+		if (damage == 0)
+			buf[90] ^= 1; /* a bit of the state: the check fails */
+		else if (damage == 1)
+			buf[20] ^= 1; /* the boot id (with a check to match) */
+		if (damage == 1) {
+			char check[WH_DIGEST_LEN + 1];
+			wh_sha256_digest(buf, (size_t)n - WH_DIGEST_LEN, check);
+			memcpy(buf + n - WH_DIGEST_LEN, check, WH_DIGEST_LEN);
+		}
+		if (damage == 2)
+			n -= 1; /* cut short */
+		CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, buf, (size_t)n, 0) == n);
+		close(fd);
+		CHECK(wh_store_open(root, false, &st) == 0);
+		CHECK(wh_store_upload_get(st, "cu", id, &up) == 0);
+		CHECK(wh_upload_size(up) == 5 && wh_upload_hash_behind(up));
+		CHECK(catch_up(up) == 0);
+		wh_sha256_digest("whole", 5, d);
+		CHECK(wh_store_upload_finish(st, up, d) == 0);
+	}
+	FMT(rel, sizeof(rel), ".wharf/uploads/%s", id);
+	CHECK(!exists(rel));
+	wh_store_close(st);
 }
 
 #define M1 "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\",\"config\":{}, \"n\":1}"
@@ -628,8 +957,29 @@ static void test_manifests(void)
 	CHECK_STREQ(mt, "application/x-declared");
 	free(mt);
 
-	/* The index names a manifest whose bytes are gone: not found, no crash. */
-	CHECK(wh_store_blob_delete(st, "app", d3) == 0);
+	/* A manifest's bytes are not deleted as a blob: the tag would point at
+	 * nothing. Tagged or not, it is WH_EINUSE and nothing changes. */
+	CHECK(wh_store_blob_delete(st, "app", d3) == WH_EINUSE);
+	CHECK(exists(blob_rel(rel, "app", d3)));
+	CHECK(wh_store_manifest_get(st, "app", "m3", &m) == 0);
+	wh_manifest_free(&m);
+	CHECK(put_manifest(st, "app", NULL, M2, OCI_MANIFEST, d2) == 0);
+	CHECK(wh_store_blob_delete(st, "app", d2) == WH_EINUSE);
+	/* The same bytes in a repository that holds them as a blob only go. */
+	CHECK(put_blob(st, "other", M2, dig) == 0);
+	CHECK(wh_store_blob_delete(st, "other", d2) == 0);
+	CHECK(wh_store_manifest_get(st, "app", d2, &m) == 0);
+	wh_manifest_free(&m);
+
+	/* The index names a manifest whose bytes are gone (another tool removed
+	 * them; a new process, so no cached copy): not found, no crash. */
+	{
+		char p[PATH_MAX];
+		path_of(p, blob_rel(rel, "app", d3));
+		CHECK(unlink(p) == 0);
+		wh_store_close(st);
+		CHECK(wh_store_open(root, true, &st) == 0);
+	}
 	CHECK(wh_store_manifest_get(st, "app", "m3", &m) == WH_ENOTFOUND);
 	mt = NULL;
 	CHECK(wh_store_manifest_stat(st, "app", "m3", dig, &mt, &size) == WH_ENOTFOUND && !mt);
@@ -730,19 +1080,32 @@ static void test_repos(void)
 {
 	static const char *const all[] = {"a",       "a-b", "a/b",          "b/c/d",
 	                                  "x/blobs", "z",   "z/blobs/inner"};
+	static const char *const created[] = {"a", "a-b", "a/b", "b/c/d", "x/blobs", "z"};
+	static const char *const merged[] = {"a",     "a-b",     "a/b", "b/c/d",
+	                                     "c/new", "x/blobs", "z",   "z/blobs/inner"};
 	char d[WH_DIGEST_LEN + 1], id[37];
 	wh_store *st = NULL;
+	char **names;
+	int count;
 
 	new_root();
 	CHECK(wh_store_open(root, true, &st) == 0);
-	CHECK(repos_are(st, NULL, -1, NULL, 0, false));
+	CHECK(!wh_store_catalog_loaded(st));
+	CHECK(repos_are(st, NULL, -1, NULL, 0, false)); /* scans, here */
+	CHECK(wh_store_catalog_loaded(st));
 
+	/* Each repository the store creates joins the catalog, in order. */
 	CHECK(put_manifest(st, "z", "latest", M1, OCI_MANIFEST, d) == 0);
 	CHECK(put_blob(st, "a/b", "x", d) == 0);
 	CHECK(put_manifest(st, "a", "latest", M1, OCI_MANIFEST, d) == 0);
-	CHECK(wh_store_upload_create(st, "b/c/d", id) == 0);
+	CHECK(wh_store_upload_create(st, "not/yet", id) == 0); /* stores nothing */
+	CHECK(put_blob(st, "b/c/d", "z", d) == 0);
 	CHECK(put_manifest(st, "a-b", "latest", M2, OCI_MANIFEST, d) == 0);
 	CHECK(put_blob(st, "x/blobs", "y", d) == 0); /* x is not a repository */
+	CHECK(put_blob(st, "a", "again", d) == 0);   /* not listed twice */
+	CHECK(wh_store_blob_mount(st, "a-b", "a", d) == 0);
+	CHECK(repos_are(st, NULL, -1, created, 6, false));
+
 	/* Not repositories: no index.json, a name outside the grammar, dot-dirs.
 	 * A repository nested under another's blobs/ is one (its sha256/ is not). */
 	CHECK(mkdir_rel("empty") == 0);
@@ -753,20 +1116,43 @@ static void test_repos(void)
 	CHECK(mkdir_rel("z/blobs/inner") == 0);
 	write_text("z/blobs/inner/index.json", "{}");
 	write_text("afile", "not a dir");
-
 	CHECK(mkdir_rel("z/blobs/sha256/inner") == 0);
 	write_text("z/blobs/sha256/inner/index.json", "{}");
+	/* Written behind the store's back: served, but listed after a restart. */
+	CHECK(wh_store_repo_exists(st, "z/blobs/inner"));
+	CHECK(repos_are(st, NULL, -1, created, 6, false));
+	wh_store_close(st);
 
+	CHECK(wh_store_open(root, true, &st) == 0);
 	CHECK(repos_are(st, NULL, -1, all, 7, false));
 	CHECK(repos_are(st, NULL, 2, all, 2, true));
 	CHECK(repos_are(st, "a-b", 2, all + 2, 2, true));
 	CHECK(repos_are(st, "b/c/d", 2, all + 4, 2, true));
+	CHECK(repos_are(st, "b/c/c", 2, all + 3, 2, true)); /* a last that is not a name */
+	CHECK(repos_are(st, "0", 1, all, 1, true));
 	CHECK(repos_are(st, "z", 2, all + 6, 1, false));
 	CHECK(repos_are(st, "z/blobs/inner", 2, NULL, 0, false));
+	CHECK(repos_are(st, "zz", -1, NULL, 0, false));
 	CHECK(repos_are(st, NULL, 0, NULL, 0, true));
 	CHECK(wh_store_repo_exists(st, "b/c/d"));
 	CHECK(!wh_store_repo_exists(st, "b/c"));
 	CHECK(!wh_store_repo_exists(st, "Bad"));
+	wh_store_close(st);
+
+	/* As a server does it: the scan runs (elsewhere) while repositories are
+	 * created; loading merges the two, whether or not the scan saw them. */
+	CHECK(wh_store_open(root, true, &st) == 0);
+	wh_store_repos_scan(root, &names, &count);
+	CHECK(count == 7);
+	CHECK(put_blob(st, "c/new", "n", d) == 0); /* after the scan: not in it */
+	CHECK(put_blob(st, "b/c/d", "n", d) == 0); /* existed: nothing to add */
+	CHECK(!wh_store_catalog_loaded(st));
+	wh_store_catalog_load(st, names, count);
+	CHECK(wh_store_catalog_loaded(st));
+	CHECK(repos_are(st, NULL, -1, merged, 8, false));
+	wh_store_repos_scan(root, &names, &count); /* this one saw c/new */
+	wh_store_catalog_load(st, names, count);
+	CHECK(repos_are(st, NULL, -1, merged, 8, false));
 	wh_store_close(st);
 }
 
@@ -1027,6 +1413,9 @@ int main(void)
 	test_uploads();
 	test_upload_restart();
 	test_upload_eviction();
+	test_upload_state_restored_without_reading();
+	test_upload_pins();
+	test_upload_catch_up();
 	test_manifests();
 	test_tags_pagination();
 	test_repos();

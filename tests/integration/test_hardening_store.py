@@ -1,0 +1,715 @@
+"""Hardening of the store's paths, against the real binary: defects a client
+can trigger with ordinary requests, each checked the way it showed.
+
+- Upload sessions evicted from the in-memory table were re-hashed in full on
+  the loop whenever they were touched again (every status request, every body
+  piece): the bytes a request makes wharf read are counted with
+  /proc/<pid>/io's rchar, which cannot flake the way a timing can.
+- A blob DELETE of a manifest's digest left a tag pointing at nothing.
+- POST .../blobs/uploads/ created a repository for any name; the catalog
+  walked the whole root on the loop for every request.
+- Query parameters were found with strstr (matching other parameters'
+  values) and over-long values were silently ignored; a Content-Range near
+  INT64_MAX overflowed (UBSan aborts the sanitizer build).
+
+Run: WHARF_BIN=../../build/wharf python3 -m unittest -v test_hardening_store
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Wharf  # noqa: E402
+from test_oci_conformance import (Client, error_codes, sha256,  # noqa: E402
+                                  split_location)
+
+UPLOADS_OPEN_MAX = 256  # WH_UPLOADS_OPEN_MAX in include/wharf/store.h
+MIB = 1 << 20
+SANITIZED = os.environ.get("WHARF_SANITIZE") == "1"
+
+
+def rchar(pid):
+    """Bytes the process has passed through read(2)-like calls (files and sockets)."""
+    with open("/proc/%d/io" % pid) as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise RuntimeError("no rchar in /proc/%d/io" % pid)
+
+
+def pieces(total, seed, piece=MIB):
+    """Deterministic bytes, piece by piece."""
+    h = hashlib.sha256(b"seed %d" % seed).digest()
+    block = h * (piece // len(h))
+    sent = 0
+    while sent < total:
+        n = min(piece, total - sent)
+        yield block[:n]
+        sent += n
+
+
+class Session:
+    """One upload session driven over a kept-alive connection."""
+
+    def __init__(self, t, w, repo):
+        self.t, self.w, self.repo = t, w, repo
+        self.hash = hashlib.sha256()
+        self.size = 0
+        st, h, b = w.request("POST", "/v2/%s/blobs/uploads/" % repo, b"")
+        t.assertEqual(st, 202, b)
+        self.loc = urllib.parse.urlsplit(h["location"]).path
+
+    def patch(self, size, seed=1):
+        c = self.w.conn(timeout=120)
+        try:
+            body = pieces(size, seed)
+            hdrs = {"Content-Length": str(size),
+                    "Content-Range": "%d-%d" % (self.size, self.size + size - 1),
+                    "Content-Type": "application/octet-stream"}
+
+            def feed():
+                for p in body:
+                    self.hash.update(p)
+                    yield p
+            c.request("PATCH", self.loc, body=feed(), headers=hdrs)
+            r = c.getresponse()
+            data = r.read()
+            self.t.assertEqual(r.status, 202, data)
+            self.size += size
+            self.t.assertEqual(r.getheader("Range"), "0-%d" % (self.size - 1))
+        finally:
+            c.close()
+
+    def digest(self):
+        return "sha256:" + self.hash.hexdigest()
+
+    def status(self):
+        st, h, b = self.w.request("GET", self.loc)
+        return st, h
+
+    def finish(self, tail=b""):
+        self.hash.update(tail)
+        self.size += len(tail)
+        return self.w.request("PUT", self.loc + "?digest=" + self.digest(), tail,
+                              {"Content-Type": "application/octet-stream"}, timeout=300)
+
+
+def post_sessions(t, w, repo, n):
+    """n upload sessions on one kept-alive connection (they push older ones
+    out of the in-memory table)."""
+    c = w.conn()
+    try:
+        for _ in range(n):
+            c.request("POST", "/v2/%s/blobs/uploads/" % repo, body=b"")
+            r = c.getresponse()
+            r.read()
+            t.assertEqual(r.status, 202)
+    finally:
+        c.close()
+
+
+class LatencyProbe:
+    """GET /v2/ in a loop on its own connection; records each latency."""
+
+    def __init__(self, w):
+        self.w = w
+        self.lat = []
+        self.stop_flag = threading.Event()
+        self.th = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        c = self.w.conn(timeout=30)
+        try:
+            while not self.stop_flag.is_set():
+                t0 = time.monotonic()
+                c.request("GET", "/v2/")
+                r = c.getresponse()
+                r.read()
+                self.lat.append(time.monotonic() - t0)
+                time.sleep(0.002)
+        finally:
+            c.close()
+
+    def __enter__(self):
+        self.th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.th.join(30)
+
+    @property
+    def worst(self):
+        return max(self.lat) if self.lat else 0.0
+
+
+# ---------------------------------------------------------------------------
+# 1. Upload sessions: the hash state stays with the session
+# ---------------------------------------------------------------------------
+
+class TestUploadHashState(unittest.TestCase):
+    def setUp(self):
+        self.w = Wharf().start()
+
+    def tearDown(self):
+        if self.w.proc:
+            self.assertIsNone(self.w.proc.poll(), "wharf exited; log:\n" + self.w.log()[-4000:])
+        self.w.stop()
+        self.w.cleanup()
+
+    def restart(self):
+        self.w.kill9()
+        self.w.start()
+
+    def check_blob(self, repo, s):
+        st, h, b = self.w.request("GET", "/v2/%s/blobs/%s" % (repo, s.digest()))
+        self.assertEqual(st, 200)
+        self.assertEqual(len(b), s.size)
+        self.assertEqual(sha256(b), s.digest())
+
+    def test_evicted_session_is_not_read_again(self):
+        big = 64 * MIB
+        s = Session(self, self.w, "evict/big")
+        s.patch(big)
+        post_sessions(self, self.w, "evict/other", UPLOADS_OPEN_MAX + 44)
+        pid = self.w.proc.pid
+
+        r0, t0 = rchar(pid), time.monotonic()
+        st, h = s.status()
+        dt, read = time.monotonic() - t0, rchar(pid) - r0
+        self.assertEqual(st, 204)
+        self.assertEqual(h["range"], "0-%d" % (big - 1))
+        print("\n  status of an evicted %d MiB session: %.1f ms, %d bytes read"
+              % (big // MIB, dt * 1000, read), file=sys.stderr)
+        self.assertLess(read, MIB, "the status request re-read the session's bytes")
+
+        # A chunk and the closing PUT, each after another round of evictions.
+        post_sessions(self, self.w, "evict/other", UPLOADS_OPEN_MAX + 44)
+        r0 = rchar(pid)
+        s.patch(MIB, seed=2)
+        self.assertLess(rchar(pid) - r0, 2 * MIB, "the PATCH re-read the session's bytes")
+        post_sessions(self, self.w, "evict/other", UPLOADS_OPEN_MAX + 44)
+        r0, t0 = rchar(pid), time.monotonic()
+        st, h, b = s.finish(b"tail" * 256)
+        dt, read = time.monotonic() - t0, rchar(pid) - r0
+        self.assertEqual(st, 201, b)
+        print("  closing PUT of the evicted session: %.1f ms, %d bytes read"
+              % (dt * 1000, read), file=sys.stderr)
+        self.assertLess(read, MIB, "the closing PUT re-read the session's bytes")
+        self.assertEqual(h["docker-content-digest"], s.digest())
+        self.check_blob("evict/big", s)
+
+    def test_interleaved_uploads_beyond_the_table(self):
+        """More sessions receiving bodies at once than the table holds: each
+        body piece used to get its session again, evicting another one, whose
+        next piece then re-hashed everything it had so far."""
+        n, size, piece = UPLOADS_OPEN_MAX + 4, 512 * 1024, 64 * 1024
+        sessions = [Session(self, self.w, "many/s%d" % (i % 7)) for i in range(n)]
+        socks = []
+        pid = self.w.proc.pid
+        r0, t0 = rchar(pid), time.monotonic()
+        try:
+            for s in sessions:
+                sk = socket.create_connection(("127.0.0.1", self.w.port), timeout=60)
+                sk.sendall(("PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                            "Content-Type: application/octet-stream\r\n\r\n"
+                            % (s.loc, size)).encode())
+                socks.append(sk)
+            data = [b"%d " % i * (piece // 4) for i in range(n)]
+            for off in range(0, size, piece):
+                for i, sk in enumerate(socks):
+                    chunk = (data[i] * 2)[:piece]
+                    sk.sendall(chunk)
+                    sessions[i].hash.update(chunk)
+            for i, sk in enumerate(socks):
+                resp = b""
+                while b"\r\n\r\n" not in resp:
+                    got = sk.recv(4096)
+                    if not got:
+                        break
+                    resp += got
+                self.assertTrue(resp.startswith(b"HTTP/1.1 202"), resp[:200])
+                sessions[i].size = size
+        finally:
+            for sk in socks:
+                sk.close()
+        dt, read = time.monotonic() - t0, rchar(pid) - r0
+        total = n * size
+        print("\n  %d interleaved uploads of %d KiB: %.2f s, %d MiB read for %d MiB sent"
+              % (n, size // 1024, dt, read // MIB, total // MIB), file=sys.stderr)
+        self.assertLess(read, total + total // 4 + 4 * MIB,
+                        "sessions were read again while their bodies arrived")
+        for i in (0, 1, n // 2, n - 1):
+            st, h, b = sessions[i].finish()
+            self.assertEqual(st, 201, b)
+
+    def test_restart_mid_upload(self):
+        s = Session(self, self.w, "restart/plain")
+        s.patch(8 * MIB)
+        self.restart()
+        st, h = s.status()
+        self.assertEqual((st, h["range"]), (204, "0-%d" % (8 * MIB - 1)))
+        s.patch(MIB, seed=3)
+        st, h, b = s.finish(b"end")
+        self.assertEqual(st, 201, b)
+        self.check_blob("restart/plain", s)
+
+    def test_restart_after_eviction_mid_upload(self):
+        """The state saved at an eviction covers fewer bytes than the file
+        holds after more chunks and a crash: the rest is hashed at the end."""
+        s = Session(self, self.w, "restart/evicted")
+        s.patch(4 * MIB)
+        post_sessions(self, self.w, "restart/other", UPLOADS_OPEN_MAX + 10)
+        s.patch(4 * MIB, seed=4)
+        self.restart()
+        st, h, b = s.finish(b"end")
+        self.assertEqual(st, 201, b)
+        self.check_blob("restart/evicted", s)
+        # The clean stop saves every session's state: nothing to catch up.
+        s2 = Session(self, self.w, "restart/clean")
+        s2.patch(2 * MIB)
+        self.w.stop()
+        self.w.start()
+        pid = self.w.proc.pid
+        r0 = rchar(pid)
+        st, h, b = s2.finish()
+        self.assertEqual(st, 201, b)
+        self.assertLess(rchar(pid) - r0, MIB)
+        self.check_blob("restart/clean", s2)
+
+    def test_catch_up_after_a_crash_does_not_stall_others(self):
+        """No saved state after SIGKILL: the bytes are hashed at the closing
+        PUT, in the thread pool; other clients are served meanwhile."""
+        size = 128 * MIB if not SANITIZED else 64 * MIB
+        s = Session(self, self.w, "crash/big")
+        s.patch(size)
+        self.restart()
+        with LatencyProbe(self.w) as probe:
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            st, h, b = s.finish(b"end")
+            put = time.monotonic() - t0
+            time.sleep(0.05)
+        self.assertEqual(st, 201, b)
+        print("\n  closing PUT that hashes %d MiB: %.0f ms; worst GET /v2/ meanwhile: %.1f ms"
+              % (size // MIB, put * 1000, probe.worst * 1000), file=sys.stderr)
+        self.assertGreater(len(probe.lat), 5)
+        self.assertLess(probe.worst, max(0.05, put / 2),
+                        "GET /v2/ waited for the hashing")
+        st, h, b = self.w.request("HEAD", "/v2/crash/big/blobs/" + s.digest())
+        self.assertEqual((st, int(h["content-length"])), (200, s.size))
+
+    def test_request_gone_during_catch_up(self):
+        """The request goes away (its connection cut by a shutdown) while the
+        bytes are hashed in the thread pool: the job ends on its own, the
+        session stays whole and caught up, and the next PUT finishes it
+        without reading anything."""
+        self.w.stop()
+        self.w.cleanup()
+        self.w = Wharf({"http": {"wharf": {"shutdownTimeout": "0s"}}}).start()
+        size = 128 * MIB if not SANITIZED else 64 * MIB
+        s = Session(self, self.w, "crash/gone")
+        s.patch(size)
+        self.restart()
+        sk = socket.create_connection(("127.0.0.1", self.w.port), timeout=10)
+        try:
+            sk.sendall(("PUT %s?digest=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                        % (s.loc, s.digest())).encode())
+            time.sleep(0.02)
+            self.assertEqual(self.w.stop(), 0)
+        finally:
+            sk.close()
+        gone = any(r.get("message") == "request not completed" and r.get("method") == "PUT"
+                   for r in self.w.log_records())
+        print("\n  shutdown during the catch-up: %s" % ("the PUT was cut" if gone else
+              "the PUT finished first"), file=sys.stderr)
+        self.w.start()
+        pid = self.w.proc.pid
+        st, h = s.status()
+        if not gone:
+            # The hashing won the race: the PUT finished before the cut.
+            self.assertEqual(st, 404)
+            self.check_blob("crash/gone", s)
+            return
+        self.assertEqual((st, h["range"]), (204, "0-%d" % (s.size - 1)))
+        r0 = rchar(pid)
+        st, h, b = s.finish()
+        self.assertEqual(st, 201, b)
+        self.assertLess(rchar(pid) - r0, MIB, "the caught-up state was not kept")
+        self.check_blob("crash/gone", s)
+
+
+# ---------------------------------------------------------------------------
+# 2. Bytes something else still references
+# ---------------------------------------------------------------------------
+
+class TestReferencedBytes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Wharf().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+        cls.w.cleanup()
+
+    def setUp(self):
+        self.c = Client(self, self.w)
+
+    def test_blob_delete_of_a_manifest_is_refused(self):
+        repo = "refs/tagged"
+        m, d, blobs = self.c.push_image(repo, "v1", seed="refs")
+        st, h, b = self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d))
+        self.assertEqual(st, 405, b)
+        self.assertTrue(h["content-type"].startswith("application/json"))
+        self.assertEqual(error_codes(b), ["UNSUPPORTED"])
+        self.assertIn("/manifests/", json.loads(b)["errors"][0]["message"])
+        # Nothing changed: the tag is listed and served.
+        st, h, b = self.w.request("GET", "/v2/%s/tags/list" % repo)
+        self.assertEqual(json.loads(b)["tags"], ["v1"])
+        st, h, b = self.w.request("GET", "/v2/%s/manifests/v1" % repo)
+        self.assertEqual((st, b), (200, m))
+        # An untagged manifest is refused too; a layer is a blob and goes.
+        m2, d2, _ = self.c.push_image(repo, None, seed="untagged")
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d2))[0], 405)
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/blobs/%s"
+                                        % (repo, sha256(blobs[1])))[0], 202)
+        # Through /manifests/ it goes, and the blob route then knows nothing.
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/manifests/%s" % (repo, d))[0], 202)
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d))[0], 404)
+        st, h, b = self.w.request("GET", "/v2/%s/tags/list" % repo)
+        self.assertEqual(json.loads(b)["tags"], [])
+
+    def test_manifest_of_another_repository_is_a_blob_here(self):
+        m, d, _ = self.c.push_image("refs/one", "v1", seed="other")
+        self.c.push_blob("refs/two", m)
+        self.assertEqual(self.w.request("DELETE", "/v2/refs/two/blobs/" + d)[0], 202)
+        st, h, b = self.w.request("GET", "/v2/refs/one/manifests/v1")
+        self.assertEqual((st, b), (200, m))
+
+
+# ---------------------------------------------------------------------------
+# 3. Creation and listings
+# ---------------------------------------------------------------------------
+
+def make_repos_on_disk(root, names, full=True):
+    """Repositories written directly; full=False: index.json only (all the
+    catalog looks at; file creation is slow on some CI disks)."""
+    for n in names:
+        d = os.path.join(root, *n.split("/"))
+        os.makedirs(os.path.join(d, "blobs", "sha256") if full else d, exist_ok=True)
+        if full:
+            with open(os.path.join(d, "oci-layout"), "w") as f:
+                f.write('{"imageLayoutVersion":"1.0.0"}')
+        with open(os.path.join(d, "index.json"), "w") as f:
+            f.write('{"schemaVersion":2,"manifests":[]}')
+
+
+def lexical(names):
+    # The spec's lexical order: case-insensitive, then bytewise.
+    return sorted(set(names), key=lambda s: (s.lower(), s))
+
+
+def parse_link(link):
+    return link.split(";")[0].strip()[1:-1]
+
+
+class TestUploadLayout(unittest.TestCase):
+    def setUp(self):
+        self.w = Wharf().start()
+        self.c = Client(self, self.w)
+
+    def tearDown(self):
+        if self.w.proc:
+            self.assertIsNone(self.w.proc.poll(), "wharf exited; log:\n" + self.w.log()[-4000:])
+        self.w.stop()
+        self.w.cleanup()
+
+    def catalog(self):
+        st, h, b = self.w.request("GET", "/v2/_catalog")
+        self.assertEqual(st, 200, b)
+        return json.loads(b)["repositories"]
+
+    def sessions_on_disk(self):
+        d = os.path.join(self.w.root, ".wharf", "uploads")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def test_post_creates_no_repository(self):
+        ids = []
+        for i in range(50):
+            st, h, b = self.w.request("POST", "/v2/nothing/here%d/blobs/uploads/" % i, b"")
+            self.assertEqual(st, 202, b)
+            ids.append(h["docker-upload-uuid"])
+        self.assertEqual(self.catalog(), [])
+        self.assertEqual(sorted(os.listdir(self.w.root)), [".wharf"])
+        self.assertEqual(self.sessions_on_disk(), sorted(ids))
+        for i in (0, 49):
+            st, h, b = self.w.request("GET", "/v2/nothing/here%d/tags/list" % i)
+            self.assertEqual(st, 404)
+            self.assertEqual(error_codes(b), ["NAME_UNKNOWN"])
+        # A mount whose source lacks the blob is a plain session: no repository either.
+        st, h, b = self.w.request("POST", "/v2/nothing/mounted/blobs/uploads/?mount=%s&from=x"
+                                  % sha256(b"absent"), b"")
+        self.assertEqual(st, 202, b)
+        self.assertEqual(self.catalog(), [])
+        # Something stored: then it is a repository.
+        self.c.push_blob("nothing/here7", b"bytes")
+        self.assertEqual(self.catalog(), ["nothing/here7"])
+
+    def test_cancelled_session_leaves_nothing(self):
+        s = Session(self, self.w, "gone/away")
+        s.patch(1000)
+        self.assertEqual(len(self.sessions_on_disk()), 1)
+        self.assertEqual(self.w.request("DELETE", s.loc)[0], 204)
+        self.assertEqual(self.sessions_on_disk(), [])
+        self.assertEqual(sorted(os.listdir(self.w.root)), [".wharf"])
+        self.assertEqual(self.catalog(), [])
+
+    def test_finished_session_leaves_only_the_blob(self):
+        s = Session(self, self.w, "done/here")
+        s.patch(1000)
+        st, h, b = s.finish(b"x")
+        self.assertEqual(st, 201, b)
+        self.assertEqual(self.sessions_on_disk(), [])
+        self.assertEqual(self.catalog(), ["done/here"])
+        # A wrong digest ends the session too.
+        s = Session(self, self.w, "done/here")
+        s.patch(10)
+        st, h, b = self.w.request("PUT", s.loc + "?digest=" + sha256(b"other"), b"")
+        self.assertEqual(st, 400)
+        self.assertEqual(self.sessions_on_disk(), [])
+
+    def test_session_belongs_to_its_repository(self):
+        s = Session(self, self.w, "owner/a")
+        s.patch(100)
+        other = s.loc.replace("/owner/a/", "/owner/b/")
+        for when in ("in memory", "evicted", "after a restart"):
+            if when == "evicted":
+                post_sessions(self, self.w, "owner/c", UPLOADS_OPEN_MAX + 4)
+            if when == "after a restart":
+                self.w.kill9()
+                self.w.start()
+            for method, body in (("GET", None), ("PATCH", b"x"), ("DELETE", None),
+                                 ("PUT", b"")):
+                path = other + ("?digest=" + sha256(b"x") if method == "PUT" else "")
+                st, h, b = self.w.request(method, path, body)
+                self.assertEqual(st, 404, "%s %s %s" % (when, method, b))
+                self.assertEqual(error_codes(b), ["BLOB_UPLOAD_UNKNOWN"])
+            st, h = s.status()
+            self.assertEqual((st, h["range"]), (204, "0-99"), when)
+        self.assertFalse(os.path.exists(os.path.join(self.w.root, "owner", "b")))
+        st, h, b = s.finish(b"!")
+        self.assertEqual(st, 201, b)
+
+
+class TestCatalog(unittest.TestCase):
+    def tearDown(self):
+        if self.w.proc:
+            self.assertIsNone(self.w.proc.poll(), "wharf exited; log:\n" + self.w.log()[-4000:])
+        self.w.stop()
+        self.w.cleanup()
+
+    def page_all(self, n):
+        got, path = [], "/v2/_catalog?n=%d" % n
+        while path:
+            st, h, b = self.w.request("GET", path)
+            self.assertEqual(st, 200, b)
+            page = json.loads(b)["repositories"]
+            self.assertLessEqual(len(page), n)
+            got += page
+            path = parse_link(h["link"]) if "link" in h else None
+        return got
+
+    def test_paging_over_thousands(self):
+        self.w = Wharf()
+        names = ["r%04d" % i for i in range(1500)]
+        names += ["g/%d/x-%d" % (i % 37, i) for i in range(1500)]
+        names += ["a", "a-b", "a.b", "a_b", "a/b", "a0", "z/blobs/in"]
+        make_repos_on_disk(self.w.root, names)
+        # Not repositories: no index.json, a dot-directory, a blobs/sha256 child.
+        os.makedirs(os.path.join(self.w.root, "empty", "dir"))
+        make_repos_on_disk(os.path.join(self.w.root, ".hidden"), ["x"])
+        make_repos_on_disk(os.path.join(self.w.root, "a", "blobs", "sha256"), ["inner"])
+        self.w.start()
+        c = Client(self, self.w)
+        for r in ("m/new", "a/c", "r0750/deeper", "zzz"):
+            c.push_blob(r, b"x")
+            names.append(r)
+        want = lexical(names)
+        st, h, b = self.w.request("GET", "/v2/_catalog")
+        self.assertEqual(json.loads(b)["repositories"], want)
+        self.assertEqual(self.page_all(7), want)
+        self.assertEqual(self.page_all(1000), want)
+        for last, n in (("a", 3), ("a/b", 2), ("g/3", 4), ("m", 2), ("r0750", 3),
+                        ("r0750/deeper", 1), ("zz", 5), ("zzz", 5), ("zzzz", 5), ("0", 2),
+                        ("G/3", 3)):
+            st, h, b = self.w.request("GET", "/v2/_catalog?n=%d&last=%s"
+                                      % (n, urllib.parse.quote(last, safe="")))
+            self.assertEqual(st, 200, b)
+            after = [r for r in want if (r.lower(), r) > (last.lower(), last)]
+            self.assertEqual(json.loads(b)["repositories"], after[:n], last)
+            self.assertEqual("link" in h, len(after) > n, last)
+
+    def test_twenty_thousand_repositories_do_not_stall_others(self):
+        self.w = Wharf()
+        names = ["p%d/r%d" % (i % 100, i) for i in range(20000)]
+        make_repos_on_disk(self.w.root, names, full=False)
+        self.w.start(timeout=30)
+        want = lexical(names)
+        # Requests that arrive while the scan runs wait for it, all of them
+        # for the same one.
+        early = [None] * 8
+
+        def one(i):
+            early[i] = self.w.request("GET", "/v2/_catalog?n=3", timeout=60)
+        ths = [threading.Thread(target=one, args=(i,)) for i in range(len(early))]
+        t0 = time.monotonic()
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(60)
+        first = time.monotonic() - t0
+        for st, h, b in early:
+            self.assertEqual((st, json.loads(b)["repositories"]), (200, want[:3]))
+        lat = []
+        with LatencyProbe(self.w) as probe:
+            c = self.w.conn(timeout=60)
+            try:
+                for i in range(30):
+                    t0 = time.monotonic()
+                    c.request("GET", "/v2/_catalog?n=1" if i % 2 else
+                              "/v2/_catalog?n=2&last=" + urllib.parse.quote(want[i * 500]))
+                    r = c.getresponse()
+                    b = r.read()
+                    lat.append(time.monotonic() - t0)
+                    self.assertEqual(r.status, 200, b)
+                    got = json.loads(b)["repositories"]
+                    self.assertEqual(got, want[:1] if i % 2 else want[i * 500 + 1:i * 500 + 3])
+            finally:
+                c.close()
+        print("\n  20000 repositories: %d catalog requests at start answered within %.0f ms, "
+              "then each in at most %.1f ms; worst GET /v2/ meanwhile %.1f ms"
+              % (len(early), first * 1000, max(lat) * 1000, probe.worst * 1000),
+              file=sys.stderr)
+        self.assertLess(first, 10.0)
+        self.assertLess(max(lat), 0.1, "a catalog page walked the root again")
+        self.assertLess(probe.worst, 0.2, "GET /v2/ waited for a catalog walk")
+        loaded = [r for r in self.w.log_records() if r.get("message") == "catalog loaded"]
+        self.assertEqual([r["repositories"] for r in loaded], [20000])
+
+
+# ---------------------------------------------------------------------------
+# Query strings and numbers from the client
+# ---------------------------------------------------------------------------
+
+class TestQueryAndNumbers(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Wharf().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+        cls.w.cleanup()
+
+    def setUp(self):
+        self.c = Client(self, self.w)
+
+    def tearDown(self):
+        self.assertIsNone(self.w.proc.poll(), "wharf exited; log:\n" + self.w.log()[-4000:])
+
+    def err(self, resp, status, code):
+        st, h, b = resp
+        self.assertEqual(st, status, b)
+        self.assertEqual(error_codes(b), [code])
+
+    def test_last_longer_than_any_name_is_400(self):
+        self.c.push_image("q/tags", "v1", seed="q")
+        self.err(self.w.request("GET", "/v2/_catalog?last=" + "a" * 300), 400, "UNSUPPORTED")
+        self.err(self.w.request("GET", "/v2/_catalog?n=1&last=" + "a/" * 200), 400,
+                 "UNSUPPORTED")
+        self.err(self.w.request("GET", "/v2/q/tags/tags/list?last=" + "v" * 200), 400,
+                 "UNSUPPORTED")
+        # The longest valid ones still work.
+        st, h, b = self.w.request("GET", "/v2/q/tags/tags/list?last=" + "v" * 128)
+        self.assertEqual((st, json.loads(b)["tags"]), (200, []))
+        st, h, b = self.w.request("GET", "/v2/_catalog?last=" + "z" * 255)
+        self.assertEqual((st, json.loads(b)["repositories"]), (200, []))
+
+    def test_n_too_long_is_400(self):
+        self.err(self.w.request("GET", "/v2/_catalog?n=" + "0" * 40 + "1"), 400, "UNSUPPORTED")
+
+    def test_parameter_names_inside_other_values(self):
+        d = sha256(b"abc")
+        # "digest=" inside another parameter's value is not a digest.
+        st, h, b = self.w.request("POST", "/v2/q/values/blobs/uploads/?x=digest=" + d, b"")
+        self.assertEqual(st, 202, b)
+        st, h, b = self.w.request("POST", "/v2/q/values/blobs/uploads/?x=digest=nonsense", b"")
+        self.assertEqual(st, 202, b)
+        loc = split_location(h["location"])
+        st, h, b = self.w.request("PUT", loc + "&x=digest=" + d if "?" in loc else
+                                  loc + "?x=digest=" + d, b"abc")
+        self.err((st, h, b), 400, "DIGEST_INVALID")  # no digest parameter at all
+        # Nor is "from=" inside another value a source repository.
+        self.c.push_blob("q/src", b"mountme")
+        st, h, b = self.w.request("POST", "/v2/q/dst/blobs/uploads/?mount=%s&x=from=q/src"
+                                  % sha256(b"mountme"), b"")
+        self.assertEqual(st, 202, b)
+        st, h, b = self.w.request("POST", "/v2/q/dst/blobs/uploads/?mount=%s&from=q/src"
+                                  % sha256(b"mountme"), b"")
+        self.assertEqual(st, 201, b)
+        # A referrers filter named inside a value is no filter.
+        st, h, b = self.w.request("GET", "/v2/q/src/referrers/%s?x=artifactType=a/b" % d)
+        self.assertEqual(st, 200, b)
+        self.assertNotIn("oci-filters-applied", h)
+
+    def test_values_too_long_or_with_nul_are_refused(self):
+        d = sha256(b"abc")
+        # A digest with a NUL: not "the digest up to the NUL".
+        self.err(self.w.request("POST", "/v2/q/nul/blobs/uploads/?digest=%s%%00junk" % d,
+                                b"abc"), 400, "DIGEST_INVALID")
+        self.err(self.w.request("POST", "/v2/q/nul/blobs/uploads/?digest=" + d + "0" * 200,
+                                b"abc"), 400, "DIGEST_INVALID")
+        # A mount too long for any digest is not a plain session.
+        self.err(self.w.request("POST", "/v2/q/long/blobs/uploads/?mount=%s&from=q/src"
+                                % (d + "0" * 200), b""), 400, "DIGEST_INVALID")
+        self.err(self.w.request("POST", "/v2/q/long/blobs/uploads/?mount=%s&from=%s"
+                                % (d, "a" * 300), b""), 400, "NAME_INVALID")
+        st, h, b = self.w.request("GET", "/v2/q/long/referrers/%s?artifactType=%s"
+                                  % (d, "a/" + "b" * 300))
+        self.err((st, h, b), 400, "UNSUPPORTED")
+
+    def test_content_range_near_int64_max(self):
+        st, h, b = self.w.request("POST", "/v2/q/range/blobs/uploads/", b"")
+        loc = split_location(h["location"])
+        for cr in ("0-9223372036854775807", "bytes 0-9223372036854775807",
+                   "0-9223372036854775806", "9223372036854775807-9223372036854775807",
+                   "0-9223372036854775808", "0-99999999999999999999999"):
+            st, h, b = self.w.request("PATCH", loc, b"x", {"Content-Range": cr})
+            self.assertIn(st, (400, 416), "%s: %r" % (cr, b))
+            self.assertIsNone(self.w.proc.poll(), "wharf died on Content-Range " + cr)
+        st, h, b = self.w.request("PATCH", loc, b"x", {"Content-Range": "0-0"})
+        self.assertEqual(st, 202, b)
+
+    def test_range_near_int64_max(self):
+        d = self.c.push_blob("q/rng", b"0123456789")
+        for rng, want in (("bytes=0-9223372036854775807", b"0123456789"),
+                          ("bytes=9-9223372036854775807", b"9"),
+                          ("bytes=-9223372036854775807", b"0123456789")):
+            st, h, b = self.w.request("GET", "/v2/q/rng/blobs/" + d, headers={"Range": rng})
+            self.assertEqual((st, b), (206, want), rng)
+        st, h, b = self.w.request("GET", "/v2/q/rng/blobs/" + d,
+                                  headers={"Range": "bytes=9223372036854775807-"})
+        self.assertEqual(st, 416)
+
+
+if __name__ == "__main__":
+    unittest.main()
