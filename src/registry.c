@@ -341,7 +341,14 @@ static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
 	if (*is_digest)
 		return check_digest(req, ref);
 	if (!wh_tag_valid(ref, len)) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
+		/* Nothing can be found under a name that cannot be a tag: a read or
+		 * a delete is told so (404, as Distribution and Zot answer and the
+		 * conformance suite expects); a push is told why (400). */
+		if (strcmp(req->method, "PUT") == 0)
+			wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
+		else
+			wh_registry_error(req, 404, "MANIFEST_UNKNOWN", "manifest unknown to registry",
+			                  "not a valid tag or digest");
 		return true;
 	}
 	return false;

@@ -1359,6 +1359,10 @@ class TestNames(RegistryTest):
                 self.assertEqual((st, b), (200, m))
 
     def test_tags_invalid(self):
+        # A push is told why (400 MANIFEST_INVALID); a read or a delete that
+        # cannot find anything under such a name is a 404 MANIFEST_UNKNOWN, as
+        # Distribution and Zot answer (the conformance suite's
+        # INVALID_MANIFEST_NAME case).
         m, d, _ = self.c.push_image(self.repo, "ok")
         for t in ("t" * 129, ".tag", "-tag", "a+b", "a%2fb", "%2e%2e", "tag%00"):
             for method in ("PUT", "GET", "DELETE"):
@@ -1366,7 +1370,12 @@ class TestNames(RegistryTest):
                     resp = self.req(method, "/v2/%s/manifests/%s" % (self.repo, t),
                                     m if method == "PUT" else None,
                                     {"Content-Type": MT_OCI_MANIFEST})
-                    self.assertError(resp, 400)
+                    if method == "PUT":
+                        self.assertError(resp, 400, "MANIFEST_INVALID")
+                    else:
+                        self.assertError(resp, 404, "MANIFEST_UNKNOWN")
+            st, _, _ = self.req("HEAD", "/v2/%s/manifests/%s" % (self.repo, t))
+            self.assertEqual(st, 404, t)
         st, h, b = self.req("GET", "/v2/%s/tags/list" % self.repo)
         self.assertEqual(json.loads(b)["tags"], ["ok"])
 
