@@ -258,6 +258,17 @@ static void add_warning(struct parser *p)
 	c->warnings[c->n_warnings++] = wh_strdup(p->path);
 }
 
+/* A config that works, but not as its author may think: "path: what". */
+static void add_notice(struct parser *p, const char *what)
+{
+	wh_config *c = p->cfg;
+	size_t n = strlen(p->path) + strlen(what) + 3;
+	char *text = wh_malloc(n);
+	snprintf(text, n, "%s: %s", p->path, what);
+	c->notices = wh_realloc(c->notices, (size_t)(c->n_notices + 1) * sizeof(*c->notices));
+	c->notices[c->n_notices++] = text;
+}
+
 static void set_string(char *base, size_t off, const char *s)
 {
 	char **dst;
@@ -685,6 +696,16 @@ static int check_registry(struct parser *p, wh_sync_registry *r)
 		rc = fail(p, "requires onDemand to be true");
 		pop(p, old);
 	}
+	if (r->n_content == 0) {
+		/* As Zot: no content rules mirror every name, at the root. */
+		free(r->content);
+		r->content = wh_calloc(1, sizeof(*r->content));
+		r->content[0].prefix = wh_strdup("**");
+		r->n_content = 1;
+	}
+	if (!rc && !r->on_demand)
+		add_notice(p, "onDemand is false and periodic sync is not implemented: this "
+		              "registry is never fetched");
 	if (r->max_retries < 0)
 		r->max_retries = 3;
 	if (r->retry_delay_ms < 0)
@@ -1054,6 +1075,9 @@ void wh_config_free(wh_config *cfg)
 	for (int i = 0; i < cfg->n_warnings; i++)
 		free(cfg->warnings[i]);
 	free(cfg->warnings);
+	for (int i = 0; i < cfg->n_notices; i++)
+		free(cfg->notices[i]);
+	free(cfg->notices);
 	free(cfg->path);
 	free(cfg->dist_spec_version);
 	free(cfg->root_dir);

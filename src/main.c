@@ -39,6 +39,8 @@ static void print_warnings(const wh_config *cfg)
 	for (int i = 0; i < cfg->n_warnings; i++)
 		wh_log(WH_LOG_WARN, "config key accepted but not implemented by wharf yet; ignored",
 		       "key", WH_LS, cfg->warnings[i], NULL);
+	for (int i = 0; i < cfg->n_notices; i++)
+		wh_log(WH_LOG_WARN, "config warning", "detail", WH_LS, cfg->notices[i], NULL);
 }
 
 static int cmd_verify(const char *path)

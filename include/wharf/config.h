@@ -103,6 +103,10 @@ typedef struct wh_config {
 	/* Keys Zot accepts that Wharf ignores for now, as "path" strings. */
 	char **warnings;
 	int n_warnings;
+	/* Settings that are valid but probably not what was meant, as
+	 * "path: what" strings (a registry that is never fetched, say). */
+	char **notices;
+	int n_notices;
 } wh_config;
 
 /* Parse JSON text. On success returns 0 and fills *out (free with

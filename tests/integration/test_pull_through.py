@@ -560,6 +560,17 @@ class PullTest(Base):
         self.assert_oci_layout(layout, "latest", img)
         self.assert_image_via_api(w, "team/app", "v2s2", self.ups["team/app:v2s2"])
 
+    def test_registry_without_content_mirrors_the_root(self):
+        """No content rules: every name is mirrored at the root, as in Zot
+        (it used to be dropped: the config was valid and every pull 404)."""
+        cfg = {"extensions": {"sync": {"enable": True, "registries": [
+            {"urls": [self.hub.url], "onDemand": True, "tlsVerify": False}]}}}
+        w = Wharf(cfg)
+        self.addCleanup(self._finish, w)
+        w.start()
+        self.assert_image_via_api(w, "team/app", "v2s2", self.ups["team/app:v2s2"])
+        self.assertNotIn("never fetched", w.log())
+
     def test_private_push_while_sync_configured(self):
         w = self.wharf()
         self.hub.reset()

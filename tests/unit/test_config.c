@@ -192,8 +192,14 @@ static void test_defaults_when_absent(void)
 	CHECK(c.manifest_check_interval_ms == 30000);
 	CHECK(c.allow_private_redirects);
 	CHECK(c.n_registries == 1 && c.registries[0].manifest_check_interval_ms == 30000);
-	CHECK(c.n_registries == 1 && c.registries[0].n_content == 0);
+	/* No content rules: every name, at the root, as Zot does. */
+	CHECK(c.n_registries == 1 && c.registries[0].n_content == 1);
+	CHECK_STREQ(c.registries[0].content[0].prefix, "**");
+	CHECK(c.registries[0].content[0].destination == NULL);
 	CHECK(c.n_registries == 1 && !c.registries[0].on_demand);
+	/* ... and onDemand false: said to be never fetched. */
+	CHECK(c.n_notices == 1 && strstr(c.notices[0], "extensions.sync.registries[0]: ") &&
+	      strstr(c.notices[0], "never fetched"));
 	wh_config_free(&c);
 }
 
