@@ -93,6 +93,7 @@ struct bfetch {
 	int64_t written;
 	bool got_head;
 	bool size_wrong; /* the upstream's length is not the declared one */
+	int write_err;   /* errno of a failed write to the temp file (ENOSPC...) */
 	bool fetch_done;
 	bool verified;
 	bool failed;
@@ -316,9 +317,15 @@ static int64_t declared_size(const wh_sync *s, const wh_sync_map *map, const cha
 
 /* ---- errors ---- */
 
+/* A "status" meaning our own storage failed, not the upstream. */
+#define STORAGE_FAILED (-1)
+
 static void upstream_error(wh_req *req, int status, bool blob, const char *what)
 {
-	if (status == 404 || status == 401 || status == 403)
+	if (status == STORAGE_FAILED)
+		wh_registry_error(req, 500, "UNKNOWN", "storage error: the cache cannot store it",
+		                  what);
+	else if (status == 404 || status == 401 || status == 403)
 		wh_registry_error(
 		    req, 404, blob ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN",
 		    blob ? "blob unknown to registry" : "manifest unknown to registry", what);
@@ -380,8 +387,11 @@ static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why
 static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
 {
 	if (f->had_local) {
-		wh_log(WH_LOG_WARN, "upstream unavailable, serving the cached manifest", "repo",
-		       WH_LS, f->name, "reference", WH_LS, f->ref, "upstream", WH_LS,
+		wh_log(WH_LOG_WARN,
+		       status == STORAGE_FAILED
+		           ? "cannot store the synced manifest, serving the cached one"
+		           : "upstream unavailable, serving the cached manifest",
+		       "repo", WH_LS, f->name, "reference", WH_LS, f->ref, "upstream", WH_LS,
 		       f->map.reg->urls[0], "error", WH_LS, why, NULL);
 		/* Asked again after a short while, not by every request meanwhile. */
 		if (!f->by_digest)
@@ -533,7 +543,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	if (rc != 0) {
 		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
 		       "error", WH_LS, wh_strerror(rc), NULL);
-		mfetch_stale_or_error(f, 500, wh_strerror(rc));
+		mfetch_stale_or_error(f, STORAGE_FAILED, wh_strerror(rc));
 		return;
 	}
 	if (!f->by_digest)
@@ -757,8 +767,9 @@ static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
+			f->write_err = w < 0 ? errno : ENOSPC;
 			wh_log(WH_LOG_ERROR, "cannot write a fetched blob", "digest", WH_LS,
-			       f->digest, "error", WH_LS, strerror(w < 0 ? errno : ENOSPC), NULL);
+			       f->digest, "error", WH_LS, strerror(f->write_err), NULL);
 			return -1;
 		}
 		done += (size_t)w;
@@ -837,7 +848,14 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 	char got[WH_DIGEST_LEN + 1] = "";
 	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
 		wh_sha256_final(&f->hash, got);
-	if (err != 0 || f->status != 200) {
+	if (f->write_err) {
+		/* Our disk, not the upstream: said so (logged in b_on_data). */
+		char why[80];
+		snprintf(why, sizeof(why), "cannot store the blob: %s", strerror(f->write_err));
+		f->status = STORAGE_FAILED;
+		bfetch_unlink(f);
+		bfetch_fail(f, why);
+	} else if (err != 0 || f->status != 200) {
 		char why[80];
 		if (err != 0)
 			snprintf(why, sizeof(why), "fetch failed after %" PRId64 " bytes: %s",

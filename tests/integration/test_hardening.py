@@ -537,5 +537,104 @@ class HostileUpstreamTest(unittest.TestCase):
             self.assertEqual(json.loads(body)["errors"][0]["code"], "UNKNOWN")
             self.assertIn(needle, self.w.log())
 
+class DiskFullTest(unittest.TestCase):
+    """Filling the cache on a full disk is our storage failing, and is told as
+    such: not "the upstream registry is unavailable". A 6 MiB tmpfs is the
+    root (needs root to mount; skipped otherwise)."""
+
+    def setUp(self):
+        import subprocess
+        import tempfile
+        self.mnt = tempfile.mkdtemp(prefix="wharf-full-")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", self.mnt],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if r.returncode != 0:
+            os.rmdir(self.mnt)
+            self.skipTest("cannot mount a tmpfs here (not root?)")
+        self.up = HostileUpstream().start()
+        self.w = None
+
+    def tearDown(self):
+        import subprocess
+        if self.w:
+            self.w.stop()
+            self.w.cleanup()
+        self.up.stop()
+        subprocess.run(["umount", self.mnt])
+        os.rmdir(self.mnt)
+
+    def test_blob_fill_on_a_full_disk(self):
+        layer = os.urandom(8 << 20)  # more than the disk holds
+        self.up.manifest("full", "v1", manifest_for(b"{}", [layer]))
+        self.up.blob("full", layer)
+        small = b"fits"
+        self.up.blob("full", small)
+        cfg = up.sync_config(self.up.url, maxRetries=0, retryDelay="1s")
+        cfg["storage"] = {"rootDirectory": os.path.join(self.mnt, "data")}
+        self.w = Wharf(cfg).start()
+        self.assertEqual(self.w.request("GET", "/v2/dockerhub/full/manifests/v1")[0], 200)
+        c = http.client.HTTPConnection("127.0.0.1", self.w.port, timeout=20)
+        c.request("GET", "/v2/dockerhub/full/blobs/" + sha(layer))
+        status, got = None, None
+        try:
+            resp = c.getresponse()
+            status = resp.status
+            got = resp.read()
+        except (http.client.HTTPException, ConnectionResetError):
+            pass
+        c.close()
+        self.assertFalse(status == 200 and got == layer)
+        if status not in (None, 200):
+            self.assertEqual(status, 500)
+            self.assertIn(b"storage error", got)
+        log = wait_for(lambda: "No space left on device" in self.w.log() and self.w.log(), 5.0)
+        self.assertTrue(log, self.w.log()[-2000:])
+        self.assertNotIn("upstream registry is unavailable", self.w.log())
+        # The temp file went with the failure: the space is back for what fits.
+        tmp = os.path.join(self.mnt, "data", ".wharf", "tmp")
+        self.assertTrue(wait_for(lambda: not os.listdir(tmp), 5.0), os.listdir(tmp))
+        st, _, body = self.w.request("GET", "/v2/dockerhub/full/blobs/" + sha(small))
+        self.assertEqual((st, body), (200, small))
+        # Without a length nothing was promised yet: the answer is the
+        # storage error itself, not a cut.
+        other = os.urandom(8 << 20)
+
+        def chunked(h):
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            for i in range(0, len(other), 65536):
+                piece = other[i:i + 65536]
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            h.wfile.write(b"0\r\n\r\n")
+        self.up.routes["/v2/full/blobs/%s" % sha(other)] = chunked
+        st, _, body = self.w.request("GET", "/v2/dockerhub/full/blobs/" + sha(other))
+        self.assertEqual(st, 500, body)
+        self.assertIn(b"storage error", body)
+
+    def test_manifest_fill_on_a_full_disk(self):
+        m = manifest_for(b"{}", [b"x" * 10])
+        self.up.manifest("full", "v2", m)
+        cfg = up.sync_config(self.up.url, maxRetries=0, retryDelay="1s")
+        cfg["storage"] = {"rootDirectory": os.path.join(self.mnt, "data")}
+        self.w = Wharf(cfg).start()
+        filler = os.path.join(self.mnt, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+            except OSError:
+                pass
+        st, _, body = self.w.request("GET", "/v2/dockerhub/full/manifests/v2")
+        self.assertEqual(st, 500, body)
+        self.assertEqual(json.loads(body)["errors"][0]["code"], "UNKNOWN")
+        self.assertIn(b"storage error", body)
+        self.assertNotIn("upstream registry is unavailable", self.w.log())
+        os.unlink(filler)
+        st, _, body = self.w.request("GET", "/v2/dockerhub/full/manifests/v2")
+        self.assertEqual((st, body), (200, m))
+
+
 if __name__ == "__main__":
     unittest.main()
