@@ -667,8 +667,8 @@ static const struct field registry_fields[] = {
     {"syncLegacyCosignTags", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"credentialHelper", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"oauth2CredentialHelper", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
-    {"syncTimeout", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
-    {"responseHeaderTimeout", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {"syncTimeout", T_DURATION, F_POSITIVE, REG(sync_timeout_ms), NULL, NULL},
+    {"responseHeaderTimeout", T_DURATION, F_POSITIVE, REG(response_header_timeout_ms), NULL, NULL},
     {"reqConcurrent", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"reqPerSec", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"disableHTTP2", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
@@ -734,6 +734,10 @@ static int parse_registries(struct parser *p, const cJSON *v, char *base)
 		r->max_retries = -1; /* -1: absent, resolved by check_registry */
 		r->retry_delay_ms = -1;
 		r->manifest_check_interval_ms = -1; /* resolved by finish */
+		r->sync_timeout_ms = 3 * HOUR_MS;   /* Zot's default */
+		/* Zot's is 30 s; a cache must not make a pull wait that long on an
+		 * upstream that accepts and never answers. */
+		r->response_header_timeout_ms = 4000;
 		rc = walk(p, item, registry_fields, (char *)r);
 		if (!rc)
 			rc = check_registry(p, r);

@@ -55,7 +55,13 @@
 #define STALL_S            30
 #define HEADERS_MAX        (64 * 1024) /* header bytes of one exchange */
 #define MAX_REDIRECTS      5
-#define ERROR_BODY_MAX     (64 * 1024) /* of a body that is read only to be dropped */
+/* An upstream that failed this many exchanges in a row (or let one wait past
+ * its header deadline) is down: clients are not sent there while it is, and
+ * it is probed (GET /v2/) after a back-off that doubles up to a minute. */
+#define DOWN_AFTER_FAILURES  3
+#define PROBE_BACKOFF_MIN_MS 2000
+#define PROBE_BACKOFF_MAX_MS 60000
+#define ERROR_BODY_MAX       (64 * 1024) /* of a body that is read only to be dropped */
 
 struct token {
 	char *key; /* base + "|" + scope */
@@ -75,8 +81,21 @@ struct sock {
 	struct sock *prev, *next;
 };
 
+/* What we know of one upstream URL's health. */
+struct health {
+	struct health *next;
+	char *base; /* scheme://host[:port], as wh_upstream_base gives it */
+	int fails;  /* exchanges failed in a row */
+	bool down;
+	uint64_t probe_at_ms; /* while down: when the next probe may go (uv_now) */
+	uint64_t backoff_ms;
+	bool probing;
+};
+
 struct wh_upstream {
 	uv_loop_t *loop;
+	struct health *health;
+	int n_health;
 	CURLM *multi;
 	uv_timer_t timer;
 	struct token tokens[TOKEN_MAX];
@@ -152,10 +171,14 @@ struct wh_up_req {
 	uv_timer_t retry_timer;
 	bool cancelled;
 	bool done;
+	bool probe;        /* a health probe: this URL only, no auth, no retry */
+	struct health *hl; /* of the URL the current exchange goes to */
 };
 
 static void check_done(wh_upstream *up);
 static int multi_ready(wh_upstream *up);
+static void head_deadline_cb(uv_timer_t *t);
+static uint64_t header_timeout_ms(const wh_up_req *r);
 static void start_main(wh_up_req *r);
 static void req_finish(wh_up_req *r, int err);
 
@@ -480,6 +503,82 @@ static int prereq_cb(void *arg, char *ip, char *local_ip, int port, int local_po
 	return CURL_PREREQFUNC_ABORT;
 }
 
+/* ---- upstream health ----
+ *
+ * A sick upstream must not make every pull wait: after DOWN_AFTER_FAILURES
+ * failed exchanges in a row, or one that got no response headers within the
+ * registry's responseHeaderTimeout, the URL is down. Requests then go to the
+ * registry's other URLs, or fail at once when every URL is down; meanwhile a
+ * probe (GET /v2/, any HTTP answer will do) is sent in the background when
+ * its back-off has passed, started by the next request that finds the URL
+ * down. The transitions are logged, once each. */
+
+static struct health *health_of(wh_upstream *up, const char *url)
+{
+	char base[512];
+	wh_upstream_base(url, base, sizeof(base));
+	struct health *h;
+	for (h = up->health; h; h = h->next)
+		if (strcmp(h->base, base) == 0)
+			return h;
+	h = wh_calloc(1, sizeof(*h));
+	h->base = wh_strdup(base);
+	h->next = up->health;
+	up->health = h;
+	return h;
+}
+
+/* It answered (any HTTP status: it is reachable). */
+static void health_ok(wh_upstream *up, struct health *h)
+{
+	h->fails = 0;
+	if (!h->down)
+		return;
+	h->down = false;
+	h->backoff_ms = 0;
+	wh_log(WH_LOG_WARN, "upstream is answering again", "upstream", WH_LS, h->base, NULL);
+}
+
+static void health_fail(wh_upstream *up, struct health *h, bool timed_out, const char *why)
+{
+	uint64_t now = uv_now(up->loop);
+	if (h->down) {
+		/* A probe (or a request already under way) failed: wait longer. */
+		h->backoff_ms = WH_MIN(h->backoff_ms * 2, (uint64_t)PROBE_BACKOFF_MAX_MS);
+		h->probe_at_ms = now + h->backoff_ms;
+		return;
+	}
+	if (++h->fails < DOWN_AFTER_FAILURES && !timed_out)
+		return;
+	h->down = true;
+	h->backoff_ms = PROBE_BACKOFF_MIN_MS;
+	h->probe_at_ms = now + h->backoff_ms;
+	wh_log(WH_LOG_WARN, "upstream is down: clients are not sent there until it answers again",
+	       "upstream", WH_LS, h->base, "error", WH_LS, why, "failures", WH_LI,
+	       (long long)h->fails, NULL);
+}
+
+static void probe_done(wh_up_req *r, int err, void *arg)
+{
+	struct health *h = arg;
+	h->probing = false; /* the exchange itself told health_ok/health_fail */
+}
+
+static const wh_up_cbs probe_cbs = {NULL, NULL, probe_done};
+
+/* URL idx of reg is down: probe it if its back-off has passed. */
+static void health_maybe_probe(wh_upstream *up, const wh_sync_registry *reg, int idx,
+                               struct health *h)
+{
+	if (h->probing || uv_now(up->loop) < h->probe_at_ms)
+		return;
+	h->probing = true;
+	const wh_up_opts opts = {.max_body = 64 * 1024};
+	wh_up_req *p = wh_upstream_request(up, reg, "GET", "/v2/", "", NULL, &opts, &probe_cbs, h);
+	p->probe = true;
+	p->url_idx = idx;
+}
+
 /* ---- tokens ---- */
 
 static const char *token_get(wh_upstream *up, const char *key)
@@ -745,6 +844,9 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 		if (r->status < 200)
 			return len;
 		r->headers_done = true;
+		uv_timer_stop(&r->retry_timer); /* it answered in time */
+		if (r->hl)
+			health_ok(r->up, r->hl);
 		if (r->phase == PH_MAIN && is_2xx(r->status) && r->opts.max_body >= 0 &&
 		    r->clen > r->opts.max_body && strcmp(r->method, "HEAD") != 0) {
 			/* Not a byte of it is read. */
@@ -861,6 +963,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 static void easy_release(wh_up_req *r)
 {
 	if (r->easy) {
+		uv_timer_stop(&r->retry_timer); /* the header deadline of the exchange */
 		lc.multi_remove_handle(r->up->multi, r->easy);
 		lc.easy_cleanup(r->easy);
 		r->easy = NULL;
@@ -909,6 +1012,8 @@ static CURL *easy_new(wh_up_req *r, const char *url)
 	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)STALL_S);
 	if (!(r->phase == PH_MAIN && r->opts.bulk))
 		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
+	else if (r->reg->sync_timeout_ms > 0)
+		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->reg->sync_timeout_ms);
 	lc.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	lc.easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
 	lc.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
@@ -936,6 +1041,9 @@ static int add_easy(wh_up_req *r, CURL *e)
 		r->easy = NULL;
 		return WH_EUPSTREAM;
 	}
+	/* Between exchanges the request's timer waits for a retry; during one
+	 * it is the header deadline. */
+	uv_timer_start(&r->retry_timer, head_deadline_cb, header_timeout_ms(r), 0);
 	return 0;
 }
 
@@ -982,10 +1090,26 @@ static void send_main(wh_up_req *r, const char *url)
 		req_finish(r, WH_EUPSTREAM);
 }
 
-/* The original request, from the start (again, after a retry). */
+/* The original request, from the start (again, after a retry), on the
+ * first URL from url_idx on that is not down. */
 static void start_main(wh_up_req *r)
 {
 	char base[512], url[4096];
+	if (!r->probe) {
+		int i = r->url_idx;
+		for (; i < r->reg->n_urls; i++) {
+			struct health *h = health_of(r->up, r->reg->urls[i]);
+			if (!h->down)
+				break;
+			health_maybe_probe(r->up, r->reg, i, h);
+		}
+		if (i == r->reg->n_urls) {
+			req_finish(r, WH_EUPSTREAM); /* every URL down: at once */
+			return;
+		}
+		r->url_idx = i;
+	}
+	r->hl = health_of(r->up, r->reg->urls[r->url_idx]);
 	wh_upstream_base(r->reg->urls[r->url_idx], base, sizeof(base));
 	main_url(r, url, sizeof(url));
 	r->hops = 0;
@@ -1151,11 +1275,68 @@ static void req_finish(wh_up_req *r, int err)
 	uv_close((uv_handle_t *)&r->retry_timer, req_free_cb);
 }
 
+/* An exchange got no answer (a transport error, or no headers in time):
+ * another URL, a retry, or the end. Nothing is retried once bytes were
+ * passed on, nor on a URL that has just gone down. */
+static void exchange_failed(wh_up_req *r)
+{
+	if (r->head_delivered || r->probe) {
+		req_finish(r, WH_EUPSTREAM);
+		return;
+	}
+	if (r->url_idx + 1 < r->reg->n_urls) {
+		r->url_idx++;
+		start_main(r);
+		return;
+	}
+	if (r->attempt < r->reg->max_retries && !(r->hl && r->hl->down)) {
+		r->url_idx = 0;
+		schedule_retry(r, backoff_ms(r->attempt, -1));
+		return;
+	}
+	req_finish(r, WH_EUPSTREAM);
+}
+
+static uint64_t header_timeout_ms(const wh_up_req *r)
+{
+	int64_t t = r->reg->response_header_timeout_ms;
+	return t > 0 ? (uint64_t)t : 4000;
+}
+
+/* The upstream accepted the exchange and has not begun to answer: what a
+ * sick upstream does. The client is not kept waiting for curl's stall limit. */
+static void head_deadline_cb(uv_timer_t *t)
+{
+	wh_up_req *r = t->data;
+	if (r->done || r->cancelled || !r->easy || r->headers_done)
+		return;
+	char why[96];
+	snprintf(why, sizeof(why), "no response headers within %llu ms",
+	         (unsigned long long)header_timeout_ms(r));
+	wh_log(WH_LOG_WARN, "upstream request failed", "url", WH_LS, r->reg->urls[r->url_idx],
+	       "path", WH_LS, r->path, "error", WH_LS, why, NULL);
+	easy_release(r);
+	if (r->hl)
+		health_fail(r->up, r->hl, true, why);
+	exchange_failed(r);
+}
+
 static void token_done(wh_up_req *r, CURLcode res)
 {
 	long status = 0;
 	lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	bool answered = r->headers_done;
 	easy_release(r);
+	if (res != CURLE_OK && !answered) {
+		/* The token server could not be reached: the upstream is failing,
+		 * not refusing us. */
+		wh_log(WH_LOG_WARN, "upstream token request failed", "registry", WH_LS,
+		       r->reg->urls[r->url_idx], "error", WH_LS, lc.easy_strerror(res), NULL);
+		if (r->hl)
+			health_fail(r->up, r->hl, false, lc.easy_strerror(res));
+		exchange_failed(r);
+		return;
+	}
 	cJSON *doc = NULL;
 	if (res == CURLE_OK && status == 200 && r->tbuf)
 		doc = cJSON_Parse(r->tbuf);
@@ -1212,21 +1393,15 @@ static void main_done(wh_up_req *r, CURLcode res)
 		       r->path, "error", WH_LS, lc.easy_strerror(res), "attempt", WH_LI,
 		       (long long)r->attempt, NULL);
 		easy_release(r);
-		if (r->head_delivered) {
-			req_finish(r, WH_EUPSTREAM); /* bytes were passed on: no retry */
-			return;
-		}
-		if (r->url_idx + 1 < r->reg->n_urls) {
-			r->url_idx++;
-			start_main(r);
-			return;
-		}
-		if (r->attempt < r->reg->max_retries) {
-			r->url_idx = 0;
-			schedule_retry(r, backoff_ms(r->attempt, -1));
-			return;
-		}
-		req_finish(r, WH_EUPSTREAM);
+		if (r->hl && !r->headers_done)
+			health_fail(r->up, r->hl, false, lc.easy_strerror(res));
+		exchange_failed(r);
+		return;
+	}
+	if (r->probe) {
+		/* Any answer will do: it is reachable. */
+		deliver_head(r);
+		req_finish(r, 0);
 		return;
 	}
 	if (is_redirect((int)status) && r->opts.follow_redirects) {
@@ -1431,6 +1606,12 @@ void wh_upstream_free(wh_upstream *up)
 		free(up->tokens[i].value);
 	}
 	free_creds(up);
+	while (up->health) {
+		struct health *h = up->health;
+		up->health = h->next;
+		free(h->base);
+		free(h);
+	}
 	up->freeing = true;
 	/* Cleaning up the multi handle closes its sockets (CURL_POLL_REMOVE). */
 	if (up->multi)

@@ -43,6 +43,12 @@ typedef struct wh_sync_registry {
 	 * registries[].manifestCheckInterval (Zot's key; needs onDemand) if set, else
 	 * extensions.sync.wharf.manifestCheckInterval. */
 	int64_t manifest_check_interval_ms;
+	/* Zot's syncTimeout (default 3 h): how long one blob transfer may take
+	 * in all; every other exchange is held to a minute. */
+	int64_t sync_timeout_ms;
+	/* Zot's responseHeaderTimeout: how long the upstream may take to start
+	 * answering an exchange (default 4 s, Zot's 30 s). */
+	int64_t response_header_timeout_ms;
 	bool only_signed; /* parsed; not implemented (warning when true) */
 	wh_sync_content *content;
 	int n_content;

@@ -23,9 +23,19 @@
  * resolution trick gets around it; a refused one is logged and the request
  * ends with WH_EUPSTREAM, without retries.
  *
- * Bounds on what the upstream sends: every exchange but a bulk one (a blob
- * GET) must be over within a minute; a bulk one is cut only when it stalls
- * (under 1 KiB/s for 30 s). Headers are read up to 64 KiB an exchange. The
+ * Bounds on what the upstream sends: every exchange must begin to answer
+ * (its response headers) within the registry's responseHeaderTimeout (4 s by
+ * default); every exchange but a bulk one (a blob GET) must be over within a
+ * minute; a bulk one within syncTimeout (3 h), and it is cut when it stalls
+ * (under 1 KiB/s for 30 s).
+ *
+ * Health, per upstream URL: after 3 failed exchanges in a row, or one with
+ * no headers in time, the URL is down. Requests then use the registry's
+ * other URLs, or end at once with WH_EUPSTREAM when all are down; a probe
+ * (GET /v2/) goes in the background once its back-off (2 s, doubling to a
+ * minute) has passed, and any HTTP answer brings the URL back. Both changes
+ * are logged once. An exchange that timed out is not retried on the same
+ * URL. Headers are read up to 64 KiB an exchange. The
  * body of a non-2xx answer is never passed on and is read up to 64 KiB: past
  * that (or when it stalls) the transfer ends and the status is the answer.
  * A 2xx body over wh_up_opts.max_body ends the request with WH_ETOOBIG (at

@@ -106,7 +106,7 @@ class HostileUpstream:
     unlisted path is a 404 with the spec's error. `hits` counts requests per
     path. Started in a thread, stopped with stop()."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.routes = {}
         self.hits = {}
         self.lock = threading.Lock()
@@ -139,7 +139,7 @@ class HostileUpstream:
             def handle_error(self, request, client_address):
                 pass  # Wharf cutting a hostile answer short is the point
 
-        self.srv = S(("127.0.0.1", 0), H)
+        self.srv = S(("127.0.0.1", port), H)
         self.port = self.srv.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
