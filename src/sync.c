@@ -23,7 +23,9 @@
 #define SIZE_SLOTS   1024 /* declared blob sizes (88 bytes each) */
 /* A cached tag whose revalidation failed is asked about again after this. */
 #define RECHECK_AFTER_ERROR_MS 10000
-#define SEGMENT_MAX            (4 * 1024 * 1024) /* bytes queued to one client at a time */
+/* A blob transfer cut mid-body is resumed (Range) at most this many times. */
+#define RESUME_MAX  3
+#define SEGMENT_MAX (4 * 1024 * 1024) /* bytes queued to one client at a time */
 
 /* Everything a client may accept: upstream is always asked for all of them,
  * so the cache holds the upstream's own manifest (same digest) whatever the
@@ -94,6 +96,10 @@ struct bfetch {
 	bool got_head;
 	bool size_wrong; /* the upstream's length is not the declared one */
 	int write_err;   /* errno of a failed write to the temp file (ENOSPC...) */
+	int resumes;     /* Range requests sent after cuts */
+	bool resuming;   /* the next head is a resumed transfer's */
+	bool resume_failed;
+	int64_t skip; /* body bytes to drop: a resume answered from the start */
 	bool fetch_done;
 	bool verified;
 	bool failed;
@@ -738,6 +744,24 @@ static void bfetch_pump_all(struct bfetch *f)
 static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 {
 	struct bfetch *f = arg;
+	if (f->resuming) {
+		/* The rest of a cut transfer: a 206 from where we are, or the whole
+		 * body again from an upstream that ignores ranges (what we have is
+		 * skipped). Anything else ends the fetch. */
+		f->resuming = false;
+		int64_t rest = f->total >= 0 ? f->total - f->written : -1;
+		if (h->status == 206 && h->range_start == f->written &&
+		    (h->content_length < 0 || rest < 0 || h->content_length == rest)) {
+			f->skip = 0;
+		} else if (h->status == 200 && (h->content_length < 0 || f->total < 0 ||
+		                                h->content_length == f->total)) {
+			f->skip = f->written;
+		} else {
+			f->status = h->status == 200 || h->status == 206 ? 502 : h->status;
+			f->resume_failed = true;
+		}
+		return;
+	}
 	f->status = h->status;
 	if (h->status != 200)
 		return;
@@ -758,6 +782,17 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
 	struct bfetch *f = arg;
+	if (f->resume_failed)
+		return -1;
+	if (f->skip > 0) {
+		/* Sent again from the start: drop what is already in the file. */
+		size_t n = (size_t)WH_MIN((int64_t)len, f->skip);
+		f->skip -= (int64_t)n;
+		data += n;
+		len -= n;
+		if (len == 0)
+			return 0;
+	}
 	if (f->size_wrong || (f->total >= 0 && f->written + (int64_t)len > f->total))
 		return -1; /* more than promised */
 	size_t done = 0;
@@ -838,6 +873,8 @@ static void b_synced(uv_fs_t *fs)
 	bfetch_maybe_free(f);
 }
 
+static void bfetch_request(struct bfetch *f, int64_t from);
+
 static void b_on_done(wh_up_req *r, int err, void *arg)
 {
 	struct bfetch *f = arg;
@@ -848,6 +885,21 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 	char got[WH_DIGEST_LEN + 1] = "";
 	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
 		wh_sha256_final(&f->hash, got);
+	if (err != 0 && err != WH_ETOOBIG && !f->write_err && !f->size_wrong && !f->resume_failed &&
+	    f->got_head && f->written > 0 && (f->total < 0 || f->written < f->total) &&
+	    f->resumes < RESUME_MAX) {
+		/* Cut mid-body: ask for the rest. The clients streaming from the
+		 * temp file see a pause, nothing else; the digest is checked over
+		 * the whole at the end as always. */
+		f->resumes++;
+		f->fetch_done = false;
+		f->resuming = true;
+		f->iterating--;
+		wh_log(WH_LOG_WARN, "blob fetch cut, resuming", "digest", WH_LS, f->digest, "from",
+		       WH_LI, (long long)f->written, "attempt", WH_LI, (long long)f->resumes, NULL);
+		bfetch_request(f, f->written);
+		return;
+	}
 	if (f->write_err) {
 		/* Our disk, not the upstream: said so (logged in b_on_data). */
 		char why[80];
@@ -895,6 +947,19 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 
 static const wh_up_cbs bcbs = {b_on_head, b_on_data, b_on_done};
 
+/* The upstream GET of the blob, from byte `from` on (0: all of it). */
+static void bfetch_request(struct bfetch *f, int64_t from)
+{
+	char path[WH_NAME_MAX + 128];
+	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", f->map.upstream, f->digest);
+	/* Never more than the manifest declared, when one did. */
+	wh_up_opts opts = BLOB_GET;
+	opts.max_body = f->expect;
+	opts.range_from = from;
+	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, NULL, &opts,
+	                            &bcbs, f);
+}
+
 static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *digest,
                                    const wh_sync_map *map)
 {
@@ -917,13 +982,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	f->next = s->bfetches;
 	s->bfetches = f;
 	f->in_table = true;
-	char path[WH_NAME_MAX + 128];
-	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
-	/* Never more than the manifest declared, when one did. */
-	wh_up_opts opts = BLOB_GET;
-	opts.max_body = f->expect;
-	f->up =
-	    wh_upstream_request(s->up, map->reg, "GET", path, map->upstream, NULL, &opts, &bcbs, f);
+	bfetch_request(f, 0);
 	return f;
 }
 

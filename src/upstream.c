@@ -152,6 +152,7 @@ struct wh_up_req {
 	 * so after redirects they are the final response's). */
 	int status;
 	int64_t clen;
+	int64_t range_start; /* of a 206's Content-Range; -1 none */
 	char ctype[256];
 	char digest[160];
 	int retry_after;
@@ -798,6 +799,7 @@ static void reset_response(wh_up_req *r)
 {
 	r->status = 0;
 	r->clen = -1;
+	r->range_start = -1;
 	r->ctype[0] = '\0';
 	r->digest[0] = '\0';
 	r->retry_after = -1;
@@ -873,6 +875,19 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 		snprintf(r->ctype, sizeof(r->ctype), "%.*s", (int)WH_MIN(m, vlen), v);
 	} else if (IS("docker-content-digest")) {
 		snprintf(r->digest, sizeof(r->digest), "%.*s", (int)vlen, v);
+	} else if (IS("content-range")) {
+		/* "bytes A-B/T": A is where a 206's body begins. */
+		char tmp[96];
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)WH_MIN(vlen, sizeof(tmp) - 1), v);
+		char *e;
+		long long a = -1;
+		if (strncasecmp(tmp, "bytes ", 6) == 0 && tmp[6] >= '0' && tmp[6] <= '9') {
+			errno = 0;
+			a = strtoll(tmp + 6, &e, 10);
+			if (errno || *e != '-')
+				a = -1;
+		}
+		r->range_start = a;
 	} else if (IS("content-length")) {
 		char tmp[32];
 		snprintf(tmp, sizeof(tmp), "%.*s", (int)WH_MIN(vlen, sizeof(tmp) - 1), v);
@@ -913,6 +928,7 @@ static void deliver_head(wh_up_req *r)
 	    .content_type = r->ctype[0] ? r->ctype : NULL,
 	    .digest = r->digest[0] ? r->digest : NULL,
 	    .retry_after_s = r->retry_after,
+	    .range_start = r->range_start,
 	};
 	if (r->cbs.on_head)
 		r->cbs.on_head(r, &h, r->arg);
@@ -1073,6 +1089,11 @@ static void send_main(wh_up_req *r, const char *url)
 	if (r->accept) {
 		char h[2048];
 		snprintf(h, sizeof(h), "Accept: %s", r->accept);
+		r->hdrs = lc.slist_append(r->hdrs, h);
+	}
+	if (r->opts.range_from > 0) {
+		char h[64];
+		snprintf(h, sizeof(h), "Range: bytes=%lld-", (long long)r->opts.range_from);
 		r->hdrs = lc.slist_append(r->hdrs, h);
 	}
 	bool home = r->hops == 0 || same_origin(url, orig);

@@ -70,6 +70,7 @@ typedef struct wh_up_head {
 	const char *content_type; /* without parameters; NULL when not given */
 	const char *digest;       /* Docker-Content-Digest; NULL when not given */
 	int retry_after_s;        /* Retry-After in seconds; -1 when not given */
+	int64_t range_start;      /* a 206's first byte (Content-Range); -1 when not given */
 } wh_up_head;
 
 typedef struct wh_up_cbs {
@@ -89,6 +90,10 @@ typedef struct wh_up_opts {
 	bool bulk;
 	/* The largest 2xx body accepted, in bytes; -1: no limit. */
 	int64_t max_body;
+	/* > 0: ask for the bytes from there on (Range: bytes=N-), to resume a
+	 * cut transfer. The answer may be a 206 (range_start says from where)
+	 * or a 200 with the whole body, when the upstream ignores ranges. */
+	int64_t range_from;
 } wh_up_opts;
 
 /* Create the client. credentials_file may be NULL; its format is Zot's:

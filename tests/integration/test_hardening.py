@@ -443,6 +443,33 @@ class HostileUpstreamTest(unittest.TestCase):
         self.assertEqual(resp.read(), good[1000:2000])
         c.close()
 
+    def test_resume_from_an_upstream_that_ignores_ranges(self):
+        # Cut once; the Range request is answered 200 with the whole body:
+        # what is already in the file is skipped, the digest still checks.
+        data = os.urandom(1 << 20)
+        ranges = []
+
+        def h(hh):
+            ranges.append(hh.headers.get("Range"))
+            hh.send_response(200)
+            hh.send_header("Content-Type", "application/octet-stream")
+            hh.send_header("Content-Length", str(len(data)))
+            hh.end_headers()
+            if len(ranges) == 1:
+                hh.wfile.write(data[:300000])
+                hh.wfile.flush()
+                hh.close_connection = True
+                hh.request.shutdown(socket.SHUT_RDWR)
+            else:
+                hh.wfile.write(data)
+        self.up.routes["/v2/rs/blobs/%s" % sha(data)] = h
+        self.w = sync_wharf(self.up)
+        st, _, body = self.w.request("GET", "/v2/dockerhub/rs/blobs/" + sha(data), timeout=30)
+        self.assertEqual((st, sha(body)), (200, sha(data)))
+        self.assertEqual(len(ranges), 2, ranges)
+        self.assertIsNone(ranges[0])
+        self.assertTrue(ranges[1].startswith("bytes="), ranges)
+
     # 6. A synced manifest used to be stored without validation.
     def test_invalid_manifests_are_not_cached(self):
         cases = {

@@ -795,6 +795,35 @@ class FaultTest(Base):
     def test_flipped_byte(self):
         self._broken_body("flip", after_bytes=2 << 20)
 
+    def test_cut_once_is_resumed(self):
+        """A transfer cut once mid-way is resumed with a Range request: every
+        client waiting on it gets the right bytes, with no error; the
+        upstream sees one extra request."""
+        w = self.fwharf()
+        repo, dg, size = mid_blob()
+        self.assert_manifest(w, "f/" + repo, "latest", self.ups["library/mid:latest"])
+        self.f.reset()
+        self.f.set("cut", after_bytes=1 << 20, path_contains=dg, count=1)
+        results = [None] * 3
+
+        def pull(i):
+            results[i] = get_blob(w, "f/" + repo, dg, timeout=60)
+        threads = [threading.Thread(target=pull, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        for r in results:
+            self.assertEqual((r.status, r.error, r.length, r.sha), (200, None, size, dg),
+                             "%r%s" % (r, self.log_tail(w)))
+        gets = [e for e in self.f.stats()["events"]
+                if e["method"] == "GET" and e["kind"] == "blob" and dg in e["path"]]
+        self.assertEqual(len(gets), 2, gets)
+        self.assertIsNone(gets[0]["range"])
+        self.assertTrue(gets[1]["range"] and gets[1]["range"].startswith("bytes="), gets[1])
+        self.assertTrue(wait_for(lambda: up.root_has_blob(w.root, dg), 10))
+        self.assertIn("blob fetch cut, resuming", w.log())
+
     def _stale_if_error(self, mode):
         w = self.fwharf(manifest_check_interval="1s")
         img = self.ups["library/busy:latest"]
