@@ -93,6 +93,7 @@ def tearDownModule():
         shutil.rmtree(STATE["pki_dir"], ignore_errors=True)
     if STATE.get("tmp"):
         shutil.rmtree(STATE["tmp"], ignore_errors=True)
+    STATE.clear()
 
 
 def pki():
@@ -231,11 +232,17 @@ class Base(unittest.TestCase):
         return w
 
     def _finish(self, w):
-        w.stop()
+        """Stop w (if it still runs) and fail the test unless it exits 0: a
+        crash, or a sanitizer's report at exit (leaks), is a failure."""
+        running = w.proc is not None
+        rc = w.stop()
+        log = w.log()
         if os.environ.get("WHARF_KEEP"):
             print("\n[kept] %s" % w.tmp)
         else:
             w.cleanup()
+        if running and rc != 0:
+            raise AssertionError("wharf exited with %r; log (tail):\n%s" % (rc, log[-6000:]))
 
     def log_tail(self, w, n=4000):
         return "\n--- wharf log (tail) ---\n" + w.log()[-n:]
