@@ -16,7 +16,7 @@ and one anonymous hub front shared by the tests that do not stop or reconfigure
 them; each test runs its own Wharf on a fresh root.
 
 The classes, so a failing area is easy to pick out:
-    InfraTest            the fakes and upstreams themselves (no Wharf)
+    InfraFixtures        fixture checks: the fakes and upstreams themselves (no Wharf)
     PullTest             skopeo / podman / ctr through Wharf, digests, costs, log line,
                          library/ mapping, root destination, private push
     ConcurrencyTest      8 clients one fetch, first byte at 25 MB/s (96 MiB)
@@ -352,9 +352,9 @@ def big_blob():
 
 # ================================================================ the infrastructure
 
-class InfraTest(Base):
-    """The fakes and upstreams work (no Wharf involved): if these fail, the
-    other failures say nothing about Wharf."""
+class InfraFixtures(Base):
+    """Fixture check (not a test of Wharf): the fakes and upstreams work, no
+    Wharf involved. If these fail, the other failures say nothing about Wharf."""
 
     def test_seeded_digests_match_generated_layouts(self):
         # skopeo pushes OCI images unchanged; the v2s2 one is converted.
@@ -444,6 +444,43 @@ class InfraTest(Base):
             s = f.stats()
             self.assertEqual(s["counters"]["faults_applied"], 7)
             self.assertEqual(s["blob_gets"][dg], 4)
+
+    def test_fault_modes_that_rewrite_bodies(self):
+        busy, v1 = self.ups["library/busy:latest"], self.ups["library/busy:v1"]
+        repo, dg, size = mid_blob()
+        mpath = "/v2/library/busy/manifests/latest"
+        accept = {"Accept": MANIFEST_ACCEPT}
+        with up.FaultProxy(self.dist.url) as f:
+            f.set("corrupt", path_contains="/manifests/")
+            r = fetch(f.port, mpath, headers=accept)
+            self.assertEqual((r.status, r.headers.get("docker-content-digest")),
+                             (200, busy.digest))
+            self.assertEqual(len(r.body), busy.size)
+            diff = [i for i in range(len(r.body)) if r.body[i] != busy.manifest[i]]
+            self.assertEqual(len(diff), 1, "one character changed")
+            i = diff[0]
+            self.assertEqual(r.body[i - 7:i], b"sha256:", "the first digest's first character")
+            self.assertIn(r.body[i:i + 1], b"0123456789abcdef")
+            json.loads(r.body)
+            r = fetch(f.port, mpath, method="HEAD", headers=accept)
+            self.assertEqual(r.headers.get("content-length"), str(busy.size), "HEAD relayed")
+            f.set("substitute", path_contains="/manifests/latest",
+                  body_from="/v2/library/busy/manifests/v1")
+            r = fetch(f.port, mpath, headers=accept)
+            self.assertEqual((r.status, r.body, r.headers.get("docker-content-digest")),
+                             (200, v1.manifest, busy.digest))
+            self.assertEqual(r.headers.get("content-type"), busy.media_type)
+            f.set("chunked", path_contains=dg)
+            c = http.client.HTTPConnection("127.0.0.1", f.port, timeout=30)
+            c.request("GET", "/v2/%s/blobs/%s" % (repo, dg))
+            resp = c.getresponse()
+            body = resp.read()
+            c.close()
+            self.assertEqual((resp.status, resp.getheader("transfer-encoding"),
+                              resp.getheader("content-length")), (200, "chunked", None))
+            self.assertEqual("sha256:" + hashlib.sha256(body).hexdigest(), dg)
+            s = f.stats()["counters"]
+            self.assertEqual((s["bodies_rewritten"], s["fault_chunked"]), (2, 1), s)
 
 
 # ================================================================ pulls
