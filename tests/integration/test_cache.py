@@ -293,6 +293,31 @@ class RangeTest(CacheBase):
         self.assertEqual(f.stats()["blob_gets"].get(dg), 1)
 
 
+    def test_range_of_a_blob_that_fails_verification_is_cut(self):
+        """A range asked during a fetch whose blob turns out corrupt (a byte
+        flipped after the range) never looks complete: its last byte waits
+        for the digest, which fails."""
+        f = self.faults()
+        w = self.fwharf(f)
+        repo, dg, size = mid_blob()
+        self.assert_manifest(w, "f/" + repo, "latest", self.ups["library/mid:latest"])
+        f.set("flip", after_bytes=size - 100, rate_bytes_per_s=4e6, path_contains=dg, count=1)
+        box = {}
+        t = threading.Thread(target=lambda: box.setdefault(
+            "all", get_blob(w, "f/" + repo, dg, timeout=20)))
+        t.start()
+        self.assertTrue(wait_for(lambda: f.stats()["blob_bytes"].get(dg, 0) > 256 << 10, 10),
+                        "the fetch did not start" + self.log_tail(w))
+        r = fetch(w.port, "/v2/f/%s/blobs/%s" % (repo, dg), headers={"Range": "bytes=0-999"},
+                  timeout=20)
+        t.join(20)
+        self.assertEqual(f.stats()["counters"].get("bytes_flipped"), 1)
+        self.assertFalse(r.status == 206 and r.error is None and r.length == 1000,
+                         "a range of an unverified blob looked complete: %r" % r)
+        self.assertFalse(box["all"].complete(), box["all"])
+        self.assert_nothing_partial(w.root, dg)
+
+
 # ================================================================ manifest integrity
 
 class ManifestIntegrityTest(CacheBase):
@@ -413,16 +438,20 @@ class ChunkedUpstreamTest(CacheBase):
     """The upstream sends blob bodies with Transfer-Encoding: chunked."""
 
     def test_blob_whose_size_its_manifest_declared(self):
+        """The size is known from the manifest: the answer streams from the
+        first bytes on (throttled upstream: 4 MiB in about a second)."""
         f = self.faults()
         w = self.fwharf(f)
         repo, dg, size = mid_blob()
         self.assert_manifest(w, "f/" + repo, "latest", self.ups["library/mid:latest"])
-        f.set("chunked", method="GET", path_contains=dg)
+        rate = 4e6
+        f.set("throttle", rate_bytes_per_s=rate, chunked=True, method="GET", path_contains=dg)
         r = get_blob(w, "f/" + repo, dg)
         self.assertEqual((r.status, r.error, r.length, r.sha), (200, None, size, dg),
                          "%r%s" % (r, self.log_tail(w)))
         self.assertEqual(r.headers.get("content-length"), str(size))
-        self.assertEqual(f.stats()["counters"].get("fault_chunked"), 1)
+        self.assertGreater(r.elapsed, 0.8 * size / rate, "not throttled?")
+        self.assertLess(r.ttfb, 0.25 * size / rate, "the answer waited for the whole body")
         self.assertTrue(wait_for(lambda: up.root_has_blob(w.root, dg), 10))
         self.assert_nothing_partial(w.root)
 
@@ -588,6 +617,23 @@ class ListingTest(CacheBase):
 # ================================================================ tags come and go upstream
 
 class TagLifecycleTest(CacheBase):
+
+    def test_revalidated_tag_is_fresh_for_another_window(self):
+        """A HEAD that finds the digest unchanged starts a new freshness
+        window: the next requests within it do not go upstream."""
+        w = self.wharf(manifest_check_interval="2s")
+        img = self.ups["library/busy:latest"]
+        self.assert_manifest(w, "dockerhub/library/busy", "latest", img)
+        time.sleep(2.2)
+        self.hub.reset()
+        self.assert_manifest(w, "dockerhub/library/busy", "latest", img)
+        s = self.hub.stats()
+        self.assertEqual((s["manifest_heads"], s["manifest_gets"]),
+                         ({"library/busy:latest": 1}, {}), "revalidated with one HEAD")
+        self.hub.reset()
+        for _ in range(3):
+            self.assert_manifest(w, "dockerhub/library/busy", "latest", img)
+        self.assertEqual(self.hub.stats()["by_kind"], {}, "asked again within the window")
 
     def test_tag_deleted_upstream_is_still_served(self):
         """Wharf's behaviour, documented: a tag whose manifest was deleted

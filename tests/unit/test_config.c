@@ -191,6 +191,10 @@ static void test_defaults_when_absent(void)
 	CHECK(c.n_registries == 1 && c.registries[0].manifest_check_interval_ms == 30000);
 	CHECK(c.n_registries == 1 && c.registries[0].n_content == 0);
 	CHECK(c.n_registries == 1 && !c.registries[0].on_demand);
+	/* Absent from the registry: as in Zot, TLS is verified, 3 retries 5 m apart. */
+	CHECK(c.n_registries == 1 && c.registries[0].tls_verify);
+	CHECK(c.n_registries == 1 && c.registries[0].max_retries == 3 &&
+	      c.registries[0].retry_delay_ms == 300000);
 	wh_config_free(&c);
 }
 

@@ -21,7 +21,7 @@ Rule fields:
     after_bytes     cut: close after this many body bytes; flip: the body offset
                     whose byte is XORed with 0x01 (default 0)
     delay_ms        delay: wait before forwarding (also applies before any mode)
-    rate_bytes_per_s throttle: body rate per connection
+    rate_bytes_per_s throttle: body rate per connection (also with cut, flip, chunked)
     retry_after     429/503: the Retry-After header value (seconds)
     rst             cut/drop: close with RST instead of FIN
     find            corrupt: the text after which one character is changed
@@ -166,6 +166,8 @@ class Faults:
             plan.rate = float(rule.get("rate_bytes_per_s") or 25e6)
         if rule and rule.get("chunked"):
             plan.chunked = True
+        if rule and rule.get("rate_bytes_per_s"):
+            plan.rate = float(rule["rate_bytes_per_s"])
         try:
             c, resp = fc.forward(h, self.upstream, path, body=body, drop=())
         except OSError as e:
