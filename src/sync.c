@@ -128,6 +128,7 @@ struct reader {
 struct bhead {
 	wh_req *req;
 	wh_up_req *up;
+	int64_t declared; /* the size a synced manifest declared, or -1 */
 	char digest[WH_DIGEST_LEN + 1];
 };
 
@@ -1010,7 +1011,11 @@ static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	wh_resp_header(req, "Content-Type", "application/octet-stream");
 	wh_resp_header(req, "Docker-Content-Digest", "%s", b->digest);
 	wh_resp_header(req, "Accept-Ranges", "bytes");
-	wh_resp_length(req, h->content_length >= 0 ? h->content_length : 0);
+	/* An upstream that gives no length (chunked) must not make the blob look
+	 * empty: the size its manifest declared, or no Content-Length at all. */
+	int64_t len = h->content_length >= 0 ? h->content_length : b->declared;
+	if (len >= 0)
+		wh_resp_length(req, len);
 	wh_resp_end(req);
 }
 
@@ -1034,6 +1039,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	if (req->is_head && !f) {
 		struct bhead *b = wh_calloc(1, sizeof(*b));
 		b->req = req;
+		b->declared = declared_size(s, map, digest);
 		snprintf(b->digest, sizeof(b->digest), "%s", digest);
 		req->data = b;
 		req->on_done = bhead_gone;

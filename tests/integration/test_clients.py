@@ -193,8 +193,9 @@ class ClientCase(unittest.TestCase):
             self.assertEqual(file_digest(os.path.join(d, hexpart(b.digest))), b.digest)
 
 
-class ImagesTest(unittest.TestCase):
-    """images.py itself: the same bytes every time, and valid images."""
+class ImagesFixtures(unittest.TestCase):
+    """Fixture check (not a test of Wharf): images.py itself, the same bytes
+    every time, and valid images."""
 
     def test_deterministic_and_valid(self):
         import gzip

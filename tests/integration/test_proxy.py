@@ -20,7 +20,8 @@ covers fails here. For each proxy:
     Wharf's relative Location headers followed through the proxy
     pull-through by skopeo, digests equal the upstream's; the 40 MiB layer
         streams through the proxy while Wharf is still receiving it
-    Host and X-Forwarded-* as the proxy sends them (to a header echo)
+    Host and X-Forwarded-* as the proxy sends them (to a header echo: a
+        fixture check, NginxConfigFixtures / CaddyConfigFixtures)
     examples/registries.conf (skopeo) and examples/containerd-hosts.toml (ctr)
         pointed at the proxy: docker.io/library/... comes from the mirror;
         examples/docker/daemon.json with examples/config-mirror-root.json
@@ -579,51 +580,6 @@ class ProxyCases:
                            stdout=subprocess.PIPE, timeout=60)
         self.assertEqual(sha256(p.stdout), d)
 
-    def test_forwarded_headers(self):
-        """What the example's proxy sends upstream (a second instance pointed at
-        a header echo instead of Wharf): the client's Host, X-Forwarded-*."""
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Echo(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-        t = threading.Thread(target=srv.serve_forever, daemon=True)
-        t.start()
-        front = None
-        try:
-            front = self.front_class(tempfile.mkdtemp(dir=self.tmp), srv.server_address[1])
-            front.start()
-            c = http.client.HTTPSConnection("127.0.0.1", front.port, timeout=30, context=self.ctx)
-            try:
-                c.request("GET", "/v2/")
-                r = c.getresponse()
-                self.assertEqual(r.status, 200)
-                got = json.loads(r.read())
-            finally:
-                c.close()
-        finally:
-            if front:
-                front.stop()
-            srv.shutdown()
-            srv.server_close()
-        hp = "127.0.0.1:%d" % front.port
-        self.assertEqual(got.get("host"), hp, got)
-        self.assertEqual(got.get("x-forwarded-proto"), "https", got)
-        self.assertEqual(got.get("x-forwarded-host"), hp, got)
-        self.assertIn("127.0.0.1", got.get("x-forwarded-for", ""), got)
-
     # ---- pull-through ----
 
     def test_pull_through_skopeo(self):
@@ -792,6 +748,74 @@ class NginxTest(ProxyCases, unittest.TestCase):
 
 
 class CaddyTest(ProxyCases, unittest.TestCase):
+    front_class = Caddy
+
+
+class ProxyConfigFixtures:
+    """Fixture check (not a test of Wharf): what the example proxy configs
+    themselves do, with no Wharf behind them."""
+
+    front_class = None
+
+    @classmethod
+    def setUpClass(cls):
+        if not have(cls.front_class.name):
+            raise unittest.SkipTest("%s not installed" % cls.front_class.name)
+        cls.tmp = tempfile.mkdtemp(prefix="%s-fx-" % cls.front_class.name, dir=STATE["tmp"])
+        os.chmod(cls.tmp, 0o755)
+        cls.ctx = ssl.create_default_context(cafile=STATE["crt"])
+
+    def test_forwarded_headers(self):
+        """What the example's proxy sends upstream (an instance pointed at a
+        header echo instead of Wharf): the client's Host, X-Forwarded-*."""
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Echo(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        front = None
+        try:
+            front = self.front_class(tempfile.mkdtemp(dir=self.tmp), srv.server_address[1])
+            front.start()
+            c = http.client.HTTPSConnection("127.0.0.1", front.port, timeout=30, context=self.ctx)
+            try:
+                c.request("GET", "/v2/")
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                got = json.loads(r.read())
+            finally:
+                c.close()
+        finally:
+            if front:
+                front.stop()
+            srv.shutdown()
+            srv.server_close()
+        hp = "127.0.0.1:%d" % front.port
+        self.assertEqual(got.get("host"), hp, got)
+        self.assertEqual(got.get("x-forwarded-proto"), "https", got)
+        self.assertEqual(got.get("x-forwarded-host"), hp, got)
+        self.assertIn("127.0.0.1", got.get("x-forwarded-for", ""), got)
+
+
+class NginxConfigFixtures(ProxyConfigFixtures, unittest.TestCase):
+    front_class = Nginx
+
+
+class CaddyConfigFixtures(ProxyConfigFixtures, unittest.TestCase):
     front_class = Caddy
 
 

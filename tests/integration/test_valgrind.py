@@ -44,9 +44,11 @@ class ValgrindTest(unittest.TestCase):
                                     headers={"Range": "bytes=10-99"}, timeout=60)
             self.assertEqual((st, body), (206, data[10:100]))
             # Pull an image through the cache.
-            st, _, _ = w.request("GET", "/v2/hub/library/vg/manifests/v1", timeout=60,
-                                 headers={"Accept": img.media_type})
+            st, h, body = w.request("GET", "/v2/hub/library/vg/manifests/v1", timeout=60,
+                                    headers={"Accept": img.media_type})
             self.assertEqual(st, 200)
+            self.assertEqual("sha256:" + hashlib.sha256(body).hexdigest(), img.digest)
+            self.assertEqual(h.get("docker-content-digest"), img.digest)
             for blob in img.layers:
                 st, _, body = w.request("GET", "/v2/hub/library/vg/blobs/" + blob.digest,
                                         timeout=60)

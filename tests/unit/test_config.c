@@ -200,6 +200,10 @@ static void test_defaults_when_absent(void)
 	/* ... and onDemand false: said to be never fetched. */
 	CHECK(c.n_notices == 1 && strstr(c.notices[0], "extensions.sync.registries[0]: ") &&
 	      strstr(c.notices[0], "never fetched"));
+	/* Absent from the registry: TLS is verified (as in Zot), 3 retries 5 m apart. */
+	CHECK(c.n_registries == 1 && c.registries[0].tls_verify);
+	CHECK(c.n_registries == 1 && c.registries[0].max_retries == 3 &&
+	      c.registries[0].retry_delay_ms == 300000);
 	wh_config_free(&c);
 }
 

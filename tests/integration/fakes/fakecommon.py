@@ -348,19 +348,23 @@ def forward(handler, base, path=None, method=None, body=None, drop=("authorizati
 
 class BodyPlan:
     """How to alter a relayed body: cut after N bytes, flip the byte at N,
-    limit to rate bytes/s, close with RST instead of FIN."""
+    limit to rate bytes/s, close with RST instead of FIN, send it chunked
+    (Transfer-Encoding: chunked, no Content-Length)."""
 
-    def __init__(self, cut_after=None, flip_at=None, rate=None, rst=False):
+    def __init__(self, cut_after=None, flip_at=None, rate=None, rst=False, chunked=False):
         self.cut_after = cut_after
         self.flip_at = flip_at
         self.rate = rate
         self.rst = rst
+        self.chunked = chunked
 
 
 def relay(handler, resp, ev, stats, plan=None, drop_headers=(), add_headers=None):
     """Relay an upstream response to the client: status, headers, body
-    (streamed when it has a Content-Length; buffered otherwise). Counts body
-    bytes into ev. Returns True if the whole body went out."""
+    (streamed when it has a Content-Length; buffered otherwise), as the plan
+    alters it (with plan.chunked the body goes out chunked, and a HEAD's
+    answer has no Content-Length). Counts body bytes into ev. Returns True if
+    the whole body went out."""
     plan = plan or BodyPlan()
     status = resp.status
     headers = []
@@ -384,12 +388,22 @@ def relay(handler, resp, ev, stats, plan=None, drop_headers=(), add_headers=None
         handler.send_header(k, v)
     for k, v in (add_headers or {}).items():
         handler.send_header(k, v)
-    if length is not None:
+    chunked = plan.chunked and not no_body
+    if chunked:
+        handler.send_header("Transfer-Encoding", "chunked")
+    elif length is not None and not (plan.chunked and handler.command == "HEAD"):
         handler.send_header("Content-Length", str(length))
     handler.end_headers()
     if no_body:
         stats.set(ev, done=True)
         return True
+
+    def write(b):
+        if chunked:
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(b), b))
+        else:
+            handler.wfile.write(b)
+
     sent = 0
     start = time.monotonic()
     try:
@@ -408,7 +422,7 @@ def relay(handler, resp, ev, stats, plan=None, drop_headers=(), add_headers=None
             if plan.cut_after is not None and sent + len(chunk) > plan.cut_after:
                 chunk = chunk[:max(0, plan.cut_after - sent)]
                 if chunk:
-                    handler.wfile.write(chunk)
+                    write(chunk)
                     sent += len(chunk)
                     stats.add_bytes(ev, len(chunk))
                 stats.set(ev, error="cut", done=True)
@@ -418,13 +432,15 @@ def relay(handler, resp, ev, stats, plan=None, drop_headers=(), add_headers=None
                 i = plan.flip_at - sent
                 chunk = chunk[:i] + bytes([chunk[i] ^ 0x01]) + chunk[i + 1:]
                 stats.count("bytes_flipped")
-            handler.wfile.write(chunk)
+            write(chunk)
             sent += len(chunk)
             stats.add_bytes(ev, len(chunk))
             if plan.rate:
                 ahead = start + sent / plan.rate - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
+        if chunked:
+            handler.wfile.write(b"0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, OSError) as e:
         stats.set(ev, error="client went away: %s" % e.__class__.__name__, done=True)
         handler.close_connection = True

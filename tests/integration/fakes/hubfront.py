@@ -20,7 +20,8 @@ Three listeners on 127.0.0.1, as Docker Hub has three hosts:
      CDN URLs, to check that credentials do not follow a foreign realm.
      Also accepts a proxy's absolute-form target (GET http://registry-1.docker.io/v2/..)
      and, with --mitm-cert/--mitm-key, CONNECT (then TLS with that cert), so a
-     client pointed at a Docker Hub URL through http(s)_proxy lands here.
+     client pointed at a Docker Hub URL through http(s)_proxy lands here
+     (counted as counters.connect, and counters["connect:<host>"] per host).
   T  the token endpoint (auth.docker.io): GET /token?service=&scope= anonymous
      or HTTP Basic, POST /token (OAuth2 password grant). With --user, anonymous
      requests are refused. Answers {"token","access_token","expires_in","issued_at"}.
@@ -92,6 +93,7 @@ class Hub:
             h.send_text(405, "CONNECT not supported\n")
             return
         self.stats.count("connect")
+        self.stats.count("connect:" + h.path.rsplit(":", 1)[0])
         h.send_response(200, "Connection Established")
         h.end_headers()
         h.wfile.flush()
