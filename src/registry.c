@@ -1192,6 +1192,15 @@ void wh_registry_handle(wh_req *req, void *ctx)
 		wh_registry_error(req, 400, "NAME_INVALID", "invalid repository name", NULL);
 		return;
 	}
+	/* containerd, using us as a mirror, says for which registry (?ns=host):
+	 * the name is then that registry's, under its sync destination, so one
+	 * endpoint mirrors several registries. Without ns nothing changes. */
+	char ns[256], mapped[WH_NAME_MAX + 1];
+	if ((r == R_MANIFEST || r == R_BLOB) && reg->sync &&
+	    wh_req_query(req, "ns", ns, sizeof(ns)) &&
+	    wh_sync_ns_name(reg->sync, ns, name, mapped, sizeof(mapped)) &&
+	    wh_name_valid(mapped, strlen(mapped)) && name_storable(mapped))
+		memcpy(name, mapped, strlen(mapped) + 1);
 
 	bool is_digest;
 	wh_sync_map map;

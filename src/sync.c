@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "wharf/common.h"
@@ -168,6 +169,22 @@ static const char *trim_slashes(const char *s, size_t *len)
 	return s;
 }
 
+/* How much of a prefix glob is literal leading components, what stripPrefix
+ * strips: "library" of "library" followed by a glob. */
+static size_t literal_len(const char *prefix, size_t pl)
+{
+	size_t lit = 0;
+	for (size_t x = 0; x < pl; x++) {
+		if (strchr("*?[{", prefix[x]))
+			break;
+		if (prefix[x] == '/')
+			lit = x;
+		if (x + 1 == pl)
+			lit = pl;
+	}
+	return lit;
+}
+
 bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 {
 	if (!s)
@@ -192,15 +209,7 @@ bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 			int k;
 			if (c->strip_prefix) {
 				/* The prefix's literal leading components were stripped. */
-				size_t lit = 0;
-				for (size_t x = 0; x < pl; x++) {
-					if (strchr("*?[{", prefix[x]))
-						break;
-					if (prefix[x] == '/')
-						lit = x;
-					if (x + 1 == pl)
-						lit = pl;
-				}
+				size_t lit = literal_len(prefix, pl);
 				k = snprintf(up, sizeof(up), "%.*s%s%s", (int)lit, prefix,
 				             lit ? "/" : "", rest);
 			} else {
@@ -227,6 +236,68 @@ bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 			map->content = c;
 			memcpy(map->upstream, up, sizeof(up));
 			return true;
+		}
+	}
+	return false;
+}
+
+/* Does the registry URL live on host[:port] `ns` (containerd's ?ns=)? */
+static bool url_on_host(const char *url, const char *ns)
+{
+	if (wh_upstream_is_docker_hub(url))
+		return wh_upstream_is_docker_hub(ns);
+	const char *h = strstr(url, "://");
+	bool https = h && h - url == 5;
+	h = h ? h + 3 : url;
+	size_t n = strcspn(h, "/");
+	if (strlen(ns) == n && strncasecmp(h, ns, n) == 0)
+		return true;
+	/* "ghcr.io" for https://ghcr.io:443, "host" for http://host:80 */
+	const char *colon = memchr(h, ':', n);
+	if (!colon || strchr(ns, ':'))
+		return false;
+	const char *port = colon + 1;
+	size_t pn = n - (size_t)(port - h);
+	bool dflt = (https && pn == 3 && !strncmp(port, "443", 3)) ||
+	            (!https && pn == 2 && !strncmp(port, "80", 2));
+	return dflt && strlen(ns) == (size_t)(colon - h) && strncasecmp(h, ns, strlen(ns)) == 0;
+}
+
+bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *out, size_t outlen)
+{
+	if (!s || !*ns)
+		return false;
+	const wh_config *cfg = s->cfg;
+	for (int i = 0; i < cfg->n_registries; i++) {
+		const wh_sync_registry *reg = &cfg->registries[i];
+		if (!reg->on_demand)
+			continue;
+		bool on_host = false;
+		for (int u = 0; u < reg->n_urls && !on_host; u++)
+			on_host = url_on_host(reg->urls[u], ns);
+		if (!on_host)
+			continue;
+		/* The local name whose forward mapping is this registry and name:
+		 * each rule, undone. */
+		for (int j = 0; j < reg->n_content; j++) {
+			const wh_sync_content *c = &reg->content[j];
+			size_t dl = 0, pl = 0;
+			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
+			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			const char *rest = name;
+			if (c->strip_prefix) {
+				size_t lit = literal_len(prefix, pl);
+				if (lit == 0 || strncmp(name, prefix, lit) != 0 || name[lit] != '/')
+					continue;
+				rest = name + lit + 1;
+			}
+			int k =
+			    snprintf(out, outlen, "%.*s%s%s", (int)dl, dest, dl ? "/" : "", rest);
+			if (k < 0 || (size_t)k >= outlen)
+				continue;
+			wh_sync_map map;
+			if (wh_sync_map_name(s, out, &map) && map.reg == reg)
+				return true;
 		}
 	}
 	return false;

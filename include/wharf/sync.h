@@ -63,6 +63,14 @@ void wh_sync_free(wh_sync *s);
 /* True when name falls under an on-demand sync rule; fills *map. */
 bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map);
 
+/* containerd's ?ns=<host>: a mirror's request for `name` of the registry on
+ * that host. Writes the local name the request means (the name under the
+ * destination of the on-demand registry whose urls are on that host; Docker
+ * Hub's names count as one host) to out and returns true; false when no
+ * registry is on that host or none of its content rules covers the name.
+ * With it one endpoint mirrors several registries at once. */
+bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *out, size_t outlen);
+
 /* Answer a manifest GET/HEAD by tag or digest for a synced name. A tag
  * that the rule's tags.regex / excludeRegex filter out is never fetched. */
 void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref,

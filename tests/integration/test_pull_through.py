@@ -42,11 +42,12 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 import uuid
 
 import images
 import upstream as up
-from harness import WHARF_BIN, Wharf, free_port, have
+from harness import WHARF_BIN, WHARF_SRC, Wharf, free_port, have
 
 # How a one-component name under a destination maps for a generic
 # (non-Docker-Hub) upstream. Zot adds "library/" only for Docker Hub, and the
@@ -553,6 +554,72 @@ class PullTest(Base):
             self.assertIn(img.digest, line[0])
             content = set(ctrd.ctr("content", "ls", "-q").stdout.split())
             self.assertTrue(img.all_digests() <= content, img.all_digests() - content)
+
+    @unittest.skipUnless(have("containerd") and have("ctr"), "containerd/ctr not installed")
+    def test_ctr_one_endpoint_for_two_registries_with_ns(self):
+        """containerd's hosts.toml for two registries, both pointing at one
+        Wharf: each request carries ?ns=<registry host>, and Wharf maps it to
+        that registry's destination (no peer does this; Zot #4187)."""
+        front_b = up.FaultProxy(self.dist.url).start()  # a second "registry"
+        self.addCleanup(front_b.cleanup)
+        self.addCleanup(front_b.stop)
+        a, b = self.hub, front_b
+        cfg = {"extensions": {"sync": {"enable": True, "registries": [
+            {"urls": [a.url], "onDemand": True, "tlsVerify": False,
+             "content": [{"prefix": "**", "destination": "/a"}]},
+            {"urls": [b.url], "onDemand": True, "tlsVerify": False,
+             "content": [{"prefix": "**", "destination": "/b"}]}]}}}
+        w = Wharf(cfg)
+        self.addCleanup(self._finish, w)
+        w.start()
+        # examples/containerd-ns, its host names made ours.
+        certs = os.path.join(self.tmpdir(), "certs.d")
+        for reg, example in ((a, "docker.io"), (b, "ghcr.io")):
+            with open(os.path.join(WHARF_SRC, "examples", "containerd-ns", example, "hosts.toml")) as f:
+                text = f.read()
+            self.assertIn('[host."https://cache.example.com"]', text)
+            text = text.replace('[host."https://cache.example.com"]',
+                                'server = "%s"\n[host."http://%s"]' % (reg.url, w.hostport))
+            os.makedirs(os.path.join(certs, reg.hostport))
+            with open(os.path.join(certs, reg.hostport, "hosts.toml"), "w") as f:
+                f.write(text)
+        ctrd = up.Containerd().start()
+        self.addCleanup(ctrd.cleanup)
+        self.addCleanup(ctrd.stop)
+        a.reset()
+        b.reset()
+        for reg, name, local in ((a, "library/busy:latest", "a/library/busy"),
+                                 (b, "team/app:v2s2", "b/team/app")):
+            img = self.ups[name]
+            ref = "%s/%s" % (reg.hostport, name)
+            ctrd.ctr("images", "pull", "--hosts-dir", certs, "--snapshotter", "native", ref,
+                     timeout=90)
+            out = ctrd.ctr("images", "ls").stdout
+            line = [l for l in out.splitlines() if l.startswith(ref + " ")]
+            self.assertTrue(line, out)
+            self.assertIn(img.digest, line[0])
+            # Through Wharf, under that registry's destination.
+            self.assert_manifest(w, local, name.split(":")[1], img)
+            recs = [x for x in w.log_records()
+                    if "ns=%s" % reg.hostport in urllib.parse.unquote(str(x.get("path")))]
+            self.assertTrue(recs, w.log()[-2000:])
+        self.assertTrue(os.path.isdir(os.path.join(w.root, "a", "library", "busy")))
+        self.assertTrue(os.path.isdir(os.path.join(w.root, "b", "team", "app")))
+        self.assertFalse(os.path.exists(os.path.join(w.root, "library")))
+
+    def test_ns_names_the_registry(self):
+        """?ns= without containerd: the name is mapped only when a registry is
+        on that host and a rule covers the name; otherwise nothing changes."""
+        w = self.wharf()  # the hub front under /dockerhub
+        img = self.ups["library/busy:latest"]
+        r = get_manifest(w, "library/busy", "latest?ns=" + self.hub.hostport)
+        self.assertEqual((r.status, r.sha), (200, img.digest), r)
+        self.assertTrue(os.path.isdir(os.path.join(w.root, "dockerhub", "library", "busy")))
+        r = get_manifest(w, "library/busy", "latest?ns=elsewhere.example:5000")
+        self.assertEqual(r.status, 404, r)  # not mapped: a local name nobody pushed
+        for d in img.blobs:
+            r = get_blob(w, "library/busy", d + "?ns=" + self.hub.hostport)
+            self.assertEqual((r.status, r.sha), (200, d), r)
 
     def test_cold_pull_costs_1x_and_second_pull_zero_blob_bytes(self):
         w = self.wharf()
