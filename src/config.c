@@ -663,7 +663,7 @@ static const struct field registry_fields[] = {
     {"manifestCheckInterval", T_DURATION, 0, REG(manifest_check_interval_ms), NULL, NULL},
     /* Wharf stores what upstream sends, byte for byte: always "preserved". */
     {"preserveDigest", T_BOOL, 0, NOSTORE, NULL, NULL},
-    {"maxRetryDelay", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {"maxRetryDelay", T_DURATION, 0, REG(max_retry_delay_ms), NULL, NULL},
     {"syncLegacyCosignTags", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"credentialHelper", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"oauth2CredentialHelper", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
@@ -691,6 +691,14 @@ static int check_registry(struct parser *p, wh_sync_registry *r)
 		old = push_key(p, "maxRetries");
 		rc = fail(p, "retryDelay is required with maxRetries (as in Zot)");
 		pop(p, old);
+	} else if (r->max_retry_delay_ms >= 0 && r->retry_delay_ms < 0) {
+		old = push_key(p, "maxRetryDelay");
+		rc = fail(p, "retryDelay is required with maxRetryDelay (as in Zot)");
+		pop(p, old);
+	} else if (r->max_retry_delay_ms >= 0 && r->max_retry_delay_ms < r->retry_delay_ms) {
+		old = push_key(p, "maxRetryDelay");
+		rc = fail(p, "must not be less than retryDelay (as in Zot)");
+		pop(p, old);
 	} else if (r->manifest_check_interval_ms > 0 && !r->on_demand) {
 		old = push_key(p, "manifestCheckInterval");
 		rc = fail(p, "requires onDemand to be true");
@@ -706,10 +714,14 @@ static int check_registry(struct parser *p, wh_sync_registry *r)
 	if (!rc && !r->on_demand)
 		add_notice(p, "onDemand is false and periodic sync is not implemented: this "
 		              "registry is never fetched");
+	/* As in Zot: no retries unless asked; maxRetryDelay is retryDelay unless
+	 * set (a larger one makes the back-off exponential). */
 	if (r->max_retries < 0)
-		r->max_retries = 3;
+		r->max_retries = 0;
 	if (r->retry_delay_ms < 0)
 		r->retry_delay_ms = 5 * MINUTE_MS;
+	if (r->max_retry_delay_ms < 0)
+		r->max_retry_delay_ms = r->retry_delay_ms;
 	return rc;
 }
 
@@ -733,6 +745,7 @@ static int parse_registries(struct parser *p, const cJSON *v, char *base)
 		r->tls_verify = true;
 		r->max_retries = -1; /* -1: absent, resolved by check_registry */
 		r->retry_delay_ms = -1;
+		r->max_retry_delay_ms = -1;
 		r->manifest_check_interval_ms = -1; /* resolved by finish */
 		r->sync_timeout_ms = 3 * HOUR_MS;   /* Zot's default */
 		/* Zot's is 30 s; a cache must not make a pull wait that long on an

@@ -45,7 +45,7 @@
 #define TOKEN_TTL_MAX_S     86400     /* a token is asked for again at least daily */
 #define RETRY_AFTER_MAX_S   5         /* wait at most this long for a 429's Retry-After */
 #define BACKOFF_MIN_MS      200
-#define BACKOFF_MAX_MS      4000
+#define RETRY_WAIT_MAX_MS   5000 /* the longest a waiting client is held per retry */
 
 /* How long and how much the upstream may take. Kept here together: Zot's
  * syncTimeout and responseHeaderTimeout will set some of them. */
@@ -1230,12 +1230,20 @@ static bool start_token(wh_up_req *r, const struct challenge *c)
 	return add_easy(r, e) == 0;
 }
 
-static uint64_t backoff_ms(int attempt, int retry_after)
+/* The wait before retry number attempt + 1: the registry's retryDelay,
+ * doubling up to maxRetryDelay, as Zot does; or a 429's Retry-After. A
+ * client is waiting on it, so no wait is longer than RETRY_WAIT_MAX_MS:
+ * Zot's usual retryDelay of minutes is for its background copies. */
+static uint64_t backoff_ms(const wh_up_req *r, int retry_after)
 {
 	if (retry_after >= 0)
 		return (uint64_t)retry_after * 1000u;
-	uint64_t d = (uint64_t)BACKOFF_MIN_MS << (attempt < 5 ? attempt : 5);
-	return d > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d;
+	const wh_sync_registry *reg = r->reg;
+	uint64_t d = reg->retry_delay_ms > 0 ? (uint64_t)reg->retry_delay_ms : BACKOFF_MIN_MS;
+	uint64_t cap = reg->max_retry_delay_ms > 0 ? (uint64_t)reg->max_retry_delay_ms : d;
+	for (int i = 0; i < r->attempt && d < cap; i++)
+		d *= 2;
+	return WH_MIN(WH_MIN(d, cap), (uint64_t)RETRY_WAIT_MAX_MS);
 }
 
 static void retry_cb(uv_timer_t *t)
@@ -1312,7 +1320,7 @@ static void exchange_failed(wh_up_req *r)
 	}
 	if (r->attempt < r->reg->max_retries && !(r->hl && r->hl->down)) {
 		r->url_idx = 0;
-		schedule_retry(r, backoff_ms(r->attempt, -1));
+		schedule_retry(r, backoff_ms(r, -1));
 		return;
 	}
 	req_finish(r, WH_EUPSTREAM);
@@ -1458,7 +1466,7 @@ static void main_done(wh_up_req *r, CURLcode res)
 		if (status != 429 || ra <= RETRY_AFTER_MAX_S) {
 			wh_log(WH_LOG_INFO, "upstream busy, retrying", "url", WH_LS, u, "path",
 			       WH_LS, r->path, "status", WH_LI, (long long)status, NULL);
-			schedule_retry(r, backoff_ms(r->attempt, status == 429 ? ra : -1));
+			schedule_retry(r, backoff_ms(r, status == 429 ? ra : -1));
 			return;
 		}
 		/* Told to come back much later: do not hold the client that long. */

@@ -35,9 +35,12 @@ typedef struct wh_sync_registry {
 	bool on_demand;
 	bool tls_verify; /* default true */
 	char *cert_dir;  /* ca.crt, client.cert, client.key; NULL: none */
-	int max_retries; /* default 3 */
+	int max_retries; /* default 0, as in Zot */
 	/* default 5 min as in Zot; on demand we use it as the backoff cap */
 	int64_t retry_delay_ms;
+	/* Zot's maxRetryDelay: the back-off grows from retryDelay to it
+	 * (exponential); default retryDelay (constant). */
+	int64_t max_retry_delay_ms;
 	int64_t poll_interval_ms; /* parsed, periodic sync is not implemented (warning) */
 	/* How long a tag is served from the cache before upstream is asked again (HEAD):
 	 * registries[].manifestCheckInterval (Zot's key; needs onDemand) if set, else

@@ -84,7 +84,9 @@ static void check_classic(const wh_config *c, const char *root, const char *addr
 		CHECK(r->n_urls == 1);
 		CHECK(r->on_demand && r->tls_verify && !r->only_signed);
 		CHECK(r->cert_dir == NULL);
-		CHECK(r->max_retries == 3 && r->retry_delay_ms == 300000);
+		/* As in Zot: no retries unless asked. */
+		CHECK(r->max_retries == 0 && r->retry_delay_ms == 300000 &&
+		      r->max_retry_delay_ms == 300000);
 		CHECK(r->poll_interval_ms == 0);
 		CHECK(r->manifest_check_interval_ms == 300000);
 		CHECK(r->n_content == 1);
@@ -200,10 +202,10 @@ static void test_defaults_when_absent(void)
 	/* ... and onDemand false: said to be never fetched. */
 	CHECK(c.n_notices == 1 && strstr(c.notices[0], "extensions.sync.registries[0]: ") &&
 	      strstr(c.notices[0], "never fetched"));
-	/* Absent from the registry: TLS is verified (as in Zot), 3 retries 5 m apart. */
+	/* Absent from the registry: as in Zot, TLS is verified and nothing is
+	 * retried (maxRetries none). */
 	CHECK(c.n_registries == 1 && c.registries[0].tls_verify);
-	CHECK(c.n_registries == 1 && c.registries[0].max_retries == 3 &&
-	      c.registries[0].retry_delay_ms == 300000);
+	CHECK(c.n_registries == 1 && c.registries[0].max_retries == 0);
 	wh_config_free(&c);
 }
 
@@ -314,6 +316,10 @@ static const struct {
      REGP ".maxRetries: retryDelay is required with maxRetries (as in Zot)"},
     {REG0 URLS ", 'maxRetries': -1, 'retryDelay': '1s'" REG0_END,
      REGP ".maxRetries: must not be negative"},
+    {REG0 URLS ", 'maxRetryDelay': '1m'" REG0_END,
+     REGP ".maxRetryDelay: retryDelay is required with maxRetryDelay (as in Zot)"},
+    {REG0 URLS ", 'maxRetries': 2, 'retryDelay': '2s', 'maxRetryDelay': '1s'" REG0_END,
+     REGP ".maxRetryDelay: must not be less than retryDelay (as in Zot)"},
     {REG0 URLS ", 'retryDelay': '5 minutes'" REG0_END,
      REGP ".retryDelay: invalid duration \"5 minutes\"..."},
     {REG0 URLS ", 'pollInterval': '1d'" REG0_END, REGP ".pollInterval: invalid duration \"1d\"..."},
@@ -421,7 +427,6 @@ static void test_warnings(void)
 	    "extensions.sync.registries[0].pollInterval",
 	    "extensions.sync.registries[0].onlySigned",
 	    "extensions.sync.registries[0].content[0].tags.semver",
-	    "extensions.sync.registries[0].maxRetryDelay",
 	    "extensions.sync.registries[1].onlySigned",
 	    "extensions.scrub",
 	    "extensions.lint",
@@ -448,7 +453,7 @@ static void test_warnings(void)
 	    "   'sync': {'downloadDir': '/tmp/sync', 'registries': ["
 	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '6h',"
 	    "      'onlySigned': true, 'content': [{'prefix': '**', 'tags': {'semver': true}}],"
-	    "      'maxRetryDelay': '10m', 'preserveDigest': true},"
+	    "      'retryDelay': '5m', 'maxRetryDelay': '10m', 'preserveDigest': true},"
 	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '0s',"
 	    "      'onlySigned': true, 'content': [{'prefix': '**', 'tags': {'semver': false}}]},"
 	    "     {'urls': ['https://registry.example.com'], 'onlySigned': false}]},"

@@ -138,8 +138,33 @@ static void test_token_ttl(void)
 	}
 }
 
+/* Zot's retryDelay / maxRetryDelay: constant, or doubling to the cap; never
+ * more than a waiting client is held; a 429's Retry-After wins. */
+static void test_backoff(void)
+{
+	wh_sync_registry reg = {0};
+	wh_up_req r = {0};
+	r.reg = &reg;
+	reg.retry_delay_ms = 300;
+	reg.max_retry_delay_ms = 300;
+	for (r.attempt = 0; r.attempt < 4; r.attempt++)
+		CHECK(backoff_ms(&r, -1) == 300);
+	reg.max_retry_delay_ms = 1000;
+	const uint64_t want[] = {300, 600, 1000, 1000};
+	for (r.attempt = 0; r.attempt < 4; r.attempt++)
+		CHECK(backoff_ms(&r, -1) == want[r.attempt]);
+	reg.retry_delay_ms = 5 * 60 * 1000; /* Zot's usual 5m */
+	reg.max_retry_delay_ms = 30 * 60 * 1000;
+	r.attempt = 3;
+	CHECK(backoff_ms(&r, -1) == RETRY_WAIT_MAX_MS);
+	CHECK(backoff_ms(&r, 2) == 2000);
+	r.attempt = 62; /* no overflow however many attempts */
+	CHECK(backoff_ms(&r, -1) == RETRY_WAIT_MAX_MS);
+}
+
 int main(void)
 {
+	test_backoff();
 	test_address_classes();
 	test_policy();
 	test_same_origin();
