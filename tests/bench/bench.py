@@ -685,6 +685,53 @@ class Bench:
                  better="lower", target=at_most(32, "32 MiB"), errors=errors, detail=detail,
                  fmt="%.1f")
 
+    # -------------------------------------------------------------- a sick upstream
+
+    def phase_sick(self):
+        """A cached image pulled while the upstream accepts and never answers
+        (fakes/faults.py in front, every request delayed for ten minutes):
+        Wharf answers from the cache (stale while revalidate); Distribution's
+        proxy asks the upstream first. The client gives up after SICK_WAIT_S;
+        that is the figure of a pull that never came back."""
+        SICK_WAIT_S = 60
+        front = upstream.FaultProxy(self.up.url).start()
+        try:
+            caches = {}
+            for k in ("wharf", "distribution"):
+                if k == "wharf":
+                    cfg = upstream.sync_config(front.url, destination="/",
+                                               manifest_check_interval="1s")
+                    caches[k] = self.start(self.new_wharf(
+                        self.path("sick-%d" % len(self.servers)), cfg, role="pull-through",
+                        log_level="info"))
+                else:
+                    caches[k] = self.start(systems.distribution_server(proxy_url=front.url))
+                load.skopeo_pull(self.work, caches[k].hostport, self.cold.repo, self.cold.tag)
+            front.set("delay", delay_ms=600000)
+            time.sleep(1.5)  # past Wharf's freshness window
+            vals, errors, detail = {}, {}, {}
+            for k, cache in caches.items():
+                try:
+                    t = load.skopeo_pull(self.work, cache.hostport, self.cold.repo,
+                                         self.cold.tag, timeout=SICK_WAIT_S)
+                    vals[k] = t
+                    say("  cached pull, upstream hanging %-12s %.2f s" % (k, t))
+                except MeasureError as e:
+                    vals[k] = float(SICK_WAIT_S)
+                    detail[k] = {"gave_up_after_s": SICK_WAIT_S, "error": str(e)[-300:]}
+                    say("  cached pull, upstream hanging %-12s no answer in %d s"
+                        % (k, SICK_WAIT_S))
+                    self.note("%s: a cached pull with the upstream hanging did not finish in "
+                              "%d s (the figure is the client's give-up time)"
+                              % (k, SICK_WAIT_S))
+            self.fig("cold", "sick_cached_pull_s",
+                     "cached pull, upstream hanging (give up %d s)" % SICK_WAIT_S, "s", vals,
+                     better="lower", errors=errors, detail=detail, target=at_most(1.0, "1 s"))
+        finally:
+            front.set("none")
+            front.stop()
+            front.cleanup()
+
     def phase_cold_end(self):
         for srv in (getattr(self, "front", None), getattr(self, "up", None)):
             if srv:
@@ -835,7 +882,7 @@ class Bench:
                     self.phase("push", self.phase_push)
                     self.phase("sha256", self.phase_sha256)
                 self.phase("local systems: end", self.phase_local_end)
-            if want("cold") or want("slow"):
+            if want("cold") or want("slow") or want("sick"):
                 if want("cold"):
                     self.phase("cold", self.phase_cold)
                 else:
@@ -843,6 +890,8 @@ class Bench:
                     load.push_fixture(self.up.hostport, self.cold)
                 if want("slow"):
                     self.phase("slow readers", self.phase_slow)
+                if want("sick"):
+                    self.phase("sick upstream", self.phase_sick)
                 self.phase("cold: end", self.phase_cold_end)
             if want("startup"):
                 self.phase("startup", self.phase_startup)
@@ -938,7 +987,7 @@ def main():
     ap.add_argument("--json", help="where to write the results (default "
                     "build-release/bench.json)")
     ap.add_argument("--phases", help="comma-separated subset of: warm,push,memory,cold,slow,"
-                    "startup (default: all)")
+                    "sick,startup (default: all)")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin servers and load tools to separate CPUs")
     ap.add_argument("--workdir", help="work directory (default: a new one in $TMPDIR)")
