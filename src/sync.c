@@ -19,9 +19,10 @@
 #include "wharf/registry.h"
 #include "wharf/upstream.h"
 
-#define MANIFEST_MAX WH_MANIFEST_MAX
-#define FRESH_SLOTS  4096 /* tag freshness entries (16 bytes each) */
-#define SIZE_SLOTS   1024 /* declared blob sizes (88 bytes each) */
+#define MANIFEST_MAX   WH_MANIFEST_MAX
+#define FRESH_SLOTS    4096 /* tag freshness entries (16 bytes each) */
+#define SIZE_SLOTS     1024 /* declared blob sizes (88 bytes each) */
+#define NOTFOUND_SLOTS 256  /* names logged as not found upstream */
 /* A cached tag whose revalidation failed is asked about again after this. */
 #define RECHECK_AFTER_ERROR_MS 10000
 /* A blob transfer cut mid-body is resumed (Range) at most this many times. */
@@ -146,6 +147,10 @@ struct wh_sync {
 		uint64_t key;
 		uint64_t checked_ms;
 	} fresh[FRESH_SLOTS];
+	struct {
+		uint64_t key;
+		uint64_t logged_ms;
+	} notfound[NOTFOUND_SLOTS]; /* when "not found upstream" was last logged */
 	/* Blob sizes declared by synced manifests, per upstream (one upstream
 	 * cannot bound another's blobs); a slot is overwritten by the next
 	 * digest that hashes to it. */
@@ -493,6 +498,19 @@ static void mfetch_not_upstream(struct mfetch *f)
 			mark_fresh(f->s, f->name, f->ref);
 		mfetch_finish(f, true, 0, NULL);
 		return;
+	}
+	/* Told once per name and window, not per pull: a client retrying a
+	 * wrong name must not flood the log. */
+	uint64_t k = fnv1a(f->name, "");
+	size_t slot = k % NOTFOUND_SLOTS;
+	uint64_t now = uv_now(f->s->loop);
+	if (f->s->notfound[slot].key != k ||
+	    now - f->s->notfound[slot].logged_ms >= (uint64_t)check_interval(f->s, &f->map)) {
+		f->s->notfound[slot].key = k;
+		f->s->notfound[slot].logged_ms = now;
+		wh_log(WH_LOG_INFO, "image not found upstream", "repo", WH_LS, f->name, "reference",
+		       WH_LS, f->ref, "upstream", WH_LS, f->map.reg->urls[0], "remote", WH_LS,
+		       f->map.upstream, "status", WH_LI, (long long)f->status, NULL);
 	}
 	mfetch_finish(f, false, f->status, "not found upstream");
 }

@@ -1025,7 +1025,11 @@ static CURL *easy_new(wh_up_req *r, const char *url)
 	/* A transfer that stalls is cut; one that goes on and on too, unless its
 	 * body may be large. */
 	lc.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES_PER_S);
-	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)STALL_S);
+	/* A small answer (a manifest, a token) that stalls is a sick upstream:
+	 * it gets as long as the headers did; a blob the full stall time. */
+	bool bulk = r->phase == PH_MAIN && r->opts.bulk;
+	long stall = bulk ? STALL_S : (long)WH_MAX(header_timeout_ms(r) / 1000, (uint64_t)2);
+	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall);
 	if (!(r->phase == PH_MAIN && r->opts.bulk))
 		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
 	else if (r->reg->sync_timeout_ms > 0)

@@ -143,6 +143,39 @@ class SickUpstreamTest(unittest.TestCase):
         self.assertEqual((st, body), (200, good))
         self.assertLess(time.monotonic() - t0, 1.0)
 
+    def test_upstream_that_sends_headers_then_stalls(self):
+        # The head of the answer arrives, the body never does: a small answer
+        # (a manifest) gets as long as the headers did, not curl's 30 s.
+        self.up = HostileUpstream().start()
+
+        def stall(h):
+            h.send_response(200)
+            h.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            h.send_header("Content-Length", "1000")
+            h.end_headers()
+            h.wfile.flush()
+            time.sleep(30)
+        self.up.routes["/v2/app/manifests/v1"] = stall
+        w = self.start_wharf(self.up.url)
+        t0 = time.monotonic()
+        st, _, body = w.request("GET", "/v2/dockerhub/app/manifests/v1", timeout=30)
+        took = time.monotonic() - t0
+        self.assertEqual(st, 502, body)
+        self.assertEqual(json.loads(body)["errors"][0]["code"], "UNKNOWN")
+        self.assertLess(took, 10.0, "a stalled manifest held the client %.1f s" % took)
+        print("\n[sick upstream] a stalled manifest body failed in %.2f s" % took)
+
+    def test_not_found_upstream_is_logged_once_per_window(self):
+        self.up = HostileUpstream().start()
+        w = self.start_wharf(self.up.url)
+        for _ in range(5):
+            st, _, _ = w.request("GET", "/v2/dockerhub/nope/manifests/v1")
+            self.assertEqual(st, 404)
+        recs = wait_for(lambda: records(w, "image not found upstream"), 3.0)
+        self.assertEqual(len(recs), 1, w.log()[-2000:])
+        self.assertEqual(recs[0].get("remote"), "nope")
+        self.assertEqual(recs[0].get("level"), "info")
+
     def test_response_header_timeout_is_honoured(self):
         self.hole = BlackHole()
         w = self.start_wharf(self.hole.url, responseHeaderTimeout="1s")
