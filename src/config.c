@@ -17,6 +17,7 @@
 #include "wharf/log.h"
 #include "wharf/pattern.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -194,6 +195,11 @@ enum {
 	F_POSITIVE = 1 << 2, /* T_INT, T_DURATION: must be > 0 */
 	F_NONEMPTY = 1 << 3, /* T_STRING: must not be "" */
 	F_PRESENCE = 1 << 4, /* T_OBJECT: the bool at off is set true when the object is present */
+	/* A security key Wharf does not implement: an error, never a warning. A
+	 * config that asks for protection is not served without it (fail closed).
+	 * R_ALWAYS whenever present, R_IF_SET when true, non-zero or non-empty. */
+	R_ALWAYS = 1 << 5,
+	R_IF_SET = 1 << 6,
 };
 
 #define NOSTORE SIZE_MAX
@@ -441,6 +447,8 @@ static int parse_field(struct parser *p, const struct field *f, const cJSON *v, 
 
 	switch (f->type) {
 	case T_ANY:
+		set = !cJSON_IsNull(v) && !cJSON_IsFalse(v) &&
+		      !((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child);
 		break;
 	case T_STRING:
 	case T_REGEX:
@@ -516,6 +524,9 @@ static int parse_field(struct parser *p, const struct field *f, const cJSON *v, 
 		rc = f->fn(p, v, base);
 		break;
 	}
+	if (rc == 0 && ((f->flags & R_ALWAYS) || ((f->flags & R_IF_SET) && set)))
+		return fail(p, "not implemented by wharf: refusing to run without the protection "
+		               "it asks for (remove the key, or serve this config with Zot)");
 	if (rc == 0 && ((f->flags & W_ALWAYS) || ((f->flags & W_IF_SET) && set)))
 		add_warning(p);
 	return rc;
@@ -830,7 +841,415 @@ static const struct field storage_fields[] = {
     {NULL, T_ANY, 0, 0, NULL, NULL},
 };
 
+
+/* ---- http.auth, http.accessControl, http.ratelimit ------------------------- */
+
+#define ACC(m) offsetof(wh_access_config, m)
+#define POL(m) offsetof(wh_policy, m)
+
+static void lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+/* An array of strings into *out / *n (appended to what is there). */
+static int get_strv(struct parser *p, const cJSON *v, char ***out, int *n)
+{
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return fail(p, "expected an array of strings");
+	*out = wh_realloc(*out, (size_t)(*n + cJSON_GetArraySize(v) + 1) * sizeof(**out));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = push_index(p, *n);
+		if (!cJSON_IsString(item))
+			rc = fail(p, "expected a string");
+		pop(p, old);
+		if (rc)
+			break;
+		(*out)[(*n)++] = wh_strdup(item->valuestring);
+	}
+	return rc;
+}
+
+static int parse_users(struct parser *p, const cJSON *v, char *base)
+{
+	wh_policy *pol = (wh_policy *)(void *)base;
+	return get_strv(p, v, &pol->users, &pol->n_users);
+}
+
+static int parse_groups_ref(struct parser *p, const cJSON *v, char *base)
+{
+	wh_policy *pol = (wh_policy *)(void *)base;
+	int from = pol->n_groups;
+	int rc = get_strv(p, v, &pol->groups, &pol->n_groups);
+	for (int i = from; i < pol->n_groups; i++)
+		lower(pol->groups[i]); /* as the keys of accessControl.groups */
+	return rc;
+}
+
+/* ["read","create",...] into WH_ACTION_* bits. Zot ignores an action it does
+ * not know, which silently grants nothing; a typo is an error here. */
+static int get_actions(struct parser *p, const cJSON *v, unsigned *out)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} names[] = {{"read", WH_ACTION_READ},
+	             {"create", WH_ACTION_CREATE},
+	             {"update", WH_ACTION_UPDATE},
+	             {"delete", WH_ACTION_DELETE},
+	             /* a stricter DELETE, off by default: accepting it unimplemented
+	              * only makes deletes easier, never reads or writes */
+	             {"detectManifestCollision", 0}};
+	const cJSON *item;
+	int i = 0, rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return fail(p, "expected an array of actions (read, create, update, delete)");
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = push_index(p, i++);
+		size_t k;
+		if (!cJSON_IsString(item))
+			rc = fail(p, "expected a string");
+		for (k = 0; !rc && k < WH_ARRAY_SIZE(names); k++)
+			if (strcasecmp(item->valuestring, names[k].name) == 0)
+				break;
+		if (!rc && k == WH_ARRAY_SIZE(names))
+			rc = fail(p, "unknown action \"%s\" (read, create, update or delete)",
+			          item->valuestring);
+		if (!rc)
+			*out |= names[k].bit;
+		pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_actions(struct parser *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_policy *)(void *)base)->actions);
+}
+
+/* Conditions are CEL expressions that narrow a grant: ignoring them would
+ * grant more than asked, so a non-empty list is refused. */
+static const struct field policy_fields[] = {
+    {"users", T_CUSTOM, 0, NOSTORE, NULL, parse_users},
+    {"groups", T_CUSTOM, 0, NOSTORE, NULL, parse_groups_ref},
+    {"actions", T_CUSTOM, 0, NOSTORE, NULL, parse_actions},
+    {"conditions", T_ANY, R_IF_SET, NOSTORE, NULL, NULL},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_policies(struct parser *p, const cJSON *v, char *base)
+{
+	wh_repo_policy *r = (wh_repo_policy *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return fail(p, "expected an array");
+	r->policies = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*r->policies));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = push_index(p, r->n_policies);
+		rc = walk(p, item, policy_fields, (char *)&r->policies[r->n_policies]);
+		pop(p, old);
+		r->n_policies++; /* freed whole, even half-parsed */
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_default_policy(struct parser *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_repo_policy *)(void *)base)->default_actions);
+}
+
+static int parse_anonymous_policy(struct parser *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_repo_policy *)(void *)base)->anonymous_actions);
+}
+
+static const struct field repo_policy_fields[] = {
+    {"policies", T_CUSTOM, 0, NOSTORE, NULL, parse_policies},
+    {"defaultPolicy", T_CUSTOM, 0, NOSTORE, NULL, parse_default_policy},
+    {"anonymousPolicy", T_CUSTOM, 0, NOSTORE, NULL, parse_anonymous_policy},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+/* True when a key of the map obj before item is item's key, case aside:
+ * viper would have merged them. */
+static bool dup_key(const cJSON *obj, const cJSON *item)
+{
+	for (const cJSON *prev = obj->child; prev != item; prev = prev->next)
+		if (strcasecmp(prev->string, item->string) == 0)
+			return true;
+	return false;
+}
+
+static int parse_repositories(struct parser *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsObject(v))
+		return fail(p, "expected an object of repository globs");
+	ac->repos = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*ac->repos));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = push_key(p, item->string);
+		wh_repo_policy *r = &ac->repos[ac->n_repos++];
+		const char *why = glob_problem(item->string);
+
+		r->pattern = wh_strdup(item->string);
+		lower(r->pattern);
+		if (dup_key(v, item))
+			rc = fail(p, "duplicate key");
+		else if (why)
+			rc = fail(p, "invalid glob: %s", why);
+		else if (!cJSON_IsNull(item))
+			rc = walk(p, item, repo_policy_fields, (char *)r);
+		pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_group_users(struct parser *p, const cJSON *v, char *base)
+{
+	wh_group *g = (wh_group *)(void *)base;
+	return get_strv(p, v, &g->users, &g->n_users);
+}
+
+static const struct field group_fields[] = {
+    {"users", T_CUSTOM, 0, NOSTORE, NULL, parse_group_users},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_groups(struct parser *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsObject(v))
+		return fail(p, "expected an object of groups");
+	ac->groups = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*ac->groups));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = push_key(p, item->string);
+		wh_group *g = &ac->groups[ac->n_groups++];
+		g->name = wh_strdup(item->string);
+		lower(g->name);
+		if (dup_key(v, item))
+			rc = fail(p, "duplicate key");
+		else if (!cJSON_IsNull(item))
+			rc = walk(p, item, group_fields, (char *)g);
+		pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_metrics_users(struct parser *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	return get_strv(p, v, &ac->metrics_users, &ac->n_metrics_users);
+}
+
+static int parse_metrics_anonymous(struct parser *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_access_config *)(void *)base)->metrics_anonymous);
+}
+
+static const struct field metrics_access_fields[] = {
+    {"users", T_CUSTOM, 0, NOSTORE, NULL, parse_metrics_users},
+    {"anonymousPolicy", T_CUSTOM, 0, NOSTORE, NULL, parse_metrics_anonymous},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_admin_policy(struct parser *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	return walk(p, v, policy_fields, (char *)&ac->admin);
+}
+
+static const struct field access_fields[] = {
+    {"repositories", T_CUSTOM, 0, NOSTORE, NULL, parse_repositories},
+    {"groups", T_CUSTOM, 0, NOSTORE, NULL, parse_groups},
+    {"adminPolicy", T_CUSTOM, 0, NOSTORE, NULL, parse_admin_policy},
+    {"metrics", T_OBJECT, 0, NOSTORE, metrics_access_fields, NULL},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_access(struct parser *p, const cJSON *v, char *base)
+{
+	wh_config *c = (wh_config *)(void *)base;
+	c->access.enabled = true;
+	return walk(p, v, access_fields, (char *)&c->access);
+}
+
+static const struct field htpasswd_fields[] = {
+    {"path", T_STRING, 0, CFG(htpasswd_path), NULL, NULL},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+/* What Wharf does not implement is refused (R_*): LDAP, OpenID, API keys,
+ * bearer tokens and mTLS identities each make some requests authenticated,
+ * and without them the server would be open (or differently shut) where the
+ * operator expects it protected. Session settings only shape the UI login
+ * that OpenID would provide: harmless when absent, so a warning. */
+static const struct field auth_fields[] = {
+    {"htpasswd", T_OBJECT, 0, NOSTORE, htpasswd_fields, NULL},
+    {"failDelay", T_INT, 0, CFG(fail_delay_s), NULL, NULL},
+    {"ldap", T_ANY, R_ALWAYS, NOSTORE, NULL, NULL},
+    {"bearer", T_ANY, R_ALWAYS, NOSTORE, NULL, NULL},
+    {"openid", T_ANY, R_ALWAYS, NOSTORE, NULL, NULL},
+    {"apikey", T_BOOL, R_IF_SET, NOSTORE, NULL, NULL},
+    {"mtls", T_ANY, R_ALWAYS, NOSTORE, NULL, NULL},
+    {"sessionKeysFile", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {"sessionDriver", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {"secureSession", T_BOOL, W_IF_SET, NOSTORE, NULL, NULL},
+    {"sessionHashKey", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {"sessionEncryptKey", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+#define RMT(m) offsetof(wh_rate_method, m)
+
+static const struct field rate_method_fields[] = {
+    {"method", T_STRING, F_NONEMPTY, RMT(method), NULL, NULL},
+    {"rate", T_INT, 0, RMT(rate), NULL, NULL},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_rate_methods(struct parser *p, const cJSON *v, char *base)
+{
+	wh_config *c = (wh_config *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return fail(p, "expected an array");
+	c->rate_methods = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*c->rate_methods));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = push_index(p, c->n_rate_methods);
+		wh_rate_method *m = &c->rate_methods[c->n_rate_methods++];
+		rc = walk(p, item, rate_method_fields, (char *)m);
+		if (!rc && m->method) {
+			for (char *ch = m->method; *ch; ch++)
+				if (*ch >= 'a' && *ch <= 'z')
+					*ch = (char)(*ch - 'a' + 'A');
+		}
+		pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static const struct field ratelimit_fields[] = {
+    {"rate", T_INT, 0, CFG(rate), NULL, NULL},
+    {"methods", T_CUSTOM, 0, NOSTORE, NULL, parse_rate_methods},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
+/* "a.b.c.d", "a.b.c.d/n", "x::y", "x::y/n". */
+static int parse_cidr(const char *s, wh_cidr *out)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	uint8_t a4[4];
+	int max;
+
+	if (n >= sizeof(buf))
+		return WH_EINVAL;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, a4) == 1) {
+		out->addr[10] = out->addr[11] = 0xff;
+		memcpy(out->addr + 12, a4, 4);
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		max = 128;
+	} else {
+		return WH_EINVAL;
+	}
+	out->bits = 128;
+	if (slash) {
+		char *end;
+		long bits;
+		errno = 0;
+		bits = strtol(slash + 1, &end, 10);
+		if (!slash[1] || *end || errno || bits < 0 || bits > max)
+			return WH_EINVAL;
+		out->bits = (int)bits + (128 - max);
+	}
+	return 0;
+}
+
+static int parse_trusted_proxies(struct parser *p, const cJSON *v, char *base)
+{
+	wh_config *c = (wh_config *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return fail(p, "expected an array of addresses or CIDR blocks");
+	free(c->trusted_proxies);
+	c->trusted_proxies = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(wh_cidr));
+	c->n_trusted_proxies = 0;
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = push_index(p, c->n_trusted_proxies);
+		if (!cJSON_IsString(item) ||
+		    parse_cidr(item->valuestring, &c->trusted_proxies[c->n_trusted_proxies]) != 0)
+			rc = fail(p, "expected an IP address or CIDR block (\"10.0.0.0/8\", \"::1\")");
+		pop(p, old);
+		if (rc)
+			break;
+		c->n_trusted_proxies++;
+	}
+	return rc;
+}
+
+/* Zot's rule: without any authentication, access control may only say what
+ * anonymous requests may do. */
+static int check_access(struct parser *p)
+{
+	wh_config *c = p->cfg;
+	const wh_access_config *ac = &c->access;
+	bool authn = c->htpasswd_path && *c->htpasswd_path;
+	bool named = ac->admin.n_users || ac->admin.n_groups || ac->admin.actions ||
+	             ac->n_metrics_users;
+
+	for (int i = 0; i < ac->n_repos; i++) {
+		named |= ac->repos[i].n_policies > 0 || ac->repos[i].default_actions;
+	}
+	if (ac->enabled && !authn && named) {
+		push_key(p, "http.accessControl");
+		return fail(p, "access control config requires one of htpasswd, ldap, openid or "
+		               "mTLS authentication or using only 'anonymousPolicy' policies");
+	}
+	return 0;
+}
+
 static const struct field http_wharf_fields[] = {
+    {"trustedProxies", T_CUSTOM, 0, NOSTORE, NULL, parse_trusted_proxies},
     {"headerTimeout", T_DURATION, F_POSITIVE, CFG(header_timeout_ms), NULL, NULL},
     {"idleTimeout", T_DURATION, F_POSITIVE, CFG(idle_timeout_ms), NULL, NULL},
     {"bodyTimeout", T_DURATION, F_POSITIVE, CFG(body_timeout_ms), NULL, NULL},
@@ -849,9 +1268,9 @@ static const struct field http_fields[] = {
     {"externalURL", T_STRING, 0, CFG(external_url), NULL, NULL},
     {"wharf", T_OBJECT, 0, NOSTORE, http_wharf_fields, NULL},
     {"tls", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
-    {"auth", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
-    {"accessControl", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
-    {"ratelimit", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {"auth", T_OBJECT, 0, NOSTORE, auth_fields, NULL},
+    {"accessControl", T_CUSTOM, 0, NOSTORE, NULL, parse_access},
+    {"ratelimit", T_OBJECT, 0, NOSTORE, ratelimit_fields, NULL},
     {"allowOrigin", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"compat", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     /* Wharf's own timeouts are under http.wharf. */
@@ -904,6 +1323,13 @@ static void set_defaults(wh_config *c)
 	c->max_headers = 100;
 	c->log_level = WH_LOG_INFO;
 	c->manifest_check_interval_ms = 5 * MINUTE_MS;
+	/* Loopback: a proxy on the same host (nginx, Caddy) is the usual setup;
+	 * anything further must be named, or any client could choose the
+	 * address it is rate-limited as. */
+	c->trusted_proxies = wh_calloc(2, sizeof(wh_cidr));
+	parse_cidr("127.0.0.0/8", &c->trusted_proxies[0]);
+	parse_cidr("::1", &c->trusted_proxies[1]);
+	c->n_trusted_proxies = 2;
 }
 
 static int finish(struct parser *p)
@@ -922,7 +1348,7 @@ static int finish(struct parser *p)
 	for (int i = 0; i < c->n_registries; i++)
 		if (c->registries[i].manifest_check_interval_ms < 0)
 			c->registries[i].manifest_check_interval_ms = c->manifest_check_interval_ms;
-	return 0;
+	return check_access(p);
 }
 
 static int syntax_error(struct parser *p, const char *json, size_t len, const char *at,
@@ -1069,6 +1495,19 @@ int wh_config_default(wh_config *out)
 	                       NULL, 0);
 }
 
+static void strv_free(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void policy_free(wh_policy *pol)
+{
+	strv_free(pol->users, pol->n_users);
+	strv_free(pol->groups, pol->n_groups);
+}
+
 void wh_config_free(wh_config *cfg)
 {
 	if (!cfg)
@@ -1104,5 +1543,26 @@ void wh_config_free(wh_config *cfg)
 	free(cfg->log_output);
 	free(cfg->log_audit);
 	free(cfg->sync_credentials_file);
+	free(cfg->trusted_proxies);
+	free(cfg->htpasswd_path);
+	wh_access_config *ac = &cfg->access;
+	for (int i = 0; i < ac->n_repos; i++) {
+		wh_repo_policy *r = &ac->repos[i];
+		free(r->pattern);
+		for (int j = 0; j < r->n_policies; j++)
+			policy_free(&r->policies[j]);
+		free(r->policies);
+	}
+	free(ac->repos);
+	for (int i = 0; i < ac->n_groups; i++) {
+		free(ac->groups[i].name);
+		strv_free(ac->groups[i].users, ac->groups[i].n_users);
+	}
+	free(ac->groups);
+	policy_free(&ac->admin);
+	strv_free(ac->metrics_users, ac->n_metrics_users);
+	for (int i = 0; i < cfg->n_rate_methods; i++)
+		free(cfg->rate_methods[i].method);
+	free(cfg->rate_methods);
 	memset(cfg, 0, sizeof(*cfg));
 }

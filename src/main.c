@@ -65,6 +65,7 @@ struct serve_state {
 	wh_server *srv;
 	wh_registry *reg;
 	uv_signal_t sigterm, sigint;
+	uv_signal_t sighup; /* reload: the htpasswd file */
 	bool stopping;
 };
 
@@ -76,6 +77,16 @@ static void server_gone(void *arg)
 	st->reg = NULL;
 	uv_close((uv_handle_t *)&st->sigterm, NULL);
 	uv_close((uv_handle_t *)&st->sigint, NULL);
+	uv_close((uv_handle_t *)&st->sighup, NULL);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	struct serve_state *st = h->data;
+	if (st->reg) {
+		wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
+		wh_registry_reload(st->reg);
+	}
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -157,9 +168,11 @@ static int cmd_serve(const char *path)
 
 	uv_signal_init(loop, &st.sigterm);
 	uv_signal_init(loop, &st.sigint);
-	st.sigterm.data = st.sigint.data = &st;
+	uv_signal_init(loop, &st.sighup);
+	st.sigterm.data = st.sigint.data = st.sighup.data = &st;
 	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&st.sigint, on_signal, SIGINT);
+	uv_signal_start(&st.sighup, on_sighup, SIGHUP);
 	log_start(&cfg, wh_server_port(st.srv));
 
 	uv_run(loop, UV_RUN_DEFAULT);

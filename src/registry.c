@@ -13,9 +13,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "wharf/auth.h"
 #include "wharf/common.h"
 #include "wharf/log.h"
 #include "wharf/manifest.h"
+#include "wharf/ratelimit.h"
 #include "wharf/ref.h"
 #include "wharf/sync.h"
 
@@ -50,6 +52,7 @@ struct catalog_scan {
 struct catalog_wait {
 	wh_req *req;
 	wh_registry *reg;
+	char *user; /* who asks: the list is filtered for them */
 	struct catalog_wait *prev, *next;
 };
 
@@ -58,6 +61,8 @@ struct wh_registry {
 	const wh_config *cfg;
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
+	wh_auth *auth;
+	wh_ratelimit *ratelimit; /* NULL without http.ratelimit */
 	struct catchup *catchups;
 	struct catalog_scan *scan;    /* while it runs */
 	struct catalog_wait *waiting; /* catalog requests waiting for it */
@@ -114,7 +119,7 @@ static void catalog_scan_work(uv_work_t *w)
 	wh_store_repos_scan(sc->root, &sc->names, &sc->count);
 }
 
-static void catalog(wh_req *req, wh_registry *reg);
+static void catalog(wh_req *req, wh_registry *reg, const char *user);
 
 static void catalog_scan_done(uv_work_t *w, int status)
 {
@@ -143,10 +148,12 @@ static void catalog_scan_done(uv_work_t *w, int status)
 		if (reg->waiting)
 			reg->waiting->prev = NULL;
 		wh_req *req = cw->req;
+		char *user = cw->user;
 		free(cw);
 		req->data = NULL;
 		req->on_done = NULL;
-		catalog(req, reg);
+		catalog(req, reg, user);
+		free(user);
 	}
 }
 
@@ -180,9 +187,28 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 		free(reg);
 		return rc;
 	}
+	rc = wh_auth_new(loop, cfg, &reg->auth);
+	if (rc == 0)
+		rc = wh_ratelimit_new(cfg, &reg->ratelimit);
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot start authentication", "error", WH_LS, wh_strerror(rc),
+		       NULL);
+		wh_auth_free(reg->auth);
+		wh_sync_free(reg->sync);
+		free(reg);
+		return rc;
+	}
+	if (reg->ratelimit)
+		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI, (long long)cfg->rate,
+		       NULL);
 	catalog_scan_start(reg);
 	*out = reg;
 	return 0;
+}
+
+int wh_registry_reload(wh_registry *reg)
+{
+	return wh_auth_reload(reg->auth);
 }
 
 void wh_registry_free(wh_registry *reg)
@@ -194,6 +220,8 @@ void wh_registry_free(wh_registry *reg)
 		c->reg = NULL;
 	if (reg->scan)
 		reg->scan->reg = NULL;
+	wh_auth_free(reg->auth);
+	wh_ratelimit_free(reg->ratelimit);
 	free(reg);
 }
 
@@ -215,18 +243,6 @@ void wh_registry_error(wh_req *req, int status, const char *code, const char *me
 	wh_resp_start(req, status);
 	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
 	wh_resp_header(req, "Content-Type", "application/json");
-	wh_resp_length(req, (int64_t)strlen(body));
-	wh_resp_write(req, body, strlen(body));
-	wh_resp_end(req);
-	cJSON_free(body);
-}
-
-static void send_json(wh_req *req, int status, const char *content_type, cJSON *doc)
-{
-	char *body = cJSON_PrintUnformatted(doc);
-	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", "%s", content_type);
 	wh_resp_length(req, (int64_t)strlen(body));
 	wh_resp_write(req, body, strlen(body));
 	wh_resp_end(req);
@@ -632,7 +648,7 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 	return false;
 }
 
-static void upload_start(wh_req *req, wh_registry *reg, const char *name)
+static void upload_start(wh_req *req, wh_registry *reg, const char *name, const char *user)
 {
 	char mount[160], from[WH_NAME_MAX + 2];
 	int qm = query_param(req, "mount", mount, sizeof(mount));
@@ -649,7 +665,10 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name)
 			                  "invalid repository name in from", NULL);
 			return;
 		}
-		if (qf > 0 && wh_store_blob_mount(reg->store, name, from, mount) == 0) {
+		/* A mount reads from `from`: without that right, the client uploads
+		 * the blob like anyone who does not have it. */
+		if (qf > 0 && wh_auth_may(reg->auth, user, from, WH_ACTION_READ) &&
+		    wh_store_blob_mount(reg->store, name, from, mount) == 0) {
 			wh_resp_start(req, 201);
 			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
 			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
@@ -1050,11 +1069,32 @@ static void catalog_wait_done(wh_req *req)
 		cw->reg->waiting = cw->next;
 	if (cw->next)
 		cw->next->prev = cw->prev;
+	free(cw->user);
 	free(cw);
 	req->data = NULL;
 }
 
-static void catalog(wh_req *req, wh_registry *reg)
+/* Keep the names user may read, at most n of them (n < 0: all); *more as
+ * wh_store_repos's. Filtered before paging, so a page is never short. */
+static void catalog_filter(wh_registry *reg, const char *user, char **repos, int *count,
+                           int n, bool *more)
+{
+	int kept = 0;
+	*more = false;
+	for (int i = 0; i < *count; i++) {
+		if (!wh_auth_may(reg->auth, user, repos[i], WH_ACTION_READ)) {
+			free(repos[i]);
+		} else if (n >= 0 && kept == n) {
+			*more = true;
+			free(repos[i]);
+		} else {
+			repos[kept++] = repos[i];
+		}
+	}
+	*count = kept;
+}
+
+static void catalog(wh_req *req, wh_registry *reg, const char *user)
 {
 	int n;
 	char last[WH_NAME_MAX + 2];
@@ -1065,6 +1105,7 @@ static void catalog(wh_req *req, wh_registry *reg)
 		struct catalog_wait *cw = wh_calloc(1, sizeof(*cw));
 		cw->req = req;
 		cw->reg = reg;
+		cw->user = user ? wh_strdup(user) : NULL;
 		cw->next = reg->waiting;
 		if (reg->waiting)
 			reg->waiting->prev = cw;
@@ -1076,11 +1117,15 @@ static void catalog(wh_req *req, wh_registry *reg)
 	char **repos = NULL;
 	int count = 0;
 	bool more = false;
-	int rc = wh_store_repos(reg->store, has_last ? last : NULL, n, &repos, &count, &more);
+	bool filter = wh_auth_filters(reg->auth);
+	int rc = wh_store_repos(reg->store, has_last ? last : NULL, filter ? -1 : n, &repos, &count,
+	                        &more);
 	if (rc != 0) {
 		storage_error(req, rc);
 		return;
 	}
+	if (filter)
+		catalog_filter(reg, user, repos, &count, n, &more);
 	send_list(req, "/v2/_catalog", "repositories", NULL, repos, count, more, n);
 	wh_strv_free(repos, count);
 }
@@ -1147,26 +1192,13 @@ static bool is(const wh_req *req, const char *m)
 	return strcmp(req->method, m) == 0;
 }
 
-void wh_registry_handle(wh_req *req, void *ctx)
+/* The route's content handlers, once the access phase let req through. */
+static void dispatch(wh_req *req, void *ctx, const char *user)
 {
 	wh_registry *reg = ctx;
-	const char *path = req->path;
-
-	if (strcmp(path, "/livez") == 0 || strcmp(path, "/readyz") == 0 ||
-	    strcmp(path, "/startupz") == 0) {
-		if (!is(req, "GET") && !is(req, "HEAD")) {
-			method_not_allowed(req);
-			return;
-		}
-		wh_resp_start(req, 200);
-		wh_resp_length(req, 0);
-		wh_resp_end(req);
-		return;
-	}
-
 	char name[WH_NAME_MAX + 1];
 	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
-	enum route r = route_v2(req->method, path, name, ref);
+	enum route r = route_v2(req->method, req->path, name, ref);
 	if (r == R_NONE) {
 		wh_registry_error(req, 404, "UNSUPPORTED", "no such route", NULL);
 		return;
@@ -1176,16 +1208,21 @@ void wh_registry_handle(wh_req *req, void *ctx)
 			method_not_allowed(req);
 			return;
 		}
-		cJSON *empty = cJSON_CreateObject();
-		send_json(req, 200, "application/json", empty);
-		cJSON_Delete(empty);
+		static const char empty[] = "{}";
+		wh_resp_start(req, 200);
+		wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+		wh_resp_header(req, "Content-Type", "application/json");
+		wh_auth_base_headers(reg->auth, req);
+		wh_resp_length(req, sizeof(empty) - 1);
+		wh_resp_write(req, empty, sizeof(empty) - 1);
+		wh_resp_end(req);
 		return;
 	}
 	if (r == R_CATALOG) {
 		if (!is(req, "GET") && !is(req, "HEAD"))
 			method_not_allowed(req);
 		else
-			catalog(req, reg);
+			catalog(req, reg, user);
 		return;
 	}
 	if (!wh_name_valid(name, strlen(name)) || !name_storable(name)) {
@@ -1236,7 +1273,7 @@ void wh_registry_handle(wh_req *req, void *ctx)
 		return;
 	case R_UPLOAD_START:
 		if (is(req, "POST"))
-			upload_start(req, reg, name);
+			upload_start(req, reg, name, user);
 		else
 			method_not_allowed(req);
 		return;
@@ -1259,4 +1296,71 @@ void wh_registry_handle(wh_req *req, void *ctx)
 		break;
 	}
 	wh_registry_error(req, 404, "UNSUPPORTED", "no such route", NULL);
+}
+
+/* What req asks to do, in access control's terms. */
+static unsigned action_of(const wh_req *req, wh_registry *reg, enum route r, const char *name,
+                          const char *ref)
+{
+	if (is(req, "GET") || is(req, "HEAD"))
+		return WH_ACTION_READ;
+	if (is(req, "DELETE"))
+		return WH_ACTION_DELETE;
+	/* The name is not validated yet: the store sees only one that is. */
+	if (r == R_MANIFEST && is(req, "PUT") && wh_tag_valid(ref, strlen(ref)) &&
+	    !wh_ref_is_digest(ref, strlen(ref)) && wh_name_valid(name, strlen(name)) &&
+	    name_storable(name)) {
+		/* Overwriting a tag is update; a new tag (or a digest) is create. */
+		char digest[WH_DIGEST_LEN + 1];
+		char *mt = NULL;
+		int64_t size;
+		int rc = wh_store_manifest_stat(reg->store, name, ref, digest, &mt, &size);
+		free(mt);
+		return rc == 0 ? WH_ACTION_UPDATE : WH_ACTION_CREATE;
+	}
+	return WH_ACTION_CREATE;
+}
+
+void wh_registry_handle(wh_req *req, void *ctx)
+{
+	wh_registry *reg = ctx;
+	const char *path = req->path;
+
+	/* Outermost, as Zot's: a refused request costs no password check. */
+	if (reg->ratelimit) {
+		int wait = wh_ratelimit_take(reg->ratelimit, req, uv_now(reg->loop));
+		if (wait > 0) {
+			static const char body[] = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\","
+			                           "\"message\":\"too many requests\"}]}";
+			wh_resp_start(req, 429);
+			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+			wh_resp_header(req, "Content-Type", "application/json");
+			wh_resp_header(req, "Retry-After", "%d", wait);
+			wh_resp_length(req, sizeof(body) - 1);
+			wh_resp_write(req, body, sizeof(body) - 1);
+			wh_resp_end(req);
+			return;
+		}
+	}
+	/* Health needs no credentials: probes have none. */
+	if (strcmp(path, "/livez") == 0 || strcmp(path, "/readyz") == 0 ||
+	    strcmp(path, "/startupz") == 0) {
+		if (!is(req, "GET") && !is(req, "HEAD")) {
+			method_not_allowed(req);
+			return;
+		}
+		wh_resp_start(req, 200);
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+
+	/* The access phase: before any handler, so nothing — a store read, an
+	 * upstream fetch — happens for a request that may not be made. */
+	char name[WH_NAME_MAX + 1];
+	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
+	enum route r = route_v2(req->method, path, name, ref);
+	bool has_repo = r != R_NONE && r != R_BASE && r != R_CATALOG;
+	unsigned action = has_repo ? action_of(req, reg, r, name, ref) : 0;
+	wh_auth_check(reg->auth, req, has_repo ? name : NULL, action, dispatch, reg);
 }

@@ -57,6 +57,66 @@ typedef struct wh_sync_registry {
 	int n_content;
 } wh_sync_registry;
 
+/* http.accessControl actions, as bits. */
+enum {
+	WH_ACTION_READ = 1 << 0,   /* GET/HEAD, and what the catalog lists */
+	WH_ACTION_CREATE = 1 << 1, /* blob uploads; a manifest under a new tag or digest */
+	WH_ACTION_UPDATE = 1 << 2, /* a manifest under a tag that exists */
+	WH_ACTION_DELETE = 1 << 3, /* DELETE of a manifest or blob */
+};
+
+/* One entry of `policies` (or adminPolicy): who, and what they may do.
+ * Names are compared as written, except group names, lower-cased as Zot's
+ * viper lower-cases the keys of accessControl.groups. */
+typedef struct wh_policy {
+	char **users;
+	int n_users;
+	char **groups;
+	int n_groups;
+	unsigned actions; /* WH_ACTION_* */
+} wh_policy;
+
+/* accessControl.repositories.<pattern>. */
+typedef struct wh_repo_policy {
+	char *pattern; /* doublestar glob, lower-cased (viper) */
+	wh_policy *policies;
+	int n_policies;
+	unsigned default_actions;   /* defaultPolicy: any authenticated user */
+	unsigned anonymous_actions; /* anonymousPolicy: requests without credentials only */
+} wh_repo_policy;
+
+typedef struct wh_group {
+	char *name; /* lower-cased */
+	char **users;
+	int n_users;
+} wh_group;
+
+typedef struct wh_access_config {
+	bool enabled; /* http.accessControl is present */
+	wh_repo_policy *repos;
+	int n_repos;
+	wh_group *groups;
+	int n_groups;
+	wh_policy admin; /* adminPolicy: every repository */
+	/* metrics: who may scrape (Wharf serves no metrics route yet) */
+	char **metrics_users;
+	int n_metrics_users;
+	unsigned metrics_anonymous;
+} wh_access_config;
+
+/* http.ratelimit.methods[]. */
+typedef struct wh_rate_method {
+	char *method; /* upper-cased */
+	int rate;     /* requests per second */
+} wh_rate_method;
+
+/* An address block: http.wharf.trustedProxies. IPv4 is stored IPv4-mapped
+ * (::ffff:a.b.c.d), so one comparison covers both families. */
+typedef struct wh_cidr {
+	uint8_t addr[16];
+	int bits; /* prefix length over the 128 bits */
+} wh_cidr;
+
 typedef struct wh_config {
 	char *path;              /* the file read, or NULL for the built-in default */
 	char *dist_spec_version; /* informational */
@@ -85,6 +145,20 @@ typedef struct wh_config {
 	int max_connections;         /* default 1024 */
 	int max_header_bytes;        /* default 65536: request line + headers; over → 431 */
 	int max_headers;             /* default 100 header fields; over → 431 */
+
+	/* Peers whose X-Forwarded-For / X-Real-IP is believed (rate limiting keys
+	 * on the client they name). http.wharf.trustedProxies; default loopback. */
+	wh_cidr *trusted_proxies;
+	int n_trusted_proxies;
+
+	/* http.auth: what Wharf implements of it; the rest is refused by name. */
+	char *htpasswd_path; /* http.auth.htpasswd.path; NULL or "": no htpasswd */
+	int fail_delay_s;    /* http.auth.failDelay */
+	wh_access_config access;
+	/* http.ratelimit: 0 = no global limit */
+	int rate;
+	wh_rate_method *rate_methods;
+	int n_rate_methods;
 
 	/* log */
 	int log_level;    /* WH_LOG_* from log.h; default info (Zot's is debug) */

@@ -18,7 +18,12 @@ typedef struct wh_registry wh_registry;
 int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_registry **out);
 void wh_registry_free(wh_registry *reg);
 
-/* The request handler for wh_server_start (ctx is the wh_registry). */
+/* Re-read what may change under a running server: the htpasswd file
+ * (SIGHUP). Returns 0, or an error (logged; the previous state stays). */
+int wh_registry_reload(wh_registry *reg);
+
+/* The request handler for wh_server_start (ctx is the wh_registry): rate
+ * limit, health, the access phase (auth.h), then the route's handler. */
 void wh_registry_handle(wh_req *req, void *ctx);
 
 /* Send the spec's JSON error: {"errors":[{"code":...,"message":...,"detail":...}]}.

@@ -23,6 +23,7 @@ bench itself broke.
 """
 
 import argparse
+import base64
 import hashlib
 import http.client
 import json
@@ -375,6 +376,59 @@ class Bench:
                 self.fig("warm", fid + "_cpu_us", "  server CPU per request", "us",
                          {s: r["server_cpu"] / r["rps"] * 1e6 for s, r in picked.items()},
                          better="lower", errors=errors)
+
+    def phase_warm_auth(self):
+        """Manifest GET by tag with Basic credentials against a Wharf with
+        htpasswd (bcrypt) and access control, the verification cached after
+        the first request, vs the plain local Wharf without auth: the cost
+        of the access phase. Rounds interleaved, best of each."""
+        p = self.plan
+        conns = 32
+        htp = self.path("htpasswd")
+        subprocess.run(["htpasswd", "-B", "-c", "-b", htp, "bench", "bench-pw"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Anonymous pushes seed it (the fixture loader has no credentials);
+        # the measured GETs authenticate and are authorized by defaultPolicy.
+        cfg = {"http": {"auth": {"htpasswd": {"path": htp}},
+                        "accessControl": {"repositories": {"**": {
+                            "anonymousPolicy": ["read", "create", "update"],
+                            "defaultPolicy": ["read"]}}}}}
+        srv = self.start(self.new_wharf(self.path("wharf-auth"), cfg), systems.SERVER_CPUS)
+        load.push_fixture(srv.hostport, self.mani)
+        body = self.path("img", "manifest.json")
+        path = "/v2/%s/manifests/%s" % (self.mani.repo, self.mani.tag)
+        cred = "Authorization: Basic " + base64.b64encode(b"bench:bench-pw").decode()
+        systems_ = {"plain": (self.local["wharf"], [ACCEPT]), "auth": (srv, [ACCEPT, cred])}
+        best, errors = {}, {}
+        for name, (server, hdrs) in systems_.items():
+            if p.warmup:
+                load.wrk(server.url + path, conns, p.warmup, body, hdrs)
+        for i in range(p.rounds):
+            for name, (server, hdrs) in systems_.items():
+                try:
+                    r = load.wrk(server.url + path, conns, p.seconds, body, hdrs)
+                except MeasureError as e:
+                    errors[name] = str(e)
+                    continue
+                say("  %-18s %-12s %8.0f req/s  p50 %s ms  p99 %s ms%s"
+                    % ("GET auth", name, r["rps"], report._num(r["p50_ms"]),
+                       report._num(r["p99_ms"]),
+                       "  (%d errors)" % r["errors"] if r["errors"] else ""))
+                if r["errors"]:
+                    errors[name] = "round %d: %d of %d requests failed: %s" % (
+                        i + 1, r["errors"], r["requests"], r["error_kinds"])
+                if name not in errors and r["rps"] > best.get(name, {}).get("rps", -1):
+                    best[name] = r
+        srv.stop()
+        plain = best.get("plain", {}).get("rps")
+        values = {"wharf": best["auth"]["rps"]} if "auth" in best and plain else {}
+        errs = {"wharf": "; ".join("%s: %s" % kv for kv in errors.items())} if errors else {}
+        self.fig("warm", "manifest_get_auth_rps",
+                 "manifest GET by tag, htpasswd (cached), %d conns" % conns, "req/s", values,
+                 target=at_least(0.9 * (plain or 0), "0.9x unauthenticated Wharf (%s req/s)"
+                                 % report._num(plain, "%.0f")),
+                 errors=errs, detail={"plain": best.get("plain"), "auth": best.get("auth")},
+                 fmt="%.0f")
 
     def phase_warm_blob(self):
         p = self.plan
@@ -876,6 +930,7 @@ class Bench:
                 self.phase("seed", self.phase_seed)
                 if want("warm"):
                     self.phase("warm: manifests", self.phase_warm_manifests)
+                    self.phase("warm: authenticated manifest", self.phase_warm_auth)
                     self.phase("warm: blob", self.phase_warm_blob)
                     self.phase("warm: skopeo pull", self.phase_warm_pull)
                 if want("push"):

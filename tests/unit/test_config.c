@@ -416,9 +416,6 @@ static void test_warnings(void)
 	    "storage.subPaths",
 	    "storage.retention",
 	    "http.tls",
-	    "http.auth",
-	    "http.accessControl",
-	    "http.ratelimit",
 	    "http.compat",
 	    "log.audit",
 	    "extensions.search.cve",
@@ -481,6 +478,85 @@ static void test_warnings(void)
 		CHECK(c.registries[0].only_signed && !c.registries[2].only_signed);
 	}
 	wh_config_free(&c);
+}
+
+/* What Wharf implements of http.auth/accessControl/ratelimit is parsed; a
+ * security key it does not implement is an error naming it (fail closed). */
+static void test_auth(void)
+{
+	static const char *const refused[] = {
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'ldap': {'address': 'l'}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'bearer': {'realm': 'r'}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'openid': {}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': true}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'mtls': {}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'htpasswd': {'path': '/h'}},"
+	    " 'accessControl': {'repositories': {'**': {'policies': [{'users': ['a'],"
+	    " 'actions': ['read'], 'conditions': [{'expression': 'true'}]}]}}}}}",
+	};
+	static const char *const refused_key[] = {
+	    "http.auth.ldap", "http.auth.bearer", "http.auth.openid", "http.auth.apikey",
+	    "http.auth.mtls", "http.accessControl.repositories.**.policies[0].conditions",
+	};
+	wh_config c;
+	char err[512];
+	for (size_t i = 0; i < WH_ARRAY_SIZE(refused); i++) {
+		CHECK(parse(refused[i], &c, err, sizeof(err)) == WH_EINVAL);
+		CHECK(strstr(err, refused_key[i]) != NULL);
+		CHECK(strstr(err, "not implemented") != NULL);
+	}
+	/* false and empty are not asking for anything */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': false}}}",
+	            &c, err, sizeof(err)) == 0);
+	wh_config_free(&c);
+
+	const char *json =
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'realm': 'z',"
+	    " 'auth': {'htpasswd': {'path': '/h'}, 'failDelay': 2},"
+	    " 'accessControl': {'groups': {'Devs': {'users': ['bob']}},"
+	    "   'repositories': {'**': {'anonymousPolicy': ['read']},"
+	    "     'Team/**': {'policies': [{'users': ['alice'], 'groups': ['DEVS'],"
+	    "       'actions': ['read', 'create']}], 'defaultPolicy': ['read']}},"
+	    "   'adminPolicy': {'users': ['root'], 'actions': ['read', 'delete']},"
+	    "   'metrics': {'users': ['prom'], 'anonymousPolicy': ['read']}},"
+	    " 'ratelimit': {'rate': 10, 'methods': [{'method': 'get', 'rate': 5}]},"
+	    " 'wharf': {'trustedProxies': ['10.0.0.0/8', '::1', '192.0.2.7']}}}";
+	CHECK(parse(json, &c, err, sizeof(err)) == 0);
+	if (c.root_dir) {
+		CHECK_STREQ(c.htpasswd_path, "/h");
+		CHECK(c.fail_delay_s == 2);
+		CHECK(c.access.enabled && c.access.n_repos == 2 && c.access.n_groups == 1);
+		CHECK_STREQ(c.access.groups[0].name, "devs");
+		CHECK_STREQ(c.access.repos[1].pattern, "team/**");
+		CHECK(c.access.repos[1].n_policies == 1);
+		CHECK(c.access.repos[1].policies[0].actions == (WH_ACTION_READ | WH_ACTION_CREATE));
+		CHECK(c.access.repos[0].anonymous_actions == WH_ACTION_READ);
+		CHECK(c.access.admin.actions == (WH_ACTION_READ | WH_ACTION_DELETE));
+		CHECK(c.rate == 10 && c.n_rate_methods == 1);
+		CHECK_STREQ(c.rate_methods[0].method, "GET");
+		CHECK(c.n_trusted_proxies == 3 && c.trusted_proxies[0].bits == 96 + 8);
+		CHECK(c.n_warnings == 0);
+	}
+	wh_config_free(&c);
+
+	/* Zot: without authentication, access control is anonymous-only. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'accessControl': "
+	            "{'repositories': {'**': {'defaultPolicy': ['read']}}}}}",
+	            &c, err, sizeof(err)) == WH_EINVAL);
+	CHECK(strstr(err, "anonymousPolicy") != NULL);
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'accessControl': "
+	            "{'repositories': {'**': {'anonymousPolicy': ['read']}}}}}",
+	            &c, err, sizeof(err)) == 0);
+	wh_config_free(&c);
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'htpasswd': "
+	            "{'path': '/h'}}, 'accessControl': {'repositories': {'**': "
+	            "{'defaultPolicy': ['raed']}}}}}",
+	            &c, err, sizeof(err)) == WH_EINVAL);
+	CHECK(strstr(err, "defaultPolicy[0]") && strstr(err, "unknown action"));
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'wharf': "
+	            "{'trustedProxies': ['10.0.0.0/33']}}}",
+	            &c, err, sizeof(err)) == WH_EINVAL);
+	CHECK(strstr(err, "http.wharf.trustedProxies[0]") != NULL);
 }
 
 static void test_durations(void)
@@ -686,6 +762,7 @@ int main(void)
 	test_errors();
 	test_error_buffer();
 	test_warnings();
+	test_auth();
 	test_durations();
 	test_load();
 	test_examples();
