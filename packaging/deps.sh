@@ -2,9 +2,11 @@
 # Install what Wharf needs to build (and, with --test, to run its test suite)
 # on Debian or Ubuntu. Idempotent: packages already present are left alone.
 #
-# On Debian bookworm, llhttp (and oras, used by the tests) is not packaged; we
-# add the next suite, trixie, from the same mirror the machine already uses,
-# pinned so that nothing but those packages comes from it.
+# On Debian bookworm, llhttp (and oras, used by the tests) is not packaged, and
+# mbedTLS is 2.28, without TLS 1.3; we add the next suite, trixie, from the same
+# mirror the machine already uses, pinned so that nothing but those packages
+# (llhttp, oras, and mbedTLS 3.6: libmbedtls-dev and its three libraries) comes
+# from it.
 set -euo pipefail
 
 want_test=0
@@ -35,6 +37,11 @@ missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
 done
+# mbedTLS 2.x (bookworm's) is installed but too old: http.tls needs 3.x.
+v=$(dpkg-query -W -f='${Version}' libmbedtls-dev 2>/dev/null || true)
+if [ -n "$v" ] && dpkg --compare-versions "$v" lt 3; then
+	missing="$missing libmbedtls-dev"
+fi
 [ -z "$missing" ] && exit 0
 
 . /etc/os-release
@@ -52,16 +59,17 @@ Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOT
-		$SUDO tee /etc/apt/preferences.d/wharf-trixie >/dev/null <<EOT
+	fi
+	# Rewritten each time, so a pin file from an older deps.sh gains mbedTLS.
+	$SUDO tee /etc/apt/preferences.d/wharf-trixie >/dev/null <<EOT
 Package: *
 Pin: release n=trixie
 Pin-Priority: -1
 
-Package: llhttp libllhttp* oras
+Package: llhttp libllhttp* oras libmbedtls-dev libmbedtls21 libmbedx509-7 libmbedcrypto16
 Pin: release n=trixie
 Pin-Priority: 500
 EOT
-	fi
 fi
 
 $SUDO apt-get update -qq

@@ -1261,13 +1261,20 @@ static const struct field http_wharf_fields[] = {
     {NULL, T_ANY, 0, 0, NULL, NULL},
 };
 
+static const struct field http_tls_fields[] = {
+    {"cert", T_STRING, 0, CFG(tls_cert), NULL, NULL},
+    {"key", T_STRING, 0, CFG(tls_key), NULL, NULL},
+    {"cacert", T_STRING, 0, CFG(tls_cacert), NULL, NULL},
+    {NULL, T_ANY, 0, 0, NULL, NULL},
+};
+
 static const struct field http_fields[] = {
     {"address", T_STRING, 0, CFG(address), NULL, NULL},
     {"port", T_PORT, 0, CFG(port), NULL, NULL},
     {"realm", T_STRING, 0, CFG(realm), NULL, NULL},
     {"externalURL", T_STRING, 0, CFG(external_url), NULL, NULL},
     {"wharf", T_OBJECT, 0, NOSTORE, http_wharf_fields, NULL},
-    {"tls", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    {"tls", T_OBJECT, 0, NOSTORE, http_tls_fields, NULL},
     {"auth", T_OBJECT, 0, NOSTORE, auth_fields, NULL},
     {"accessControl", T_CUSTOM, 0, NOSTORE, NULL, parse_access},
     {"ratelimit", T_OBJECT, 0, NOSTORE, ratelimit_fields, NULL},
@@ -1345,6 +1352,22 @@ static int finish(struct parser *p)
 		c->gc_delay_ms = c->gc ? HOUR_MS : 0;
 	if (c->gc_interval_ms < 0)
 		c->gc_interval_ms = c->gc ? HOUR_MS : 0;
+	/* Zot serves plain HTTP when only one of cert and key is set; a config
+	 * that asks for TLS and would silently not get it is an error here. */
+	char **tls_paths[] = {&c->tls_cert, &c->tls_key, &c->tls_cacert};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(tls_paths); i++)
+		if (*tls_paths[i] && !**tls_paths[i]) {
+			free(*tls_paths[i]); /* "" is unset, as in Zot */
+			*tls_paths[i] = NULL;
+		}
+	if (!c->tls_cert != !c->tls_key) {
+		push_key(p, c->tls_cert ? "http.tls.key" : "http.tls.cert");
+		return fail(p, "required with http.tls.%s", c->tls_cert ? "cert" : "key");
+	}
+	if (c->tls_cacert && !c->tls_cert) {
+		push_key(p, "http.tls.cacert");
+		return fail(p, "needs http.tls.cert and http.tls.key");
+	}
 	for (int i = 0; i < c->n_registries; i++)
 		if (c->registries[i].manifest_check_interval_ms < 0)
 			c->registries[i].manifest_check_interval_ms = c->manifest_check_interval_ms;
@@ -1408,6 +1431,11 @@ int wh_config_parse(const char *json, size_t len, wh_config *out, char *err, siz
 		goto out;
 	}
 	rc = walk(&p, root, top_fields, (char *)&cfg);
+	if (rc == 0) {
+		/* Only its presence matters here (the start-up warning about an
+		 * exposed address without authentication). */
+		cfg.http_auth = cfg.htpasswd_path && *cfg.htpasswd_path;
+	}
 	if (rc == 0)
 		rc = finish(&p);
 out:
@@ -1540,6 +1568,9 @@ void wh_config_free(wh_config *cfg)
 	free(cfg->address);
 	free(cfg->realm);
 	free(cfg->external_url);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->tls_cacert);
 	free(cfg->log_output);
 	free(cfg->log_audit);
 	free(cfg->sync_credentials_file);

@@ -1,5 +1,5 @@
 /* HTTP/1.1 server: one libuv loop, llhttp per connection, a transport under
- * each connection (plain TCP here; TLS later).
+ * each connection (plain TCP, or TLS when http.tls is set: tls.c).
  *
  * Sockets are driven with uv_poll rather than uv_tcp streams: the connection
  * reads into one buffer shared by the whole loop, writes straight from its
@@ -30,6 +30,7 @@
 
 #include "wharf/common.h"
 #include "wharf/log.h"
+#include "wharf/tls.h"
 #include "wharf/transport.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -72,6 +73,10 @@ struct wh_conn {
 	uv_poll_t poll;
 	uv_timer_t timer;
 	wh_transport *tp;
+	/* In the server's ready list: the transport holds input already taken
+	 * from the socket (TLS), so it is read again without waiting for it. */
+	wh_conn *ready_prev, *ready_next;
+	bool ready;
 	llhttp_t parser;
 	int fd;
 	int events;
@@ -115,6 +120,10 @@ struct wh_conn {
 	struct seg *out_head, *out_tail;
 	size_t out_mem;
 	bool write_blocked;
+	int write_want;       /* WH_WANT_*: what a blocked write waits for */
+	bool read_wants_write; /* a read (TLS handshake) waits for writability */
+	bool handshaking;      /* the transport's handshake is not done yet */
+	bool any_input;        /* something was read on this connection */
 
 	bool keep_alive;
 	bool http10; /* the request was HTTP/1.0 */
@@ -156,7 +165,13 @@ struct wh_server {
 	void *shutdown_arg;
 	int pending_closes; /* close callbacks outstanding: connections, listener */
 	bool timer_closing;
+	int final_closes; /* the idle handle and the shutdown timer */
 	llhttp_settings_t settings;
+	wh_tls *tls;               /* NULL: plain HTTP */
+	uv_idle_t ready_idle;      /* runs while the ready list is not empty */
+	wh_conn *ready_head;
+	uint64_t tls_probe_logged; /* last "TLS handshake on a plain HTTP listener" */
+	uint64_t tls_probes;       /* since then */
 };
 
 static char read_buf[READ_BUF_SIZE];
@@ -172,6 +187,7 @@ static void conn_update_poll(wh_conn *c);
 static void conn_update_timer(wh_conn *c);
 static void conn_feed(wh_conn *c, const char *data, size_t len);
 static void server_maybe_done(wh_server *srv);
+static void conn_read(wh_conn *c);
 
 static const char *reason(int status)
 {
@@ -454,6 +470,7 @@ static void build_req(wh_conn *c)
 	memset(r, 0, sizeof(*r));
 	r->conn = c;
 	r->client = c->client;
+	r->tls_identity = c->tp->identity;
 	r->method_id = llhttp_get_method(&c->parser);
 	r->method = llhttp_method_name((llhttp_method_t)r->method_id);
 	r->is_head = r->method_id == HTTP_HEAD;
@@ -638,7 +655,8 @@ static void conn_update_timer(wh_conn *c)
 		if (what)
 			wh_log(WH_LOG_INFO, "closing connection", "reason", WH_LS, what, "client",
 			       WH_LS, c->client, NULL);
-		if (c->phase == PH_HEAD && !c->handler_called && !c->lingering) {
+		if (c->phase == PH_HEAD && !c->handler_called && !c->lingering &&
+		    !c->tp->handshaking) {
 			/* Best effort: tell the client why, then go. */
 			static const char r408[] =
 			    "HTTP/1.1 408 Request Timeout\r\nContent-Length: "
@@ -652,18 +670,80 @@ static void conn_update_timer(wh_conn *c)
 	uv_timer_start(&c->timer, conn_timer_cb, due - now, 0);
 }
 
+/* ---- the ready list ----
+ *
+ * A TLS transport can hold input it has already taken from the socket
+ * (decrypted, not yet handed over); the socket will not signal it again. Such
+ * a connection is read from an idle handle on the next turn of the loop, as
+ * Redis serves its TLS pending list before waiting, rather than at once: one
+ * client's read budget per event still holds. */
+static void ready_idle_cb(uv_idle_t *h);
+
+static void ready_add(wh_conn *c)
+{
+	wh_server *srv = c->srv;
+	if (c->ready)
+		return;
+	c->ready = true;
+	c->ready_prev = NULL;
+	c->ready_next = srv->ready_head;
+	if (srv->ready_head)
+		srv->ready_head->ready_prev = c;
+	else
+		uv_idle_start(&srv->ready_idle, ready_idle_cb);
+	srv->ready_head = c;
+}
+
+static void ready_del(wh_conn *c)
+{
+	wh_server *srv = c->srv;
+	if (!c->ready)
+		return;
+	c->ready = false;
+	if (c->ready_prev)
+		c->ready_prev->ready_next = c->ready_next;
+	else
+		srv->ready_head = c->ready_next;
+	if (c->ready_next)
+		c->ready_next->ready_prev = c->ready_prev;
+	c->ready_prev = c->ready_next = NULL;
+	if (!srv->ready_head)
+		uv_idle_stop(&srv->ready_idle);
+}
+
+static void ready_idle_cb(uv_idle_t *h)
+{
+	wh_server *srv = h->data;
+	/* Connections added while this runs wait for the next turn. */
+	int n = 0;
+	for (wh_conn *c = srv->ready_head; c; c = c->ready_next)
+		n++;
+	while (n-- > 0 && srv->ready_head) {
+		wh_conn *c = srv->ready_head;
+		ready_del(c);
+		conn_read(c);
+	}
+}
+
 static void conn_update_poll(wh_conn *c)
 {
 	if (c->closing || c->lingering)
 		return;
 	int ev = 0;
 	bool paused = c->pend != NULL || (c->req_active && c->msg_complete) || c->refused;
-	if (!paused && !c->eof)
+	if (!paused && !c->eof) {
 		ev |= UV_READABLE;
-	else if (!c->eof && !c->hup_checked)
+		if (c->read_wants_write)
+			ev |= UV_WRITABLE;
+		if (c->tp->ops->pending && c->tp->ops->pending(c->tp))
+			ready_add(c);
+	} else if (!c->eof && !c->hup_checked) {
 		ev |= UV_DISCONNECT; /* not reading, but told when the peer goes */
+	}
+	if (!(ev & UV_READABLE))
+		ready_del(c);
 	if (c->write_blocked)
-		ev |= (c->tp->want == WH_WANT_READ && c->out_head) ? UV_READABLE : UV_WRITABLE;
+		ev |= (c->write_want == WH_WANT_READ && c->out_head) ? UV_READABLE : UV_WRITABLE;
 	if (ev == c->events)
 		return;
 	c->events = ev;
@@ -783,6 +863,7 @@ static void conn_close(wh_conn *c)
 	c->closing = true;
 	wh_server *srv = c->srv;
 	reuse_del(c);
+	ready_del(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -897,6 +978,9 @@ static void conn_linger(wh_conn *c)
 	}
 	c->lingering = true;
 	reuse_del(c);
+	ready_del(c);
+	if (c->tp->ops->close_notify)
+		c->tp->ops->close_notify(c->tp);
 	shutdown(c->fd, SHUT_WR);
 	c->activity = uv_now(c->srv->loop);
 	c->events = 0;
@@ -992,6 +1076,20 @@ static void conn_feed(wh_conn *c, const char *data, size_t len)
 	conn_update_poll(c);
 }
 
+static void tls_probe(wh_conn *c)
+{
+	wh_server *srv = c->srv;
+	uint64_t now = uv_now(srv->loop);
+	srv->tls_probes++;
+	if (!srv->tls_probe_logged || now - srv->tls_probe_logged >= 60000) {
+		wh_log(WH_LOG_DEBUG, "TLS handshake on a plain HTTP listener", "client", WH_LS,
+		       c->client, "count", WH_LI, (long long)srv->tls_probes, NULL);
+		srv->tls_probe_logged = now;
+		srv->tls_probes = 0;
+	}
+	conn_close(c);
+}
+
 static void conn_read(wh_conn *c)
 {
 	/* A bounded number of reads per event, so one fast client cannot starve
@@ -999,8 +1097,28 @@ static void conn_read(wh_conn *c)
 	for (int i = 0; i < 4 && !c->closing && !c->pend && !(c->req_active && c->msg_complete);
 	     i++) {
 		ssize_t n = c->tp->ops->read(c->tp, read_buf, sizeof(read_buf));
+		c->read_wants_write = n == -EAGAIN && c->tp->want == WH_WANT_WRITE;
+		if (c->handshaking && !c->tp->handshaking) {
+			/* Handshake done: until a request begins, the connection is
+			 * idle, not late with a request head. */
+			c->handshaking = false;
+			if (c->phase == PH_HEAD && !c->req_active) {
+				c->phase = PH_IDLE;
+				c->activity = uv_now(c->srv->loop);
+				conn_update_timer(c);
+			}
+		}
 		if (n == -EAGAIN)
 			break;
+		if (n > 0 && !c->any_input && !c->srv->tls && read_buf[0] == 0x16) {
+			/* A TLS record (handshake, 0x16 0x03 ...) on a plain
+			 * listener: a client configured for https. No HTTP method
+			 * starts with that byte; llhttp would log "Invalid method"
+			 * as a 400 per attempt. Said at debug, once in a while. */
+			tls_probe(c);
+			return;
+		}
+		c->any_input = true;
 		if (n <= 0) {
 			c->eof = true;
 			if (n < 0 || !c->req_active) {
@@ -1024,6 +1142,8 @@ static void conn_read(wh_conn *c)
 		if ((size_t)n < sizeof(read_buf))
 			break;
 	}
+	if (!c->closing)
+		conn_update_poll(c);
 }
 
 /* Write what the queue holds until it is empty or the socket is full.
@@ -1101,6 +1221,7 @@ static int conn_write(wh_conn *c)
 		}
 		if (n == -EAGAIN) {
 			c->write_blocked = true;
+			c->write_want = c->tp->want;
 			break;
 		}
 		if (n < 0) {
@@ -1114,7 +1235,7 @@ static int conn_write(wh_conn *c)
 			/* A short write: the socket buffer is full. Trying again now
 			 * would only return EAGAIN; wait until it drains. */
 			c->write_blocked = true;
-			c->tp->want = WH_WANT_WRITE;
+			c->write_want = WH_WANT_WRITE;
 			break;
 		}
 	}
@@ -1188,7 +1309,7 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		return;
 	}
 	if (c->write_blocked &&
-	    (events & (c->tp->want == WH_WANT_READ && c->out_head ? UV_READABLE : UV_WRITABLE))) {
+	    (events & (c->write_want == WH_WANT_READ && c->out_head ? UV_READABLE : UV_WRITABLE))) {
 		c->write_blocked = false;
 		conn_flush(c);
 	}
@@ -1197,6 +1318,8 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 			conn_drain(c);
 		else
 			conn_read(c);
+	} else if (!c->closing && c->read_wants_write && (events & UV_WRITABLE)) {
+		conn_read(c);
 	} else if (!c->closing && (events & UV_DISCONNECT)) {
 		conn_peer_hup(c);
 	}
@@ -1207,7 +1330,8 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	wh_conn *c = wh_calloc(1, sizeof(*c));
 	c->srv = srv;
 	c->fd = fd;
-	c->tp = wh_transport_plain(fd);
+	c->tp = srv->tls ? wh_transport_tls(srv->tls, fd) : wh_transport_plain(fd);
+	c->handshaking = c->tp->handshaking;
 	char ip[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
 	if (ss->ss_family == AF_INET) {
@@ -1230,7 +1354,8 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	uv_timer_init(srv->loop, &c->timer);
 	c->poll.data = c;
 	c->timer.data = c;
-	c->phase = PH_IDLE;
+	/* A TLS handshake is held to the header timeout, as a request head is. */
+	c->phase = c->handshaking ? PH_HEAD : PH_IDLE;
 	c->activity = uv_now(srv->loop);
 	c->next = srv->conns;
 	if (c->next)
@@ -1257,8 +1382,10 @@ static void refuse(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 	    "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"too many connections, "
 	    "retry\"}]}";
 	if (srv->n_refused >= REFUSED_MAX) {
-		ssize_t ignored = write(fd, r503, sizeof(r503) - 1);
-		(void)ignored;
+		if (!srv->tls) { /* on TLS the answer needs a handshake: just close */
+			ssize_t ignored = write(fd, r503, sizeof(r503) - 1);
+			(void)ignored;
+		}
 		close(fd);
 		return;
 	}
@@ -1338,8 +1465,8 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 	}
 }
 
-int wh_server_start(uv_loop_t *loop, const wh_config *cfg, wh_handler handler, void *ctx,
-                    wh_server **out)
+int wh_server_start(uv_loop_t *loop, const wh_config *cfg, wh_tls *tls, wh_handler handler,
+                    void *ctx, wh_server **out)
 {
 	int rc = 0, fd = -1;
 	struct addrinfo hints = {0}, *res = NULL;
@@ -1378,6 +1505,9 @@ int wh_server_start(uv_loop_t *loop, const wh_config *cfg, wh_handler handler, v
 	srv->cfg = cfg;
 	srv->handler = handler;
 	srv->ctx = ctx;
+	srv->tls = tls;
+	uv_idle_init(loop, &srv->ready_idle);
+	srv->ready_idle.data = srv;
 	srv->fd = fd;
 	srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 	                                           : ((struct sockaddr_in *)&ss)->sin_port);
@@ -1418,6 +1548,8 @@ int wh_server_port(const wh_server *srv)
 static void server_free_cb(uv_handle_t *h)
 {
 	wh_server *srv = h->data;
+	if (--srv->final_closes > 0)
+		return;
 	void (*done)(void *) = srv->shutdown_done;
 	void *arg = srv->shutdown_arg;
 	free(srv);
@@ -1431,6 +1563,8 @@ static void server_maybe_done(wh_server *srv)
 	    srv->timer_closing)
 		return;
 	srv->timer_closing = true;
+	srv->final_closes = 2;
+	uv_close((uv_handle_t *)&srv->ready_idle, server_free_cb);
 	uv_close((uv_handle_t *)&srv->shutdown_timer, server_free_cb);
 }
 

@@ -14,6 +14,7 @@
 #include "wharf/log.h"
 #include "wharf/registry.h"
 #include "wharf/store.h"
+#include "wharf/tls.h"
 
 static void usage(FILE *f)
 {
@@ -53,6 +54,20 @@ static int cmd_verify(const char *path)
 		fprintf(stdout, "%s\n", err); /* err begins with the path */
 		return 1;
 	}
+	/* Zot reads the TLS files only when it starts; a config that cannot
+	 * start is not valid here. */
+	if (cfg.tls_cert) {
+		wh_tls *tls = NULL;
+		char terr[512];
+		if (wh_tls_new(&cfg, &tls, terr, sizeof(terr)) != 0) {
+			wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error",
+			       WH_LS, terr, NULL);
+			fprintf(stdout, "%s: %s\n", path, terr);
+			wh_config_free(&cfg);
+			return 1;
+		}
+		wh_tls_free(tls);
+	}
 	print_warnings(&cfg);
 	wh_log(WH_LOG_INFO, "config file is valid", "config", WH_LS, path, NULL);
 	fprintf(stdout, "%s: config file is valid\n", path);
@@ -64,8 +79,9 @@ struct serve_state {
 	uv_loop_t *loop;
 	wh_server *srv;
 	wh_registry *reg;
+	wh_tls *tls;
 	uv_signal_t sigterm, sigint;
-	uv_signal_t sighup; /* reload: the htpasswd file */
+	uv_signal_t sighup; /* reload: the TLS pair and the htpasswd file */
 	bool stopping;
 };
 
@@ -80,13 +96,32 @@ static void server_gone(void *arg)
 	uv_close((uv_handle_t *)&st->sighup, NULL);
 }
 
+/* SIGHUP: read again what may be renewed while running: the TLS cert/key
+ * pair (new handshakes use it; open connections keep theirs) and the
+ * htpasswd file. The config file itself is not reloaded. */
 static void on_sighup(uv_signal_t *h, int signum)
 {
 	struct serve_state *st = h->data;
-	if (st->reg) {
-		wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
+	char err[512];
+	wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
+	if (st->reg)
 		wh_registry_reload(st->reg);
+	if (!st->tls)
+		return;
+	if (wh_tls_reload(st->tls, err, sizeof(err)) != 0) {
+		wh_log(WH_LOG_ERROR, "SIGHUP: TLS certificate not reloaded; the previous one stays",
+		       "error", WH_LS, err, NULL);
+		return;
 	}
+	wh_log(WH_LOG_INFO, "SIGHUP: TLS certificate reloaded", "serial", WH_LS,
+	       wh_tls_serial(st->tls), NULL);
+}
+
+/* Loopback addresses: 127/8, ::1, "localhost". */
+static bool is_loopback(const char *a)
+{
+	return a && (strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
+	             strcmp(a, "[::1]") == 0 || strcmp(a, "localhost") == 0);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -119,9 +154,14 @@ static void log_start(const wh_config *cfg, int port)
 	char listen[300];
 	snprintf(listen, sizeof(listen), "%s:%d", cfg->address ? cfg->address : "", port);
 	wh_log(WH_LOG_INFO, "wharf started", "version", WH_LS, WHARF_VERSION, "config", WH_LS,
-	       cfg->path ? cfg->path : "(built-in default)", "listen", WH_LS, listen,
-	       "rootDirectory", WH_LS, cfg->root_dir, "upstreams", WH_LS,
-	       cfg->sync_enable ? ups : "", NULL);
+	       cfg->path ? cfg->path : "(built-in default)", "listen", WH_LS, listen, "tls",
+	       WH_LB, cfg->tls_cert != NULL, "rootDirectory", WH_LS, cfg->root_dir, "upstreams",
+	       WH_LS, cfg->sync_enable ? ups : "", NULL);
+	if (!is_loopback(cfg->address) && !cfg->http_auth)
+		wh_log(WH_LOG_WARN,
+		       "listening beyond this host with no http.auth: anyone who reaches the "
+		       "port can push, pull and delete",
+		       "listen", WH_LS, listen, NULL);
 }
 
 static int cmd_serve(const char *path)
@@ -161,9 +201,16 @@ static int cmd_serve(const char *path)
 		       "error", WH_LS, wh_strerror(sr), NULL);
 		goto out;
 	}
+	if (cfg.tls_cert) {
+		if (wh_tls_new(&cfg, &st.tls, err, sizeof(err)) != 0) {
+			wh_log(WH_LOG_ERROR, "cannot set up TLS", "error", WH_LS, err, NULL);
+			fprintf(stderr, "wharf: %s\n", err);
+			goto out;
+		}
+	}
 	if (wh_registry_new(loop, &cfg, store, &st.reg) != 0)
 		goto out;
-	if (wh_server_start(loop, &cfg, wh_registry_handle, st.reg, &st.srv) != 0)
+	if (wh_server_start(loop, &cfg, st.tls, wh_registry_handle, st.reg, &st.srv) != 0)
 		goto out;
 
 	uv_signal_init(loop, &st.sigterm);
@@ -185,6 +232,7 @@ out:
 	uv_run(loop, UV_RUN_DEFAULT);
 	if (store)
 		wh_store_close(store);
+	wh_tls_free(st.tls);
 	if (uv_loop_close(loop) != 0 && rc == 0)
 		wh_log(WH_LOG_WARN, "event loop closed with handles still open", NULL);
 	wh_config_free(&cfg);

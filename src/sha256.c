@@ -147,7 +147,7 @@ void wh_sha256_force_portable(bool portable)
 	forced_portable = portable;
 }
 
-/* mbedTLS 3 dropped the _ret suffix (and the void variants). The return
+/* mbedTLS 3 (CMakeLists.txt requires it) has no _ret suffix. The return
  * values only report hardware-accelerator failures, which the software
  * implementation never has. */
 void wh_sha256_init(wh_sha256 *h)
@@ -164,11 +164,7 @@ void wh_sha256_init(wh_sha256 *h)
 	}
 	mbedtls_sha256_context *ctx = (mbedtls_sha256_context *)h->opaque;
 	mbedtls_sha256_init(ctx);
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
 	(void)mbedtls_sha256_starts(ctx, 0);
-#else
-	(void)mbedtls_sha256_starts_ret(ctx, 0);
-#endif
 }
 
 void wh_sha256_update(wh_sha256 *h, const void *data, size_t len)
@@ -202,11 +198,7 @@ void wh_sha256_update(wh_sha256 *h, const void *data, size_t len)
 	}
 #endif
 	mbedtls_sha256_context *ctx = (mbedtls_sha256_context *)h->opaque;
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
 	(void)mbedtls_sha256_update(ctx, data, len);
-#else
-	(void)mbedtls_sha256_update_ret(ctx, data, len);
-#endif
 }
 
 void wh_sha256_final(wh_sha256 *h, char out[WH_DIGEST_LEN + 1])
@@ -236,11 +228,7 @@ void wh_sha256_final(wh_sha256 *h, char out[WH_DIGEST_LEN + 1])
 #endif
 	{
 		mbedtls_sha256_context *ctx = (mbedtls_sha256_context *)h->opaque;
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
 		(void)mbedtls_sha256_finish(ctx, sum);
-#else
-		(void)mbedtls_sha256_finish_ret(ctx, sum);
-#endif
 		mbedtls_sha256_free(ctx);
 	}
 #ifdef HAVE_SHANI_CODE

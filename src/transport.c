@@ -66,5 +66,7 @@ wh_transport *wh_transport_plain(int fd)
 	t->ops = &plain_ops;
 	t->fd = fd;
 	t->want = 0;
+	t->handshaking = false;
+	t->identity = NULL;
 	return t;
 }

@@ -136,6 +136,13 @@ typedef struct wh_config {
 	int port;
 	char *realm;
 	char *external_url;
+	/* http.tls: served over TLS when cert and key are both set (as Zot). Paths
+	 * as written; the files are read by wh_tls_new (tls.h), not here. cacert:
+	 * client certificates are required and verified against it. */
+	char *tls_cert;
+	char *tls_key;
+	char *tls_cacert;
+	bool http_auth; /* an http.auth object is present (any authentication) */
 	/* http.wharf: Wharf's own settings */
 	int64_t header_timeout_ms;   /* default 20s: whole request head must arrive within it */
 	int64_t idle_timeout_ms;     /* default 60s: keep-alive connection with no request */

@@ -33,6 +33,7 @@
 typedef struct wh_server wh_server;
 typedef struct wh_conn wh_conn;
 typedef struct wh_req wh_req;
+struct wh_tls; /* tls.h */
 
 typedef struct wh_header {
 	const char *name;
@@ -58,6 +59,9 @@ struct wh_req {
 	bool has_body;
 	bool is_head;
 	const char *client; /* peer address, "ip:port" */
+	/* Over TLS with http.tls.cacert: the verified client certificate's
+	 * subject CN (for access control). NULL otherwise. */
+	const char *tls_identity;
 
 	/* Set by the handler. */
 	void *data;
@@ -69,11 +73,11 @@ struct wh_req {
 
 typedef void (*wh_handler)(wh_req *req, void *ctx);
 
-/* Create the listener on cfg->address:cfg->port and start accepting. The
- * configuration must outlive the server. Returns 0 or -errno (the message is
- * logged). */
-int wh_server_start(uv_loop_t *loop, const wh_config *cfg, wh_handler handler, void *ctx,
-                    wh_server **out);
+/* Create the listener on cfg->address:cfg->port and start accepting; over
+ * TLS when tls is not NULL (tls.h). The configuration and tls must outlive
+ * the server. Returns 0 or -errno (the message is logged). */
+int wh_server_start(uv_loop_t *loop, const wh_config *cfg, struct wh_tls *tls,
+                    wh_handler handler, void *ctx, wh_server **out);
 
 /* The bound port (useful with port 0). */
 int wh_server_port(const wh_server *srv);

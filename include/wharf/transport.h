@@ -1,6 +1,7 @@
-/* The byte transport under an HTTP connection: plain TCP now, TLS later as a
- * second implementation of the same four operations, so the HTTP code never
- * changes. All operations are non-blocking on the connection's socket.
+/* The byte transport under an HTTP connection: plain TCP here, TLS in tls.c,
+ * two implementations of the same operations, so the HTTP code does not know
+ * which one it drives. All operations are non-blocking on the connection's
+ * socket.
  *
  * read/writev/sendfile return the number of bytes moved, 0 for end of stream
  * (read only), -EAGAIN when the socket is not ready, or another -errno. After
@@ -27,6 +28,14 @@ typedef struct wh_transport_ops {
 	 * the transport cannot send from a file directly (TLS): the caller then
 	 * reads the file and uses writev. */
 	ssize_t (*sendfile)(wh_transport *t, int fd, int64_t *off, size_t len);
+	/* True when bytes already taken from the socket wait inside the
+	 * transport (decrypted TLS data): the socket will not become readable
+	 * for them, so the caller must read again without waiting. NULL: never. */
+	bool (*pending)(wh_transport *t);
+	/* Tell the peer, best effort and without blocking, that nothing more
+	 * will be sent (a TLS close_notify) before the caller shuts the socket's
+	 * write side. NULL: nothing to say. */
+	void (*close_notify)(wh_transport *t);
 	/* Release the transport's own state; does not close the socket. */
 	void (*free)(wh_transport *t);
 } wh_transport_ops;
@@ -35,6 +44,13 @@ struct wh_transport {
 	const wh_transport_ops *ops;
 	int fd;
 	int want;
+	/* True until a TLS handshake has completed (never for plain TCP): read
+	 * and writev drive the handshake first and move no data before it. */
+	bool handshaking;
+	/* The verified client certificate's subject CN, or NULL (plain TCP, no
+	 * client certificates asked for, or a certificate without a CN). Owned by
+	 * the transport; set when the handshake completes. */
+	const char *identity;
 };
 
 /* A plain TCP transport over fd. */

@@ -28,8 +28,10 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import resource
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -587,6 +589,149 @@ class Bench:
         for s, srv in self.each_local():
             srv.stop()
 
+    # -------------------------------------------------------------- TLS
+
+    def s_time(self, port, reuse, seconds):
+        """openssl s_time against port: handshakes/s (full, or resumed from
+        the first session), each connection a GET of the manifest read to
+        its end. The rate is counted over the wall time of the run."""
+        path = "/v2/%s/manifests/%s" % (self.mani.repo, self.mani.tag)
+        cmd = ["openssl", "s_time", "-connect", "127.0.0.1:%d" % port,
+               "-reuse" if reuse else "-new", "-time", str(seconds), "-www", path]
+        t = time.monotonic()
+        with systems.on(systems.CLIENT_CPUS):
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, timeout=seconds + 60)
+        dt = time.monotonic() - t
+        out = p.stdout.decode("utf-8", "replace")
+        m = re.findall(r"^(\d+) connections in", out, re.M)
+        if p.returncode != 0 or not m or "ERROR" in out:
+            raise MeasureError("s_time failed (%d): %s" % (
+                p.returncode, (p.stderr.decode("utf-8", "replace") or out).strip()[-300:]))
+        n = int(m[-1])
+        marks = re.findall(r"^[*r]+$", out, re.M)
+        new = sum(l.count("*") for l in marks)
+        if reuse and new > max(1, n // 100):
+            raise MeasureError("s_time -reuse: %d of %d handshakes were not resumed" % (new, n))
+        return {"hs_s": n / dt, "connections": n, "seconds": dt, "full": new}
+
+    def phase_tls(self):
+        """Wharf (mbedTLS) and nginx (OpenSSL) over TLS, the same certificate
+        (ECDSA P-256) and files: handshakes/s, manifest GET, blob GET, memory
+        per idle TLS connection."""
+        p = self.plan
+        pki = self.path("tls")
+        os.makedirs(pki, exist_ok=True)
+        ca_key, ca_crt = os.path.join(pki, "ca.key"), os.path.join(pki, "ca.crt")
+        key, csr, crt = (os.path.join(pki, "server" + x) for x in (".key", ".csr", ".crt"))
+        ext = os.path.join(pki, "ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        for cmd in (["openssl", "req", "-x509", "-newkey"] + ec + ["-nodes", "-keyout", ca_key,
+                     "-out", ca_crt, "-days", "2", "-subj", "/CN=bench-ca"],
+                    ["openssl", "req", "-newkey"] + ec + ["-nodes", "-keyout", key, "-out", csr,
+                     "-subj", "/CN=127.0.0.1"],
+                    ["openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
+                     "-set_serial", "1", "-out", crt, "-days", "2", "-extfile", ext]):
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.chmod(key, 0o644)   # nginx reads it as root, but keep it simple for workers
+        cpus = systems.SERVER_CPUS
+        saved = self.local
+        w = self.new_wharf(self.path("wharf-tls"), {"http": {"tls": {"cert": crt, "key": key}}})
+        w.tls = True
+        self.start(w, cpus)
+        n = self.start(systems.nginx_static_tls(self.work, self.nginx_root, crt, key), cpus)
+        ctx = ssl.create_default_context(cafile=ca_crt)
+        load.push_fixture(w.hostport, self.mani, context=ctx)
+        reg = load.Registry(w.hostport, context=ctx)
+        reg.upload_post_put(self.blob_repo, self.blob.path, self.blob.digest)
+        reg.close()
+        self.local = {"wharf": w, "nginx": n}
+        try:
+            for reuse in (False, True):
+                vals, errors, detail = {}, {}, {}
+                for s_, srv in self.each_local():
+                    try:
+                        best = None
+                        for _ in range(p.rounds):
+                            r = self.s_time(srv.port, reuse, p.seconds)
+                            if best is None or r["hs_s"] > best["hs_s"]:
+                                best = r
+                        vals[s_], detail[s_] = best["hs_s"], best
+                        say("  TLS handshakes %-7s %-12s %8.0f /s" % (
+                            "resumed" if reuse else "full", s_, best["hs_s"]))
+                    except MeasureError as e:
+                        errors[s_] = str(e)
+                        say("  TLS handshakes %-12s ERROR %s" % (s_, e))
+                kind = "resumed" if reuse else "full"
+                self.fig("tls", "tls_handshakes_%s" % kind,
+                         "TLS handshakes/s, %s (s_time, + GET manifest)" % kind, "1/s", vals,
+                         errors=errors, detail=detail, fmt="%.0f")
+
+            conns = 32
+            body = self.path("img", "manifest.json")
+            with open(body, "wb") as f:
+                f.write(self.mani.manifest)
+            mpath = "/v2/%s/manifests/%s" % (self.mani.repo, self.mani.tag)
+
+            def m_prepare(s_, srv):
+                if p.warmup:
+                    load.wrk("https://%s%s" % (srv.hostport, mpath), conns, p.warmup, body,
+                             [ACCEPT])
+
+            picked, errors = self._rounds(
+                "TLS GET manifest", m_prepare,
+                lambda s_, srv: load.wrk("https://%s%s" % (srv.hostport, mpath), conns,
+                                         p.seconds, body, [ACCEPT]))
+            self.fig("tls", "tls_manifest_get_rps",
+                     "manifest GET by tag over TLS, %d conns" % conns, "req/s",
+                     {s_: r["rps"] for s_, r in picked.items()},
+                     target=ratio_at_least("nginx", 0.8), errors=errors, detail=picked,
+                     fmt="%.0f")
+            self.fig("tls", "tls_manifest_get_cpu_us", "  server CPU per request", "us",
+                     {s_: r["server_cpu"] / r["rps"] * 1e6 for s_, r in picked.items()},
+                     better="lower", errors=errors)
+
+            bpath = "/v2/%s/blobs/%s" % (self.blob_repo, self.blob.digest)
+            bconns = 16
+
+            def b_prepare(s_, srv):
+                load.get_load(srv.port, bpath, 1, 0.2, self.blob.size, tls=True)
+
+            picked, errors = self._rounds(
+                "TLS blob GET", b_prepare,
+                lambda s_, srv: load.get_load(srv.port, bpath, bconns, p.blob_seconds,
+                                              self.blob.size, tls=True), key="mb_s")
+            self.fig("tls", "tls_blob_get_mb_s",
+                     "blob GET %s over TLS, %d conns" % (mib(self.blob.size), bconns), "MB/s",
+                     {s_: r["mb_s"] for s_, r in picked.items()},
+                     target=ratio_at_least("nginx", 0.6), errors=errors, detail=picked,
+                     fmt="%.0f")
+            self.fig("tls", "tls_blob_get_cpu_ms_per_gb", "  server CPU per GB sent", "ms/GB",
+                     {s_: r["server_cpu"] / r["mb_s"] * 1e6 for s_, r in picked.items()},
+                     better="lower", errors=errors, fmt="%.0f")
+
+            nidle = min(p.idle_conns, 500)
+            per, errors, detail = {}, {}, {}
+            for s_, srv in self.each_local():
+                r = load.idle_connections(srv, nidle, context=ctx)
+                detail[s_] = r
+                per[s_] = (r["rss_with_kib"] - r["rss_before_kib"]) / nidle
+                if r["ok"] != nidle or r["still_open"] != nidle:
+                    errors[s_] = "%d of %d connections answered, %d still open after 1 s" % (
+                        r["ok"], nidle, r["still_open"])
+                say("  %-12s %d idle TLS connections: %.1f KiB each" % (s_, nidle, per[s_]))
+                time.sleep(0.5)
+            self.fig("tls", "tls_kib_per_idle_conn",
+                     "memory per idle TLS connection (%d conns)" % nidle, "KiB", per,
+                     better="lower", target=at_most(64, "64 KiB"), errors=errors,
+                     detail=detail, fmt="%.1f")
+        finally:
+            self.local = saved
+            w.stop()
+            n.stop()
+
     # -------------------------------------------------------------- cold
 
     def new_cache(self, kind, upstream_url):
@@ -859,7 +1004,7 @@ class Bench:
         self.fig("memory", "rss_peak", "peak RSS (VmHWM), any process of the run", "MiB", peaks,
                  better="lower", target=at_most(32, "32 MiB"), detail=detail, fmt="%.1f")
         # The rows in the order a reader wants them: memory after the rest.
-        order = ("warm", "push", "cold", "memory", "startup")
+        order = ("warm", "push", "tls", "cold", "memory", "startup")
         self.figures.sort(key=lambda f: order.index(f.section))
 
     def log_problems(self):
@@ -937,6 +1082,8 @@ class Bench:
                     self.phase("push", self.phase_push)
                     self.phase("sha256", self.phase_sha256)
                 self.phase("local systems: end", self.phase_local_end)
+            if want("tls"):
+                self.phase("tls", self.phase_tls)
             if want("cold") or want("slow") or want("sick"):
                 if want("cold"):
                     self.phase("cold", self.phase_cold)
@@ -1041,7 +1188,7 @@ def main():
                     "build-release/)")
     ap.add_argument("--json", help="where to write the results (default "
                     "build-release/bench.json)")
-    ap.add_argument("--phases", help="comma-separated subset of: warm,push,memory,cold,slow,"
+    ap.add_argument("--phases", help="comma-separated subset of: warm,push,memory,tls,cold,slow,"
                     "sick,startup (default: all)")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin servers and load tools to separate CPUs")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GET load for big bodies, run by load.get_load (one process per client CPU):
 
-    getload.py HOST PORT PATH CONNS SECONDS SIZE
+    getload.py HOST PORT PATH CONNS SECONDS SIZE [tls]
 
 CONNS keep-alive connections, one thread each, GET PATH over and over for
 SECONDS (each finishes the response it is reading). The body is read with
@@ -15,13 +15,14 @@ JSON line: {"ok", "bad": {kind: n}, "duration_s", "latencies_s"}.
 
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections import Counter
 
 
-def main(host, port, path, conns, seconds, size):
+def main(host, port, path, conns, seconds, size, tls=False):
     request = ("GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (path, host, port)).encode()
     latencies, bad, lock = [], Counter(), threading.Lock()
     t0 = time.monotonic()
@@ -63,6 +64,12 @@ def main(host, port, path, conns, seconds, size):
             try:
                 if s is None:
                     s = socket.create_connection((host, port), timeout=30)
+                    if tls:
+                        # The bench measures throughput, not trust: no verification.
+                        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                        ctx.check_hostname = False
+                        ctx.verify_mode = ssl.CERT_NONE
+                        s = ctx.wrap_socket(s)
                 t = time.monotonic()
                 wrong = one_response(s, buf)
                 t = time.monotonic() - t
@@ -92,4 +99,4 @@ def main(host, port, path, conns, seconds, size):
 
 if __name__ == "__main__":
     h, p, path, c, secs, size = sys.argv[1:7]
-    main(h, int(p), path, int(c), float(secs), int(size))
+    main(h, int(p), path, int(c), float(secs), int(size), sys.argv[7:8] == ["tls"])

@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,7 @@ def wrk(url, conns, seconds, body_file, headers=(), timeout_s=10):
             "error_kinds": kinds}
 
 
-def get_load(port, path, conns, seconds, size):
+def get_load(port, path, conns, seconds, size, tls=False):
     """GET load for big bodies with getload.py: one process per client CPU,
     each pinned to its CPU, the connections shared out. Only complete 200s
     of `size` bytes count: {"mb_s", "rps", "p50_ms", "p99_ms", "requests",
@@ -87,7 +88,7 @@ def get_load(port, path, conns, seconds, size):
         with systems.on({cpu} if cpu is not None else None):
             procs.append(subprocess.Popen(
                 [sys.executable, GETLOAD, "127.0.0.1", str(port), path, str(n), str(seconds),
-                 str(size)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 str(size)] + (["tls"] if tls else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 stdin=subprocess.DEVNULL))
     results = []
     for p in procs:
@@ -262,10 +263,14 @@ def skopeo_pull(tmp, hostport, repo, tag, timeout=300):
 class Registry:
     """A minimal OCI push client on one keep-alive connection."""
 
-    def __init__(self, hostport, timeout=300):
+    def __init__(self, hostport, timeout=300, context=None):
         host, port = hostport.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout,
-                                               blocksize=1 << 20)
+        if context:
+            self.conn = http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                                    blocksize=1 << 20, context=context)
+        else:
+            self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout,
+                                                   blocksize=1 << 20)
 
     def close(self):
         self.conn.close()
@@ -337,10 +342,10 @@ class Registry:
             "PUT", "/v2/%s/manifests/%s" % (repo, ref), data, {"Content-Type": media_type}))
 
 
-def push_fixture(hostport, fx):
+def push_fixture(hostport, fx, context=None):
     """Push a fixtures.Fixture (blobs by POST + PUT, which every registry
     takes, then the manifest by tag)."""
-    r = Registry(hostport)
+    r = Registry(hostport, context=context)
     try:
         for b in fx.blobs:
             if not r.has_blob(fx.repo, b.digest):
@@ -379,15 +384,18 @@ class RssSampler:
         self.max = max(self.max, self.fn())
 
 
-def idle_connections(server, n, settle=1.0):
-    """Open n keep-alive connections to server, one GET /v2/ on each, then
-    leave them idle. Returns {"ok", "rss_before_kib", "rss_with_kib"}."""
+def idle_connections(server, n, settle=1.0, context=None):
+    """Open n keep-alive connections to server (over TLS with an ssl
+    context), one GET /v2/ on each, then leave them idle. Returns {"ok",
+    "rss_before_kib", "rss_with_kib"}."""
     before = server.rss_kib()
     socks = []
     ok = 0
     try:
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            if context:
+                s = context.wrap_socket(s, server_hostname="127.0.0.1")
             s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             socks.append(s)
         for s in socks:
@@ -408,6 +416,14 @@ def idle_connections(server, n, settle=1.0):
 
 def _still_open(s):
     """True if the peer has not closed s (non-blocking peek)."""
+    if isinstance(s, ssl.SSLSocket):   # no MSG_PEEK on TLS: a read that would block
+        try:
+            s.setblocking(False)
+            return s.recv(1) != b""
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return True
+        except OSError:
+            return False
     s.setblocking(False)
     try:
         return s.recv(1, socket.MSG_PEEK) != b""

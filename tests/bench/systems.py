@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -93,10 +94,17 @@ def process_tree(pid):
 
 # ------------------------------------------------------------------ HTTP probes
 
-def get_v2(port, timeout=0.5):
-    """True when GET /v2/ answers 200 (one request, one connection)."""
+def get_v2(port, timeout=0.5, tls=False):
+    """True when GET /v2/ answers 200 (one request, one connection; over
+    TLS, unverified, when tls)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            s = raw
+            if tls:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                s = ctx.wrap_socket(raw)
             s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             return s.recv(64).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
     except OSError:
@@ -116,6 +124,7 @@ class Server:
         self._cleanup = cleanup
         self.proc = None
         self.startup_s = None
+        self.tls = False              # serves HTTPS (the readiness probe speaks TLS)
 
     @property
     def url(self):
@@ -139,7 +148,7 @@ class Server:
         logf.close()
         deadline = t0 + timeout
         while time.monotonic() < deadline:
-            if get_v2(self.port):
+            if get_v2(self.port, tls=self.tls):
                 self.startup_s = time.monotonic() - t0
                 return self.startup_s
             if self.proc.poll() is not None:
@@ -345,6 +354,20 @@ def _nginx(tmp, role, http_block_fmt, **kw):
 
 def nginx_static(tmp, root):
     return _nginx(tmp, "static", _NGINX_STATIC, root=root)
+
+
+def nginx_static_tls(tmp, root, cert, key):
+    """The same static server over TLS (OpenSSL): TLS 1.2 and 1.3, a shared
+    session cache and tickets (nginx's defaults), the same certificate as
+    Wharf's."""
+    fmt = _NGINX_STATIC.replace(
+        "listen 127.0.0.1:{port};",
+        "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {cert};\n"
+        "    ssl_certificate_key {key};\n    ssl_protocols TLSv1.2 TLSv1.3;\n"
+        "    ssl_session_cache shared:SSL:10m;\n    ssl_session_tickets on;")
+    s = _nginx(tmp, "static-tls", fmt, root=root, cert=cert, key=key)
+    s.tls = True
+    return s
 
 
 def nginx_throttle(tmp, upstream_url, rate_bytes):

@@ -231,6 +231,11 @@ static const struct {
      REGP ".content[0].tags.regexp: unknown key"},
     {"{'storage': {'rootDirectory': '/r', 'gc': true, 'GC': false}}", "storage.GC: duplicate key"},
     {"{'storage': []}", "storage: expected an object"},
+    {"{" R ", 'http': {'tls': {'cert': '/c'}}}", "http.tls.key: required with http.tls.cert"},
+    {"{" R ", 'http': {'tls': {'key': '/k', 'cert': ''}}}", "http.tls.cert: required with http.tls.key"},
+    {"{" R ", 'http': {'tls': {'cacert': '/a'}}}", "http.tls.cacert: needs http.tls.cert and http.tls.key"},
+    {"{" R ", 'http': {'tls': {'certs': '/c'}}}", "http.tls.certs: unknown key"},
+    {"{" R ", 'http': {'tls': {'cert': 5}}}", "http.tls.cert: expected a string"},
     {"{" R ", 'extensions': {'sync': {'registries': {}}}}",
      "extensions.sync.registries: expected an array"},
     {"{" R ", 'extensions': {'sync': {'registries': [5]}}}", REGP ": expected an object"},
@@ -415,7 +420,6 @@ static void test_warnings(void)
 	    "storage.cacheDriver",
 	    "storage.subPaths",
 	    "storage.retention",
-	    "http.tls",
 	    "http.compat",
 	    "log.audit",
 	    "extensions.search.cve",
@@ -472,6 +476,11 @@ static void test_warnings(void)
 	for (int i = 0; i < c.n_warnings && i < (int)WH_ARRAY_SIZE(want); i++)
 		CHECK_STREQ(c.warnings[i], want[i]);
 	CHECK_STREQ(c.log_audit, "/var/log/audit.log");
+	/* http.tls is implemented: parsed, no warning (its files are read by tls.c). */
+	CHECK_STREQ(c.tls_cert, "/c");
+	CHECK_STREQ(c.tls_key, "/k");
+	CHECK(c.tls_cacert == NULL);
+	CHECK(c.http_auth);
 	CHECK(c.n_registries == 3);
 	if (c.n_registries == 3) {
 		CHECK(c.registries[0].poll_interval_ms == 6 * 3600000LL);
