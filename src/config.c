@@ -575,7 +575,7 @@ static int walk(struct parser *p, const cJSON *obj, const struct field *fields, 
 static const struct field tags_fields[] = {
     {"regex", T_REGEX, 0, CON(tags.regex), NULL, NULL},
     {"excludeRegex", T_REGEX, 0, CON(tags.exclude_regex), NULL, NULL},
-    {"semver", T_BOOL, W_IF_SET, NOSTORE, NULL, NULL},
+    {"semver", T_BOOL, 0, CON(tags.semver), NULL, NULL},
     {NULL, T_ANY, 0, 0, NULL, NULL},
 };
 
@@ -584,7 +584,8 @@ static const struct field content_fields[] = {
     {"destination", T_STRING, 0, CON(destination), NULL, NULL},
     {"stripPrefix", T_BOOL, 0, CON(strip_prefix), NULL, NULL},
     {"tags", T_OBJECT, 0, NOSTORE, tags_fields, NULL},
-    {"platforms", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    /* Every platform of an index is synced. */
+    {"platforms", T_ANY, 0, NOSTORE, NULL, NULL},
     {NULL, T_ANY, 0, 0, NULL, NULL},
 };
 
@@ -668,8 +669,9 @@ static const struct field registry_fields[] = {
     {"certDir", T_STRING, 0, REG(cert_dir), NULL, NULL},
     {"maxRetries", T_INT, 0, REG(max_retries), NULL, NULL},
     {"retryDelay", T_DURATION, 0, REG(retry_delay_ms), NULL, NULL},
-    {"pollInterval", T_DURATION, W_IF_SET, REG(poll_interval_ms), NULL, NULL},
-    {"onlySigned", T_BOOL, W_IF_SET, REG(only_signed), NULL, NULL},
+    {"pollInterval", T_DURATION, 0, REG(poll_interval_ms), NULL, NULL},
+    /* true is refused by check_registry: not silently ignored. */
+    {"onlySigned", T_BOOL, 0, REG(only_signed), NULL, NULL},
     {"content", T_CUSTOM, 0, NOSTORE, NULL, parse_contents},
     {"manifestCheckInterval", T_DURATION, 0, REG(manifest_check_interval_ms), NULL, NULL},
     /* Wharf stores what upstream sends, byte for byte: always "preserved". */
@@ -684,7 +686,8 @@ static const struct field registry_fields[] = {
     {"reqPerSec", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"disableHTTP2", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
     {"maxIdleConnsPerHost", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
-    {"platforms", T_ANY, W_ALWAYS, NOSTORE, NULL, NULL},
+    /* Every platform of an index is synced. */
+    {"platforms", T_ANY, 0, NOSTORE, NULL, NULL},
     {NULL, T_ANY, 0, 0, NULL, NULL},
 };
 
@@ -714,7 +717,13 @@ static int check_registry(struct parser *p, wh_sync_registry *r)
 		old = push_key(p, "manifestCheckInterval");
 		rc = fail(p, "requires onDemand to be true");
 		pop(p, old);
+	} else if (r->only_signed) {
+		old = push_key(p, "onlySigned");
+		rc = fail(p, "not supported by Wharf: images would be synced without checking "
+		             "their signatures; remove the key or set it to false");
+		pop(p, old);
 	}
+	r->content_given = r->n_content > 0;
 	if (r->n_content == 0) {
 		/* As Zot: no content rules mirror every name, at the root. */
 		free(r->content);
@@ -722,9 +731,13 @@ static int check_registry(struct parser *p, wh_sync_registry *r)
 		r->content[0].prefix = wh_strdup("**");
 		r->n_content = 1;
 	}
-	if (!rc && !r->on_demand)
-		add_notice(p, "onDemand is false and periodic sync is not implemented: this "
-		              "registry is never fetched");
+	bool periodic = r->poll_interval_ms > 0 && r->content_given;
+	if (!rc && r->poll_interval_ms > 0 && !r->content_given)
+		add_notice(p, "pollInterval without content rules: periodic sync needs them (as "
+		              "in Zot), so none runs");
+	if (!rc && !r->on_demand && !periodic)
+		add_notice(p, "onDemand is false and there is no periodic sync (pollInterval with "
+		              "content rules): this registry is never fetched");
 	/* As in Zot: no retries unless asked; maxRetryDelay is retryDelay unless
 	 * set (a larger one makes the back-off exponential). */
 	if (r->max_retries < 0)

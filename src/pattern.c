@@ -153,3 +153,64 @@ bool wh_glob_match(const char *pattern, const char *name)
 {
 	return glob_rec(pattern, name, 0);
 }
+
+/* ---- semver ---- */
+
+static bool ident_char(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       c == '-';
+}
+
+/* Dot-separated non-empty identifiers up to the end or `stop`; returns the
+ * end, or NULL. */
+static const char *idents(const char *s, char stop, bool prerelease)
+{
+	for (;;) {
+		const char *b = s;
+		bool digits = true;
+		while (ident_char(*s)) {
+			digits = digits && *s >= '0' && *s <= '9';
+			s++;
+		}
+		if (s == b)
+			return NULL;
+		/* v1's validatePrerelease: no leading zero in a numeric one. */
+		if (prerelease && digits && s - b > 1 && *b == '0')
+			return NULL;
+		if (*s != '.')
+			return *s == '\0' || *s == stop ? s : NULL;
+		s++;
+	}
+}
+
+bool wh_semver_valid(const char *tag)
+{
+	const char *s = tag;
+	if (*s == 'v')
+		s++;
+	for (int part = 0; part < 3; part++) {
+		if (part > 0) {
+			if (*s != '.')
+				break;
+			s++;
+		}
+		const char *b = s;
+		while (*s >= '0' && *s <= '9')
+			s++;
+		/* Each number must fit an int64 (strconv.ParseInt). */
+		if (s == b || s - b > 18)
+			return false;
+	}
+	if (*s == '-') {
+		s = idents(s + 1, '+', true);
+		if (!s)
+			return false;
+	}
+	if (*s == '+') {
+		s = idents(s + 1, '\0', false);
+		if (!s)
+			return false;
+	}
+	return *s == '\0';
+}

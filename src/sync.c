@@ -16,6 +16,7 @@
 #include "wharf/log.h"
 #include "wharf/manifest.h"
 #include "wharf/pattern.h"
+#include "wharf/poll.h"
 #include "wharf/registry.h"
 #include "wharf/upstream.h"
 
@@ -52,6 +53,13 @@ struct rule_re {
 struct mwait;
 struct reader;
 
+/* A caller without a client (periodic sync) told when a fetch ends. */
+struct note {
+	struct note *next;
+	wh_sync_done_cb cb;
+	void *arg;
+};
+
 /* A manifest being fetched for (name, ref); every client asking meanwhile waits on it. */
 struct mfetch {
 	struct mfetch *next;
@@ -70,6 +78,10 @@ struct mfetch {
 	char *buf;
 	size_t len, cap;
 	struct mwait *waiters;
+	struct note *notes;
+	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
+	bool changed;    /* stored a manifest other than the one held before */
+	bool background; /* started by a prefetch: its caller logs the result */
 };
 
 struct mwait {
@@ -111,6 +123,7 @@ struct bfetch {
 	uv_fs_t fsync_req;
 	int iterating;
 	struct reader *readers;
+	struct note *notes;
 	uint64_t started_ms;
 };
 
@@ -141,6 +154,7 @@ struct wh_sync {
 	wh_sync_serve serve;
 	wh_upstream *up;
 	struct rule_re **re; /* [registry][content] */
+	wh_poll *poll;       /* periodic sync; NULL when no registry has it */
 	struct mfetch *mfetches;
 	struct bfetch *bfetches;
 	struct {
@@ -323,6 +337,8 @@ static bool tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *ta
 		return false;
 	if (r->ex && wh_regex_match(r->ex, tag))
 		return false;
+	if (map->content->tags.semver && !wh_semver_valid(tag))
+		return false;
 	return true;
 }
 
@@ -447,6 +463,37 @@ static void mfetch_unlink(struct mfetch *f)
 	}
 }
 
+static void note_add(struct note **list, wh_sync_done_cb cb, void *arg)
+{
+	struct note *n = wh_calloc(1, sizeof(*n));
+	n->cb = cb;
+	n->arg = arg;
+	n->next = *list;
+	*list = n;
+}
+
+/* Detach the list first: a callback may start the next fetch. */
+static void notes_fire(struct note **list, int err, bool changed)
+{
+	struct note *n = *list;
+	*list = NULL;
+	while (n) {
+		struct note *next = n->next;
+		n->cb(n->arg, err, changed);
+		free(n);
+		n = next;
+	}
+}
+
+static void notes_drop(struct note **list)
+{
+	while (*list) {
+		struct note *n = *list;
+		*list = n->next;
+		free(n);
+	}
+}
+
 /* Answer everyone waiting: from the store when ok, else with the error. */
 static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why)
 {
@@ -463,12 +510,14 @@ static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why
 		else
 			upstream_error(req, status, false, why);
 	}
+	notes_fire(&f->notes, ok && !f->up_failed ? 0 : WH_EUPSTREAM, f->changed);
 	free(f->buf);
 	free(f);
 }
 
 static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
 {
+	f->up_failed = true;
 	if (f->had_local) {
 		wh_log(WH_LOG_WARN,
 		       status == STORAGE_FAILED
@@ -493,6 +542,7 @@ static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
  * still ours to serve; the answer counts as a check for freshness. */
 static void mfetch_not_upstream(struct mfetch *f)
 {
+	f->up_failed = true;
 	if (f->had_local) {
 		if (!f->by_digest)
 			mark_fresh(f->s, f->name, f->ref);
@@ -644,7 +694,8 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	}
 	if (!f->by_digest)
 		mark_fresh(s, f->name, f->ref);
-	if (!f->had_local || strcmp(f->local_digest, digest) != 0)
+	f->changed = !f->had_local || strcmp(f->local_digest, digest) != 0;
+	if (f->changed && !f->background)
 		wh_log(WH_LOG_INFO, "successfully synced image", "repo", WH_LS, f->name,
 		       "reference", WH_LS, f->ref, "digest", WH_LS, digest, "upstream", WH_LS,
 		       f->map.reg->urls[0], "remote", WH_LS, f->map.upstream, NULL);
@@ -921,6 +972,7 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 	f->failed = true;
 	unlink(f->tmp);
 	f->iterating++;
+	notes_fire(&f->notes, f->status == STORAGE_FAILED ? WH_EIO : WH_EUPSTREAM, false);
 	for (struct reader *rd = f->readers, *next; rd; rd = next) {
 		next = rd->next;
 		if (!rd->head_sent) {
@@ -960,6 +1012,9 @@ static void b_synced(uv_fs_t *fs)
 		       f->name, "bytes", WH_LI, (long long)f->written, "ms", WH_LI,
 		       (long long)(uv_now(s->loop) - f->started_ms), NULL);
 	}
+	f->iterating++;
+	notes_fire(&f->notes, rc, true);
+	f->iterating--;
 	bfetch_maybe_free(f);
 }
 
@@ -1076,6 +1131,18 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	return f;
 }
 
+/* Another repository asked for the blob in flight: it is linked there too. */
+static void bfetch_also(struct bfetch *f, const char *name)
+{
+	if (strcmp(f->name, name) == 0)
+		return;
+	for (int i = 0; i < f->n_also; i++)
+		if (strcmp(f->also[i], name) == 0)
+			return;
+	f->also = wh_realloc(f->also, sizeof(char *) * (size_t)(f->n_also + 1));
+	f->also[f->n_also++] = wh_strdup(name);
+}
+
 static void bhead_gone(wh_req *req)
 {
 	struct bhead *b = req->data;
@@ -1144,14 +1211,8 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 			wh_registry_error(req, 500, "UNKNOWN", "storage error", NULL);
 			return;
 		}
-	} else if (strcmp(f->name, name) != 0) {
-		bool known = false;
-		for (int i = 0; i < f->n_also && !known; i++)
-			known = strcmp(f->also[i], name) == 0;
-		if (!known) {
-			f->also = wh_realloc(f->also, sizeof(char *) * (size_t)(f->n_also + 1));
-			f->also[f->n_also++] = wh_strdup(name);
-		}
+	} else {
+		bfetch_also(f, name);
 	}
 	struct reader *rd = wh_calloc(1, sizeof(*rd));
 	rd->f = f;
@@ -1166,6 +1227,116 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	req->on_writable = reader_writable;
 	if (f->got_head)
 		reader_head(rd);
+}
+
+/* ---- hooks for periodic sync (poll.h) ---- */
+
+wh_upstream *wh_sync_upstream(wh_sync *s)
+{
+	return s->up;
+}
+
+wh_store *wh_sync_store(wh_sync *s)
+{
+	return s->store;
+}
+
+bool wh_sync_map_upstream(const wh_sync *s, const wh_sync_registry *reg, const char *upstream,
+                          char *local, size_t locallen, wh_sync_map *map)
+{
+	(void)s;
+	for (int j = 0; j < reg->n_content; j++) {
+		const wh_sync_content *c = &reg->content[j];
+		size_t dl = 0, pl = 0;
+		const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
+		const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+		char pat[1024];
+		snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
+		bool literal = strpbrk(pat, "*?[{") == NULL;
+		if (!wh_glob_match(pat, upstream) &&
+		    !(literal && strncmp(upstream, pat, pl) == 0 && upstream[pl] == '/'))
+			continue;
+		/* The first rule that matches decides, as in Zot. The inverse of
+		 * wh_sync_map_name: stripPrefix drops the prefix's literal leading
+		 * components, destination goes in front. */
+		const char *rest = upstream;
+		if (c->strip_prefix) {
+			size_t lit = 0;
+			for (size_t x = 0; x < pl; x++) {
+				if (strchr("*?[{", prefix[x]))
+					break;
+				if (prefix[x] == '/')
+					lit = x;
+				if (x + 1 == pl)
+					lit = pl;
+			}
+			rest = upstream + WH_MIN(lit, strlen(upstream));
+			while (*rest == '/')
+				rest++;
+		}
+		int k = snprintf(local, locallen, "%.*s%s%s", (int)dl, dest, dl && *rest ? "/" : "",
+		                 rest);
+		if (k <= 0 || (size_t)k >= locallen || !wh_name_valid(local, (size_t)k) ||
+		    strlen(upstream) >= sizeof(map->upstream))
+			return false;
+		map->reg = reg;
+		map->content = c;
+		snprintf(map->upstream, sizeof(map->upstream), "%s", upstream);
+		return true;
+	}
+	return false;
+}
+
+bool wh_sync_tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag)
+{
+	return tag_allowed(s, map, tag);
+}
+
+void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *name,
+                               const char *ref, wh_sync_done_cb cb, void *arg)
+{
+	bool by_digest = wh_ref_is_digest(ref, strlen(ref));
+	char local[WH_DIGEST_LEN + 1] = "";
+	char *mt = NULL;
+	int64_t size;
+	bool have =
+	    !by_digest && wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
+	free(mt);
+	struct mfetch *f;
+	for (f = s->mfetches; f; f = f->next)
+		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
+			break;
+	if (!f) {
+		f = mfetch_for(s, name, ref, map, by_digest, have ? local : NULL);
+		f->background = true;
+	}
+	note_add(&f->notes, cb, arg);
+}
+
+int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
+                          int64_t size, wh_sync_done_cb cb, void *arg)
+{
+	struct bfetch *f;
+	for (f = s->bfetches; f; f = f->next)
+		if (strcmp(f->digest, digest) == 0 && !f->failed)
+			break;
+	if (!f) {
+		if (size >= 0 && declared_size(s, map, digest) < 0) {
+			/* The size the manifest declared, as note_sizes does. */
+			size_t slot = fnv1a(digest, "") % SIZE_SLOTS;
+			s->sizes[slot].reg = map->reg;
+			s->sizes[slot].size = size;
+			snprintf(s->sizes[slot].digest, sizeof(s->sizes[slot].digest), "%s",
+			         digest);
+		}
+		f = bfetch_start(s, name, digest, map);
+		if (!f)
+			return WH_EIO;
+	} else {
+		bfetch_also(f, name);
+	}
+	note_add(&f->notes, cb, arg);
+	return 0;
 }
 
 /* ---- life ---- */
@@ -1203,6 +1374,7 @@ int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh
 				wh_regex_compile(t->exclude_regex, &r->ex, e, sizeof(e));
 		}
 	}
+	s->poll = wh_poll_new(loop, cfg, s);
 	*out = s;
 	return 0;
 }
@@ -1211,6 +1383,8 @@ void wh_sync_free(wh_sync *s)
 {
 	if (!s)
 		return;
+	/* First: its callbacks wait on the fetches freed below. */
+	wh_poll_free(s->poll);
 	while (s->mfetches) {
 		struct mfetch *f = s->mfetches;
 		if (f->up)
@@ -1223,6 +1397,7 @@ void wh_sync_free(wh_sync *s)
 			free(w);
 		}
 		s->mfetches = f->next;
+		notes_drop(&f->notes);
 		free(f->buf);
 		free(f);
 	}
@@ -1231,6 +1406,7 @@ void wh_sync_free(wh_sync *s)
 		if (f->publishing) {
 			/* The thread pool still has it; b_synced frees it. */
 			bfetch_unlink(f);
+			notes_drop(&f->notes);
 			f->orphan = true;
 			continue;
 		}
@@ -1238,6 +1414,7 @@ void wh_sync_free(wh_sync *s)
 			wh_upstream_cancel(f->up);
 		f->fetch_done = true;
 		bfetch_unlink(f);
+		notes_drop(&f->notes);
 		bfetch_fail(f, "shutting down");
 		for (struct reader *rd = f->readers, *next; rd; rd = next) {
 			next = rd->next;

@@ -19,6 +19,7 @@
 typedef struct wh_sync_tags {
 	char *regex;         /* NULL: every tag */
 	char *exclude_regex; /* NULL: none excluded */
+	bool semver;         /* keep only tags Masterminds/semver v1 parses (wh_semver_valid) */
 } wh_sync_tags;
 
 typedef struct wh_sync_content {
@@ -41,7 +42,8 @@ typedef struct wh_sync_registry {
 	/* Zot's maxRetryDelay: the back-off grows from retryDelay to it
 	 * (exponential); default retryDelay (constant). */
 	int64_t max_retry_delay_ms;
-	int64_t poll_interval_ms; /* parsed, periodic sync is not implemented (warning) */
+	/* > 0 with content rules given: periodic sync (poll.h) every this often. */
+	int64_t poll_interval_ms;
 	/* How long a tag is served from the cache before upstream is asked again (HEAD):
 	 * registries[].manifestCheckInterval (Zot's key; needs onDemand) if set, else
 	 * extensions.sync.wharf.manifestCheckInterval. */
@@ -52,9 +54,10 @@ typedef struct wh_sync_registry {
 	/* Zot's responseHeaderTimeout: how long the upstream may take to start
 	 * answering an exchange (default 4 s, Zot's 30 s). */
 	int64_t response_header_timeout_ms;
-	bool only_signed; /* parsed; not implemented (warning when true) */
+	bool only_signed; /* parsed; true is refused (not implemented) */
 	wh_sync_content *content;
 	int n_content;
+	bool content_given; /* content[] was in the file (else the default "**" rule) */
 } wh_sync_registry;
 
 /* http.accessControl actions, as bits. */

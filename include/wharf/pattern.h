@@ -20,4 +20,11 @@ void wh_regex_free(wh_regex *re);
  * `?`, `[...]`, `{a,b}`. */
 bool wh_glob_match(const char *pattern, const char *name);
 
+/* True when tag parses as a version the way Masterminds/semver v1 does (Zot's
+ * tags.semver): an optional "v", 1 to 3 dot-separated numbers, then an
+ * optional -prerelease and +metadata of dot-separated [0-9A-Za-z-]
+ * identifiers (a numeric prerelease identifier without a leading zero).
+ * So v1.2, 1, 1.2.3-alpine and v2 pass; latest and 1.2.3.4 fail. */
+bool wh_semver_valid(const char *tag);
+
 #endif

@@ -80,4 +80,44 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map);
 
+/* ---- hooks for periodic sync (wharf/poll.h), which wh_sync_new starts ----
+ *
+ * The same fetches as a client's pull (single flight, the tee, the same
+ * checks and store), with a callback instead of a client. */
+
+typedef struct wh_upstream wh_upstream;
+
+/* The upstream client and store sync uses (one set of tokens and health). */
+wh_upstream *wh_sync_upstream(wh_sync *s);
+wh_store *wh_sync_store(wh_sync *s);
+
+/* The local name of reg's upstream repository `upstream`: the first of
+ * reg's content rules whose prefix matches it (onDemand or not), mapped
+ * through destination and stripPrefix as wh_sync_map_name reverses. False
+ * when no rule matches or the local name would be invalid. */
+bool wh_sync_map_upstream(const wh_sync *s, const wh_sync_registry *reg, const char *upstream,
+                          char *local, size_t locallen, wh_sync_map *map);
+
+/* The rule's tag filters: regex, excludeRegex, semver. */
+bool wh_sync_tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag);
+
+/* err is 0 or a WH_E* code; changed: a manifest other than the one held
+ * was stored (for a blob: it was fetched). */
+typedef void (*wh_sync_done_cb)(void *arg, int err, bool changed);
+
+/* Bring name:ref into the store as a pull would: by tag, a HEAD upstream
+ * and a GET only when the digest differs from the local tag's; by digest, a
+ * GET. Joins a fetch in flight. cb fires exactly once, later, from the
+ * loop; err is non-zero when the upstream failed or does not have it (even
+ * if a cached copy remains). It does not fire once wh_sync_free has begun. */
+void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *name,
+                               const char *ref, wh_sync_done_cb cb, void *arg);
+
+/* Fetch a blob (not in name's store) through the tee, with no client;
+ * size is what its manifest declared (-1: unknown). Returns 0 and cb fires
+ * later as above, or a WH_E* code at once (no temp file) and cb never
+ * fires. */
+int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
+                          int64_t size, wh_sync_done_cb cb, void *arg);
+
 #endif

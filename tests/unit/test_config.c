@@ -312,7 +312,7 @@ static const struct {
      REGP ".urls[0]: \"https://registry.example.com/v2\" must be scheme://host[:port]..."},
     {REG0 "'urls': ['https://user:pw@registry.example.com']" REG0_END,
      REGP ".urls[0]: \"https://user:pw@registry.example.com\" must not hold credentials "
-     "(put them in extensions.sync.credentialsFile)"},
+          "(put them in extensions.sync.credentialsFile)"},
     {REG0 "'urls': ['https://[zz]']" REG0_END,
      REGP ".urls[0]: \"https://[zz]\" has a bad IPv6 address"},
     {REG0 URLS ", 'onDemand': 'true'" REG0_END, REGP ".onDemand: expected a boolean"},
@@ -329,6 +329,9 @@ static const struct {
      REGP ".retryDelay: invalid duration \"5 minutes\"..."},
     {REG0 URLS ", 'pollInterval': '1d'" REG0_END, REGP ".pollInterval: invalid duration \"1d\"..."},
     {REG0 URLS ", 'onlySigned': 'yes'" REG0_END, REGP ".onlySigned: expected a boolean"},
+    {REG0 URLS ", 'onlySigned': true" REG0_END,
+     REGP ".onlySigned: not supported by Wharf: images would be synced without checking their "
+          "signatures; remove the key or set it to false"},
     {REG0 URLS ", 'manifestCheckInterval': '1m'" REG0_END,
      REGP ".manifestCheckInterval: requires onDemand to be true"},
     {REG0 URLS ", 'certDir': false" REG0_END, REGP ".certDir: expected a string"},
@@ -425,10 +428,6 @@ static void test_warnings(void)
 	    "extensions.search.cve",
 	    "extensions.metrics.prometheus",
 	    "extensions.sync.downloadDir",
-	    "extensions.sync.registries[0].pollInterval",
-	    "extensions.sync.registries[0].onlySigned",
-	    "extensions.sync.registries[0].content[0].tags.semver",
-	    "extensions.sync.registries[1].onlySigned",
 	    "extensions.scrub",
 	    "extensions.lint",
 	    "extensions.trust",
@@ -453,10 +452,11 @@ static void test_warnings(void)
 	    "   'metrics': {'enable': true, 'prometheus': {'path': '/metrics'}},"
 	    "   'sync': {'downloadDir': '/tmp/sync', 'registries': ["
 	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '6h',"
-	    "      'onlySigned': true, 'content': [{'prefix': '**', 'tags': {'semver': true}}],"
-	    "      'retryDelay': '5m', 'maxRetryDelay': '10m', 'preserveDigest': true},"
+	    "      'content': [{'prefix': '**', 'tags': {'semver': true},"
+	    "                   'platforms': ['linux/amd64']}],"
+	    "      'retryDelay': '5m', 'maxRetryDelay': '10m', 'preserveDigest': true, 'platforms': ['linux/amd64']},"
 	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '0s',"
-	    "      'onlySigned': true, 'content': [{'prefix': '**', 'tags': {'semver': false}}]},"
+	    "      'content': [{'prefix': '**', 'tags': {'semver': false}}]},"
 	    "     {'urls': ['https://registry.example.com'], 'onlySigned': false}]},"
 	    "   'scrub': {'interval': '24h'}, 'lint': {'enable': true},"
 	    "   'trust': {'enable': true, 'cosign': true}, 'mgmt': {'enable': true},"
@@ -484,7 +484,10 @@ static void test_warnings(void)
 	CHECK(c.n_registries == 3);
 	if (c.n_registries == 3) {
 		CHECK(c.registries[0].poll_interval_ms == 6 * 3600000LL);
-		CHECK(c.registries[0].only_signed && !c.registries[2].only_signed);
+		CHECK(c.registries[0].content_given && !c.registries[2].content_given);
+		CHECK(c.registries[0].content[0].tags.semver);
+		CHECK(!c.registries[1].content[0].tags.semver);
+		CHECK(!c.registries[2].only_signed);
 	}
 	wh_config_free(&c);
 }

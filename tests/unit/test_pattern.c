@@ -59,5 +59,33 @@ int main(void)
 	char err[160] = "";
 	CHECK(wh_regex_compile("(unclosed", &re, err, sizeof(err)) == WH_EINVAL && !re);
 	CHECK(err[0] != '\0');
+
+	/* Masterminds/semver v1, as Zot's tags.semver parses. */
+	static const char *const ok[] = {"v1.2",    "1",          "1.2.3-alpine", "v2",
+	                                 "1.2.3",   "v1.2.3+b.1", "1.0.0-rc.1",   "1.2-x-y.0+meta",
+	                                 "10.20.30"};
+	static const char *const bad[] = {"latest",
+	                                  "1.2.3.4",
+	                                  "",
+	                                  "v",
+	                                  "1.",
+	                                  "1..2",
+	                                  "1.2.3-",
+	                                  "1.2.3-01",
+	                                  "1.2.3+",
+	                                  "V1",
+	                                  "1.2.3-a..b",
+	                                  "sha256-abc",
+	                                  "1234567890123456789"};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(ok); i++) {
+		if (!wh_semver_valid(ok[i]))
+			fprintf(stderr, "semver %s refused\n", ok[i]);
+		CHECK(wh_semver_valid(ok[i]));
+	}
+	for (size_t i = 0; i < WH_ARRAY_SIZE(bad); i++) {
+		if (wh_semver_valid(bad[i]))
+			fprintf(stderr, "semver %s accepted\n", bad[i]);
+		CHECK(!wh_semver_valid(bad[i]));
+	}
 	CHECK_DONE();
 }
