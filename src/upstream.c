@@ -836,10 +836,32 @@ static void link_next(const char *v, size_t vlen, char *out, size_t outlen)
 			return;
 		const char *comma = memchr(gt, ',', (size_t)(end - gt));
 		const char *pend = comma ? comma : end;
+		/* rel=next, rel="next" or rel="a next b"; case-insensitive. */
 		bool next = false;
-		for (const char *p = gt; p + 3 <= pend && !next; p++)
-			next = strncasecmp(p, "rel", 3) == 0 &&
-			       (memmem(p, (size_t)(pend - p), "next", 4) != NULL);
+		for (const char *p = gt; p + 3 <= pend && !next; p++) {
+			if (strncasecmp(p, "rel", 3) != 0 || (p[-1] != ';' && p[-1] != ' '))
+				continue;
+			const char *q = p + 3;
+			while (q < pend && *q == ' ')
+				q++;
+			if (q >= pend || *q != '=')
+				continue;
+			q++;
+			while (q < pend && *q == ' ')
+				q++;
+			bool quoted = q < pend && *q == '"';
+			q += quoted;
+			const char *vend = q;
+			while (vend < pend && *vend != (quoted ? '"' : ';'))
+				vend++;
+			while (q < vend && !next) {
+				size_t w = 0;
+				while (q + w < vend && q[w] != ' ')
+					w++;
+				next = w == 4 && strncasecmp(q, "next", 4) == 0;
+				q += w + 1;
+			}
+		}
 		size_t tl = (size_t)(gt - lt - 1);
 		if (next && tl > 0 && tl < outlen) {
 			memcpy(out, lt + 1, tl);
