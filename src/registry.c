@@ -113,6 +113,23 @@ static void serve_blob(wh_req *req, void *ctx, const char *name, const char *dig
 	blob_get(req, ctx, name, digest);
 }
 
+static void referrers_answer(wh_req *req, wh_registry *reg, const char *name, const char *digest,
+                             const char *upstream);
+static void tags_answer(wh_req *req, wh_registry *reg, const char *name, char *const *up, int n_up,
+                        bool known);
+
+static void serve_referrers(wh_req *req, void *ctx, const char *name, const char *digest,
+                            const char *upstream)
+{
+	referrers_answer(req, ctx, name, digest, upstream);
+}
+
+static void serve_tags(wh_req *req, void *ctx, const char *name, char *const *tags, int n,
+                       bool known)
+{
+	tags_answer(req, ctx, name, tags, n, known);
+}
+
 static void catalog_scan_work(uv_work_t *w)
 {
 	struct catalog_scan *sc = w->data;
@@ -179,7 +196,7 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 	reg->loop = loop;
 	reg->cfg = cfg;
 	reg->store = store;
-	const wh_sync_serve serve = {serve_manifest, serve_blob, reg};
+	const wh_sync_serve serve = {serve_manifest, serve_blob, serve_referrers, serve_tags, reg};
 	char err[512];
 	int rc = wh_sync_new(loop, cfg, store, &serve, &reg->sync, err, sizeof(err));
 	if (rc != 0) {
@@ -1034,7 +1051,18 @@ static void send_list(wh_req *req, const char *link_path, const char *key, const
 	cJSON_free(body);
 }
 
-static void tags_list(wh_req *req, wh_registry *reg, const char *name)
+static int cmp_lexical(const void *a, const void *b)
+{
+	/* As the store sorts tags: case-insensitive, then bytewise. */
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	int c = strcasecmp(x, y);
+	return c ? c : strcmp(x, y);
+}
+
+/* tags/list: the store's tags, merged with up[0..n_up) when known (a
+ * synced name whose upstream answered); paginated over the merged list. */
+static void tags_answer(wh_req *req, wh_registry *reg, const char *name, char *const *up, int n_up,
+                        bool known)
 {
 	int n;
 	char last[WH_TAG_MAX + 2];
@@ -1044,20 +1072,61 @@ static void tags_list(wh_req *req, wh_registry *reg, const char *name)
 	char **tags = NULL;
 	int count = 0;
 	bool more = false;
-	int rc = wh_store_tags(reg->store, name, has_last ? last : NULL, n, &tags, &count, &more);
-	if (rc == WH_ENOTFOUND) {
-		wh_registry_error(req, 404, "NAME_UNKNOWN", "repository name not known to registry",
-		                  name);
+	int rc = wh_store_tags(reg->store, name, known ? NULL : (has_last ? last : NULL),
+	                       known ? -1 : n, &tags, &count, &more);
+	if (rc == WH_ENOTFOUND && (!known || n_up == 0)) {
+		if (reg->sync && !known && wh_sync_map_name(reg->sync, name, &(wh_sync_map){0}))
+			wh_registry_error(req, 502, "UNKNOWN",
+			                  "the upstream registry is unavailable",
+			                  "and nothing of this repository is cached");
+		else
+			wh_registry_error(req, 404, "NAME_UNKNOWN",
+			                  "repository name not known to registry", name);
 		return;
 	}
-	if (rc != 0) {
+	if (rc != 0 && rc != WH_ENOTFOUND) {
 		storage_error(req, rc);
 		return;
 	}
+	char **page = tags;
+	int n_page = count;
+	char **all = NULL;
+	if (known) {
+		/* Both lists are sorted; merged, repeats dropped, then paged. */
+		int n_all = 0;
+		all = wh_malloc(sizeof(*all) * (size_t)(count + n_up + 1));
+		for (int i = 0; i < count; i++)
+			all[n_all++] = tags[i];
+		for (int i = 0; i < n_up; i++)
+			all[n_all++] = up[i];
+		if (n_all > 0)
+			qsort(all, (size_t)n_all, sizeof(*all), cmp_lexical);
+		int i = 0, k = 0;
+		while (has_last && i < n_all && cmp_lexical(&all[i], &(const char *){last}) <= 0)
+			i++;
+		for (; i < n_all; i++) {
+			if (k > 0 && strcmp(all[k - 1], all[i]) == 0)
+				continue;
+			if (n >= 0 && k == n)
+				break;
+			all[k++] = all[i];
+		}
+		while (i < n_all && k > 0 && strcmp(all[k - 1], all[i]) == 0)
+			i++;
+		more = i < n_all;
+		page = all;
+		n_page = k;
+	}
 	char link[WH_NAME_MAX + 32];
 	snprintf(link, sizeof(link), "/v2/%s/tags/list", name);
-	send_list(req, link, "tags", name, tags, count, more, n);
+	send_list(req, link, "tags", name, page, n_page, more, n);
+	free(all); /* its strings are tags' and up's */
 	wh_strv_free(tags, count);
+}
+
+static void tags_list(wh_req *req, wh_registry *reg, const char *name)
+{
+	tags_answer(req, reg, name, NULL, 0, false);
 }
 
 static void catalog_wait_done(wh_req *req)
@@ -1130,10 +1199,69 @@ static void catalog(wh_req *req, wh_registry *reg, const char *user)
 	wh_strv_free(repos, count);
 }
 
-static void referrers(wh_req *req, wh_registry *reg, const char *name, const char *digest)
+static int cmp_desc_digest(const void *a, const void *b)
 {
-	if (check_digest(req, digest))
-		return;
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)a, "digest");
+	const cJSON *y = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)b, "digest");
+	return strcmp(x->valuestring, y->valuestring);
+}
+
+/* The store's referrers merged with the upstream's (a JSON array of
+ * validated descriptors; one entry per digest, the store's first), in
+ * digest order as the store lists them, filtered here. Returns a malloc'd
+ * index, or NULL when out of memory. */
+static char *referrers_merge(const char *local, const char *upstream, const char *filter)
+{
+	char *out = NULL;
+	cJSON *doc = cJSON_Parse(local);
+	cJSON *up = cJSON_Parse(upstream);
+	cJSON *list = cJSON_DetachItemFromObjectCaseSensitive(doc, "manifests");
+	cJSON *d;
+	cJSON **v = NULL;
+	int n = 0;
+	if (!doc || !cJSON_IsArray(list) || !cJSON_IsArray(up))
+		goto out;
+	v = wh_malloc(sizeof(*v) * (size_t)(cJSON_GetArraySize(list) + cJSON_GetArraySize(up) + 1));
+	cJSON_ArrayForEach(d, list)
+	{
+		v[n++] = d;
+	}
+	int n_local = n;
+	cJSON_ArrayForEach(d, up)
+	{
+		const char *dg = cJSON_GetObjectItemCaseSensitive(d, "digest")->valuestring;
+		bool dup = false;
+		for (int i = 0; i < n_local && !dup; i++)
+			dup = strcmp(cJSON_GetObjectItemCaseSensitive(v[i], "digest")->valuestring,
+			             dg) == 0;
+		if (!dup)
+			v[n++] = d;
+	}
+	if (n > 0)
+		qsort(v, (size_t)n, sizeof(*v), cmp_desc_digest);
+	cJSON *merged = cJSON_AddArrayToObject(doc, "manifests");
+	for (int i = 0; merged && i < n; i++) {
+		const cJSON *at = cJSON_GetObjectItemCaseSensitive(v[i], "artifactType");
+		if (filter && !(cJSON_IsString(at) && strcmp(at->valuestring, filter) == 0))
+			continue;
+		cJSON_AddItemToArray(merged, cJSON_Duplicate(v[i], true));
+	}
+	if (merged)
+		out = cJSON_PrintUnformatted(doc);
+out:
+	free(v);
+	cJSON_Delete(list);
+	cJSON_Delete(up);
+	cJSON_Delete(doc);
+	return out;
+}
+
+/* The store's referrers of digest, merged with upstream's when given (a
+ * synced name whose upstream answered). The artifactType filter is always
+ * applied here, so OCI-Filters-Applied says so whenever one was asked. */
+static void referrers_answer(wh_req *req, wh_registry *reg, const char *name, const char *digest,
+                             const char *upstream)
+{
 	char at[256]; /* a media type is at most 127 + 1 + 127 bytes (RFC 6838) */
 	int qa = query_param(req, "artifactType", at, sizeof(at));
 	if (qa < 0) {
@@ -1142,10 +1270,19 @@ static void referrers(wh_req *req, wh_registry *reg, const char *name, const cha
 	}
 	const char *filter = qa > 0 ? at : NULL;
 	char *json = NULL;
-	int rc = wh_store_referrers(reg->store, name, digest, filter, &json);
+	int rc = wh_store_referrers(reg->store, name, digest, upstream ? NULL : filter, &json);
 	if (rc != 0) {
 		storage_error(req, rc);
 		return;
+	}
+	if (upstream) {
+		char *merged = referrers_merge(json, upstream, filter);
+		free(json);
+		json = merged;
+		if (!json) {
+			storage_error(req, WH_ENOMEM);
+			return;
+		}
 	}
 	wh_resp_start(req, 200);
 	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
@@ -1156,6 +1293,22 @@ static void referrers(wh_req *req, wh_registry *reg, const char *name, const cha
 	wh_resp_write(req, json, strlen(json));
 	wh_resp_end(req);
 	free(json);
+}
+
+static void referrers(wh_req *req, wh_registry *reg, const char *name, const char *digest)
+{
+	if (check_digest(req, digest))
+		return;
+	char at[256];
+	if (query_param(req, "artifactType", at, sizeof(at)) < 0) {
+		wh_registry_error(req, 400, "UNSUPPORTED", "artifactType is too long", NULL);
+		return;
+	}
+	wh_sync_map map;
+	if (reg->sync && wh_sync_map_name(reg->sync, name, &map))
+		wh_sync_referrers(reg->sync, req, name, digest, &map);
+	else
+		referrers_answer(req, reg, name, digest, NULL);
 }
 
 /* ---- dispatch ---- */
@@ -1281,7 +1434,14 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 		upload_session(req, reg, name, ref);
 		return;
 	case R_TAGS:
-		if (is(req, "GET") || is(req, "HEAD"))
+		if ((is(req, "GET") || is(req, "HEAD")) && reg->sync &&
+		    wh_sync_map_name(reg->sync, name, &map)) {
+			int n;
+			char last[WH_TAG_MAX + 2];
+			bool has_last;
+			if (!page_params(req, &n, last, sizeof(last), &has_last))
+				wh_sync_tag_list(reg->sync, req, name, &map);
+		} else if (is(req, "GET") || is(req, "HEAD"))
 			tags_list(req, reg, name);
 		else
 			method_not_allowed(req);

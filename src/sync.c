@@ -3,6 +3,7 @@
 #include "wharf/sync.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -52,6 +53,8 @@ struct rule_re {
 
 struct mwait;
 struct reader;
+struct lfetch;
+struct lentry;
 
 /* A caller without a client (periodic sync) told when a fetch ends. */
 struct note {
@@ -173,6 +176,11 @@ struct wh_sync {
 		int64_t size;
 		char digest[WH_DIGEST_LEN + 1];
 	} sizes[SIZE_SLOTS];
+	/* Listings (referrers, tags): fetches in flight and cached answers. */
+	struct lfetch *lfetches;
+	struct lentry *listings, *listings_tail;
+	int n_listings;
+	size_t listings_bytes;
 };
 
 /* ---- names ---- */
@@ -1339,6 +1347,597 @@ int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, 
 	return 0;
 }
 
+/* ---- listings: referrers and tags ---- */
+
+#define REFERRERS_MAX     (4 * 1024 * 1024)  /* an upstream's referrers answer */
+#define TAGS_BYTES_MAX    (16 * 1024 * 1024) /* an upstream's tags/list, all pages */
+#define TAGS_MAX          100000
+#define TAGS_PAGES_MAX    1000
+#define LISTINGS_MAX      1024 /* cached answers */
+#define LISTINGS_BYTES    (64 * 1024 * 1024)
+#define LISTING_ENTRY_EST 64 /* bytes counted per entry and per tag beyond their text */
+
+static const char ACCEPT_INDEX[] = "application/vnd.oci.image.index.v1+json";
+
+enum lkind { L_REFERRERS, L_TAGS };
+
+/* An upstream's answer to a listing, kept. Entries change only when a fetch
+ * ends (never while a request is being answered from one). */
+struct lentry {
+	struct lentry *prev, *next; /* most recently stored first */
+	enum lkind kind;
+	char name[WH_NAME_MAX + 1];
+	char key[WH_DIGEST_LEN + 1]; /* the subject of referrers; "" for tags */
+	bool known;                  /* false: the upstream could not be asked (a failure noted) */
+	char *referrers;             /* a JSON array of descriptors */
+	char **tags;                 /* sorted, no repeats */
+	int n_tags;
+	size_t bytes;
+	uint64_t checked_ms;
+	uint64_t valid_ms; /* fresh for this long after checked_ms */
+};
+
+struct lwait;
+
+enum lphase { LP_REFERRERS_API, LP_TAG_SCHEMA, LP_TAGS };
+
+/* A listing being fetched; every client asking meanwhile waits on it. */
+struct lfetch {
+	struct lfetch *next;
+	wh_sync *s;
+	enum lkind kind;
+	enum lphase phase;
+	char name[WH_NAME_MAX + 1];
+	char key[WH_DIGEST_LEN + 1];
+	wh_sync_map map;
+	wh_up_req *up;
+	int status;
+	char ctype[256];
+	char next_path[1024]; /* the next page's path; "" when none */
+	char *buf;
+	size_t len, cap;
+	size_t total; /* tag bytes over all pages */
+	int pages;
+	char **tags;
+	int n_tags, cap_tags;
+	struct lwait *waiters;
+};
+
+struct lwait {
+	struct lwait *next;
+	struct lfetch *f;
+	wh_req *req;
+};
+
+/* As the store sorts: lexical (case-insensitive), then bytewise. */
+static int lexical(const char *a, const char *b)
+{
+	int c = strcasecmp(a, b);
+	return c ? c : strcmp(a, b);
+}
+
+static int cmp_lexical(const void *a, const void *b)
+{
+	return lexical(*(char *const *)a, *(char *const *)b);
+}
+
+static void lentry_free(struct lentry *e)
+{
+	free(e->referrers);
+	wh_strv_free(e->tags, e->n_tags);
+	free(e);
+}
+
+static void lentry_unlink(wh_sync *s, struct lentry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		s->listings = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		s->listings_tail = e->prev;
+	s->n_listings--;
+	s->listings_bytes -= e->bytes;
+	e->prev = e->next = NULL;
+}
+
+static void lentry_push(wh_sync *s, struct lentry *e)
+{
+	e->prev = NULL;
+	e->next = s->listings;
+	if (s->listings)
+		s->listings->prev = e;
+	else
+		s->listings_tail = e;
+	s->listings = e;
+	s->n_listings++;
+	s->listings_bytes += e->bytes;
+	/* The oldest go first; the one just stored stays. */
+	while ((s->n_listings > LISTINGS_MAX || s->listings_bytes > LISTINGS_BYTES) &&
+	       s->listings_tail != e) {
+		struct lentry *old = s->listings_tail;
+		lentry_unlink(s, old);
+		lentry_free(old);
+	}
+}
+
+static struct lentry *lentry_find(wh_sync *s, enum lkind kind, const char *name, const char *key)
+{
+	for (struct lentry *e = s->listings; e; e = e->next)
+		if (e->kind == kind && strcmp(e->name, name) == 0 && strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+static bool lentry_fresh(const wh_sync *s, const struct lentry *e)
+{
+	return uv_now(s->loop) - e->checked_ms < e->valid_ms;
+}
+
+static void lentry_serve(wh_sync *s, const struct lentry *e, wh_req *req)
+{
+	if (e->kind == L_REFERRERS)
+		s->serve.referrers(req, s->serve.ctx, e->name, e->key,
+		                   e->known ? e->referrers : NULL);
+	else
+		s->serve.tags(req, s->serve.ctx, e->name, e->known ? e->tags : NULL,
+		              e->known ? e->n_tags : 0, e->known);
+}
+
+/* A media type as RFC 6838 has it: type/subtype of restricted-name
+ * characters, at most 127 each (parameters are not part of one here). */
+static bool media_type_ok(const char *mt)
+{
+	size_t n = strlen(mt);
+	const char *slash = strchr(mt, '/');
+	if (!slash || slash == mt || n - (size_t)(slash - mt) - 1 == 0 || n > 255)
+		return false;
+	for (const char *p = mt; *p; p++)
+		if (p != slash && !isalnum((unsigned char)*p) && !strchr("!#$&-^_.+", *p))
+			return false;
+	return true;
+}
+
+/* A descriptor the spec would accept: mediaType, digest and size, with an
+ * optional artifactType and string annotations. */
+static bool descriptor_ok(const cJSON *d)
+{
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
+	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
+	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(d, "size");
+	const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "artifactType");
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(d, "annotations");
+	const cJSON *a;
+	if (!cJSON_IsObject(d) || !cJSON_IsString(mt) || !media_type_ok(mt->valuestring) ||
+	    !cJSON_IsString(dg) ||
+	    wh_digest_check(dg->valuestring, strlen(dg->valuestring)) != WH_DIGEST_OK ||
+	    !cJSON_IsNumber(sz) || sz->valuedouble < 0 || sz->valuedouble > 9007199254740991.0 ||
+	    sz->valuedouble != (double)(int64_t)sz->valuedouble)
+		return false;
+	if (at && (!cJSON_IsString(at) || !media_type_ok(at->valuestring)))
+		return false;
+	if (ann) {
+		if (!cJSON_IsObject(ann))
+			return false;
+		cJSON_ArrayForEach(a, ann)
+		{
+			if (!cJSON_IsString(a))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* The manifests of an image index, validated, as a JSON array (malloc'd).
+ * Returns 0; 1 when body is not an image index at all (not JSON, or no
+ * manifests array, or another mediaType); -1 when it is one but a
+ * descriptor is not valid. */
+static int index_referrers(const char *body, size_t len, char **out)
+{
+	int rc = 1;
+	*out = NULL;
+	cJSON *doc = cJSON_ParseWithLength(body ? body : "", len);
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(doc, "mediaType");
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "manifests");
+	const cJSON *d;
+	if (!cJSON_IsObject(doc) || !cJSON_IsArray(list) ||
+	    (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, WH_MT_OCI_INDEX) != 0)))
+		goto out;
+	rc = -1;
+	cJSON_ArrayForEach(d, list)
+	{
+		if (!descriptor_ok(d))
+			goto out;
+	}
+	*out = cJSON_PrintUnformatted(list);
+	rc = *out ? 0 : -1;
+out:
+	cJSON_Delete(doc);
+	return rc;
+}
+
+static void lwait_gone(wh_req *req)
+{
+	struct lwait *w = req->data;
+	if (!w)
+		return;
+	for (struct lwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	free(w);
+	req->data = NULL;
+}
+
+static void lfetch_free(struct lfetch *f)
+{
+	free(f->buf);
+	wh_strv_free(f->tags, f->n_tags);
+	free(f);
+}
+
+/* The fetch is over: keep what it found (referrers, or tags taken from f),
+ * or note a failure (why), and answer everyone waiting from the cache. */
+static void lfetch_finish(struct lfetch *f, char *referrers, const char *why)
+{
+	wh_sync *s = f->s;
+	for (struct lfetch **pp = &s->lfetches; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	struct lentry *e = lentry_find(s, f->kind, f->name, f->key);
+	bool ok = why == NULL;
+	uint64_t interval = (uint64_t)check_interval(s, &f->map);
+	if (!ok) {
+		wh_log(WH_LOG_WARN,
+		       e && e->known ? "cannot list upstream, serving the cached answer"
+		                     : "cannot list upstream, serving the local answer",
+		       "repo", WH_LS, f->name, "listing", WH_LS,
+		       f->kind == L_REFERRERS ? "referrers" : "tags", "upstream", WH_LS,
+		       f->map.reg->urls[0], "error", WH_LS, why, NULL);
+	}
+	if (e && (ok || !e->known)) {
+		lentry_unlink(s, e);
+		lentry_free(e);
+		e = NULL;
+	}
+	if (!e) {
+		e = wh_calloc(1, sizeof(*e));
+		e->kind = f->kind;
+		snprintf(e->name, sizeof(e->name), "%s", f->name);
+		snprintf(e->key, sizeof(e->key), "%s", f->key);
+		e->known = ok;
+		e->bytes = LISTING_ENTRY_EST;
+		if (ok && f->kind == L_REFERRERS) {
+			e->referrers = referrers;
+			referrers = NULL;
+			e->bytes += strlen(e->referrers);
+		} else if (ok) {
+			e->tags = f->tags;
+			e->n_tags = f->n_tags;
+			f->tags = NULL;
+			f->n_tags = 0;
+			e->bytes += f->total + (size_t)e->n_tags * LISTING_ENTRY_EST;
+		}
+		lentry_push(s, e);
+	}
+	free(referrers);
+	/* A failure is not asked about again by every request meanwhile. */
+	e->checked_ms = uv_now(s->loop);
+	e->valid_ms = ok ? interval : WH_MIN(interval, (uint64_t)RECHECK_AFTER_ERROR_MS);
+	while (f->waiters) {
+		struct lwait *w = f->waiters;
+		f->waiters = w->next;
+		wh_req *req = w->req;
+		req->data = NULL;
+		req->on_done = NULL;
+		free(w);
+		lentry_serve(s, e, req);
+	}
+	lfetch_free(f);
+}
+
+static void l_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct lfetch *f = arg;
+	f->status = h->status;
+	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
+	snprintf(f->next_path, sizeof(f->next_path), "%s", h->link_next ? h->link_next : "");
+}
+
+static int l_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
+{
+	struct lfetch *f = arg;
+	/* Never past the request's max_body: the upstream client holds it. */
+	if (f->len + len + 1 > f->cap) {
+		size_t cap = f->cap ? f->cap : 8192;
+		while (cap < f->len + len + 1)
+			cap *= 2;
+		f->buf = wh_realloc(f->buf, cap);
+		f->cap = cap;
+	}
+	memcpy(f->buf + f->len, data, len);
+	f->len += len;
+	return 0;
+}
+
+static void l_on_done(wh_up_req *r, int err, void *arg);
+
+static const wh_up_cbs lcbs = {l_on_head, l_on_data, l_on_done};
+
+static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path)
+{
+	wh_up_opts opts = {.max_body = REFERRERS_MAX};
+	if (phase == LP_TAGS)
+		opts.max_body = (int64_t)(TAGS_BYTES_MAX - f->total);
+	f->phase = phase;
+	f->len = 0;
+	f->status = 0;
+	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream,
+	                            phase == LP_TAGS            ? "application/json"
+	                            : phase == LP_REFERRERS_API ? ACCEPT_INDEX
+	                                                        : ACCEPT_ALL,
+	                            &opts, &lcbs, f);
+}
+
+/* The tag schema: the referrers of sha256:<hex> are the manifests of the
+ * index tagged sha256-<hex>. */
+static void lfetch_tag_schema(struct lfetch *f)
+{
+	char path[WH_NAME_MAX + 256];
+	snprintf(path, sizeof(path), "/v2/%s/manifests/sha256-%s", f->map.upstream, f->key + 7);
+	lfetch_request(f, LP_TAG_SCHEMA, path);
+}
+
+/* The path of the next page, when the upstream's Link names one on this
+ * repository's tags/list (a full URL is reduced to its path: the request
+ * goes to the same registry whatever host it names). Returns false if not. */
+static bool next_tags_page(const struct lfetch *f, char *path, size_t len)
+{
+	const char *p = f->next_path;
+	if (!*p)
+		return false;
+	const char *scheme = strstr(p, "://");
+	if (scheme && scheme < p + 8) {
+		p = strchr(scheme + 3, '/');
+		if (!p)
+			return false;
+	}
+	char want[WH_NAME_MAX + 64];
+	int k = snprintf(want, sizeof(want), "/v2/%s/tags/list", f->map.upstream);
+	if (k < 0 || strncmp(p, want, (size_t)k) != 0 || (p[k] != '?' && p[k] != '\0') ||
+	    strpbrk(p, " \t\r\n#"))
+		return false;
+	snprintf(path, len, "%s", p);
+	return true;
+}
+
+/* One page of tags/list: append its tags. Returns NULL, or what is wrong. */
+static const char *take_tags_page(struct lfetch *f)
+{
+	const char *why = NULL;
+	cJSON *doc = cJSON_ParseWithLength(f->buf ? f->buf : "", f->len);
+	const cJSON *tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
+	const cJSON *t;
+	if (!cJSON_IsObject(doc) || !(cJSON_IsArray(tags) || cJSON_IsNull(tags) || !tags)) {
+		why = "tags/list is not a tag list";
+		goto out;
+	}
+	f->total += f->len;
+	const cJSON *arr = cJSON_IsArray(tags) ? tags : NULL;
+	cJSON_ArrayForEach(t, arr)
+	{
+		if (!cJSON_IsString(t) || !wh_tag_valid(t->valuestring, strlen(t->valuestring))) {
+			why = "tags/list holds something that is not a tag";
+			goto out;
+		}
+		if (!tag_allowed(f->s, &f->map, t->valuestring))
+			continue;
+		if (f->n_tags >= TAGS_MAX) {
+			why = "more than 100,000 tags";
+			goto out;
+		}
+		if (f->n_tags == f->cap_tags) {
+			f->cap_tags = f->cap_tags ? 2 * f->cap_tags : 64;
+			f->tags = wh_realloc(f->tags, sizeof(*f->tags) * (size_t)f->cap_tags);
+		}
+		f->tags[f->n_tags++] = wh_strdup(t->valuestring);
+	}
+out:
+	cJSON_Delete(doc);
+	return why;
+}
+
+static void tags_done(struct lfetch *f)
+{
+	if (f->n_tags > 0)
+		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), cmp_lexical);
+	int k = 0;
+	for (int i = 0; i < f->n_tags; i++) {
+		if (k > 0 && strcmp(f->tags[k - 1], f->tags[i]) == 0)
+			free(f->tags[i]);
+		else
+			f->tags[k++] = f->tags[i];
+	}
+	f->n_tags = k;
+	lfetch_finish(f, NULL, NULL);
+}
+
+static void l_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct lfetch *f = arg;
+	f->up = NULL;
+	char why[96];
+	char *list = NULL;
+	if (err != 0) {
+		snprintf(why, sizeof(why), "%s",
+		         err == WH_ETOOBIG ? (f->phase == LP_TAGS ? "tags/list over 16 MiB"
+		                                                  : "referrers over 4 MiB")
+		                           : wh_strerror(err));
+		lfetch_finish(f, NULL, why);
+		return;
+	}
+	bool absent = f->status == 404 || f->status == 401 || f->status == 403;
+	switch (f->phase) {
+	case LP_REFERRERS_API:
+		if (absent || f->status == 405) {
+			lfetch_tag_schema(f); /* no referrers API */
+			return;
+		}
+		if (f->status != 200)
+			break;
+		switch (index_referrers(f->buf, f->len, &list)) {
+		case 0:
+			lfetch_finish(f, list, NULL);
+			return;
+		case 1:
+			/* Not an index: no referrers API there, unless it said it
+			 * was one. */
+			if (strcmp(f->ctype, WH_MT_OCI_INDEX) != 0) {
+				lfetch_tag_schema(f);
+				return;
+			}
+			/* fall through */
+		default:
+			lfetch_finish(f, NULL, "the upstream's referrers are not a valid index");
+			return;
+		}
+	case LP_TAG_SCHEMA:
+		if (absent) {
+			lfetch_finish(f, wh_strdup("[]"), NULL); /* no referrers */
+			return;
+		}
+		if (f->status != 200)
+			break;
+		if (index_referrers(f->buf, f->len, &list) != 0) {
+			lfetch_finish(f, NULL, "the upstream's referrers tag is not a valid index");
+			return;
+		}
+		lfetch_finish(f, list, NULL);
+		return;
+	case LP_TAGS: {
+		if (absent && f->pages == 0) {
+			tags_done(f); /* the upstream has no such repository */
+			return;
+		}
+		if (f->status != 200)
+			break;
+		const char *bad = take_tags_page(f);
+		if (bad) {
+			lfetch_finish(f, NULL, bad);
+			return;
+		}
+		char path[sizeof(f->next_path)];
+		if (next_tags_page(f, path, sizeof(path))) {
+			if (++f->pages >= TAGS_PAGES_MAX) {
+				lfetch_finish(f, NULL, "tags/list pages without end");
+				return;
+			}
+			lfetch_request(f, LP_TAGS, path);
+			return;
+		}
+		tags_done(f);
+		return;
+	}
+	}
+	snprintf(why, sizeof(why), "upstream answered %d", f->status);
+	lfetch_finish(f, NULL, why);
+}
+
+/* The fetch of this listing in flight, or a new one. */
+static struct lfetch *lfetch_for(wh_sync *s, enum lkind kind, const char *name, const char *key,
+                                 const wh_sync_map *map)
+{
+	struct lfetch *f;
+	for (f = s->lfetches; f; f = f->next)
+		if (f->kind == kind && strcmp(f->name, name) == 0 && strcmp(f->key, key) == 0)
+			return f;
+	f = wh_calloc(1, sizeof(*f));
+	f->s = s;
+	f->kind = kind;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(f->key, sizeof(f->key), "%s", key);
+	f->map = *map;
+	f->next = s->lfetches;
+	s->lfetches = f;
+	char path[WH_NAME_MAX + 256];
+	if (kind == L_REFERRERS) {
+		snprintf(path, sizeof(path), "/v2/%s/referrers/%s", map->upstream, key);
+		lfetch_request(f, LP_REFERRERS_API, path);
+	} else {
+		snprintf(path, sizeof(path), "/v2/%s/tags/list", map->upstream);
+		lfetch_request(f, LP_TAGS, path);
+	}
+	return f;
+}
+
+static void listing(wh_sync *s, wh_req *req, enum lkind kind, const char *name, const char *key,
+                    const wh_sync_map *map)
+{
+	struct lentry *e = lentry_find(s, kind, name, key);
+	if (e && lentry_fresh(s, e)) {
+		lentry_serve(s, e, req);
+		return;
+	}
+	if (e && e->known) {
+		/* Stale while revalidating, as manifests by tag are. Registered
+		 * before the answer goes, for a pipelined request to find. */
+		lfetch_for(s, kind, name, key, map);
+		lentry_serve(s, e, req);
+		return;
+	}
+	struct lfetch *f = lfetch_for(s, kind, name, key, map);
+	struct lwait *w = wh_calloc(1, sizeof(*w));
+	w->f = f;
+	w->req = req;
+	w->next = f->waiters;
+	f->waiters = w;
+	req->data = w;
+	req->on_done = lwait_gone;
+}
+
+void wh_sync_referrers(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                       const wh_sync_map *map)
+{
+	listing(s, req, L_REFERRERS, name, digest, map);
+}
+
+void wh_sync_tag_list(wh_sync *s, wh_req *req, const char *name, const wh_sync_map *map)
+{
+	listing(s, req, L_TAGS, name, "", map);
+}
+
+/* Cancel the listings' fetches (their clients' connections are cut) and
+ * drop the cached answers. */
+static void listings_free(wh_sync *s)
+{
+	while (s->lfetches) {
+		struct lfetch *f = s->lfetches;
+		s->lfetches = f->next;
+		if (f->up)
+			wh_upstream_cancel(f->up);
+		while (f->waiters) {
+			struct lwait *w = f->waiters;
+			f->waiters = w->next;
+			w->req->data = NULL;
+			wh_req_abort(w->req);
+			free(w);
+		}
+		lfetch_free(f);
+	}
+	while (s->listings) {
+		struct lentry *e = s->listings;
+		lentry_unlink(s, e);
+		lentry_free(e);
+	}
+}
+
 /* ---- life ---- */
 
 int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh_sync_serve *serve,
@@ -1424,6 +2023,7 @@ void wh_sync_free(wh_sync *s)
 		f->readers = NULL;
 		bfetch_maybe_free(f);
 	}
+	listings_free(s);
 	wh_upstream_free(s->up);
 	for (int i = 0; i < s->cfg->n_registries; i++) {
 		for (int j = 0; j < s->cfg->registries[i].n_content; j++) {

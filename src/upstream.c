@@ -155,6 +155,7 @@ struct wh_up_req {
 	int64_t range_start; /* of a 206's Content-Range; -1 none */
 	char ctype[256];
 	char digest[160];
+	char link_next[1024]; /* the target of a Link rel="next"; "" none */
 	int retry_after;
 	char *challenge;
 	bool decided; /* looked at the final status: delivering or discarding */
@@ -802,6 +803,7 @@ static void reset_response(wh_up_req *r)
 	r->range_start = -1;
 	r->ctype[0] = '\0';
 	r->digest[0] = '\0';
+	r->link_next[0] = '\0';
 	r->retry_after = -1;
 	free(r->challenge);
 	r->challenge = NULL;
@@ -816,6 +818,58 @@ static void reset_response(wh_up_req *r)
 static bool is_2xx(int status)
 {
 	return status >= 200 && status < 300;
+}
+
+/* The target of the rel="next" link in a Link header's value (RFC 8288:
+ * `<target>; rel="next"`, several links separated by commas), or "". A
+ * target too long for out is not taken. */
+static void link_next(const char *v, size_t vlen, char *out, size_t outlen)
+{
+	const char *end = v + vlen;
+	out[0] = '\0';
+	while (v < end) {
+		const char *lt = memchr(v, '<', (size_t)(end - v));
+		if (!lt)
+			return;
+		const char *gt = memchr(lt, '>', (size_t)(end - lt));
+		if (!gt)
+			return;
+		const char *comma = memchr(gt, ',', (size_t)(end - gt));
+		const char *pend = comma ? comma : end;
+		/* rel=next, rel="next" or rel="a next b"; case-insensitive. */
+		bool next = false;
+		for (const char *p = gt; p + 3 <= pend && !next; p++) {
+			if (strncasecmp(p, "rel", 3) != 0 || (p[-1] != ';' && p[-1] != ' '))
+				continue;
+			const char *q = p + 3;
+			while (q < pend && *q == ' ')
+				q++;
+			if (q >= pend || *q != '=')
+				continue;
+			q++;
+			while (q < pend && *q == ' ')
+				q++;
+			bool quoted = q < pend && *q == '"';
+			q += quoted;
+			const char *vend = q;
+			while (vend < pend && *vend != (quoted ? '"' : ';'))
+				vend++;
+			while (q < vend && !next) {
+				size_t w = 0;
+				while (q + w < vend && q[w] != ' ')
+					w++;
+				next = w == 4 && strncasecmp(q, "next", 4) == 0;
+				q += w + 1;
+			}
+		}
+		size_t tl = (size_t)(gt - lt - 1);
+		if (next && tl > 0 && tl < outlen) {
+			memcpy(out, lt + 1, tl);
+			out[tl] = '\0';
+			return;
+		}
+		v = comma ? comma + 1 : end;
+	}
 }
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
@@ -900,6 +954,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *arg)
 		char *e;
 		long s = strtol(tmp, &e, 10);
 		r->retry_after = (*e == '\0' && s >= 0 && s < 86400) ? (int)s : -1;
+	} else if (IS("link") && !r->link_next[0]) {
+		link_next(v, vlen, r->link_next, sizeof(r->link_next));
 	} else if (IS("www-authenticate") && !r->challenge) {
 		r->challenge = wh_strndup(v, vlen);
 	}
@@ -929,6 +985,7 @@ static void deliver_head(wh_up_req *r)
 	    .digest = r->digest[0] ? r->digest : NULL,
 	    .retry_after_s = r->retry_after,
 	    .range_start = r->range_start,
+	    .link_next = r->link_next[0] ? r->link_next : NULL,
 	};
 	if (r->cbs.on_head)
 		r->cbs.on_head(r, &h, r->arg);

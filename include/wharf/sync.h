@@ -23,7 +23,27 @@
  *    the clients' connections are cut.
  *
  * Requests for one fetch are answered through `serve` when the answer is in
- * the store. */
+ * the store.
+ *
+ * Listings ask the upstream too, and merge its answer with the store's:
+ *
+ *  - referrers of a digest: the upstream's referrers API, or, when it has
+ *    none (404/405 on the endpoint, or a 200 that is not an image index),
+ *    the tag schema's `sha256-<hex>` index, whose manifests are the
+ *    referrers (its 404 means none). The answer must be an image index of
+ *    at most 4 MiB whose every descriptor is well formed, or it is not
+ *    taken;
+ *  - tags/list: every page of the upstream's list (its Link rel="next"
+ *    followed on the same registry), at most 100,000 tags and 16 MiB in
+ *    all; tags that the rule's tags.regex / excludeRegex filter out are not
+ *    listed. A 404 (or 401/403) means the upstream has no tags.
+ *
+ * The upstream's answer is kept in memory (at most 1024 answers, 64 MiB)
+ * with the tags' freshness rules: within manifestCheckInterval it is used
+ * as is; past that it is used at once and refreshed in the background (one
+ * fetch per listing however many ask). When the upstream cannot be asked or
+ * gives an answer that is not valid, nothing is cached, the store's own
+ * answer is served, and the upstream is asked again after 10 s. */
 #ifndef WHARF_SYNC_H
 #define WHARF_SYNC_H
 
@@ -49,6 +69,16 @@ typedef struct wh_sync_map {
 typedef struct wh_sync_serve {
 	void (*manifest)(wh_req *req, void *ctx, const char *name, const char *ref);
 	void (*blob)(wh_req *req, void *ctx, const char *name, const char *digest);
+	/* Referrers of digest: upstream is the upstream's, a JSON array of
+	 * validated descriptors to merge with the store's, or NULL when it is
+	 * not known (the store's answer alone). */
+	void (*referrers)(wh_req *req, void *ctx, const char *name, const char *digest,
+	                  const char *upstream);
+	/* tags/list: tags[0..n) are the upstream's (sorted as the store sorts,
+	 * no repeats), to merge with the store's; known is false when the
+	 * upstream's are not known (tags is NULL then). */
+	void (*tags)(wh_req *req, void *ctx, const char *name, char *const *tags, int n,
+	             bool known);
 	void *ctx;
 } wh_sync_serve;
 
@@ -119,5 +149,14 @@ void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *n
  * fires. */
 int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
                           int64_t size, wh_sync_done_cb cb, void *arg);
+
+/* Answer GET/HEAD /v2/<name>/referrers/<digest> for a synced name, through
+ * serve.referrers (at once, or once the upstream has answered). */
+void wh_sync_referrers(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                       const wh_sync_map *map);
+
+/* Answer GET/HEAD /v2/<name>/tags/list for a synced name, through
+ * serve.tags. */
+void wh_sync_tag_list(wh_sync *s, wh_req *req, const char *name, const wh_sync_map *map);
 
 #endif

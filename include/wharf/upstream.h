@@ -71,6 +71,7 @@ typedef struct wh_up_head {
 	const char *digest;       /* Docker-Content-Digest; NULL when not given */
 	int retry_after_s;        /* Retry-After in seconds; -1 when not given */
 	int64_t range_start;      /* a 206's first byte (Content-Range); -1 when not given */
+	const char *link_next;    /* a Link header's rel="next" target, as sent; NULL when none */
 } wh_up_head;
 
 typedef struct wh_up_cbs {

@@ -17,7 +17,7 @@ The classes:
     SingleFlightTest     N clients of one uncached tag: one HEAD and one GET upstream
     ChunkedUpstreamTest  upstream blobs without Content-Length
     RetryTest            transient failures retried (maxRetries), exhausted retries
-    ListingTest          tags/list, _catalog, referrers of cached names
+    ListingTest          tags/list, _catalog, referrers of synced names
     TagLifecycleTest     a tag deleted upstream, after the freshness window
     SharedFetchTest      a second repository joining a blob fetch in flight
     ShutdownTest         SIGTERM during a blob fetch, while clients wait on a manifest
@@ -561,21 +561,28 @@ class RetryTest(CacheBase):
 # ================================================================ listings
 
 class ListingTest(CacheBase):
-    """tags/list, _catalog and referrers answer from what is cached: the
-    upstream is not asked."""
+    """_catalog answers from what is cached (the upstream is not asked);
+    tags/list and referrers of a synced name merge the upstream's answer
+    with the cached one (test_referrers_cache has the details)."""
 
     def test_tags_and_catalog_of_cached_names(self):
         w = self.wharf()
+        self.hub.reset()
         st, _, body = w.request("GET", "/v2/dockerhub/library/busy/tags/list")
+        self.assertEqual((st, json.loads(body)),
+                         (200, {"name": "dockerhub/library/busy", "tags": ["latest", "v1"]}),
+                         "the upstream's tags, nothing cached yet")
+        self.assertIn("tags GET", self.hub.stats()["by_kind"])  # (a 401, then with a token)
+        st, _, body = w.request("GET", "/v2/dockerhub/library/nothing/tags/list")
         self.assertEqual(st, 404, body)
         self.assertEqual(json.loads(body)["errors"][0]["code"], "NAME_UNKNOWN")
         st, _, body = w.request("GET", "/v2/_catalog")
         self.assertEqual((st, json.loads(body)), (200, {"repositories": []}))
-        self.hub.reset()
         for tag in ("v1", "latest"):
             self.assert_manifest(w, "dockerhub/library/busy", tag,
                                  self.ups["library/busy:" + tag])
         self.assert_manifest(w, "dockerhub/team/app", "v2s2", self.ups["team/app:v2s2"])
+        self.hub.reset()
         st, _, body = w.request("GET", "/v2/dockerhub/library/busy/tags/list")
         self.assertEqual((st, json.loads(body)),
                          (200, {"name": "dockerhub/library/busy", "tags": ["latest", "v1"]}))
@@ -587,12 +594,14 @@ class ListingTest(CacheBase):
                          (200, {"repositories": ["dockerhub/library/busy",
                                                  "dockerhub/team/app"]}))
         kinds = self.hub.stats()["by_kind"]
-        self.assertNotIn("tags GET", kinds)
+        self.assertNotIn("tags GET", kinds, "the upstream's list is cached for the window")
         self.assertNotIn("catalog GET", kinds)
 
     def test_referrers_of_cached_names(self):
-        """An artifact whose subject is an image, both upstream: the referrers
-        list names it once it is cached (by digest), and not before."""
+        """An artifact whose subject is an image, both upstream, pushed by
+        digest only: Distribution has no referrers API and no sha256-<hex>
+        tag names it, so the upstream lists no referrers, and the list names
+        the artifact once it is cached (by digest), and not before."""
         repo = "library/refs-%s" % uuid.uuid4().hex[:8]
         t = self.tmpdir()
         subject = images.single_image(os.path.join(t, "s"), "1", salt="refs-subject")

@@ -1,6 +1,7 @@
 /* White-box checks of the upstream client's pure parts (the .c is included to
  * reach its static functions): the address classes a redirect is judged by,
- * the origin our Authorization is kept to, a token's lifetime. The traffic
+ * the origin our Authorization is kept to, a token's lifetime, a Link
+ * header's next page. The traffic
  * itself is tested end to end by tests/integration/test_hostile_upstream.py. */
 #include "check.h"
 
@@ -162,6 +163,35 @@ static void test_backoff(void)
 	CHECK(backoff_ms(&r, -1) == RETRY_WAIT_MAX_MS);
 }
 
+static void test_link_next(void)
+{
+	static const struct {
+		const char *value;
+		const char *want;
+	} cases[] = {
+	    {"</v2/a/tags/list?n=2&last=b>; rel=\"next\"", "/v2/a/tags/list?n=2&last=b"},
+	    {"<https://r.example/v2/a/tags/list?last=b,c>; rel=next",
+	     "https://r.example/v2/a/tags/list?last=b,c"},
+	    {"</p>; rel=\"prev\", </n>; rel=\"next\"", "/n"},
+	    {"</p>; title=\"next\"; rel=\"prev\"", ""},
+	    {"</p>; rel=\"prev\"; title=\"next\"", ""},
+	    {"</p>;rel=\"first next\"", "/p"},
+	    {"</p>; rel=nextish", ""},
+	    {"</p>; REL=\"Next\"", "/p"},
+	    {"<>; rel=\"next\"", ""},
+	    {"</p; rel=\"next\"", ""},
+	    {"no link at all", ""},
+	};
+	char out[64];
+	for (size_t i = 0; i < WH_ARRAY_SIZE(cases); i++) {
+		link_next(cases[i].value, strlen(cases[i].value), out, sizeof(out));
+		CHECK_STREQ(out, cases[i].want);
+	}
+	/* A target too long for the buffer is not taken, not cut. */
+	link_next("</0123456789>; rel=next", 23, out, 8);
+	CHECK_STREQ(out, "");
+}
+
 int main(void)
 {
 	test_backoff();
@@ -169,5 +199,6 @@ int main(void)
 	test_policy();
 	test_same_origin();
 	test_token_ttl();
+	test_link_next();
 	CHECK_DONE();
 }
