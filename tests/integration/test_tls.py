@@ -402,6 +402,65 @@ class TLSClients(TLSCase):
             self.assertEqual(f.read(), data)
 
 
+    @unittest.skipUnless(have("podman"), "podman is not installed")
+    def test_podman_push_pull(self):
+        # podman with a private vfs storage: pulling and pushing run no
+        # container. --cert-dir is a certs.d directory (ca.crt, and
+        # client.cert/client.key for mutual TLS).
+        st = tempfile.mkdtemp(prefix="pm-")  # podman wants a short runroot
+        try:
+            base = ["podman", "--root", st + "/root", "--runroot", st + "/run", "--tmpdir",
+                    st + "/libpod", "--storage-driver", "vfs", "--events-backend", "none",
+                    "--cgroup-manager", "cgroupfs"]
+            env = dict(self.env)
+            conf = os.path.join(st, "storage.conf")
+            with open(conf, "w") as f:
+                f.write('[storage]\ndriver = "vfs"\ngraphroot = "%s/root"\nrunroot = "%s/run"\n'
+                        % (st, st))
+            env["CONTAINERS_STORAGE_CONF"] = conf
+            src = "%s/tls/podman:1" % self.host
+            run(["skopeo", "--policy", self.policy, "copy", "--dest-cert-dir", self.certdir,
+                 self.img.ref, "docker://" + src], env=self.env)
+            run(base + ["pull", "--signature-policy", self.policy, "--cert-dir", self.certdir,
+                        src], env=env)
+            dst = "%s/tls/podman-pushed:1" % self.host
+            run(base + ["tag", src, dst], env=env)
+            run(base + ["push", "--signature-policy", self.policy, "--cert-dir", self.certdir,
+                        dst], env=env)
+            c = https(self.wharf, self.pki, client_cert=self.cacert)
+            st_, h, _ = request(c, "HEAD", "/v2/tls/podman-pushed/manifests/1")
+            c.close()
+            self.assertEqual(st_, 200)
+        finally:
+            shutil.rmtree(st, ignore_errors=True)
+
+    @unittest.skipUnless(have("containerd") and have("ctr"), "containerd/ctr not installed")
+    def test_ctr_pull(self):
+        import upstream as up
+        src = "%s/tls/ctr:1" % self.host
+        run(["skopeo", "--policy", self.policy, "copy", "--dest-cert-dir", self.certdir,
+             self.img.ref, "docker://" + src], env=self.env)
+        hosts = os.path.join(self.tmp, "hosts-%d" % self.port)
+        os.makedirs(os.path.join(hosts, self.host), exist_ok=True)
+        toml = 'server = "https://%s"\n[host."https://%s"]\n  ca = "%s"\n' % (
+            self.host, self.host, self.pki.ca_crt)
+        if self.cacert:
+            toml += '  client = [["%s", "%s"]]\n' % (self.pki.client_crt, self.pki.client_key)
+        with open(os.path.join(hosts, self.host, "hosts.toml"), "w") as f:
+            f.write(toml)
+        ctrd = up.Containerd().start()
+        try:
+            ctrd.ctr("images", "pull", "--hosts-dir", hosts, "--snapshotter", "native", src,
+                     timeout=90)
+            out = ctrd.ctr("images", "ls").stdout
+            line = [l for l in out.splitlines() if l.startswith(src + " ")]
+            self.assertTrue(line, out)
+            self.assertIn(self.img.digest, line[0])
+        finally:
+            ctrd.stop()
+            ctrd.cleanup()
+
+
 class MutualTLS(TLSClients):
     """cacert set: a client certificate is required and verified; its CN is
     the connection's identity."""
