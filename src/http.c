@@ -1550,6 +1550,8 @@ const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t 
 					return NULL;
 				buf[o++] = (char)ch;
 			}
+			if (o >= buflen)
+				return NULL; /* an empty value, and no room for its NUL */
 			buf[o] = '\0';
 			return buf;
 		}
