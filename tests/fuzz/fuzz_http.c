@@ -33,6 +33,7 @@
 #define BODY_SIZE   1000
 #define STREAM_SIZE (200 * 1000)
 #define MAX_HEADS   4096
+#define STALL_S     5
 
 static uv_loop_t loop;
 static wh_config cfg;
@@ -48,6 +49,7 @@ static struct {
 	bool server_done;
 	int fd; /* the client's end */
 	uv_poll_t poll;
+	uv_timer_t guard;
 	bool writing, eof;
 	const uint8_t *in;
 	size_t in_len, in_off, piece;
@@ -352,6 +354,19 @@ static void server_done_cb(void *arg)
 {
 	(void)arg;
 	run.server_done = true;
+	uv_close((uv_handle_t *)&run.guard, NULL);
+}
+
+/* A run takes milliseconds. One still going after seconds is stuck: the
+ * server waits for something that will not come (so would a real client). */
+static void guard_cb(uv_timer_t *t)
+{
+	(void)t;
+	fprintf(stderr,
+	        "stalled: after %d s, %d of %zu input bytes written, %d responses "
+	        "read, %d requests not done\n",
+	        STALL_S, (int)run.in_off, run.in_len, run.n_final, run.live_reqs);
+	FUZZ_ASSERT(!"the server answers or closes");
 }
 
 static void client_cb(uv_poll_t *h, int status, int events)
@@ -439,6 +454,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	llhttp_init(&run.parser, HTTP_RESPONSE, &resp_settings);
 	uv_poll_init(&loop, &run.poll, run.fd);
 	uv_poll_start(&run.poll, UV_READABLE | UV_WRITABLE, client_cb);
+	uv_timer_init(&loop, &run.guard);
+	uv_timer_start(&run.guard, guard_cb, STALL_S * 1000, 0);
+	uv_unref((uv_handle_t *)&run.guard); /* it keeps nothing alive */
 
 	uv_run(&loop, UV_RUN_DEFAULT);
 
