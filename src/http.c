@@ -1545,6 +1545,22 @@ int wh_server_port(const wh_server *srv)
 	return srv->port;
 }
 
+int wh_server_adopt(wh_server *srv, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fl = fcntl(fd, F_GETFL);
+	if (srv->shutting_down)
+		return -EINVAL;
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		ss.ss_family = AF_UNSPEC; /* the client is then logged as "" */
+	conn_new(srv, fd, &ss);
+	return 0;
+}
+
 static void server_free_cb(uv_handle_t *h)
 {
 	wh_server *srv = h->data;
@@ -1690,6 +1706,8 @@ const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t 
 			return NULL;
 		buf[o++] = (char)ch;
 	}
+	if (o >= buflen)
+		return NULL; /* an empty value, and no room for its NUL */
 	buf[o] = '\0';
 	return buf;
 }

@@ -82,6 +82,13 @@ int wh_server_start(uv_loop_t *loop, const wh_config *cfg, struct wh_tls *tls,
 /* The bound port (useful with port 0). */
 int wh_server_port(const wh_server *srv);
 
+/* For tests and fuzzing only: serve fd, a connected stream socket (one end of
+ * a socketpair, say), as if it had just been accepted, whatever the
+ * connection limit. The server takes ownership of fd (made non-blocking) and
+ * closes it with the connection. Returns 0, or -EINVAL once the server is
+ * shutting down, or -errno (fd is then still the caller's). */
+int wh_server_adopt(wh_server *srv, int fd);
+
 /* Stop accepting; close idle connections; let in-flight requests finish
  * until cfg->shutdown_timeout_ms, then close the rest. done fires once every
  * connection is closed and the server is freed. */

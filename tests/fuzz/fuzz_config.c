@@ -1,0 +1,71 @@
+/* The configuration loader (src/config.c): whole documents, as
+ * wh_config_load reads them from disk, through wh_config_parse. A document is
+ * accepted with every value in range, or refused with a message and nothing
+ * to free. The same bytes, when short, are also tried as a duration. */
+#include "fuzz.h"
+
+#include <stdbool.h>
+#include <strings.h>
+
+#include "wharf/common.h"
+#include "wharf/config.h"
+#include "wharf/log.h"
+
+static void check_ok(const wh_config *c)
+{
+	FUZZ_ASSERT(c->root_dir && *c->root_dir && c->address);
+	FUZZ_ASSERT(c->port >= 1 && c->port <= 65535);
+	FUZZ_ASSERT(c->header_timeout_ms > 0 && c->idle_timeout_ms > 0 && c->body_timeout_ms > 0 &&
+	            c->send_timeout_ms > 0 && c->shutdown_timeout_ms >= 0);
+	FUZZ_ASSERT(c->max_connections > 0 && c->max_header_bytes > 0 && c->max_headers > 0);
+	FUZZ_ASSERT(c->gc_delay_ms >= 0 && c->gc_interval_ms >= 0);
+	FUZZ_ASSERT(c->log_level >= WH_LOG_DEBUG && c->log_level <= WH_LOG_ERROR);
+	FUZZ_ASSERT(c->n_registries >= 0 && (c->n_registries == 0 || c->registries));
+	for (int i = 0; i < c->n_registries; i++) {
+		const wh_sync_registry *r = &c->registries[i];
+		FUZZ_ASSERT(r->n_urls >= 1);
+		for (int j = 0; j < r->n_urls; j++)
+			FUZZ_ASSERT(r->urls[j] && strncasecmp(r->urls[j], "http", 4) == 0);
+		FUZZ_ASSERT(r->max_retries >= 0 && r->retry_delay_ms >= 0);
+		FUZZ_ASSERT(r->manifest_check_interval_ms >= 0);
+		for (int j = 0; j < r->n_content; j++)
+			FUZZ_ASSERT(r->content[j].prefix);
+	}
+	for (int i = 0; i < c->n_warnings; i++)
+		FUZZ_ASSERT(c->warnings[i]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* Exactly size bytes, not terminated, as the contract allows. */
+	char *json = malloc(size ? size : 1);
+	char err[200];
+	wh_config cfg;
+	if (!json)
+		abort();
+	memcpy(json, data, size);
+	memset(err, 'x', sizeof(err));
+	memset(&cfg, 0x5a, sizeof(cfg));
+	int rc = wh_config_parse(json, size, &cfg, err, sizeof(err));
+	FUZZ_ASSERT(memchr(err, '\0', sizeof(err)) != NULL);
+	if (rc == 0) {
+		FUZZ_ASSERT(err[0] == '\0');
+		check_ok(&cfg);
+		wh_config_free(&cfg);
+	} else {
+		static const wh_config zero;
+		FUZZ_ASSERT(rc == WH_EINVAL);
+		FUZZ_ASSERT(err[0] != '\0');
+		FUZZ_ASSERT(memcmp(&cfg, &zero, sizeof(cfg)) == 0);
+	}
+	free(json);
+
+	if (size < 64) {
+		char *s = fuzz_strndup(data, size);
+		int64_t ms = -1;
+		if (wh_duration_parse(s, &ms) == 0)
+			FUZZ_ASSERT(ms >= 0);
+		free(s);
+	}
+	return 0;
+}
