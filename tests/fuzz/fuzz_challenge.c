@@ -3,9 +3,12 @@
  * static functions): the response header lines curl hands to header_cb, the
  * WWW-Authenticate challenge (parse_challenge), a token server's JSON answer
  * as write_cb collects it and token_done reads it, and the credentials file
- * read from disk (load_creds). No request goes out: curl is never loaded.
+ * read from disk (load_creds), and
  *
- * Input: one byte that picks the parser (low two bits), then its bytes. */
+ * the value of a Link header (link_next).
+ *
+ * Input: one byte that picks the parser (its low three bits: 0-3, 4 for a
+ * Link header, 5-7 as 1-3), then its bytes. */
 #include "fuzz.h"
 
 #include <sys/mman.h>
@@ -165,9 +168,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size == 0)
 		return 0;
-	int mode = data[0] & 3;
+	int mode = data[0] & 7; /* 0-3 as they always were, 4 a Link header */
+	if (mode > 4)
+		mode &= 3;
 	data++;
 	size--;
+	if (mode == 4) {
+		/* A Link header's value (paged listings): the next target, whole
+		 * or nothing, always terminated. */
+		char out[64];
+		memset(out, 0x5a, sizeof(out));
+		link_next((const char *)data, size, out, sizeof(out));
+		FUZZ_ASSERT(memchr(out, '\0', sizeof(out)));
+		return 0;
+	}
 	if (mode == 0) {
 		char *h = fuzz_strndup(data, size);
 		check_challenge(h);
