@@ -228,15 +228,7 @@ static int l_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 	struct job *j = arg;
 	(void)r;
 	/* Never past LIST_BODY_MAX: the upstream client holds the body to it. */
-	if (j->len + len + 1 > j->cap) {
-		size_t cap = j->cap ? j->cap : 8192;
-		while (cap < j->len + len + 1)
-			cap *= 2;
-		j->buf = wh_realloc(j->buf, cap);
-		j->cap = cap;
-	}
-	memcpy(j->buf + j->len, data, len);
-	j->len += len;
+	wh_buf_append(&j->buf, &j->len, &j->cap, data, len);
 	return 0;
 }
 

@@ -380,7 +380,8 @@ static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
 		if (strcmp(req->method, "PUT") == 0)
 			wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
 		else
-			wh_registry_error(req, 404, "MANIFEST_UNKNOWN", "manifest unknown to registry",
+			wh_registry_error(req, 404, "MANIFEST_UNKNOWN",
+			                  "manifest unknown to registry",
 			                  "not a valid tag or digest");
 		return true;
 	}
@@ -912,15 +913,7 @@ static int manifest_body(wh_req *req, const char *data, size_t len)
 		                  "limit 4 MiB");
 		return -1;
 	}
-	if (x->len + len > x->cap) {
-		size_t cap = x->cap ? x->cap : 4096;
-		while (cap < x->len + len)
-			cap *= 2;
-		x->buf = wh_realloc(x->buf, WH_MIN(cap, (size_t)MANIFEST_MAX));
-		x->cap = WH_MIN(cap, (size_t)MANIFEST_MAX);
-	}
-	memcpy(x->buf + x->len, data, len);
-	x->len += len;
+	wh_buf_append(&x->buf, &x->len, &x->cap, data, len);
 	return 0;
 }
 
@@ -1145,8 +1138,8 @@ static void catalog_wait_done(wh_req *req)
 
 /* Keep the names user may read, at most n of them (n < 0: all); *more as
  * wh_store_repos's. Filtered before paging, so a page is never short. */
-static void catalog_filter(wh_registry *reg, const char *user, char **repos, int *count,
-                           int n, bool *more)
+static void catalog_filter(wh_registry *reg, const char *user, char **repos, int *count, int n,
+                           bool *more)
 {
 	int kept = 0;
 	*more = false;

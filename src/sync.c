@@ -587,15 +587,7 @@ static int m_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
 	struct mfetch *f = arg;
 	/* Never past MANIFEST_MAX: the upstream client holds the body to it. */
-	if (f->len + len > f->cap) {
-		size_t cap = f->cap ? f->cap : 8192;
-		while (cap < f->len + len)
-			cap *= 2;
-		f->buf = wh_realloc(f->buf, cap);
-		f->cap = cap;
-	}
-	memcpy(f->buf + f->len, data, len);
-	f->len += len;
+	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
 	return 0;
 }
 
@@ -1655,15 +1647,7 @@ static int l_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
 	struct lfetch *f = arg;
 	/* Never past the request's max_body: the upstream client holds it. */
-	if (f->len + len + 1 > f->cap) {
-		size_t cap = f->cap ? f->cap : 8192;
-		while (cap < f->len + len + 1)
-			cap *= 2;
-		f->buf = wh_realloc(f->buf, cap);
-		f->cap = cap;
-	}
-	memcpy(f->buf + f->len, data, len);
-	f->len += len;
+	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
 	return 0;
 }
 

@@ -39,6 +39,11 @@ void *wh_realloc(void *p, size_t n);
 char *wh_strdup(const char *s);
 char *wh_strndup(const char *s, size_t n);
 
+/* Append n bytes to a buffer that grows by doubling (*buf holds *len bytes
+ * of *cap), always keeping room for a NUL after them, which is written. The
+ * caller bounds how much it appends. */
+void wh_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n);
+
 /* Monotonic time in milliseconds. */
 uint64_t wh_now_ms(void);
 
