@@ -100,6 +100,7 @@ struct wh_auth {
 	uv_loop_t *loop;
 	const wh_config *cfg;
 	bool authn; /* htpasswd configured */
+	bool mtls;  /* http.tls with a cacert: a verified client certificate's CN is a user */
 	struct user *users;
 	int n_users;
 	char challenge[300];      /* Basic realm="..." */
@@ -115,8 +116,7 @@ struct wh_auth {
 static bool hash_supported(const char *h)
 {
 	return strncmp(h, "$2a$", 4) == 0 || strncmp(h, "$2b$", 4) == 0 ||
-	       strncmp(h, "$2y$", 4) == 0 || strncmp(h, "$5$", 3) == 0 ||
-	       strncmp(h, "$6$", 3) == 0;
+	       strncmp(h, "$2y$", 4) == 0 || strncmp(h, "$5$", 3) == 0 || strncmp(h, "$6$", 3) == 0;
 }
 
 static void users_free(struct user *u, int n)
@@ -188,6 +188,7 @@ int wh_auth_new(uv_loop_t *loop, const wh_config *cfg, wh_auth **out)
 	a->loop = loop;
 	a->cfg = cfg;
 	a->authn = cfg->htpasswd_path && *cfg->htpasswd_path;
+	a->mtls = cfg->tls_cert && *cfg->tls_cert && cfg->tls_cacert && *cfg->tls_cacert;
 	const char *realm = cfg->realm && *cfg->realm ? cfg->realm : "Authorization Required";
 	/* Go-quoted, as Zot's strconv.Quote: escape '"' and '\'. */
 	size_t n = (size_t)snprintf(a->challenge, sizeof(a->challenge), "Basic realm=\"");
@@ -342,8 +343,8 @@ static void authn_failed(wh_auth *a, wh_req *req, const char *user, const char *
 }
 
 /* Authentication is settled: user (NULL: anonymous) may or may not. */
-static void authorize(wh_auth *a, wh_req *req, const char *user, const char *repo,
-                      unsigned action, wh_auth_next next, void *arg)
+static void authorize(wh_auth *a, wh_req *req, const char *user, const char *repo, unsigned action,
+                      wh_auth_next next, void *arg)
 {
 	if (!repo || wh_access_allows(&a->cfg->access, user, repo, action)) {
 		next(req, arg, user);
@@ -444,9 +445,8 @@ static void job_done(uv_work_t *wk, int status)
 }
 
 /* Wait for the verification of key, starting one if none is running. */
-static void verify(wh_auth *a, wh_req *req, const struct user *u, const char *pass,
-                   const char *key, const char *repo, unsigned action, wh_auth_next next,
-                   void *arg)
+static void verify(wh_auth *a, wh_req *req, const struct user *u, const char *pass, const char *key,
+                   const char *repo, unsigned action, wh_auth_next next, void *arg)
 {
 	struct job *j;
 	for (j = a->jobs; j; j = j->next)
@@ -504,8 +504,8 @@ static int parse_basic(const char *h, char *buf, size_t buflen, char **user, cha
 	size_t inlen = strcspn(h, " \t"), olen = 0;
 	if (h[inlen] != '\0' && h[inlen + strspn(h + inlen, " \t")] != '\0')
 		return -1;
-	if (mbedtls_base64_decode((unsigned char *)buf, buflen - 1, &olen,
-	                          (const unsigned char *)h, inlen) != 0)
+	if (mbedtls_base64_decode((unsigned char *)buf, buflen - 1, &olen, (const unsigned char *)h,
+	                          inlen) != 0)
 		return -1;
 	buf[olen] = '\0';
 	if (memchr(buf, '\0', olen))
@@ -529,7 +529,7 @@ void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, w
                    void *arg)
 {
 	const wh_access_config *ac = &a->cfg->access;
-	if (!a->authn && !ac->enabled) {
+	if (!a->authn && !a->mtls && !ac->enabled) {
 		next(req, arg, NULL);
 		return;
 	}
@@ -572,8 +572,15 @@ void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, w
 			return;
 		}
 	}
-	/* No credentials. */
-	if (!a->authn) {
+	/* No password: a verified client certificate is the user, as in Zot's
+	 * chain (Basic first, then mTLS, then anonymous). */
+	if (a->mtls && req->tls_identity) {
+		authorize(a, req, req->tls_identity, repo, action, next, arg);
+		return;
+	}
+	/* No credentials. Without any authentication configured, everyone is
+	 * authenticated (Zot); otherwise anonymous, where that is possible. */
+	if (!a->authn && !a->mtls) {
 		authorize(a, req, NULL, repo, action, next, arg);
 		return;
 	}

@@ -854,7 +854,6 @@ static const struct field storage_fields[] = {
     {NULL, T_ANY, 0, 0, NULL, NULL},
 };
 
-
 /* ---- http.auth, http.accessControl, http.ratelimit ------------------------- */
 
 #define ACC(m) offsetof(wh_access_config, m)
@@ -1231,7 +1230,8 @@ static int parse_trusted_proxies(struct parser *p, const cJSON *v, char *base)
 		size_t old = push_index(p, c->n_trusted_proxies);
 		if (!cJSON_IsString(item) ||
 		    parse_cidr(item->valuestring, &c->trusted_proxies[c->n_trusted_proxies]) != 0)
-			rc = fail(p, "expected an IP address or CIDR block (\"10.0.0.0/8\", \"::1\")");
+			rc = fail(p,
+			          "expected an IP address or CIDR block (\"10.0.0.0/8\", \"::1\")");
 		pop(p, old);
 		if (rc)
 			break;
@@ -1246,9 +1246,11 @@ static int check_access(struct parser *p)
 {
 	wh_config *c = p->cfg;
 	const wh_access_config *ac = &c->access;
-	bool authn = c->htpasswd_path && *c->htpasswd_path;
-	bool named = ac->admin.n_users || ac->admin.n_groups || ac->admin.actions ||
-	             ac->n_metrics_users;
+	/* mTLS counts: a verified client certificate's CN is a user. */
+	bool authn = (c->htpasswd_path && *c->htpasswd_path) ||
+	             (c->tls_cert && *c->tls_cert && c->tls_cacert && *c->tls_cacert);
+	bool named =
+	    ac->admin.n_users || ac->admin.n_groups || ac->admin.actions || ac->n_metrics_users;
 
 	for (int i = 0; i < ac->n_repos; i++) {
 		named |= ac->repos[i].n_policies > 0 || ac->repos[i].default_actions;

@@ -47,6 +47,7 @@ struct gen {
 	mbedtls_x509_crt cert;
 	mbedtls_pk_context key;
 	char serial[128];
+	bool verify_clients; /* a cacert: client certificates asked for */
 };
 
 struct wh_tls {
@@ -173,9 +174,12 @@ static int gen_load(wh_tls *tls, struct gen **out, char *err, size_t errlen)
 		goto mbed_fail;
 	mbedtls_ssl_conf_session_tickets_cb(&g->conf, mbedtls_ssl_ticket_write,
 	                                    mbedtls_ssl_ticket_parse, &tls->ticket);
+	g->verify_clients = tls->verify_clients;
 	if (tls->verify_clients) {
 		mbedtls_ssl_conf_ca_chain(&g->conf, &tls->ca, NULL);
-		mbedtls_ssl_conf_authmode(&g->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+		/* Zot's VerifyClientCertIfGiven: asked for, checked if sent (the
+		 * verdict is read when the handshake is done). */
+		mbedtls_ssl_conf_authmode(&g->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
 	} else {
 		mbedtls_ssl_conf_authmode(&g->conf, MBEDTLS_SSL_VERIFY_NONE);
 	}
@@ -236,8 +240,9 @@ int wh_tls_new(const wh_config *cfg, wh_tls **out, char *err, size_t errlen)
 				mbed_err(r, m, sizeof(m));
 			snprintf(err, errlen, "http.tls.cacert: %s: not a PEM CA certificate (%s)",
 			         cfg->tls_cacert,
-			         r > 0 ? "some certificates could not be parsed"
-			               : r < 0 ? m : "no certificate in the file");
+			         r > 0   ? "some certificates could not be parsed"
+			         : r < 0 ? m
+			                 : "no certificate in the file");
 			goto out;
 		}
 		tls->verify_clients = true;
@@ -368,6 +373,22 @@ static ssize_t handshake(struct tls_tp *t)
 	int r = mbedtls_ssl_handshake(&t->ssl);
 	if (r != 0)
 		return map_err(t, r, "TLS handshake failed");
+	/* With a cacert, a client that sent no certificate is anonymous (the
+	 * access phase decides); one whose certificate does not verify is
+	 * refused here, as Zot's TLS layer does. */
+	uint32_t v = mbedtls_ssl_get_verify_result(&t->ssl);
+	if (t->gen->verify_clients && v != 0 && v != MBEDTLS_X509_BADCERT_MISSING) {
+		wh_log(WH_LOG_DEBUG, "TLS client certificate refused", "flags", WH_LI, (long long)v,
+		       NULL);
+		free(t->identity);
+		t->identity = NULL;
+		t->err = -EACCES;
+		return t->err;
+	}
+	if (v != 0) {
+		free(t->identity);
+		t->identity = NULL;
+	}
 	t->base.handshaking = false;
 	t->base.identity = t->identity;
 	if (wh_log_enabled(WH_LOG_DEBUG))

@@ -5,12 +5,12 @@
  * Sessions resume from tickets (keys kept in memory, rotated daily), so a
  * client reconnecting skips the certificate exchange and the key agreement.
  *
- * With cacert, every client must present a certificate that chains to it;
- * a client without one is refused at the handshake, and the certificate's
- * subject CN becomes the connection's identity (wh_transport.identity).
- * Zot >= 2.1.13 lets such a client finish the handshake and refuses it in
- * its authentication layer instead (401, unless an anonymous policy lets it
- * in); Wharf refuses earlier because it has no such layer yet.
+ * With cacert, a client certificate is asked for and verified if given
+ * (Zot >= 2.1.13's VerifyClientCertIfGiven): one that does not chain to the
+ * CA fails the handshake; a client without one finishes it with no identity
+ * and the access phase (auth.h) treats it as anonymous; a verified
+ * certificate's subject CN becomes the connection's identity
+ * (wh_transport.identity), which the access phase takes as the user.
  *
  * The cert/key pair can be reloaded (SIGHUP): new handshakes use the new
  * pair, connections already established keep theirs. The CA is read once,

@@ -462,20 +462,22 @@ class TLSClients(TLSCase):
 
 
 class MutualTLS(TLSClients):
-    """cacert set: a client certificate is required and verified; its CN is
-    the connection's identity."""
+    """cacert set: a client certificate is asked for and verified if given,
+    as Zot (2.1.13 on) does; its CN is the user. A client without one
+    finishes the handshake and is anonymous: with no anonymous access
+    configured, every request is a 401."""
     cacert = True
 
-    def test_client_without_certificate_refused(self):
-        p = run(["curl", "-sS", "--cacert", self.pki.ca_crt, "-o", "/dev/null",
-                 "https://127.0.0.1:%d/v2/" % self.port], check=False)
-        self.assertNotEqual(p.returncode, 0)
+    def test_client_without_certificate_is_anonymous(self):
+        p = run(["curl", "-sS", "--cacert", self.pki.ca_crt, "-o", "/dev/null", "-w",
+                 "%{http_code}", "https://127.0.0.1:%d/v2/" % self.port], check=False)
+        self.assertEqual((p.returncode, p.stdout), (0, b"401"))
         c = https(self.wharf, self.pki)
-        with self.assertRaises((ssl.SSLError, ConnectionError, http.client.HTTPException,
-                                OSError)):
-            request(c, "GET", "/v2/")
+        st, h, body = request(c, "GET", "/v2/_catalog")
         c.close()
-        # a certificate from another CA is refused too
+        self.assertEqual(st, 401)
+        self.assertIn("UNAUTHORIZED", body.decode())
+        # a certificate from another CA is refused at the handshake
         other = PKI(os.path.join(self.tmp, "other"))
         p = run(["curl", "-sS", "--cacert", self.pki.ca_crt, "--cert", other.client_crt,
                  "--key", other.client_key, "-o", "/dev/null",
@@ -490,6 +492,33 @@ class MutualTLS(TLSClients):
         self.assertEqual(p.stdout, b"200")
         recs = [r for r in self.wharf.log_records() if r.get("message") == "TLS handshake done"]
         self.assertIn("ci-robot", [r.get("identity") for r in recs])
+
+
+class MutualTLSAccess(TLSCase):
+    """The certificate's CN is a user of accessControl, beside anonymous
+    access: Zot's chain (Basic, then the certificate, then anonymous)."""
+    cacert = True
+    extra = {"accessControl": {"repositories": {"**": {
+        "policies": [{"users": ["ci-robot"], "actions": ["read", "create"]}],
+        "anonymousPolicy": ["read"]}}}}
+
+    def test_identity_and_anonymous(self):
+        with_cert = https(self.wharf, self.pki, client_cert=True)
+        d = self.upload(with_cert, "mtls/app", b"pushed by ci-robot")
+        with_cert.close()
+        anon = https(self.wharf, self.pki)
+        st, _, body = request(anon, "GET", "/v2/mtls/app/blobs/" + d)
+        self.assertEqual((st, body), (200, b"pushed by ci-robot"))
+        st, _, _ = request(anon, "POST", "/v2/mtls/app/blobs/uploads/")
+        self.assertEqual(st, 401)
+        anon.close()
+        # Without a cacert'd identity the user is not ci-robot: an Authorization
+        # header with no htpasswd configured does not make anyone a user.
+        anon = https(self.wharf, self.pki)
+        st, _, _ = request(anon, "POST", "/v2/mtls/app/blobs/uploads/",
+                           headers={"Authorization": "Basic Y2ktcm9ib3Q6eA=="})
+        self.assertEqual(st, 401)
+        anon.close()
 
 
 class PlainListener(unittest.TestCase):
