@@ -120,7 +120,7 @@ struct wh_conn {
 	struct seg *out_head, *out_tail;
 	size_t out_mem;
 	bool write_blocked;
-	int write_want;       /* WH_WANT_*: what a blocked write waits for */
+	int write_want;        /* WH_WANT_*: what a blocked write waits for */
 	bool read_wants_write; /* a read (TLS handshake) waits for writability */
 	bool handshaking;      /* the transport's handshake is not done yet */
 	bool any_input;        /* something was read on this connection */
@@ -167,8 +167,8 @@ struct wh_server {
 	bool timer_closing;
 	int final_closes; /* the idle handle and the shutdown timer */
 	llhttp_settings_t settings;
-	wh_tls *tls;               /* NULL: plain HTTP */
-	uv_idle_t ready_idle;      /* runs while the ready list is not empty */
+	wh_tls *tls;          /* NULL: plain HTTP */
+	uv_idle_t ready_idle; /* runs while the ready list is not empty */
 	wh_conn *ready_head;
 	uint64_t tls_probe_logged; /* last "TLS handshake on a plain HTTP listener" */
 	uint64_t tls_probes;       /* since then */
@@ -956,7 +956,13 @@ static void conn_advance_once(wh_conn *c)
 		c->feeding_pend = false;
 		if (c->closing)
 			return;
-	} else if (c->eof) {
+	}
+	if (c->eof && !c->pend && !c->req_active) {
+		/* The peer's end came while we were not reading (conn_peer_hup)
+		 * and what it sent before is parsed: nothing more will come. A
+		 * head cut short is a request that never was. */
+		if (c->phase == PH_HEAD)
+			llhttp_finish(&c->parser);
 		conn_close(c);
 		return;
 	}

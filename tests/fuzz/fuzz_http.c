@@ -447,7 +447,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * at many places across the runs. */
 	run.piece = size % 251 + 1;
 	run.writing = true;
-	FUZZ_ASSERT(wh_server_start(&loop, &cfg, handler, &run, &run.srv) == 0);
+	FUZZ_ASSERT(wh_server_start(&loop, &cfg, NULL, handler, &run, &run.srv) == 0);
 	FUZZ_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	FUZZ_ASSERT(wh_server_adopt(run.srv, sv[0]) == 0);
 	run.fd = sv[1];

@@ -171,7 +171,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	long n = req.query ? ref_query(req.query, name, ref) : -1;
 	if (!*name) {
 		/* No parameter is called "": what an empty one gives is unspecified. */
-	} else if (n < 0 || (size_t)n + 1 > buflen) {
+	} else if (n < 0 || (size_t)n + 1 > buflen || memchr(ref, '\0', (size_t)n)) {
+		/* Absent, too long, or decoding to a NUL (%00: it would cut the
+		 * value short where the caller reads it): refused. */
 		FUZZ_ASSERT(v == NULL);
 	} else {
 		FUZZ_ASSERT(v == buf);

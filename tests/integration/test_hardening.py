@@ -322,6 +322,24 @@ class HostileClientTest(unittest.TestCase):
         self.assertIn(st, (400, 404, 405))
         self.assertTrue(alive(self.w))
 
+    # Found by fuzz_http: the client's FIN arrived while a long answer was
+    # going out (the connection not being read, a half head pipelined behind
+    # it); once the answer was sent the half head was parsed and the
+    # connection waited for more that could never come.
+    def test_fin_during_an_answer_with_half_a_head_behind_it(self):
+        data = os.urandom(4 << 20)
+        self.push_blob("fin", data)
+        s, r = connect(self.w)
+        s.sendall(b"GET /v2/fin/blobs/%s HTTP/1.1\r\nHost: x\r\n\r\n" % sha(data).encode() +
+                  b"HEAD /v2/ HTTP/1.1\r\nHost: x\r\n")
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)  # the answer is blocked on us meanwhile
+        st, _, body = r.response()
+        self.assertEqual((st, sha(body)), (200, sha(data)))
+        t0 = time.monotonic()
+        self.assertTrue(r.at_eof(5.0), "the connection stayed open")
+        self.assertLess(time.monotonic() - t0, 5.0)
+
     # Every seed of the HTTP fuzz corpus, replayed: the server survives all.
     def test_fuzz_seeds_replayed(self):
         names = sorted(os.listdir(SEEDS))
