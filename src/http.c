@@ -1278,7 +1278,11 @@ static void conn_flush(wh_conn *c)
 	}
 	conn_update_poll(c);
 	conn_update_timer(c);
-	if (!c->out_head && c->resp_ended)
+	/* Not from inside on_writable (a response ended there): the next
+	 * pipelined request would be dispatched while in_writable still holds
+	 * its writes back, and if it produced nothing at once nobody would ask
+	 * it again. The conn_flush that called on_writable advances on return. */
+	if (!c->out_head && c->resp_ended && !c->in_writable)
 		conn_advance(c);
 }
 

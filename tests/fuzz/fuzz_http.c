@@ -31,7 +31,7 @@
 
 #define FILE_SIZE   4096
 #define BODY_SIZE   1000
-#define STREAM_SIZE (200 * 1000)
+#define STREAM_SIZE (40 * 1000) /* > 16 on_writable rounds of BODY_SIZE */
 #define MAX_HEADS   4096
 #define STALL_S     5
 
