@@ -889,7 +889,9 @@ static void conn_advance_once(wh_conn *c);
  * grow the stack with the number of requests in one read. */
 static void conn_advance(wh_conn *c)
 {
-	if (c->closing || c->in_parse)
+	/* Inside on_writable too: the conn_flush that called it advances once
+	 * it has returned. */
+	if (c->closing || c->in_parse || c->in_writable)
 		return;
 	if (c->in_advance) {
 		c->advance_again = true;
@@ -957,10 +959,10 @@ static void conn_advance_once(wh_conn *c)
 		if (c->closing)
 			return;
 	}
-	if (c->eof && !c->pend && !c->req_active) {
+	if (c->eof && !c->pend && !(c->req_active && c->msg_complete)) {
 		/* The peer's end came while we were not reading (conn_peer_hup)
 		 * and what it sent before is parsed: nothing more will come. A
-		 * head cut short is a request that never was. */
+		 * head or a body cut short is a request that never was. */
 		if (c->phase == PH_HEAD)
 			llhttp_finish(&c->parser);
 		conn_close(c);
