@@ -725,12 +725,18 @@ static void ready_idle_cb(uv_idle_t *h)
 	}
 }
 
+/* Not reading: a request is being answered, or pipelined input waits. */
+static bool conn_paused(const wh_conn *c)
+{
+	return c->pend != NULL || (c->req_active && c->msg_complete) || c->refused;
+}
+
 static void conn_update_poll(wh_conn *c)
 {
 	if (c->closing || c->lingering)
 		return;
 	int ev = 0;
-	bool paused = c->pend != NULL || (c->req_active && c->msg_complete) || c->refused;
+	bool paused = conn_paused(c);
 	if (!paused && !c->eof) {
 		ev |= UV_READABLE;
 		if (c->read_wants_write)
@@ -1333,7 +1339,12 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 	} else if (!c->closing && c->read_wants_write && (events & UV_WRITABLE)) {
 		conn_read(c);
 	} else if (!c->closing && (events & UV_DISCONNECT)) {
-		conn_peer_hup(c);
+		/* The write above may have ended the request and resumed reading:
+		 * then the peer's end is read as any end is. */
+		if (conn_paused(c))
+			conn_peer_hup(c);
+		else
+			conn_read(c);
 	}
 }
 
