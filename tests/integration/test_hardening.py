@@ -156,6 +156,19 @@ class HostileUpstream:
         if h.command != "HEAD":
             h.wfile.write(body)
 
+    @staticmethod
+    def send_chunked(h, body):
+        """200 with the body chunked: no Content-Length, so its size is only
+        what a manifest may have said."""
+        h.send_response(200)
+        h.send_header("Content-Type", "application/octet-stream")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for i in range(0, len(body), 65536):
+            piece = body[i:i + 65536]
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        h.wfile.write(b"0\r\n\r\n")
+
     def blob(self, repo, data, **kw):
         self.routes["/v2/%s/blobs/%s" % (repo, sha(data))] = \
             lambda h: self.send(h, 200, data, "application/octet-stream", **kw)
@@ -532,18 +545,8 @@ class HostileUpstreamTest(unittest.TestCase):
         body = manifest_for(b"{}", [layer])
         self.up.manifest("big", "v1", body)
         endless = b"X" * (8 << 20)
-
-        def chunked(h):
-            # No Content-Length: the size is only what the manifest said.
-            h.send_response(200)
-            h.send_header("Content-Type", "application/octet-stream")
-            h.send_header("Transfer-Encoding", "chunked")
-            h.end_headers()
-            for i in range(0, len(endless), 65536):
-                piece = endless[i:i + 65536]
-                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            h.wfile.write(b"0\r\n\r\n")
-        self.up.routes["/v2/big/blobs/%s" % sha(layer)] = chunked
+        self.up.routes["/v2/big/blobs/%s" % sha(layer)] = \
+            lambda h: HostileUpstream.send_chunked(h, endless)
         self.w = sync_wharf(self.up)
         st, _, _ = self.w.request("GET", "/v2/dockerhub/big/manifests/v1")
         self.assertEqual(st, 200)
@@ -643,17 +646,8 @@ class DiskFullTest(unittest.TestCase):
         # Without a length nothing was promised yet: the answer is the
         # storage error itself, not a cut.
         other = os.urandom(8 << 20)
-
-        def chunked(h):
-            h.send_response(200)
-            h.send_header("Content-Type", "application/octet-stream")
-            h.send_header("Transfer-Encoding", "chunked")
-            h.end_headers()
-            for i in range(0, len(other), 65536):
-                piece = other[i:i + 65536]
-                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            h.wfile.write(b"0\r\n\r\n")
-        self.up.routes["/v2/full/blobs/%s" % sha(other)] = chunked
+        self.up.routes["/v2/full/blobs/%s" % sha(other)] = \
+            lambda h: HostileUpstream.send_chunked(h, other)
         st, _, body = self.w.request("GET", "/v2/dockerhub/full/blobs/" + sha(other))
         self.assertEqual(st, 500, body)
         self.assertIn(b"storage error", body)
