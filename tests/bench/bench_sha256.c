@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "wharf/ref.h"
+#include "wharf/oci/ref.h"
 
 static double now(void)
 {

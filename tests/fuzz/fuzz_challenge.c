@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../src/upstream.c"
+#include "../../src/cache/upstream.c"
 
 #define REGISTRY "https://registry.example.com"
 

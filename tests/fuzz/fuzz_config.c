@@ -1,4 +1,4 @@
-/* The configuration loader (src/config.c): whole documents, as
+/* The configuration loader (src/base/config.c): whole documents, as
  * wh_config_load reads them from disk, through wh_config_parse. A document is
  * accepted with every value in range, or refused with a message and nothing
  * to free. The same bytes, when short, are also tried as a duration. */
@@ -7,9 +7,9 @@
 #include <stdbool.h>
 #include <strings.h>
 
-#include "wharf/common.h"
-#include "wharf/config.h"
-#include "wharf/log.h"
+#include "wharf/base/common.h"
+#include "wharf/base/config.h"
+#include "wharf/base/log.h"
 
 static void check_ok(const wh_config *c)
 {

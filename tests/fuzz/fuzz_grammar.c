@@ -1,4 +1,4 @@
-/* The OCI distribution grammars of src/ref.c, written by hand there, against
+/* The OCI distribution grammars of src/oci/ref.c, written by hand there, against
  * the spec's regular expressions run by PCRE2 here: any input on which the
  * two disagree aborts. Names, tags and digests come from request URLs and
  * query strings, and a name that passes becomes a path under rootDirectory. */
@@ -8,7 +8,7 @@
 #include <pcre2.h>
 #include <stdbool.h>
 
-#include "wharf/ref.h"
+#include "wharf/oci/ref.h"
 
 /* The distribution spec (and the image spec for digests), verbatim but for
  * non-capturing groups. Anchored at both ends when compiled. */

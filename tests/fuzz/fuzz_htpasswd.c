@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../src/auth.c"
+#include "../../src/ext/auth.c"
 
 /* The htpasswd file, read from a file as the server does. */
 static void htpasswd(const uint8_t *data, size_t size)

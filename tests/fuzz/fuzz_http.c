@@ -1,4 +1,4 @@
-/* The HTTP/1.1 server (src/http.c), whole: the fuzzer's bytes are a client's
+/* The HTTP/1.1 server (src/net/http.c), whole: the fuzzer's bytes are a client's
  * side of a connection. As h2o's fuzz/driver.cc does, they go through a
  * socketpair into the real connection code, on a real libuv loop: each run
  * starts a server, hands it one end (wh_server_adopt), writes the input into
@@ -24,10 +24,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "wharf/common.h"
-#include "wharf/config.h"
-#include "wharf/http.h"
-#include "wharf/log.h"
+#include "wharf/base/common.h"
+#include "wharf/base/config.h"
+#include "wharf/net/http.h"
+#include "wharf/base/log.h"
 
 #define FILE_SIZE   4096
 #define BODY_SIZE   1000

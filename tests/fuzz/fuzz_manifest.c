@@ -1,4 +1,4 @@
-/* The manifest check (src/manifest.c) every manifest passes before it is
+/* The manifest check (src/oci/manifest.c) every manifest passes before it is
  * stored, pushed by a client or sent by an upstream. A manifest it accepts
  * must be what manifest.h promises; one it refuses leaves nothing behind.
  *
@@ -9,9 +9,9 @@
 
 #include <stdbool.h>
 
-#include "wharf/common.h"
-#include "wharf/manifest.h"
-#include "wharf/ref.h"
+#include "wharf/base/common.h"
+#include "wharf/oci/manifest.h"
+#include "wharf/oci/ref.h"
 
 static const char *const types[] = {
     NULL,

@@ -1,4 +1,4 @@
-/* The request helpers of src/http.c that parse what a client wrote: the
+/* The request helpers of src/net/http.c that parse what a client wrote: the
  * Range header (wh_req_range, then wh_range_resolve against a size) and query
  * parameters (wh_req_query), on synthetic wh_req structs. Each is checked
  * against a plain reimplementation of its contract in http.h, and a resolved
@@ -11,8 +11,8 @@
 #include <stdbool.h>
 #include <strings.h>
 
-#include "wharf/common.h"
-#include "wharf/http.h"
+#include "wharf/base/common.h"
+#include "wharf/net/http.h"
 
 /* The next NUL-terminated field of the input, or the rest of it. */
 static char *field(const uint8_t **p, const uint8_t *end)

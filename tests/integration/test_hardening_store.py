@@ -31,7 +31,7 @@ from harness import Wharf  # noqa: E402
 from test_oci_conformance import (Client, error_codes, sha256,  # noqa: E402
                                   split_location)
 
-UPLOADS_OPEN_MAX = 256  # WH_UPLOADS_OPEN_MAX in include/wharf/store.h
+UPLOADS_OPEN_MAX = 256  # WH_UPLOADS_OPEN_MAX in include/wharf/store/store.h
 MIB = 1 << 20
 SANITIZED = os.environ.get("WHARF_SANITIZE") == "1"
 

@@ -859,7 +859,7 @@ def root_has_blob(root, digest):
 
 
 def tmp_files(root):
-    """Files in <root>/.wharf/tmp (Wharf's temp area, see include/wharf/store.h)."""
+    """Files in <root>/.wharf/tmp (Wharf's temp area, see include/wharf/store/store.h)."""
     d = os.path.join(root, ".wharf", "tmp")
     try:
         return os.listdir(d)

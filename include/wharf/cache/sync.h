@@ -1,0 +1,162 @@
+/* On-demand sync: the pull-through cache.
+ *
+ * A local repository name under a sync destination (Zot's
+ * extensions.sync.registries[].content rules) maps to an upstream name. For
+ * such names the registry asks sync to answer manifest and blob pulls:
+ *
+ *  - manifests by tag are served from the store while fresh (checked within
+ *    manifestCheckInterval). Past that, a cached tag is still answered at
+ *    once from the store while it is revalidated in the background (stale
+ *    while revalidate: a client never waits on the upstream when the cache
+ *    has an answer): a HEAD upstream, and a GET only when the digest
+ *    changed; stored byte-exact. A failed revalidation is tried again after
+ *    10 s, not by every request. A tag not cached waits for its fetch (one
+ *    per tag however many clients ask). Synced manifests pass the same
+ *    check as pushed ones (manifest.h) and blob fetches stop at the size
+ *    their manifest declared;
+ *  - blobs not in the store are fetched once per digest however many clients
+ *    ask (the in-flight table). The bytes are hashed and appended to a temp
+ *    file as they arrive and every client is fed from that file at its own
+ *    pace (the tee); the last byte is held back until the digest verifies,
+ *    so a client never receives a complete-looking wrong body. On a match the
+ *    blob is published; on a mismatch or a cut the temp file is dropped and
+ *    the clients' connections are cut.
+ *
+ * Requests for one fetch are answered through `serve` when the answer is in
+ * the store.
+ *
+ * Listings ask the upstream too, and merge its answer with the store's:
+ *
+ *  - referrers of a digest: the upstream's referrers API, or, when it has
+ *    none (404/405 on the endpoint, or a 200 that is not an image index),
+ *    the tag schema's `sha256-<hex>` index, whose manifests are the
+ *    referrers (its 404 means none). The answer must be an image index of
+ *    at most 4 MiB whose every descriptor is well formed, or it is not
+ *    taken;
+ *  - tags/list: every page of the upstream's list (its Link rel="next"
+ *    followed on the same registry), at most 100,000 tags and 16 MiB in
+ *    all; tags that the rule's tags.regex / excludeRegex filter out are not
+ *    listed. A 404 (or 401/403) means the upstream has no tags.
+ *
+ * The upstream's answer is kept in memory (at most 1024 answers, 64 MiB)
+ * with the tags' freshness rules: within manifestCheckInterval it is used
+ * as is; past that it is used at once and refreshed in the background (one
+ * fetch per listing however many ask). When the upstream cannot be asked or
+ * gives an answer that is not valid, nothing is cached, the store's own
+ * answer is served, and the upstream is asked again after 10 s. */
+#ifndef WHARF_SYNC_H
+#define WHARF_SYNC_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "wharf/base/config.h"
+#include "wharf/net/http.h"
+#include "wharf/oci/ref.h"
+#include "wharf/store/store.h"
+
+typedef struct wh_sync wh_sync;
+
+/* Where a local name comes from. */
+typedef struct wh_sync_map {
+	const wh_sync_registry *reg;
+	const wh_sync_content *content;
+	char upstream[WH_NAME_MAX + 16]; /* upstream repository name */
+} wh_sync_map;
+
+/* How the registry answers from the store (sync calls these once the
+ * content is there). */
+typedef struct wh_sync_serve {
+	void (*manifest)(wh_req *req, void *ctx, const char *name, const char *ref);
+	void (*blob)(wh_req *req, void *ctx, const char *name, const char *digest);
+	/* Referrers of digest: upstream is the upstream's, a JSON array of
+	 * validated descriptors to merge with the store's, or NULL when it is
+	 * not known (the store's answer alone). */
+	void (*referrers)(wh_req *req, void *ctx, const char *name, const char *digest,
+	                  const char *upstream);
+	/* tags/list: tags[0..n) are the upstream's (sorted as the store sorts,
+	 * no repeats), to merge with the store's; known is false when the
+	 * upstream's are not known (tags is NULL then). */
+	void (*tags)(wh_req *req, void *ctx, const char *name, char *const *tags, int n,
+	             bool known);
+	void *ctx;
+} wh_sync_serve;
+
+/* Returns 0, or WH_EINVAL with a message in err (e.g. an unreadable
+ * credentialsFile). With sync disabled, *out is NULL and 0 is returned. */
+int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh_sync_serve *serve,
+                wh_sync **out, char *err, size_t errlen);
+
+/* Cancel fetches in flight (their clients' connections are cut) and free. */
+void wh_sync_free(wh_sync *s);
+
+/* True when name falls under an on-demand sync rule; fills *map. */
+bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map);
+
+/* containerd's ?ns=<host>: a mirror's request for `name` of the registry on
+ * that host. Writes the local name the request means (the name under the
+ * destination of the on-demand registry whose urls are on that host; Docker
+ * Hub's names count as one host) to out and returns true; false when no
+ * registry is on that host or none of its content rules covers the name.
+ * With it one endpoint mirrors several registries at once. */
+bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *out, size_t outlen);
+
+/* Answer a manifest GET/HEAD by tag or digest for a synced name. A tag
+ * that the rule's tags.regex / excludeRegex filter out is never fetched. */
+void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref,
+                      const wh_sync_map *map);
+
+/* Answer a blob GET/HEAD for a synced name whose blob is not in the store. */
+void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                  const wh_sync_map *map);
+
+/* ---- hooks for periodic sync (wharf/cache/poll.h), which wh_sync_new starts ----
+ *
+ * The same fetches as a client's pull (single flight, the tee, the same
+ * checks and store), with a callback instead of a client. */
+
+typedef struct wh_upstream wh_upstream;
+
+/* The upstream client and store sync uses (one set of tokens and health). */
+wh_upstream *wh_sync_upstream(wh_sync *s);
+wh_store *wh_sync_store(wh_sync *s);
+
+/* The local name of reg's upstream repository `upstream`: the first of
+ * reg's content rules whose prefix matches it (onDemand or not), mapped
+ * through destination and stripPrefix as wh_sync_map_name reverses. False
+ * when no rule matches or the local name would be invalid. */
+bool wh_sync_map_upstream(const wh_sync *s, const wh_sync_registry *reg, const char *upstream,
+                          char *local, size_t locallen, wh_sync_map *map);
+
+/* The rule's tag filters: regex, excludeRegex, semver. */
+bool wh_sync_tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag);
+
+/* err is 0 or a WH_E* code; changed: a manifest other than the one held
+ * was stored (for a blob: it was fetched). */
+typedef void (*wh_sync_done_cb)(void *arg, int err, bool changed);
+
+/* Bring name:ref into the store as a pull would: by tag, a HEAD upstream
+ * and a GET only when the digest differs from the local tag's; by digest, a
+ * GET. Joins a fetch in flight. cb fires exactly once, later, from the
+ * loop; err is non-zero when the upstream failed or does not have it (even
+ * if a cached copy remains). It does not fire once wh_sync_free has begun. */
+void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *name,
+                               const char *ref, wh_sync_done_cb cb, void *arg);
+
+/* Fetch a blob (not in name's store) through the tee, with no client;
+ * size is what its manifest declared (-1: unknown). Returns 0 and cb fires
+ * later as above, or a WH_E* code at once (no temp file) and cb never
+ * fires. */
+int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
+                          int64_t size, wh_sync_done_cb cb, void *arg);
+
+/* Answer GET/HEAD /v2/<name>/referrers/<digest> for a synced name, through
+ * serve.referrers (at once, or once the upstream has answered). */
+void wh_sync_referrers(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                       const wh_sync_map *map);
+
+/* Answer GET/HEAD /v2/<name>/tags/list for a synced name, through
+ * serve.tags. */
+void wh_sync_tag_list(wh_sync *s, wh_req *req, const char *name, const wh_sync_map *map);
+
+#endif

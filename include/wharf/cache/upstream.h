@@ -1,0 +1,131 @@
+/* The upstream client: HTTP requests to other registries through libcurl's
+ * multi interface, driven by the same libuv loop as the server (a uv_poll per
+ * socket, one uv_timer for curl's timeouts). Nothing here blocks the loop.
+ *
+ * A wh_up_req is one logical request: it may take several HTTP exchanges
+ * before its answer is delivered — the Bearer token dance on a 401 (token
+ * fetched anonymously or with the registry's credentials and cached per
+ * scope until it expires, at most a day), a Basic retry, redirects when the
+ * caller allows them, fallback URLs, retries with backoff on connection
+ * errors, 5xx and 429 (honouring a short Retry-After). Only the final
+ * response reaches the caller.
+ *
+ * Redirects (301, 302, 303, 307, 308) are followed only with
+ * wh_up_opts.follow_redirects, at most 5 in a row; otherwise the 3xx is the
+ * answer. The Authorization header and the registry's credentials go only to
+ * the scheme, host and port of the original request. A redirect, and a token
+ * realm, are places the upstream chose: their connections may not go to a
+ * loopback, link-local, private (RFC 1918, 100.64/10, fc00::/7), unspecified or
+ * multicast address unless the upstream itself (the address the first
+ * exchange connected to) is in that same class, or the client was created
+ * with allow_private_redirects. The address is checked when the connection is
+ * opened (and again before a request goes on a reused one), so no name
+ * resolution trick gets around it; a refused one is logged and the request
+ * ends with WH_EUPSTREAM, without retries.
+ *
+ * Bounds on what the upstream sends: every exchange must begin to answer
+ * (its response headers) within the registry's responseHeaderTimeout (4 s by
+ * default); every exchange but a bulk one (a blob GET) must be over within a
+ * minute; a bulk one within syncTimeout (3 h), and it is cut when it stalls
+ * (under 1 KiB/s for 30 s).
+ *
+ * Health, per upstream URL: after 3 failed exchanges in a row, or one with
+ * no headers in time, the URL is down. Requests then use the registry's
+ * other URLs, or end at once with WH_EUPSTREAM when all are down; a probe
+ * (GET /v2/) goes in the background once its back-off (2 s, doubling to a
+ * minute) has passed, and any HTTP answer brings the URL back. Both changes
+ * are logged once. An exchange that timed out is not retried on the same
+ * URL. Headers are read up to 64 KiB an exchange. The
+ * body of a non-2xx answer is never passed on and is read up to 64 KiB: past
+ * that (or when it stalls) the transfer ends and the status is the answer.
+ * A 2xx body over wh_up_opts.max_body ends the request with WH_ETOOBIG (at
+ * once when Content-Length says so, before any of the body is read).
+ *
+ * Callbacks, in order, each from the loop — never from inside
+ * wh_upstream_request itself, and never re-entrantly:
+ *   on_head  once, with the final response's status and headers;
+ *   on_data  zero or more times with body bytes (only for 2xx answers, and
+ *            never more than max_body in all);
+ *   on_done  exactly once, last; the request is freed after it returns.
+ * on_done's err is 0 when the whole body arrived (for a non-2xx answer: when
+ * the status did), or a WH_E* code (the response was cut, the upstream could
+ * not be reached, the body was over max_body, ...). on_done can come without
+ * on_head when no response was ever had. */
+#ifndef WHARF_UPSTREAM_H
+#define WHARF_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "wharf/base/config.h"
+
+typedef struct wh_upstream wh_upstream;
+typedef struct wh_up_req wh_up_req;
+
+typedef struct wh_up_head {
+	int status;
+	int64_t content_length;   /* -1 when not given */
+	const char *content_type; /* without parameters; NULL when not given */
+	const char *digest;       /* Docker-Content-Digest; NULL when not given */
+	int retry_after_s;        /* Retry-After in seconds; -1 when not given */
+	int64_t range_start;      /* a 206's first byte (Content-Range); -1 when not given */
+	const char *link_next;    /* a Link header's rel="next" target, as sent; NULL when none */
+} wh_up_head;
+
+typedef struct wh_up_cbs {
+	void (*on_head)(wh_up_req *r, const wh_up_head *head, void *arg);
+	/* Return 0 to go on, non-zero to abort the transfer (on_done follows
+	 * with an error). */
+	int (*on_data)(wh_up_req *r, const char *data, size_t len, void *arg);
+	void (*on_done)(wh_up_req *r, int err, void *arg);
+} wh_up_cbs;
+
+/* What a request may do. NULL for wh_upstream_request's opts means
+ * {false, false, -1}. */
+typedef struct wh_up_opts {
+	/* Follow redirects, as a blob GET must to reach a CDN. */
+	bool follow_redirects;
+	/* A large body (a blob GET): no total deadline, only the stall limit. */
+	bool bulk;
+	/* The largest 2xx body accepted, in bytes; -1: no limit. */
+	int64_t max_body;
+	/* > 0: ask for the bytes from there on (Range: bytes=N-), to resume a
+	 * cut transfer. The answer may be a 206 (range_start says from where)
+	 * or a 200 with the whole body, when the upstream ignores ranges. */
+	int64_t range_from;
+} wh_up_opts;
+
+/* Create the client. credentials_file may be NULL; its format is Zot's:
+ * {"host[:port]": {"username": "...", "password": "..."}}.
+ * allow_private_redirects lifts the address check on redirects and token
+ * realms (extensions.sync.wharf.allowPrivateRedirects). Returns 0, or
+ * WH_EINVAL with a message in err. */
+int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, bool allow_private_redirects,
+                    wh_upstream **out, char *err, size_t errlen);
+
+/* Cancel every request (no callbacks fire) and free the client once curl's
+ * sockets are closed. */
+void wh_upstream_free(wh_upstream *up);
+
+/* Start a request for `path` (beginning with /v2/) on the registry `reg`.
+ * repo is the upstream repository name, used for the token scope
+ * (repository:<repo>:pull). accept and opts may be NULL; opts is copied. */
+wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, const char *method,
+                               const char *path, const char *repo, const char *accept,
+                               const wh_up_opts *opts, const wh_up_cbs *cbs, void *arg);
+
+/* Stop a request: no callback fires after this returns. Safe to call from
+ * inside on_head or on_data. */
+void wh_upstream_cancel(wh_up_req *r);
+
+/* The API base of a registry URL: scheme://host[:port] without a trailing
+ * slash, with Docker Hub's web names mapped to its registry API host. Writes
+ * into buf (NUL-terminated) and returns it. */
+const char *wh_upstream_base(const char *url, char *buf, size_t buflen);
+
+/* True when url names Docker Hub, whose official images live under library/. */
+bool wh_upstream_is_docker_hub(const char *url);
+
+#endif

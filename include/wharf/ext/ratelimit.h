@@ -1,0 +1,40 @@
+/* http.ratelimit: token buckets per client, as Zot's tollbooth keys them.
+ *
+ * Each limiter (the global `rate`, then one per `methods[]` entry, which
+ * applies to its method only) has a bucket per (client address, exact URL
+ * path): burst max(1, rate), refilled at rate per second. IPv6 clients are
+ * grouped by /64, as tollbooth does. The client is the peer address, or,
+ * when the peer is one of http.wharf.trustedProxies, the rightmost
+ * X-Forwarded-For entry (else X-Real-IP): Zot believes those headers from
+ * anyone, which lets any client pick the address it is limited as.
+ *
+ * Memory is fixed whatever the number of clients: the buckets live in a
+ * table of WH_RATELIMIT_SLOTS entries, set-associative, the least recently
+ * used bucket of a set evicted for a new one (an evicted client starts again
+ * with a full bucket: it can only gain from that, never be refused). */
+#ifndef WHARF_RATELIMIT_H
+#define WHARF_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "wharf/base/config.h"
+#include "wharf/net/http.h"
+
+#define WH_RATELIMIT_SLOTS 8192
+
+typedef struct wh_ratelimit wh_ratelimit;
+
+/* NULL in *out when the config sets no limit. The config must outlive it. */
+int wh_ratelimit_new(const wh_config *cfg, wh_ratelimit **out);
+void wh_ratelimit_free(wh_ratelimit *rl);
+
+/* Take a token for req at now_ms (monotonic). Returns 0 when the request may
+ * go on, or the seconds (>= 1) until it may be retried. */
+int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms);
+
+/* The client address req is limited as, into buf ("192.0.2.1", "2001:db8::"),
+ * with trusted proxies' headers applied. */
+void wh_ratelimit_client(const wh_config *cfg, const wh_req *req, char *buf, size_t buflen);
+
+#endif

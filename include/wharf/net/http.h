@@ -1,0 +1,143 @@
+/* HTTP/1.1 server on one libuv loop, llhttp per connection.
+ *
+ * A connection handles one request at a time; pipelined requests wait in the
+ * connection's input until the response before them has been sent, so
+ * responses are always in order. For each request the handler is called once
+ * the head (request line + headers) has arrived. It then:
+ *   - answers at once (wh_resp_*), or
+ *   - reads the body with wh_req_read_body (bytes are streamed to on_body as
+ *     they arrive, never buffered whole) and answers from on_body_end, or
+ *   - answers later, from another event (an upstream fetch): it sets
+ *     on_writable to be asked for more output when the send queue drains.
+ *
+ * A response is: wh_resp_start (status), wh_resp_header (any number),
+ * then body by wh_resp_write (copied) and/or wh_resp_sendfile (zero-copy on
+ * plain TCP), then wh_resp_end. Content-Length must be set with
+ * wh_resp_length before the first body byte (or for HEAD); a response whose
+ * body does not match its length closes the connection, so a client never
+ * takes a short body for a complete one.
+ *
+ * Lifetime: a wh_req is valid from the handler call until on_done fires
+ * (after the response is sent, or when the connection goes away). After
+ * on_done no other callback fires and the handler must not touch req. */
+#ifndef WHARF_HTTP_H
+#define WHARF_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "wharf/base/config.h"
+
+typedef struct wh_server wh_server;
+typedef struct wh_conn wh_conn;
+typedef struct wh_req wh_req;
+struct wh_tls; /* tls.h */
+
+typedef struct wh_header {
+	const char *name;
+	const char *value;
+} wh_header;
+
+/* Body callbacks: on_body returns 0 to go on, or non-zero once the handler has
+ * answered (e.g. an error): the rest of the body is then not delivered and the
+ * connection is closed after the response. */
+typedef int (*wh_body_cb)(wh_req *req, const char *data, size_t len);
+typedef void (*wh_req_cb)(wh_req *req);
+
+struct wh_req {
+	/* The request, read-only for handlers. Strings are NUL-terminated. */
+	const char *method; /* "GET", "HEAD", ... */
+	int method_id;      /* llhttp_method_t */
+	const char *target; /* as received: path?query */
+	const char *path;   /* target up to '?' */
+	const char *query;  /* after '?', or NULL */
+	wh_header *headers;
+	int n_headers;
+	int64_t content_length; /* -1 when chunked */
+	bool has_body;
+	bool is_head;
+	const char *client; /* peer address, "ip:port" */
+	/* Over TLS with http.tls.cacert: the verified client certificate's
+	 * subject CN (for access control). NULL otherwise. */
+	const char *tls_identity;
+
+	/* Set by the handler. */
+	void *data;
+	wh_req_cb on_writable; /* the send queue drained: write more */
+	wh_req_cb on_done;     /* the request is over (sent, or the connection is gone) */
+
+	wh_conn *conn; /* private */
+};
+
+typedef void (*wh_handler)(wh_req *req, void *ctx);
+
+/* Create the listener on cfg->address:cfg->port and start accepting; over
+ * TLS when tls is not NULL (tls.h). The configuration and tls must outlive
+ * the server. Returns 0 or -errno (the message is logged). */
+int wh_server_start(uv_loop_t *loop, const wh_config *cfg, struct wh_tls *tls,
+                    wh_handler handler, void *ctx, wh_server **out);
+
+/* The bound port (useful with port 0). */
+int wh_server_port(const wh_server *srv);
+
+/* For tests and fuzzing only: serve fd, a connected stream socket (one end of
+ * a socketpair, say), as if it had just been accepted, whatever the
+ * connection limit. The server takes ownership of fd (made non-blocking) and
+ * closes it with the connection. Returns 0, or -EINVAL once the server is
+ * shutting down, or -errno (fd is then still the caller's). */
+int wh_server_adopt(wh_server *srv, int fd);
+
+/* Stop accepting; close idle connections; let in-flight requests finish
+ * until cfg->shutdown_timeout_ms, then close the rest. done fires once every
+ * connection is closed and the server is freed. */
+void wh_server_shutdown(wh_server *srv, void (*done)(void *arg), void *arg);
+
+/* Case-insensitive lookup; NULL when absent. */
+const char *wh_req_header(const wh_req *req, const char *name);
+
+/* Value of the first query parameter called name (compared as sent, not
+ * decoded), percent-decoded into buf; a parameter without '=' has the value
+ * "". NULL when there is none, when the value is longer than buflen - 1, or
+ * when it decodes to a NUL byte: wh_req_query_has tells the last two from
+ * the first, and a handler answers 400 for them rather than act as if the
+ * parameter had not been sent. */
+const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t buflen);
+
+/* True when the query has a parameter called name, whatever its value. */
+bool wh_req_query_has(const wh_req *req, const char *name);
+
+/* The Range header when it asks for one range of bytes (RFC 9110):
+ * "bytes=a-b", "bytes=a-" (*end = -1), or a suffix "bytes=-n" (*start = -1,
+ * *end = n). False when there is none or it is not usable (several ranges,
+ * another unit, malformed): the whole representation is the answer then. */
+bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end);
+
+/* Resolve a range from wh_req_range against a size: true with the inclusive
+ * [*a, *z], false when it cannot be satisfied (answer 416). */
+bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int64_t *z);
+
+/* Start receiving the body; sends "100 Continue" when the client asked. */
+void wh_req_read_body(wh_req *req, wh_body_cb on_body, wh_req_cb on_body_end);
+
+/* Response. */
+void wh_resp_start(wh_req *req, int status);
+void wh_resp_header(wh_req *req, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void wh_resp_length(wh_req *req, int64_t len);
+void wh_resp_write(wh_req *req, const void *data, size_t len);
+/* Send len bytes of fd from off. The connection takes ownership of fd and
+ * closes it when sent or when the connection goes away. */
+void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len);
+void wh_resp_end(wh_req *req);
+/* True while the send queue is below its high watermark: a producer should
+ * write more only then, and otherwise wait for on_writable. */
+bool wh_resp_can_write(const wh_req *req);
+/* Drop the connection now, mid-response: the client sees the body cut. */
+void wh_req_abort(wh_req *req);
+
+/* The status the handler answered (0 before wh_resp_start). */
+int wh_resp_status(const wh_req *req);
+
+#endif

@@ -1,0 +1,49 @@
+/* TLS for the HTTP listener (http.tls): mbedTLS 3, as the second transport.
+ *
+ * Settings follow Zot: TLS 1.2 and 1.3; ECDHE with AES-GCM or
+ * ChaCha20-Poly1305; groups X25519, P-256, P-384, P-521; ALPN http/1.1.
+ * Sessions resume from tickets (keys kept in memory, rotated daily), so a
+ * client reconnecting skips the certificate exchange and the key agreement.
+ *
+ * With cacert, a client certificate is asked for and verified if given
+ * (Zot >= 2.1.13's VerifyClientCertIfGiven): one that does not chain to the
+ * CA fails the handshake; a client without one finishes it with no identity
+ * and the access phase (auth.h) treats it as anonymous; a verified
+ * certificate's subject CN becomes the connection's identity
+ * (wh_transport.identity), which the access phase takes as the user.
+ *
+ * The cert/key pair can be reloaded (SIGHUP): new handshakes use the new
+ * pair, connections already established keep theirs. The CA is read once,
+ * as in Zot. */
+#ifndef WHARF_TLS_H
+#define WHARF_TLS_H
+
+#include <stddef.h>
+
+#include "wharf/base/config.h"
+#include "wharf/net/transport.h"
+
+typedef struct wh_tls wh_tls;
+
+/* Read cfg->tls_cert, tls_key and tls_cacert and set up a server context.
+ * Returns 0 with *out set, or WH_EINVAL with a message in err that names the
+ * key and the file ("http.tls.key: /etc/wharf/key.pem: cannot parse the
+ * private key: ..."). cfg must have both cert and key. */
+int wh_tls_new(const wh_config *cfg, wh_tls **out, char *err, size_t errlen);
+
+/* Read the cert/key pair again from the same paths. On failure the pair in
+ * use stays and err says why (WH_EINVAL). */
+int wh_tls_reload(wh_tls *tls, char *err, size_t errlen);
+
+/* The serial number of the certificate new handshakes present, in hex (for
+ * the log). */
+const char *wh_tls_serial(const wh_tls *tls);
+
+/* Free the context, after every transport made from it has been freed. */
+void wh_tls_free(wh_tls *tls);
+
+/* A server-side TLS transport over the non-blocking socket fd; the handshake
+ * runs from its first read or writev. Never NULL. */
+wh_transport *wh_transport_tls(wh_tls *tls, int fd);
+
+#endif

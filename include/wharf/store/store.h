@@ -1,0 +1,253 @@
+/* The store: local content under rootDirectory, laid out as Zot lays it out,
+ * so an existing Zot root is served as-is and skopeo/oras read what we write:
+ *
+ *   <root>/<repo>/oci-layout                {"imageLayoutVersion":"1.0.0"}
+ *   <root>/<repo>/index.json                OCI image index; tags are the
+ *                                           annotation org.opencontainers.image.ref.name
+ *   <root>/<repo>/blobs/sha256/<hex>        blobs and manifests, by digest
+ *   <root>/.wharf/blobs/sha256/<hex>        one copy of every blob's bytes when
+ *                                           dedupe is on; repositories hard-link it
+ *   <root>/.wharf/uploads/<uuid>/repo       an upload session: its repository's
+ *   <root>/.wharf/uploads/<uuid>/data       name, the bytes so far, and the
+ *   <root>/.wharf/uploads/<uuid>/hash       hash state of a prefix of them
+ *   <root>/.wharf/tmp/                      temp files being written
+ *
+ * Every write is temp file + incremental sha256 + fsync + rename (+ fsync of
+ * the directory), so a reader never sees a partial object and a crash leaves
+ * only temp files, which wh_store_open removes. The link count of a blob in
+ * .wharf/blobs is the number of repositories that hold it (+1).
+ *
+ * Calls are synchronous and meant for the one loop thread: each call is atomic
+ * with respect to every other call, which is what makes concurrent pushes of
+ * the same blob or tag safe. The exceptions, made to run in libuv's thread
+ * pool, say so (wh_upload_catchup_run). Names, tags and digests must have
+ * been validated with ref.h before they reach the store. */
+#ifndef WHARF_STORE_H
+#define WHARF_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "wharf/oci/ref.h"
+
+typedef struct wh_store wh_store;
+typedef struct wh_upload wh_upload;
+
+/* Open (creating if needed) the store at root. Removes leftover temp files.
+ * Does not scan repositories: metadata is read lazily.
+ *
+ * Repositories are created when something is stored in them: blob_publish
+ * (and so upload_finish), blob_mount and manifest_put make <root>/<repo> an
+ * OCI image layout (oci-layout, an empty index.json, blobs/sha256/) if it is
+ * not one yet, as Zot does, so a repository exists (repo_exists, catalog)
+ * once anything has been pushed to it. Starting an upload stores nothing:
+ * sessions live under .wharf/uploads, outside every repository. Every function taking a
+ * repo/digest/tag re-checks it with ref.h and returns WH_EINVAL if it fails (defence in depth). */
+int wh_store_open(const char *root, bool dedupe, wh_store **out);
+void wh_store_close(wh_store *st);
+const char *wh_store_root(const wh_store *st);
+
+/* ---- blobs ---- */
+
+/* 0 and *size if repo holds the blob, WH_ENOTFOUND otherwise. */
+int wh_store_blob_stat(wh_store *st, const char *repo, const char *digest, int64_t *size);
+
+/* Open the blob for reading; the caller owns *fd (close it). */
+int wh_store_blob_open(wh_store *st, const char *repo, const char *digest, int *fd, int64_t *size);
+
+/* Remove the blob from repo. WH_ENOTFOUND if it was not there; WH_EINUSE
+ * (and nothing removed) if digest is a manifest of repo (index.json names
+ * it): its bytes go with wh_store_manifest_delete, which drops the tags
+ * too, never from under a tag. */
+int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest);
+
+/* Make a blob that from_repo holds present in repo (hard link; a copy only
+ * if the filesystem refuses links). WH_ENOTFOUND if from_repo does not hold it;
+ * 0 if repo holds it already. */
+int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, const char *digest);
+
+/* A temp file in .wharf/tmp for content being written; path receives its
+ * name (PATH_MAX bytes). Returns an fd open for read+write, or -errno. */
+int wh_store_tmp_create(wh_store *st, char *path, size_t pathlen);
+
+/* Publish a fully written temp file (its content already verified to hash to
+ * digest) as a blob of repo: fsync, rename/link into place. The temp file is
+ * consumed (gone afterwards) whether or not this succeeds. Publishing a blob
+ * repo already holds is success (the temp file is dropped). tmp_path may be
+ * any file on the root's filesystem (upload_finish passes the session file). */
+int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, const char *digest);
+
+/* ---- upload sessions ---- */
+
+/* Start a session for repo; id receives its uuid (37 bytes with NUL). The
+ * repository is not created (finishing the upload creates it). Sessions do
+ * not expire yet: removing stale ones is the GC's work. */
+int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
+
+/* Sessions in memory: at most this many, each with an open fd, unless more
+ * are pinned (in use by a request: then the connection limit bounds them).
+ * When one more is needed, the least recently used unpinned session leaves
+ * memory: its files stay, and its hash state is saved beside them (<uuid>/
+ * hash) so that getting it again never reads its bytes. wh_store_close saves
+ * every session's state the same way. */
+#define WH_UPLOADS_OPEN_MAX 256
+
+/* Find a session by repo and uuid: from memory, or from disk after a restart
+ * or an eviction. From disk, the bytes are not read: the size is the data
+ * file's, the hash state the saved one; when there is no usable saved state
+ * (after a crash or a reboot), the session is "behind" (below). WH_ENOTFOUND
+ * if there is none, if it belongs to another repository, or id is not a
+ * uuid as upload_create makes them. The session stays owned by the store.
+ * The pointer is valid until the next call to wh_store_upload_create or
+ * wh_store_upload_get (either may evict it), finish/cancel on it, or
+ * wh_store_close, unless it is pinned: then until it is unpinned (or
+ * finished or cancelled). A request that uses a session across returns to
+ * the loop gets it once and pins it. */
+int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_upload **out);
+
+/* Pins count: a pinned session is never evicted, so the pointer stays valid.
+ * Unpinning the last pin may evict it (or another one) at once, to bring
+ * the table back to WH_UPLOADS_OPEN_MAX. Pinned also means "in use": the
+ * registry lets one request at a time write to a session and refuses the
+ * others while it is pinned. */
+void wh_upload_pin(wh_upload *up);
+void wh_upload_unpin(wh_upload *up);
+bool wh_upload_pinned(const wh_upload *up);
+
+/* Bytes received so far. */
+int64_t wh_upload_size(const wh_upload *up);
+
+/* Append bytes, hashing them unless the session is behind (then the hash
+ * waits for a catch-up). On error (-errno) the bytes that did reach the
+ * file are counted in wh_upload_size, so the session stays consistent and
+ * the client can resume from there. */
+int wh_upload_write(wh_upload *up, const void *data, size_t len);
+
+/* True when the hash does not cover every byte: the session was got from
+ * disk without a usable saved state. Writes still append; the bytes the
+ * hash lacks are hashed by a catch-up before the session can finish. */
+bool wh_upload_hash_behind(const wh_upload *up);
+
+/* The catch-up hashes a behind session's missing bytes in three steps, so
+ * that the reading and hashing run off the loop (libuv's thread pool):
+ *   begin (loop)  snapshots what is missing and pins the session; WH_EINVAL
+ *                 when it is not behind or a catch-up is already out, -errno
+ *                 if its fd cannot be duplicated.
+ *   run (any thread) reads, hashes and fsyncs the bytes; it touches only
+ *                 the job (its own fd and hash copy), so the loop may go on
+ *                 using the session, even appending to it.
+ *   end (loop)    installs the hash if the session has not changed under it,
+ *                 unpins, frees the job; 0, or the error run met (-errno,
+ *                 WH_EIO if the file was cut): the session is then left as
+ *                 it was, still behind. Bytes appended meanwhile keep it
+ *                 behind for those; begin again.
+ * While a catch-up is out, finish and cancel answer WH_EINUSE. Every begun
+ * job must be ended before wh_store_close. */
+typedef struct wh_upload_catchup wh_upload_catchup;
+int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out);
+void wh_upload_catchup_run(wh_upload_catchup *job);
+int wh_upload_catchup_end(wh_upload_catchup *job);
+
+/* Finish: if the content hashes to digest, publish it as a blob of the
+ * session's repo (creating the repository) and end the session (0). If not,
+ * WH_EDIGEST and the session is ended too (its bytes are dropped). A digest
+ * that is not a valid sha256 digest, or a session that is behind, is
+ * WH_EINVAL and leaves the session as it was; WH_EINUSE while a catch-up is
+ * out. Otherwise the session (pins and all) is gone afterwards. */
+int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest);
+
+/* End a session and drop its bytes (WH_EINUSE while a catch-up is out). */
+int wh_store_upload_cancel(wh_store *st, wh_upload *up);
+
+/* ---- manifests and tags ---- */
+
+/* A manifest as stored. data (NUL-terminated, len bytes) and media_type are
+ * malloc'd; free both with wh_manifest_free. media_type is the index.json
+ * entry's, else the manifest's own mediaType, else the OCI manifest type. */
+typedef struct wh_manifest {
+	char digest[WH_DIGEST_LEN + 1];
+	char *media_type;
+	char *data;
+	size_t len;
+} wh_manifest;
+void wh_manifest_free(wh_manifest *m);
+
+/* Look up by tag or digest (ref is one or the other, already validated).
+ * WH_ENOTFOUND if the repo has no such tag, or does not hold that manifest. */
+int wh_store_manifest_get(wh_store *st, const char *repo, const char *ref, wh_manifest *out);
+
+/* Same, without reading the bytes: digest, media type (malloc'd: free() it)
+ * and size. */
+int wh_store_manifest_stat(wh_store *st, const char *repo, const char *ref,
+                           char digest[WH_DIGEST_LEN + 1], char **media_type, int64_t *size);
+
+/* Store manifest bytes (digest = sha256 of data, computed by the caller) with
+ * the given media type; if tag is not NULL, point the tag at it (moving it if
+ * it pointed elsewhere). Creates the repository if needed. index.json holds
+ * one entry per (digest, tag); a digest without tags keeps one untagged entry,
+ * so a manifest whose tag moved away stays reachable by digest. For a digest
+ * already held, only the tag is added/moved. */
+int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const char *digest,
+                          const char *media_type, const char *data, size_t len);
+
+/* Delete by digest: the manifest and every tag pointing at it. By tag: only
+ * the tag (the manifest stays, reachable by digest). WH_ENOTFOUND if there
+ * was nothing to delete (a digest that is a blob but not a manifest of repo
+ * is not deleted). */
+int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref);
+
+/* Tags of repo in lexical order, after `last` (NULL: from the start), at most
+ * n (n < 0: all). *tags is a malloc'd array of malloc'd strings; free with
+ * wh_strv_free. *more is set when tags remain after the last one returned.
+ * WH_ENOTFOUND if the repository does not exist. */
+int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
+                  bool *more);
+
+/* ---- the catalog ----
+ *
+ * Repository names are listed from memory: a sorted array, filled once by
+ * a scan of the root and kept up to date by the store itself, which adds a
+ * name whenever it creates a repository (nothing deletes one yet). Walking
+ * 20,000 repositories takes about a second, too long for the loop, so a
+ * server scans in libuv's thread pool at start and loads the result; a
+ * repository that another tool writes into the root while Wharf runs is
+ * served (its index.json is read when asked for) but listed only after a
+ * restart. */
+
+/* Find the repositories under root: every directory below it that holds an
+ * index.json and whose path is a valid name (dot-directories and a
+ * repository's blobs/sha256/ are not searched), in lexical order. *names
+ * is a malloc'd array of malloc'd strings. Touches nothing but the
+ * filesystem: safe on any thread. */
+void wh_store_repos_scan(const char *root, char ***names, int *count);
+
+/* Adopt a scan's result (ownership of names passes to the store) as the
+ * catalog, merged with the repositories the store created since the scan
+ * began, which it may or may not have seen. */
+void wh_store_catalog_load(wh_store *st, char **names, int count);
+
+/* True once a scan was loaded. */
+bool wh_store_catalog_loaded(const wh_store *st);
+
+/* Repository names in lexical order, paginated as wh_store_tags (last is
+ * found by binary search). Before a scan was loaded, this scans the root
+ * first, here and now: tools and tests may rely on that; a server loads the
+ * catalog off the loop before it answers a catalog request. */
+int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more);
+
+/* Descriptors (as JSON text of an OCI image index, media type
+ * application/vnd.oci.image.index.v1+json) of the manifests in repo whose
+ * `subject` is digest, filtered by artifact_type when not NULL. An unknown
+ * subject or repository yields an empty index. *json is malloc'd (free()).
+ * Reads every manifest of the repo: O(manifests) file reads. */
+int wh_store_referrers(wh_store *st, const char *repo, const char *digest,
+                       const char *artifact_type, char **json);
+
+/* True when repo exists (has an index.json). */
+bool wh_store_repo_exists(wh_store *st, const char *repo);
+
+void wh_strv_free(char **v, int n);
+
+#endif

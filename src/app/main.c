@@ -1,0 +1,278 @@
+/* wharf: the command line. `serve [CONFIG]`, `verify CONFIG`, `--version`,
+ * `--help`. Exit status: 0 ok, 1 invalid config or runtime failure, 2 usage. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "wharf/base/common.h"
+#include "wharf/base/config.h"
+#include "wharf/net/http.h"
+#include "wharf/base/log.h"
+#include "wharf/app/registry.h"
+#include "wharf/store/store.h"
+#include "wharf/net/tls.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "wharf %s: an OCI registry and pull-through cache that reads Zot's config.json\n"
+	        "\n"
+	        "usage:\n"
+	        "  wharf serve [CONFIG]   serve with CONFIG (Zot's config.json). Without CONFIG,\n"
+	        "                         the built-in default: Docker Hub under /dockerhub and\n"
+	        "                         GHCR under /ghcr, on demand; private pushes elsewhere;\n"
+	        "                         listening on 127.0.0.1:5000; data in %s\n"
+	        "  wharf verify CONFIG    check CONFIG; prints \"config file is valid\" or the\n"
+	        "                         problem with the key's path\n"
+	        "  wharf --version        print the version\n"
+	        "  wharf --help           this text\n"
+	        "\n"
+	        "exit status: 0 ok, 1 invalid config or runtime failure, 2 usage error\n",
+	        WHARF_VERSION, WH_DEFAULT_ROOT);
+}
+
+static void print_warnings(const wh_config *cfg)
+{
+	for (int i = 0; i < cfg->n_warnings; i++)
+		wh_log(WH_LOG_WARN, "config key accepted but not implemented by wharf yet; ignored",
+		       "key", WH_LS, cfg->warnings[i], NULL);
+	for (int i = 0; i < cfg->n_notices; i++)
+		wh_log(WH_LOG_WARN, "config warning", "detail", WH_LS, cfg->notices[i], NULL);
+}
+
+static int cmd_verify(const char *path)
+{
+	wh_config cfg;
+	char err[512];
+	if (wh_config_load(path, &cfg, err, sizeof(err)) != 0) {
+		wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error", WH_LS,
+		       err, NULL);
+		fprintf(stdout, "%s\n", err); /* err begins with the path */
+		return 1;
+	}
+	/* Zot reads the TLS files only when it starts; a config that cannot
+	 * start is not valid here. */
+	if (cfg.tls_cert) {
+		wh_tls *tls = NULL;
+		char terr[512];
+		if (wh_tls_new(&cfg, &tls, terr, sizeof(terr)) != 0) {
+			wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error",
+			       WH_LS, terr, NULL);
+			fprintf(stdout, "%s: %s\n", path, terr);
+			wh_config_free(&cfg);
+			return 1;
+		}
+		wh_tls_free(tls);
+	}
+	print_warnings(&cfg);
+	wh_log(WH_LOG_INFO, "config file is valid", "config", WH_LS, path, NULL);
+	fprintf(stdout, "%s: config file is valid\n", path);
+	wh_config_free(&cfg);
+	return 0;
+}
+
+struct serve_state {
+	uv_loop_t *loop;
+	wh_server *srv;
+	wh_registry *reg;
+	wh_tls *tls;
+	uv_signal_t sigterm, sigint;
+	uv_signal_t sighup; /* reload: the TLS pair and the htpasswd file */
+	bool stopping;
+};
+
+static void server_gone(void *arg)
+{
+	struct serve_state *st = arg;
+	/* No client is left: stop the upstream fetches and close their sockets. */
+	wh_registry_free(st->reg);
+	st->reg = NULL;
+	uv_close((uv_handle_t *)&st->sigterm, NULL);
+	uv_close((uv_handle_t *)&st->sigint, NULL);
+	uv_close((uv_handle_t *)&st->sighup, NULL);
+}
+
+/* SIGHUP: read again what may be renewed while running: the TLS cert/key
+ * pair (new handshakes use it; open connections keep theirs) and the
+ * htpasswd file. The config file itself is not reloaded. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	struct serve_state *st = h->data;
+	char err[512];
+	wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
+	if (st->reg)
+		wh_registry_reload(st->reg);
+	if (!st->tls)
+		return;
+	if (wh_tls_reload(st->tls, err, sizeof(err)) != 0) {
+		wh_log(WH_LOG_ERROR, "SIGHUP: TLS certificate not reloaded; the previous one stays",
+		       "error", WH_LS, err, NULL);
+		return;
+	}
+	wh_log(WH_LOG_INFO, "SIGHUP: TLS certificate reloaded", "serial", WH_LS,
+	       wh_tls_serial(st->tls), NULL);
+}
+
+/* Loopback addresses: 127/8, ::1, "localhost". */
+static bool is_loopback(const char *a)
+{
+	return a && (strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
+	             strcmp(a, "[::1]") == 0 || strcmp(a, "localhost") == 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct serve_state *st = h->data;
+	if (st->stopping)
+		return;
+	st->stopping = true;
+	wh_log(WH_LOG_INFO, "shutting down", "signal", WH_LS,
+	       signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+	wh_server_shutdown(st->srv, server_gone, st);
+}
+
+static void log_start(const wh_config *cfg, int port)
+{
+	char ups[1024] = "";
+	size_t n = 0;
+	for (int i = 0; i < cfg->n_registries && n < sizeof(ups); i++) {
+		const wh_sync_registry *r = &cfg->registries[i];
+		for (int j = 0; j < r->n_content && n < sizeof(ups); j++) {
+			int k =
+			    snprintf(ups + n, sizeof(ups) - n, "%s%s=%s", n ? "," : "",
+			             r->content[j].destination ? r->content[j].destination : "/",
+			             r->n_urls ? r->urls[0] : "");
+			if (k < 0)
+				break;
+			n += (size_t)k;
+		}
+	}
+	char listen[300];
+	snprintf(listen, sizeof(listen), "%s:%d", cfg->address ? cfg->address : "", port);
+	wh_log(WH_LOG_INFO, "wharf started", "version", WH_LS, WHARF_VERSION, "config", WH_LS,
+	       cfg->path ? cfg->path : "(built-in default)", "listen", WH_LS, listen, "tls",
+	       WH_LB, cfg->tls_cert != NULL, "rootDirectory", WH_LS, cfg->root_dir, "upstreams",
+	       WH_LS, cfg->sync_enable ? ups : "", NULL);
+	if (!is_loopback(cfg->address) && !cfg->http_auth)
+		wh_log(WH_LOG_WARN,
+		       "listening beyond this host with no http.auth: anyone who reaches the "
+		       "port can push, pull and delete",
+		       "listen", WH_LS, listen, NULL);
+}
+
+static int cmd_serve(const char *path)
+{
+	int rc = 1;
+	wh_config cfg;
+	char err[512];
+	wh_store *store = NULL;
+	uv_loop_t *loop = uv_default_loop();
+	struct serve_state st = {.loop = loop};
+
+	if (path ? wh_config_load(path, &cfg, err, sizeof(err)) != 0
+	         : wh_config_default(&cfg) != 0) {
+		/* wh_config_load's message already begins with the path. */
+		fprintf(stderr, "wharf: %s\n", path ? err : "built-in config: invalid");
+		return 1;
+	}
+	int lr = wh_log_setup(cfg.log_level, cfg.log_output);
+	if (lr != 0) {
+		fprintf(stderr, "wharf: cannot open log.output %s: %s\n", cfg.log_output,
+		        strerror(-lr));
+		goto out;
+	}
+	print_warnings(&cfg);
+	signal(SIGPIPE, SIG_IGN);
+	/* Each connection, file being sent and upstream socket is a descriptor:
+	 * take what the hard limit allows, as servers do. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+
+	int sr = wh_store_open(cfg.root_dir, cfg.dedupe, &store);
+	if (sr != 0) {
+		wh_log(WH_LOG_ERROR, "cannot open storage", "rootDirectory", WH_LS, cfg.root_dir,
+		       "error", WH_LS, wh_strerror(sr), NULL);
+		goto out;
+	}
+	if (cfg.tls_cert) {
+		if (wh_tls_new(&cfg, &st.tls, err, sizeof(err)) != 0) {
+			wh_log(WH_LOG_ERROR, "cannot set up TLS", "error", WH_LS, err, NULL);
+			fprintf(stderr, "wharf: %s\n", err);
+			goto out;
+		}
+	}
+	if (wh_registry_new(loop, &cfg, store, &st.reg) != 0)
+		goto out;
+	if (wh_server_start(loop, &cfg, st.tls, wh_registry_handle, st.reg, &st.srv) != 0)
+		goto out;
+
+	uv_signal_init(loop, &st.sigterm);
+	uv_signal_init(loop, &st.sigint);
+	uv_signal_init(loop, &st.sighup);
+	st.sigterm.data = st.sigint.data = st.sighup.data = &st;
+	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&st.sigint, on_signal, SIGINT);
+	uv_signal_start(&st.sighup, on_sighup, SIGHUP);
+	log_start(&cfg, wh_server_port(st.srv));
+
+	uv_run(loop, UV_RUN_DEFAULT);
+	wh_log(WH_LOG_INFO, "stopped", NULL);
+	rc = 0;
+out:
+	if (st.reg)
+		wh_registry_free(st.reg);
+	/* Let the handles closed above finish closing. */
+	uv_run(loop, UV_RUN_DEFAULT);
+	if (store)
+		wh_store_close(store);
+	wh_tls_free(st.tls);
+	if (uv_loop_close(loop) != 0 && rc == 0)
+		wh_log(WH_LOG_WARN, "event loop closed with handles still open", NULL);
+	wh_config_free(&cfg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-v") == 0 ||
+	    strcmp(cmd, "version") == 0) {
+		printf("wharf version %s\n", WHARF_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "verify") == 0) {
+		if (argc != 3) {
+			fprintf(stderr, "wharf verify: expected one argument, the config file\n");
+			usage(stderr);
+			return 2;
+		}
+		return cmd_verify(argv[2]);
+	}
+	if (strcmp(cmd, "serve") == 0) {
+		if (argc > 3) {
+			fprintf(stderr,
+			        "wharf serve: expected at most one argument, the config file\n");
+			usage(stderr);
+			return 2;
+		}
+		return cmd_serve(argc == 3 ? argv[2] : NULL);
+	}
+	fprintf(stderr, "wharf: unknown command \"%s\"\n", cmd);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,102 @@
+#include "wharf/base/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *wh_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "ok";
+	case WH_EINVAL:
+		return "invalid argument";
+	case WH_ENOMEM:
+		return "out of memory";
+	case WH_ENOTFOUND:
+		return "not found";
+	case WH_EEXIST:
+		return "already exists";
+	case WH_ETOOBIG:
+		return "too large";
+	case WH_EIO:
+		return "storage error";
+	case WH_EDIGEST:
+		return "digest mismatch";
+	case WH_ERANGE:
+		return "range not satisfiable";
+	case WH_EUPSTREAM:
+		return "upstream error";
+	case WH_EINUSE:
+		return "in use";
+	}
+	if (err < 0 && err > -4096)
+		return strerror(-err);
+	return "unknown error";
+}
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "wharf: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *wh_malloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *wh_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		oom(n * size);
+	return p;
+}
+
+void *wh_realloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom(n);
+	return q;
+}
+
+char *wh_strndup(const char *s, size_t n)
+{
+	char *p = wh_malloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *wh_strdup(const char *s)
+{
+	return wh_strndup(s, strlen(s));
+}
+
+uint64_t wh_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void wh_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t c = *cap ? *cap : 4096;
+		while (c < *len + n + 1)
+			c *= 2;
+		*buf = wh_realloc(*buf, c);
+		*cap = c;
+	}
+	if (n)
+		memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+}

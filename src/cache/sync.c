@@ -1,0 +1,2021 @@
+/* On-demand sync: name mapping, tag freshness, manifest fetches with single
+ * flight, and the blob tee. See include/wharf/cache/sync.h for the contract. */
+#include "wharf/cache/sync.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "wharf/base/common.h"
+#include "wharf/base/log.h"
+#include "wharf/oci/manifest.h"
+#include "wharf/base/pattern.h"
+#include "wharf/cache/poll.h"
+#include "wharf/app/registry.h"
+#include "wharf/cache/upstream.h"
+
+#define MANIFEST_MAX   WH_MANIFEST_MAX
+#define FRESH_SLOTS    4096 /* tag freshness entries (16 bytes each) */
+#define SIZE_SLOTS     1024 /* declared blob sizes (88 bytes each) */
+#define NOTFOUND_SLOTS 256  /* names logged as not found upstream */
+/* A cached tag whose revalidation failed is asked about again after this. */
+#define RECHECK_AFTER_ERROR_MS 10000
+/* A blob transfer cut mid-body is resumed (Range) at most this many times. */
+#define RESUME_MAX  3
+#define SEGMENT_MAX (4 * 1024 * 1024) /* bytes queued to one client at a time */
+
+/* Everything a client may accept: upstream is always asked for all of them,
+ * so the cache holds the upstream's own manifest (same digest) whatever the
+ * first client was able to read. */
+static const char ACCEPT_ALL[] =
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
+
+/* What each kind of upstream request may do (wharf/cache/upstream.h). Only a blob
+ * GET follows redirects, to a CDN: a manifest or a HEAD is answered by the
+ * registry itself, and a 3xx for it is an error. A blob's size is not known
+ * before its fetch: the digest check catches a wrong one, and b_on_data holds
+ * the upstream to its Content-Length. */
+static const wh_up_opts MANIFEST_GET = {.max_body = MANIFEST_MAX};
+static const wh_up_opts BLOB_GET = {.follow_redirects = true, .bulk = true, .max_body = -1};
+
+struct rule_re {
+	wh_regex *re, *ex; /* NULL: no such filter */
+};
+
+struct mwait;
+struct reader;
+struct lfetch;
+struct lentry;
+
+/* A caller without a client (periodic sync) told when a fetch ends. */
+struct note {
+	struct note *next;
+	wh_sync_done_cb cb;
+	void *arg;
+};
+
+/* A manifest being fetched for (name, ref); every client asking meanwhile waits on it. */
+struct mfetch {
+	struct mfetch *next;
+	wh_sync *s;
+	char name[WH_NAME_MAX + 1];
+	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
+	bool by_digest;
+	wh_sync_map map;
+	wh_up_req *up;
+	bool head_phase;
+	bool had_local;
+	char local_digest[WH_DIGEST_LEN + 1];
+	char up_digest[WH_DIGEST_LEN + 1]; /* from the upstream's Docker-Content-Digest */
+	int status;
+	char ctype[256];
+	char *buf;
+	size_t len, cap;
+	struct mwait *waiters;
+	struct note *notes;
+	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
+	bool changed;    /* stored a manifest other than the one held before */
+	bool background; /* started by a prefetch: its caller logs the result */
+};
+
+struct mwait {
+	struct mwait *next;
+	struct mfetch *f;
+	wh_req *req;
+};
+
+/* A blob being fetched: the tee. */
+struct bfetch {
+	struct bfetch *next;
+	wh_sync *s;
+	char digest[WH_DIGEST_LEN + 1];
+	char name[WH_NAME_MAX + 1]; /* the repository it is published to */
+	char **also;                /* other repositories that asked: linked after */
+	int n_also;
+	wh_sync_map map;
+	wh_up_req *up;
+	int fd;
+	char tmp[PATH_MAX];
+	wh_sha256 hash;
+	int status;
+	int64_t total;  /* -1 until known */
+	int64_t expect; /* the size a synced manifest declared, or -1 */
+	int64_t written;
+	bool got_head;
+	bool size_wrong; /* the upstream's length is not the declared one */
+	int write_err;   /* errno of a failed write to the temp file (ENOSPC...) */
+	int resumes;     /* Range requests sent after cuts */
+	bool resuming;   /* the next head is a resumed transfer's */
+	bool resume_failed;
+	int64_t skip; /* body bytes to drop: a resume answered from the start */
+	bool fetch_done;
+	bool verified;
+	bool failed;
+	bool in_table;
+	bool publishing; /* fsync in the thread pool, then publish */
+	bool orphan;     /* sync was freed while publishing: just clean up */
+	uv_fs_t fsync_req;
+	int iterating;
+	struct reader *readers;
+	struct note *notes;
+	uint64_t started_ms;
+};
+
+/* A client fed from a bfetch. */
+struct reader {
+	struct reader *next;
+	struct bfetch *f;
+	wh_req *req;
+	bool head_only;
+	bool range;
+	int64_t start, end; /* wanted range as wh_req_range gives it; resolved at the head */
+	int64_t off;
+	bool head_sent;
+};
+
+/* A HEAD of an uncached blob, answered by a HEAD upstream. */
+struct bhead {
+	wh_req *req;
+	wh_up_req *up;
+	int64_t declared; /* the size a synced manifest declared, or -1 */
+	char digest[WH_DIGEST_LEN + 1];
+};
+
+struct wh_sync {
+	uv_loop_t *loop;
+	const wh_config *cfg;
+	wh_store *store;
+	wh_sync_serve serve;
+	wh_upstream *up;
+	struct rule_re **re; /* [registry][content] */
+	wh_poll *poll;       /* periodic sync; NULL when no registry has it */
+	struct mfetch *mfetches;
+	struct bfetch *bfetches;
+	struct {
+		uint64_t key;
+		uint64_t checked_ms;
+	} fresh[FRESH_SLOTS];
+	struct {
+		uint64_t key;
+		uint64_t logged_ms;
+	} notfound[NOTFOUND_SLOTS]; /* when "not found upstream" was last logged */
+	/* Blob sizes declared by synced manifests, per upstream (one upstream
+	 * cannot bound another's blobs); a slot is overwritten by the next
+	 * digest that hashes to it. */
+	struct {
+		const wh_sync_registry *reg;
+		int64_t size;
+		char digest[WH_DIGEST_LEN + 1];
+	} sizes[SIZE_SLOTS];
+	/* Listings (referrers, tags): fetches in flight and cached answers. */
+	struct lfetch *lfetches;
+	struct lentry *listings, *listings_tail;
+	int n_listings;
+	size_t listings_bytes;
+};
+
+/* ---- names ---- */
+
+static const char *trim_slashes(const char *s, size_t *len)
+{
+	while (*s == '/')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && s[n - 1] == '/')
+		n--;
+	*len = n;
+	return s;
+}
+
+/* How much of a prefix glob is literal leading components, what stripPrefix
+ * strips: "library" of "library" followed by a glob. */
+static size_t literal_len(const char *prefix, size_t pl)
+{
+	size_t lit = 0;
+	for (size_t x = 0; x < pl; x++) {
+		if (strchr("*?[{", prefix[x]))
+			break;
+		if (prefix[x] == '/')
+			lit = x;
+		if (x + 1 == pl)
+			lit = pl;
+	}
+	return lit;
+}
+
+bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
+{
+	if (!s)
+		return false;
+	const wh_config *cfg = s->cfg;
+	for (int i = 0; i < cfg->n_registries; i++) {
+		const wh_sync_registry *reg = &cfg->registries[i];
+		if (!reg->on_demand || reg->n_urls == 0)
+			continue;
+		for (int j = 0; j < reg->n_content; j++) {
+			const wh_sync_content *c = &reg->content[j];
+			size_t dl = 0, pl = 0;
+			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
+			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			const char *rest = name;
+			if (dl > 0) {
+				if (strncmp(name, dest, dl) != 0 || name[dl] != '/')
+					continue;
+				rest = name + dl + 1;
+			}
+			char up[WH_NAME_MAX + 16];
+			int k;
+			if (c->strip_prefix) {
+				/* The prefix's literal leading components were stripped. */
+				size_t lit = literal_len(prefix, pl);
+				k = snprintf(up, sizeof(up), "%.*s%s%s", (int)lit, prefix,
+				             lit ? "/" : "", rest);
+			} else {
+				k = snprintf(up, sizeof(up), "%s", rest);
+			}
+			if (k < 0 || (size_t)k >= sizeof(up) || !*rest)
+				continue;
+			if (wh_upstream_is_docker_hub(reg->urls[0]) && !strchr(up, '/')) {
+				/* Docker Hub's official images: nginx is library/nginx. */
+				size_t ul = strlen(up);
+				if (ul + 8 >= sizeof(up))
+					continue;
+				memmove(up + 8, up, ul + 1);
+				memcpy(up, "library/", 8);
+			}
+			char pat[1024];
+			snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
+			bool literal = strpbrk(pat, "*?[{") == NULL;
+			bool ok = wh_glob_match(pat, up) ||
+			          (literal && strncmp(up, pat, pl) == 0 && up[pl] == '/');
+			if (!ok)
+				continue;
+			map->reg = reg;
+			map->content = c;
+			memcpy(map->upstream, up, sizeof(up));
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Does the registry URL live on host[:port] `ns` (containerd's ?ns=)? */
+static bool url_on_host(const char *url, const char *ns)
+{
+	if (wh_upstream_is_docker_hub(url))
+		return wh_upstream_is_docker_hub(ns);
+	const char *h = strstr(url, "://");
+	bool https = h && h - url == 5;
+	h = h ? h + 3 : url;
+	size_t n = strcspn(h, "/");
+	if (strlen(ns) == n && strncasecmp(h, ns, n) == 0)
+		return true;
+	/* "ghcr.io" for https://ghcr.io:443, "host" for http://host:80 */
+	const char *colon = memchr(h, ':', n);
+	if (!colon || strchr(ns, ':'))
+		return false;
+	const char *port = colon + 1;
+	size_t pn = n - (size_t)(port - h);
+	bool dflt = (https && pn == 3 && !strncmp(port, "443", 3)) ||
+	            (!https && pn == 2 && !strncmp(port, "80", 2));
+	return dflt && strlen(ns) == (size_t)(colon - h) && strncasecmp(h, ns, strlen(ns)) == 0;
+}
+
+bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *out, size_t outlen)
+{
+	if (!s || !*ns)
+		return false;
+	const wh_config *cfg = s->cfg;
+	for (int i = 0; i < cfg->n_registries; i++) {
+		const wh_sync_registry *reg = &cfg->registries[i];
+		if (!reg->on_demand)
+			continue;
+		bool on_host = false;
+		for (int u = 0; u < reg->n_urls && !on_host; u++)
+			on_host = url_on_host(reg->urls[u], ns);
+		if (!on_host)
+			continue;
+		/* The local name whose forward mapping is this registry and name:
+		 * each rule, undone. */
+		for (int j = 0; j < reg->n_content; j++) {
+			const wh_sync_content *c = &reg->content[j];
+			size_t dl = 0, pl = 0;
+			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
+			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			const char *rest = name;
+			if (c->strip_prefix) {
+				size_t lit = literal_len(prefix, pl);
+				if (lit == 0 || strncmp(name, prefix, lit) != 0 || name[lit] != '/')
+					continue;
+				rest = name + lit + 1;
+			}
+			int k =
+			    snprintf(out, outlen, "%.*s%s%s", (int)dl, dest, dl ? "/" : "", rest);
+			if (k < 0 || (size_t)k >= outlen)
+				continue;
+			wh_sync_map map;
+			if (wh_sync_map_name(s, out, &map) && map.reg == reg)
+				return true;
+		}
+	}
+	return false;
+}
+
+static const struct rule_re *rule_for(const wh_sync *s, const wh_sync_map *map)
+{
+	const wh_config *cfg = s->cfg;
+	int i = (int)(map->reg - cfg->registries);
+	int j = (int)(map->content - map->reg->content);
+	return &s->re[i][j];
+}
+
+static bool tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag)
+{
+	const struct rule_re *r = rule_for(s, map);
+	if (r->re && !wh_regex_match(r->re, tag))
+		return false;
+	if (r->ex && wh_regex_match(r->ex, tag))
+		return false;
+	if (map->content->tags.semver && !wh_semver_valid(tag))
+		return false;
+	return true;
+}
+
+/* ---- freshness of tags ---- */
+
+static uint64_t fnv1a(const char *a, const char *b)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = a; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (const char *p = b; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return h | 1; /* 0 marks an empty slot */
+}
+
+static int64_t check_interval(const wh_sync *s, const wh_sync_map *map)
+{
+	return map->reg->manifest_check_interval_ms > 0 ? map->reg->manifest_check_interval_ms
+	                                                : s->cfg->manifest_check_interval_ms;
+}
+
+static bool is_fresh(wh_sync *s, const wh_sync_map *map, const char *name, const char *tag)
+{
+	uint64_t k = fnv1a(name, tag);
+	size_t slot = k % FRESH_SLOTS;
+	return s->fresh[slot].key == k &&
+	       uv_now(s->loop) - s->fresh[slot].checked_ms < (uint64_t)check_interval(s, map);
+}
+
+static void mark_fresh(wh_sync *s, const char *name, const char *tag)
+{
+	uint64_t k = fnv1a(name, tag);
+	size_t slot = k % FRESH_SLOTS;
+	s->fresh[slot].key = k;
+	s->fresh[slot].checked_ms = uv_now(s->loop);
+}
+
+/* Count the tag as checked so that it goes stale again after `after` ms (or
+ * its interval, if shorter). */
+static void mark_checked(wh_sync *s, const wh_sync_map *map, const char *name, const char *tag,
+                         uint64_t after)
+{
+	uint64_t interval = (uint64_t)check_interval(s, map);
+	uint64_t now = uv_now(s->loop);
+	mark_fresh(s, name, tag);
+	if (after < interval) {
+		size_t slot = fnv1a(name, tag) % FRESH_SLOTS;
+		uint64_t back = interval - after;
+		s->fresh[slot].checked_ms = now > back ? now - back : 0;
+	}
+}
+
+/* ---- declared blob sizes ---- */
+
+static void declare_size(wh_sync *s, const wh_sync_map *map, const cJSON *d)
+{
+	/* wh_manifest_check vouched for the digest and size. */
+	const char *dg = cJSON_GetObjectItemCaseSensitive(d, "digest")->valuestring;
+	double size = cJSON_GetObjectItemCaseSensitive(d, "size")->valuedouble;
+	size_t slot = fnv1a(dg, "") % SIZE_SLOTS;
+	s->sizes[slot].reg = map->reg;
+	s->sizes[slot].size = (int64_t)size;
+	snprintf(s->sizes[slot].digest, sizeof(s->sizes[slot].digest), "%s", dg);
+}
+
+/* The size a synced manifest declared for digest, or -1. */
+static int64_t declared_size(const wh_sync *s, const wh_sync_map *map, const char *digest)
+{
+	size_t slot = fnv1a(digest, "") % SIZE_SLOTS;
+	if (s->sizes[slot].reg == map->reg && strcmp(s->sizes[slot].digest, digest) == 0)
+		return s->sizes[slot].size;
+	return -1;
+}
+
+/* ---- errors ---- */
+
+/* A "status" meaning our own storage failed, not the upstream. */
+#define STORAGE_FAILED (-1)
+
+static void upstream_error(wh_req *req, int status, bool blob, const char *what)
+{
+	if (status == STORAGE_FAILED)
+		wh_registry_error(req, 500, "UNKNOWN", "storage error: the cache cannot store it",
+		                  what);
+	else if (status == 404 || status == 401 || status == 403)
+		wh_registry_error(
+		    req, 404, blob ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN",
+		    blob ? "blob unknown to registry" : "manifest unknown to registry", what);
+	else if (status == 429)
+		wh_registry_error(req, 429, "TOOMANYREQUESTS",
+		                  "the upstream registry is rate limiting", what);
+	else
+		wh_registry_error(req, 502, "UNKNOWN", "the upstream registry is unavailable",
+		                  what);
+}
+
+/* ---- manifests ---- */
+
+static void mwait_gone(wh_req *req)
+{
+	struct mwait *w = req->data;
+	if (!w)
+		return;
+	for (struct mwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	free(w);
+	req->data = NULL;
+}
+
+static void mfetch_unlink(struct mfetch *f)
+{
+	for (struct mfetch **pp = &f->s->mfetches; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			return;
+		}
+	}
+}
+
+static void note_add(struct note **list, wh_sync_done_cb cb, void *arg)
+{
+	struct note *n = wh_calloc(1, sizeof(*n));
+	n->cb = cb;
+	n->arg = arg;
+	n->next = *list;
+	*list = n;
+}
+
+/* Detach the list first: a callback may start the next fetch. */
+static void notes_fire(struct note **list, int err, bool changed)
+{
+	struct note *n = *list;
+	*list = NULL;
+	while (n) {
+		struct note *next = n->next;
+		n->cb(n->arg, err, changed);
+		free(n);
+		n = next;
+	}
+}
+
+static void notes_drop(struct note **list)
+{
+	while (*list) {
+		struct note *n = *list;
+		*list = n->next;
+		free(n);
+	}
+}
+
+/* Answer everyone waiting: from the store when ok, else with the error. */
+static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why)
+{
+	mfetch_unlink(f);
+	while (f->waiters) {
+		struct mwait *w = f->waiters;
+		f->waiters = w->next;
+		wh_req *req = w->req;
+		req->data = NULL;
+		req->on_done = NULL;
+		free(w);
+		if (ok)
+			f->s->serve.manifest(req, f->s->serve.ctx, f->name, f->ref);
+		else
+			upstream_error(req, status, false, why);
+	}
+	notes_fire(&f->notes, ok && !f->up_failed ? 0 : WH_EUPSTREAM, f->changed);
+	free(f->buf);
+	free(f);
+}
+
+static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
+{
+	f->up_failed = true;
+	if (f->had_local) {
+		wh_log(WH_LOG_WARN,
+		       status == STORAGE_FAILED
+		           ? "cannot store the synced manifest, serving the cached one"
+		           : "upstream unavailable, serving the cached manifest",
+		       "repo", WH_LS, f->name, "reference", WH_LS, f->ref, "upstream", WH_LS,
+		       f->map.reg->urls[0], "error", WH_LS, why, NULL);
+		/* Asked again after a short while, not by every request meanwhile. */
+		if (!f->by_digest)
+			mark_checked(f->s, &f->map, f->name, f->ref, RECHECK_AFTER_ERROR_MS);
+		mfetch_finish(f, true, 0, NULL);
+		return;
+	}
+	wh_log(WH_LOG_WARN, "cannot sync manifest", "repo", WH_LS, f->name, "reference", WH_LS,
+	       f->ref, "upstream", WH_LS, f->map.reg->urls[0], "status", WH_LI, (long long)status,
+	       "error", WH_LS, why, NULL);
+	mfetch_finish(f, false, status, why);
+}
+
+/* The upstream does not have it (or will not say: registries answer 401 for
+ * a repository they do not hold). A tag pushed here under a synced name is
+ * still ours to serve; the answer counts as a check for freshness. */
+static void mfetch_not_upstream(struct mfetch *f)
+{
+	f->up_failed = true;
+	if (f->had_local) {
+		if (!f->by_digest)
+			mark_fresh(f->s, f->name, f->ref);
+		mfetch_finish(f, true, 0, NULL);
+		return;
+	}
+	/* Told once per name and window, not per pull: a client retrying a
+	 * wrong name must not flood the log. */
+	uint64_t k = fnv1a(f->name, "");
+	size_t slot = k % NOTFOUND_SLOTS;
+	uint64_t now = uv_now(f->s->loop);
+	if (f->s->notfound[slot].key != k ||
+	    now - f->s->notfound[slot].logged_ms >= (uint64_t)check_interval(f->s, &f->map)) {
+		f->s->notfound[slot].key = k;
+		f->s->notfound[slot].logged_ms = now;
+		wh_log(WH_LOG_INFO, "image not found upstream", "repo", WH_LS, f->name, "reference",
+		       WH_LS, f->ref, "upstream", WH_LS, f->map.reg->urls[0], "remote", WH_LS,
+		       f->map.upstream, "status", WH_LI, (long long)f->status, NULL);
+	}
+	mfetch_finish(f, false, f->status, "not found upstream");
+}
+
+static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct mfetch *f = arg;
+	f->status = h->status;
+	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
+	f->up_digest[0] = '\0';
+	if (h->digest && wh_digest_check(h->digest, strlen(h->digest)) == WH_DIGEST_OK)
+		memcpy(f->up_digest, h->digest, WH_DIGEST_LEN + 1);
+}
+
+static int m_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
+{
+	struct mfetch *f = arg;
+	/* Never past MANIFEST_MAX: the upstream client holds the body to it. */
+	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
+	return 0;
+}
+
+static void m_on_done(wh_up_req *r, int err, void *arg);
+
+static const wh_up_cbs mcbs = {m_on_head, m_on_data, m_on_done};
+
+static void mfetch_get(struct mfetch *f)
+{
+	char path[WH_NAME_MAX + 256];
+	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->map.upstream, f->ref);
+	f->head_phase = false;
+	f->len = 0;
+	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, ACCEPT_ALL,
+	                            &MANIFEST_GET, &mcbs, f);
+}
+
+/* Remember the sizes an image manifest declares for its blobs, so that the
+ * fetch of one of them stops at that size rather than at whatever the
+ * upstream sends. */
+static void note_sizes(wh_sync *s, const wh_sync_map *map, const wh_manifest_doc *m)
+{
+	if (m->is_index)
+		return;
+	const cJSON *d;
+	declare_size(s, map, m->config);
+	cJSON_ArrayForEach(d, m->layers)
+	{
+		declare_size(s, map, d);
+	}
+}
+
+static void m_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct mfetch *f = arg;
+	wh_sync *s = f->s;
+	f->up = NULL;
+	if (err != 0) {
+		mfetch_stale_or_error(f, 502,
+		                      err == WH_ETOOBIG ? "manifest over 4 MiB" : wh_strerror(err));
+		return;
+	}
+	if (f->head_phase) {
+		if (f->status == 200 && f->had_local &&
+		    strcmp(f->up_digest, f->local_digest) == 0) {
+			mark_fresh(s, f->name, f->ref);
+			mfetch_finish(f, true, 0, NULL);
+			return;
+		}
+		if (f->status == 200) {
+			mfetch_get(f);
+			return;
+		}
+		if (f->status == 404 || f->status == 401 || f->status == 403) {
+			mfetch_not_upstream(f);
+			return;
+		}
+		char why[64];
+		snprintf(why, sizeof(why), "upstream answered %d", f->status);
+		mfetch_stale_or_error(f, f->status, why);
+		return;
+	}
+	if (f->status != 200) {
+		char why[64];
+		snprintf(why, sizeof(why), "upstream answered %d", f->status);
+		if (f->status == 404 || f->status == 401 || f->status == 403)
+			mfetch_not_upstream(f);
+		else
+			mfetch_stale_or_error(f, f->status, why);
+		return;
+	}
+	char digest[WH_DIGEST_LEN + 1];
+	wh_sha256_digest(f->buf ? f->buf : "", f->len, digest);
+	const char *want = f->by_digest ? f->ref : (f->up_digest[0] ? f->up_digest : NULL);
+	if (want && strcmp(want, digest) != 0) {
+		wh_log(WH_LOG_ERROR, "upstream manifest does not match its digest", "repo", WH_LS,
+		       f->name, "reference", WH_LS, f->ref, "expected", WH_LS, want, "got", WH_LS,
+		       digest, NULL);
+		mfetch_stale_or_error(f, 502, "digest mismatch");
+		return;
+	}
+	/* Checked as a push is: what is stored here is served to every client,
+	 * and a cache in front keeps it too. */
+	wh_manifest_doc m;
+	const char *why;
+	char detail[256];
+	if (wh_manifest_check(f->buf ? f->buf : "", f->len, f->ctype, &m, &why, detail,
+	                      sizeof(detail)) != 0) {
+		wh_log(WH_LOG_ERROR, "upstream sent an invalid manifest", "repo", WH_LS, f->name,
+		       "reference", WH_LS, f->ref, "error", WH_LS, why, "detail", WH_LS, detail,
+		       NULL);
+		mfetch_stale_or_error(f, 502, "invalid manifest");
+		return;
+	}
+	note_sizes(s, &f->map, &m);
+	int rc = wh_store_manifest_put(s->store, f->name, f->by_digest ? NULL : f->ref, digest,
+	                               m.media_type, f->buf ? f->buf : "", f->len);
+	cJSON_Delete(m.doc);
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
+		       "error", WH_LS, wh_strerror(rc), NULL);
+		mfetch_stale_or_error(f, STORAGE_FAILED, wh_strerror(rc));
+		return;
+	}
+	if (!f->by_digest)
+		mark_fresh(s, f->name, f->ref);
+	f->changed = !f->had_local || strcmp(f->local_digest, digest) != 0;
+	if (f->changed && !f->background)
+		wh_log(WH_LOG_INFO, "successfully synced image", "repo", WH_LS, f->name,
+		       "reference", WH_LS, f->ref, "digest", WH_LS, digest, "upstream", WH_LS,
+		       f->map.reg->urls[0], "remote", WH_LS, f->map.upstream, NULL);
+	mfetch_finish(f, true, 0, NULL);
+}
+
+/* The fetch of (name, ref) in flight, or a new one. */
+static struct mfetch *mfetch_for(wh_sync *s, const char *name, const char *ref,
+                                 const wh_sync_map *map, bool by_digest, const char *local)
+{
+	struct mfetch *f;
+	for (f = s->mfetches; f; f = f->next)
+		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
+			return f;
+	f = wh_calloc(1, sizeof(*f));
+	f->s = s;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(f->ref, sizeof(f->ref), "%s", ref);
+	f->by_digest = by_digest;
+	f->map = *map;
+	f->had_local = local != NULL;
+	snprintf(f->local_digest, sizeof(f->local_digest), "%s", local ? local : "");
+	f->next = s->mfetches;
+	s->mfetches = f;
+	if (by_digest) {
+		mfetch_get(f);
+	} else {
+		/* A HEAD costs nothing against Docker Hub's pull limit. */
+		char path[WH_NAME_MAX + 256];
+		snprintf(path, sizeof(path), "/v2/%s/manifests/%s", map->upstream, ref);
+		f->head_phase = true;
+		f->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream,
+		                            ACCEPT_ALL, NULL, &mcbs, f);
+	}
+	return f;
+}
+
+void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref,
+                      const wh_sync_map *map)
+{
+	bool by_digest = wh_ref_is_digest(ref, strlen(ref));
+	char local[WH_DIGEST_LEN + 1] = "";
+	char *mt = NULL;
+	int64_t size;
+	bool have = wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
+	free(mt);
+	if (have && (by_digest || is_fresh(s, map, name, ref))) {
+		s->serve.manifest(req, s->serve.ctx, name, ref);
+		return;
+	}
+	if (!by_digest && !tag_allowed(s, map, ref)) {
+		/* Excluded by the rule's tag filters: never fetched. */
+		s->serve.manifest(req, s->serve.ctx, name, ref);
+		return;
+	}
+	if (have) {
+		/* Stale while revalidating: the cache has an answer, so the client
+		 * gets it now and the upstream is asked in the background (once,
+		 * however many ask meanwhile). The fetch is registered before the
+		 * answer goes: answering can start the next pipelined request,
+		 * which must find it. */
+		mfetch_for(s, name, ref, map, by_digest, local);
+		s->serve.manifest(req, s->serve.ctx, name, ref);
+		return;
+	}
+	struct mfetch *f = mfetch_for(s, name, ref, map, by_digest, NULL);
+	struct mwait *w = wh_calloc(1, sizeof(*w));
+	w->f = f;
+	w->req = req;
+	w->next = f->waiters;
+	f->waiters = w;
+	req->data = w;
+	req->on_done = mwait_gone;
+}
+
+/* ---- blobs: the tee ---- */
+
+static void bfetch_maybe_free(struct bfetch *f)
+{
+	if (!f->fetch_done || f->readers || f->iterating || f->in_table || f->publishing)
+		return;
+	if (f->fd >= 0)
+		close(f->fd);
+	for (int i = 0; i < f->n_also; i++)
+		free(f->also[i]);
+	free(f->also);
+	free(f);
+}
+
+static void reader_gone(wh_req *req)
+{
+	struct reader *rd = req->data;
+	if (!rd)
+		return;
+	struct bfetch *f = rd->f;
+	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next) {
+		if (*pp == rd) {
+			*pp = rd->next;
+			break;
+		}
+	}
+	req->data = NULL;
+	free(rd);
+	bfetch_maybe_free(f);
+}
+
+static void reader_pump(struct reader *rd);
+
+static void reader_writable(wh_req *req)
+{
+	struct reader *rd = req->data;
+	if (rd)
+		reader_pump(rd);
+}
+
+/* Send the response head once the size is known (from the upstream's
+ * Content-Length, or after the fetch when it gave none). */
+static void reader_head(struct reader *rd)
+{
+	struct bfetch *f = rd->f;
+	wh_req *req = rd->req;
+	int64_t total = f->total;
+	if (rd->head_sent || total < 0)
+		return;
+	rd->head_sent = true;
+	int64_t a = 0, z = total - 1;
+	if (rd->range && !wh_range_resolve(rd->start, rd->end, total, &a, &z))
+		a = 1, z = 0; /* unsatisfiable: 416 */
+	if (!wh_registry_blob_head(req, f->digest, total, rd->range, a, z))
+		return;
+	rd->start = a;
+	rd->end = z;
+	rd->off = a;
+	if (rd->head_only || total == 0) {
+		/* An empty blob's "body" is complete only once verified. */
+		if (rd->head_only || f->verified)
+			wh_resp_end(req);
+		return;
+	}
+	reader_pump(rd);
+}
+
+/* Queue the next piece of the temp file to this client. Until the digest is
+ * verified the last byte of the blob is held back. May end the response, after
+ * which rd is gone. */
+static void reader_pump(struct reader *rd)
+{
+	struct bfetch *f = rd->f;
+	wh_req *req = rd->req;
+	if (!rd->head_sent || rd->head_only)
+		return;
+	int64_t end_excl = rd->end + 1;
+	int64_t avail = f->verified ? f->total : f->written - 1;
+	/* The last byte of what this client asked for, whole blob or range, is
+	 * held back until the digest verifies: a complete-looking answer is a
+	 * verified one (a cache in front keeps it). */
+	int64_t limit = WH_MIN(avail, f->verified ? end_excl : end_excl - 1);
+	if (rd->off < limit && wh_resp_can_write(req)) {
+		int64_t n = WH_MIN(limit - rd->off, (int64_t)SEGMENT_MAX);
+		int fd = dup(f->fd);
+		if (fd < 0) {
+			wh_req_abort(req);
+			return;
+		}
+		int64_t off = rd->off;
+		rd->off += n;
+		wh_resp_sendfile(req, fd, off, n);
+		return; /* on_writable brings us back for the rest */
+	}
+	if (rd->off >= end_excl && f->verified)
+		wh_resp_end(req);
+}
+
+static void bfetch_pump_all(struct bfetch *f)
+{
+	f->iterating++;
+	for (struct reader *rd = f->readers, *next; rd; rd = next) {
+		next = rd->next;
+		if (!rd->head_sent)
+			reader_head(rd);
+		else
+			reader_pump(rd);
+	}
+	f->iterating--;
+}
+
+static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct bfetch *f = arg;
+	if (f->resuming) {
+		/* The rest of a cut transfer: a 206 from where we are, or the whole
+		 * body again from an upstream that ignores ranges (what we have is
+		 * skipped). Anything else ends the fetch. */
+		f->resuming = false;
+		int64_t rest = f->total >= 0 ? f->total - f->written : -1;
+		if (h->status == 206 && h->range_start == f->written &&
+		    (h->content_length < 0 || rest < 0 || h->content_length == rest)) {
+			f->skip = 0;
+		} else if (h->status == 200 && (h->content_length < 0 || f->total < 0 ||
+		                                h->content_length == f->total)) {
+			f->skip = f->written;
+		} else {
+			f->status = h->status == 200 || h->status == 206 ? 502 : h->status;
+			f->resume_failed = true;
+		}
+		return;
+	}
+	f->status = h->status;
+	if (h->status != 200)
+		return;
+	f->got_head = true;
+	f->total = h->content_length >= 0 ? h->content_length : f->expect;
+	if (f->expect >= 0 && f->total != f->expect) {
+		/* Not the blob the manifest described: fail before a byte is stored. */
+		wh_log(WH_LOG_ERROR, "upstream blob size differs from its manifest's", "digest",
+		       WH_LS, f->digest, "declared", WH_LI, (long long)f->expect, "sent", WH_LI,
+		       (long long)f->total, NULL);
+		f->size_wrong = true;
+		return;
+	}
+	bfetch_pump_all(f);
+	bfetch_maybe_free(f);
+}
+
+static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
+{
+	struct bfetch *f = arg;
+	if (f->resume_failed)
+		return -1;
+	if (f->skip > 0) {
+		/* Sent again from the start: drop what is already in the file. */
+		size_t n = (size_t)WH_MIN((int64_t)len, f->skip);
+		f->skip -= (int64_t)n;
+		data += n;
+		len -= n;
+		if (len == 0)
+			return 0;
+	}
+	if (f->size_wrong || (f->total >= 0 && f->written + (int64_t)len > f->total))
+		return -1; /* more than promised */
+	size_t done = 0;
+	while (done < len) {
+		ssize_t w =
+		    pwrite(f->fd, data + done, len - done, (off_t)(f->written + (int64_t)done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			f->write_err = w < 0 ? errno : ENOSPC;
+			wh_log(WH_LOG_ERROR, "cannot write a fetched blob", "digest", WH_LS,
+			       f->digest, "error", WH_LS, strerror(f->write_err), NULL);
+			return -1;
+		}
+		done += (size_t)w;
+	}
+	wh_sha256_update(&f->hash, data, len);
+	f->written += (int64_t)len;
+	bfetch_pump_all(f);
+	return 0;
+}
+
+static void bfetch_unlink(struct bfetch *f)
+{
+	for (struct bfetch **pp = &f->s->bfetches; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	f->in_table = false;
+}
+
+static void bfetch_fail(struct bfetch *f, const char *why)
+{
+	f->failed = true;
+	unlink(f->tmp);
+	f->iterating++;
+	notes_fire(&f->notes, f->status == STORAGE_FAILED ? WH_EIO : WH_EUPSTREAM, false);
+	for (struct reader *rd = f->readers, *next; rd; rd = next) {
+		next = rd->next;
+		if (!rd->head_sent) {
+			rd->head_sent = true;
+			upstream_error(rd->req, f->status ? f->status : 502, true, why);
+		} else {
+			/* Mid-body: cut it, so the client cannot take it for whole. */
+			wh_req_abort(rd->req);
+		}
+	}
+	f->iterating--;
+}
+
+/* The bytes are on disk (fsync ran in the thread pool, off the loop): move
+ * them into the store. Until now the fetch stayed in the table, so clients
+ * arriving meanwhile joined it instead of starting another. */
+static void b_synced(uv_fs_t *fs)
+{
+	struct bfetch *f = fs->data;
+	wh_sync *s = f->s;
+	uv_fs_req_cleanup(fs);
+	f->publishing = false;
+	if (f->orphan) {
+		unlink(f->tmp);
+		bfetch_maybe_free(f);
+		return;
+	}
+	bfetch_unlink(f);
+	int rc = wh_store_blob_publish(s->store, f->name, f->tmp, f->digest);
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot store fetched blob", "digest", WH_LS, f->digest,
+		       "error", WH_LS, wh_strerror(rc), NULL);
+	} else {
+		for (int i = 0; i < f->n_also; i++)
+			wh_store_blob_mount(s->store, f->also[i], f->name, f->digest);
+		wh_log(WH_LOG_DEBUG, "blob cached", "digest", WH_LS, f->digest, "repo", WH_LS,
+		       f->name, "bytes", WH_LI, (long long)f->written, "ms", WH_LI,
+		       (long long)(uv_now(s->loop) - f->started_ms), NULL);
+	}
+	f->iterating++;
+	notes_fire(&f->notes, rc, true);
+	f->iterating--;
+	bfetch_maybe_free(f);
+}
+
+static void bfetch_request(struct bfetch *f, int64_t from);
+
+static void b_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct bfetch *f = arg;
+	wh_sync *s = f->s;
+	f->up = NULL;
+	f->fetch_done = true;
+	f->iterating++; /* readers answered below must not free f under us */
+	char got[WH_DIGEST_LEN + 1] = "";
+	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
+		wh_sha256_final(&f->hash, got);
+	if (err != 0 && err != WH_ETOOBIG && !f->write_err && !f->size_wrong && !f->resume_failed &&
+	    f->got_head && f->written > 0 && (f->total < 0 || f->written < f->total) &&
+	    f->resumes < RESUME_MAX) {
+		/* Cut mid-body: ask for the rest. The clients streaming from the
+		 * temp file see a pause, nothing else; the digest is checked over
+		 * the whole at the end as always. */
+		f->resumes++;
+		f->fetch_done = false;
+		f->resuming = true;
+		f->iterating--;
+		wh_log(WH_LOG_WARN, "blob fetch cut, resuming", "digest", WH_LS, f->digest, "from",
+		       WH_LI, (long long)f->written, "attempt", WH_LI, (long long)f->resumes, NULL);
+		bfetch_request(f, f->written);
+		return;
+	}
+	if (f->write_err) {
+		/* Our disk, not the upstream: said so (logged in b_on_data). */
+		char why[80];
+		snprintf(why, sizeof(why), "cannot store the blob: %s", strerror(f->write_err));
+		f->status = STORAGE_FAILED;
+		bfetch_unlink(f);
+		bfetch_fail(f, why);
+	} else if (err != 0 || f->status != 200) {
+		char why[80];
+		if (err != 0)
+			snprintf(why, sizeof(why), "fetch failed after %" PRId64 " bytes: %s",
+			         f->written, wh_strerror(err));
+		else
+			snprintf(why, sizeof(why), "upstream answered %d", f->status);
+		if (err != 0 || (f->status != 404 && f->status != 401))
+			wh_log(WH_LOG_WARN, "blob fetch failed", "digest", WH_LS, f->digest, "repo",
+			       WH_LS, f->name, "error", WH_LS, why, NULL);
+		/* Out of the table before any client is answered: answering one
+		 * can start the next request pipelined behind it, which must
+		 * begin a new fetch, not join this dead one. */
+		bfetch_unlink(f);
+		bfetch_fail(f, why);
+	} else if (strcmp(got, f->digest) != 0) {
+		wh_log(WH_LOG_ERROR, "fetched blob does not match its digest; dropped", "digest",
+		       WH_LS, f->digest, "got", WH_LS, got[0] ? got : "(short body)", "repo", WH_LS,
+		       f->name, NULL);
+		f->status = 502;
+		bfetch_unlink(f);
+		bfetch_fail(f, "digest mismatch");
+	} else {
+		/* Verified: the clients may have the last byte now. */
+		f->total = f->written;
+		f->verified = true;
+		bfetch_pump_all(f);
+		f->publishing = true;
+		f->fsync_req.data = f;
+		f->iterating--;
+		if (uv_fs_fsync(s->loop, &f->fsync_req, f->fd, b_synced) != 0)
+			b_synced(&f->fsync_req);
+		return;
+	}
+	f->iterating--;
+	bfetch_maybe_free(f);
+}
+
+static const wh_up_cbs bcbs = {b_on_head, b_on_data, b_on_done};
+
+/* The upstream GET of the blob, from byte `from` on (0: all of it). */
+static void bfetch_request(struct bfetch *f, int64_t from)
+{
+	char path[WH_NAME_MAX + 128];
+	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", f->map.upstream, f->digest);
+	/* Never more than the manifest declared, when one did. */
+	wh_up_opts opts = BLOB_GET;
+	opts.max_body = f->expect;
+	opts.range_from = from;
+	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, NULL, &opts,
+	                            &bcbs, f);
+}
+
+static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *digest,
+                                   const wh_sync_map *map)
+{
+	struct bfetch *f = wh_calloc(1, sizeof(*f));
+	f->s = s;
+	f->fd = wh_store_tmp_create(s->store, f->tmp, sizeof(f->tmp));
+	if (f->fd < 0) {
+		wh_log(WH_LOG_ERROR, "cannot create a temp file", "error", WH_LS,
+		       wh_strerror(f->fd), NULL);
+		free(f);
+		return NULL;
+	}
+	snprintf(f->digest, sizeof(f->digest), "%s", digest);
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->map = *map;
+	f->total = -1;
+	f->expect = declared_size(s, map, digest);
+	f->started_ms = uv_now(s->loop);
+	wh_sha256_init(&f->hash);
+	f->next = s->bfetches;
+	s->bfetches = f;
+	f->in_table = true;
+	bfetch_request(f, 0);
+	return f;
+}
+
+/* Another repository asked for the blob in flight: it is linked there too. */
+static void bfetch_also(struct bfetch *f, const char *name)
+{
+	if (strcmp(f->name, name) == 0)
+		return;
+	for (int i = 0; i < f->n_also; i++)
+		if (strcmp(f->also[i], name) == 0)
+			return;
+	f->also = wh_realloc(f->also, sizeof(char *) * (size_t)(f->n_also + 1));
+	f->also[f->n_also++] = wh_strdup(name);
+}
+
+static void bhead_gone(wh_req *req)
+{
+	struct bhead *b = req->data;
+	if (!b)
+		return;
+	if (b->up)
+		wh_upstream_cancel(b->up);
+	free(b);
+	req->data = NULL;
+}
+
+static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct bhead *b = arg;
+	wh_req *req = b->req;
+	if (h->status != 200) {
+		upstream_error(req, h->status, true, "HEAD upstream");
+		return;
+	}
+	wh_resp_start(req, 200);
+	wh_resp_header(req, "Docker-Distribution-API-Version", "registry/2.0");
+	wh_resp_header(req, "Content-Type", "application/octet-stream");
+	wh_resp_header(req, "Docker-Content-Digest", "%s", b->digest);
+	wh_resp_header(req, "Accept-Ranges", "bytes");
+	/* An upstream that gives no length (chunked) must not make the blob look
+	 * empty: the size its manifest declared, or no Content-Length at all. */
+	int64_t len = h->content_length >= 0 ? h->content_length : b->declared;
+	if (len >= 0)
+		wh_resp_length(req, len);
+	wh_resp_end(req);
+}
+
+static void bh_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct bhead *b = arg;
+	b->up = NULL;
+	if (err != 0 && wh_resp_status(b->req) == 0)
+		upstream_error(b->req, 502, true, wh_strerror(err));
+}
+
+static const wh_up_cbs bhcbs = {bh_on_head, NULL, bh_on_done};
+
+void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                  const wh_sync_map *map)
+{
+	struct bfetch *f;
+	for (f = s->bfetches; f; f = f->next)
+		if (strcmp(f->digest, digest) == 0 && !f->failed)
+			break;
+	if (req->is_head && !f) {
+		struct bhead *b = wh_calloc(1, sizeof(*b));
+		b->req = req;
+		b->declared = declared_size(s, map, digest);
+		snprintf(b->digest, sizeof(b->digest), "%s", digest);
+		req->data = b;
+		req->on_done = bhead_gone;
+		char path[WH_NAME_MAX + 128];
+		snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
+		b->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream, NULL,
+		                            NULL, &bhcbs, b);
+		return;
+	}
+	if (!f) {
+		f = bfetch_start(s, name, digest, map);
+		if (!f) {
+			wh_registry_error(req, 500, "UNKNOWN", "storage error", NULL);
+			return;
+		}
+	} else {
+		bfetch_also(f, name);
+	}
+	struct reader *rd = wh_calloc(1, sizeof(*rd));
+	rd->f = f;
+	rd->req = req;
+	rd->head_only = req->is_head;
+	rd->end = -1;
+	rd->range = !req->is_head && wh_req_range(req, &rd->start, &rd->end);
+	rd->next = f->readers;
+	f->readers = rd;
+	req->data = rd;
+	req->on_done = reader_gone;
+	req->on_writable = reader_writable;
+	if (f->got_head)
+		reader_head(rd);
+}
+
+/* ---- hooks for periodic sync (poll.h) ---- */
+
+wh_upstream *wh_sync_upstream(wh_sync *s)
+{
+	return s->up;
+}
+
+wh_store *wh_sync_store(wh_sync *s)
+{
+	return s->store;
+}
+
+bool wh_sync_map_upstream(const wh_sync *s, const wh_sync_registry *reg, const char *upstream,
+                          char *local, size_t locallen, wh_sync_map *map)
+{
+	(void)s;
+	for (int j = 0; j < reg->n_content; j++) {
+		const wh_sync_content *c = &reg->content[j];
+		size_t dl = 0, pl = 0;
+		const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
+		const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+		char pat[1024];
+		snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
+		bool literal = strpbrk(pat, "*?[{") == NULL;
+		if (!wh_glob_match(pat, upstream) &&
+		    !(literal && strncmp(upstream, pat, pl) == 0 && upstream[pl] == '/'))
+			continue;
+		/* The first rule that matches decides, as in Zot. The inverse of
+		 * wh_sync_map_name: stripPrefix drops the prefix's literal leading
+		 * components, destination goes in front. */
+		const char *rest = upstream;
+		if (c->strip_prefix) {
+			size_t lit = 0;
+			for (size_t x = 0; x < pl; x++) {
+				if (strchr("*?[{", prefix[x]))
+					break;
+				if (prefix[x] == '/')
+					lit = x;
+				if (x + 1 == pl)
+					lit = pl;
+			}
+			rest = upstream + WH_MIN(lit, strlen(upstream));
+			while (*rest == '/')
+				rest++;
+		}
+		int k = snprintf(local, locallen, "%.*s%s%s", (int)dl, dest, dl && *rest ? "/" : "",
+		                 rest);
+		if (k <= 0 || (size_t)k >= locallen || !wh_name_valid(local, (size_t)k) ||
+		    strlen(upstream) >= sizeof(map->upstream))
+			return false;
+		map->reg = reg;
+		map->content = c;
+		snprintf(map->upstream, sizeof(map->upstream), "%s", upstream);
+		return true;
+	}
+	return false;
+}
+
+bool wh_sync_tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag)
+{
+	return tag_allowed(s, map, tag);
+}
+
+void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *name,
+                               const char *ref, wh_sync_done_cb cb, void *arg)
+{
+	bool by_digest = wh_ref_is_digest(ref, strlen(ref));
+	char local[WH_DIGEST_LEN + 1] = "";
+	char *mt = NULL;
+	int64_t size;
+	bool have =
+	    !by_digest && wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
+	free(mt);
+	struct mfetch *f;
+	for (f = s->mfetches; f; f = f->next)
+		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
+			break;
+	if (!f) {
+		f = mfetch_for(s, name, ref, map, by_digest, have ? local : NULL);
+		f->background = true;
+	}
+	note_add(&f->notes, cb, arg);
+}
+
+int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
+                          int64_t size, wh_sync_done_cb cb, void *arg)
+{
+	struct bfetch *f;
+	for (f = s->bfetches; f; f = f->next)
+		if (strcmp(f->digest, digest) == 0 && !f->failed)
+			break;
+	if (!f) {
+		if (size >= 0 && declared_size(s, map, digest) < 0) {
+			/* The size the manifest declared, as note_sizes does. */
+			size_t slot = fnv1a(digest, "") % SIZE_SLOTS;
+			s->sizes[slot].reg = map->reg;
+			s->sizes[slot].size = size;
+			snprintf(s->sizes[slot].digest, sizeof(s->sizes[slot].digest), "%s",
+			         digest);
+		}
+		f = bfetch_start(s, name, digest, map);
+		if (!f)
+			return WH_EIO;
+	} else {
+		bfetch_also(f, name);
+	}
+	note_add(&f->notes, cb, arg);
+	return 0;
+}
+
+/* ---- listings: referrers and tags ---- */
+
+#define REFERRERS_MAX     (4 * 1024 * 1024)  /* an upstream's referrers answer */
+#define TAGS_BYTES_MAX    (16 * 1024 * 1024) /* an upstream's tags/list, all pages */
+#define TAGS_MAX          100000
+#define TAGS_PAGES_MAX    1000
+#define LISTINGS_MAX      1024 /* cached answers */
+#define LISTINGS_BYTES    (64 * 1024 * 1024)
+#define LISTING_ENTRY_EST 64 /* bytes counted per entry and per tag beyond their text */
+
+static const char ACCEPT_INDEX[] = "application/vnd.oci.image.index.v1+json";
+
+enum lkind { L_REFERRERS, L_TAGS };
+
+/* An upstream's answer to a listing, kept. Entries change only when a fetch
+ * ends (never while a request is being answered from one). */
+struct lentry {
+	struct lentry *prev, *next; /* most recently stored first */
+	enum lkind kind;
+	char name[WH_NAME_MAX + 1];
+	char key[WH_DIGEST_LEN + 1]; /* the subject of referrers; "" for tags */
+	bool known;                  /* false: the upstream could not be asked (a failure noted) */
+	char *referrers;             /* a JSON array of descriptors */
+	char **tags;                 /* sorted, no repeats */
+	int n_tags;
+	size_t bytes;
+	uint64_t checked_ms;
+	uint64_t valid_ms; /* fresh for this long after checked_ms */
+};
+
+struct lwait;
+
+enum lphase { LP_REFERRERS_API, LP_TAG_SCHEMA, LP_TAGS };
+
+/* A listing being fetched; every client asking meanwhile waits on it. */
+struct lfetch {
+	struct lfetch *next;
+	wh_sync *s;
+	enum lkind kind;
+	enum lphase phase;
+	char name[WH_NAME_MAX + 1];
+	char key[WH_DIGEST_LEN + 1];
+	wh_sync_map map;
+	wh_up_req *up;
+	int status;
+	char ctype[256];
+	char next_path[1024]; /* the next page's path; "" when none */
+	char *buf;
+	size_t len, cap;
+	size_t total; /* tag bytes over all pages */
+	int pages;
+	char **tags;
+	int n_tags, cap_tags;
+	struct lwait *waiters;
+};
+
+struct lwait {
+	struct lwait *next;
+	struct lfetch *f;
+	wh_req *req;
+};
+
+/* As the store sorts: lexical (case-insensitive), then bytewise. */
+static int lexical(const char *a, const char *b)
+{
+	int c = strcasecmp(a, b);
+	return c ? c : strcmp(a, b);
+}
+
+static int cmp_lexical(const void *a, const void *b)
+{
+	return lexical(*(char *const *)a, *(char *const *)b);
+}
+
+static void lentry_free(struct lentry *e)
+{
+	free(e->referrers);
+	wh_strv_free(e->tags, e->n_tags);
+	free(e);
+}
+
+static void lentry_unlink(wh_sync *s, struct lentry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		s->listings = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		s->listings_tail = e->prev;
+	s->n_listings--;
+	s->listings_bytes -= e->bytes;
+	e->prev = e->next = NULL;
+}
+
+static void lentry_push(wh_sync *s, struct lentry *e)
+{
+	e->prev = NULL;
+	e->next = s->listings;
+	if (s->listings)
+		s->listings->prev = e;
+	else
+		s->listings_tail = e;
+	s->listings = e;
+	s->n_listings++;
+	s->listings_bytes += e->bytes;
+	/* The oldest go first; the one just stored stays. */
+	while ((s->n_listings > LISTINGS_MAX || s->listings_bytes > LISTINGS_BYTES) &&
+	       s->listings_tail != e) {
+		struct lentry *old = s->listings_tail;
+		lentry_unlink(s, old);
+		lentry_free(old);
+	}
+}
+
+static struct lentry *lentry_find(wh_sync *s, enum lkind kind, const char *name, const char *key)
+{
+	for (struct lentry *e = s->listings; e; e = e->next)
+		if (e->kind == kind && strcmp(e->name, name) == 0 && strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+static bool lentry_fresh(const wh_sync *s, const struct lentry *e)
+{
+	return uv_now(s->loop) - e->checked_ms < e->valid_ms;
+}
+
+static void lentry_serve(wh_sync *s, const struct lentry *e, wh_req *req)
+{
+	if (e->kind == L_REFERRERS)
+		s->serve.referrers(req, s->serve.ctx, e->name, e->key,
+		                   e->known ? e->referrers : NULL);
+	else
+		s->serve.tags(req, s->serve.ctx, e->name, e->known ? e->tags : NULL,
+		              e->known ? e->n_tags : 0, e->known);
+}
+
+/* A media type as RFC 6838 has it: type/subtype of restricted-name
+ * characters, at most 127 each (parameters are not part of one here). */
+static bool media_type_ok(const char *mt)
+{
+	size_t n = strlen(mt);
+	const char *slash = strchr(mt, '/');
+	if (!slash || slash == mt || n - (size_t)(slash - mt) - 1 == 0 || n > 255)
+		return false;
+	for (const char *p = mt; *p; p++)
+		if (p != slash && !isalnum((unsigned char)*p) && !strchr("!#$&-^_.+", *p))
+			return false;
+	return true;
+}
+
+/* A descriptor the spec would accept: mediaType, digest and size, with an
+ * optional artifactType and string annotations. */
+static bool descriptor_ok(const cJSON *d)
+{
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
+	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
+	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(d, "size");
+	const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "artifactType");
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(d, "annotations");
+	const cJSON *a;
+	if (!cJSON_IsObject(d) || !cJSON_IsString(mt) || !media_type_ok(mt->valuestring) ||
+	    !cJSON_IsString(dg) ||
+	    wh_digest_check(dg->valuestring, strlen(dg->valuestring)) != WH_DIGEST_OK ||
+	    !cJSON_IsNumber(sz) || sz->valuedouble < 0 || sz->valuedouble > 9007199254740991.0 ||
+	    sz->valuedouble != (double)(int64_t)sz->valuedouble)
+		return false;
+	if (at && (!cJSON_IsString(at) || !media_type_ok(at->valuestring)))
+		return false;
+	if (ann) {
+		if (!cJSON_IsObject(ann))
+			return false;
+		cJSON_ArrayForEach(a, ann)
+		{
+			if (!cJSON_IsString(a))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* The manifests of an image index, validated, as a JSON array (malloc'd).
+ * Returns 0; 1 when body is not an image index at all (not JSON, or no
+ * manifests array, or another mediaType); -1 when it is one but a
+ * descriptor is not valid. */
+static int index_referrers(const char *body, size_t len, char **out)
+{
+	int rc = 1;
+	*out = NULL;
+	cJSON *doc = cJSON_ParseWithLength(body ? body : "", len);
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(doc, "mediaType");
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "manifests");
+	const cJSON *d;
+	if (!cJSON_IsObject(doc) || !cJSON_IsArray(list) ||
+	    (mt && (!cJSON_IsString(mt) || strcmp(mt->valuestring, WH_MT_OCI_INDEX) != 0)))
+		goto out;
+	rc = -1;
+	cJSON_ArrayForEach(d, list)
+	{
+		if (!descriptor_ok(d))
+			goto out;
+	}
+	*out = cJSON_PrintUnformatted(list);
+	rc = *out ? 0 : -1;
+out:
+	cJSON_Delete(doc);
+	return rc;
+}
+
+static void lwait_gone(wh_req *req)
+{
+	struct lwait *w = req->data;
+	if (!w)
+		return;
+	for (struct lwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	free(w);
+	req->data = NULL;
+}
+
+static void lfetch_free(struct lfetch *f)
+{
+	free(f->buf);
+	wh_strv_free(f->tags, f->n_tags);
+	free(f);
+}
+
+/* The fetch is over: keep what it found (referrers, or tags taken from f),
+ * or note a failure (why), and answer everyone waiting from the cache. */
+static void lfetch_finish(struct lfetch *f, char *referrers, const char *why)
+{
+	wh_sync *s = f->s;
+	for (struct lfetch **pp = &s->lfetches; *pp; pp = &(*pp)->next) {
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	}
+	struct lentry *e = lentry_find(s, f->kind, f->name, f->key);
+	bool ok = why == NULL;
+	uint64_t interval = (uint64_t)check_interval(s, &f->map);
+	if (!ok) {
+		wh_log(WH_LOG_WARN,
+		       e && e->known ? "cannot list upstream, serving the cached answer"
+		                     : "cannot list upstream, serving the local answer",
+		       "repo", WH_LS, f->name, "listing", WH_LS,
+		       f->kind == L_REFERRERS ? "referrers" : "tags", "upstream", WH_LS,
+		       f->map.reg->urls[0], "error", WH_LS, why, NULL);
+	}
+	if (e && (ok || !e->known)) {
+		lentry_unlink(s, e);
+		lentry_free(e);
+		e = NULL;
+	}
+	if (!e) {
+		e = wh_calloc(1, sizeof(*e));
+		e->kind = f->kind;
+		snprintf(e->name, sizeof(e->name), "%s", f->name);
+		snprintf(e->key, sizeof(e->key), "%s", f->key);
+		e->known = ok;
+		e->bytes = LISTING_ENTRY_EST;
+		if (ok && f->kind == L_REFERRERS) {
+			e->referrers = referrers;
+			referrers = NULL;
+			e->bytes += strlen(e->referrers);
+		} else if (ok) {
+			e->tags = f->tags;
+			e->n_tags = f->n_tags;
+			f->tags = NULL;
+			f->n_tags = 0;
+			e->bytes += f->total + (size_t)e->n_tags * LISTING_ENTRY_EST;
+		}
+		lentry_push(s, e);
+	}
+	free(referrers);
+	/* A failure is not asked about again by every request meanwhile. */
+	e->checked_ms = uv_now(s->loop);
+	e->valid_ms = ok ? interval : WH_MIN(interval, (uint64_t)RECHECK_AFTER_ERROR_MS);
+	while (f->waiters) {
+		struct lwait *w = f->waiters;
+		f->waiters = w->next;
+		wh_req *req = w->req;
+		req->data = NULL;
+		req->on_done = NULL;
+		free(w);
+		lentry_serve(s, e, req);
+	}
+	lfetch_free(f);
+}
+
+static void l_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
+{
+	struct lfetch *f = arg;
+	f->status = h->status;
+	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
+	snprintf(f->next_path, sizeof(f->next_path), "%s", h->link_next ? h->link_next : "");
+}
+
+static int l_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
+{
+	struct lfetch *f = arg;
+	/* Never past the request's max_body: the upstream client holds it. */
+	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
+	return 0;
+}
+
+static void l_on_done(wh_up_req *r, int err, void *arg);
+
+static const wh_up_cbs lcbs = {l_on_head, l_on_data, l_on_done};
+
+static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path)
+{
+	wh_up_opts opts = {.max_body = REFERRERS_MAX};
+	if (phase == LP_TAGS)
+		opts.max_body = (int64_t)(TAGS_BYTES_MAX - f->total);
+	f->phase = phase;
+	f->len = 0;
+	f->status = 0;
+	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream,
+	                            phase == LP_TAGS            ? "application/json"
+	                            : phase == LP_REFERRERS_API ? ACCEPT_INDEX
+	                                                        : ACCEPT_ALL,
+	                            &opts, &lcbs, f);
+}
+
+/* The tag schema: the referrers of sha256:<hex> are the manifests of the
+ * index tagged sha256-<hex>. */
+static void lfetch_tag_schema(struct lfetch *f)
+{
+	char path[WH_NAME_MAX + 256];
+	snprintf(path, sizeof(path), "/v2/%s/manifests/sha256-%s", f->map.upstream, f->key + 7);
+	lfetch_request(f, LP_TAG_SCHEMA, path);
+}
+
+/* The path of the next page, when the upstream's Link names one on this
+ * repository's tags/list (a full URL is reduced to its path: the request
+ * goes to the same registry whatever host it names). Returns false if not. */
+static bool next_tags_page(const struct lfetch *f, char *path, size_t len)
+{
+	const char *p = f->next_path;
+	if (!*p)
+		return false;
+	const char *scheme = strstr(p, "://");
+	if (scheme && scheme < p + 8) {
+		p = strchr(scheme + 3, '/');
+		if (!p)
+			return false;
+	}
+	char want[WH_NAME_MAX + 64];
+	int k = snprintf(want, sizeof(want), "/v2/%s/tags/list", f->map.upstream);
+	if (k < 0 || strncmp(p, want, (size_t)k) != 0 || (p[k] != '?' && p[k] != '\0') ||
+	    strpbrk(p, " \t\r\n#"))
+		return false;
+	snprintf(path, len, "%s", p);
+	return true;
+}
+
+/* One page of tags/list: append its tags. Returns NULL, or what is wrong. */
+static const char *take_tags_page(struct lfetch *f)
+{
+	const char *why = NULL;
+	cJSON *doc = cJSON_ParseWithLength(f->buf ? f->buf : "", f->len);
+	const cJSON *tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
+	const cJSON *t;
+	if (!cJSON_IsObject(doc) || !(cJSON_IsArray(tags) || cJSON_IsNull(tags) || !tags)) {
+		why = "tags/list is not a tag list";
+		goto out;
+	}
+	f->total += f->len;
+	const cJSON *arr = cJSON_IsArray(tags) ? tags : NULL;
+	cJSON_ArrayForEach(t, arr)
+	{
+		if (!cJSON_IsString(t) || !wh_tag_valid(t->valuestring, strlen(t->valuestring))) {
+			why = "tags/list holds something that is not a tag";
+			goto out;
+		}
+		if (!tag_allowed(f->s, &f->map, t->valuestring))
+			continue;
+		if (f->n_tags >= TAGS_MAX) {
+			why = "more than 100,000 tags";
+			goto out;
+		}
+		if (f->n_tags == f->cap_tags) {
+			f->cap_tags = f->cap_tags ? 2 * f->cap_tags : 64;
+			f->tags = wh_realloc(f->tags, sizeof(*f->tags) * (size_t)f->cap_tags);
+		}
+		f->tags[f->n_tags++] = wh_strdup(t->valuestring);
+	}
+out:
+	cJSON_Delete(doc);
+	return why;
+}
+
+static void tags_done(struct lfetch *f)
+{
+	if (f->n_tags > 0)
+		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), cmp_lexical);
+	int k = 0;
+	for (int i = 0; i < f->n_tags; i++) {
+		if (k > 0 && strcmp(f->tags[k - 1], f->tags[i]) == 0)
+			free(f->tags[i]);
+		else
+			f->tags[k++] = f->tags[i];
+	}
+	f->n_tags = k;
+	lfetch_finish(f, NULL, NULL);
+}
+
+static void l_on_done(wh_up_req *r, int err, void *arg)
+{
+	struct lfetch *f = arg;
+	f->up = NULL;
+	char why[96];
+	char *list = NULL;
+	if (err != 0) {
+		snprintf(why, sizeof(why), "%s",
+		         err == WH_ETOOBIG ? (f->phase == LP_TAGS ? "tags/list over 16 MiB"
+		                                                  : "referrers over 4 MiB")
+		                           : wh_strerror(err));
+		lfetch_finish(f, NULL, why);
+		return;
+	}
+	bool absent = f->status == 404 || f->status == 401 || f->status == 403;
+	switch (f->phase) {
+	case LP_REFERRERS_API:
+		if (absent || f->status == 405) {
+			lfetch_tag_schema(f); /* no referrers API */
+			return;
+		}
+		if (f->status != 200)
+			break;
+		switch (index_referrers(f->buf, f->len, &list)) {
+		case 0:
+			lfetch_finish(f, list, NULL);
+			return;
+		case 1:
+			/* Not an index: no referrers API there, unless it said it
+			 * was one. */
+			if (strcmp(f->ctype, WH_MT_OCI_INDEX) != 0) {
+				lfetch_tag_schema(f);
+				return;
+			}
+			/* fall through */
+		default:
+			lfetch_finish(f, NULL, "the upstream's referrers are not a valid index");
+			return;
+		}
+	case LP_TAG_SCHEMA:
+		if (absent) {
+			lfetch_finish(f, wh_strdup("[]"), NULL); /* no referrers */
+			return;
+		}
+		if (f->status != 200)
+			break;
+		if (index_referrers(f->buf, f->len, &list) != 0) {
+			lfetch_finish(f, NULL, "the upstream's referrers tag is not a valid index");
+			return;
+		}
+		lfetch_finish(f, list, NULL);
+		return;
+	case LP_TAGS: {
+		if (absent && f->pages == 0) {
+			tags_done(f); /* the upstream has no such repository */
+			return;
+		}
+		if (f->status != 200)
+			break;
+		const char *bad = take_tags_page(f);
+		if (bad) {
+			lfetch_finish(f, NULL, bad);
+			return;
+		}
+		char path[sizeof(f->next_path)];
+		if (next_tags_page(f, path, sizeof(path))) {
+			if (++f->pages >= TAGS_PAGES_MAX) {
+				lfetch_finish(f, NULL, "tags/list pages without end");
+				return;
+			}
+			lfetch_request(f, LP_TAGS, path);
+			return;
+		}
+		tags_done(f);
+		return;
+	}
+	}
+	snprintf(why, sizeof(why), "upstream answered %d", f->status);
+	lfetch_finish(f, NULL, why);
+}
+
+/* The fetch of this listing in flight, or a new one. */
+static struct lfetch *lfetch_for(wh_sync *s, enum lkind kind, const char *name, const char *key,
+                                 const wh_sync_map *map)
+{
+	struct lfetch *f;
+	for (f = s->lfetches; f; f = f->next)
+		if (f->kind == kind && strcmp(f->name, name) == 0 && strcmp(f->key, key) == 0)
+			return f;
+	f = wh_calloc(1, sizeof(*f));
+	f->s = s;
+	f->kind = kind;
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(f->key, sizeof(f->key), "%s", key);
+	f->map = *map;
+	f->next = s->lfetches;
+	s->lfetches = f;
+	char path[WH_NAME_MAX + 256];
+	if (kind == L_REFERRERS) {
+		snprintf(path, sizeof(path), "/v2/%s/referrers/%s", map->upstream, key);
+		lfetch_request(f, LP_REFERRERS_API, path);
+	} else {
+		snprintf(path, sizeof(path), "/v2/%s/tags/list", map->upstream);
+		lfetch_request(f, LP_TAGS, path);
+	}
+	return f;
+}
+
+static void listing(wh_sync *s, wh_req *req, enum lkind kind, const char *name, const char *key,
+                    const wh_sync_map *map)
+{
+	struct lentry *e = lentry_find(s, kind, name, key);
+	if (e && lentry_fresh(s, e)) {
+		lentry_serve(s, e, req);
+		return;
+	}
+	if (e && e->known) {
+		/* Stale while revalidating, as manifests by tag are. Registered
+		 * before the answer goes, for a pipelined request to find. */
+		lfetch_for(s, kind, name, key, map);
+		lentry_serve(s, e, req);
+		return;
+	}
+	struct lfetch *f = lfetch_for(s, kind, name, key, map);
+	struct lwait *w = wh_calloc(1, sizeof(*w));
+	w->f = f;
+	w->req = req;
+	w->next = f->waiters;
+	f->waiters = w;
+	req->data = w;
+	req->on_done = lwait_gone;
+}
+
+void wh_sync_referrers(wh_sync *s, wh_req *req, const char *name, const char *digest,
+                       const wh_sync_map *map)
+{
+	listing(s, req, L_REFERRERS, name, digest, map);
+}
+
+void wh_sync_tag_list(wh_sync *s, wh_req *req, const char *name, const wh_sync_map *map)
+{
+	listing(s, req, L_TAGS, name, "", map);
+}
+
+/* Cancel the listings' fetches (their clients' connections are cut) and
+ * drop the cached answers. */
+static void listings_free(wh_sync *s)
+{
+	while (s->lfetches) {
+		struct lfetch *f = s->lfetches;
+		s->lfetches = f->next;
+		if (f->up)
+			wh_upstream_cancel(f->up);
+		while (f->waiters) {
+			struct lwait *w = f->waiters;
+			f->waiters = w->next;
+			w->req->data = NULL;
+			wh_req_abort(w->req);
+			free(w);
+		}
+		lfetch_free(f);
+	}
+	while (s->listings) {
+		struct lentry *e = s->listings;
+		lentry_unlink(s, e);
+		lentry_free(e);
+	}
+}
+
+/* ---- life ---- */
+
+int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh_sync_serve *serve,
+                wh_sync **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!cfg->sync_enable || cfg->n_registries == 0)
+		return 0;
+	wh_sync *s = wh_calloc(1, sizeof(*s));
+	s->loop = loop;
+	s->cfg = cfg;
+	s->store = store;
+	s->serve = *serve;
+	int rc = wh_upstream_new(loop, cfg->sync_credentials_file, cfg->allow_private_redirects,
+	                         &s->up, err, errlen);
+	if (rc != 0) {
+		free(s);
+		return rc;
+	}
+	s->re = wh_calloc((size_t)cfg->n_registries, sizeof(*s->re));
+	for (int i = 0; i < cfg->n_registries; i++) {
+		const wh_sync_registry *reg = &cfg->registries[i];
+		s->re[i] =
+		    wh_calloc((size_t)(reg->n_content ? reg->n_content : 1), sizeof(**s->re));
+		for (int j = 0; j < reg->n_content; j++) {
+			const wh_sync_tags *t = &reg->content[j].tags;
+			struct rule_re *r = &s->re[i][j];
+			/* Validated by the config already. */
+			char e[160];
+			if (t->regex)
+				wh_regex_compile(t->regex, &r->re, e, sizeof(e));
+			if (t->exclude_regex)
+				wh_regex_compile(t->exclude_regex, &r->ex, e, sizeof(e));
+		}
+	}
+	s->poll = wh_poll_new(loop, cfg, s);
+	*out = s;
+	return 0;
+}
+
+void wh_sync_free(wh_sync *s)
+{
+	if (!s)
+		return;
+	/* First: its callbacks wait on the fetches freed below. */
+	wh_poll_free(s->poll);
+	while (s->mfetches) {
+		struct mfetch *f = s->mfetches;
+		if (f->up)
+			wh_upstream_cancel(f->up);
+		while (f->waiters) {
+			struct mwait *w = f->waiters;
+			f->waiters = w->next;
+			w->req->data = NULL;
+			wh_req_abort(w->req);
+			free(w);
+		}
+		s->mfetches = f->next;
+		notes_drop(&f->notes);
+		free(f->buf);
+		free(f);
+	}
+	while (s->bfetches) {
+		struct bfetch *f = s->bfetches;
+		if (f->publishing) {
+			/* The thread pool still has it; b_synced frees it. */
+			bfetch_unlink(f);
+			notes_drop(&f->notes);
+			f->orphan = true;
+			continue;
+		}
+		if (f->up)
+			wh_upstream_cancel(f->up);
+		f->fetch_done = true;
+		bfetch_unlink(f);
+		notes_drop(&f->notes);
+		bfetch_fail(f, "shutting down");
+		for (struct reader *rd = f->readers, *next; rd; rd = next) {
+			next = rd->next;
+			rd->req->data = NULL;
+			free(rd);
+		}
+		f->readers = NULL;
+		bfetch_maybe_free(f);
+	}
+	listings_free(s);
+	wh_upstream_free(s->up);
+	for (int i = 0; i < s->cfg->n_registries; i++) {
+		for (int j = 0; j < s->cfg->registries[i].n_content; j++) {
+			wh_regex_free(s->re[i][j].re);
+			wh_regex_free(s->re[i][j].ex);
+		}
+		free(s->re[i]);
+	}
+	free(s->re);
+	free(s);
+}

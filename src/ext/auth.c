@@ -1,0 +1,616 @@
+/* The access phase: htpasswd authentication, then access.h's rules.
+ *
+ * A request reaches a content handler through here only. The common case —
+ * no auth configured, or credentials verified a moment ago — is decided at
+ * once, within wh_auth_check. A password not seen recently goes to the
+ * thread pool (crypt_r takes tens of milliseconds for bcrypt at cost 10:
+ * on the loop that would stall every other client); the request waits with
+ * its state in req->data until the verification ends, then goes on from the
+ * loop. A denial under failDelay waits on a timer the same way. */
+#include "wharf/ext/auth.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <mbedtls/base64.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "wharf/ext/access.h"
+#include "wharf/base/common.h"
+#include "wharf/base/log.h"
+#include "wharf/oci/ref.h"
+
+#define API_VERSION "registry/2.0"
+/* Remembered verifications: a fixed table, so memory is bounded whatever the
+ * number of users; two credentials that share a slot evict each other and
+ * cost one more hash, nothing else. */
+#define CACHE_SLOTS 1024
+/* Short: a password changed or removed in the file is honoured at once on
+ * SIGHUP (the table is cleared), and within this without one. */
+#define CACHE_TTL_MS (60 * 1000)
+#define CRED_MAX     1024 /* decoded user:password */
+
+/* The bodies Zot sends (pkg/api/errors). */
+static const char body_authn[] =
+    "{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\",\"detail\":{"
+    "\"description\":\"The access controller was unable to authenticate the client. Often "
+    "this will be accompanied by a WWW-Authenticate HTTP response header indicating how to "
+    "authenticate.\"}}";
+static const char body_authz_anon[] =
+    "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\","
+    "\"detail\":{\"description\":\"The access controller was unable to authenticate the "
+    "client. Often this will be accompanied by a WWW-Authenticate HTTP response header "
+    "indicating how to authenticate.\"}}]}";
+static const char body_denied[] =
+    "{\"errors\":[{\"code\":\"DENIED\",\"message\":\"requested access to the resource is "
+    "denied\",\"detail\":{\"description\":\"The access controller denied access for the "
+    "operation on a resource.\"}}]}";
+
+struct user {
+	char *name;
+	char *hash;
+	bool supported;
+};
+
+struct centry {
+	char key[WH_DIGEST_LEN + 1]; /* "" when empty */
+	uint64_t expires_ms;
+};
+
+struct job;
+
+/* A request waiting for a verification. */
+struct waiter {
+	struct waiter *prev, *next;
+	struct job *job;
+	wh_req *req;
+	char *repo; /* NULL: none */
+	unsigned action;
+	wh_auth_next next_cb;
+	void *arg;
+};
+
+/* One password being checked in the thread pool. It owns copies of what it
+ * needs: the file may be reloaded meanwhile. */
+struct job {
+	uv_work_t work;
+	wh_auth *auth; /* NULL once the module is freed */
+	struct job *prev, *next;
+	char key[WH_DIGEST_LEN + 1];
+	char *user;
+	char *pass;
+	char *hash;
+	bool ok;
+	struct waiter *waiters;
+};
+
+/* A denial held for failDelay. */
+struct delay {
+	uv_timer_t timer;
+	wh_req *req; /* NULL once the request is gone */
+	int status;
+	const char *body;
+	char challenge[300];
+};
+
+struct wh_auth {
+	uv_loop_t *loop;
+	const wh_config *cfg;
+	bool authn; /* htpasswd configured */
+	bool mtls;  /* http.tls with a cacert: a verified client certificate's CN is a user */
+	struct user *users;
+	int n_users;
+	char challenge[300];      /* Basic realm="..." */
+	char base_challenge[300]; /* basic realm=... (Zot's /v2/ header) */
+	unsigned char salt[32];
+	struct centry *cache;
+	struct job *jobs;
+	uint64_t verifications;
+};
+
+/* ---- the htpasswd file ---- */
+
+static bool hash_supported(const char *h)
+{
+	return strncmp(h, "$2a$", 4) == 0 || strncmp(h, "$2b$", 4) == 0 ||
+	       strncmp(h, "$2y$", 4) == 0 || strncmp(h, "$5$", 3) == 0 || strncmp(h, "$6$", 3) == 0;
+}
+
+static void users_free(struct user *u, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(u[i].name);
+		free(u[i].hash);
+	}
+	free(u);
+}
+
+/* As Zot: one user:hash a line, split at the first ':'; a line without ':'
+ * is ignored; later lines win over earlier ones for the same user. */
+static int load_users(const char *path, struct user **out, int *count)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		int rc = -errno;
+		wh_log(WH_LOG_ERROR, "cannot read the htpasswd file", "path", WH_LS, path, "error",
+		       WH_LS, wh_strerror(rc), NULL);
+		return rc;
+	}
+	struct user *u = NULL;
+	int n = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		char *colon = strchr(line, ':');
+		if (!colon)
+			continue;
+		*colon = '\0';
+		u = wh_realloc(u, (size_t)(n + 1) * sizeof(*u));
+		u[n].name = wh_strdup(line);
+		u[n].hash = wh_strdup(colon + 1);
+		u[n].supported = hash_supported(colon + 1);
+		if (!u[n].supported)
+			wh_log(WH_LOG_WARN,
+			       "htpasswd entry has unsupported hash type (use bcrypt: htpasswd -B, "
+			       "or SHA-crypt $5$/$6$): this user cannot log in",
+			       "user", WH_LS, line, NULL);
+		n++;
+	}
+	free(line);
+	fclose(f);
+	if (n == 0)
+		wh_log(WH_LOG_WARN, "htpasswd file has zero users", "path", WH_LS, path, NULL);
+	else
+		wh_log(WH_LOG_INFO, "loaded htpasswd file", "path", WH_LS, path, "users", WH_LI,
+		       (long long)n, NULL);
+	*out = u;
+	*count = n;
+	return 0;
+}
+
+static const struct user *find_user(const wh_auth *a, const char *name)
+{
+	for (int i = a->n_users - 1; i >= 0; i--)
+		if (strcmp(a->users[i].name, name) == 0)
+			return &a->users[i];
+	return NULL;
+}
+
+int wh_auth_new(uv_loop_t *loop, const wh_config *cfg, wh_auth **out)
+{
+	wh_auth *a = wh_calloc(1, sizeof(*a));
+	a->loop = loop;
+	a->cfg = cfg;
+	a->authn = cfg->htpasswd_path && *cfg->htpasswd_path;
+	a->mtls = cfg->tls_cert && *cfg->tls_cert && cfg->tls_cacert && *cfg->tls_cacert;
+	const char *realm = cfg->realm && *cfg->realm ? cfg->realm : "Authorization Required";
+	/* Go-quoted, as Zot's strconv.Quote: escape '"' and '\'. */
+	size_t n = (size_t)snprintf(a->challenge, sizeof(a->challenge), "Basic realm=\"");
+	for (const char *c = realm; *c && n + 4 < sizeof(a->challenge); c++) {
+		if (*c == '"' || *c == '\\')
+			a->challenge[n++] = '\\';
+		a->challenge[n++] = *c;
+	}
+	a->challenge[n++] = '"';
+	a->challenge[n] = '\0';
+	snprintf(a->base_challenge, sizeof(a->base_challenge), "basic realm=%s", realm);
+	if (getrandom(a->salt, sizeof(a->salt), 0) != (ssize_t)sizeof(a->salt)) {
+		/* Not secret for correctness, only against reading it back out of a
+		 * core dump; a fixed salt still keys the table. */
+		memset(a->salt, 0x5a, sizeof(a->salt));
+	}
+	a->cache = wh_calloc(CACHE_SLOTS, sizeof(*a->cache));
+	if (a->authn) {
+		int rc = load_users(cfg->htpasswd_path, &a->users, &a->n_users);
+		if (rc != 0) {
+			free(a->cache);
+			free(a);
+			return rc;
+		}
+	}
+	*out = a;
+	return 0;
+}
+
+void wh_auth_free(wh_auth *a)
+{
+	if (!a)
+		return;
+	for (struct job *j = a->jobs; j; j = j->next)
+		j->auth = NULL;
+	users_free(a->users, a->n_users);
+	explicit_bzero(a->cache, CACHE_SLOTS * sizeof(*a->cache));
+	free(a->cache);
+	free(a);
+}
+
+int wh_auth_reload(wh_auth *a)
+{
+	if (!a->authn)
+		return 0;
+	struct user *u = NULL;
+	int n = 0;
+	int rc = load_users(a->cfg->htpasswd_path, &u, &n);
+	if (rc != 0) {
+		wh_log(WH_LOG_WARN, "htpasswd reload failed: the users loaded before stay", NULL);
+		return rc;
+	}
+	users_free(a->users, a->n_users);
+	a->users = u;
+	a->n_users = n;
+	memset(a->cache, 0, CACHE_SLOTS * sizeof(*a->cache));
+	return 0;
+}
+
+/* ---- remembered verifications ---- */
+
+static void cred_key(const wh_auth *a, const char *user, const char *pass, char *key)
+{
+	wh_sha256 h;
+	wh_sha256_init(&h);
+	wh_sha256_update(&h, a->salt, sizeof(a->salt));
+	wh_sha256_update(&h, user, strlen(user) + 1);
+	wh_sha256_update(&h, pass, strlen(pass));
+	wh_sha256_final(&h, key);
+}
+
+static struct centry *slot(const wh_auth *a, const char *key)
+{
+	/* key is "sha256:<hex>": the hex is uniformly spread. */
+	unsigned long v = strtoul((char[]){key[7], key[8], key[9], key[10], '\0'}, NULL, 16);
+	return &a->cache[v % CACHE_SLOTS];
+}
+
+static bool cache_hit(const wh_auth *a, const char *key)
+{
+	const struct centry *e = slot(a, key);
+	return e->key[0] && strcmp(e->key, key) == 0 && e->expires_ms > uv_now(a->loop);
+}
+
+/* ---- answers ---- */
+
+static void send_error(wh_req *req, int status, const char *body, const char *challenge)
+{
+	size_t len = strlen(body);
+	wh_resp_start(req, status);
+	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Content-Type", "application/json");
+	if (challenge)
+		wh_resp_header(req, "WWW-Authenticate", "%s", challenge);
+	wh_resp_length(req, (int64_t)len);
+	wh_resp_write(req, body, len);
+	wh_resp_end(req);
+}
+
+static void delay_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void delay_gone(wh_req *req)
+{
+	struct delay *d = req->data;
+	req->data = NULL;
+	d->req = NULL;
+	uv_timer_stop(&d->timer);
+	uv_close((uv_handle_t *)&d->timer, delay_closed);
+}
+
+static void delay_fire(uv_timer_t *t)
+{
+	struct delay *d = t->data;
+	wh_req *req = d->req;
+	req->data = NULL;
+	req->on_done = NULL;
+	uv_close((uv_handle_t *)&d->timer, delay_closed);
+	send_error(req, d->status, d->body, d->challenge[0] ? d->challenge : NULL);
+}
+
+static void deny(wh_auth *a, wh_req *req, int status, const char *body, bool delayed)
+{
+	/* The UI asks not to be challenged: a browser would pop up a login box. */
+	const char *ch = wh_req_header(req, "x-zot-api-client") ? NULL : a->challenge;
+	int fd = a->cfg->fail_delay_s;
+	if (!delayed || fd <= 0) {
+		send_error(req, status, body, ch);
+		return;
+	}
+	struct delay *d = wh_calloc(1, sizeof(*d));
+	d->req = req;
+	d->status = status;
+	d->body = body;
+	snprintf(d->challenge, sizeof(d->challenge), "%s", ch ? ch : "");
+	uv_timer_init(a->loop, &d->timer);
+	d->timer.data = d;
+	req->data = d;
+	req->on_done = delay_gone;
+	uv_timer_start(&d->timer, delay_fire, (uint64_t)fd * 1000, 0);
+}
+
+static void authn_failed(wh_auth *a, wh_req *req, const char *user, const char *why)
+{
+	wh_log(WH_LOG_INFO, "authentication failed", "user", WH_LS, user ? user : "", "reason",
+	       WH_LS, why, "client", WH_LS, req->client, "path", WH_LS, req->path, NULL);
+	/* failDelay only for requests that carried credentials, as Zot: a client
+	 * that has not logged in yet is not made to wait for its challenge. */
+	deny(a, req, 401, body_authn, user != NULL);
+}
+
+/* Authentication is settled: user (NULL: anonymous) may or may not. */
+static void authorize(wh_auth *a, wh_req *req, const char *user, const char *repo, unsigned action,
+                      wh_auth_next next, void *arg)
+{
+	if (!repo || wh_access_allows(&a->cfg->access, user, repo, action)) {
+		next(req, arg, user);
+		return;
+	}
+	wh_log(WH_LOG_INFO, "access denied", "user", WH_LS, user ? user : "(anonymous)", "repo",
+	       WH_LS, repo, "method", WH_LS, req->method, "client", WH_LS, req->client, NULL);
+	if (user)
+		deny(a, req, 403, body_denied, true);
+	else
+		deny(a, req, 401, body_authz_anon, true);
+}
+
+/* ---- verification in the thread pool ---- */
+
+static void job_work(uv_work_t *w)
+{
+	struct job *j = w->data;
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	if (!cd)
+		return;
+	const char *out = crypt_r(j->pass, j->hash, cd);
+	/* crypt_r answers "*0"/"*1" (or NULL) on failure, never the hash. */
+	if (out && out[0] != '*') {
+		size_t n = strlen(out);
+		if (n == strlen(j->hash)) {
+			unsigned char diff = 0;
+			for (size_t i = 0; i < n; i++)
+				diff |= (unsigned char)(out[i] ^ j->hash[i]);
+			j->ok = diff == 0;
+		}
+	}
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+}
+
+static void waiter_gone(wh_req *req)
+{
+	struct waiter *w = req->data;
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		w->job->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	free(w->repo);
+	free(w);
+	req->data = NULL;
+}
+
+static void job_free(struct job *j)
+{
+	explicit_bzero(j->pass, strlen(j->pass));
+	free(j->pass);
+	free(j->user);
+	free(j->hash);
+	free(j);
+}
+
+static void job_done(uv_work_t *wk, int status)
+{
+	struct job *j = wk->data;
+	wh_auth *a = j->auth;
+	bool ok = j->ok && status == 0;
+	if (a) {
+		if (j->prev)
+			j->prev->next = j->next;
+		else
+			a->jobs = j->next;
+		if (j->next)
+			j->next->prev = j->prev;
+		if (ok) {
+			struct centry *e = slot(a, j->key);
+			memcpy(e->key, j->key, sizeof(e->key));
+			e->expires_ms = uv_now(a->loop) + CACHE_TTL_MS;
+		}
+	}
+	/* One at a time, each off the list before it goes on: going on may
+	 * answer, and answering may end other requests. */
+	while (j->waiters) {
+		struct waiter *w = j->waiters;
+		j->waiters = w->next;
+		if (j->waiters)
+			j->waiters->prev = NULL;
+		wh_req *req = w->req;
+		req->data = NULL;
+		req->on_done = NULL;
+		if (!a)
+			; /* cannot happen: the module outlives its requests */
+		else if (ok)
+			authorize(a, req, j->user, w->repo, w->action, w->next_cb, w->arg);
+		else
+			authn_failed(a, req, j->user, "wrong password");
+		free(w->repo);
+		free(w);
+	}
+	job_free(j);
+}
+
+/* Wait for the verification of key, starting one if none is running. */
+static void verify(wh_auth *a, wh_req *req, const struct user *u, const char *pass, const char *key,
+                   const char *repo, unsigned action, wh_auth_next next, void *arg)
+{
+	struct job *j;
+	for (j = a->jobs; j; j = j->next)
+		if (strcmp(j->key, key) == 0)
+			break;
+	if (!j) {
+		j = wh_calloc(1, sizeof(*j));
+		j->work.data = j;
+		j->auth = a;
+		memcpy(j->key, key, sizeof(j->key));
+		j->user = wh_strdup(u->name);
+		j->pass = wh_strdup(pass);
+		j->hash = wh_strdup(u->hash);
+		if (uv_queue_work(a->loop, &j->work, job_work, job_done) != 0) {
+			job_free(j);
+			authn_failed(a, req, u->name, "cannot queue the verification");
+			return;
+		}
+		j->next = a->jobs;
+		if (a->jobs)
+			a->jobs->prev = j;
+		a->jobs = j;
+		a->verifications++;
+		wh_log(WH_LOG_DEBUG, "verifying password", "user", WH_LS, u->name, NULL);
+	}
+	struct waiter *w = wh_calloc(1, sizeof(*w));
+	w->job = j;
+	w->req = req;
+	w->repo = repo ? wh_strdup(repo) : NULL;
+	w->action = action;
+	w->next_cb = next;
+	w->arg = arg;
+	w->next = j->waiters;
+	if (j->waiters)
+		j->waiters->prev = w;
+	j->waiters = w;
+	req->data = w;
+	req->on_done = waiter_gone;
+}
+
+/* ---- the phase ---- */
+
+/* Credentials from "Basic <base64(user:pass)>": 1 with them, 0 for an empty
+ * pair ("Basic Og==", which some clients send before logging in: no
+ * credentials), -1 when the header is not that. */
+static int parse_basic(const char *h, char *buf, size_t buflen, char **user, char **pass)
+{
+	while (*h == ' ')
+		h++;
+	if (strncasecmp(h, "basic", 5) != 0 || (h[5] != ' ' && h[5] != '\t'))
+		return -1;
+	h += 5;
+	while (*h == ' ' || *h == '\t')
+		h++;
+	size_t inlen = strcspn(h, " \t"), olen = 0;
+	if (h[inlen] != '\0' && h[inlen + strspn(h + inlen, " \t")] != '\0')
+		return -1;
+	if (mbedtls_base64_decode((unsigned char *)buf, buflen - 1, &olen, (const unsigned char *)h,
+	                          inlen) != 0)
+		return -1;
+	buf[olen] = '\0';
+	if (memchr(buf, '\0', olen))
+		return -1; /* crypt_r would read a shorter password than was sent */
+	char *colon = strchr(buf, ':');
+	if (!colon)
+		return -1;
+	*colon = '\0';
+	*user = buf;
+	*pass = colon + 1;
+	return (**user || **pass) ? 1 : 0;
+}
+
+static bool docker_client(const wh_req *req)
+{
+	const char *ua = wh_req_header(req, "user-agent");
+	return ua && (strstr(ua, "Docker-Client") || strncasecmp(ua, "docker/", 7) == 0);
+}
+
+void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, wh_auth_next next,
+                   void *arg)
+{
+	const wh_access_config *ac = &a->cfg->access;
+	if (!a->authn && !a->mtls && !ac->enabled) {
+		next(req, arg, NULL);
+		return;
+	}
+	const char *hdr = NULL;
+	int n_hdr = 0;
+	for (int i = 0; i < req->n_headers; i++)
+		if (strcasecmp(req->headers[i].name, "authorization") == 0) {
+			hdr = req->headers[i].value;
+			n_hdr++;
+		}
+	if (n_hdr > 1) {
+		authn_failed(a, req, "", "more than one Authorization header");
+		return;
+	}
+	if (a->authn && hdr && *hdr) {
+		char buf[CRED_MAX + 1];
+		char *user = NULL, *pass = NULL;
+		int pr = parse_basic(hdr, buf, sizeof(buf), &user, &pass);
+		if (pr < 0) {
+			authn_failed(a, req, "", "not Basic credentials");
+			return;
+		}
+		if (pr > 0) {
+			char key[WH_DIGEST_LEN + 1];
+			cred_key(a, user, pass, key);
+			if (cache_hit(a, key)) {
+				/* The password goes before the request does. */
+				explicit_bzero(pass, strlen(pass));
+				authorize(a, req, user, repo, action, next, arg);
+				return;
+			}
+			const struct user *u = find_user(a, user);
+			if (!u)
+				authn_failed(a, req, user, "unknown user");
+			else if (!u->supported)
+				authn_failed(a, req, user, "unsupported hash type in htpasswd");
+			else
+				verify(a, req, u, pass, key, repo, action, next, arg);
+			explicit_bzero(buf, sizeof(buf));
+			return;
+		}
+	}
+	/* No password: a verified client certificate is the user, as in Zot's
+	 * chain (Basic first, then mTLS, then anonymous). */
+	if (a->mtls && req->tls_identity) {
+		authorize(a, req, req->tls_identity, repo, action, next, arg);
+		return;
+	}
+	/* No credentials. Without any authentication configured, everyone is
+	 * authenticated (Zot); otherwise anonymous, where that is possible. */
+	if (!a->authn && !a->mtls) {
+		authorize(a, req, NULL, repo, action, next, arg);
+		return;
+	}
+	bool base = strcmp(req->path, "/v2/") == 0 || strcmp(req->path, "/v2") == 0;
+	if (!wh_access_anonymous_possible(ac) ||
+	    (base && wh_access_needs_login(ac) && docker_client(req))) {
+		/* Docker sends credentials only when challenged on /v2/. */
+		authn_failed(a, req, NULL, "no credentials");
+		return;
+	}
+	authorize(a, req, NULL, repo, action, next, arg);
+}
+
+bool wh_auth_may(const wh_auth *a, const char *user, const char *repo, unsigned action)
+{
+	return wh_access_allows(&a->cfg->access, user, repo, action);
+}
+
+bool wh_auth_filters(const wh_auth *a)
+{
+	return a->cfg->access.enabled;
+}
+
+void wh_auth_base_headers(const wh_auth *a, wh_req *req)
+{
+	if (a->authn && !wh_req_header(req, "x-zot-api-client"))
+		wh_resp_header(req, "WWW-Authenticate", "%s", a->base_challenge);
+}
+
+uint64_t wh_auth_verifications(const wh_auth *a)
+{
+	return a->verifications;
+}

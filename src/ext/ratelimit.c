@@ -1,0 +1,220 @@
+/* Token buckets in a fixed table. Tokens are counted in millitokens so a
+ * bucket refills exactly at any rate without floating point. */
+#include "wharf/ext/ratelimit.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "wharf/base/common.h"
+
+#define WAYS 4
+#define SETS (WH_RATELIMIT_SLOTS / WAYS)
+
+struct bucket {
+	uint64_t tag; /* hash of (limiter, address, path); 0: empty */
+	int64_t milli; /* tokens * 1000 */
+	uint64_t last_ms; /* last refill, and last use (for eviction) */
+};
+
+struct limiter {
+	const char *method; /* NULL: every method */
+	int rate;
+};
+
+struct wh_ratelimit {
+	const wh_config *cfg;
+	struct limiter *limiters;
+	int n_limiters;
+	uint64_t seed; /* so that nobody can aim paths at one set */
+	struct bucket *table;
+};
+
+int wh_ratelimit_new(const wh_config *cfg, wh_ratelimit **out)
+{
+	*out = NULL;
+	int n = (cfg->rate > 0 ? 1 : 0);
+	for (int i = 0; i < cfg->n_rate_methods; i++)
+		n += cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method;
+	if (n == 0)
+		return 0;
+	wh_ratelimit *rl = wh_calloc(1, sizeof(*rl));
+	rl->cfg = cfg;
+	rl->limiters = wh_calloc((size_t)n, sizeof(*rl->limiters));
+	if (cfg->rate > 0)
+		rl->limiters[rl->n_limiters++] = (struct limiter){NULL, cfg->rate};
+	for (int i = 0; i < cfg->n_rate_methods; i++)
+		if (cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method)
+			rl->limiters[rl->n_limiters++] =
+			    (struct limiter){cfg->rate_methods[i].method, cfg->rate_methods[i].rate};
+	if (getrandom(&rl->seed, sizeof(rl->seed), 0) != (ssize_t)sizeof(rl->seed))
+		rl->seed = (uint64_t)(uintptr_t)rl ^ wh_now_ms();
+	rl->table = wh_calloc(WH_RATELIMIT_SLOTS, sizeof(*rl->table));
+	*out = rl;
+	return 0;
+}
+
+void wh_ratelimit_free(wh_ratelimit *rl)
+{
+	if (!rl)
+		return;
+	free(rl->limiters);
+	free(rl->table);
+	free(rl);
+}
+
+/* An address into 16 bytes (IPv4 mapped). */
+static bool parse_ip(const char *s, size_t n, uint8_t out[16])
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	uint8_t a4[4];
+	while (n && (*s == ' ' || *s == '\t'))
+		s++, n--;
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n && *s == '[' && s[n - 1] == ']')
+		s++, n -= 2;
+	if (n == 0 || n >= sizeof(buf))
+		return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	memset(out, 0, 16);
+	if (inet_pton(AF_INET, buf, a4) == 1) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, a4, 4);
+		return true;
+	}
+	return inet_pton(AF_INET6, buf, out) == 1;
+}
+
+/* The peer, from "ip:port" or "[ip]:port". */
+static bool peer_ip(const char *client, uint8_t out[16])
+{
+	const char *colon = strrchr(client, ':');
+	return colon && parse_ip(client, (size_t)(colon - client), out);
+}
+
+static bool in_cidr(const wh_cidr *c, const uint8_t ip[16])
+{
+	int full = c->bits / 8, rest = c->bits % 8;
+	if (memcmp(c->addr, ip, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+	return (c->addr[full] & mask) == (ip[full] & mask);
+}
+
+static const char *last_header(const wh_req *req, const char *name)
+{
+	const char *v = NULL;
+	for (int i = 0; i < req->n_headers; i++)
+		if (strcasecmp(req->headers[i].name, name) == 0)
+			v = req->headers[i].value;
+	return v;
+}
+
+static void client_ip(const wh_config *cfg, const wh_req *req, uint8_t ip[16])
+{
+	if (!peer_ip(req->client, ip))
+		memset(ip, 0, 16);
+	bool trusted = false;
+	for (int i = 0; i < cfg->n_trusted_proxies && !trusted; i++)
+		trusted = in_cidr(&cfg->trusted_proxies[i], ip);
+	if (!trusted)
+		return;
+	const char *xff = last_header(req, "x-forwarded-for");
+	if (xff) {
+		const char *comma = strrchr(xff, ',');
+		const char *e = comma ? comma + 1 : xff;
+		if (parse_ip(e, strlen(e), ip))
+			return;
+	}
+	const char *xri = last_header(req, "x-real-ip");
+	if (xri)
+		parse_ip(xri, strlen(xri), ip);
+}
+
+static bool is_v4(const uint8_t ip[16])
+{
+	static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	return memcmp(ip, prefix, 12) == 0;
+}
+
+void wh_ratelimit_client(const wh_config *cfg, const wh_req *req, char *buf, size_t buflen)
+{
+	uint8_t ip[16];
+	client_ip(cfg, req, ip);
+	if (is_v4(ip)) {
+		inet_ntop(AF_INET, ip + 12, buf, (socklen_t)buflen);
+	} else {
+		memset(ip + 8, 0, 8);
+		inet_ntop(AF_INET6, ip, buf, (socklen_t)buflen);
+	}
+}
+
+/* FNV-1a, seeded. */
+static uint64_t mix(uint64_t h, const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* Take from the bucket of tag; returns 0 or the seconds to wait. */
+static int take(wh_ratelimit *rl, uint64_t tag, int rate, uint64_t now)
+{
+	struct bucket *set = &rl->table[(tag >> 16) % SETS * WAYS];
+	struct bucket *b = NULL, *lru = &set[0];
+	int64_t burst = (int64_t)WH_MAX(1, rate) * 1000;
+	for (int i = 0; i < WAYS; i++) {
+		if (set[i].tag == tag) {
+			b = &set[i];
+			break;
+		}
+		if (set[i].last_ms < lru->last_ms || !set[i].tag)
+			lru = &set[i];
+	}
+	if (!b) {
+		b = lru;
+		b->tag = tag;
+		b->milli = burst;
+		b->last_ms = now;
+	}
+	if (now > b->last_ms) {
+		int64_t add = (int64_t)(now - b->last_ms) * rate; /* ms * per-second = milli */
+		b->milli = WH_MIN(burst, b->milli + add);
+		b->last_ms = now;
+	}
+	if (b->milli >= 1000) {
+		b->milli -= 1000;
+		return 0;
+	}
+	int64_t wait_ms = (1000 - b->milli + rate - 1) / rate;
+	return (int)WH_MAX(1, (wait_ms + 999) / 1000);
+}
+
+int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms)
+{
+	uint8_t ip[16];
+	client_ip(rl->cfg, req, ip);
+	if (!is_v4(ip))
+		memset(ip + 8, 0, 8); /* one /64 is one client */
+	uint64_t base = mix(rl->seed ^ 0xcbf29ce484222325ULL, ip, 16);
+	base = mix(base, req->path, strlen(req->path));
+	for (int i = 0; i < rl->n_limiters; i++) {
+		const struct limiter *l = &rl->limiters[i];
+		if (l->method && strcmp(l->method, req->method) != 0)
+			continue;
+		uint64_t tag = mix(base, &i, sizeof(i)) | 1; /* never 0, the empty tag */
+		int wait = take(rl, tag, l->rate, now_ms);
+		if (wait)
+			return wait;
+	}
+	return 0;
+}

@@ -1,0 +1,140 @@
+/* Grammars from the OCI distribution spec, written by hand: the name grammar
+ * is small enough that a state machine is clearer than a regex engine, and
+ * it is the wall between URLs and the filesystem, so it must be exact. */
+#include "wharf/oci/ref.h"
+
+#include <string.h>
+
+static bool is_lower_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_alnum(char c)
+{
+	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_lower_hex(char c)
+{
+	return (c >= 'a' && c <= 'f') || (c >= '0' && c <= '9');
+}
+
+/* One path component: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*. Returns the index
+ * just past it, or 0 when s[i..] does not start with a valid component. */
+static size_t name_component(const char *s, size_t len, size_t i)
+{
+	size_t start = i;
+
+	while (i < len && is_lower_alnum(s[i]))
+		i++;
+	if (i == start)
+		return 0;
+	while (i < len && (s[i] == '.' || s[i] == '_' || s[i] == '-')) {
+		if (s[i] == '.') {
+			i++;
+		} else if (s[i] == '_') {
+			i++;
+			if (i < len && s[i] == '_')
+				i++;
+		} else {
+			while (i < len && s[i] == '-')
+				i++;
+		}
+		start = i;
+		while (i < len && is_lower_alnum(s[i]))
+			i++;
+		if (i == start)
+			return 0;
+	}
+	return i;
+}
+
+bool wh_name_valid(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	if (!s || len == 0 || len > WH_NAME_MAX)
+		return false;
+	for (;;) {
+		i = name_component(s, len, i);
+		if (i == 0)
+			return false;
+		if (i == len)
+			return true;
+		if (s[i] != '/')
+			return false;
+		i++;
+	}
+}
+
+bool wh_tag_valid(const char *s, size_t len)
+{
+	if (!s || len == 0 || len > WH_TAG_MAX)
+		return false;
+	if (!is_alnum(s[0]) && s[0] != '_')
+		return false;
+	for (size_t i = 1; i < len; i++) {
+		if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+			return false;
+	}
+	return true;
+}
+
+int wh_digest_check(const char *s, size_t len)
+{
+	const char *colon;
+	size_t alen, i;
+
+	if (!s || len == 0)
+		return WH_DIGEST_BAD;
+	if (len == WH_DIGEST_LEN && memcmp(s, "sha256:", 7) == 0) {
+		/* The common case, checked on every blob and manifest request. */
+		for (i = 7; i < len; i++)
+			if (!is_lower_hex(s[i]))
+				return WH_DIGEST_BAD;
+		return WH_DIGEST_OK;
+	}
+	colon = memchr(s, ':', len);
+	if (!colon)
+		return WH_DIGEST_BAD;
+	alen = (size_t)(colon - s);
+
+	/* algorithm ::= [a-z0-9]+ ([+._-] [a-z0-9]+)* */
+	if (alen == 0 || !is_lower_alnum(s[0]) || !is_lower_alnum(s[alen - 1]))
+		return WH_DIGEST_BAD;
+	for (i = 1; i < alen; i++) {
+		char c = s[i];
+		if (is_lower_alnum(c))
+			continue;
+		if (c != '+' && c != '.' && c != '_' && c != '-')
+			return WH_DIGEST_BAD;
+		if (!is_lower_alnum(s[i - 1]))
+			return WH_DIGEST_BAD; /* two separators in a row */
+	}
+
+	/* encoded ::= [a-zA-Z0-9=_-]+ */
+	if (alen + 1 == len)
+		return WH_DIGEST_BAD;
+	for (i = alen + 1; i < len; i++) {
+		char c = s[i];
+		if (!is_alnum(c) && c != '=' && c != '_' && c != '-')
+			return WH_DIGEST_BAD;
+	}
+
+	if (alen == 6 && memcmp(s, "sha256", 6) == 0) {
+		if (len - alen - 1 != WH_DIGEST_HEX)
+			return WH_DIGEST_BAD;
+		for (i = alen + 1; i < len; i++) {
+			if (!is_lower_hex(s[i]))
+				return WH_DIGEST_BAD;
+		}
+		return WH_DIGEST_OK;
+	}
+	return WH_DIGEST_UNSUPPORTED;
+}
+
+bool wh_ref_is_digest(const char *s, size_t len)
+{
+	return s && memchr(s, ':', len) != NULL;
+}

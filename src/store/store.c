@@ -1,0 +1,2378 @@
+/* The store: blobs, manifests and tags on the local filesystem, in Zot's
+ * layout (see store.h). Everything here runs on the loop thread and is
+ * synchronous; the only state kept in memory is the table of open upload
+ * sessions, and that is a cache of what is on disk. */
+#include "wharf/store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "wharf/base/common.h"
+#include "wharf/base/log.h"
+
+#define MEDIA_INDEX       "application/vnd.oci.image.index.v1+json"
+#define MEDIA_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
+#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define ANN_REF_NAME      "org.opencontainers.image.ref.name"
+
+#define OCI_LAYOUT  "{\"imageLayoutVersion\":\"1.0.0\"}"
+#define EMPTY_INDEX "{\"schemaVersion\":2,\"mediaType\":\"" MEDIA_INDEX "\",\"manifests\":[]}"
+
+/* index.json and manifests larger than this are refused rather than read
+ * into memory: nothing legitimate comes close. */
+#define JSON_MAX ((size_t)64 << 20)
+#define COPY_BUF ((size_t)1 << 20)
+
+/* An upload session in memory. Its hash state is what makes it cheap: it
+ * never has to read its bytes back. It goes to disk beside them when the
+ * session leaves memory (eviction, close) and comes back from there. */
+struct wh_upload {
+	wh_store *st;
+	wh_upload *prev, *next; /* in st->lru (most recently used first) or st->pinned */
+	char *repo;
+	char id[37];
+	int fd;
+	int pins;       /* users that keep the pointer: never evicted while > 0 */
+	int jobs;       /* catch-up jobs out (each holds a pin) */
+	int64_t size;   /* bytes in the data file */
+	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
+	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
+	wh_sha256 hash;
+};
+
+struct upload_list {
+	wh_upload *head, *tail;
+};
+
+/* Reading index.json and a manifest from disk and parsing the index for
+ * every manifest request would make a tag lookup cost an open, a read and a
+ * JSON parse. The store keeps the parsed index of the repositories in use,
+ * checked against index.json's inode, size and mtime with one stat(2) (so a
+ * file replaced behind our back is read again), and the bytes of small
+ * manifests by digest (content-addressed: never stale). Both are bounded. */
+#define INDEX_CACHE          64            /* repositories */
+#define MANIFEST_CACHE_BYTES (1024 * 1024) /* all cached manifest bytes */
+#define MANIFEST_CACHE_ITEM  (64 * 1024)   /* larger manifests are read each time */
+#define MANIFEST_CACHE_N     256
+
+struct index_slot {
+	char *repo; /* NULL: empty */
+	cJSON *idx;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	uint64_t used; /* LRU tick */
+};
+
+struct manifest_slot {
+	char digest[WH_DIGEST_LEN + 1]; /* "": empty */
+	char *data;
+	size_t len;
+	uint64_t used;
+};
+
+struct wh_store {
+	char *root;
+	bool dedupe;
+	struct upload_list lru;    /* sessions nobody pinned: evicted from the tail */
+	struct upload_list pinned; /* sessions in use: never evicted */
+	int n_uploads;             /* in both lists */
+	unsigned char boot[16];    /* this boot's id: saved hash states name it */
+	/* The catalog: every repository's name, in lexical order, unique. */
+	char **repos;
+	int n_repos, cap_repos;
+	bool repos_loaded; /* a scan of the root was merged in */
+	uint64_t tick;
+	struct index_slot index_cache[INDEX_CACHE];
+	struct manifest_slot manifest_cache[MANIFEST_CACHE_N];
+	size_t manifest_cache_bytes;
+};
+
+/* ---- small helpers ---- */
+
+__attribute__((format(printf, 3, 4))) static int path_fmt(char *buf, size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(buf, n, fmt, ap);
+	va_end(ap);
+	if (r < 0 || (size_t)r >= n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static bool repo_ok(const char *repo)
+{
+	return repo && wh_name_valid(repo, strlen(repo));
+}
+
+static bool digest_ok(const char *digest)
+{
+	return digest && wh_digest_check(digest, strlen(digest)) == WH_DIGEST_OK;
+}
+
+static void log_err(const char *message, const char *path, int err)
+{
+	wh_log(WH_LOG_ERROR, message, "path", WH_LS, path, "error", WH_LS, wh_strerror(err), NULL);
+}
+
+static void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+static int random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	size_t got = 0;
+	int rc = 0, fd = -1;
+
+	while (got < n) {
+		ssize_t r = getrandom(p + got, n - got, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != ENOSYS) {
+				rc = -errno;
+				goto out;
+			}
+			break;
+		}
+		got += (size_t)r;
+	}
+	if (got < n) {
+		fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		while (got < n) {
+			ssize_t r = read(fd, p + got, n - got);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				rc = r < 0 ? -errno : -EIO;
+				goto out;
+			}
+			got += (size_t)r;
+		}
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* This boot's id, so that a hash state saved before a reboot is not
+ * trusted. Without /proc, a random one: states then serve within this
+ * process only. */
+static void read_boot_id(unsigned char out[16])
+{
+	char text[64];
+	ssize_t n = -1;
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	size_t k = 0;
+
+	if (fd >= 0) {
+		n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+	}
+	for (ssize_t i = 0; i < n && k < 32; i++) {
+		int v = text[i] >= '0' && text[i] <= '9'   ? text[i] - '0'
+		        : text[i] >= 'a' && text[i] <= 'f' ? text[i] - 'a' + 10
+		                                           : -1;
+		if (v < 0)
+			continue;
+		out[k / 2] = (unsigned char)(k % 2 ? out[k / 2] | v : v << 4);
+		k++;
+	}
+	if (k < 32 && random_bytes(out, 16) < 0)
+		memset(out, 0, 16); /* then every saved state is used only by this store */
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Open a regular file: the fd, or WH_ENOTFOUND when there is none (or it is
+ * not a regular file), or -errno. sb receives its stat. */
+static int open_regular(const char *path, int flags, struct stat *sb)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) ? WH_ENOTFOUND
+		                                                               : -errno;
+	if (fstat(fd, sb) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(sb->st_mode)) {
+		close(fd);
+		return WH_ENOTFOUND;
+	}
+	return fd;
+}
+
+/* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer. */
+static int read_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	struct stat sb;
+	char *data = NULL;
+	size_t cap, used = 0;
+	int fd, rc = 0;
+
+	*buf = NULL;
+	*len = 0;
+	fd = open_regular(path, O_RDONLY, &sb);
+	if (fd < 0)
+		return fd;
+	if ((uint64_t)sb.st_size > max) {
+		rc = WH_ETOOBIG;
+		goto out;
+	}
+	cap = (size_t)sb.st_size + 1;
+	data = wh_malloc(cap);
+	for (;;) {
+		ssize_t n;
+		if (used + 1 == cap) {
+			if (cap > max) {
+				rc = WH_ETOOBIG;
+				goto out;
+			}
+			cap *= 2;
+			data = wh_realloc(data, cap);
+		}
+		n = read(fd, data + used, cap - 1 - used);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	data[used] = '\0';
+	*buf = data;
+	*len = used;
+	data = NULL;
+out:
+	free(data);
+	close(fd);
+	return rc;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* fsync the directory that holds path, so a rename/link/unlink in it lasts. */
+static int fsync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t n;
+
+	if (!slash)
+		return fsync_dir(".");
+	n = slash == path ? 1 : (size_t)(slash - path);
+	if (n >= sizeof(dir))
+		return -ENAMETOOLONG;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	return fsync_dir(dir);
+}
+
+/* mkdir -p, fsyncing the parent of every directory it creates. */
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	struct stat sb;
+	size_t len = strlen(path);
+	int rc = 0;
+
+	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+		return 0;
+	if (len == 0 || len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		if (buf[i - 1] == '/')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) == 0) {
+			rc = fsync_parent(buf);
+			if (rc < 0)
+				break;
+		} else if (errno != EEXIST) {
+			rc = -errno;
+			break;
+		}
+		if (i < len)
+			buf[i] = '/';
+	}
+	return rc;
+}
+
+/* The slow path for placing a file where link/rename cannot (another
+ * filesystem, a filesystem without hard links, too many links): copy into a
+ * temp file beside dst, fsync, rename. */
+static int copy_file_atomic(const char *src, const char *dst)
+{
+	char tmp[PATH_MAX], hex[33];
+	unsigned char rnd[16];
+	const char *slash = strrchr(dst, '/');
+	char *buf = NULL;
+	int in = -1, out = -1, rc;
+	bool created = false;
+
+	rc = random_bytes(rnd, sizeof(rnd));
+	if (rc < 0)
+		goto out;
+	hex_encode(rnd, sizeof(rnd), hex);
+	rc = path_fmt(tmp, sizeof(tmp), "%.*s/.wharf-tmp-%s", slash ? (int)(slash - dst) : 1,
+	              slash ? dst : ".", hex);
+	if (rc < 0)
+		goto out;
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		rc = -errno;
+		goto out;
+	}
+	out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (out < 0) {
+		rc = -errno;
+		goto out;
+	}
+	created = true;
+	buf = wh_malloc(COPY_BUF);
+	for (;;) {
+		ssize_t n = read(in, buf, COPY_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		rc = write_all(out, buf, (size_t)n);
+		if (rc < 0)
+			goto out;
+	}
+	if (fsync(out) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = close(out) < 0 ? -errno : 0;
+	out = -1;
+	if (rc < 0)
+		goto out;
+	if (rename(tmp, dst) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	created = false;
+	rc = fsync_parent(dst);
+out:
+	free(buf);
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (created)
+		unlink(tmp);
+	return rc;
+}
+
+/* Put src at dst: hard link (src stays) or rename (src goes), falling back
+ * to a copy when the filesystem refuses. An existing dst is success: content
+ * is addressed by digest, so it is the same bytes. */
+static int place_file(const char *src, const char *dst, bool keep_src)
+{
+	int rc = 0;
+
+	if (keep_src) {
+		struct stat sb;
+
+		if (link(src, dst) == 0) {
+			rc = 0;
+		} else if (errno == EEXIST) {
+			/* Same bytes if it is a file; a directory there (a repository
+			 * named <repo>/blobs/sha256/<hex>) is not the blob. */
+			if (lstat(dst, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+				rc = -EEXIST;
+				goto out;
+			}
+			rc = 0;
+		} else if (errno == EXDEV || errno == EMLINK || errno == EPERM ||
+		           errno == ENOTSUP || errno == EOPNOTSUPP) {
+			rc = copy_file_atomic(src, dst);
+			goto out;
+		} else {
+			rc = -errno;
+			goto out;
+		}
+	} else {
+		if (rename(src, dst) == 0) {
+			rc = 0;
+		} else if (errno == EXDEV) {
+			rc = copy_file_atomic(src, dst);
+			if (rc == 0)
+				unlink(src);
+			goto out;
+		} else {
+			rc = -errno;
+			goto out;
+		}
+	}
+	rc = fsync_parent(dst);
+out:
+	return rc;
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static int blob_path(const wh_store *st, const char *repo, const char *digest, char *buf)
+{
+	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/sha256/%s", st->root, repo, digest + 7);
+}
+
+static int repo_path(const wh_store *st, const char *repo, const char *file, char *buf)
+{
+	return path_fmt(buf, PATH_MAX, "%s/%s/%s", st->root, repo, file);
+}
+
+/* Write data to dst atomically: temp file in .wharf/tmp, fsync, rename. */
+static int write_atomic(wh_store *st, const char *dst, const void *data, size_t len)
+{
+	char tmp[PATH_MAX];
+	int fd, rc;
+
+	fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
+	if (fd < 0)
+		return fd;
+	rc = write_all(fd, data, len);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = place_file(tmp, dst, false);
+	if (rc < 0) {
+		unlink(tmp);
+		log_err("cannot write file", dst, rc);
+	}
+	return rc;
+}
+
+static void catalog_insert(wh_store *st, const char *repo);
+
+/* Make repo an OCI image layout if it is not one yet. index.json is written
+ * last: its presence is what makes the directory a repository. */
+static int repo_init(wh_store *st, const char *repo)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0 || file_exists(path))
+		goto out;
+	rc = repo_path(st, repo, "blobs/sha256", path);
+	if (rc < 0)
+		goto out;
+	rc = mkdir_p(path);
+	if (rc < 0) {
+		log_err("cannot create repository", path, rc);
+		goto out;
+	}
+	rc = repo_path(st, repo, "oci-layout", path);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(path)) {
+		rc = write_atomic(st, path, OCI_LAYOUT, strlen(OCI_LAYOUT));
+		if (rc < 0)
+			goto out;
+	}
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0)
+		goto out;
+	rc = write_atomic(st, path, EMPTY_INDEX, strlen(EMPTY_INDEX));
+	if (rc == 0)
+		catalog_insert(st, repo);
+out:
+	return rc;
+}
+
+/* ---- index.json ---- */
+
+static const char *json_str(const cJSON *obj, const char *key)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+static const char *entry_digest(const cJSON *e)
+{
+	return json_str(e, "digest");
+}
+
+static const char *entry_tag(const cJSON *e)
+{
+	return json_str(cJSON_GetObjectItemCaseSensitive(e, "annotations"), ANN_REF_NAME);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+static cJSON *index_manifests(cJSON *idx)
+{
+	return cJSON_GetObjectItemCaseSensitive(idx, "manifests");
+}
+
+/* The parsed index.json of repo. WH_ENOTFOUND when there is none (the repo
+ * does not exist), WH_EIO when it cannot be understood. */
+static int index_load(wh_store *st, const char *repo, cJSON **out)
+{
+	char path[PATH_MAX];
+	char *text = NULL;
+	size_t len;
+	cJSON *idx = NULL, *m;
+	int rc;
+
+	*out = NULL;
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0)
+		goto out;
+	rc = read_file(path, JSON_MAX, &text, &len);
+	if (rc < 0) {
+		if (rc != WH_ENOTFOUND) {
+			log_err("cannot read index.json", path, rc);
+			rc = WH_EIO;
+		}
+		goto out;
+	}
+	idx = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(idx)) {
+		wh_log(WH_LOG_ERROR, "index.json is not a JSON object", "path", WH_LS, path, NULL);
+		rc = WH_EIO;
+		goto out;
+	}
+	m = index_manifests(idx);
+	if (!m) {
+		if (!cJSON_AddArrayToObject(idx, "manifests")) {
+			rc = WH_ENOMEM;
+			goto out;
+		}
+	} else if (!cJSON_IsArray(m)) {
+		wh_log(WH_LOG_ERROR, "index.json: manifests is not an array", "path", WH_LS, path,
+		       NULL);
+		rc = WH_EIO;
+		goto out;
+	}
+	*out = idx;
+	idx = NULL;
+out:
+	cJSON_Delete(idx);
+	free(text);
+	return rc;
+}
+
+static struct index_slot *index_slot_find(wh_store *st, const char *repo)
+{
+	for (int i = 0; i < INDEX_CACHE; i++)
+		if (st->index_cache[i].repo && strcmp(st->index_cache[i].repo, repo) == 0)
+			return &st->index_cache[i];
+	return NULL;
+}
+
+static void index_slot_clear(struct index_slot *s)
+{
+	free(s->repo);
+	cJSON_Delete(s->idx);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The parsed index.json of repo for reading only: borrowed from the cache,
+ * valid until the next store call. Errors as index_load. */
+static int index_get(wh_store *st, const char *repo, cJSON **out)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int rc = repo_path(st, repo, "index.json", path);
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	if (stat(path, &sb) < 0)
+		return errno == ENOENT || errno == ENOTDIR ? WH_ENOTFOUND : WH_EIO;
+	struct index_slot *s = index_slot_find(st, repo);
+	if (s && s->ino == sb.st_ino && s->size == sb.st_size &&
+	    s->mtime.tv_sec == sb.st_mtim.tv_sec && s->mtime.tv_nsec == sb.st_mtim.tv_nsec) {
+		s->used = ++st->tick;
+		*out = s->idx;
+		return 0;
+	}
+	cJSON *idx;
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		return rc;
+	if (!s) {
+		s = &st->index_cache[0];
+		for (int i = 1; i < INDEX_CACHE && s->repo; i++)
+			if (!st->index_cache[i].repo || st->index_cache[i].used < s->used)
+				s = &st->index_cache[i];
+	}
+	index_slot_clear(s);
+	s->repo = wh_strdup(repo);
+	s->idx = idx;
+	s->ino = sb.st_ino;
+	s->size = sb.st_size;
+	s->mtime = sb.st_mtim;
+	s->used = ++st->tick;
+	*out = idx;
+	return 0;
+}
+
+/* Manifest bytes by digest, from the cache; NULL when not there. */
+static struct manifest_slot *manifest_cached(wh_store *st, const char *digest)
+{
+	for (int i = 0; i < MANIFEST_CACHE_N; i++) {
+		struct manifest_slot *m = &st->manifest_cache[i];
+		if (m->digest[0] && strcmp(m->digest, digest) == 0) {
+			m->used = ++st->tick;
+			return m;
+		}
+	}
+	return NULL;
+}
+
+static void manifest_slot_clear(wh_store *st, struct manifest_slot *m)
+{
+	st->manifest_cache_bytes -= m->len;
+	free(m->data);
+	memset(m, 0, sizeof(*m));
+}
+
+static void manifest_cache_put(wh_store *st, const char *digest, const char *data, size_t len)
+{
+	if (len > MANIFEST_CACHE_ITEM || manifest_cached(st, digest))
+		return;
+	for (;;) {
+		/* The least recently used slot, or an empty one. */
+		struct manifest_slot *victim = &st->manifest_cache[0];
+		for (int i = 1; i < MANIFEST_CACHE_N && victim->digest[0]; i++)
+			if (!st->manifest_cache[i].digest[0] ||
+			    st->manifest_cache[i].used < victim->used)
+				victim = &st->manifest_cache[i];
+		if (!victim->digest[0] && st->manifest_cache_bytes + len <= MANIFEST_CACHE_BYTES) {
+			memcpy(victim->digest, digest, WH_DIGEST_LEN + 1);
+			victim->data = wh_malloc(len ? len : 1);
+			memcpy(victim->data, data, len);
+			victim->len = len;
+			victim->used = ++st->tick;
+			st->manifest_cache_bytes += len;
+			return;
+		}
+		manifest_slot_clear(st, victim);
+	}
+}
+
+static int index_save(wh_store *st, const char *repo, cJSON *idx)
+{
+	char path[PATH_MAX];
+	char *text = NULL;
+	int rc;
+
+	if (!cJSON_GetObjectItemCaseSensitive(idx, "schemaVersion") &&
+	    !cJSON_AddNumberToObject(idx, "schemaVersion", 2)) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	if (!cJSON_GetObjectItemCaseSensitive(idx, "mediaType") &&
+	    !cJSON_AddStringToObject(idx, "mediaType", MEDIA_INDEX)) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	rc = repo_path(st, repo, "index.json", path);
+	if (rc < 0)
+		goto out;
+	text = cJSON_PrintUnformatted(idx);
+	if (!text) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	struct index_slot *slot = index_slot_find(st, repo);
+	if (slot)
+		index_slot_clear(slot);
+	rc = write_atomic(st, path, text, strlen(text));
+out:
+	cJSON_free(text);
+	return rc;
+}
+
+static cJSON *find_by_tag(cJSON *arr, const char *tag)
+{
+	cJSON *e;
+
+	cJSON_ArrayForEach(e, arr)
+	{
+		if (str_eq(entry_tag(e), tag))
+			return e;
+	}
+	return NULL;
+}
+
+static cJSON *find_by_digest(cJSON *arr, const char *digest, bool untagged_only)
+{
+	cJSON *e;
+
+	cJSON_ArrayForEach(e, arr)
+	{
+		if (str_eq(entry_digest(e), digest) && (!untagged_only || !entry_tag(e)))
+			return e;
+	}
+	return NULL;
+}
+
+static int entry_set_tag(cJSON *e, const char *tag)
+{
+	cJSON *ann = cJSON_GetObjectItemCaseSensitive(e, "annotations");
+	cJSON *val;
+
+	if (!cJSON_IsObject(ann)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(e, "annotations");
+		ann = cJSON_AddObjectToObject(e, "annotations");
+		if (!ann)
+			return WH_ENOMEM;
+	}
+	val = cJSON_CreateString(tag);
+	if (!val)
+		return WH_ENOMEM;
+	if (cJSON_GetObjectItemCaseSensitive(ann, ANN_REF_NAME)
+	        ? !cJSON_ReplaceItemInObjectCaseSensitive(ann, ANN_REF_NAME, val)
+	        : !cJSON_AddItemToObject(ann, ANN_REF_NAME, val)) {
+		cJSON_Delete(val);
+		return WH_ENOMEM;
+	}
+	return 0;
+}
+
+/* Remove the tag from entry e. A digest keeps one entry at least, so it stays
+ * reachable by digest; if another entry holds it, e goes. */
+static void entry_untag(cJSON *arr, cJSON *e)
+{
+	cJSON *ann = cJSON_GetObjectItemCaseSensitive(e, "annotations");
+	const char *digest = entry_digest(e);
+	cJSON *o;
+
+	if (cJSON_IsObject(ann)) {
+		while (cJSON_GetObjectItemCaseSensitive(ann, ANN_REF_NAME))
+			cJSON_DeleteItemFromObjectCaseSensitive(ann, ANN_REF_NAME);
+		if (!ann->child)
+			cJSON_DeleteItemFromObjectCaseSensitive(e, "annotations");
+	}
+	cJSON_ArrayForEach(o, arr)
+	{
+		if (o != e && str_eq(entry_digest(o), digest)) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
+			break;
+		}
+	}
+}
+
+static int entry_add(cJSON *arr, const char *digest, const char *media_type, size_t size,
+                     const char *tag)
+{
+	cJSON *e = cJSON_CreateObject();
+	int rc = WH_ENOMEM;
+
+	if (!e)
+		goto out;
+	if (media_type && !cJSON_AddStringToObject(e, "mediaType", media_type))
+		goto out;
+	if (!cJSON_AddStringToObject(e, "digest", digest) ||
+	    !cJSON_AddNumberToObject(e, "size", (double)size))
+		goto out;
+	if (tag && entry_set_tag(e, tag) < 0)
+		goto out;
+	cJSON_AddItemToArray(arr, e);
+	e = NULL;
+	rc = 0;
+out:
+	cJSON_Delete(e);
+	return rc;
+}
+
+/* ---- open / close / temp files ---- */
+
+int wh_store_open(const char *root, bool dedupe, wh_store **out)
+{
+	char path[PATH_MAX];
+	wh_store *st = NULL;
+	DIR *dir = NULL;
+	struct dirent *de;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	if (!root || !*root)
+		return WH_EINVAL;
+	st = wh_calloc(1, sizeof(*st));
+	st->root = wh_strdup(root);
+	st->dedupe = dedupe;
+	read_boot_id(st->boot);
+	len = strlen(st->root);
+	while (len > 1 && st->root[len - 1] == '/')
+		st->root[--len] = '\0';
+
+	rc = mkdir_p(st->root);
+	if (rc < 0)
+		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/blobs/sha256", st->root);
+	if (rc < 0 || (dedupe && (rc = mkdir_p(path)) < 0))
+		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/uploads", st->root);
+	if (rc < 0 || (rc = mkdir_p(path)) < 0)
+		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/tmp", st->root);
+	if (rc < 0 || (rc = mkdir_p(path)) < 0)
+		goto out;
+
+	/* Whatever is in tmp was being written when we last stopped. */
+	dir = opendir(path);
+	if (!dir) {
+		rc = -errno;
+		goto out;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(dir), de->d_name, 0) < 0)
+			wh_log(WH_LOG_WARN, "cannot remove leftover temp file", "name", WH_LS,
+			       de->d_name, "error", WH_LS, strerror(errno), NULL);
+	}
+	*out = st;
+	st = NULL;
+out:
+	if (dir)
+		closedir(dir);
+	if (rc < 0)
+		log_err("cannot open store", root, rc);
+	if (st) {
+		free(st->root);
+		free(st);
+	}
+	return rc;
+}
+
+static void upload_evict(wh_store *st, wh_upload *up);
+
+void wh_store_close(wh_store *st)
+{
+	if (!st)
+		return;
+	/* Each session's hash state goes to disk: the next process goes on
+	 * from there without reading the bytes. */
+	while (st->pinned.head)
+		upload_evict(st, st->pinned.head);
+	while (st->lru.head)
+		upload_evict(st, st->lru.head);
+	for (int i = 0; i < INDEX_CACHE; i++)
+		index_slot_clear(&st->index_cache[i]);
+	for (int i = 0; i < MANIFEST_CACHE_N; i++)
+		manifest_slot_clear(st, &st->manifest_cache[i]);
+	wh_strv_free(st->repos, st->n_repos);
+	free(st->root);
+	free(st);
+}
+
+const char *wh_store_root(const wh_store *st)
+{
+	return st->root;
+}
+
+int wh_store_tmp_create(wh_store *st, char *path, size_t pathlen)
+{
+	unsigned char rnd[16];
+	char hex[33];
+	int fd = -EEXIST, rc;
+
+	for (int attempt = 0; attempt < 8 && fd == -EEXIST; attempt++) {
+		rc = random_bytes(rnd, sizeof(rnd));
+		if (rc < 0)
+			return rc;
+		hex_encode(rnd, sizeof(rnd), hex);
+		rc = path_fmt(path, pathlen, "%s/.wharf/tmp/%s", st->root, hex);
+		if (rc < 0)
+			return rc;
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			fd = -errno;
+	}
+	return fd;
+}
+
+/* ---- blobs ---- */
+
+int wh_store_blob_stat(wh_store *st, const char *repo, const char *digest, int64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		return rc;
+	if (stat(path, &sb) < 0)
+		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+	if (!S_ISREG(sb.st_mode))
+		return WH_ENOTFOUND;
+	if (size)
+		*size = (int64_t)sb.st_size;
+	return 0;
+}
+
+int wh_store_blob_open(wh_store *st, const char *repo, const char *digest, int *fd, int64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int f = -1, rc;
+
+	*fd = -1;
+	if (!repo_ok(repo) || !digest_ok(digest)) {
+		rc = WH_EINVAL;
+		goto out;
+	}
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		goto out;
+	f = open_regular(path, O_RDONLY, &sb);
+	if (f < 0) {
+		rc = f;
+		goto out;
+	}
+	if (size)
+		*size = (int64_t)sb.st_size;
+	*fd = f;
+	f = -1;
+out:
+	if (f >= 0)
+		close(f);
+	return rc;
+}
+
+int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		return rc;
+	/* A manifest's bytes: index.json (its tags, or its untagged entry) would
+	 * name a file that is gone. */
+	cJSON *idx;
+	rc = index_get(st, repo, &idx);
+	if (rc < 0 && rc != WH_ENOTFOUND)
+		return rc;
+	if (rc == 0 && find_by_digest(index_manifests(idx), digest, false))
+		return WH_EINUSE;
+	if (unlink(path) < 0)
+		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+	return fsync_parent(path);
+}
+
+int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, const char *digest)
+{
+	char src[PATH_MAX], dst[PATH_MAX];
+	int rc;
+
+	if (!repo_ok(repo) || !repo_ok(from_repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, from_repo, digest, src);
+	if (rc < 0)
+		goto out;
+	rc = blob_path(st, repo, digest, dst);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(src)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	rc = repo_init(st, repo);
+	if (rc < 0 || file_exists(dst))
+		goto out;
+	rc = place_file(src, dst, true);
+	if (rc < 0)
+		log_err("cannot mount blob", dst, rc);
+out:
+	return rc;
+}
+
+int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, const char *digest)
+{
+	char dst[PATH_MAX], global[PATH_MAX];
+	bool consumed = false;
+	int fd, rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest)) {
+		rc = WH_EINVAL;
+		goto out;
+	}
+	rc = blob_path(st, repo, digest, dst);
+	if (rc < 0)
+		goto out;
+	rc = repo_init(st, repo);
+	if (rc < 0)
+		goto out;
+	if (file_exists(dst))
+		goto out; /* same digest, same bytes: the temp file is dropped below */
+
+	fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	if (rc < 0)
+		goto out;
+
+	if (!st->dedupe) {
+		rc = place_file(tmp_path, dst, false);
+		consumed = rc == 0;
+		goto out;
+	}
+	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root, digest + 7);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(global)) {
+		rc = place_file(tmp_path, global, false);
+		if (rc < 0)
+			goto out;
+		consumed = true;
+	}
+	rc = place_file(global, dst, true);
+out:
+	if (!consumed)
+		unlink(tmp_path);
+	if (rc < 0)
+		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
+		       digest, "error", WH_LS, wh_strerror(rc), NULL);
+	return rc;
+}
+
+/* ---- upload sessions ---- */
+
+static bool upload_id_valid(const char *id)
+{
+	if (!id || strlen(id) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		char c = id[i];
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+/* A session is the directory .wharf/uploads/<id>, outside every repository
+ * (a POST to any name must not make that name a repository), holding:
+ *   repo   the owning repository's name and a newline, written before data
+ *   data   the bytes so far
+ *   hash   the hash state of a prefix of data, when the session left memory
+ * It exists when both do and repo is whole (the newline is there): a crash
+ * while one is created or removed leaves a directory that is not a session,
+ * never a session of the wrong repository. file NULL: the directory. */
+static int session_path(const wh_store *st, const char *id, const char *file, char *buf)
+{
+	if (!file)
+		return path_fmt(buf, PATH_MAX, "%s/.wharf/uploads/%s", st->root, id);
+	return path_fmt(buf, PATH_MAX, "%s/.wharf/uploads/%s/%s", st->root, id, file);
+}
+
+/* Remove what is left of a session: data first (then it is no session at
+ * all), the rest after. */
+static int session_remove(const wh_store *st, const char *id)
+{
+	static const char *const files[] = {"data", "hash", "repo"};
+	char path[PATH_MAX];
+	int rc = 0;
+
+	for (size_t i = 0; i < WH_ARRAY_SIZE(files); i++) {
+		if (session_path(st, id, files[i], path) == 0 && unlink(path) < 0 &&
+		    errno != ENOENT && rc == 0)
+			rc = -errno;
+	}
+	if (session_path(st, id, NULL, path) == 0 && rmdir(path) < 0 && errno != ENOENT && rc == 0)
+		rc = -errno;
+	if (rc < 0)
+		log_err("cannot remove upload session", path, rc);
+	return rc;
+}
+
+/* True when the session directory's repo file names repo, whole. */
+static bool session_owned_by(const wh_store *st, const char *id, const char *repo)
+{
+	char path[PATH_MAX], buf[WH_NAME_MAX + 2];
+	size_t len = strlen(repo);
+	ssize_t n;
+	int fd;
+
+	if (session_path(st, id, "repo", path) < 0)
+		return false;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n == (ssize_t)len + 1 && buf[len] == '\n' && memcmp(buf, repo, len) == 0;
+}
+
+/* ---- the saved hash state ----
+ *
+ * When a session leaves memory its hash state is written to <id>/hash, so
+ * that getting it again costs a read of that small file, never of the
+ * bytes. The file says which bytes it covers (a prefix: data only grows),
+ * which session and which boot it was written in, and ends with its own
+ * sha256. It is not fsynced: within one boot the page cache is the truth
+ * for data and hash alike (a killed process loses nothing), and after a
+ * reboot, when data may have lost what was not synced, the boot id no
+ * longer matches and the state is not used. A state that is missing,
+ * damaged, from another boot or for more bytes than data holds leaves the
+ * session "behind": see wh_upload_hash_behind. */
+
+#define HASH_MAGIC     "WHARFUPH"
+#define HASH_VERSION   1u
+#define HASH_BODY      (8 + 4 + 4 + 16 + 36 + 8 + 32 + 64)
+#define HASH_FILE_SIZE (HASH_BODY + WH_DIGEST_LEN)
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* The hash file's bytes for session id whose hash state is h. */
+static void hash_encode(const wh_store *st, const char *id, const wh_sha256 *h,
+                        unsigned char out[HASH_FILE_SIZE])
+{
+	wh_sha256_state state;
+	char check[WH_DIGEST_LEN + 1];
+	unsigned char *p = out;
+
+	wh_sha256_export(h, &state);
+	memcpy(p, HASH_MAGIC, 8);
+	p += 8;
+	put_le(p, HASH_VERSION, 4);
+	p += 4;
+	put_le(p, 0, 4);
+	p += 4;
+	memcpy(p, st->boot, 16);
+	p += 16;
+	memcpy(p, id, 36);
+	p += 36;
+	put_le(p, state.total, 8);
+	p += 8;
+	for (int i = 0; i < 8; i++, p += 4)
+		put_le(p, state.h[i], 4);
+	memcpy(p, state.block, 64);
+	p += 64;
+	wh_sha256_digest(out, HASH_BODY, check);
+	memcpy(p, check, WH_DIGEST_LEN);
+}
+
+static bool hash_decode(const wh_store *st, const char *id, const unsigned char in[HASH_FILE_SIZE],
+                        wh_sha256 *h, int64_t *count)
+{
+	wh_sha256_state state;
+	char check[WH_DIGEST_LEN + 1];
+	const unsigned char *p = in;
+
+	wh_sha256_digest(in, HASH_BODY, check);
+	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 || memcmp(p, HASH_MAGIC, 8) != 0 ||
+	    get_le(p + 8, 4) != HASH_VERSION || memcmp(p + 16, st->boot, 16) != 0 ||
+	    memcmp(p + 32, id, 36) != 0)
+		return false;
+	p += 68;
+	state.total = get_le(p, 8);
+	p += 8;
+	for (int i = 0; i < 8; i++, p += 4)
+		state.h[i] = (uint32_t)get_le(p, 4);
+	memcpy(state.block, p, 64);
+	if (state.total > INT64_MAX)
+		return false;
+	wh_sha256_import(h, &state);
+	*count = (int64_t)state.total;
+	return true;
+}
+
+/* Write up's hash state beside its bytes (temp file + rename: a reader sees
+ * the old file or the new one). Nothing to do when the file already covers
+ * what the hash does. A failure only costs a catch-up later. */
+static void hash_save(wh_upload *up)
+{
+	unsigned char buf[HASH_FILE_SIZE];
+	char tmp[PATH_MAX], path[PATH_MAX];
+	int fd, rc;
+
+	if (up->hashed == 0 || up->hashed == up->saved)
+		return;
+	hash_encode(up->st, up->id, &up->hash, buf);
+	rc = session_path(up->st, up->id, "hash", path);
+	if (rc < 0)
+		goto out;
+	fd = wh_store_tmp_create(up->st, tmp, sizeof(tmp));
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	rc = write_all(fd, buf, sizeof(buf));
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	else
+		up->saved = up->hashed;
+out:
+	if (rc < 0)
+		wh_log(WH_LOG_WARN, "cannot save the hash state of an upload session", "upload",
+		       WH_LS, up->id, "error", WH_LS, wh_strerror(rc), NULL);
+}
+
+/* The saved state of session id if it is usable for a data file of size
+ * bytes: true with *h and *count. */
+static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_sha256 *h,
+                      int64_t *count)
+{
+	unsigned char buf[HASH_FILE_SIZE + 1];
+	char path[PATH_MAX];
+	ssize_t n;
+	int fd;
+	bool ok;
+
+	if (session_path(st, id, "hash", path) < 0)
+		return false;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	do
+		n = read(fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	ok = n == HASH_FILE_SIZE && hash_decode(st, id, buf, h, count) && *count <= size;
+	if (!ok && n >= 0)
+		wh_log(WH_LOG_INFO, "upload session: saved hash state not usable, hashing later",
+		       "upload", WH_LS, id, NULL);
+	return ok;
+}
+
+/* ---- sessions in memory ---- */
+
+static void list_remove(struct upload_list *l, wh_upload *up)
+{
+	if (up->prev)
+		up->prev->next = up->next;
+	else
+		l->head = up->next;
+	if (up->next)
+		up->next->prev = up->prev;
+	else
+		l->tail = up->prev;
+	up->prev = up->next = NULL;
+}
+
+static void list_push_front(struct upload_list *l, wh_upload *up)
+{
+	up->prev = NULL;
+	up->next = l->head;
+	if (l->head)
+		l->head->prev = up;
+	l->head = up;
+	if (!l->tail)
+		l->tail = up;
+}
+
+static struct upload_list *list_of(wh_upload *up)
+{
+	return up->pins > 0 ? &up->st->pinned : &up->st->lru;
+}
+
+static void touch(wh_upload *up)
+{
+	if (up->pins == 0 && up->st->lru.head != up) {
+		list_remove(&up->st->lru, up);
+		list_push_front(&up->st->lru, up);
+	}
+}
+
+static void upload_free(wh_store *st, wh_upload *up)
+{
+	list_remove(list_of(up), up);
+	st->n_uploads--;
+	if (up->fd >= 0)
+		close(up->fd);
+	free(up->repo);
+	free(up);
+}
+
+/* Drop a session from memory; its files stay, with its hash state. */
+static void upload_evict(wh_store *st, wh_upload *up)
+{
+	hash_save(up);
+	upload_free(st, up);
+}
+
+/* Evict least recently used unpinned sessions while more than limit are in
+ * memory. Pinned ones may keep the table above it. */
+static void uploads_trim(wh_store *st, int limit)
+{
+	while (st->n_uploads > limit && st->lru.tail)
+		upload_evict(st, st->lru.tail);
+}
+
+/* Adopt an open session file (the hash state is the caller's to set). */
+static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int fd)
+{
+	wh_upload *up;
+
+	uploads_trim(st, WH_UPLOADS_OPEN_MAX - 1);
+	up = wh_calloc(1, sizeof(*up));
+	up->st = st;
+	up->repo = wh_strdup(repo);
+	memcpy(up->id, id, 37);
+	up->fd = fd;
+	up->saved = -1;
+	wh_sha256_init(&up->hash);
+	list_push_front(&st->lru, up);
+	st->n_uploads++;
+	return up;
+}
+
+static wh_upload *upload_find(wh_store *st, const char *id)
+{
+	for (int i = 0; i < 2; i++)
+		for (wh_upload *up = (i ? st->lru : st->pinned).head; up; up = up->next)
+			if (strcmp(up->id, id) == 0)
+				return up;
+	return NULL;
+}
+
+int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	char path[PATH_MAX], line[WH_NAME_MAX + 2];
+	unsigned char b[16];
+	size_t len;
+	int fd = -1, rc = -EEXIST;
+	bool made = false;
+
+	if (!repo_ok(repo))
+		return WH_EINVAL;
+	for (int attempt = 0; attempt < 8 && rc == -EEXIST; attempt++) {
+		size_t j = 0;
+		rc = random_bytes(b, sizeof(b));
+		if (rc < 0)
+			goto out;
+		b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+		b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+		for (int i = 0; i < 16; i++) {
+			if (i == 4 || i == 6 || i == 8 || i == 10)
+				id[j++] = '-';
+			id[j++] = hex[b[i] >> 4];
+			id[j++] = hex[b[i] & 0xf];
+		}
+		id[36] = '\0';
+		rc = session_path(st, id, NULL, path);
+		if (rc < 0)
+			goto out;
+		/* mkdir is the exclusive step: the id is ours once it succeeds. */
+		rc = mkdir(path, 0755) < 0 ? -errno : 0;
+	}
+	if (rc < 0)
+		goto out;
+	made = true;
+	len = strlen(repo);
+	memcpy(line, repo, len);
+	line[len] = '\n';
+	rc = session_path(st, id, "repo", path);
+	if (rc < 0)
+		goto out;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = write_all(fd, line, len + 1);
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	fd = -1;
+	if (rc < 0)
+		goto out;
+	rc = session_path(st, id, "data", path);
+	if (rc < 0)
+		goto out;
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	upload_add(st, repo, id, fd);
+	rc = 0;
+out:
+	if (rc < 0) {
+		log_err("cannot create upload session", repo, rc);
+		if (made)
+			session_remove(st, id);
+	}
+	return rc;
+}
+
+int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_upload **out)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	wh_upload *up;
+	int fd = -1, rc = 0;
+
+	*out = NULL;
+	if (!repo_ok(repo)) {
+		rc = WH_EINVAL;
+		goto out;
+	}
+	if (!upload_id_valid(id)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	up = upload_find(st, id);
+	if (up) {
+		if (strcmp(up->repo, repo) != 0) {
+			rc = WH_ENOTFOUND;
+		} else {
+			touch(up);
+			*out = up;
+		}
+		goto out;
+	}
+
+	/* Not in memory: after a restart or an eviction. The files are the
+	 * truth; a session of another repository is none of this one's. The
+	 * bytes are not read: their hash state comes from the hash file, or
+	 * the session is behind and the rest is hashed when it finishes. */
+	if (!session_owned_by(st, id, repo)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	rc = session_path(st, id, "data", path);
+	if (rc < 0)
+		goto out;
+	fd = open_regular(path, O_RDWR | O_NOFOLLOW, &sb);
+	if (fd < 0) {
+		rc = fd;
+		goto out;
+	}
+	up = upload_add(st, repo, id, fd);
+	fd = -1;
+	up->size = (int64_t)sb.st_size;
+	if (hash_load(st, id, up->size, &up->hash, &up->hashed))
+		up->saved = up->hashed;
+	*out = up;
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int64_t wh_upload_size(const wh_upload *up)
+{
+	return up->size;
+}
+
+bool wh_upload_hash_behind(const wh_upload *up)
+{
+	return up->hashed < up->size;
+}
+
+void wh_upload_pin(wh_upload *up)
+{
+	if (up->pins++ == 0) {
+		list_remove(&up->st->lru, up);
+		list_push_front(&up->st->pinned, up);
+	}
+}
+
+void wh_upload_unpin(wh_upload *up)
+{
+	wh_store *st = up->st;
+
+	if (up->pins <= 0)
+		return;
+	if (--up->pins == 0) {
+		list_remove(&st->pinned, up);
+		list_push_front(&st->lru, up);
+		/* Back within bounds now that one more may go. */
+		uploads_trim(st, WH_UPLOADS_OPEN_MAX);
+	}
+}
+
+bool wh_upload_pinned(const wh_upload *up)
+{
+	return up->pins > 0;
+}
+
+int wh_upload_write(wh_upload *up, const void *data, size_t len)
+{
+	const char *p = data;
+	int rc = 0;
+
+	while (len > 0) {
+		ssize_t n = pwrite(up->fd, p, len, (off_t)up->size);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		/* Behind, the hash waits for the catch-up to reach the end. */
+		if (up->hashed == up->size) {
+			wh_sha256_update(&up->hash, p, (size_t)n);
+			up->hashed += n;
+		}
+		up->size += n;
+		p += n;
+		len -= (size_t)n;
+	}
+	touch(up);
+	return rc;
+}
+
+struct wh_upload_catchup {
+	wh_upload *up; /* pinned by the job */
+	int fd;        /* the job's own descriptor of data */
+	int64_t from, to;
+	wh_sha256 hash;
+	int rc;
+};
+
+int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out)
+{
+	wh_upload_catchup *job;
+	int fd;
+
+	*out = NULL;
+	if (!wh_upload_hash_behind(up) || up->jobs > 0)
+		return WH_EINVAL;
+	fd = fcntl(up->fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	job = wh_calloc(1, sizeof(*job));
+	job->up = up;
+	job->fd = fd;
+	job->from = up->hashed;
+	job->to = up->size;
+	job->hash = up->hash; /* a context is plain bytes: the copy goes on alone */
+	job->rc = -ECANCELED; /* until run: a job ended unrun installs nothing */
+	up->jobs++;
+	wh_upload_pin(up);
+	*out = job;
+	return 0;
+}
+
+void wh_upload_catchup_run(wh_upload_catchup *job)
+{
+	char *buf = wh_malloc(COPY_BUF);
+	int64_t off = job->from;
+
+	job->rc = 0;
+	while (off < job->to) {
+		size_t want = (size_t)WH_MIN(job->to - off, (int64_t)COPY_BUF);
+		ssize_t n = pread(job->fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			/* Shorter than it was: someone else cut the file. */
+			job->rc = n < 0 ? -errno : WH_EIO;
+			break;
+		}
+		wh_sha256_update(&job->hash, buf, (size_t)n);
+		off += n;
+	}
+	/* Finishing fsyncs the bytes on the loop; done here, that finds
+	 * nothing left to write. */
+	if (job->rc == 0 && fsync(job->fd) < 0)
+		job->rc = -errno;
+	free(buf);
+}
+
+int wh_upload_catchup_end(wh_upload_catchup *job)
+{
+	wh_upload *up = job->up;
+	int rc = job->rc;
+
+	if (rc == 0 && up->hashed == job->from) {
+		up->hash = job->hash;
+		up->hashed = job->to;
+	}
+	if (rc < 0)
+		wh_log(WH_LOG_ERROR, "cannot read upload session", "upload", WH_LS, up->id, "error",
+		       WH_LS, wh_strerror(rc), NULL);
+	close(job->fd);
+	free(job);
+	up->jobs--;
+	wh_upload_unpin(up);
+	return rc;
+}
+
+int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest)
+{
+	char path[PATH_MAX], got[WH_DIGEST_LEN + 1];
+	int rc;
+
+	if (!digest_ok(digest) || wh_upload_hash_behind(up))
+		return WH_EINVAL;
+	if (up->jobs > 0)
+		return WH_EINUSE;
+	rc = session_path(st, up->id, "data", path);
+	if (rc < 0)
+		goto out;
+	wh_sha256_final(&up->hash, got);
+	if (strcmp(got, digest) != 0) {
+		rc = WH_EDIGEST;
+		goto out;
+	}
+	if (fsync(up->fd) < 0) {
+		rc = -errno;
+		log_err("cannot sync upload", path, rc);
+		goto out;
+	}
+	close(up->fd);
+	up->fd = -1;
+	/* Publishing consumes the data file, whether or not it succeeds. */
+	rc = wh_store_blob_publish(st, up->repo, path, digest);
+out:
+	session_remove(st, up->id);
+	upload_free(st, up);
+	return rc;
+}
+
+int wh_store_upload_cancel(wh_store *st, wh_upload *up)
+{
+	int rc;
+
+	if (up->jobs > 0)
+		return WH_EINUSE;
+	rc = session_remove(st, up->id);
+	upload_free(st, up);
+	return rc;
+}
+
+/* ---- manifests and tags ---- */
+
+void wh_manifest_free(wh_manifest *m)
+{
+	if (!m)
+		return;
+	free(m->media_type);
+	free(m->data);
+	m->media_type = NULL;
+	m->data = NULL;
+	m->len = 0;
+}
+
+static bool ref_ok(const char *ref)
+{
+	size_t len = ref ? strlen(ref) : 0;
+
+	if (!ref)
+		return false;
+	if (wh_ref_is_digest(ref, len))
+		return wh_digest_check(ref, len) == WH_DIGEST_OK;
+	return wh_tag_valid(ref, len);
+}
+
+/* Find ref (tag or digest) in repo's index: its digest and media type (NULL
+ * when the entry has none; malloc'd otherwise). */
+static int lookup(wh_store *st, const char *repo, const char *ref, char digest[WH_DIGEST_LEN + 1],
+                  char **media_type)
+{
+	cJSON *idx = NULL, *arr, *e;
+	const char *d, *mt;
+	int rc;
+
+	*media_type = NULL;
+	if (!repo_ok(repo) || !ref_ok(ref))
+		return WH_EINVAL;
+	rc = index_get(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	arr = index_manifests(idx);
+	if (wh_ref_is_digest(ref, strlen(ref)))
+		e = find_by_digest(arr, ref, false);
+	else
+		e = find_by_tag(arr, ref);
+	if (!e) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	d = entry_digest(e);
+	if (!digest_ok(d)) {
+		wh_log(WH_LOG_WARN, "index.json entry has an unsupported digest", "repo", WH_LS,
+		       repo, "ref", WH_LS, ref, NULL);
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	memcpy(digest, d, WH_DIGEST_LEN + 1);
+	mt = json_str(e, "mediaType");
+	if (mt)
+		*media_type = wh_strdup(mt);
+out:
+	return rc; /* idx is the cache's */
+}
+
+/* The mediaType a manifest declares, or the OCI manifest type. */
+static char *declared_media_type(const char *data, size_t len)
+{
+	cJSON *m = cJSON_ParseWithLength(data, len);
+	const char *mt = json_str(m, "mediaType");
+	char *res = wh_strdup(mt ? mt : MEDIA_MANIFEST);
+
+	cJSON_Delete(m);
+	return res;
+}
+
+int wh_store_manifest_get(wh_store *st, const char *repo, const char *ref, wh_manifest *out)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = lookup(st, repo, ref, out->digest, &out->media_type);
+	if (rc < 0)
+		goto out;
+	struct manifest_slot *hit = manifest_cached(st, out->digest);
+	if (hit) {
+		out->data = wh_malloc(hit->len + 1);
+		memcpy(out->data, hit->data, hit->len);
+		out->data[hit->len] = '\0';
+		out->len = hit->len;
+	} else {
+		rc = blob_path(st, repo, out->digest, path);
+		if (rc < 0)
+			goto out;
+		rc = read_file(path, JSON_MAX, &out->data, &out->len);
+		if (rc == WH_ENOTFOUND)
+			wh_log(WH_LOG_WARN, "index.json names a manifest that is missing", "path",
+			       WH_LS, path, NULL);
+		if (rc < 0)
+			goto out;
+		manifest_cache_put(st, out->digest, out->data, out->len);
+	}
+	if (!out->media_type)
+		out->media_type = declared_media_type(out->data, out->len);
+out:
+	if (rc < 0) {
+		wh_manifest_free(out);
+		memset(out, 0, sizeof(*out));
+	}
+	return rc;
+}
+
+int wh_store_manifest_stat(wh_store *st, const char *repo, const char *ref,
+                           char digest[WH_DIGEST_LEN + 1], char **media_type, int64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	char *data = NULL;
+	size_t len;
+	int rc;
+
+	rc = lookup(st, repo, ref, digest, media_type);
+	if (rc < 0)
+		goto out;
+	struct manifest_slot *hit = manifest_cached(st, digest);
+	if (hit && *media_type) {
+		if (size)
+			*size = (int64_t)hit->len;
+		goto out;
+	}
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		goto out;
+	if (stat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	if (size)
+		*size = (int64_t)sb.st_size;
+	if (!*media_type) {
+		rc = read_file(path, JSON_MAX, &data, &len);
+		if (rc < 0)
+			goto out;
+		*media_type = declared_media_type(data, len);
+	}
+out:
+	free(data);
+	if (rc < 0) {
+		free(*media_type);
+		*media_type = NULL;
+	}
+	return rc;
+}
+
+int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const char *digest,
+                          const char *media_type, const char *data, size_t len)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	cJSON *idx = NULL, *arr, *e, *next;
+	bool changed = false, tagged = false;
+	int fd, rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest) || (tag && !wh_tag_valid(tag, strlen(tag))) ||
+	    (!data && len > 0))
+		return WH_EINVAL;
+	rc = repo_init(st, repo);
+	if (rc < 0)
+		goto out;
+	rc = blob_path(st, repo, digest, path);
+	if (rc < 0)
+		goto out;
+	if (!file_exists(path)) {
+		fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
+		if (fd < 0) {
+			rc = fd;
+			goto out;
+		}
+		rc = write_all(fd, data, len);
+		close(fd);
+		if (rc < 0) {
+			unlink(tmp);
+			goto out;
+		}
+		rc = wh_store_blob_publish(st, repo, tmp, digest);
+		if (rc < 0)
+			goto out;
+	}
+
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	arr = index_manifests(idx);
+	if (tag) {
+		/* Move the tag: entries that carry it for another digest lose it. */
+		for (e = arr->child; e; e = next) {
+			next = e->next;
+			if (!str_eq(entry_tag(e), tag))
+				continue;
+			if (str_eq(entry_digest(e), digest)) {
+				tagged = true;
+			} else {
+				entry_untag(arr, e);
+				changed = true;
+			}
+		}
+		if (!tagged) {
+			e = find_by_digest(arr, digest, true);
+			rc = e ? entry_set_tag(e, tag)
+			       : entry_add(arr, digest, media_type, len, tag);
+			if (rc < 0)
+				goto out;
+			changed = true;
+		}
+	} else if (!find_by_digest(arr, digest, false)) {
+		rc = entry_add(arr, digest, media_type, len, NULL);
+		if (rc < 0)
+			goto out;
+		changed = true;
+	}
+	if (changed)
+		rc = index_save(st, repo, idx);
+out:
+	cJSON_Delete(idx);
+	return rc;
+}
+
+int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref)
+{
+	char path[PATH_MAX];
+	cJSON *idx = NULL, *arr, *e, *next;
+	bool found = false, by_digest;
+	int rc;
+
+	if (!repo_ok(repo) || !ref_ok(ref))
+		return WH_EINVAL;
+	by_digest = wh_ref_is_digest(ref, strlen(ref));
+	rc = index_load(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	arr = index_manifests(idx);
+	for (e = arr->child; e; e = next) {
+		next = e->next;
+		if (by_digest && str_eq(entry_digest(e), ref)) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
+			found = true;
+		} else if (!by_digest && str_eq(entry_tag(e), ref)) {
+			entry_untag(arr, e);
+			found = true;
+		}
+	}
+	if (!found) {
+		rc = WH_ENOTFOUND;
+		goto out;
+	}
+	rc = index_save(st, repo, idx);
+	if (rc < 0 || !by_digest)
+		goto out;
+	/* The index no longer names it; only then do the bytes go, so a crash
+	 * in between leaves an orphan blob, never a dangling entry. */
+	rc = blob_path(st, repo, ref, path);
+	if (rc < 0)
+		goto out;
+	if (unlink(path) < 0) {
+		if (errno != ENOENT)
+			log_err("cannot remove manifest blob", path, -errno);
+		goto out;
+	}
+	rc = fsync_parent(path);
+out:
+	cJSON_Delete(idx);
+	return rc;
+}
+
+/* The spec's "lexical order (i.e. case-insensitive alphanumeric order)";
+ * names differing only in case are ordered bytewise, so the order is total. */
+static int lexical(const char *a, const char *b)
+{
+	int c = strcasecmp(a, b);
+	return c ? c : strcmp(a, b);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return lexical(*(char *const *)a, *(char *const *)b);
+}
+
+/* From v[0..n) (sorted, may repeat), the names after last, at most limit
+ * (limit < 0: all), copied into a new array. */
+static void paginate(char **v, int n, const char *last, int limit, char ***out, int *count,
+                     bool *more)
+{
+	int i = 0, k = 0;
+	char **res;
+
+	while (last && i < n && lexical(v[i], last) <= 0)
+		i++;
+	res = wh_malloc(sizeof(*res) * (size_t)(n - i + 1));
+	for (; i < n; i++) {
+		if (k > 0 && strcmp(res[k - 1], v[i]) == 0)
+			continue;
+		if (limit >= 0 && k == limit)
+			break;
+		res[k++] = wh_strdup(v[i]);
+	}
+	/* Anything left that is not a repeat of the last one returned? */
+	while (i < n && k > 0 && strcmp(res[k - 1], v[i]) == 0)
+		i++;
+	*more = i < n;
+	*out = res;
+	*count = k;
+}
+
+int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
+                  bool *more)
+{
+	cJSON *idx = NULL, *e;
+	char **v = NULL;
+	int nv = 0, rc;
+
+	*tags = NULL;
+	*count = 0;
+	*more = false;
+	if (!repo_ok(repo))
+		return WH_EINVAL;
+	rc = index_get(st, repo, &idx);
+	if (rc < 0)
+		goto out;
+	v = wh_malloc(sizeof(*v) * ((size_t)cJSON_GetArraySize(index_manifests(idx)) + 1));
+	cJSON_ArrayForEach(e, index_manifests(idx))
+	{
+		const char *t = entry_tag(e);
+		/* Other tools write full references here; only tags are tags. */
+		if (t && wh_tag_valid(t, strlen(t)))
+			v[nv++] = (char *)t;
+	}
+	if (nv > 0)
+		qsort(v, (size_t)nv, sizeof(*v), cmp_str);
+	paginate(v, nv, last, n, tags, count, more);
+out:
+	free(v); /* idx is the cache's */
+	return rc;
+}
+
+struct strv {
+	char **v;
+	int n, cap;
+};
+
+static void strv_push(struct strv *s, char *str)
+{
+	if (s->n == s->cap) {
+		s->cap = s->cap ? 2 * s->cap : 64;
+		s->v = wh_realloc(s->v, sizeof(*s->v) * (size_t)s->cap);
+	}
+	s->v[s->n++] = str;
+}
+
+/* Walk the directory `name` under parent_fd, whose path below the root is
+ * rel[0..rel_len). Repositories are directories holding index.json; a
+ * repository's own blobs/ and dot-directories are not descended into, nor is
+ * anything that cannot be part of a valid name. */
+/* in_blobs: name is a repository's blobs/ directory, whose sha256/ holds
+ * content, not repositories (a repository a/blobs/b is still found). */
+static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_len, bool in_blobs,
+                       struct strv *out)
+{
+	struct stat sb;
+	struct dirent *de;
+	DIR *dir;
+	bool is_repo;
+	int fd;
+
+	/* The root itself may be a symlink (/var/lib/wharf -> /data); below it,
+	 * links are not followed. */
+	fd = openat(parent_fd, name,
+	            O_RDONLY | O_DIRECTORY | O_CLOEXEC | (rel_len ? O_NOFOLLOW : 0));
+	if (fd < 0)
+		return;
+	is_repo = rel_len > 0 && fstatat(fd, "index.json", &sb, 0) == 0 && S_ISREG(sb.st_mode);
+	if (is_repo && wh_name_valid(rel, rel_len))
+		strv_push(out, wh_strndup(rel, rel_len));
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		size_t nlen = strlen(de->d_name);
+		size_t new_len = rel_len + (rel_len ? 1 : 0) + nlen;
+
+		if (de->d_name[0] == '.' || (in_blobs && !strcmp(de->d_name, "sha256")))
+			continue;
+		if (new_len > WH_NAME_MAX || !wh_name_valid(de->d_name, nlen))
+			continue;
+		if (de->d_type != DT_DIR) {
+			if (de->d_type != DT_UNKNOWN)
+				continue;
+			if (fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISDIR(sb.st_mode))
+				continue;
+		}
+		if (rel_len)
+			rel[rel_len] = '/';
+		memcpy(rel + new_len - nlen, de->d_name, nlen + 1);
+		walk_repos(dirfd(dir), de->d_name, rel, new_len,
+		           is_repo && !strcmp(de->d_name, "blobs"), out);
+		rel[rel_len] = '\0';
+	}
+	closedir(dir);
+}
+
+void wh_store_repos_scan(const char *root, char ***names, int *count)
+{
+	char rel[WH_NAME_MAX + 2] = "";
+	struct strv all = {0};
+
+	walk_repos(AT_FDCWD, root, rel, 0, false, &all);
+	if (all.n > 0)
+		qsort(all.v, (size_t)all.n, sizeof(*all.v), cmp_str);
+	*names = all.v;
+	*count = all.n;
+}
+
+/* The first index in the catalog whose name sorts after name (n_repos when
+ * none does); *found when name itself is there. */
+static int catalog_after(const wh_store *st, const char *name, bool *found)
+{
+	int lo = 0, hi = st->n_repos;
+
+	*found = false;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2, c = lexical(st->repos[mid], name);
+		if (c == 0)
+			*found = true;
+		if (c <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void catalog_insert(wh_store *st, const char *repo)
+{
+	bool found;
+	int i = catalog_after(st, repo, &found);
+
+	if (found)
+		return;
+	if (st->n_repos == st->cap_repos) {
+		st->cap_repos = st->cap_repos ? 2 * st->cap_repos : 64;
+		st->repos = wh_realloc(st->repos, sizeof(*st->repos) * (size_t)st->cap_repos);
+	}
+	memmove(st->repos + i + 1, st->repos + i, sizeof(*st->repos) * (size_t)(st->n_repos - i));
+	st->repos[i] = wh_strdup(repo);
+	st->n_repos++;
+}
+
+void wh_store_catalog_load(wh_store *st, char **names, int count)
+{
+	/* Merge: what the scan found, and what was created meanwhile (the scan
+	 * may or may not have seen it). Both are sorted and unique. */
+	char **v = wh_malloc(sizeof(*v) * ((size_t)count + (size_t)st->n_repos + 1));
+	int i = 0, j = 0, k = 0;
+
+	while (i < count || j < st->n_repos) {
+		int c = i == count ? 1 : j == st->n_repos ? -1 : lexical(names[i], st->repos[j]);
+		if (c < 0) {
+			v[k++] = names[i++];
+		} else if (c > 0) {
+			v[k++] = st->repos[j++];
+		} else {
+			v[k++] = names[i++];
+			free(st->repos[j++]);
+		}
+	}
+	free(names);
+	free(st->repos);
+	st->repos = v;
+	st->n_repos = st->cap_repos = k;
+	st->repos_loaded = true;
+}
+
+bool wh_store_catalog_loaded(const wh_store *st)
+{
+	return st->repos_loaded;
+}
+
+int wh_store_repos(wh_store *st, const char *last, int n, char ***repos, int *count, bool *more)
+{
+	int i = 0, k;
+	bool found;
+
+	if (!st->repos_loaded) {
+		char **names;
+		int nnames;
+		wh_store_repos_scan(st->root, &names, &nnames);
+		wh_store_catalog_load(st, names, nnames);
+	}
+	if (last)
+		i = catalog_after(st, last, &found);
+	k = st->n_repos - i;
+	if (n >= 0 && k > n)
+		k = n;
+	*repos = wh_malloc(sizeof(**repos) * ((size_t)k + 1));
+	for (int j = 0; j < k; j++)
+		(*repos)[j] = wh_strdup(st->repos[i + j]);
+	*count = k;
+	*more = i + k < st->n_repos;
+	return 0;
+}
+
+/* Orders index entries by digest (only entries with a valid one are sorted). */
+static int cmp_entry_digest(const void *a, const void *b)
+{
+	const char *da = entry_digest(*(const cJSON *const *)a);
+	const char *db = entry_digest(*(const cJSON *const *)b);
+
+	return strcmp(da ? da : "", db ? db : "");
+}
+
+/* The referrers descriptor for manifest m (bytes len), or NULL when it does
+ * not pass the artifact type filter. */
+static cJSON *referrer_desc(const cJSON *m, const char *digest, const char *entry_mt, size_t len,
+                            const char *artifact_type)
+{
+	const char *mt = json_str(m, "mediaType");
+	const char *at = json_str(m, "artifactType");
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(m, "annotations");
+	bool is_index;
+	cJSON *d = NULL;
+
+	if (!mt)
+		mt = entry_mt;
+	is_index = str_eq(mt, MEDIA_INDEX) || str_eq(mt, MEDIA_DOCKER_LIST) ||
+	           cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "manifests"));
+	if (at && !*at)
+		at = NULL;
+	if (!at && !is_index)
+		at = json_str(cJSON_GetObjectItemCaseSensitive(m, "config"), "mediaType");
+	if (artifact_type && !str_eq(at, artifact_type))
+		goto out;
+	d = cJSON_CreateObject();
+	if (!d)
+		goto out;
+	if ((mt && !cJSON_AddStringToObject(d, "mediaType", mt)) ||
+	    !cJSON_AddStringToObject(d, "digest", digest) ||
+	    !cJSON_AddNumberToObject(d, "size", (double)len) ||
+	    (at && !cJSON_AddStringToObject(d, "artifactType", at)) ||
+	    (cJSON_IsObject(ann) &&
+	     !cJSON_AddItemToObject(d, "annotations", cJSON_Duplicate(ann, 1)))) {
+		cJSON_Delete(d);
+		d = NULL;
+	}
+out:
+	return d;
+}
+
+int wh_store_referrers(wh_store *st, const char *repo, const char *digest,
+                       const char *artifact_type, char **json)
+{
+	char path[PATH_MAX];
+	cJSON *res = NULL, *list = NULL, *idx = NULL, *e, *m = NULL;
+	cJSON **entries = NULL;
+	char *data = NULL;
+	size_t len;
+	int n = 0, rc;
+
+	*json = NULL;
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	res = cJSON_CreateObject();
+	if (!res || !cJSON_AddNumberToObject(res, "schemaVersion", 2) ||
+	    !cJSON_AddStringToObject(res, "mediaType", MEDIA_INDEX) ||
+	    !(list = cJSON_AddArrayToObject(res, "manifests"))) {
+		rc = WH_ENOMEM;
+		goto out;
+	}
+	rc = index_load(st, repo, &idx);
+	if (rc == WH_ENOTFOUND)
+		rc = 0;
+	if (rc < 0 || !idx)
+		goto print;
+
+	/* Each manifest once, in digest order. */
+	entries =
+	    wh_malloc(sizeof(*entries) * ((size_t)cJSON_GetArraySize(index_manifests(idx)) + 1));
+	cJSON_ArrayForEach(e, index_manifests(idx))
+	{
+		if (digest_ok(entry_digest(e)))
+			entries[n++] = e;
+	}
+	if (n > 0)
+		qsort(entries, (size_t)n, sizeof(*entries), cmp_entry_digest);
+	for (int i = 0; i < n; i++) {
+		const char *d = entry_digest(entries[i]), *subject;
+		cJSON *desc;
+
+		if (i > 0 && !strcmp(d, entry_digest(entries[i - 1])))
+			continue;
+		if (blob_path(st, repo, d, path) < 0 || read_file(path, JSON_MAX, &data, &len) < 0)
+			continue;
+		m = cJSON_ParseWithLength(data, len);
+		subject = json_str(cJSON_GetObjectItemCaseSensitive(m, "subject"), "digest");
+		if (str_eq(subject, digest)) {
+			desc = referrer_desc(m, d, json_str(entries[i], "mediaType"), len,
+			                     artifact_type);
+			if (desc)
+				cJSON_AddItemToArray(list, desc);
+		}
+		cJSON_Delete(m);
+		m = NULL;
+		free(data);
+		data = NULL;
+	}
+print:
+	if (rc == 0) {
+		*json = cJSON_PrintUnformatted(res);
+		if (!*json)
+			rc = WH_ENOMEM;
+	}
+out:
+	free(entries);
+	cJSON_Delete(idx);
+	cJSON_Delete(res);
+	return rc;
+}
+
+bool wh_store_repo_exists(wh_store *st, const char *repo)
+{
+	char path[PATH_MAX];
+
+	return repo_ok(repo) && repo_path(st, repo, "index.json", path) == 0 && file_exists(path);
+}
+
+void wh_strv_free(char **v, int n)
+{
+	if (!v)
+		return;
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}

@@ -1,0 +1,782 @@
+/* Unit tests for src/base/config.c: Zot's config.json into wh_config. */
+#include "check.h"
+
+#include "wharf/base/common.h"
+#include "wharf/base/config.h"
+#include "wharf/base/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* Tests write JSON with single quotes; this turns them into double quotes. */
+static char *q(const char *s)
+{
+	char *out = wh_strdup(s);
+	for (char *c = out; *c; c++)
+		if (*c == '\'')
+			*c = '"';
+	return out;
+}
+
+static int parse(const char *single_quoted, wh_config *cfg, char *err, size_t errlen)
+{
+	char *json = q(single_quoted);
+	int rc = wh_config_parse(json, strlen(json), cfg, err, errlen);
+	free(json);
+	return rc;
+}
+
+static const char *src_dir(void)
+{
+	const char *s = getenv("WHARF_SRC");
+	return s && *s ? s : ".";
+}
+
+static const char classic[] =
+    "{\n"
+    "  'distSpecVersion': '1.0.1',\n"
+    "  'storage': {'rootDirectory': '/var/lib/zot', 'gc': true, 'dedupe': true},\n"
+    "  'http': {'address': '0.0.0.0', 'port': '5000'},\n"
+    "  'log': {'level': 'info'},\n"
+    "  'extensions': {\n"
+    "    'search': {'enable': true},\n"
+    "    'ui': {'enable': true},\n"
+    "    'sync': {\n"
+    "      'enable': true,\n"
+    "      'registries': [\n"
+    "        {'urls': ['https://index.docker.io'],\n"
+    "         'content': [{'prefix': '**', 'destination': '/dockerhub'}],\n"
+    "         'onDemand': true, 'tlsVerify': true},\n"
+    "        {'urls': ['https://ghcr.io'],\n"
+    "         'content': [{'prefix': '**', 'destination': '/ghcr'}],\n"
+    "         'onDemand': true, 'tlsVerify': true}\n"
+    "      ]\n"
+    "    }\n"
+    "  }\n"
+    "}\n";
+
+static void check_classic(const wh_config *c, const char *root, const char *address)
+{
+	CHECK_STREQ(c->dist_spec_version, "1.0.1");
+	CHECK_STREQ(c->root_dir, root);
+	CHECK(c->gc && c->dedupe && !c->commit);
+	CHECK(c->gc_delay_ms == 3600000 && c->gc_interval_ms == 3600000);
+	CHECK_STREQ(c->address, address);
+	CHECK(c->port == 5000);
+	CHECK(c->realm == NULL && c->external_url == NULL);
+	CHECK(c->header_timeout_ms == 20000 && c->idle_timeout_ms == 60000);
+	CHECK(c->body_timeout_ms == 60000 && c->send_timeout_ms == 60000);
+	CHECK(c->shutdown_timeout_ms == 10000);
+	CHECK(c->max_connections == 1024 && c->max_header_bytes == 65536 && c->max_headers == 100);
+	CHECK(c->log_level == WH_LOG_INFO && c->log_output == NULL && c->log_audit == NULL);
+	CHECK(c->search_enable && c->ui_enable && !c->metrics_enable && c->sync_enable);
+	CHECK(c->sync_credentials_file == NULL);
+	CHECK(c->manifest_check_interval_ms == 300000);
+	CHECK(!c->allow_private_redirects);
+	CHECK(c->n_warnings == 0);
+	CHECK(c->n_registries == 2);
+	if (c->n_registries != 2)
+		return;
+	for (int i = 0; i < 2; i++) {
+		const wh_sync_registry *r = &c->registries[i];
+		CHECK(r->n_urls == 1);
+		CHECK(r->on_demand && r->tls_verify && !r->only_signed);
+		CHECK(r->cert_dir == NULL);
+		/* As in Zot: no retries unless asked. */
+		CHECK(r->max_retries == 0 && r->retry_delay_ms == 300000 &&
+		      r->max_retry_delay_ms == 300000);
+		CHECK(r->poll_interval_ms == 0);
+		CHECK(r->manifest_check_interval_ms == 300000);
+		CHECK(r->n_content == 1);
+		if (r->n_content == 1) {
+			CHECK_STREQ(r->content[0].prefix, "**");
+			CHECK(!r->content[0].strip_prefix);
+			CHECK(r->content[0].tags.regex == NULL);
+			CHECK(r->content[0].tags.exclude_regex == NULL);
+		}
+	}
+	CHECK_STREQ(c->registries[0].urls[0], "https://index.docker.io");
+	CHECK_STREQ(c->registries[0].content[0].destination, "/dockerhub");
+	CHECK_STREQ(c->registries[1].urls[0], "https://ghcr.io");
+	CHECK_STREQ(c->registries[1].content[0].destination, "/ghcr");
+}
+
+static void test_classic(void)
+{
+	wh_config c;
+	char err[256];
+	int rc = parse(classic, &c, err, sizeof(err));
+	CHECK(rc == 0);
+	if (rc) {
+		fprintf(stderr, "classic: %s\n", err);
+		return;
+	}
+	check_classic(&c, "/var/lib/zot", "0.0.0.0");
+	CHECK(c.path == NULL);
+	wh_config_free(&c);
+	CHECK(c.registries == NULL && c.root_dir == NULL);
+	wh_config_free(&c); /* twice is harmless */
+}
+
+static void test_default(void)
+{
+	wh_config c;
+	CHECK(wh_config_default(&c) == 0);
+	check_classic(&c, WH_DEFAULT_ROOT, "127.0.0.1");
+	CHECK(c.path == NULL);
+	wh_config_free(&c);
+	CHECK(strstr(wh_config_default_json, "\"" WH_DEFAULT_ROOT "\"") != NULL);
+}
+
+static void test_defaults_when_absent(void)
+{
+	wh_config c;
+	char err[256] = "";
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}}", &c, err, sizeof(err)) == 0);
+	CHECK_STREQ(c.address, "127.0.0.1");
+	CHECK(c.port == 8080);
+	CHECK(c.gc && c.dedupe);
+	CHECK(c.gc_delay_ms == 3600000 && c.gc_interval_ms == 3600000);
+	CHECK(c.log_level == WH_LOG_INFO);
+	CHECK(!c.search_enable && !c.ui_enable && !c.metrics_enable && !c.sync_enable);
+	CHECK(c.n_registries == 0 && c.n_warnings == 0);
+	CHECK(c.dist_spec_version == NULL);
+	wh_config_free(&c);
+
+	/* As in Zot: without gc, absent gcDelay and gcInterval are 0. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r', 'gc': false}}", &c, err, sizeof(err)) ==
+	      0);
+	CHECK(!c.gc && c.gc_delay_ms == 0 && c.gc_interval_ms == 0);
+	wh_config_free(&c);
+
+	/* An extension object present without "enable" is enabled, as in Zot. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'sync': {}, 'ui': {},"
+	            " 'metrics': {}, 'search': {'enable': false}}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK(c.sync_enable && c.ui_enable && c.metrics_enable && !c.search_enable);
+	wh_config_free(&c);
+
+	/* Keys match case-insensitively, as with Zot's viper; null is absent. */
+	CHECK(parse("{'Storage': {'RootDirectory': '/r', 'GCDelay': '2h', 'gcInterval': null},"
+	            " 'HTTP': {'Port': 5001, 'tls': null}, 'log': {'level': 'DEBUG'}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK_STREQ(c.root_dir, "/r");
+	CHECK(c.gc_delay_ms == 7200000 && c.gc_interval_ms == 3600000);
+	CHECK(c.port == 5001);
+	CHECK(c.log_level == WH_LOG_DEBUG);
+	CHECK(c.n_warnings == 0);
+	wh_config_free(&c);
+
+	/* A bare number is a Go time.Duration: nanoseconds. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r', 'gcDelay': 7200000000000}}", &c, err,
+	            sizeof(err)) == 0);
+	CHECK(c.gc_delay_ms == 7200000);
+	wh_config_free(&c);
+
+	/* Wharf's own settings, and log level aliases. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'log': {'level': 'warning',"
+	            " 'output': '/tmp/w.log'}, 'http': {'wharf': {'headerTimeout': '5s',"
+	            " 'idleTimeout': '1m', 'bodyTimeout': '2m', 'sendTimeout': '3m',"
+	            " 'shutdownTimeout': '0', 'maxConnections': 10, 'maxHeaderBytes': 8192,"
+	            " 'maxHeaders': 50}}, 'extensions': {'sync': {'wharf':"
+	            " {'manifestCheckInterval': '30s', 'allowPrivateRedirects': true},"
+	            " 'registries': [{'urls':"
+	            " ['http://localhost:5001/']}]}}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK(c.log_level == WH_LOG_WARN);
+	CHECK_STREQ(c.log_output, "/tmp/w.log");
+	CHECK(c.header_timeout_ms == 5000 && c.idle_timeout_ms == 60000);
+	CHECK(c.body_timeout_ms == 120000 && c.send_timeout_ms == 180000);
+	CHECK(c.shutdown_timeout_ms == 0);
+	CHECK(c.max_connections == 10 && c.max_header_bytes == 8192 && c.max_headers == 50);
+	CHECK(c.manifest_check_interval_ms == 30000);
+	CHECK(c.allow_private_redirects);
+	CHECK(c.n_registries == 1 && c.registries[0].manifest_check_interval_ms == 30000);
+	/* No content rules: every name, at the root, as Zot does. */
+	CHECK(c.n_registries == 1 && c.registries[0].n_content == 1);
+	CHECK_STREQ(c.registries[0].content[0].prefix, "**");
+	CHECK(c.registries[0].content[0].destination == NULL);
+	CHECK(c.n_registries == 1 && !c.registries[0].on_demand);
+	/* ... and onDemand false: said to be never fetched. */
+	CHECK(c.n_notices == 1 && strstr(c.notices[0], "extensions.sync.registries[0]: ") &&
+	      strstr(c.notices[0], "never fetched"));
+	/* Absent from the registry: as in Zot, TLS is verified and nothing is
+	 * retried (maxRetries none). */
+	CHECK(c.n_registries == 1 && c.registries[0].tls_verify);
+	CHECK(c.n_registries == 1 && c.registries[0].max_retries == 0);
+	wh_config_free(&c);
+}
+
+#define R        "'storage': {'rootDirectory': '/r'}"
+#define REG0     "{" R ", 'extensions': {'sync': {'registries': [{"
+#define REG0_END "}]}}}"
+#define URLS     "'urls': ['https://registry.example.com']"
+#define REGP     "extensions.sync.registries[0]"
+
+static const struct {
+	const char *json;
+	const char *err; /* the whole message, or its start when it ends with "..." */
+} bad[] = {
+    /* unknown keys and structure */
+    {"{" R ", 'http': {'adress': '0.0.0.0'}}", "http.adress: unknown key"},
+    {"{" R ", 'foo': 1}", "foo: unknown key"},
+    {"{" R ", 'http': {'wharf': {'bogus': 1}}}", "http.wharf.bogus: unknown key"},
+    {"{" R ", 'extensions': {'imagetrust': {}}}", "extensions.imagetrust: unknown key"},
+    {REG0 URLS ", 'urlz': []" REG0_END, REGP ".urlz: unknown key"},
+    {"{" R ", 'extensions': {'sync': {'registries': [{" URLS "}, {" URLS ", 'x': 1}]}}}",
+     "extensions.sync.registries[1].x: unknown key"},
+    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'regexp': 'a'}}]" REG0_END,
+     REGP ".content[0].tags.regexp: unknown key"},
+    {"{'storage': {'rootDirectory': '/r', 'gc': true, 'GC': false}}", "storage.GC: duplicate key"},
+    {"{'storage': []}", "storage: expected an object"},
+    {"{" R ", 'http': {'tls': {'cert': '/c'}}}", "http.tls.key: required with http.tls.cert"},
+    {"{" R ", 'http': {'tls': {'key': '/k', 'cert': ''}}}", "http.tls.cert: required with http.tls.key"},
+    {"{" R ", 'http': {'tls': {'cacert': '/a'}}}", "http.tls.cacert: needs http.tls.cert and http.tls.key"},
+    {"{" R ", 'http': {'tls': {'certs': '/c'}}}", "http.tls.certs: unknown key"},
+    {"{" R ", 'http': {'tls': {'cert': 5}}}", "http.tls.cert: expected a string"},
+    {"{" R ", 'extensions': {'sync': {'registries': {}}}}",
+     "extensions.sync.registries: expected an array"},
+    {"{" R ", 'extensions': {'sync': {'registries': [5]}}}", REGP ": expected an object"},
+    {"[]", "the configuration must be a JSON object"},
+    /* storage */
+    {"{'http': {'port': '5000'}}", "storage.rootDirectory: required"},
+    {"{'storage': {'rootDirectory': ''}}", "storage.rootDirectory: must not be empty"},
+    {"{'storage': {'rootDirectory': 5}}", "storage.rootDirectory: expected a string"},
+    {"{'storage': {'rootDirectory': '/r', 'gc': 'yes'}}", "storage.gc: expected a boolean"},
+    {"{'storage': {'rootDirectory': '/r', 'dedupe': 1}}", "storage.dedupe: expected a boolean"},
+    {"{'storage': {'rootDirectory': '/r', 'gcDelay': '1x'}}",
+     "storage.gcDelay: invalid duration \"1x\" (examples: \"250ms\", \"30s\", \"1h30m\")"},
+    {"{'storage': {'rootDirectory': '/r', 'gcInterval': '-1s'}}",
+     "storage.gcInterval: invalid duration \"-1s\"..."},
+    {"{'storage': {'rootDirectory': '/r', 'gcDelay': true}}",
+     "storage.gcDelay: expected a duration such as \"30s\" or \"1h30m\""},
+    {"{'storage': {'rootDirectory': '/r', 'gcDelay': -5}}",
+     "storage.gcDelay: expected a duration such as \"30s\" or \"1h30m\""},
+    {"{'storage': {'rootDirectory': '/r', 'remoteCache': 'no'}}",
+     "storage.remoteCache: expected a boolean"},
+    /* http */
+    {"{" R ", 'http': {'port': '0'}}", "http.port: invalid port \"0\" (1-65535)"},
+    {"{" R ", 'http': {'port': '65536'}}", "http.port: invalid port \"65536\" (1-65535)"},
+    {"{" R ", 'http': {'port': 'abc'}}", "http.port: invalid port \"abc\" (1-65535)"},
+    {"{" R ", 'http': {'port': ''}}", "http.port: invalid port \"\" (1-65535)"},
+    {"{" R ", 'http': {'port': ' 5000'}}", "http.port: invalid port \" 5000\" (1-65535)"},
+    {"{" R ", 'http': {'port': '+5000'}}", "http.port: invalid port \"+5000\" (1-65535)"},
+    {"{" R ", 'http': {'port': '5000x'}}", "http.port: invalid port \"5000x\" (1-65535)"},
+    {"{" R ", 'http': {'port': 0}}", "http.port: invalid port 0 (1-65535)"},
+    {"{" R ", 'http': {'port': 65536}}", "http.port: invalid port 65536 (1-65535)"},
+    {"{" R ", 'http': {'port': 5000.5}}", "http.port: invalid port 5000.5 (1-65535)"},
+    {"{" R ", 'http': {'port': true}}", "http.port: expected a port number (1-65535)"},
+    {"{" R ", 'http': {'address': 127}}", "http.address: expected a string"},
+    {"{" R ", 'http': {'wharf': {'maxHeaders': 0}}}",
+     "http.wharf.maxHeaders: must be greater than 0"},
+    {"{" R ", 'http': {'wharf': {'maxConnections': 1.5}}}",
+     "http.wharf.maxConnections: expected an integer"},
+    {"{" R ", 'http': {'wharf': {'maxHeaderBytes': '64k'}}}",
+     "http.wharf.maxHeaderBytes: expected an integer"},
+    {"{" R ", 'http': {'wharf': {'headerTimeout': '0s'}}}",
+     "http.wharf.headerTimeout: must be greater than 0"},
+    {"{" R ", 'http': {'wharf': {'idleTimeout': '10'}}}",
+     "http.wharf.idleTimeout: invalid duration \"10\"..."},
+    {"{" R ", 'http': {'wharf': []}}", "http.wharf: expected an object"},
+    /* log */
+    {"{" R ", 'log': {'level': 'verbose'}}",
+     "log.level: unknown level \"verbose\" (debug, info, warn or error)"},
+    {"{" R ", 'log': {'level': 1}}", "log.level: expected a string"},
+    /* extensions */
+    {"{" R ", 'extensions': {'search': {'enable': 'true'}}}",
+     "extensions.search.enable: expected a boolean"},
+    {"{" R ", 'extensions': {'sync': {'wharf': {'manifestCheckInterval': 'h'}}}}",
+     "extensions.sync.wharf.manifestCheckInterval: invalid duration \"h\"..."},
+    {"{" R ", 'extensions': {'sync': {'wharf': {'allowPrivateRedirects': 1}}}}",
+     "extensions.sync.wharf.allowPrivateRedirects: expected a boolean"},
+    {"{" R ", 'extensions': {'sync': {'credentialsFile': ['a']}}}",
+     "extensions.sync.credentialsFile: expected a string"},
+    /* registries */
+    {REG0 "'onDemand': true" REG0_END, REGP ".urls: at least one URL is required"},
+    {REG0 "'urls': []" REG0_END, REGP ".urls: at least one URL is required"},
+    {REG0 "'urls': 'https://registry.example.com'" REG0_END,
+     REGP ".urls: expected an array of URLs"},
+    {REG0 "'urls': [5]" REG0_END, REGP ".urls[0]: expected a string"},
+    {REG0 "'urls': ['ftp://registry.example.com']" REG0_END,
+     REGP ".urls[0]: \"ftp://registry.example.com\" is not an http:// or https:// URL"},
+    {REG0 "'urls': ['https://registry.example.com', 'registry.example.com']" REG0_END,
+     REGP ".urls[1]: \"registry.example.com\" is not an http:// or https:// URL"},
+    {REG0 "'urls': ['https://']" REG0_END, REGP ".urls[0]: \"https://\" has no host"},
+    {REG0 "'urls': ['https://registry.example.com:0']" REG0_END,
+     REGP ".urls[0]: \"https://registry.example.com:0\" has a bad port"},
+    {REG0 "'urls': ['https://registry.example.com:99999']" REG0_END,
+     REGP ".urls[0]: \"https://registry.example.com:99999\" has a bad port"},
+    {REG0 "'urls': ['https://registry.example.com/v2']" REG0_END,
+     REGP ".urls[0]: \"https://registry.example.com/v2\" must be scheme://host[:port]..."},
+    {REG0 "'urls': ['https://user:pw@registry.example.com']" REG0_END,
+     REGP ".urls[0]: \"https://user:pw@registry.example.com\" must not hold credentials "
+          "(put them in extensions.sync.credentialsFile)"},
+    {REG0 "'urls': ['https://[zz]']" REG0_END,
+     REGP ".urls[0]: \"https://[zz]\" has a bad IPv6 address"},
+    {REG0 URLS ", 'onDemand': 'true'" REG0_END, REGP ".onDemand: expected a boolean"},
+    {REG0 URLS ", 'tlsVerify': 0" REG0_END, REGP ".tlsVerify: expected a boolean"},
+    {REG0 URLS ", 'maxRetries': 3" REG0_END,
+     REGP ".maxRetries: retryDelay is required with maxRetries (as in Zot)"},
+    {REG0 URLS ", 'maxRetries': -1, 'retryDelay': '1s'" REG0_END,
+     REGP ".maxRetries: must not be negative"},
+    {REG0 URLS ", 'maxRetryDelay': '1m'" REG0_END,
+     REGP ".maxRetryDelay: retryDelay is required with maxRetryDelay (as in Zot)"},
+    {REG0 URLS ", 'maxRetries': 2, 'retryDelay': '2s', 'maxRetryDelay': '1s'" REG0_END,
+     REGP ".maxRetryDelay: must not be less than retryDelay (as in Zot)"},
+    {REG0 URLS ", 'retryDelay': '5 minutes'" REG0_END,
+     REGP ".retryDelay: invalid duration \"5 minutes\"..."},
+    {REG0 URLS ", 'pollInterval': '1d'" REG0_END, REGP ".pollInterval: invalid duration \"1d\"..."},
+    {REG0 URLS ", 'onlySigned': 'yes'" REG0_END, REGP ".onlySigned: expected a boolean"},
+    {REG0 URLS ", 'onlySigned': true" REG0_END,
+     REGP ".onlySigned: not supported by Wharf: images would be synced without checking their "
+          "signatures; remove the key or set it to false"},
+    {REG0 URLS ", 'manifestCheckInterval': '1m'" REG0_END,
+     REGP ".manifestCheckInterval: requires onDemand to be true"},
+    {REG0 URLS ", 'certDir': false" REG0_END, REGP ".certDir: expected a string"},
+    /* content */
+    {REG0 URLS ", 'content': {}" REG0_END, REGP ".content: expected an array"},
+    {REG0 URLS ", 'content': [{'destination': '/x'}]" REG0_END,
+     REGP ".content[0].prefix: required"},
+    {REG0 URLS ", 'content': [{'prefix': ''}]" REG0_END,
+     REGP ".content[0].prefix: invalid glob \"\": empty pattern"},
+    {REG0 URLS ", 'content': [{'prefix': '**'}, {'prefix': 'a[b'}]" REG0_END,
+     "extensions.sync.registries[0].content[1].prefix: invalid glob \"a[b\": unbalanced '['"},
+    {REG0 URLS ", 'content': [{'prefix': 'a{b,c'}]" REG0_END,
+     REGP ".content[0].prefix: invalid glob \"a{b,c\": unbalanced '{'"},
+    {REG0 URLS ", 'content': [{'prefix': 'a}'}]" REG0_END,
+     REGP ".content[0].prefix: invalid glob \"a}\": unbalanced '}'"},
+    {REG0 URLS ", 'content': [{'prefix': 'a[]'}]" REG0_END,
+     REGP ".content[0].prefix: invalid glob \"a[]\": empty character class"},
+    {REG0 URLS ", 'content': [{'prefix': 5}]" REG0_END,
+     REGP ".content[0].prefix: expected a string"},
+    {REG0 URLS ", 'content': [{'prefix': '**', 'stripPrefix': 1}]" REG0_END,
+     REGP ".content[0].stripPrefix: expected a boolean"},
+    {REG0 URLS
+     ", 'content': [{'prefix': 'library', 'destination': '/', 'stripPrefix': true}]" REG0_END,
+     REGP ".content[0].stripPrefix: with destination \"/\" the prefix must contain a glob..."},
+    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'regex': '('}}]" REG0_END,
+     REGP ".content[0].tags.regex: invalid regular expression \"(\": ..."},
+    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'excludeRegex': '[a'}}]" REG0_END,
+     REGP ".content[0].tags.excludeRegex: invalid regular expression \"[a\": ..."},
+    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'regex': 1}}]" REG0_END,
+     REGP ".content[0].tags.regex: expected a string"},
+    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'semver': 'yes'}}]" REG0_END,
+     REGP ".content[0].tags.semver: expected a boolean"},
+    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': []}]" REG0_END,
+     REGP ".content[0].tags: expected an object"},
+    /* JSON syntax */
+    {"{\n  'storage': ,\n}", "invalid JSON at line 2, column 14"},
+    {"{'storage': {'rootDirectory': '/r'}} x",
+     "unexpected text after the JSON value at line 1, column 38"},
+    {"", "invalid JSON at line 1, column 1"},
+};
+
+static void test_errors(void)
+{
+	for (size_t i = 0; i < WH_ARRAY_SIZE(bad); i++) {
+		wh_config c;
+		char err[512] = "";
+		const char *want = bad[i].err;
+		size_t n = strlen(want);
+		int rc = parse(bad[i].json, &c, err, sizeof(err));
+		bool prefix = n > 3 && strcmp(want + n - 3, "...") == 0;
+		bool ok = prefix ? strncmp(err, want, n - 3) == 0 : strcmp(err, want) == 0;
+
+		CHECK(rc == WH_EINVAL);
+		CHECK(ok);
+		if (!ok)
+			fprintf(stderr, "  case %zu: got \"%s\"\n           want \"%s\"\n", i, err,
+			        want);
+		/* On failure *out is zeroed: freeing it is harmless. */
+		CHECK(c.root_dir == NULL && c.registries == NULL && c.warnings == NULL);
+		wh_config_free(&c);
+	}
+}
+
+static void test_error_buffer(void)
+{
+	wh_config c;
+	char small[8];
+
+	CHECK(parse("{'foo': 1}", &c, NULL, 0) == WH_EINVAL);
+	memset(small, 'x', sizeof(small));
+	CHECK(parse("{'storage': {'gc': 'yes'}}", &c, small, sizeof(small)) == WH_EINVAL);
+	CHECK(small[sizeof(small) - 1] == '\0');
+	CHECK_STREQ(small, "storage");
+	CHECK(wh_config_parse(NULL, 0, &c, small, sizeof(small)) == WH_EINVAL);
+	/* Text that is not NUL-terminated: only len bytes are read. */
+	{
+		const char text[] = "{\"storage\": {\"rootDirectory\": \"/r\"}}garbage";
+		char err[128];
+		CHECK(wh_config_parse(text, strlen(text) - 7, &c, err, sizeof(err)) == 0);
+		wh_config_free(&c);
+	}
+}
+
+static void test_warnings(void)
+{
+	static const char *const want[] = {
+	    "storage.remoteCache",
+	    "storage.storageDriver",
+	    "storage.cacheDriver",
+	    "storage.subPaths",
+	    "storage.retention",
+	    "http.compat",
+	    "log.audit",
+	    "extensions.search.cve",
+	    "extensions.metrics.prometheus",
+	    "extensions.sync.downloadDir",
+	    "extensions.scrub",
+	    "extensions.lint",
+	    "extensions.trust",
+	    "extensions.mgmt",
+	    "extensions.apikey",
+	    "extensions.events",
+	    "scheduler",
+	    "cluster",
+	};
+	const char *json =
+	    "{'storage': {'rootDirectory': '/r', 'remoteCache': true,"
+	    "   'storageDriver': {'name': 's3', 'anything': {'goes': [1, 2]}},"
+	    "   'cacheDriver': {'name': 'dynamodb'}, 'subPaths': {'/a': {'rootDirectory': '/a'}},"
+	    "   'retention': {'dryRun': true, 'policies': []}},"
+	    " 'http': {'address': '0.0.0.0', 'port': '5000',"
+	    "   'tls': {'cert': '/c', 'key': '/k'}, 'auth': {'htpasswd': {'path': '/h'},"
+	    "   'failDelay': 5}, 'accessControl': {'repositories': {'**': {}}},"
+	    "   'ratelimit': {'rate': 10}, 'compat': ['docker2s2']},"
+	    " 'log': {'level': 'debug', 'audit': '/var/log/audit.log'},"
+	    " 'extensions': {"
+	    "   'search': {'enable': true, 'cve': {'updateInterval': '2h'}},"
+	    "   'metrics': {'enable': true, 'prometheus': {'path': '/metrics'}},"
+	    "   'sync': {'downloadDir': '/tmp/sync', 'registries': ["
+	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '6h',"
+	    "      'content': [{'prefix': '**', 'tags': {'semver': true},"
+	    "                   'platforms': ['linux/amd64']}],"
+	    "      'retryDelay': '5m', 'maxRetryDelay': '10m', 'preserveDigest': true, 'platforms': ['linux/amd64']},"
+	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '0s',"
+	    "      'content': [{'prefix': '**', 'tags': {'semver': false}}]},"
+	    "     {'urls': ['https://registry.example.com'], 'onlySigned': false}]},"
+	    "   'scrub': {'interval': '24h'}, 'lint': {'enable': true},"
+	    "   'trust': {'enable': true, 'cosign': true}, 'mgmt': {'enable': true},"
+	    "   'apikey': {'enable': true}, 'events': {'enable': false}},"
+	    " 'scheduler': {'numWorkers': 3}, 'cluster': {'members': []},"
+	    " 'goVersion': 'go1.22', 'commit': 'abc', 'releaseTag': 'v2', 'binaryType': 'full'}";
+	wh_config c;
+	char err[512] = "";
+	int rc = parse(json, &c, err, sizeof(err));
+
+	CHECK(rc == 0);
+	if (rc) {
+		fprintf(stderr, "warnings: %s\n", err);
+		return;
+	}
+	CHECK(c.n_warnings == (int)WH_ARRAY_SIZE(want));
+	for (int i = 0; i < c.n_warnings && i < (int)WH_ARRAY_SIZE(want); i++)
+		CHECK_STREQ(c.warnings[i], want[i]);
+	CHECK_STREQ(c.log_audit, "/var/log/audit.log");
+	/* http.tls is implemented: parsed, no warning (its files are read by tls.c). */
+	CHECK_STREQ(c.tls_cert, "/c");
+	CHECK_STREQ(c.tls_key, "/k");
+	CHECK(c.tls_cacert == NULL);
+	CHECK(c.http_auth);
+	CHECK(c.n_registries == 3);
+	if (c.n_registries == 3) {
+		CHECK(c.registries[0].poll_interval_ms == 6 * 3600000LL);
+		CHECK(c.registries[0].content_given && !c.registries[2].content_given);
+		CHECK(c.registries[0].content[0].tags.semver);
+		CHECK(!c.registries[1].content[0].tags.semver);
+		CHECK(!c.registries[2].only_signed);
+	}
+	wh_config_free(&c);
+}
+
+/* What Wharf implements of http.auth/accessControl/ratelimit is parsed; a
+ * security key it does not implement is an error naming it (fail closed). */
+static void test_auth(void)
+{
+	static const char *const refused[] = {
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'ldap': {'address': 'l'}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'bearer': {'realm': 'r'}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'openid': {}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': true}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'mtls': {}}}}",
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'htpasswd': {'path': '/h'}},"
+	    " 'accessControl': {'repositories': {'**': {'policies': [{'users': ['a'],"
+	    " 'actions': ['read'], 'conditions': [{'expression': 'true'}]}]}}}}}",
+	};
+	static const char *const refused_key[] = {
+	    "http.auth.ldap", "http.auth.bearer", "http.auth.openid", "http.auth.apikey",
+	    "http.auth.mtls", "http.accessControl.repositories.**.policies[0].conditions",
+	};
+	wh_config c;
+	char err[512];
+	for (size_t i = 0; i < WH_ARRAY_SIZE(refused); i++) {
+		CHECK(parse(refused[i], &c, err, sizeof(err)) == WH_EINVAL);
+		CHECK(strstr(err, refused_key[i]) != NULL);
+		CHECK(strstr(err, "not implemented") != NULL);
+	}
+	/* false and empty are not asking for anything */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': false}}}",
+	            &c, err, sizeof(err)) == 0);
+	wh_config_free(&c);
+
+	const char *json =
+	    "{'storage': {'rootDirectory': '/r'}, 'http': {'realm': 'z',"
+	    " 'auth': {'htpasswd': {'path': '/h'}, 'failDelay': 2},"
+	    " 'accessControl': {'groups': {'Devs': {'users': ['bob']}},"
+	    "   'repositories': {'**': {'anonymousPolicy': ['read']},"
+	    "     'Team/**': {'policies': [{'users': ['alice'], 'groups': ['DEVS'],"
+	    "       'actions': ['read', 'create']}], 'defaultPolicy': ['read']}},"
+	    "   'adminPolicy': {'users': ['root'], 'actions': ['read', 'delete']},"
+	    "   'metrics': {'users': ['prom'], 'anonymousPolicy': ['read']}},"
+	    " 'ratelimit': {'rate': 10, 'methods': [{'method': 'get', 'rate': 5}]},"
+	    " 'wharf': {'trustedProxies': ['10.0.0.0/8', '::1', '192.0.2.7']}}}";
+	CHECK(parse(json, &c, err, sizeof(err)) == 0);
+	if (c.root_dir) {
+		CHECK_STREQ(c.htpasswd_path, "/h");
+		CHECK(c.fail_delay_s == 2);
+		CHECK(c.access.enabled && c.access.n_repos == 2 && c.access.n_groups == 1);
+		CHECK_STREQ(c.access.groups[0].name, "devs");
+		CHECK_STREQ(c.access.repos[1].pattern, "team/**");
+		CHECK(c.access.repos[1].n_policies == 1);
+		CHECK(c.access.repos[1].policies[0].actions == (WH_ACTION_READ | WH_ACTION_CREATE));
+		CHECK(c.access.repos[0].anonymous_actions == WH_ACTION_READ);
+		CHECK(c.access.admin.actions == (WH_ACTION_READ | WH_ACTION_DELETE));
+		CHECK(c.rate == 10 && c.n_rate_methods == 1);
+		CHECK_STREQ(c.rate_methods[0].method, "GET");
+		CHECK(c.n_trusted_proxies == 3 && c.trusted_proxies[0].bits == 96 + 8);
+		CHECK(c.n_warnings == 0);
+	}
+	wh_config_free(&c);
+
+	/* Zot: without authentication, access control is anonymous-only. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'accessControl': "
+	            "{'repositories': {'**': {'defaultPolicy': ['read']}}}}}",
+	            &c, err, sizeof(err)) == WH_EINVAL);
+	CHECK(strstr(err, "anonymousPolicy") != NULL);
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'accessControl': "
+	            "{'repositories': {'**': {'anonymousPolicy': ['read']}}}}}",
+	            &c, err, sizeof(err)) == 0);
+	wh_config_free(&c);
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'htpasswd': "
+	            "{'path': '/h'}}, 'accessControl': {'repositories': {'**': "
+	            "{'defaultPolicy': ['raed']}}}}}",
+	            &c, err, sizeof(err)) == WH_EINVAL);
+	CHECK(strstr(err, "defaultPolicy[0]") && strstr(err, "unknown action"));
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'wharf': "
+	            "{'trustedProxies': ['10.0.0.0/33']}}}",
+	            &c, err, sizeof(err)) == WH_EINVAL);
+	CHECK(strstr(err, "http.wharf.trustedProxies[0]") != NULL);
+}
+
+static void test_durations(void)
+{
+	static const struct {
+		const char *s;
+		int64_t ms;
+	} good[] = {
+	    {"0", 0},
+	    {"+0", 0},
+	    {"0s", 0},
+	    {"1h", 3600000},
+	    {"30s", 30000},
+	    {"1h30m", 5400000},
+	    {"250ms", 250},
+	    {"1.5h", 5400000},
+	    {"1.5s", 1500},
+	    {".5s", 500},
+	    {"1.s", 1000},
+	    {"+5s", 5000},
+	    {"1m30s", 90000},
+	    {"10m0s", 600000},
+	    {"1h1m1s1ms", 3661001},
+	    {"2h45m", 9900000},
+	    {"1500000ns", 1},
+	    {"2000us", 2},
+	    {"3000\xc2\xb5s", 3},
+	    {"4000\xce\xbcs", 4},
+	    {"999us", 0},
+	    {"0.001s", 1},
+	    {"2562047h", 2562047LL * 3600000},
+	    {"9223372036s", 9223372036000LL},
+	};
+	static const char *const invalid[] = {
+	    "",    "1x",    "-1s", "-0",   "h",           "s",        "1",
+	    "1.5", ".s",    ".",   "1h30", "1 h",         " 1h",      "1h ",
+	    "1hh", "1h-1m", "1d",  "1H",   "9223372037s", "2562048h", "99999999999999999999ns",
+	};
+
+	for (size_t i = 0; i < WH_ARRAY_SIZE(good); i++) {
+		int64_t ms = -1;
+		int rc = wh_duration_parse(good[i].s, &ms);
+		CHECK(rc == 0 && ms == good[i].ms);
+		if (rc != 0 || ms != good[i].ms)
+			fprintf(stderr, "  duration \"%s\": rc %d, %lld ms, want %lld\n", good[i].s,
+			        rc, (long long)ms, (long long)good[i].ms);
+	}
+	for (size_t i = 0; i < WH_ARRAY_SIZE(invalid); i++) {
+		int64_t ms = 12345;
+		int rc = wh_duration_parse(invalid[i], &ms);
+		CHECK(rc == WH_EINVAL && ms == 12345);
+		if (rc != WH_EINVAL)
+			fprintf(stderr, "  duration \"%s\" accepted\n", invalid[i]);
+	}
+	CHECK(wh_duration_parse(NULL, NULL) == WH_EINVAL);
+}
+
+static void test_load(void)
+{
+	wh_config c;
+	char err[512], path[] = "/tmp/wharf-test-config-XXXXXX";
+	char want[600];
+	const char *text =
+	    "{\n  \"storage\": {\"rootDirectory\": \"/r\"},\n  \"http\": {\"adress\": 1}\n}\n";
+	int fd;
+
+	CHECK(wh_config_load("/nonexistent/wharf.json", &c, err, sizeof(err)) == -ENOENT);
+	CHECK_STREQ(err, "/nonexistent/wharf.json: cannot read: No such file or directory");
+	CHECK(c.root_dir == NULL);
+
+	CHECK(wh_config_load("/tmp", &c, err, sizeof(err)) == -EISDIR);
+	CHECK_STREQ(err, "/tmp: cannot read: Is a directory");
+
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	CHECK(wh_config_load(path, &c, err, sizeof(err)) == WH_EINVAL);
+	snprintf(want, sizeof(want), "%s: http.adress: unknown key", path);
+	CHECK_STREQ(err, want);
+
+	CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0);
+	text = "{\n  \"storage\": {\"rootDirectory\": \"/r\",}\n}\n";
+	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	CHECK(wh_config_load(path, &c, err, sizeof(err)) == WH_EINVAL);
+	/* cJSON places some errors one byte past the offending one: check the line. */
+	snprintf(want, sizeof(want), "%s: invalid JSON at line 2, column ", path);
+	CHECK(strncmp(err, want, strlen(want)) == 0);
+
+	CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0);
+	text = "{\"storage\": {\"rootDirectory\": \"/r\"}}";
+	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	CHECK(wh_config_load(path, &c, err, sizeof(err)) == 0);
+	CHECK_STREQ(c.path, path);
+	CHECK_STREQ(c.root_dir, "/r");
+	wh_config_free(&c);
+
+	close(fd);
+	unlink(path);
+}
+
+static void test_examples(void)
+{
+	char dir[1024], path[2048], err[512];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+	wh_config c;
+
+	snprintf(dir, sizeof(dir), "%s/examples", src_dir());
+	d = opendir(dir);
+	CHECK(d != NULL);
+	if (!d) {
+		fprintf(stderr, "cannot open %s (set WHARF_SRC to the source root)\n", dir);
+		return;
+	}
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		int rc;
+		if (len < 5 || strcmp(e->d_name + len - 5, ".json") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		rc = wh_config_load(path, &c, err, sizeof(err));
+		CHECK(rc == 0);
+		if (rc) {
+			fprintf(stderr, "  %s\n", err);
+			continue;
+		}
+		/* Every example uses only keys Wharf implements. */
+		CHECK(c.n_warnings == 0);
+		for (int i = 0; i < c.n_warnings; i++)
+			fprintf(stderr, "  %s: not implemented: %s\n", e->d_name, c.warnings[i]);
+		wh_config_free(&c);
+		n++;
+	}
+	closedir(d);
+	CHECK(n >= 4);
+
+	/* The classic one is the classic config. */
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	if (wh_config_load(path, &c, err, sizeof(err)) == 0) {
+		check_classic(&c, "/var/lib/zot", "0.0.0.0");
+		wh_config_free(&c);
+	}
+
+	snprintf(path, sizeof(path), "%s/config-mirror-root.json", dir);
+	if (wh_config_load(path, &c, err, sizeof(err)) == 0) {
+		CHECK(c.n_registries == 1 && c.registries[0].n_content == 1);
+		if (c.n_registries == 1 && c.registries[0].n_content == 1)
+			CHECK_STREQ(c.registries[0].content[0].destination, "/");
+		wh_config_free(&c);
+	}
+
+	snprintf(path, sizeof(path), "%s/config-local.json", dir);
+	if (wh_config_load(path, &c, err, sizeof(err)) == 0) {
+		CHECK(c.n_registries == 0 && !c.sync_enable);
+		wh_config_free(&c);
+	}
+
+	snprintf(path, sizeof(path), "%s/config-full.json", dir);
+	CHECK(wh_config_load(path, &c, err, sizeof(err)) == 0);
+	if (c.root_dir) {
+		CHECK(c.gc_delay_ms == 3600000 && c.gc_interval_ms == 24 * 3600000LL);
+		CHECK(c.commit);
+		CHECK_STREQ(c.realm, "wharf");
+		CHECK_STREQ(c.external_url, "https://cache.example.com");
+		CHECK(c.header_timeout_ms == 20000 && c.shutdown_timeout_ms == 10000);
+		CHECK(c.max_connections == 1024 && c.max_headers == 100);
+		CHECK_STREQ(c.log_output, "/var/log/wharf/wharf.log");
+		CHECK(c.metrics_enable);
+		CHECK_STREQ(c.sync_credentials_file, "/etc/wharf/credentials.json");
+		CHECK(c.manifest_check_interval_ms == 300000);
+		CHECK(!c.allow_private_redirects);
+		CHECK(c.n_registries == 3);
+	}
+	if (c.n_registries == 3) {
+		const wh_sync_registry *r = &c.registries[2];
+		CHECK(c.registries[0].max_retries == 3 && c.registries[0].retry_delay_ms == 300000);
+		CHECK(c.registries[0].manifest_check_interval_ms == 300000);
+		CHECK(c.registries[1].manifest_check_interval_ms == 600000);
+		CHECK(r->n_urls == 2);
+		CHECK_STREQ(r->urls[1], "https://registry-mirror.example.net:8443");
+		CHECK_STREQ(r->cert_dir, "/etc/wharf/certs/registry.example.com");
+		CHECK(r->max_retries == 5 && r->retry_delay_ms == 30000);
+		CHECK(r->n_content == 2);
+		if (r->n_content == 2) {
+			CHECK_STREQ(r->content[0].prefix, "team/**");
+			CHECK(r->content[0].strip_prefix);
+			CHECK_STREQ(r->content[0].tags.regex, "^v[0-9]+\\.[0-9]+\\.[0-9]+$");
+			CHECK_STREQ(r->content[0].tags.exclude_regex, "-(rc|beta)[0-9]*$");
+			CHECK_STREQ(r->content[1].prefix, "base/{alpine,debian}");
+		}
+	}
+	wh_config_free(&c);
+}
+
+int main(void)
+{
+	test_classic();
+	test_default();
+	test_defaults_when_absent();
+	test_errors();
+	test_error_buffer();
+	test_warnings();
+	test_auth();
+	test_durations();
+	test_load();
+	test_examples();
+	CHECK_DONE();
+}
