@@ -97,6 +97,24 @@ def cycles(graph):
     return out
 
 
+def cycle_path(graph, comp):
+    """One cycle through comp's first module, as the includes go."""
+    start, members = comp[0], set(comp)
+    prev, queue = {start: None}, [start]
+    while queue:
+        v = queue.pop(0)
+        for w in sorted(graph.get(v, ())):
+            if w == start:
+                path = [v]
+                while prev[path[-1]] is not None:
+                    path.append(prev[path[-1]])
+                return [start] + path[::-1][1:] + [start] if len(path) > 1 else [start, v, start]
+            if w in members and w not in prev:
+                prev[w] = v
+                queue.append(w)
+    return comp
+
+
 def check(root):
     problems = [f"{p}: not in a layer folder ({', '.join(LAYERS)})" for p in stray(root)]
     graph = {}
@@ -126,7 +144,7 @@ def check(root):
             if module is not None and (tlayer, tmod) != (layer, module):
                 graph.setdefault(f"{layer}/{module}", set()).add(f"{tlayer}/{tmod}")
     for comp in cycles(graph):
-        problems.append("include cycle between modules: " + " -> ".join(comp + comp[:1]))
+        problems.append("include cycle between modules: " + " -> ".join(cycle_path(graph, comp)))
     return problems, graph
 
 

@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "wharf/base/common.h"
-#include "wharf/base/config.h"
+#include "wharf/app/config.h"
 #include "wharf/net/http.h"
 #include "wharf/base/log.h"
 #include "wharf/app/registry.h"
@@ -56,10 +56,10 @@ static int cmd_verify(const char *path)
 	}
 	/* Zot reads the TLS files only when it starts; a config that cannot
 	 * start is not valid here. */
-	if (cfg.tls_cert) {
+	if (cfg.tls.cert) {
 		wh_tls *tls = NULL;
 		char terr[512];
-		if (wh_tls_new(&cfg, &tls, terr, sizeof(terr)) != 0) {
+		if (wh_tls_new(&cfg.tls, &tls, terr, sizeof(terr)) != 0) {
 			wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error",
 			       WH_LS, terr, NULL);
 			fprintf(stdout, "%s: %s\n", path, terr);
@@ -139,8 +139,8 @@ static void log_start(const wh_config *cfg, int port)
 {
 	char ups[1024] = "";
 	size_t n = 0;
-	for (int i = 0; i < cfg->n_registries && n < sizeof(ups); i++) {
-		const wh_sync_registry *r = &cfg->registries[i];
+	for (int i = 0; i < cfg->sync.n_registries && n < sizeof(ups); i++) {
+		const wh_sync_registry *r = &cfg->sync.registries[i];
 		for (int j = 0; j < r->n_content && n < sizeof(ups); j++) {
 			int k =
 			    snprintf(ups + n, sizeof(ups) - n, "%s%s=%s", n ? "," : "",
@@ -152,12 +152,12 @@ static void log_start(const wh_config *cfg, int port)
 		}
 	}
 	char listen[300];
-	snprintf(listen, sizeof(listen), "%s:%d", cfg->address ? cfg->address : "", port);
+	snprintf(listen, sizeof(listen), "%s:%d", cfg->http.address ? cfg->http.address : "", port);
 	wh_log(WH_LOG_INFO, "wharf started", "version", WH_LS, WHARF_VERSION, "config", WH_LS,
-	       cfg->path ? cfg->path : "(built-in default)", "listen", WH_LS, listen, "tls",
-	       WH_LB, cfg->tls_cert != NULL, "rootDirectory", WH_LS, cfg->root_dir, "upstreams",
-	       WH_LS, cfg->sync_enable ? ups : "", NULL);
-	if (!is_loopback(cfg->address) && !cfg->http_auth)
+	       cfg->path ? cfg->path : "(built-in default)", "listen", WH_LS, listen, "tls", WH_LB,
+	       cfg->tls.cert != NULL, "rootDirectory", WH_LS, cfg->storage.root_dir, "upstreams",
+	       WH_LS, cfg->sync.enable ? ups : "", NULL);
+	if (!is_loopback(cfg->http.address) && !wh_config_has_auth(cfg))
 		wh_log(WH_LOG_WARN,
 		       "listening beyond this host with no http.auth: anyone who reaches the "
 		       "port can push, pull and delete",
@@ -179,9 +179,9 @@ static int cmd_serve(const char *path)
 		fprintf(stderr, "wharf: %s\n", path ? err : "built-in config: invalid");
 		return 1;
 	}
-	int lr = wh_log_setup(cfg.log_level, cfg.log_output);
+	int lr = wh_log_setup(cfg.log.level, cfg.log.output);
 	if (lr != 0) {
-		fprintf(stderr, "wharf: cannot open log.output %s: %s\n", cfg.log_output,
+		fprintf(stderr, "wharf: cannot open log.output %s: %s\n", cfg.log.output,
 		        strerror(-lr));
 		goto out;
 	}
@@ -195,14 +195,14 @@ static int cmd_serve(const char *path)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
-	int sr = wh_store_open(cfg.root_dir, cfg.dedupe, &store);
+	int sr = wh_store_open(cfg.storage.root_dir, cfg.storage.dedupe, &store);
 	if (sr != 0) {
-		wh_log(WH_LOG_ERROR, "cannot open storage", "rootDirectory", WH_LS, cfg.root_dir,
-		       "error", WH_LS, wh_strerror(sr), NULL);
+		wh_log(WH_LOG_ERROR, "cannot open storage", "rootDirectory", WH_LS,
+		       cfg.storage.root_dir, "error", WH_LS, wh_strerror(sr), NULL);
 		goto out;
 	}
-	if (cfg.tls_cert) {
-		if (wh_tls_new(&cfg, &st.tls, err, sizeof(err)) != 0) {
+	if (cfg.tls.cert) {
+		if (wh_tls_new(&cfg.tls, &st.tls, err, sizeof(err)) != 0) {
 			wh_log(WH_LOG_ERROR, "cannot set up TLS", "error", WH_LS, err, NULL);
 			fprintf(stderr, "wharf: %s\n", err);
 			goto out;
@@ -210,7 +210,7 @@ static int cmd_serve(const char *path)
 	}
 	if (wh_registry_new(loop, &cfg, store, &st.reg) != 0)
 		goto out;
-	if (wh_server_start(loop, &cfg, st.tls, wh_registry_handle, st.reg, &st.srv) != 0)
+	if (wh_server_start(loop, &cfg.http, st.tls, wh_registry_handle, st.reg, &st.srv) != 0)
 		goto out;
 
 	uv_signal_init(loop, &st.sigterm);

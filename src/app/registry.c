@@ -198,15 +198,17 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 	reg->store = store;
 	const wh_sync_serve serve = {serve_manifest, serve_blob, serve_referrers, serve_tags, reg};
 	char err[512];
-	int rc = wh_sync_new(loop, cfg, store, &serve, &reg->sync, err, sizeof(err));
+	int rc = wh_sync_new(loop, &cfg->sync, store, &serve, &reg->sync, err, sizeof(err));
 	if (rc != 0) {
 		wh_log(WH_LOG_ERROR, "cannot start sync", "error", WH_LS, err, NULL);
 		free(reg);
 		return rc;
 	}
-	rc = wh_auth_new(loop, cfg, &reg->auth);
+	rc = wh_auth_new(loop, &cfg->auth, &cfg->access,
+	                 cfg->tls.cert && *cfg->tls.cert && cfg->tls.cacert && *cfg->tls.cacert,
+	                 &reg->auth);
 	if (rc == 0)
-		rc = wh_ratelimit_new(cfg, &reg->ratelimit);
+		rc = wh_ratelimit_new(&cfg->ratelimit, &reg->ratelimit);
 	if (rc != 0) {
 		wh_log(WH_LOG_ERROR, "cannot start authentication", "error", WH_LS, wh_strerror(rc),
 		       NULL);
@@ -216,8 +218,8 @@ int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_r
 		return rc;
 	}
 	if (reg->ratelimit)
-		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI, (long long)cfg->rate,
-		       NULL);
+		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI,
+		       (long long)cfg->ratelimit.rate, NULL);
 	catalog_scan_start(reg);
 	*out = reg;
 	return 0;

@@ -1,8 +1,10 @@
 #include "wharf/base/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
@@ -159,4 +161,40 @@ void wh_log(int level, const char *message, ...)
 		p += w;
 		left -= (size_t)w;
 	}
+}
+
+/* ---- configuration: log ---- */
+
+static int parse_level(wh_conf *c, const cJSON *v, char *base)
+{
+	int level;
+
+	if (!cJSON_IsString(v))
+		return wh_conf_fail(c, "expected a string");
+	level = wh_log_level_parse(v->valuestring);
+	if (level < 0)
+		return wh_conf_fail(c, "unknown level \"%s\" (debug, info, warn or error)",
+		                    v->valuestring);
+	((wh_log_settings *)(void *)base)->level = level;
+	return 0;
+}
+
+const wh_conf_key wh_log_keys[] = {
+    WH_CONF_FN("level", WH_CONF_NOSTORE, parse_level),
+    WH_CONF_KEY("output", WH_CONF_STRING, 0, offsetof(wh_log_settings, output)),
+    WH_CONF_KEY("audit", WH_CONF_STRING, WH_CONF_WARN_IF_SET, offsetof(wh_log_settings, audit)),
+    WH_CONF_END,
+};
+
+void wh_log_settings_init(wh_log_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->level = WH_LOG_INFO;
+}
+
+void wh_log_settings_free(wh_log_settings *s)
+{
+	free(s->output);
+	free(s->audit);
+	memset(s, 0, sizeof(*s));
 }

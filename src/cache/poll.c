@@ -558,7 +558,7 @@ static void image_step(struct job *j)
 
 /* ---- life ---- */
 
-wh_poll *wh_poll_new(uv_loop_t *loop, const wh_config *cfg, wh_sync *sync)
+wh_poll *wh_poll_new(uv_loop_t *loop, const struct wh_sync_settings *cfg, wh_sync *sync)
 {
 	int n = 0;
 	for (int i = 0; i < cfg->n_registries; i++) {

@@ -152,7 +152,7 @@ struct bhead {
 
 struct wh_sync {
 	uv_loop_t *loop;
-	const wh_config *cfg;
+	const wh_sync_settings *cfg;
 	wh_store *store;
 	wh_sync_serve serve;
 	wh_upstream *up;
@@ -216,7 +216,7 @@ bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 {
 	if (!s)
 		return false;
-	const wh_config *cfg = s->cfg;
+	const wh_sync_settings *cfg = s->cfg;
 	for (int i = 0; i < cfg->n_registries; i++) {
 		const wh_sync_registry *reg = &cfg->registries[i];
 		if (!reg->on_demand || reg->n_urls == 0)
@@ -294,7 +294,7 @@ bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *o
 {
 	if (!s || !*ns)
 		return false;
-	const wh_config *cfg = s->cfg;
+	const wh_sync_settings *cfg = s->cfg;
 	for (int i = 0; i < cfg->n_registries; i++) {
 		const wh_sync_registry *reg = &cfg->registries[i];
 		if (!reg->on_demand)
@@ -332,7 +332,7 @@ bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *o
 
 static const struct rule_re *rule_for(const wh_sync *s, const wh_sync_map *map)
 {
-	const wh_config *cfg = s->cfg;
+	const wh_sync_settings *cfg = s->cfg;
 	int i = (int)(map->reg - cfg->registries);
 	int j = (int)(map->content - map->reg->content);
 	return &s->re[i][j];
@@ -1924,19 +1924,18 @@ static void listings_free(wh_sync *s)
 
 /* ---- life ---- */
 
-int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh_sync_serve *serve,
-                wh_sync **out, char *err, size_t errlen)
+int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store,
+                const wh_sync_serve *serve, wh_sync **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (!cfg->sync_enable || cfg->n_registries == 0)
+	if (!cfg->enable || cfg->n_registries == 0)
 		return 0;
 	wh_sync *s = wh_calloc(1, sizeof(*s));
 	s->loop = loop;
 	s->cfg = cfg;
 	s->store = store;
 	s->serve = *serve;
-	int rc = wh_upstream_new(loop, cfg->sync_credentials_file, cfg->allow_private_redirects,
-	                         &s->up, err, errlen);
+	int rc = wh_upstream_new(loop, &cfg->upstream, &s->up, err, errlen);
 	if (rc != 0) {
 		free(s);
 		return rc;
@@ -2018,4 +2017,333 @@ void wh_sync_free(wh_sync *s)
 	}
 	free(s->re);
 	free(s);
+}
+
+/* ---- configuration: extensions.sync ---- */
+
+/* What is wrong with an upstream URL, or NULL: Wharf takes
+ * http(s)://host[:port] with an optional trailing slash, nothing more. */
+static const char *url_problem(const char *u)
+{
+	const char *h, *c;
+
+	if (strncasecmp(u, "https://", 8) == 0)
+		h = u + 8;
+	else if (strncasecmp(u, "http://", 7) == 0)
+		h = u + 7;
+	else
+		return "is not an http:// or https:// URL";
+	c = h;
+	if (h[strcspn(h, "@/")] == '@')
+		return "must not hold credentials (put them in extensions.sync.credentialsFile)";
+	if (*c == '[') { /* IPv6 literal */
+		for (c++; *c && *c != ']'; c++)
+			if (!strchr("0123456789abcdefABCDEF:.", *c))
+				return "has a bad IPv6 address";
+		if (*c != ']' || c == h + 1)
+			return "has a bad IPv6 address";
+		c++;
+	} else {
+		while ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		       (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_')
+			c++;
+		if (c == h)
+			return "has no host";
+	}
+	if (*c == ':') {
+		long port = 0;
+		int digits = 0;
+		for (c++; *c >= '0' && *c <= '9' && digits < 6; c++, digits++)
+			port = port * 10 + (*c - '0');
+		if (digits == 0 || port < 1 || port > 65535)
+			return "has a bad port";
+	}
+	if (*c == '/')
+		c++;
+	if (*c)
+		return "must be scheme://host[:port] (no path, query or credentials)";
+	return NULL;
+}
+
+#define REG(m) offsetof(wh_sync_registry, m)
+#define CON(m) offsetof(wh_sync_content, m)
+
+static const wh_conf_key tags_fields[] = {
+    {"regex", WH_CONF_REGEX, 0, CON(tags.regex), NULL, NULL},
+    {"excludeRegex", WH_CONF_REGEX, 0, CON(tags.exclude_regex), NULL, NULL},
+    {"semver", WH_CONF_BOOL, 0, CON(tags.semver), NULL, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static const wh_conf_key content_fields[] = {
+    {"prefix", WH_CONF_GLOB, 0, CON(prefix), NULL, NULL},
+    {"destination", WH_CONF_STRING, 0, CON(destination), NULL, NULL},
+    {"stripPrefix", WH_CONF_BOOL, 0, CON(strip_prefix), NULL, NULL},
+    {"tags", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, tags_fields, NULL},
+    /* Every platform of an index is synced. */
+    {"platforms", WH_CONF_ANY, 0, WH_CONF_NOSTORE, NULL, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static int check_content(wh_conf *p, const wh_sync_content *c)
+{
+	size_t old;
+	int rc = 0;
+
+	if (!c->prefix) {
+		old = wh_conf_push_key(p, "prefix");
+		rc = wh_conf_fail(p, "required");
+		wh_conf_pop(p, old);
+	} else if (c->strip_prefix && c->destination && strcmp(c->destination, "/") == 0 &&
+	           !strstr(c->prefix, "/*")) {
+		/* Zot's rule: stripping the whole name would leave nothing to store. */
+		old = wh_conf_push_key(p, "stripPrefix");
+		rc = wh_conf_fail(p,
+		                  "with destination \"/\" the prefix must contain a glob (\"/*\")");
+		wh_conf_pop(p, old);
+	}
+	return rc;
+}
+
+static int parse_contents(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_sync_registry *r = (wh_sync_registry *)(void *)base;
+	const cJSON *item;
+	int n, rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p, "expected an array");
+	n = cJSON_GetArraySize(v);
+	r->content = wh_calloc((size_t)n, sizeof(*r->content));
+	r->n_content = n;
+	n = 0;
+	cJSON_ArrayForEach(item, v)
+	{
+		wh_sync_content *c = &r->content[n];
+		size_t old = wh_conf_push_index(p, n);
+
+		rc = wh_conf_walk(p, item, content_fields, (char *)c);
+		if (!rc)
+			rc = check_content(p, c);
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+		n++;
+	}
+	return rc;
+}
+
+static int parse_urls(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_sync_registry *r = (wh_sync_registry *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p, "expected an array of URLs");
+	r->urls = wh_calloc((size_t)cJSON_GetArraySize(v), sizeof(*r->urls));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_index(p, r->n_urls);
+		const char *why = NULL;
+
+		if (!cJSON_IsString(item))
+			rc = wh_conf_fail(p, "expected a string");
+		else if ((why = url_problem(item->valuestring)))
+			rc = wh_conf_fail(p, "\"%s\" %s", item->valuestring, why);
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+		r->urls[r->n_urls++] = wh_strdup(item->valuestring);
+	}
+	return rc;
+}
+
+static const wh_conf_key registry_fields[] = {
+    {"urls", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_urls},
+    {"onDemand", WH_CONF_BOOL, 0, REG(on_demand), NULL, NULL},
+    {"tlsVerify", WH_CONF_BOOL, 0, REG(tls_verify), NULL, NULL},
+    {"certDir", WH_CONF_STRING, 0, REG(cert_dir), NULL, NULL},
+    {"maxRetries", WH_CONF_INT, 0, REG(max_retries), NULL, NULL},
+    {"retryDelay", WH_CONF_DURATION, 0, REG(retry_delay_ms), NULL, NULL},
+    {"pollInterval", WH_CONF_DURATION, 0, REG(poll_interval_ms), NULL, NULL},
+    /* true is refused by check_registry: not silently ignored. */
+    {"onlySigned", WH_CONF_BOOL, 0, REG(only_signed), NULL, NULL},
+    {"content", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_contents},
+    {"manifestCheckInterval", WH_CONF_DURATION, 0, REG(manifest_check_interval_ms), NULL, NULL},
+    /* Wharf stores what upstream sends, byte for byte: always "preserved". */
+    {"preserveDigest", WH_CONF_BOOL, 0, WH_CONF_NOSTORE, NULL, NULL},
+    {"maxRetryDelay", WH_CONF_DURATION, 0, REG(max_retry_delay_ms), NULL, NULL},
+    {"syncLegacyCosignTags", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"credentialHelper", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"oauth2CredentialHelper", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"syncTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, REG(sync_timeout_ms), NULL, NULL},
+    {"responseHeaderTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, REG(response_header_timeout_ms),
+     NULL, NULL},
+    {"reqConcurrent", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"reqPerSec", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"disableHTTP2", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"maxIdleConnsPerHost", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    /* Every platform of an index is synced. */
+    {"platforms", WH_CONF_ANY, 0, WH_CONF_NOSTORE, NULL, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+/* Checks across the keys of one registry, and its defaults. */
+static int check_registry(wh_conf *p, wh_sync_registry *r)
+{
+	size_t old;
+	int rc = 0;
+
+	if (r->n_urls == 0) {
+		old = wh_conf_push_key(p, "urls");
+		rc = wh_conf_fail(p, "at least one URL is required");
+		wh_conf_pop(p, old);
+	} else if (r->max_retries >= 0 && r->retry_delay_ms < 0) {
+		old = wh_conf_push_key(p, "maxRetries");
+		rc = wh_conf_fail(p, "retryDelay is required with maxRetries (as in Zot)");
+		wh_conf_pop(p, old);
+	} else if (r->max_retry_delay_ms >= 0 && r->retry_delay_ms < 0) {
+		old = wh_conf_push_key(p, "maxRetryDelay");
+		rc = wh_conf_fail(p, "retryDelay is required with maxRetryDelay (as in Zot)");
+		wh_conf_pop(p, old);
+	} else if (r->max_retry_delay_ms >= 0 && r->max_retry_delay_ms < r->retry_delay_ms) {
+		old = wh_conf_push_key(p, "maxRetryDelay");
+		rc = wh_conf_fail(p, "must not be less than retryDelay (as in Zot)");
+		wh_conf_pop(p, old);
+	} else if (r->manifest_check_interval_ms > 0 && !r->on_demand) {
+		old = wh_conf_push_key(p, "manifestCheckInterval");
+		rc = wh_conf_fail(p, "requires onDemand to be true");
+		wh_conf_pop(p, old);
+	} else if (r->only_signed) {
+		old = wh_conf_push_key(p, "onlySigned");
+		rc = wh_conf_fail(p,
+		                  "not supported by Wharf: images would be synced without checking "
+		                  "their signatures; remove the key or set it to false");
+		wh_conf_pop(p, old);
+	}
+	r->content_given = r->n_content > 0;
+	if (r->n_content == 0) {
+		/* As Zot: no content rules mirror every name, at the root. */
+		free(r->content);
+		r->content = wh_calloc(1, sizeof(*r->content));
+		r->content[0].prefix = wh_strdup("**");
+		r->n_content = 1;
+	}
+	bool periodic = r->poll_interval_ms > 0 && r->content_given;
+	if (!rc && r->poll_interval_ms > 0 && !r->content_given)
+		wh_conf_notice(p,
+		               "pollInterval without content rules: periodic sync needs them (as "
+		               "in Zot), so none runs");
+	if (!rc && !r->on_demand && !periodic)
+		wh_conf_notice(p,
+		               "onDemand is false and there is no periodic sync (pollInterval with "
+		               "content rules): this registry is never fetched");
+	/* As in Zot: no retries unless asked; maxRetryDelay is retryDelay unless
+	 * set (a larger one makes the back-off exponential). */
+	if (r->max_retries < 0)
+		r->max_retries = 0;
+	if (r->retry_delay_ms < 0)
+		r->retry_delay_ms = 5 * WH_MINUTE_MS;
+	if (r->max_retry_delay_ms < 0)
+		r->max_retry_delay_ms = r->retry_delay_ms;
+	return rc;
+}
+
+static int parse_registries(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_sync_settings *cfg = (wh_sync_settings *)(void *)base;
+	const cJSON *item;
+	int n, rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p, "expected an array");
+	n = cJSON_GetArraySize(v);
+	cfg->registries = wh_calloc((size_t)n, sizeof(*cfg->registries));
+	cfg->n_registries = n;
+	n = 0;
+	cJSON_ArrayForEach(item, v)
+	{
+		wh_sync_registry *r = &cfg->registries[n];
+		size_t old = wh_conf_push_index(p, n);
+
+		r->tls_verify = true;
+		r->max_retries = -1; /* -1: absent, resolved by check_registry */
+		r->retry_delay_ms = -1;
+		r->max_retry_delay_ms = -1;
+		r->manifest_check_interval_ms = -1;  /* resolved by finish */
+		r->sync_timeout_ms = 3 * WH_HOUR_MS; /* Zot's default */
+		/* Zot's is 30 s; a cache must not make a pull wait that long on an
+		 * upstream that accepts and never answers. */
+		r->response_header_timeout_ms = 4000;
+		rc = wh_conf_walk(p, item, registry_fields, (char *)r);
+		if (!rc)
+			rc = check_registry(p, r);
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+		n++;
+	}
+	return rc;
+}
+
+#define SYN(m) offsetof(wh_sync_settings, m)
+
+static const wh_conf_key sync_wharf_fields[] = {
+    {"manifestCheckInterval", WH_CONF_DURATION, 0, SYN(manifest_check_interval_ms), NULL, NULL},
+    WH_CONF_INLINED(wh_upstream_wharf_keys, SYN(upstream)),
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static const wh_conf_key sync_fields[] = {
+    {"enable", WH_CONF_BOOL, 0, SYN(enable), NULL, NULL},
+    {"credentialsFile", WH_CONF_STRING, 0, SYN(upstream.credentials_file), NULL, NULL},
+    {"registries", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_registries},
+    {"downloadDir", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"wharf", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, sync_wharf_fields, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+int wh_sync_conf(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_sync_settings *s = (wh_sync_settings *)(void *)base;
+	if (cJSON_IsObject(v))
+		s->enable = true; /* as Zot: present means enabled unless "enable" says not */
+	return wh_conf_walk(p, v, sync_fields, base);
+}
+
+void wh_sync_settings_init(wh_sync_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->manifest_check_interval_ms = 5 * WH_MINUTE_MS;
+	wh_upstream_settings_init(&s->upstream);
+}
+
+void wh_sync_settings_finish(wh_sync_settings *s)
+{
+	for (int i = 0; i < s->n_registries; i++)
+		if (s->registries[i].manifest_check_interval_ms < 0)
+			s->registries[i].manifest_check_interval_ms = s->manifest_check_interval_ms;
+}
+
+void wh_sync_settings_free(wh_sync_settings *s)
+{
+	for (int i = 0; i < s->n_registries; i++) {
+		wh_sync_registry *r = &s->registries[i];
+		for (int j = 0; j < r->n_urls; j++)
+			free(r->urls[j]);
+		free(r->urls);
+		free(r->cert_dir);
+		for (int j = 0; j < r->n_content; j++) {
+			wh_sync_content *c = &r->content[j];
+			free(c->prefix);
+			free(c->destination);
+			free(c->tags.regex);
+			free(c->tags.exclude_regex);
+		}
+		free(r->content);
+	}
+	free(s->registries);
+	wh_upstream_settings_free(&s->upstream);
+	memset(s, 0, sizeof(*s));
 }

@@ -49,12 +49,9 @@
 
 /* How long and how much the upstream may take. Kept here together: Zot's
  * syncTimeout and responseHeaderTimeout will set some of them. */
-#define CONNECT_TIMEOUT_MS 10000
-#define DEADLINE_MS        60000 /* a whole exchange, but a bulk one (a blob GET) */
-#define STALL_BYTES_PER_S  1024  /* under this for STALL_S, a transfer is cut */
-#define STALL_S            30
-#define HEADERS_MAX        (64 * 1024) /* header bytes of one exchange */
-#define MAX_REDIRECTS      5
+#define STALL_BYTES_PER_S 1024        /* under this for stallTimeout, a transfer is cut */
+#define HEADERS_MAX       (64 * 1024) /* header bytes of one exchange */
+#define MAX_REDIRECTS     5
 /* An upstream that failed this many exchanges in a row (or let one wait past
  * its header deadline) is down: clients are not sent there while it is, and
  * it is probed (GET /v2/) after a back-off that doubles up to a minute. */
@@ -104,8 +101,8 @@ struct wh_upstream {
 	int n_creds;
 	wh_up_req *reqs;
 	struct sock *socks;
-	bool allow_private_redirects;
-	int in_curl; /* depth of calls into curl that may call us back */
+	wh_upstream_settings set; /* credentials_file not kept */
+	int in_curl;              /* depth of calls into curl that may call us back */
 	bool freeing;
 	int pending_closes;
 };
@@ -459,7 +456,7 @@ static enum addr_class ip_text_class(const char *ip)
 static bool addr_allowed(const wh_up_req *r, enum addr_class c)
 {
 	return c == AC_PUBLIC || (c != AC_UNKNOWN && c == r->origin_class) ||
-	       r->up->allow_private_redirects;
+	       r->up->set.allow_private_redirects;
 }
 
 static void log_refused(wh_up_req *r, const char *address)
@@ -1078,17 +1075,18 @@ static CURL *easy_new(wh_up_req *r, const char *url)
 	lc.easy_setopt(e, CURLOPT_WRITEDATA, r);
 	lc.easy_setopt(e, CURLOPT_USERAGENT, "wharf/" WHARF_VERSION);
 	lc.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	lc.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
+	lc.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)r->up->set.connect_timeout_ms);
 	/* A transfer that stalls is cut; one that goes on and on too, unless its
 	 * body may be large. */
 	lc.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES_PER_S);
 	/* A small answer (a manifest, a token) that stalls is a sick upstream:
 	 * it gets as long as the headers did; a blob the full stall time. */
 	bool bulk = r->phase == PH_MAIN && r->opts.bulk;
-	long stall = bulk ? STALL_S : (long)WH_MAX(header_timeout_ms(r) / 1000, (uint64_t)2);
+	long stall = bulk ? (long)WH_MAX(r->up->set.stall_timeout_ms / 1000, 1)
+	                  : (long)WH_MAX(header_timeout_ms(r) / 1000, (uint64_t)2);
 	lc.easy_setopt(e, CURLOPT_LOW_SPEED_TIME, stall);
 	if (!(r->phase == PH_MAIN && r->opts.bulk))
-		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
+		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->up->set.request_timeout_ms);
 	else if (r->reg->sync_timeout_ms > 0)
 		lc.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->reg->sync_timeout_ms);
 	lc.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -1663,17 +1661,19 @@ static int multi_ready(wh_upstream *up)
 	lc.multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
 	lc.multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
 	lc.multi_setopt(up->multi, CURLMOPT_TIMERDATA, up);
-	lc.multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	lc.multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+	                (long)up->set.max_host_connections);
 	return 0;
 }
 
-int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, bool allow_private_redirects,
-                    wh_upstream **out, char *err, size_t errlen)
+int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream **out, char *err,
+                    size_t errlen)
 {
 	wh_upstream *up = wh_calloc(1, sizeof(*up));
 	up->loop = loop;
-	up->allow_private_redirects = allow_private_redirects;
-	if (credentials_file && load_creds(up, credentials_file, err, errlen) != 0) {
+	up->set = *s;
+	up->set.credentials_file = NULL;
+	if (s->credentials_file && load_creds(up, s->credentials_file, err, errlen) != 0) {
 		free_creds(up);
 		free(up);
 		return WH_EINVAL;
@@ -1753,4 +1753,32 @@ void wh_upstream_cancel(wh_up_req *r)
 	 * callback refuses the next bytes and check_done cleans up. */
 	if (r->up->in_curl == 0 || !r->easy)
 		req_finish(r, 0);
+}
+
+/* ---- configuration: extensions.sync.wharf ---- */
+
+#define UPS(m) offsetof(wh_upstream_settings, m)
+
+const wh_conf_key wh_upstream_wharf_keys[] = {
+    WH_CONF_KEY("allowPrivateRedirects", WH_CONF_BOOL, 0, UPS(allow_private_redirects)),
+    WH_CONF_KEY("connectTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, UPS(connect_timeout_ms)),
+    WH_CONF_KEY("requestTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, UPS(request_timeout_ms)),
+    WH_CONF_KEY("stallTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, UPS(stall_timeout_ms)),
+    WH_CONF_KEY("maxHostConnections", WH_CONF_INT, WH_CONF_POSITIVE, UPS(max_host_connections)),
+    WH_CONF_END,
+};
+
+void wh_upstream_settings_init(wh_upstream_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->connect_timeout_ms = 10 * WH_SECOND_MS;
+	s->request_timeout_ms = 60 * WH_SECOND_MS;
+	s->stall_timeout_ms = 30 * WH_SECOND_MS;
+	s->max_host_connections = 16;
+}
+
+void wh_upstream_settings_free(wh_upstream_settings *s)
+{
+	free(s->credentials_file);
+	memset(s, 0, sizeof(*s));
 }

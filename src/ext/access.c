@@ -3,8 +3,10 @@
  * answering it. */
 #include "wharf/ext/access.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "wharf/base/common.h"
 
@@ -111,4 +113,251 @@ bool wh_access_needs_login(const wh_access_config *ac)
 		if (ac->repos[i].n_policies || ac->repos[i].default_actions)
 			return true;
 	return false;
+}
+
+/* ---- configuration: http.accessControl ---- */
+
+#define ACC(m) offsetof(wh_access_config, m)
+#define POL(m) offsetof(wh_policy, m)
+
+static int parse_users(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_policy *pol = (wh_policy *)(void *)base;
+	return wh_conf_strv(p, v, &pol->users, &pol->n_users);
+}
+
+static int parse_groups_ref(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_policy *pol = (wh_policy *)(void *)base;
+	int from = pol->n_groups;
+	int rc = wh_conf_strv(p, v, &pol->groups, &pol->n_groups);
+	for (int i = from; i < pol->n_groups; i++)
+		wh_conf_lower(pol->groups[i]); /* as the keys of accessControl.groups */
+	return rc;
+}
+
+/* ["read","create",...] into WH_ACTION_* bits. Zot ignores an action it does
+ * not know, which silently grants nothing; a typo is an error here. */
+static int get_actions(wh_conf *p, const cJSON *v, unsigned *out)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} names[] = {{"read", WH_ACTION_READ},
+	             {"create", WH_ACTION_CREATE},
+	             {"update", WH_ACTION_UPDATE},
+	             {"delete", WH_ACTION_DELETE},
+	             /* a stricter DELETE, off by default: accepting it unimplemented
+	              * only makes deletes easier, never reads or writes */
+	             {"detectManifestCollision", 0}};
+	const cJSON *item;
+	int i = 0, rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p,
+		                    "expected an array of actions (read, create, update, delete)");
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_index(p, i++);
+		size_t k;
+		if (!cJSON_IsString(item))
+			rc = wh_conf_fail(p, "expected a string");
+		for (k = 0; !rc && k < WH_ARRAY_SIZE(names); k++)
+			if (strcasecmp(item->valuestring, names[k].name) == 0)
+				break;
+		if (!rc && k == WH_ARRAY_SIZE(names))
+			rc = wh_conf_fail(p,
+			                  "unknown action \"%s\" (read, create, update or delete)",
+			                  item->valuestring);
+		if (!rc)
+			*out |= names[k].bit;
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_actions(wh_conf *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_policy *)(void *)base)->actions);
+}
+
+/* Conditions are CEL expressions that narrow a grant: ignoring them would
+ * grant more than asked, so a non-empty list is refused. */
+static const wh_conf_key policy_fields[] = {
+    {"users", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_users},
+    {"groups", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_groups_ref},
+    {"actions", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_actions},
+    {"conditions", WH_CONF_ANY, WH_CONF_REFUSE_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_policies(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_repo_policy *r = (wh_repo_policy *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p, "expected an array");
+	r->policies = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*r->policies));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_index(p, r->n_policies);
+		rc = wh_conf_walk(p, item, policy_fields, (char *)&r->policies[r->n_policies]);
+		wh_conf_pop(p, old);
+		r->n_policies++; /* freed whole, even half-parsed */
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_default_policy(wh_conf *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_repo_policy *)(void *)base)->default_actions);
+}
+
+static int parse_anonymous_policy(wh_conf *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_repo_policy *)(void *)base)->anonymous_actions);
+}
+
+static const wh_conf_key repo_policy_fields[] = {
+    {"policies", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_policies},
+    {"defaultPolicy", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_default_policy},
+    {"anonymousPolicy", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_anonymous_policy},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_repositories(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsObject(v))
+		return wh_conf_fail(p, "expected an object of repository globs");
+	ac->repos = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*ac->repos));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_key(p, item->string);
+		wh_repo_policy *r = &ac->repos[ac->n_repos++];
+		const char *why = wh_conf_glob_problem(item->string);
+
+		r->pattern = wh_strdup(item->string);
+		wh_conf_lower(r->pattern);
+		if (wh_conf_dup_key(v, item))
+			rc = wh_conf_fail(p, "duplicate key");
+		else if (why)
+			rc = wh_conf_fail(p, "invalid glob: %s", why);
+		else if (!cJSON_IsNull(item))
+			rc = wh_conf_walk(p, item, repo_policy_fields, (char *)r);
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_group_users(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_group *g = (wh_group *)(void *)base;
+	return wh_conf_strv(p, v, &g->users, &g->n_users);
+}
+
+static const wh_conf_key group_fields[] = {
+    {"users", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_group_users},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_groups(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsObject(v))
+		return wh_conf_fail(p, "expected an object of groups");
+	ac->groups = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*ac->groups));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_key(p, item->string);
+		wh_group *g = &ac->groups[ac->n_groups++];
+		g->name = wh_strdup(item->string);
+		wh_conf_lower(g->name);
+		if (wh_conf_dup_key(v, item))
+			rc = wh_conf_fail(p, "duplicate key");
+		else if (!cJSON_IsNull(item))
+			rc = wh_conf_walk(p, item, group_fields, (char *)g);
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+static int parse_metrics_users(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	return wh_conf_strv(p, v, &ac->metrics_users, &ac->n_metrics_users);
+}
+
+static int parse_metrics_anonymous(wh_conf *p, const cJSON *v, char *base)
+{
+	return get_actions(p, v, &((wh_access_config *)(void *)base)->metrics_anonymous);
+}
+
+static const wh_conf_key metrics_access_fields[] = {
+    {"users", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_metrics_users},
+    {"anonymousPolicy", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_metrics_anonymous},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_admin_policy(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	return wh_conf_walk(p, v, policy_fields, (char *)&ac->admin);
+}
+
+static const wh_conf_key access_fields[] = {
+    {"repositories", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_repositories},
+    {"groups", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_groups},
+    {"adminPolicy", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_admin_policy},
+    {"metrics", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, metrics_access_fields, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+int wh_access_conf(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_access_config *ac = (wh_access_config *)(void *)base;
+	ac->enabled = true;
+	return wh_conf_walk(p, v, access_fields, base);
+}
+
+static void policy_free(wh_policy *pol)
+{
+	wh_conf_strv_free(pol->users, pol->n_users);
+	wh_conf_strv_free(pol->groups, pol->n_groups);
+}
+
+void wh_access_config_free(wh_access_config *ac)
+{
+	for (int i = 0; i < ac->n_repos; i++) {
+		wh_repo_policy *r = &ac->repos[i];
+		free(r->pattern);
+		for (int j = 0; j < r->n_policies; j++)
+			policy_free(&r->policies[j]);
+		free(r->policies);
+	}
+	free(ac->repos);
+	for (int i = 0; i < ac->n_groups; i++) {
+		free(ac->groups[i].name);
+		wh_conf_strv_free(ac->groups[i].users, ac->groups[i].n_users);
+	}
+	free(ac->groups);
+	policy_free(&ac->admin);
+	wh_conf_strv_free(ac->metrics_users, ac->n_metrics_users);
+	memset(ac, 0, sizeof(*ac));
 }

@@ -11,6 +11,7 @@
 
 #include <crypt.h>
 #include <errno.h>
+#include <stddef.h>
 #include <mbedtls/base64.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +99,8 @@ struct delay {
 
 struct wh_auth {
 	uv_loop_t *loop;
-	const wh_config *cfg;
+	const wh_auth_settings *cfg;
+	const wh_access_config *access;
 	bool authn; /* htpasswd configured */
 	bool mtls;  /* http.tls with a cacert: a verified client certificate's CN is a user */
 	struct user *users;
@@ -182,13 +184,15 @@ static const struct user *find_user(const wh_auth *a, const char *name)
 	return NULL;
 }
 
-int wh_auth_new(uv_loop_t *loop, const wh_config *cfg, wh_auth **out)
+int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, const wh_access_config *access,
+                bool mtls, wh_auth **out)
 {
 	wh_auth *a = wh_calloc(1, sizeof(*a));
 	a->loop = loop;
 	a->cfg = cfg;
 	a->authn = cfg->htpasswd_path && *cfg->htpasswd_path;
-	a->mtls = cfg->tls_cert && *cfg->tls_cert && cfg->tls_cacert && *cfg->tls_cacert;
+	a->access = access;
+	a->mtls = mtls;
 	const char *realm = cfg->realm && *cfg->realm ? cfg->realm : "Authorization Required";
 	/* Go-quoted, as Zot's strconv.Quote: escape '"' and '\'. */
 	size_t n = (size_t)snprintf(a->challenge, sizeof(a->challenge), "Basic realm=\"");
@@ -346,7 +350,7 @@ static void authn_failed(wh_auth *a, wh_req *req, const char *user, const char *
 static void authorize(wh_auth *a, wh_req *req, const char *user, const char *repo, unsigned action,
                       wh_auth_next next, void *arg)
 {
-	if (!repo || wh_access_allows(&a->cfg->access, user, repo, action)) {
+	if (!repo || wh_access_allows(a->access, user, repo, action)) {
 		next(req, arg, user);
 		return;
 	}
@@ -528,7 +532,7 @@ static bool docker_client(const wh_req *req)
 void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, wh_auth_next next,
                    void *arg)
 {
-	const wh_access_config *ac = &a->cfg->access;
+	const wh_access_config *ac = a->access;
 	if (!a->authn && !a->mtls && !ac->enabled) {
 		next(req, arg, NULL);
 		return;
@@ -596,12 +600,12 @@ void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, w
 
 bool wh_auth_may(const wh_auth *a, const char *user, const char *repo, unsigned action)
 {
-	return wh_access_allows(&a->cfg->access, user, repo, action);
+	return wh_access_allows(a->access, user, repo, action);
 }
 
 bool wh_auth_filters(const wh_auth *a)
 {
-	return a->cfg->access.enabled;
+	return a->access->enabled;
 }
 
 void wh_auth_base_headers(const wh_auth *a, wh_req *req)
@@ -613,4 +617,44 @@ void wh_auth_base_headers(const wh_auth *a, wh_req *req)
 uint64_t wh_auth_verifications(const wh_auth *a)
 {
 	return a->verifications;
+}
+
+/* ---- configuration: http.auth, http.realm ---- */
+
+static const wh_conf_key htpasswd_fields[] = {
+    {"path", WH_CONF_STRING, 0, offsetof(wh_auth_settings, htpasswd_path), NULL, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+/* What Wharf does not implement is refused (R_*): LDAP, OpenID, API keys,
+ * bearer tokens and mTLS identities each make some requests authenticated,
+ * and without them the server would be open (or differently shut) where the
+ * operator expects it protected. Session settings only shape the UI login
+ * that OpenID would provide: harmless when absent, so a warning. */
+const wh_conf_key wh_auth_keys[] = {
+    {"htpasswd", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, htpasswd_fields, NULL},
+    {"failDelay", WH_CONF_INT, 0, offsetof(wh_auth_settings, fail_delay_s), NULL, NULL},
+    {"ldap", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
+    {"bearer", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
+    {"openid", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
+    {"apikey", WH_CONF_BOOL, WH_CONF_REFUSE_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
+    {"mtls", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
+    {"sessionKeysFile", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"sessionDriver", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"secureSession", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
+    {"sessionHashKey", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {"sessionEncryptKey", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+const wh_conf_key wh_auth_http_keys[] = {
+    WH_CONF_KEY("realm", WH_CONF_STRING, 0, offsetof(wh_auth_settings, realm)),
+    WH_CONF_END,
+};
+
+void wh_auth_settings_free(wh_auth_settings *s)
+{
+	free(s->realm);
+	free(s->htpasswd_path);
+	memset(s, 0, sizeof(*s));
 }

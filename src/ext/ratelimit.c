@@ -3,6 +3,8 @@
 #include "wharf/ext/ratelimit.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,8 +16,8 @@
 #define SETS (WH_RATELIMIT_SLOTS / WAYS)
 
 struct bucket {
-	uint64_t tag; /* hash of (limiter, address, path); 0: empty */
-	int64_t milli; /* tokens * 1000 */
+	uint64_t tag;     /* hash of (limiter, address, path); 0: empty */
+	int64_t milli;    /* tokens * 1000 */
 	uint64_t last_ms; /* last refill, and last use (for eviction) */
 };
 
@@ -25,14 +27,14 @@ struct limiter {
 };
 
 struct wh_ratelimit {
-	const wh_config *cfg;
+	const wh_ratelimit_settings *cfg;
 	struct limiter *limiters;
 	int n_limiters;
 	uint64_t seed; /* so that nobody can aim paths at one set */
 	struct bucket *table;
 };
 
-int wh_ratelimit_new(const wh_config *cfg, wh_ratelimit **out)
+int wh_ratelimit_new(const wh_ratelimit_settings *cfg, wh_ratelimit **out)
 {
 	*out = NULL;
 	int n = (cfg->rate > 0 ? 1 : 0);
@@ -47,8 +49,8 @@ int wh_ratelimit_new(const wh_config *cfg, wh_ratelimit **out)
 		rl->limiters[rl->n_limiters++] = (struct limiter){NULL, cfg->rate};
 	for (int i = 0; i < cfg->n_rate_methods; i++)
 		if (cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method)
-			rl->limiters[rl->n_limiters++] =
-			    (struct limiter){cfg->rate_methods[i].method, cfg->rate_methods[i].rate};
+			rl->limiters[rl->n_limiters++] = (struct limiter){
+			    cfg->rate_methods[i].method, cfg->rate_methods[i].rate};
 	if (getrandom(&rl->seed, sizeof(rl->seed), 0) != (ssize_t)sizeof(rl->seed))
 		rl->seed = (uint64_t)(uintptr_t)rl ^ wh_now_ms();
 	rl->table = wh_calloc(WH_RATELIMIT_SLOTS, sizeof(*rl->table));
@@ -116,7 +118,7 @@ static const char *last_header(const wh_req *req, const char *name)
 	return v;
 }
 
-static void client_ip(const wh_config *cfg, const wh_req *req, uint8_t ip[16])
+static void client_ip(const wh_ratelimit_settings *cfg, const wh_req *req, uint8_t ip[16])
 {
 	if (!peer_ip(req->client, ip))
 		memset(ip, 0, 16);
@@ -143,7 +145,8 @@ static bool is_v4(const uint8_t ip[16])
 	return memcmp(ip, prefix, 12) == 0;
 }
 
-void wh_ratelimit_client(const wh_config *cfg, const wh_req *req, char *buf, size_t buflen)
+void wh_ratelimit_client(const wh_ratelimit_settings *cfg, const wh_req *req, char *buf,
+                         size_t buflen)
 {
 	uint8_t ip[16];
 	client_ip(cfg, req, ip);
@@ -217,4 +220,134 @@ int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms)
 			return wait;
 	}
 	return 0;
+}
+
+/* ---- configuration: http.ratelimit, http.wharf.trustedProxies ---- */
+
+#define RMT(m) offsetof(wh_rate_method, m)
+
+static const wh_conf_key rate_method_fields[] = {
+    {"method", WH_CONF_STRING, WH_CONF_NONEMPTY, RMT(method), NULL, NULL},
+    {"rate", WH_CONF_INT, 0, RMT(rate), NULL, NULL},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+static int parse_rate_methods(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_ratelimit_settings *c = (wh_ratelimit_settings *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p, "expected an array");
+	c->rate_methods = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*c->rate_methods));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_index(p, c->n_rate_methods);
+		wh_rate_method *m = &c->rate_methods[c->n_rate_methods++];
+		rc = wh_conf_walk(p, item, rate_method_fields, (char *)m);
+		if (!rc && m->method) {
+			for (char *ch = m->method; *ch; ch++)
+				if (*ch >= 'a' && *ch <= 'z')
+					*ch = (char)(*ch - 'a' + 'A');
+		}
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
+
+const wh_conf_key wh_ratelimit_keys[] = {
+    {"rate", WH_CONF_INT, 0, offsetof(wh_ratelimit_settings, rate), NULL, NULL},
+    {"methods", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_rate_methods},
+    {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
+};
+
+/* "a.b.c.d", "a.b.c.d/n", "x::y", "x::y/n". */
+static int parse_cidr(const char *s, wh_cidr *out)
+{
+	char buf[64];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	uint8_t a4[4];
+	int max;
+
+	if (n >= sizeof(buf))
+		return WH_EINVAL;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, a4) == 1) {
+		out->addr[10] = out->addr[11] = 0xff;
+		memcpy(out->addr + 12, a4, 4);
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		max = 128;
+	} else {
+		return WH_EINVAL;
+	}
+	out->bits = 128;
+	if (slash) {
+		char *end;
+		long bits;
+		errno = 0;
+		bits = strtol(slash + 1, &end, 10);
+		if (!slash[1] || *end || errno || bits < 0 || bits > max)
+			return WH_EINVAL;
+		out->bits = (int)bits + (128 - max);
+	}
+	return 0;
+}
+
+static int parse_trusted_proxies(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_ratelimit_settings *c = (wh_ratelimit_settings *)(void *)base;
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p, "expected an array of addresses or CIDR blocks");
+	free(c->trusted_proxies);
+	c->trusted_proxies = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(wh_cidr));
+	c->n_trusted_proxies = 0;
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_index(p, c->n_trusted_proxies);
+		if (!cJSON_IsString(item) ||
+		    parse_cidr(item->valuestring, &c->trusted_proxies[c->n_trusted_proxies]) != 0)
+			rc = wh_conf_fail(
+			    p, "expected an IP address or CIDR block (\"10.0.0.0/8\", \"::1\")");
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+		c->n_trusted_proxies++;
+	}
+	return rc;
+}
+
+const wh_conf_key wh_ratelimit_wharf_keys[] = {
+    WH_CONF_FN("trustedProxies", WH_CONF_NOSTORE, parse_trusted_proxies),
+    WH_CONF_END,
+};
+
+void wh_ratelimit_settings_init(wh_ratelimit_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	/* Loopback: a proxy on the same host (nginx, Caddy) is the usual setup;
+	 * anything further must be named, or any client could choose the
+	 * address it is rate-limited as. */
+	s->trusted_proxies = wh_calloc(2, sizeof(wh_cidr));
+	parse_cidr("127.0.0.0/8", &s->trusted_proxies[0]);
+	parse_cidr("::1", &s->trusted_proxies[1]);
+	s->n_trusted_proxies = 2;
+}
+
+void wh_ratelimit_settings_free(wh_ratelimit_settings *s)
+{
+	for (int i = 0; i < s->n_rate_methods; i++)
+		free(s->rate_methods[i].method);
+	free(s->rate_methods);
+	free(s->trusted_proxies);
+	memset(s, 0, sizeof(*s));
 }

@@ -144,7 +144,7 @@ struct wh_conn {
 
 struct wh_server {
 	uv_loop_t *loop;
-	const wh_config *cfg;
+	const wh_http_settings *cfg;
 	wh_handler handler;
 	void *ctx;
 	int fd;
@@ -625,7 +625,7 @@ static void conn_update_timer(wh_conn *c)
 {
 	if (c->closing)
 		return;
-	const wh_config *cfg = c->srv->cfg;
+	const wh_http_settings *cfg = c->srv->cfg;
 	int64_t limit = 0;
 	const char *what = NULL;
 	if (c->out_head && c->write_blocked) {
@@ -1488,7 +1488,7 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 	}
 }
 
-int wh_server_start(uv_loop_t *loop, const wh_config *cfg, wh_tls *tls, wh_handler handler,
+int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, wh_handler handler,
                     void *ctx, wh_server **out)
 {
 	int rc = 0, fd = -1;
@@ -1961,4 +1961,47 @@ void wh_req_abort(wh_req *req)
 int wh_resp_status(const wh_req *req)
 {
 	return req->conn->status;
+}
+
+/* ---- configuration: http (address, port) and http.wharf (limits) ---- */
+
+#define HTTP(m) offsetof(wh_http_settings, m)
+
+const wh_conf_key wh_http_keys[] = {
+    WH_CONF_KEY("address", WH_CONF_STRING, 0, HTTP(address)),
+    WH_CONF_KEY("port", WH_CONF_PORT, 0, HTTP(port)),
+    WH_CONF_END,
+};
+
+const wh_conf_key wh_http_wharf_keys[] = {
+    WH_CONF_KEY("headerTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, HTTP(header_timeout_ms)),
+    WH_CONF_KEY("idleTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, HTTP(idle_timeout_ms)),
+    WH_CONF_KEY("bodyTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, HTTP(body_timeout_ms)),
+    WH_CONF_KEY("sendTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, HTTP(send_timeout_ms)),
+    WH_CONF_KEY("shutdownTimeout", WH_CONF_DURATION, 0, HTTP(shutdown_timeout_ms)),
+    WH_CONF_KEY("maxConnections", WH_CONF_INT, WH_CONF_POSITIVE, HTTP(max_connections)),
+    WH_CONF_KEY("maxHeaderBytes", WH_CONF_INT, WH_CONF_POSITIVE, HTTP(max_header_bytes)),
+    WH_CONF_KEY("maxHeaders", WH_CONF_INT, WH_CONF_POSITIVE, HTTP(max_headers)),
+    WH_CONF_END,
+};
+
+void wh_http_settings_init(wh_http_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->address = wh_strdup("127.0.0.1");
+	s->port = 8080;
+	s->header_timeout_ms = 20 * WH_SECOND_MS;
+	s->idle_timeout_ms = 60 * WH_SECOND_MS;
+	s->body_timeout_ms = 60 * WH_SECOND_MS;
+	s->send_timeout_ms = 60 * WH_SECOND_MS;
+	s->shutdown_timeout_ms = 10 * WH_SECOND_MS;
+	s->max_connections = 1024;
+	s->max_header_bytes = 65536;
+	s->max_headers = 100;
+}
+
+void wh_http_settings_free(wh_http_settings *s)
+{
+	free(s->address);
+	memset(s, 0, sizeof(*s));
 }

@@ -18,6 +18,7 @@
 #include "wharf/net/tls.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,14 +202,14 @@ out:
 	return rc;
 }
 
-int wh_tls_new(const wh_config *cfg, wh_tls **out, char *err, size_t errlen)
+int wh_tls_new(const wh_tls_settings *cfg, wh_tls **out, char *err, size_t errlen)
 {
 	char m[160];
 	int rc = WH_EINVAL, r;
 	wh_tls *tls = wh_calloc(1, sizeof(*tls));
 	*out = NULL;
-	tls->cert_path = wh_strdup(cfg->tls_cert ? cfg->tls_cert : "");
-	tls->key_path = wh_strdup(cfg->tls_key ? cfg->tls_key : "");
+	tls->cert_path = wh_strdup(cfg->cert ? cfg->cert : "");
+	tls->key_path = wh_strdup(cfg->key ? cfg->key : "");
 	mbedtls_x509_crt_init(&tls->ca);
 	mbedtls_entropy_init(&tls->entropy);
 	mbedtls_ctr_drbg_init(&tls->drbg);
@@ -229,17 +230,17 @@ int wh_tls_new(const wh_config *cfg, wh_tls **out, char *err, size_t errlen)
 		snprintf(err, errlen, "http.tls: cannot set up TLS: %s", m);
 		goto out;
 	}
-	if (cfg->tls_cacert) {
-		if (check_readable("http.tls.cacert", cfg->tls_cacert, err, errlen) != 0)
+	if (cfg->cacert) {
+		if (check_readable("http.tls.cacert", cfg->cacert, err, errlen) != 0)
 			goto out;
 		/* As Zot: a file that adds no certificate is an error
 		 * (ErrBadCACert); one bad certificate among good ones is too. */
-		r = mbedtls_x509_crt_parse_file(&tls->ca, cfg->tls_cacert);
+		r = mbedtls_x509_crt_parse_file(&tls->ca, cfg->cacert);
 		if (r != 0 || tls->ca.version == 0) {
 			if (r < 0)
 				mbed_err(r, m, sizeof(m));
 			snprintf(err, errlen, "http.tls.cacert: %s: not a PEM CA certificate (%s)",
-			         cfg->tls_cacert,
+			         cfg->cacert,
 			         r > 0   ? "some certificates could not be parsed"
 			         : r < 0 ? m
 			                 : "no certificate in the file");
@@ -550,4 +551,43 @@ wh_transport *wh_transport_tls(wh_tls *tls, int fd)
 	if (tls->verify_clients)
 		mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
 	return &t->base;
+}
+
+/* ---- configuration: http.tls ---- */
+
+const wh_conf_key wh_tls_keys[] = {
+    WH_CONF_KEY("cert", WH_CONF_STRING, 0, offsetof(wh_tls_settings, cert)),
+    WH_CONF_KEY("key", WH_CONF_STRING, 0, offsetof(wh_tls_settings, key)),
+    WH_CONF_KEY("cacert", WH_CONF_STRING, 0, offsetof(wh_tls_settings, cacert)),
+    WH_CONF_END,
+};
+
+int wh_tls_settings_check(wh_conf *c, wh_tls_settings *s)
+{
+	char **paths[] = {&s->cert, &s->key, &s->cacert};
+
+	for (size_t i = 0; i < WH_ARRAY_SIZE(paths); i++)
+		if (*paths[i] && !**paths[i]) {
+			free(*paths[i]); /* "" is unset, as in Zot */
+			*paths[i] = NULL;
+		}
+	/* Zot serves plain HTTP when only one of cert and key is set; a config
+	 * that asks for TLS and would silently not get it is an error here. */
+	if (!s->cert != !s->key) {
+		wh_conf_push_key(c, s->cert ? "http.tls.key" : "http.tls.cert");
+		return wh_conf_fail(c, "required with http.tls.%s", s->cert ? "cert" : "key");
+	}
+	if (s->cacert && !s->cert) {
+		wh_conf_push_key(c, "http.tls.cacert");
+		return wh_conf_fail(c, "needs http.tls.cert and http.tls.key");
+	}
+	return 0;
+}
+
+void wh_tls_settings_free(wh_tls_settings *s)
+{
+	free(s->cert);
+	free(s->key);
+	free(s->cacert);
+	memset(s, 0, sizeof(*s));
 }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2375,4 +2376,57 @@ void wh_strv_free(char **v, int n)
 	for (int i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
+}
+
+/* ---- configuration: storage ---- */
+
+#define STO(m) offsetof(wh_store_settings, m)
+
+const wh_conf_key wh_store_keys[] = {
+    WH_CONF_KEY("rootDirectory", WH_CONF_STRING, WH_CONF_NONEMPTY, STO(root_dir)),
+    WH_CONF_KEY("dedupe", WH_CONF_BOOL, 0, STO(dedupe)),
+    WH_CONF_KEY("gc", WH_CONF_BOOL, 0, STO(gc)),
+    WH_CONF_KEY("gcDelay", WH_CONF_DURATION, 0, STO(gc_delay_ms)),
+    WH_CONF_KEY("gcInterval", WH_CONF_DURATION, 0, STO(gc_interval_ms)),
+    WH_CONF_KEY("commit", WH_CONF_BOOL, 0, STO(commit)),
+    {"remoteCache", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
+    {"redirectBlobURL", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
+    {"hydrateBlobOnRead", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
+    WH_CONF_IGNORED("fastRestart", WH_CONF_WARN),
+    WH_CONF_IGNORED("maxRepos", WH_CONF_WARN),
+    WH_CONF_IGNORED("gcTimeWindow", WH_CONF_WARN),
+    WH_CONF_IGNORED("retention", WH_CONF_WARN),
+    WH_CONF_IGNORED("storageDriver", WH_CONF_WARN),
+    WH_CONF_IGNORED("cacheDriver", WH_CONF_WARN),
+    WH_CONF_IGNORED("subPaths", WH_CONF_WARN),
+    WH_CONF_END,
+};
+
+void wh_store_settings_init(wh_store_settings *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->dedupe = true;
+	s->gc = true;
+	s->gc_delay_ms = -1; /* -1: absent, resolved by the check from gc */
+	s->gc_interval_ms = -1;
+}
+
+int wh_store_settings_check(wh_conf *c, wh_store_settings *s)
+{
+	if (!s->root_dir) {
+		wh_conf_push_key(c, "storage.rootDirectory");
+		return wh_conf_fail(c, "required");
+	}
+	/* Zot: without gc, an absent gcDelay/gcInterval is 0, not the default. */
+	if (s->gc_delay_ms < 0)
+		s->gc_delay_ms = s->gc ? WH_HOUR_MS : 0;
+	if (s->gc_interval_ms < 0)
+		s->gc_interval_ms = s->gc ? WH_HOUR_MS : 0;
+	return 0;
+}
+
+void wh_store_settings_free(wh_store_settings *s)
+{
+	free(s->root_dir);
+	memset(s, 0, sizeof(*s));
 }

@@ -8,21 +8,23 @@
 #include <strings.h>
 
 #include "wharf/base/common.h"
-#include "wharf/base/config.h"
+#include "wharf/app/config.h"
 #include "wharf/base/log.h"
 
 static void check_ok(const wh_config *c)
 {
-	FUZZ_ASSERT(c->root_dir && *c->root_dir && c->address);
-	FUZZ_ASSERT(c->port >= 1 && c->port <= 65535);
-	FUZZ_ASSERT(c->header_timeout_ms > 0 && c->idle_timeout_ms > 0 && c->body_timeout_ms > 0 &&
-	            c->send_timeout_ms > 0 && c->shutdown_timeout_ms >= 0);
-	FUZZ_ASSERT(c->max_connections > 0 && c->max_header_bytes > 0 && c->max_headers > 0);
-	FUZZ_ASSERT(c->gc_delay_ms >= 0 && c->gc_interval_ms >= 0);
-	FUZZ_ASSERT(c->log_level >= WH_LOG_DEBUG && c->log_level <= WH_LOG_ERROR);
-	FUZZ_ASSERT(c->n_registries >= 0 && (c->n_registries == 0 || c->registries));
-	for (int i = 0; i < c->n_registries; i++) {
-		const wh_sync_registry *r = &c->registries[i];
+	FUZZ_ASSERT(c->storage.root_dir && *c->storage.root_dir && c->http.address);
+	FUZZ_ASSERT(c->http.port >= 1 && c->http.port <= 65535);
+	FUZZ_ASSERT(c->http.header_timeout_ms > 0 && c->http.idle_timeout_ms > 0 &&
+	            c->http.body_timeout_ms > 0 && c->http.send_timeout_ms > 0 &&
+	            c->http.shutdown_timeout_ms >= 0);
+	FUZZ_ASSERT(c->http.max_connections > 0 && c->http.max_header_bytes > 0 &&
+	            c->http.max_headers > 0);
+	FUZZ_ASSERT(c->storage.gc_delay_ms >= 0 && c->storage.gc_interval_ms >= 0);
+	FUZZ_ASSERT(c->log.level >= WH_LOG_DEBUG && c->log.level <= WH_LOG_ERROR);
+	FUZZ_ASSERT(c->sync.n_registries >= 0 && (c->sync.n_registries == 0 || c->sync.registries));
+	for (int i = 0; i < c->sync.n_registries; i++) {
+		const wh_sync_registry *r = &c->sync.registries[i];
 		FUZZ_ASSERT(r->n_urls >= 1);
 		for (int j = 0; j < r->n_urls; j++)
 			FUZZ_ASSERT(r->urls[j] && strncasecmp(r->urls[j], "http", 4) == 0);

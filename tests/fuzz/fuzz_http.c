@@ -25,7 +25,6 @@
 #include <uv.h>
 
 #include "wharf/base/common.h"
-#include "wharf/base/config.h"
 #include "wharf/net/http.h"
 #include "wharf/base/log.h"
 
@@ -36,7 +35,7 @@
 #define STALL_S     5
 
 static uv_loop_t loop;
-static wh_config cfg;
+static wh_http_settings cfg;
 static char address[] = "127.0.0.1";
 static int file_fd = -1;  /* a FILE_SIZE file for wh_resp_sendfile */
 static int first_free_fd; /* the lowest descriptor free between runs */

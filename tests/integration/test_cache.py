@@ -684,6 +684,8 @@ class TagLifecycleTest(CacheBase):
         self.hub.reset()
         r = get_manifest(w, name, "1")
         self.assertEqual((r.status, r.sha), (200, img.digest), r)
+        # Revalidated in the background: the answer may come before the HEAD.
+        wait_for(lambda: self.hub.stats()["manifest_heads"], 10)
         s = self.hub.stats()
         self.assertEqual(s["manifest_heads"], {repo + ":1": 1}, "revalidated with a HEAD")
         self.assertEqual(s["manifest_gets"], {})

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "wharf/base/config.h"
+#include "wharf/app/config.h"
 #include "wharf/net/http.h"
 #include "wharf/store/store.h"
 

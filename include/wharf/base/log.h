@@ -7,8 +7,21 @@
 #ifndef WHARF_LOG_H
 #define WHARF_LOG_H
 
+#include "wharf/base/conf.h"
+
 enum { WH_LOG_DEBUG, WH_LOG_INFO, WH_LOG_WARN, WH_LOG_ERROR, WH_LOG_OFF };
 enum { WH_LS = 1, WH_LI, WH_LB };
+
+/* The `log` section of the config. */
+typedef struct wh_log_settings {
+	int level;    /* WH_LOG_*; default info (Zot's is debug) */
+	char *output; /* NULL: stderr; else a file path, appended */
+	char *audit;  /* parsed; not implemented (a warning) */
+} wh_log_settings;
+
+extern const wh_conf_key wh_log_keys[];
+void wh_log_settings_init(wh_log_settings *s);
+void wh_log_settings_free(wh_log_settings *s);
 
 /* Parse "debug", "info", "warn", "error" (Zot's names; "warning" and
  * "fatal"/"panic" too). Returns the level or -1. */

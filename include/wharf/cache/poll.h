@@ -34,14 +34,13 @@
 
 #include <uv.h>
 
-#include "wharf/base/config.h"
-
 typedef struct wh_poll wh_poll;
 typedef struct wh_sync wh_sync;
+struct wh_sync_settings; /* sync.h */
 
 /* Start periodic sync for the registries that have it; NULL when none do.
  * sync must outlive the result. */
-wh_poll *wh_poll_new(uv_loop_t *loop, const wh_config *cfg, wh_sync *sync);
+wh_poll *wh_poll_new(uv_loop_t *loop, const struct wh_sync_settings *cfg, wh_sync *sync);
 
 /* Stop: requests in flight are cancelled and no callback of sync's reaches
  * it afterwards (wh_sync_free calls this first). Memory is released once the

@@ -50,12 +50,31 @@
 #include <stdbool.h>
 #include <uv.h>
 
-#include "wharf/base/config.h"
+#include "wharf/base/conf.h"
+#include "wharf/cache/upstream.h"
 #include "wharf/net/http.h"
 #include "wharf/oci/ref.h"
 #include "wharf/store/store.h"
 
 typedef struct wh_sync wh_sync;
+
+/* extensions.sync (wh_sync_conf). */
+typedef struct wh_sync_settings {
+	bool enable; /* the object is present, unless "enable": false */
+	wh_sync_registry *registries;
+	int n_registries;
+	/* extensions.sync.wharf.manifestCheckInterval, default 5 min; each
+	 * registry's manifest_check_interval_ms is the one to use */
+	int64_t manifest_check_interval_ms;
+	wh_upstream_settings upstream;
+} wh_sync_settings;
+
+/* The whole extensions.sync object (sets enable). */
+int wh_sync_conf(wh_conf *c, const cJSON *v, char *base);
+void wh_sync_settings_init(wh_sync_settings *s);
+/* Defaults that depend on other keys (each registry's check interval). */
+void wh_sync_settings_finish(wh_sync_settings *s);
+void wh_sync_settings_free(wh_sync_settings *s);
 
 /* Where a local name comes from. */
 typedef struct wh_sync_map {
@@ -84,8 +103,8 @@ typedef struct wh_sync_serve {
 
 /* Returns 0, or WH_EINVAL with a message in err (e.g. an unreadable
  * credentialsFile). With sync disabled, *out is NULL and 0 is returned. */
-int wh_sync_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, const wh_sync_serve *serve,
-                wh_sync **out, char *err, size_t errlen);
+int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store,
+                const wh_sync_serve *serve, wh_sync **out, char *err, size_t errlen);
 
 /* Cancel fetches in flight (their clients' connections are cut) and free. */
 void wh_sync_free(wh_sync *s);

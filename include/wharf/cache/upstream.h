@@ -59,7 +59,73 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "wharf/base/config.h"
+#include "wharf/base/conf.h"
+
+/* An entry of extensions.sync.registries[]: where and how to reach an
+ * upstream registry, and the content rules that sync (sync.h) applies to its
+ * names. Parsed by sync's keys (wh_sync_conf). */
+typedef struct wh_sync_tags {
+	char *regex;         /* NULL: every tag */
+	char *exclude_regex; /* NULL: none excluded */
+	bool semver;         /* keep only tags Masterminds/semver v1 parses (wh_semver_valid) */
+} wh_sync_tags;
+
+typedef struct wh_sync_content {
+	char *prefix; /* doublestar glob over upstream names; "**" matches every name */
+	/* local path prefix, "/dockerhub"; "/" for the root; NULL: same as upstream */
+	char *destination;
+	bool strip_prefix;
+	wh_sync_tags tags;
+} wh_sync_content;
+
+typedef struct wh_sync_registry {
+	char **urls; /* first is primary, the rest fallbacks; "https://host[:port]" */
+	int n_urls;
+	bool on_demand;
+	bool tls_verify; /* default true */
+	char *cert_dir;  /* ca.crt, client.cert, client.key; NULL: none */
+	int max_retries; /* default 0, as in Zot */
+	/* default 5 min as in Zot; on demand we use it as the backoff cap */
+	int64_t retry_delay_ms;
+	/* Zot's maxRetryDelay: the back-off grows from retryDelay to it
+	 * (exponential); default retryDelay (constant). */
+	int64_t max_retry_delay_ms;
+	/* > 0 with content rules given: periodic sync (poll.h) every this often. */
+	int64_t poll_interval_ms;
+	/* How long a tag is served from the cache before upstream is asked again (HEAD):
+	 * registries[].manifestCheckInterval (Zot's key; needs onDemand) if set, else
+	 * extensions.sync.wharf.manifestCheckInterval. */
+	int64_t manifest_check_interval_ms;
+	/* Zot's syncTimeout (default 3 h): how long one blob transfer may take
+	 * in all; every other exchange is held to a minute. */
+	int64_t sync_timeout_ms;
+	/* Zot's responseHeaderTimeout: how long the upstream may take to start
+	 * answering an exchange (default 4 s, Zot's 30 s). */
+	int64_t response_header_timeout_ms;
+	bool only_signed; /* parsed; true is refused (not implemented) */
+	wh_sync_content *content;
+	int n_content;
+	bool content_given; /* content[] was in the file (else the default "**" rule) */
+} wh_sync_registry;
+
+/* What applies to every upstream (extensions.sync.credentialsFile and Wharf's
+ * own extensions.sync.wharf keys, wh_upstream_wharf_keys). */
+typedef struct wh_upstream_settings {
+	char *credentials_file; /* NULL: anonymous */
+	/* allowPrivateRedirects, default false: an upstream may redirect (or
+	 * send for a token) to a loopback, link-local, private, unspecified or
+	 * multicast address only when it is at such an address itself; true
+	 * lifts that. */
+	bool allow_private_redirects;
+	int64_t connect_timeout_ms; /* connectTimeout, default 10 s */
+	int64_t request_timeout_ms; /* requestTimeout, default 60 s: a whole exchange, but a blob */
+	int64_t stall_timeout_ms;   /* stallTimeout, default 30 s under 1 KiB/s: a blob cut */
+	int max_host_connections;   /* maxHostConnections, default 16 per upstream host */
+} wh_upstream_settings;
+
+extern const wh_conf_key wh_upstream_wharf_keys[];
+void wh_upstream_settings_init(wh_upstream_settings *s);
+void wh_upstream_settings_free(wh_upstream_settings *s);
 
 typedef struct wh_upstream wh_upstream;
 typedef struct wh_up_req wh_up_req;
@@ -97,13 +163,11 @@ typedef struct wh_up_opts {
 	int64_t range_from;
 } wh_up_opts;
 
-/* Create the client. credentials_file may be NULL; its format is Zot's:
- * {"host[:port]": {"username": "...", "password": "..."}}.
- * allow_private_redirects lifts the address check on redirects and token
- * realms (extensions.sync.wharf.allowPrivateRedirects). Returns 0, or
- * WH_EINVAL with a message in err. */
-int wh_upstream_new(uv_loop_t *loop, const char *credentials_file, bool allow_private_redirects,
-                    wh_upstream **out, char *err, size_t errlen);
+/* Create the client with settings s (copied). s->credentials_file may be
+ * NULL; its format is Zot's: {"host[:port]": {"username": "...", "password":
+ * "..."}}. Returns 0, or WH_EINVAL with a message in err. */
+int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream **out, char *err,
+                    size_t errlen);
 
 /* Cancel every request (no callbacks fire) and free the client once curl's
  * sockets are closed. */

@@ -7,7 +7,58 @@
 
 #include <stdbool.h>
 
-#include "wharf/base/config.h"
+#include "wharf/base/conf.h"
+
+/* http.accessControl actions, as bits. */
+enum {
+	WH_ACTION_READ = 1 << 0,   /* GET/HEAD, and what the catalog lists */
+	WH_ACTION_CREATE = 1 << 1, /* blob uploads; a manifest under a new tag or digest */
+	WH_ACTION_UPDATE = 1 << 2, /* a manifest under a tag that exists */
+	WH_ACTION_DELETE = 1 << 3, /* DELETE of a manifest or blob */
+};
+
+/* One entry of `policies` (or adminPolicy): who, and what they may do.
+ * Names are compared as written, except group names, lower-cased as Zot's
+ * viper lower-cases the keys of accessControl.groups. */
+typedef struct wh_policy {
+	char **users;
+	int n_users;
+	char **groups;
+	int n_groups;
+	unsigned actions; /* WH_ACTION_* */
+} wh_policy;
+
+/* accessControl.repositories.<pattern>. */
+typedef struct wh_repo_policy {
+	char *pattern; /* doublestar glob, lower-cased (viper) */
+	wh_policy *policies;
+	int n_policies;
+	unsigned default_actions;   /* defaultPolicy: any authenticated user */
+	unsigned anonymous_actions; /* anonymousPolicy: requests without credentials only */
+} wh_repo_policy;
+
+typedef struct wh_group {
+	char *name; /* lower-cased */
+	char **users;
+	int n_users;
+} wh_group;
+
+typedef struct wh_access_config {
+	bool enabled; /* http.accessControl is present */
+	wh_repo_policy *repos;
+	int n_repos;
+	wh_group *groups;
+	int n_groups;
+	wh_policy admin; /* adminPolicy: every repository */
+	/* metrics: who may scrape (Wharf serves no metrics route yet) */
+	char **metrics_users;
+	int n_metrics_users;
+	unsigned metrics_anonymous;
+} wh_access_config;
+
+/* http.accessControl: the whole object (wh_access_conf); sets enabled. */
+int wh_access_conf(wh_conf *c, const cJSON *v, char *base);
+void wh_access_config_free(wh_access_config *ac);
 
 /* May user (NULL: anonymous) do action (one WH_ACTION_*) on repo?
  *

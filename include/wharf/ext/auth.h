@@ -25,10 +25,23 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "wharf/base/config.h"
+#include "wharf/base/conf.h"
+#include "wharf/ext/access.h"
 #include "wharf/net/http.h"
 
 typedef struct wh_auth wh_auth;
+
+/* http.auth (what Wharf implements of it; the rest is refused by name) and
+ * http.realm. */
+typedef struct wh_auth_settings {
+	char *realm;
+	char *htpasswd_path; /* http.auth.htpasswd.path; NULL or "": no htpasswd */
+	int fail_delay_s;    /* http.auth.failDelay */
+} wh_auth_settings;
+
+extern const wh_conf_key wh_auth_keys[];      /* http.auth */
+extern const wh_conf_key wh_auth_http_keys[]; /* http.realm */
+void wh_auth_settings_free(wh_auth_settings *s);
 
 /* The request may go on. user is the authenticated user, NULL for an
  * anonymous request; it is valid only during the call (copy it to keep it).
@@ -36,11 +49,13 @@ typedef struct wh_auth wh_auth;
  * second case req->data and req->on_done have been reset to NULL first. */
 typedef void (*wh_auth_next)(wh_req *req, void *arg, const char *user);
 
-/* Read the htpasswd file if one is configured. The configuration must outlive
- * the module. Returns 0, or an error (a missing or unreadable file: the
+/* Read the htpasswd file if one is configured. mtls: a verified client
+ * certificate's CN is a user (http.tls with a cacert). The settings must
+ * outlive the module. Returns 0, or an error (a missing or unreadable file: the
  * reason is logged) — a server asked to check passwords does not start
  * without them. */
-int wh_auth_new(uv_loop_t *loop, const wh_config *cfg, wh_auth **out);
+int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, const wh_access_config *access,
+                bool mtls, wh_auth **out);
 
 /* Verifications still in the thread pool end later without touching it. */
 void wh_auth_free(wh_auth *a);

@@ -18,15 +18,44 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "wharf/base/config.h"
+#include "wharf/base/conf.h"
 #include "wharf/net/http.h"
+
+/* http.ratelimit.methods[]. */
+typedef struct wh_rate_method {
+	char *method; /* upper-cased */
+	int rate;     /* requests per second */
+} wh_rate_method;
+
+/* An address block: http.wharf.trustedProxies. IPv4 is stored IPv4-mapped
+ * (::ffff:a.b.c.d), so one comparison covers both families. */
+typedef struct wh_cidr {
+	uint8_t addr[16];
+	int bits; /* prefix length over the 128 bits */
+} wh_cidr;
+
+/* http.ratelimit, and the trusted proxies of http.wharf. */
+typedef struct wh_ratelimit_settings {
+	int rate; /* requests per second; 0 = no global limit */
+	wh_rate_method *rate_methods;
+	int n_rate_methods;
+	/* Peers whose X-Forwarded-For / X-Real-IP is believed (rate limiting
+	 * keys on the client they name). Default loopback. */
+	wh_cidr *trusted_proxies;
+	int n_trusted_proxies;
+} wh_ratelimit_settings;
+
+extern const wh_conf_key wh_ratelimit_keys[];       /* http.ratelimit */
+extern const wh_conf_key wh_ratelimit_wharf_keys[]; /* http.wharf.trustedProxies */
+void wh_ratelimit_settings_init(wh_ratelimit_settings *s);
+void wh_ratelimit_settings_free(wh_ratelimit_settings *s);
 
 #define WH_RATELIMIT_SLOTS 8192
 
 typedef struct wh_ratelimit wh_ratelimit;
 
 /* NULL in *out when the config sets no limit. The config must outlive it. */
-int wh_ratelimit_new(const wh_config *cfg, wh_ratelimit **out);
+int wh_ratelimit_new(const wh_ratelimit_settings *cfg, wh_ratelimit **out);
 void wh_ratelimit_free(wh_ratelimit *rl);
 
 /* Take a token for req at now_ms (monotonic). Returns 0 when the request may
@@ -35,6 +64,7 @@ int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms);
 
 /* The client address req is limited as, into buf ("192.0.2.1", "2001:db8::"),
  * with trusted proxies' headers applied. */
-void wh_ratelimit_client(const wh_config *cfg, const wh_req *req, char *buf, size_t buflen);
+void wh_ratelimit_client(const wh_ratelimit_settings *cfg, const wh_req *req, char *buf,
+                         size_t buflen);
 
 #endif

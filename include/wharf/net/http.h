@@ -28,12 +28,35 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "wharf/base/config.h"
+#include "wharf/base/conf.h"
 
 typedef struct wh_server wh_server;
 typedef struct wh_conn wh_conn;
 typedef struct wh_req wh_req;
 struct wh_tls; /* tls.h */
+
+/* The listener and its limits: http.address, http.port and Wharf's own
+ * http.wharf keys (wh_http_keys, wh_http_wharf_keys). A second listener
+ * gets a second struct. */
+typedef struct wh_http_settings {
+	char *address; /* absent: "127.0.0.1", Zot's default */
+	/* 1..65535; Zot writes it as a string, "5000"; absent: 8080, Zot's default */
+	int port;
+	int64_t header_timeout_ms;   /* default 20s: whole request head must arrive within it */
+	int64_t idle_timeout_ms;     /* default 60s: keep-alive connection with no request */
+	int64_t body_timeout_ms;     /* default 60s: a request body that makes no progress */
+	int64_t send_timeout_ms;     /* default 60s: a response the client does not read */
+	int64_t shutdown_timeout_ms; /* default 10s: in-flight requests on SIGTERM */
+	int max_connections;         /* default 1024 */
+	int max_header_bytes;        /* default 65536: request line + headers; over → 431 */
+	int max_headers;             /* default 100 header fields; over → 431 */
+} wh_http_settings;
+
+/* Keys of the http object (address, port) and of http.wharf (the limits). */
+extern const wh_conf_key wh_http_keys[];
+extern const wh_conf_key wh_http_wharf_keys[];
+void wh_http_settings_init(wh_http_settings *s);
+void wh_http_settings_free(wh_http_settings *s);
 
 typedef struct wh_header {
 	const char *name;
@@ -74,9 +97,9 @@ struct wh_req {
 typedef void (*wh_handler)(wh_req *req, void *ctx);
 
 /* Create the listener on cfg->address:cfg->port and start accepting; over
- * TLS when tls is not NULL (tls.h). The configuration and tls must outlive
- * the server. Returns 0 or -errno (the message is logged). */
-int wh_server_start(uv_loop_t *loop, const wh_config *cfg, struct wh_tls *tls,
+ * TLS when tls is not NULL (tls.h). The settings and tls must outlive the
+ * server. Returns 0 or -errno (the message is logged). */
+int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, struct wh_tls *tls,
                     wh_handler handler, void *ctx, wh_server **out);
 
 /* The bound port (useful with port 0). */

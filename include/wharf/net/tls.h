@@ -20,16 +20,30 @@
 
 #include <stddef.h>
 
-#include "wharf/base/config.h"
+#include "wharf/base/conf.h"
 #include "wharf/net/transport.h"
 
 typedef struct wh_tls wh_tls;
 
-/* Read cfg->tls_cert, tls_key and tls_cacert and set up a server context.
+/* http.tls: served over TLS when cert and key are both set (as Zot). Paths
+ * as written; the files are read by wh_tls_new, not by the config loader.
+ * cacert: client certificates are required and verified against it. */
+typedef struct wh_tls_settings {
+	char *cert;
+	char *key;
+	char *cacert;
+} wh_tls_settings;
+
+extern const wh_conf_key wh_tls_keys[];
+/* The checks across the keys of http.tls (cert without key...); "" is unset. */
+int wh_tls_settings_check(wh_conf *c, wh_tls_settings *s);
+void wh_tls_settings_free(wh_tls_settings *s);
+
+/* Read cfg->cert, key and cacert and set up a server context.
  * Returns 0 with *out set, or WH_EINVAL with a message in err that names the
  * key and the file ("http.tls.key: /etc/wharf/key.pem: cannot parse the
  * private key: ..."). cfg must have both cert and key. */
-int wh_tls_new(const wh_config *cfg, wh_tls **out, char *err, size_t errlen);
+int wh_tls_new(const wh_tls_settings *cfg, wh_tls **out, char *err, size_t errlen);
 
 /* Read the cert/key pair again from the same paths. On failure the pair in
  * use stays and err says why (WH_EINVAL). */

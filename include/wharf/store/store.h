@@ -30,10 +30,28 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "wharf/base/conf.h"
 #include "wharf/oci/ref.h"
 
 typedef struct wh_store wh_store;
 typedef struct wh_upload wh_upload;
+
+/* The `storage` section of the config (wh_store_keys). */
+typedef struct wh_store_settings {
+	char *root_dir; /* rootDirectory: required, as in Zot */
+	bool dedupe;    /* default true */
+	bool gc;        /* default true */
+	/* gcDelay and gcInterval: default 1h as in Zot, or 0 when gc is false */
+	int64_t gc_delay_ms;
+	int64_t gc_interval_ms;
+	bool commit; /* fsync before publishing; Zot default false, Wharf always fsyncs */
+} wh_store_settings;
+
+extern const wh_conf_key wh_store_keys[];
+void wh_store_settings_init(wh_store_settings *s);
+/* rootDirectory is required; the gc defaults that depend on gc. */
+int wh_store_settings_check(wh_conf *c, wh_store_settings *s);
+void wh_store_settings_free(wh_store_settings *s);
 
 /* Open (creating if needed) the store at root. Removes leftover temp files.
  * Does not scan repositories: metadata is read lazily.

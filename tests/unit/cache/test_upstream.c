@@ -88,7 +88,7 @@ static void test_policy(void)
 	CHECK(!addr_allowed(&r, AC_LINK_LOCAL) && !addr_allowed(&r, AC_LOOPBACK));
 	r.origin_class = AC_UNKNOWN;
 	CHECK(!addr_allowed(&r, AC_UNKNOWN));
-	up.allow_private_redirects = true;
+	up.set.allow_private_redirects = true;
 	CHECK(addr_allowed(&r, AC_LINK_LOCAL) && addr_allowed(&r, AC_UNKNOWN));
 }
 

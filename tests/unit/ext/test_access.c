@@ -1,32 +1,47 @@
 /* Unit tests for src/ext/access.c: Zot's accessControl precedence. */
 #include "check.h"
 
-#include "wharf/ext/access.h"
 #include "wharf/base/common.h"
-#include "wharf/base/config.h"
+#include "wharf/ext/access.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static wh_config parse(const char *single_quoted)
+/* A config file's http.accessControl, through the module's own keys. */
+typedef struct {
+	wh_access_config access;
+} parsed;
+
+static parsed parse(const char *single_quoted)
 {
 	char *json = wh_strdup(single_quoted);
 	for (char *c = json; *c; c++)
 		if (*c == '\'')
 			*c = '"';
-	wh_config c;
+	cJSON *root = cJSON_Parse(json);
+	const cJSON *http = cJSON_GetObjectItemCaseSensitive(root, "http");
+	const cJSON *ac = cJSON_GetObjectItemCaseSensitive(http, "accessControl");
+	parsed c;
+	wh_conf conf;
 	char err[512];
-	if (wh_config_parse(json, strlen(json), &c, err, sizeof(err)) != 0) {
+	memset(&c, 0, sizeof(c));
+	memset(&conf, 0, sizeof(conf));
+	conf.err = err;
+	conf.errlen = sizeof(err);
+	/* Without http.accessControl: the zero config, no access control. */
+	if (ac && wh_access_conf(&conf, ac, (char *)&c.access) != 0) {
 		fprintf(stderr, "config: %s\n", err);
 		abort();
 	}
+	wh_conf_release(&conf);
+	cJSON_Delete(root);
 	free(json);
 	return c;
 }
 
 static void test_precedence(void)
 {
-	wh_config c = parse(
+	parsed c = parse(
 	    "{'storage': {'rootDirectory': '/r'}, 'http': {"
 	    " 'auth': {'htpasswd': {'path': '/h'}},"
 	    " 'accessControl': {'groups': {'devs': {'users': ['bob']}},"
@@ -36,9 +51,15 @@ static void test_precedence(void)
 	    "                 {'groups': ['devs'], 'actions': ['read', 'update']}]},"
 	    "     'team/secret/*': {'policies': [{'users': ['alice'], 'actions': ['read']}]},"
 	    "     'open': {'anonymousPolicy': ['read', 'create']}},"
-	    "   'adminPolicy': {'users': ['root'], 'actions': ['read', 'create', 'update', 'delete']}}}}");
+	    "   'adminPolicy': {'users': ['root'], 'actions': ['read', 'create', 'update', "
+	    "'delete']}}}}");
 	const wh_access_config *ac = &c.access;
-	enum { R = WH_ACTION_READ, C = WH_ACTION_CREATE, U = WH_ACTION_UPDATE, D = WH_ACTION_DELETE };
+	enum {
+		R = WH_ACTION_READ,
+		C = WH_ACTION_CREATE,
+		U = WH_ACTION_UPDATE,
+		D = WH_ACTION_DELETE
+	};
 
 	/* "**": default and anonymous read */
 	CHECK(wh_access_allows(ac, NULL, "lib/x", R));
@@ -49,7 +70,7 @@ static void test_precedence(void)
 	CHECK(!wh_access_allows(ac, "carol", "team/app", R));
 	CHECK(wh_access_allows(ac, "alice", "team/app", C));
 	CHECK(!wh_access_allows(ac, "alice", "team/app", U));
-	CHECK(wh_access_allows(ac, "bob", "team/app", U));  /* by group */
+	CHECK(wh_access_allows(ac, "bob", "team/app", U)); /* by group */
 	CHECK(!wh_access_allows(ac, "bob", "team/app", C));
 	/* a/(doublestar) matches a itself */
 	CHECK(wh_access_allows(ac, "alice", "team", C));
@@ -66,7 +87,7 @@ static void test_precedence(void)
 	CHECK(wh_access_allows(ac, "root", "open", D));
 	CHECK(!wh_access_allows(ac, "alice", "team/app", D));
 	CHECK(wh_access_anonymous_possible(ac) && wh_access_needs_login(ac));
-	wh_config_free(&c);
+	wh_access_config_free(&c.access);
 
 	/* a repo no pattern matches is denied, even to a default user */
 	c = parse("{'storage': {'rootDirectory': '/r'}, 'http': {"
@@ -75,12 +96,12 @@ static void test_precedence(void)
 	CHECK(wh_access_allows(&c.access, "carol", "pub/a", R));
 	CHECK(!wh_access_allows(&c.access, "carol", "priv/a", R));
 	CHECK(!wh_access_anonymous_possible(&c.access));
-	wh_config_free(&c);
+	wh_access_config_free(&c.access);
 
 	/* without accessControl, anything */
 	c = parse("{'storage': {'rootDirectory': '/r'}}");
 	CHECK(wh_access_allows(&c.access, NULL, "x", D));
-	wh_config_free(&c);
+	wh_access_config_free(&c.access);
 }
 
 int main(void)

@@ -2,7 +2,7 @@
 #include "check.h"
 
 #include "wharf/base/common.h"
-#include "wharf/base/config.h"
+#include "wharf/app/config.h"
 #include "wharf/base/log.h"
 
 #include <dirent.h>
@@ -60,27 +60,32 @@ static const char classic[] =
 static void check_classic(const wh_config *c, const char *root, const char *address)
 {
 	CHECK_STREQ(c->dist_spec_version, "1.0.1");
-	CHECK_STREQ(c->root_dir, root);
-	CHECK(c->gc && c->dedupe && !c->commit);
-	CHECK(c->gc_delay_ms == 3600000 && c->gc_interval_ms == 3600000);
-	CHECK_STREQ(c->address, address);
-	CHECK(c->port == 5000);
-	CHECK(c->realm == NULL && c->external_url == NULL);
-	CHECK(c->header_timeout_ms == 20000 && c->idle_timeout_ms == 60000);
-	CHECK(c->body_timeout_ms == 60000 && c->send_timeout_ms == 60000);
-	CHECK(c->shutdown_timeout_ms == 10000);
-	CHECK(c->max_connections == 1024 && c->max_header_bytes == 65536 && c->max_headers == 100);
-	CHECK(c->log_level == WH_LOG_INFO && c->log_output == NULL && c->log_audit == NULL);
-	CHECK(c->search_enable && c->ui_enable && !c->metrics_enable && c->sync_enable);
-	CHECK(c->sync_credentials_file == NULL);
-	CHECK(c->manifest_check_interval_ms == 300000);
-	CHECK(!c->allow_private_redirects);
+	CHECK_STREQ(c->storage.root_dir, root);
+	CHECK(c->storage.gc && c->storage.dedupe && !c->storage.commit);
+	CHECK(c->storage.gc_delay_ms == 3600000 && c->storage.gc_interval_ms == 3600000);
+	CHECK_STREQ(c->http.address, address);
+	CHECK(c->http.port == 5000);
+	CHECK(c->auth.realm == NULL && c->external_url == NULL);
+	CHECK(c->http.header_timeout_ms == 20000 && c->http.idle_timeout_ms == 60000);
+	CHECK(c->http.body_timeout_ms == 60000 && c->http.send_timeout_ms == 60000);
+	CHECK(c->http.shutdown_timeout_ms == 10000);
+	CHECK(c->http.max_connections == 1024 && c->http.max_header_bytes == 65536 &&
+	      c->http.max_headers == 100);
+	CHECK(c->log.level == WH_LOG_INFO && c->log.output == NULL && c->log.audit == NULL);
+	CHECK(c->search_enable && c->ui_enable && !c->metrics_enable && c->sync.enable);
+	CHECK(c->sync.upstream.credentials_file == NULL);
+	CHECK(c->sync.manifest_check_interval_ms == 300000);
+	CHECK(!c->sync.upstream.allow_private_redirects);
+	CHECK(c->sync.upstream.connect_timeout_ms == 10000);
+	CHECK(c->sync.upstream.request_timeout_ms == 60000);
+	CHECK(c->sync.upstream.stall_timeout_ms == 30000);
+	CHECK(c->sync.upstream.max_host_connections == 16);
 	CHECK(c->n_warnings == 0);
-	CHECK(c->n_registries == 2);
-	if (c->n_registries != 2)
+	CHECK(c->sync.n_registries == 2);
+	if (c->sync.n_registries != 2)
 		return;
 	for (int i = 0; i < 2; i++) {
-		const wh_sync_registry *r = &c->registries[i];
+		const wh_sync_registry *r = &c->sync.registries[i];
 		CHECK(r->n_urls == 1);
 		CHECK(r->on_demand && r->tls_verify && !r->only_signed);
 		CHECK(r->cert_dir == NULL);
@@ -97,10 +102,10 @@ static void check_classic(const wh_config *c, const char *root, const char *addr
 			CHECK(r->content[0].tags.exclude_regex == NULL);
 		}
 	}
-	CHECK_STREQ(c->registries[0].urls[0], "https://index.docker.io");
-	CHECK_STREQ(c->registries[0].content[0].destination, "/dockerhub");
-	CHECK_STREQ(c->registries[1].urls[0], "https://ghcr.io");
-	CHECK_STREQ(c->registries[1].content[0].destination, "/ghcr");
+	CHECK_STREQ(c->sync.registries[0].urls[0], "https://index.docker.io");
+	CHECK_STREQ(c->sync.registries[0].content[0].destination, "/dockerhub");
+	CHECK_STREQ(c->sync.registries[1].urls[0], "https://ghcr.io");
+	CHECK_STREQ(c->sync.registries[1].content[0].destination, "/ghcr");
 }
 
 static void test_classic(void)
@@ -116,7 +121,7 @@ static void test_classic(void)
 	check_classic(&c, "/var/lib/zot", "0.0.0.0");
 	CHECK(c.path == NULL);
 	wh_config_free(&c);
-	CHECK(c.registries == NULL && c.root_dir == NULL);
+	CHECK(c.sync.registries == NULL && c.storage.root_dir == NULL);
 	wh_config_free(&c); /* twice is harmless */
 }
 
@@ -135,44 +140,44 @@ static void test_defaults_when_absent(void)
 	wh_config c;
 	char err[256] = "";
 	CHECK(parse("{'storage': {'rootDirectory': '/r'}}", &c, err, sizeof(err)) == 0);
-	CHECK_STREQ(c.address, "127.0.0.1");
-	CHECK(c.port == 8080);
-	CHECK(c.gc && c.dedupe);
-	CHECK(c.gc_delay_ms == 3600000 && c.gc_interval_ms == 3600000);
-	CHECK(c.log_level == WH_LOG_INFO);
-	CHECK(!c.search_enable && !c.ui_enable && !c.metrics_enable && !c.sync_enable);
-	CHECK(c.n_registries == 0 && c.n_warnings == 0);
+	CHECK_STREQ(c.http.address, "127.0.0.1");
+	CHECK(c.http.port == 8080);
+	CHECK(c.storage.gc && c.storage.dedupe);
+	CHECK(c.storage.gc_delay_ms == 3600000 && c.storage.gc_interval_ms == 3600000);
+	CHECK(c.log.level == WH_LOG_INFO);
+	CHECK(!c.search_enable && !c.ui_enable && !c.metrics_enable && !c.sync.enable);
+	CHECK(c.sync.n_registries == 0 && c.n_warnings == 0);
 	CHECK(c.dist_spec_version == NULL);
 	wh_config_free(&c);
 
 	/* As in Zot: without gc, absent gcDelay and gcInterval are 0. */
 	CHECK(parse("{'storage': {'rootDirectory': '/r', 'gc': false}}", &c, err, sizeof(err)) ==
 	      0);
-	CHECK(!c.gc && c.gc_delay_ms == 0 && c.gc_interval_ms == 0);
+	CHECK(!c.storage.gc && c.storage.gc_delay_ms == 0 && c.storage.gc_interval_ms == 0);
 	wh_config_free(&c);
 
 	/* An extension object present without "enable" is enabled, as in Zot. */
 	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'sync': {}, 'ui': {},"
 	            " 'metrics': {}, 'search': {'enable': false}}}",
 	            &c, err, sizeof(err)) == 0);
-	CHECK(c.sync_enable && c.ui_enable && c.metrics_enable && !c.search_enable);
+	CHECK(c.sync.enable && c.ui_enable && c.metrics_enable && !c.search_enable);
 	wh_config_free(&c);
 
 	/* Keys match case-insensitively, as with Zot's viper; null is absent. */
 	CHECK(parse("{'Storage': {'RootDirectory': '/r', 'GCDelay': '2h', 'gcInterval': null},"
 	            " 'HTTP': {'Port': 5001, 'tls': null}, 'log': {'level': 'DEBUG'}}",
 	            &c, err, sizeof(err)) == 0);
-	CHECK_STREQ(c.root_dir, "/r");
-	CHECK(c.gc_delay_ms == 7200000 && c.gc_interval_ms == 3600000);
-	CHECK(c.port == 5001);
-	CHECK(c.log_level == WH_LOG_DEBUG);
+	CHECK_STREQ(c.storage.root_dir, "/r");
+	CHECK(c.storage.gc_delay_ms == 7200000 && c.storage.gc_interval_ms == 3600000);
+	CHECK(c.http.port == 5001);
+	CHECK(c.log.level == WH_LOG_DEBUG);
 	CHECK(c.n_warnings == 0);
 	wh_config_free(&c);
 
 	/* A bare number is a Go time.Duration: nanoseconds. */
 	CHECK(parse("{'storage': {'rootDirectory': '/r', 'gcDelay': 7200000000000}}", &c, err,
 	            sizeof(err)) == 0);
-	CHECK(c.gc_delay_ms == 7200000);
+	CHECK(c.storage.gc_delay_ms == 7200000);
 	wh_config_free(&c);
 
 	/* Wharf's own settings, and log level aliases. */
@@ -181,31 +186,38 @@ static void test_defaults_when_absent(void)
 	            " 'idleTimeout': '1m', 'bodyTimeout': '2m', 'sendTimeout': '3m',"
 	            " 'shutdownTimeout': '0', 'maxConnections': 10, 'maxHeaderBytes': 8192,"
 	            " 'maxHeaders': 50}}, 'extensions': {'sync': {'wharf':"
-	            " {'manifestCheckInterval': '30s', 'allowPrivateRedirects': true},"
+	            " {'manifestCheckInterval': '30s', 'allowPrivateRedirects': true,"
+	            " 'connectTimeout': '3s', 'requestTimeout': '20s', 'stallTimeout': '1m',"
+	            " 'maxHostConnections': 4},"
 	            " 'registries': [{'urls':"
 	            " ['http://localhost:5001/']}]}}}",
 	            &c, err, sizeof(err)) == 0);
-	CHECK(c.log_level == WH_LOG_WARN);
-	CHECK_STREQ(c.log_output, "/tmp/w.log");
-	CHECK(c.header_timeout_ms == 5000 && c.idle_timeout_ms == 60000);
-	CHECK(c.body_timeout_ms == 120000 && c.send_timeout_ms == 180000);
-	CHECK(c.shutdown_timeout_ms == 0);
-	CHECK(c.max_connections == 10 && c.max_header_bytes == 8192 && c.max_headers == 50);
-	CHECK(c.manifest_check_interval_ms == 30000);
-	CHECK(c.allow_private_redirects);
-	CHECK(c.n_registries == 1 && c.registries[0].manifest_check_interval_ms == 30000);
+	CHECK(c.log.level == WH_LOG_WARN);
+	CHECK_STREQ(c.log.output, "/tmp/w.log");
+	CHECK(c.http.header_timeout_ms == 5000 && c.http.idle_timeout_ms == 60000);
+	CHECK(c.http.body_timeout_ms == 120000 && c.http.send_timeout_ms == 180000);
+	CHECK(c.http.shutdown_timeout_ms == 0);
+	CHECK(c.http.max_connections == 10 && c.http.max_header_bytes == 8192 &&
+	      c.http.max_headers == 50);
+	CHECK(c.sync.manifest_check_interval_ms == 30000);
+	CHECK(c.sync.upstream.allow_private_redirects);
+	CHECK(c.sync.upstream.connect_timeout_ms == 3000 &&
+	      c.sync.upstream.request_timeout_ms == 20000);
+	CHECK(c.sync.upstream.stall_timeout_ms == 60000 &&
+	      c.sync.upstream.max_host_connections == 4);
+	CHECK(c.sync.n_registries == 1 && c.sync.registries[0].manifest_check_interval_ms == 30000);
 	/* No content rules: every name, at the root, as Zot does. */
-	CHECK(c.n_registries == 1 && c.registries[0].n_content == 1);
-	CHECK_STREQ(c.registries[0].content[0].prefix, "**");
-	CHECK(c.registries[0].content[0].destination == NULL);
-	CHECK(c.n_registries == 1 && !c.registries[0].on_demand);
+	CHECK(c.sync.n_registries == 1 && c.sync.registries[0].n_content == 1);
+	CHECK_STREQ(c.sync.registries[0].content[0].prefix, "**");
+	CHECK(c.sync.registries[0].content[0].destination == NULL);
+	CHECK(c.sync.n_registries == 1 && !c.sync.registries[0].on_demand);
 	/* ... and onDemand false: said to be never fetched. */
 	CHECK(c.n_notices == 1 && strstr(c.notices[0], "extensions.sync.registries[0]: ") &&
 	      strstr(c.notices[0], "never fetched"));
 	/* Absent from the registry: as in Zot, TLS is verified and nothing is
 	 * retried (maxRetries none). */
-	CHECK(c.n_registries == 1 && c.registries[0].tls_verify);
-	CHECK(c.n_registries == 1 && c.registries[0].max_retries == 0);
+	CHECK(c.sync.n_registries == 1 && c.sync.registries[0].tls_verify);
+	CHECK(c.sync.n_registries == 1 && c.sync.registries[0].max_retries == 0);
 	wh_config_free(&c);
 }
 
@@ -232,8 +244,10 @@ static const struct {
     {"{'storage': {'rootDirectory': '/r', 'gc': true, 'GC': false}}", "storage.GC: duplicate key"},
     {"{'storage': []}", "storage: expected an object"},
     {"{" R ", 'http': {'tls': {'cert': '/c'}}}", "http.tls.key: required with http.tls.cert"},
-    {"{" R ", 'http': {'tls': {'key': '/k', 'cert': ''}}}", "http.tls.cert: required with http.tls.key"},
-    {"{" R ", 'http': {'tls': {'cacert': '/a'}}}", "http.tls.cacert: needs http.tls.cert and http.tls.key"},
+    {"{" R ", 'http': {'tls': {'key': '/k', 'cert': ''}}}",
+     "http.tls.cert: required with http.tls.key"},
+    {"{" R ", 'http': {'tls': {'cacert': '/a'}}}",
+     "http.tls.cacert: needs http.tls.cert and http.tls.key"},
     {"{" R ", 'http': {'tls': {'certs': '/c'}}}", "http.tls.certs: unknown key"},
     {"{" R ", 'http': {'tls': {'cert': 5}}}", "http.tls.cert: expected a string"},
     {"{" R ", 'extensions': {'sync': {'registries': {}}}}",
@@ -291,6 +305,14 @@ static const struct {
      "extensions.sync.wharf.manifestCheckInterval: invalid duration \"h\"..."},
     {"{" R ", 'extensions': {'sync': {'wharf': {'allowPrivateRedirects': 1}}}}",
      "extensions.sync.wharf.allowPrivateRedirects: expected a boolean"},
+    {"{" R ", 'extensions': {'sync': {'wharf': {'connectTimeout': '0'}}}}",
+     "extensions.sync.wharf.connectTimeout: must be greater than 0"},
+    {"{" R ", 'extensions': {'sync': {'wharf': {'maxHostConnections': 0}}}}",
+     "extensions.sync.wharf.maxHostConnections: must be greater than 0"},
+    {"{" R ", 'extensions': {'sync': {'wharf': {'stallTimeout': 'x'}}}}",
+     "extensions.sync.wharf.stallTimeout: invalid duration \"x\"..."},
+    {"{" R ", 'extensions': {'sync': {'wharf': {'requestTimeot': '1s'}}}}",
+     "extensions.sync.wharf.requestTimeot: unknown key"},
     {"{" R ", 'extensions': {'sync': {'credentialsFile': ['a']}}}",
      "extensions.sync.credentialsFile: expected a string"},
     /* registries */
@@ -390,7 +412,8 @@ static void test_errors(void)
 			fprintf(stderr, "  case %zu: got \"%s\"\n           want \"%s\"\n", i, err,
 			        want);
 		/* On failure *out is zeroed: freeing it is harmless. */
-		CHECK(c.root_dir == NULL && c.registries == NULL && c.warnings == NULL);
+		CHECK(c.storage.root_dir == NULL && c.sync.registries == NULL &&
+		      c.warnings == NULL);
 		wh_config_free(&c);
 	}
 }
@@ -454,7 +477,8 @@ static void test_warnings(void)
 	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '6h',"
 	    "      'content': [{'prefix': '**', 'tags': {'semver': true},"
 	    "                   'platforms': ['linux/amd64']}],"
-	    "      'retryDelay': '5m', 'maxRetryDelay': '10m', 'preserveDigest': true, 'platforms': ['linux/amd64']},"
+	    "      'retryDelay': '5m', 'maxRetryDelay': '10m', 'preserveDigest': true, "
+	    "'platforms': ['linux/amd64']},"
 	    "     {'urls': ['https://registry.example.com'], 'pollInterval': '0s',"
 	    "      'content': [{'prefix': '**', 'tags': {'semver': false}}]},"
 	    "     {'urls': ['https://registry.example.com'], 'onlySigned': false}]},"
@@ -475,19 +499,19 @@ static void test_warnings(void)
 	CHECK(c.n_warnings == (int)WH_ARRAY_SIZE(want));
 	for (int i = 0; i < c.n_warnings && i < (int)WH_ARRAY_SIZE(want); i++)
 		CHECK_STREQ(c.warnings[i], want[i]);
-	CHECK_STREQ(c.log_audit, "/var/log/audit.log");
+	CHECK_STREQ(c.log.audit, "/var/log/audit.log");
 	/* http.tls is implemented: parsed, no warning (its files are read by tls.c). */
-	CHECK_STREQ(c.tls_cert, "/c");
-	CHECK_STREQ(c.tls_key, "/k");
-	CHECK(c.tls_cacert == NULL);
-	CHECK(c.http_auth);
-	CHECK(c.n_registries == 3);
-	if (c.n_registries == 3) {
-		CHECK(c.registries[0].poll_interval_ms == 6 * 3600000LL);
-		CHECK(c.registries[0].content_given && !c.registries[2].content_given);
-		CHECK(c.registries[0].content[0].tags.semver);
-		CHECK(!c.registries[1].content[0].tags.semver);
-		CHECK(!c.registries[2].only_signed);
+	CHECK_STREQ(c.tls.cert, "/c");
+	CHECK_STREQ(c.tls.key, "/k");
+	CHECK(c.tls.cacert == NULL);
+	CHECK(wh_config_has_auth(&c));
+	CHECK(c.sync.n_registries == 3);
+	if (c.sync.n_registries == 3) {
+		CHECK(c.sync.registries[0].poll_interval_ms == 6 * 3600000LL);
+		CHECK(c.sync.registries[0].content_given && !c.sync.registries[2].content_given);
+		CHECK(c.sync.registries[0].content[0].tags.semver);
+		CHECK(!c.sync.registries[1].content[0].tags.semver);
+		CHECK(!c.sync.registries[2].only_signed);
 	}
 	wh_config_free(&c);
 }
@@ -507,8 +531,9 @@ static void test_auth(void)
 	    " 'actions': ['read'], 'conditions': [{'expression': 'true'}]}]}}}}}",
 	};
 	static const char *const refused_key[] = {
-	    "http.auth.ldap", "http.auth.bearer", "http.auth.openid", "http.auth.apikey",
-	    "http.auth.mtls", "http.accessControl.repositories.**.policies[0].conditions",
+	    "http.auth.ldap",   "http.auth.bearer",
+	    "http.auth.openid", "http.auth.apikey",
+	    "http.auth.mtls",   "http.accessControl.repositories.**.policies[0].conditions",
 	};
 	wh_config c;
 	char err[512];
@@ -518,25 +543,24 @@ static void test_auth(void)
 		CHECK(strstr(err, "not implemented") != NULL);
 	}
 	/* false and empty are not asking for anything */
-	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': false}}}",
-	            &c, err, sizeof(err)) == 0);
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': false}}}", &c,
+	            err, sizeof(err)) == 0);
 	wh_config_free(&c);
 
-	const char *json =
-	    "{'storage': {'rootDirectory': '/r'}, 'http': {'realm': 'z',"
-	    " 'auth': {'htpasswd': {'path': '/h'}, 'failDelay': 2},"
-	    " 'accessControl': {'groups': {'Devs': {'users': ['bob']}},"
-	    "   'repositories': {'**': {'anonymousPolicy': ['read']},"
-	    "     'Team/**': {'policies': [{'users': ['alice'], 'groups': ['DEVS'],"
-	    "       'actions': ['read', 'create']}], 'defaultPolicy': ['read']}},"
-	    "   'adminPolicy': {'users': ['root'], 'actions': ['read', 'delete']},"
-	    "   'metrics': {'users': ['prom'], 'anonymousPolicy': ['read']}},"
-	    " 'ratelimit': {'rate': 10, 'methods': [{'method': 'get', 'rate': 5}]},"
-	    " 'wharf': {'trustedProxies': ['10.0.0.0/8', '::1', '192.0.2.7']}}}";
+	const char *json = "{'storage': {'rootDirectory': '/r'}, 'http': {'realm': 'z',"
+	                   " 'auth': {'htpasswd': {'path': '/h'}, 'failDelay': 2},"
+	                   " 'accessControl': {'groups': {'Devs': {'users': ['bob']}},"
+	                   "   'repositories': {'**': {'anonymousPolicy': ['read']},"
+	                   "     'Team/**': {'policies': [{'users': ['alice'], 'groups': ['DEVS'],"
+	                   "       'actions': ['read', 'create']}], 'defaultPolicy': ['read']}},"
+	                   "   'adminPolicy': {'users': ['root'], 'actions': ['read', 'delete']},"
+	                   "   'metrics': {'users': ['prom'], 'anonymousPolicy': ['read']}},"
+	                   " 'ratelimit': {'rate': 10, 'methods': [{'method': 'get', 'rate': 5}]},"
+	                   " 'wharf': {'trustedProxies': ['10.0.0.0/8', '::1', '192.0.2.7']}}}";
 	CHECK(parse(json, &c, err, sizeof(err)) == 0);
-	if (c.root_dir) {
-		CHECK_STREQ(c.htpasswd_path, "/h");
-		CHECK(c.fail_delay_s == 2);
+	if (c.storage.root_dir) {
+		CHECK_STREQ(c.auth.htpasswd_path, "/h");
+		CHECK(c.auth.fail_delay_s == 2);
 		CHECK(c.access.enabled && c.access.n_repos == 2 && c.access.n_groups == 1);
 		CHECK_STREQ(c.access.groups[0].name, "devs");
 		CHECK_STREQ(c.access.repos[1].pattern, "team/**");
@@ -544,9 +568,10 @@ static void test_auth(void)
 		CHECK(c.access.repos[1].policies[0].actions == (WH_ACTION_READ | WH_ACTION_CREATE));
 		CHECK(c.access.repos[0].anonymous_actions == WH_ACTION_READ);
 		CHECK(c.access.admin.actions == (WH_ACTION_READ | WH_ACTION_DELETE));
-		CHECK(c.rate == 10 && c.n_rate_methods == 1);
-		CHECK_STREQ(c.rate_methods[0].method, "GET");
-		CHECK(c.n_trusted_proxies == 3 && c.trusted_proxies[0].bits == 96 + 8);
+		CHECK(c.ratelimit.rate == 10 && c.ratelimit.n_rate_methods == 1);
+		CHECK_STREQ(c.ratelimit.rate_methods[0].method, "GET");
+		CHECK(c.ratelimit.n_trusted_proxies == 3 &&
+		      c.ratelimit.trusted_proxies[0].bits == 96 + 8);
 		CHECK(c.n_warnings == 0);
 	}
 	wh_config_free(&c);
@@ -637,7 +662,7 @@ static void test_load(void)
 
 	CHECK(wh_config_load("/nonexistent/wharf.json", &c, err, sizeof(err)) == -ENOENT);
 	CHECK_STREQ(err, "/nonexistent/wharf.json: cannot read: No such file or directory");
-	CHECK(c.root_dir == NULL);
+	CHECK(c.storage.root_dir == NULL);
 
 	CHECK(wh_config_load("/tmp", &c, err, sizeof(err)) == -EISDIR);
 	CHECK_STREQ(err, "/tmp: cannot read: Is a directory");
@@ -664,7 +689,7 @@ static void test_load(void)
 	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
 	CHECK(wh_config_load(path, &c, err, sizeof(err)) == 0);
 	CHECK_STREQ(c.path, path);
-	CHECK_STREQ(c.root_dir, "/r");
+	CHECK_STREQ(c.storage.root_dir, "/r");
 	wh_config_free(&c);
 
 	close(fd);
@@ -717,39 +742,41 @@ static void test_examples(void)
 
 	snprintf(path, sizeof(path), "%s/config-mirror-root.json", dir);
 	if (wh_config_load(path, &c, err, sizeof(err)) == 0) {
-		CHECK(c.n_registries == 1 && c.registries[0].n_content == 1);
-		if (c.n_registries == 1 && c.registries[0].n_content == 1)
-			CHECK_STREQ(c.registries[0].content[0].destination, "/");
+		CHECK(c.sync.n_registries == 1 && c.sync.registries[0].n_content == 1);
+		if (c.sync.n_registries == 1 && c.sync.registries[0].n_content == 1)
+			CHECK_STREQ(c.sync.registries[0].content[0].destination, "/");
 		wh_config_free(&c);
 	}
 
 	snprintf(path, sizeof(path), "%s/config-local.json", dir);
 	if (wh_config_load(path, &c, err, sizeof(err)) == 0) {
-		CHECK(c.n_registries == 0 && !c.sync_enable);
+		CHECK(c.sync.n_registries == 0 && !c.sync.enable);
 		wh_config_free(&c);
 	}
 
 	snprintf(path, sizeof(path), "%s/config-full.json", dir);
 	CHECK(wh_config_load(path, &c, err, sizeof(err)) == 0);
-	if (c.root_dir) {
-		CHECK(c.gc_delay_ms == 3600000 && c.gc_interval_ms == 24 * 3600000LL);
-		CHECK(c.commit);
-		CHECK_STREQ(c.realm, "wharf");
+	if (c.storage.root_dir) {
+		CHECK(c.storage.gc_delay_ms == 3600000 &&
+		      c.storage.gc_interval_ms == 24 * 3600000LL);
+		CHECK(c.storage.commit);
+		CHECK_STREQ(c.auth.realm, "wharf");
 		CHECK_STREQ(c.external_url, "https://cache.example.com");
-		CHECK(c.header_timeout_ms == 20000 && c.shutdown_timeout_ms == 10000);
-		CHECK(c.max_connections == 1024 && c.max_headers == 100);
-		CHECK_STREQ(c.log_output, "/var/log/wharf/wharf.log");
+		CHECK(c.http.header_timeout_ms == 20000 && c.http.shutdown_timeout_ms == 10000);
+		CHECK(c.http.max_connections == 1024 && c.http.max_headers == 100);
+		CHECK_STREQ(c.log.output, "/var/log/wharf/wharf.log");
 		CHECK(c.metrics_enable);
-		CHECK_STREQ(c.sync_credentials_file, "/etc/wharf/credentials.json");
-		CHECK(c.manifest_check_interval_ms == 300000);
-		CHECK(!c.allow_private_redirects);
-		CHECK(c.n_registries == 3);
+		CHECK_STREQ(c.sync.upstream.credentials_file, "/etc/wharf/credentials.json");
+		CHECK(c.sync.manifest_check_interval_ms == 300000);
+		CHECK(!c.sync.upstream.allow_private_redirects);
+		CHECK(c.sync.n_registries == 3);
 	}
-	if (c.n_registries == 3) {
-		const wh_sync_registry *r = &c.registries[2];
-		CHECK(c.registries[0].max_retries == 3 && c.registries[0].retry_delay_ms == 300000);
-		CHECK(c.registries[0].manifest_check_interval_ms == 300000);
-		CHECK(c.registries[1].manifest_check_interval_ms == 600000);
+	if (c.sync.n_registries == 3) {
+		const wh_sync_registry *r = &c.sync.registries[2];
+		CHECK(c.sync.registries[0].max_retries == 3 &&
+		      c.sync.registries[0].retry_delay_ms == 300000);
+		CHECK(c.sync.registries[0].manifest_check_interval_ms == 300000);
+		CHECK(c.sync.registries[1].manifest_check_interval_ms == 600000);
 		CHECK(r->n_urls == 2);
 		CHECK_STREQ(r->urls[1], "https://registry-mirror.example.net:8443");
 		CHECK_STREQ(r->cert_dir, "/etc/wharf/certs/registry.example.com");

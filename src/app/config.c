@@ -1,0 +1,370 @@
+/* The configuration file (config.h): Zot's layout put together from the
+ * modules' key tables (conf.h), the checks that span modules, the built-in
+ * default, loading.
+ *
+ * The tables follow Zot's Go structs (pkg/api/config, pkg/extensions/config):
+ * a key Zot accepts is never an error here; if Wharf does not implement it,
+ * its path is added to cfg->warnings and its subtree is accepted as it is.
+ * Zot reads the file through viper, which matches keys case-insensitively and
+ * turns null into the zero value; we do the same. Zot's decoder is also
+ * weakly typed ("gc": "true"); we are not, except for the port, which Zot's
+ * own examples write as a string. */
+#include "wharf/app/config.h"
+#include "wharf/base/common.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FILE_BYTES (16u << 20)
+
+const char wh_config_default_json[] = "{\n"
+                                      "  \"distSpecVersion\": \"1.0.1\",\n"
+                                      "  \"storage\": {\n"
+                                      "    \"rootDirectory\": \"" WH_DEFAULT_ROOT "\",\n"
+                                      "    \"gc\": true,\n"
+                                      "    \"dedupe\": true\n"
+                                      "  },\n"
+                                      "  \"http\": {\n"
+                                      "    \"address\": \"127.0.0.1\",\n"
+                                      "    \"port\": \"5000\"\n"
+                                      "  },\n"
+                                      "  \"log\": {\n"
+                                      "    \"level\": \"info\"\n"
+                                      "  },\n"
+                                      "  \"extensions\": {\n"
+                                      "    \"search\": {\n"
+                                      "      \"enable\": true\n"
+                                      "    },\n"
+                                      "    \"ui\": {\n"
+                                      "      \"enable\": true\n"
+                                      "    },\n"
+                                      "    \"sync\": {\n"
+                                      "      \"enable\": true,\n"
+                                      "      \"registries\": [\n"
+                                      "        {\n"
+                                      "          \"urls\": [\n"
+                                      "            \"https://index.docker.io\"\n"
+                                      "          ],\n"
+                                      "          \"content\": [\n"
+                                      "            {\n"
+                                      "              \"prefix\": \"**\",\n"
+                                      "              \"destination\": \"/dockerhub\"\n"
+                                      "            }\n"
+                                      "          ],\n"
+                                      "          \"onDemand\": true,\n"
+                                      "          \"tlsVerify\": true\n"
+                                      "        },\n"
+                                      "        {\n"
+                                      "          \"urls\": [\n"
+                                      "            \"https://ghcr.io\"\n"
+                                      "          ],\n"
+                                      "          \"content\": [\n"
+                                      "            {\n"
+                                      "              \"prefix\": \"**\",\n"
+                                      "              \"destination\": \"/ghcr\"\n"
+                                      "            }\n"
+                                      "          ],\n"
+                                      "          \"onDemand\": true,\n"
+                                      "          \"tlsVerify\": true\n"
+                                      "        }\n"
+                                      "      ]\n"
+                                      "    }\n"
+                                      "  }\n"
+                                      "}\n";
+
+/* ---- the file's layout: each module's keys where Zot puts them ---- */
+
+#define CFG(m) offsetof(wh_config, m)
+
+/* http.wharf holds the server's limits and the rate limiter's proxies. */
+static const wh_conf_key http_wharf_keys[] = {
+    WH_CONF_INLINED(wh_http_wharf_keys, CFG(http)),
+    WH_CONF_INLINED(wh_ratelimit_wharf_keys, CFG(ratelimit)),
+    WH_CONF_END,
+};
+
+static const wh_conf_key http_keys[] = {
+    WH_CONF_INLINED(wh_http_keys, CFG(http)),
+    WH_CONF_INLINED(wh_auth_http_keys, CFG(auth)),
+    WH_CONF_KEY("externalURL", WH_CONF_STRING, 0, CFG(external_url)),
+    WH_CONF_SUB("wharf", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, http_wharf_keys),
+    WH_CONF_SUB("tls", WH_CONF_SECTION, 0, CFG(tls), wh_tls_keys),
+    WH_CONF_SUB("auth", WH_CONF_SECTION, 0, CFG(auth), wh_auth_keys),
+    WH_CONF_FN("accessControl", CFG(access), wh_access_conf),
+    WH_CONF_SUB("ratelimit", WH_CONF_SECTION, 0, CFG(ratelimit), wh_ratelimit_keys),
+    WH_CONF_IGNORED("allowOrigin", WH_CONF_WARN),
+    WH_CONF_IGNORED("compat", WH_CONF_WARN),
+    /* Wharf's own timeouts are under http.wharf. */
+    WH_CONF_IGNORED("readTimeout", WH_CONF_WARN),
+    WH_CONF_IGNORED("writeTimeout", WH_CONF_WARN),
+    WH_CONF_END,
+};
+
+static const wh_conf_key search_keys[] = {
+    WH_CONF_KEY("enable", WH_CONF_BOOL, 0, CFG(search_enable)),
+    WH_CONF_IGNORED("cve", WH_CONF_WARN),
+    WH_CONF_END,
+};
+
+static const wh_conf_key ui_keys[] = {
+    WH_CONF_KEY("enable", WH_CONF_BOOL, 0, CFG(ui_enable)),
+    WH_CONF_END,
+};
+
+static const wh_conf_key metrics_keys[] = {
+    WH_CONF_KEY("enable", WH_CONF_BOOL, 0, CFG(metrics_enable)),
+    WH_CONF_IGNORED("prometheus", WH_CONF_WARN),
+    WH_CONF_END,
+};
+
+static const wh_conf_key extensions_keys[] = {
+    WH_CONF_SUB("search", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(search_enable), search_keys),
+    WH_CONF_SUB("ui", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(ui_enable), ui_keys),
+    WH_CONF_SUB("metrics", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(metrics_enable), metrics_keys),
+    WH_CONF_FN("sync", CFG(sync), wh_sync_conf),
+    WH_CONF_IGNORED("scrub", WH_CONF_WARN),
+    WH_CONF_IGNORED("lint", WH_CONF_WARN),
+    WH_CONF_IGNORED("mgmt", WH_CONF_WARN),
+    WH_CONF_IGNORED("apikey", WH_CONF_WARN),
+    WH_CONF_IGNORED("trust", WH_CONF_WARN),
+    WH_CONF_IGNORED("events", WH_CONF_WARN),
+    WH_CONF_END,
+};
+
+static const wh_conf_key top_keys[] = {
+    WH_CONF_KEY("distSpecVersion", WH_CONF_STRING, 0, CFG(dist_spec_version)),
+    WH_CONF_SUB("storage", WH_CONF_SECTION, 0, CFG(storage), wh_store_keys),
+    WH_CONF_SUB("http", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, http_keys),
+    WH_CONF_SUB("log", WH_CONF_SECTION, 0, CFG(log), wh_log_keys),
+    WH_CONF_SUB("extensions", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, extensions_keys),
+    WH_CONF_IGNORED("scheduler", WH_CONF_WARN),
+    WH_CONF_IGNORED("cluster", WH_CONF_WARN),
+    {"landlock", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
+    /* Build information Zot writes when it dumps its config; nothing to do. */
+    WH_CONF_IGNORED("goVersion", 0),
+    WH_CONF_IGNORED("commit", 0),
+    WH_CONF_IGNORED("releaseTag", 0),
+    WH_CONF_IGNORED("binaryType", 0),
+    WH_CONF_END,
+};
+
+/* ---- checks across modules ---- */
+
+bool wh_config_has_auth(const wh_config *c)
+{
+	/* mTLS counts: a verified client certificate's CN is a user. */
+	return (c->auth.htpasswd_path && *c->auth.htpasswd_path) ||
+	       (c->tls.cert && *c->tls.cert && c->tls.cacert && *c->tls.cacert);
+}
+
+/* Zot's rule: without any authentication, access control may only say what
+ * anonymous requests may do. */
+static int check_access(wh_conf *p, const wh_config *c)
+{
+	const wh_access_config *ac = &c->access;
+	bool authn = wh_config_has_auth(c);
+	bool named =
+	    ac->admin.n_users || ac->admin.n_groups || ac->admin.actions || ac->n_metrics_users;
+
+	for (int i = 0; i < ac->n_repos; i++) {
+		named |= ac->repos[i].n_policies > 0 || ac->repos[i].default_actions;
+	}
+	if (ac->enabled && !authn && named) {
+		wh_conf_push_key(p, "http.accessControl");
+		return wh_conf_fail(
+		    p, "access control config requires one of htpasswd, ldap, openid or "
+		       "mTLS authentication or using only 'anonymousPolicy' policies");
+	}
+	return 0;
+}
+
+/* ---- entry points ---- */
+
+static void init(wh_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	wh_store_settings_init(&c->storage);
+	wh_http_settings_init(&c->http);
+	wh_ratelimit_settings_init(&c->ratelimit);
+	wh_log_settings_init(&c->log);
+	wh_sync_settings_init(&c->sync);
+}
+
+static int finish(wh_conf *p, wh_config *c)
+{
+	int rc = wh_store_settings_check(p, &c->storage);
+	if (rc == 0)
+		rc = wh_tls_settings_check(p, &c->tls);
+	if (rc == 0)
+		wh_sync_settings_finish(&c->sync);
+	return rc ? rc : check_access(p, c);
+}
+
+static int syntax_error(wh_conf *p, const char *json, size_t len, const char *at, const char *what)
+{
+	int line = 1, col = 1;
+
+	if (!at || at < json || at > json + len)
+		at = json + len;
+	for (const char *c = json; c < at; c++) {
+		if (*c == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	return wh_conf_fail(p, "%s at line %d, column %d", what, line, col);
+}
+
+int wh_config_parse(const char *json, size_t len, wh_config *out, char *err, size_t errlen)
+{
+	wh_conf p;
+	wh_config cfg;
+	cJSON *root = NULL;
+	const char *end = NULL;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	p.err = err;
+	p.errlen = errlen;
+	if (err && errlen)
+		err[0] = '\0';
+	init(&cfg);
+	if (!json) {
+		rc = wh_conf_fail(&p, "no configuration text");
+		goto out;
+	}
+	root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+	if (!root) {
+		rc = syntax_error(&p, json, len, end, "invalid JSON");
+		goto out;
+	}
+	while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+		end++;
+	if (end < json + len) {
+		/* A NUL too: the file is the JSON text and nothing after it. */
+		rc = syntax_error(&p, json, len, end,
+		                  *end ? "unexpected text after the JSON value"
+		                       : "a NUL byte after the JSON value");
+		goto out;
+	}
+	if (!cJSON_IsObject(root)) {
+		rc = wh_conf_fail(&p, "the configuration must be a JSON object");
+		goto out;
+	}
+	rc = wh_conf_walk(&p, root, top_keys, (char *)&cfg);
+	if (rc == 0)
+		rc = finish(&p, &cfg);
+out:
+	cJSON_Delete(root);
+	cfg.warnings = p.warnings;
+	cfg.n_warnings = p.n_warnings;
+	cfg.notices = p.notices;
+	cfg.n_notices = p.n_notices;
+	if (rc) {
+		wh_config_free(&cfg);
+		memset(out, 0, sizeof(*out));
+	} else {
+		*out = cfg;
+	}
+	return rc;
+}
+
+/* The whole file in a NUL-terminated buffer. Returns 0, -errno or WH_ETOOBIG. */
+static int read_file(const char *path, char **buf, size_t *len)
+{
+	FILE *f = fopen(path, "rbe");
+	size_t cap = 4096, n = 0;
+	char *b = NULL;
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	b = wh_malloc(cap);
+	for (;;) {
+		size_t got;
+		if (n + 1 >= cap) {
+			if (cap > MAX_FILE_BYTES) {
+				rc = WH_ETOOBIG;
+				goto out;
+			}
+			cap *= 2;
+			b = wh_realloc(b, cap);
+		}
+		got = fread(b + n, 1, cap - n - 1, f);
+		n += got;
+		if (got == 0) {
+			if (ferror(f))
+				rc = errno ? -errno : WH_EIO;
+			break;
+		}
+	}
+out:
+	fclose(f);
+	if (rc) {
+		free(b);
+		return rc;
+	}
+	b[n] = '\0';
+	*buf = b;
+	*len = n;
+	return 0;
+}
+
+int wh_config_load(const char *path, wh_config *out, char *err, size_t errlen)
+{
+	char msg[512];
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = read_file(path, &buf, &len);
+	if (rc) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: cannot read: %s", path,
+			         rc == WH_ETOOBIG ? "larger than 16 MiB" : wh_strerror(rc));
+		goto out;
+	}
+	rc = wh_config_parse(buf, len, out, msg, sizeof(msg));
+	if (rc) {
+		if (err && errlen)
+			snprintf(err, errlen, "%s: %s", path, msg);
+		goto out;
+	}
+	out->path = wh_strdup(path);
+out:
+	free(buf);
+	return rc;
+}
+
+int wh_config_default(wh_config *out)
+{
+	return wh_config_parse(wh_config_default_json, sizeof(wh_config_default_json) - 1, out,
+	                       NULL, 0);
+}
+
+void wh_config_free(wh_config *cfg)
+{
+	if (!cfg)
+		return;
+	wh_conf_strv_free(cfg->warnings, cfg->n_warnings);
+	wh_conf_strv_free(cfg->notices, cfg->n_notices);
+	free(cfg->path);
+	free(cfg->dist_spec_version);
+	free(cfg->external_url);
+	wh_store_settings_free(&cfg->storage);
+	wh_http_settings_free(&cfg->http);
+	wh_tls_settings_free(&cfg->tls);
+	wh_auth_settings_free(&cfg->auth);
+	wh_access_config_free(&cfg->access);
+	wh_ratelimit_settings_free(&cfg->ratelimit);
+	wh_log_settings_free(&cfg->log);
+	wh_sync_settings_free(&cfg->sync);
+	memset(cfg, 0, sizeof(*cfg));
+}

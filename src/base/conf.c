@@ -1,0 +1,454 @@
+/* The configuration engine (conf.h): one walker over the modules' key
+ * tables, the typed values, the key path, Go durations. */
+#include "wharf/base/conf.h"
+#include "wharf/base/common.h"
+#include "wharf/base/pattern.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- durations ---------------------------------------------------------- */
+
+/* Go's time.ParseDuration, without the sign: a sequence of decimal numbers,
+ * each with an optional fraction and a unit; "0" alone needs no unit. The
+ * result is computed in nanoseconds, as Go does (same overflow limit), then
+ * truncated to milliseconds. */
+int wh_duration_parse(const char *s, int64_t *ms)
+{
+	static const struct {
+		const char *name;
+		uint64_t ns;
+	} units[] = {
+	    {"ns", 1ULL},           {"us", 1000ULL},
+	    {"\xc2\xb5s", 1000ULL}, /* U+00B5 micro sign */
+	    {"\xce\xbcs", 1000ULL}, /* U+03BC Greek mu */
+	    {"ms", 1000000ULL},     {"s", 1000000000ULL},
+	    {"m", 60000000000ULL},  {"h", 3600000000000ULL},
+	};
+	const uint64_t limit = (uint64_t)INT64_MAX;
+	uint64_t total = 0;
+	const char *p = s;
+
+	if (!p || !*p)
+		return WH_EINVAL;
+	if (*p == '+')
+		p++;
+	if (strcmp(p, "0") == 0) {
+		*ms = 0;
+		return 0;
+	}
+	if (!*p)
+		return WH_EINVAL;
+	while (*p) {
+		uint64_t v = 0, unit = 0;
+		double frac = 0, scale = 1;
+		int digits = 0, fdigits = 0;
+		size_t ulen = 0;
+
+		for (; *p >= '0' && *p <= '9'; p++, digits++) {
+			if (v > (limit - (uint64_t)(*p - '0')) / 10)
+				return WH_EINVAL;
+			v = v * 10 + (uint64_t)(*p - '0');
+		}
+		if (*p == '.') {
+			for (p++; *p >= '0' && *p <= '9'; p++, fdigits++) {
+				if (scale < 1e18) { /* further digits cannot matter */
+					frac = frac * 10 + (*p - '0');
+					scale *= 10;
+				}
+			}
+		}
+		if (digits == 0 && fdigits == 0)
+			return WH_EINVAL;
+		while (p[ulen] && p[ulen] != '.' && (p[ulen] < '0' || p[ulen] > '9'))
+			ulen++;
+		for (size_t i = 0; i < WH_ARRAY_SIZE(units); i++)
+			if (strlen(units[i].name) == ulen && strncmp(p, units[i].name, ulen) == 0)
+				unit = units[i].ns;
+		if (!unit)
+			return WH_EINVAL;
+		p += ulen;
+		if (v > limit / unit)
+			return WH_EINVAL;
+		v *= unit;
+		if (frac > 0) {
+			v += (uint64_t)(frac * ((double)unit / scale));
+			if (v > limit)
+				return WH_EINVAL;
+		}
+		if (v > limit - total)
+			return WH_EINVAL;
+		total += v;
+	}
+	*ms = (int64_t)(total / 1000000);
+	return 0;
+}
+
+/* ---- the walk ---- */
+
+int wh_conf_fail(wh_conf *p, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (p->err && p->errlen)
+		snprintf(p->err, p->errlen, "%s%s%s", p->path, p->len ? ": " : "", msg);
+	return WH_EINVAL;
+}
+
+/* Extends the path by n characters just written (snprintf's return). */
+static size_t advance(wh_conf *p, size_t old, int n)
+{
+	if (n > 0)
+		p->len = WH_MIN(old + (size_t)n, sizeof(p->path) - 1);
+	return old;
+}
+
+size_t wh_conf_push_key(wh_conf *p, const char *key)
+{
+	size_t old = p->len;
+	return advance(p, old,
+	               snprintf(p->path + old, sizeof(p->path) - old, "%s%s", old ? "." : "", key));
+}
+
+size_t wh_conf_push_index(wh_conf *p, int index)
+{
+	size_t old = p->len;
+	return advance(p, old, snprintf(p->path + old, sizeof(p->path) - old, "[%d]", index));
+}
+
+void wh_conf_pop(wh_conf *p, size_t old)
+{
+	p->len = old;
+	p->path[old] = '\0';
+}
+
+static void add_warning(wh_conf *p)
+{
+	p->warnings = wh_realloc(p->warnings, (size_t)(p->n_warnings + 1) * sizeof(*p->warnings));
+	p->warnings[p->n_warnings++] = wh_strdup(p->path);
+}
+
+/* A config that works, but not as its author may think: "path: what". */
+void wh_conf_notice(wh_conf *p, const char *what)
+{
+	size_t n = strlen(p->path) + strlen(what) + 3;
+	char *text = wh_malloc(n);
+	snprintf(text, n, "%s: %s", p->path, what);
+	p->notices = wh_realloc(p->notices, (size_t)(p->n_notices + 1) * sizeof(*p->notices));
+	p->notices[p->n_notices++] = text;
+}
+
+void wh_conf_strv_free(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void wh_conf_release(wh_conf *p)
+{
+	wh_conf_strv_free(p->warnings, p->n_warnings);
+	wh_conf_strv_free(p->notices, p->n_notices);
+	p->warnings = p->notices = NULL;
+	p->n_warnings = p->n_notices = 0;
+}
+
+static void set_string(char *base, size_t off, const char *s)
+{
+	char **dst;
+
+	if (off == WH_CONF_NOSTORE)
+		return;
+	dst = (char **)(void *)(base + off);
+	free(*dst);
+	*dst = wh_strdup(s);
+}
+
+/* A whole number in [min, max]. */
+int wh_conf_int(wh_conf *p, const cJSON *v, int min, int max, int *out)
+{
+	double d;
+
+	if (!cJSON_IsNumber(v))
+		return wh_conf_fail(p, "expected an integer");
+	d = v->valuedouble;
+	if (d < (double)INT_MIN || d > (double)INT_MAX || d != (double)(int)d)
+		return wh_conf_fail(p, "expected an integer");
+	if (d < min)
+		return min > 0 ? wh_conf_fail(p, "must be greater than 0")
+		               : wh_conf_fail(p, "must not be negative");
+	if (d > max)
+		return wh_conf_fail(p, "must be at most %d", max);
+	*out = (int)d;
+	return 0;
+}
+
+int wh_conf_duration(wh_conf *p, const cJSON *v, int64_t *ms)
+{
+	/* Zot's decoder takes a bare number as nanoseconds, as Go's time.Duration does. */
+	if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+		if (d < 0 || d >= 9.2e18 || d != (double)(int64_t)d)
+			return wh_conf_fail(p, "expected a duration such as \"30s\" or \"1h30m\"");
+		*ms = (int64_t)d / 1000000;
+		return 0;
+	}
+	if (!cJSON_IsString(v))
+		return wh_conf_fail(p, "expected a duration such as \"30s\" or \"1h30m\"");
+	if (wh_duration_parse(v->valuestring, ms) != 0)
+		return wh_conf_fail(
+		    p, "invalid duration \"%s\" (examples: \"250ms\", \"30s\", \"1h30m\")",
+		    v->valuestring);
+	return 0;
+}
+
+static int get_port(wh_conf *p, const cJSON *v, int *port)
+{
+	if (cJSON_IsString(v)) {
+		const char *s = v->valuestring;
+		char *end = NULL;
+		long n;
+
+		if (*s < '0' || *s > '9' || strlen(s) > 5)
+			return wh_conf_fail(p, "invalid port \"%s\" (1-65535)", s);
+		errno = 0;
+		n = strtol(s, &end, 10);
+		if (errno || *end || n < 1 || n > 65535)
+			return wh_conf_fail(p, "invalid port \"%s\" (1-65535)", s);
+		*port = (int)n;
+		return 0;
+	}
+	if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+		if (d < 1 || d > 65535 || d != (double)(int)d)
+			return wh_conf_fail(p, "invalid port %g (1-65535)", d);
+		*port = (int)d;
+		return 0;
+	}
+	return wh_conf_fail(p, "expected a port number (1-65535)");
+}
+
+/* What is wrong with a doublestar glob, or NULL. Like doublestar's
+ * ValidatePattern: brackets and braces balance, a class is not empty, a
+ * backslash escapes something. */
+const char *wh_conf_glob_problem(const char *g)
+{
+	int depth = 0;
+
+	if (!*g)
+		return "empty pattern";
+	for (const char *c = g; *c; c++) {
+		switch (*c) {
+		case '\\':
+			if (!c[1])
+				return "trailing backslash";
+			c++;
+			break;
+		case '[':
+			c++;
+			if (*c == '!' || *c == '^')
+				c++;
+			if (*c == ']')
+				return "empty character class";
+			while (*c && *c != ']') {
+				if (*c == '\\' && !*++c)
+					return "trailing backslash";
+				c++;
+			}
+			if (!*c)
+				return "unbalanced '['";
+			break;
+		case '{':
+			depth++;
+			break;
+		case '}':
+			if (depth == 0)
+				return "unbalanced '}'";
+			depth--;
+			break;
+		default:
+			break;
+		}
+	}
+	return depth ? "unbalanced '{'" : NULL;
+}
+
+void wh_conf_lower(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+/* An array of strings into *out / *n (appended to what is there). */
+int wh_conf_strv(wh_conf *p, const cJSON *v, char ***out, int *n)
+{
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsArray(v))
+		return wh_conf_fail(p, "expected an array of strings");
+	*out = wh_realloc(*out, (size_t)(*n + cJSON_GetArraySize(v) + 1) * sizeof(**out));
+	cJSON_ArrayForEach(item, v)
+	{
+		size_t old = wh_conf_push_index(p, *n);
+		if (!cJSON_IsString(item))
+			rc = wh_conf_fail(p, "expected a string");
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+		(*out)[(*n)++] = wh_strdup(item->valuestring);
+	}
+	return rc;
+}
+
+/* True when a key of the map obj before item is item's key, case aside:
+ * viper would have merged them. */
+bool wh_conf_dup_key(const cJSON *obj, const cJSON *item)
+{
+	for (const cJSON *prev = obj->child; prev != item; prev = prev->next)
+		if (strcasecmp(prev->string, item->string) == 0)
+			return true;
+	return false;
+}
+
+static int parse_key(wh_conf *p, const wh_conf_key *f, const cJSON *v, char *base)
+{
+	bool set = true; /* for the *_IF_SET flags */
+	int rc = 0;
+
+	switch (f->type) {
+	case WH_CONF_ANY:
+		set = !cJSON_IsNull(v) && !cJSON_IsFalse(v) &&
+		      !((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child);
+		break;
+	case WH_CONF_STRING:
+	case WH_CONF_REGEX:
+	case WH_CONF_GLOB: {
+		const char *why;
+		wh_regex *re;
+		if (!cJSON_IsString(v))
+			return wh_conf_fail(p, "expected a string");
+		if ((f->flags & WH_CONF_NONEMPTY) && !*v->valuestring)
+			return wh_conf_fail(p, "must not be empty");
+		if (f->type == WH_CONF_GLOB && (why = wh_conf_glob_problem(v->valuestring)))
+			return wh_conf_fail(p, "invalid glob \"%s\": %s", v->valuestring, why);
+		if (f->type == WH_CONF_REGEX) {
+			char buf[192];
+			if (wh_regex_compile(v->valuestring, &re, buf, sizeof(buf)) != 0)
+				return wh_conf_fail(p, "invalid regular expression \"%s\": %s",
+				                    v->valuestring, buf);
+			wh_regex_free(re);
+		}
+		set_string(base, f->off, v->valuestring);
+		set = *v->valuestring != '\0';
+		break;
+	}
+	case WH_CONF_BOOL:
+		if (!cJSON_IsBool(v))
+			return wh_conf_fail(p, "expected a boolean");
+		if (f->off != WH_CONF_NOSTORE)
+			*(bool *)(void *)(base + f->off) = cJSON_IsTrue(v);
+		set = cJSON_IsTrue(v);
+		break;
+	case WH_CONF_INT: {
+		int n = 0;
+		rc = wh_conf_int(p, v, (f->flags & WH_CONF_POSITIVE) ? 1 : 0, INT_MAX, &n);
+		if (rc)
+			return rc;
+		if (f->off != WH_CONF_NOSTORE)
+			*(int *)(void *)(base + f->off) = n;
+		set = n != 0;
+		break;
+	}
+	case WH_CONF_DURATION: {
+		int64_t ms = 0;
+		rc = wh_conf_duration(p, v, &ms);
+		if (rc)
+			return rc;
+		if ((f->flags & WH_CONF_POSITIVE) && ms <= 0)
+			return wh_conf_fail(p, "must be greater than 0");
+		if (f->off != WH_CONF_NOSTORE)
+			*(int64_t *)(void *)(base + f->off) = ms;
+		set = ms != 0;
+		break;
+	}
+	case WH_CONF_PORT:
+		rc = get_port(p, v, (int *)(void *)(base + f->off));
+		break;
+	case WH_CONF_OBJECT:
+		if ((f->flags & WH_CONF_PRESENCE) && cJSON_IsObject(v))
+			*(bool *)(void *)(base + f->off) = true;
+		rc = wh_conf_walk(p, v, f->sub, base);
+		break;
+	case WH_CONF_SECTION:
+		rc = wh_conf_walk(p, v, f->sub, base + f->off);
+		break;
+	case WH_CONF_INLINE: /* never matched by name */
+		break;
+	case WH_CONF_CUSTOM:
+		rc = f->fn(p, v, f->off == WH_CONF_NOSTORE ? base : base + f->off);
+		break;
+	}
+	if (rc == 0 && ((f->flags & WH_CONF_REFUSE) || ((f->flags & WH_CONF_REFUSE_IF_SET) && set)))
+		return wh_conf_fail(p, "not implemented by wharf: refusing to run without the "
+		                       "protection it asks for (remove the key, or serve this "
+		                       "config with Zot)");
+	if (rc == 0 && ((f->flags & WH_CONF_WARN) || ((f->flags & WH_CONF_WARN_IF_SET) && set)))
+		add_warning(p);
+	return rc;
+}
+
+/* The key called name in keys, or in the tables inlined into it; *off is
+ * where its base is, relative to keys' own. */
+static const wh_conf_key *find_key(const wh_conf_key *keys, const char *name, size_t *off)
+{
+	for (; keys->name; keys++) {
+		if (keys->type == WH_CONF_INLINE) {
+			const wh_conf_key *k = find_key(keys->sub, name, off);
+			if (k) {
+				*off += keys->off;
+				return k;
+			}
+		} else if (strcasecmp(keys->name, name) == 0) {
+			*off = 0;
+			return keys;
+		}
+	}
+	return NULL;
+}
+
+int wh_conf_walk(wh_conf *p, const cJSON *obj, const wh_conf_key *keys, char *base)
+{
+	const cJSON *item;
+	int rc = 0;
+
+	if (!cJSON_IsObject(obj))
+		return wh_conf_fail(p, "expected an object");
+	cJSON_ArrayForEach(item, obj)
+	{
+		size_t off = 0;
+		const wh_conf_key *f = find_key(keys, item->string, &off);
+		size_t old = wh_conf_push_key(p, item->string);
+
+		if (wh_conf_dup_key(obj, item))
+			rc = wh_conf_fail(p, "duplicate key");
+		else if (!f)
+			rc = wh_conf_fail(p, "unknown key");
+		else if (!cJSON_IsNull(item))
+			rc = parse_key(p, f, item, base + off);
+		wh_conf_pop(p, old);
+		if (rc)
+			break;
+	}
+	return rc;
+}
