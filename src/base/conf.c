@@ -289,25 +289,52 @@ void wh_conf_lower(char *s)
 			*s = (char)(*s - 'A' + 'a');
 }
 
-/* An array of strings into *out / *n (appended to what is there). */
-int wh_conf_strv(wh_conf *p, const cJSON *v, char ***out, int *n)
+int wh_conf_each(wh_conf *p, const cJSON *v, bool map, const char *expected,
+                 int (*fn)(wh_conf *p, const cJSON *item, int i, void *arg), void *arg)
 {
 	const cJSON *item;
-	int rc = 0;
+	int i = 0, rc = 0;
 
-	if (!cJSON_IsArray(v))
-		return wh_conf_fail(p, "expected an array of strings");
-	*out = wh_realloc(*out, (size_t)(*n + cJSON_GetArraySize(v) + 1) * sizeof(**out));
+	if (map ? !cJSON_IsObject(v) : !cJSON_IsArray(v))
+		return wh_conf_fail(p, "%s", expected);
 	cJSON_ArrayForEach(item, v)
 	{
-		size_t old = wh_conf_push_index(p, *n);
-		if (!cJSON_IsString(item))
-			rc = wh_conf_fail(p, "expected a string");
+		size_t old = map ? wh_conf_push_key(p, item->string) : wh_conf_push_index(p, i);
+		if (map && wh_conf_dup_key(v, item))
+			rc = wh_conf_fail(p, "duplicate key");
+		else
+			rc = fn(p, item, i, arg);
 		wh_conf_pop(p, old);
 		if (rc)
 			break;
-		(*out)[(*n)++] = wh_strdup(item->valuestring);
+		i++;
 	}
+	return rc;
+}
+
+struct strv {
+	char ***out;
+	int *n;
+};
+
+static int strv_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	struct strv *sv = arg;
+	if (!cJSON_IsString(item))
+		return wh_conf_fail(p, "expected a string");
+	(*sv->out)[(*sv->n)++] = wh_strdup(item->valuestring);
+	return 0;
+}
+
+/* An array of strings into *out / *n (appended to what is there). */
+int wh_conf_strv(wh_conf *p, const cJSON *v, char ***out, int *n)
+{
+	struct strv sv = {out, n};
+	int rc = 0;
+
+	if (cJSON_IsArray(v))
+		*out = wh_realloc(*out, (size_t)(*n + cJSON_GetArraySize(v) + 1) * sizeof(**out));
+	rc = wh_conf_each(p, v, false, "expected an array of strings", strv_item, &sv);
 	return rc;
 }
 

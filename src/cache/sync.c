@@ -2105,58 +2105,39 @@ static int check_content(wh_conf *p, const wh_sync_content *c)
 	return rc;
 }
 
+static int content_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_sync_content *c = &((wh_sync_registry *)arg)->content[i];
+	int rc = wh_conf_walk(p, item, content_fields, (char *)c);
+	return rc ? rc : check_content(p, c);
+}
+
 static int parse_contents(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_sync_registry *r = (wh_sync_registry *)(void *)base;
-	const cJSON *item;
-	int n, rc = 0;
+	r->n_content = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+	r->content = wh_calloc((size_t)r->n_content + 1, sizeof(*r->content));
+	return wh_conf_each(p, v, false, "expected an array", content_item, r);
+}
 
-	if (!cJSON_IsArray(v))
-		return wh_conf_fail(p, "expected an array");
-	n = cJSON_GetArraySize(v);
-	r->content = wh_calloc((size_t)n, sizeof(*r->content));
-	r->n_content = n;
-	n = 0;
-	cJSON_ArrayForEach(item, v)
-	{
-		wh_sync_content *c = &r->content[n];
-		size_t old = wh_conf_push_index(p, n);
+static int url_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_sync_registry *r = arg;
+	const char *why;
 
-		rc = wh_conf_walk(p, item, content_fields, (char *)c);
-		if (!rc)
-			rc = check_content(p, c);
-		wh_conf_pop(p, old);
-		if (rc)
-			break;
-		n++;
-	}
-	return rc;
+	if (!cJSON_IsString(item))
+		return wh_conf_fail(p, "expected a string");
+	if ((why = url_problem(item->valuestring)))
+		return wh_conf_fail(p, "\"%s\" %s", item->valuestring, why);
+	r->urls[r->n_urls++] = wh_strdup(item->valuestring);
+	return 0;
 }
 
 static int parse_urls(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_sync_registry *r = (wh_sync_registry *)(void *)base;
-	const cJSON *item;
-	int rc = 0;
-
-	if (!cJSON_IsArray(v))
-		return wh_conf_fail(p, "expected an array of URLs");
-	r->urls = wh_calloc((size_t)cJSON_GetArraySize(v), sizeof(*r->urls));
-	cJSON_ArrayForEach(item, v)
-	{
-		size_t old = wh_conf_push_index(p, r->n_urls);
-		const char *why = NULL;
-
-		if (!cJSON_IsString(item))
-			rc = wh_conf_fail(p, "expected a string");
-		else if ((why = url_problem(item->valuestring)))
-			rc = wh_conf_fail(p, "\"%s\" %s", item->valuestring, why);
-		wh_conf_pop(p, old);
-		if (rc)
-			break;
-		r->urls[r->n_urls++] = wh_strdup(item->valuestring);
-	}
-	return rc;
+	r->urls = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*r->urls));
+	return wh_conf_each(p, v, false, "expected an array of URLs", url_item, r);
 }
 
 static const wh_conf_key registry_fields[] = {
@@ -2250,41 +2231,30 @@ static int check_registry(wh_conf *p, wh_sync_registry *r)
 	return rc;
 }
 
+static int registry_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_sync_registry *r = &((wh_sync_settings *)arg)->registries[i];
+	int rc;
+
+	r->tls_verify = true;
+	r->max_retries = -1; /* -1: absent, resolved by check_registry */
+	r->retry_delay_ms = -1;
+	r->max_retry_delay_ms = -1;
+	r->manifest_check_interval_ms = -1;  /* resolved by finish */
+	r->sync_timeout_ms = 3 * WH_HOUR_MS; /* Zot's default */
+	/* Zot's is 30 s; a cache must not make a pull wait that long on an
+	 * upstream that accepts and never answers. */
+	r->response_header_timeout_ms = 4000;
+	rc = wh_conf_walk(p, item, registry_fields, (char *)r);
+	return rc ? rc : check_registry(p, r);
+}
+
 static int parse_registries(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_sync_settings *cfg = (wh_sync_settings *)(void *)base;
-	const cJSON *item;
-	int n, rc = 0;
-
-	if (!cJSON_IsArray(v))
-		return wh_conf_fail(p, "expected an array");
-	n = cJSON_GetArraySize(v);
-	cfg->registries = wh_calloc((size_t)n, sizeof(*cfg->registries));
-	cfg->n_registries = n;
-	n = 0;
-	cJSON_ArrayForEach(item, v)
-	{
-		wh_sync_registry *r = &cfg->registries[n];
-		size_t old = wh_conf_push_index(p, n);
-
-		r->tls_verify = true;
-		r->max_retries = -1; /* -1: absent, resolved by check_registry */
-		r->retry_delay_ms = -1;
-		r->max_retry_delay_ms = -1;
-		r->manifest_check_interval_ms = -1;  /* resolved by finish */
-		r->sync_timeout_ms = 3 * WH_HOUR_MS; /* Zot's default */
-		/* Zot's is 30 s; a cache must not make a pull wait that long on an
-		 * upstream that accepts and never answers. */
-		r->response_header_timeout_ms = 4000;
-		rc = wh_conf_walk(p, item, registry_fields, (char *)r);
-		if (!rc)
-			rc = check_registry(p, r);
-		wh_conf_pop(p, old);
-		if (rc)
-			break;
-		n++;
-	}
-	return rc;
+	cfg->n_registries = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+	cfg->registries = wh_calloc((size_t)cfg->n_registries + 1, sizeof(*cfg->registries));
+	return wh_conf_each(p, v, false, "expected an array", registry_item, cfg);
 }
 
 #define SYN(m) offsetof(wh_sync_settings, m)

@@ -193,25 +193,18 @@ static const wh_conf_key policy_fields[] = {
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
 
+static int policy_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_repo_policy *r = arg;
+	r->n_policies++; /* freed whole, even half-parsed */
+	return wh_conf_walk(p, item, policy_fields, (char *)&r->policies[i]);
+}
+
 static int parse_policies(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_repo_policy *r = (wh_repo_policy *)(void *)base;
-	const cJSON *item;
-	int rc = 0;
-
-	if (!cJSON_IsArray(v))
-		return wh_conf_fail(p, "expected an array");
 	r->policies = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*r->policies));
-	cJSON_ArrayForEach(item, v)
-	{
-		size_t old = wh_conf_push_index(p, r->n_policies);
-		rc = wh_conf_walk(p, item, policy_fields, (char *)&r->policies[r->n_policies]);
-		wh_conf_pop(p, old);
-		r->n_policies++; /* freed whole, even half-parsed */
-		if (rc)
-			break;
-	}
-	return rc;
+	return wh_conf_each(p, v, false, "expected an array", policy_item, r);
 }
 
 static int parse_default_policy(wh_conf *p, const cJSON *v, char *base)
@@ -231,34 +224,25 @@ static const wh_conf_key repo_policy_fields[] = {
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
 
+static int repository_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_access_config *ac = arg;
+	wh_repo_policy *r = &ac->repos[ac->n_repos++];
+	const char *why = wh_conf_glob_problem(item->string);
+
+	r->pattern = wh_strdup(item->string);
+	wh_conf_lower(r->pattern);
+	if (why)
+		return wh_conf_fail(p, "invalid glob: %s", why);
+	return cJSON_IsNull(item) ? 0 : wh_conf_walk(p, item, repo_policy_fields, (char *)r);
+}
+
 static int parse_repositories(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_access_config *ac = (wh_access_config *)(void *)base;
-	const cJSON *item;
-	int rc = 0;
-
-	if (!cJSON_IsObject(v))
-		return wh_conf_fail(p, "expected an object of repository globs");
 	ac->repos = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*ac->repos));
-	cJSON_ArrayForEach(item, v)
-	{
-		size_t old = wh_conf_push_key(p, item->string);
-		wh_repo_policy *r = &ac->repos[ac->n_repos++];
-		const char *why = wh_conf_glob_problem(item->string);
-
-		r->pattern = wh_strdup(item->string);
-		wh_conf_lower(r->pattern);
-		if (wh_conf_dup_key(v, item))
-			rc = wh_conf_fail(p, "duplicate key");
-		else if (why)
-			rc = wh_conf_fail(p, "invalid glob: %s", why);
-		else if (!cJSON_IsNull(item))
-			rc = wh_conf_walk(p, item, repo_policy_fields, (char *)r);
-		wh_conf_pop(p, old);
-		if (rc)
-			break;
-	}
-	return rc;
+	return wh_conf_each(p, v, true, "expected an object of repository globs", repository_item,
+	                    ac);
 }
 
 static int parse_group_users(wh_conf *p, const cJSON *v, char *base)
@@ -272,30 +256,21 @@ static const wh_conf_key group_fields[] = {
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
 
+static int group_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_access_config *ac = arg;
+	wh_group *g = &ac->groups[ac->n_groups++];
+
+	g->name = wh_strdup(item->string);
+	wh_conf_lower(g->name);
+	return cJSON_IsNull(item) ? 0 : wh_conf_walk(p, item, group_fields, (char *)g);
+}
+
 static int parse_groups(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_access_config *ac = (wh_access_config *)(void *)base;
-	const cJSON *item;
-	int rc = 0;
-
-	if (!cJSON_IsObject(v))
-		return wh_conf_fail(p, "expected an object of groups");
 	ac->groups = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*ac->groups));
-	cJSON_ArrayForEach(item, v)
-	{
-		size_t old = wh_conf_push_key(p, item->string);
-		wh_group *g = &ac->groups[ac->n_groups++];
-		g->name = wh_strdup(item->string);
-		wh_conf_lower(g->name);
-		if (wh_conf_dup_key(v, item))
-			rc = wh_conf_fail(p, "duplicate key");
-		else if (!cJSON_IsNull(item))
-			rc = wh_conf_walk(p, item, group_fields, (char *)g);
-		wh_conf_pop(p, old);
-		if (rc)
-			break;
-	}
-	return rc;
+	return wh_conf_each(p, v, true, "expected an object of groups", group_item, ac);
 }
 
 static int parse_metrics_users(wh_conf *p, const cJSON *v, char *base)

@@ -232,30 +232,23 @@ static const wh_conf_key rate_method_fields[] = {
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
 
+static int rate_method_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_ratelimit_settings *c = arg;
+	wh_rate_method *m = &c->rate_methods[c->n_rate_methods++];
+	int rc = wh_conf_walk(p, item, rate_method_fields, (char *)m);
+
+	for (char *ch = m->method; !rc && ch && *ch; ch++)
+		if (*ch >= 'a' && *ch <= 'z')
+			*ch = (char)(*ch - 'a' + 'A');
+	return rc;
+}
+
 static int parse_rate_methods(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_ratelimit_settings *c = (wh_ratelimit_settings *)(void *)base;
-	const cJSON *item;
-	int rc = 0;
-
-	if (!cJSON_IsArray(v))
-		return wh_conf_fail(p, "expected an array");
 	c->rate_methods = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(*c->rate_methods));
-	cJSON_ArrayForEach(item, v)
-	{
-		size_t old = wh_conf_push_index(p, c->n_rate_methods);
-		wh_rate_method *m = &c->rate_methods[c->n_rate_methods++];
-		rc = wh_conf_walk(p, item, rate_method_fields, (char *)m);
-		if (!rc && m->method) {
-			for (char *ch = m->method; *ch; ch++)
-				if (*ch >= 'a' && *ch <= 'z')
-					*ch = (char)(*ch - 'a' + 'A');
-		}
-		wh_conf_pop(p, old);
-		if (rc)
-			break;
-	}
-	return rc;
+	return wh_conf_each(p, v, false, "expected an array", rate_method_item, c);
 }
 
 const wh_conf_key wh_ratelimit_keys[] = {
@@ -300,30 +293,25 @@ static int parse_cidr(const char *s, wh_cidr *out)
 	return 0;
 }
 
+static int proxy_item(wh_conf *p, const cJSON *item, int i, void *arg)
+{
+	wh_ratelimit_settings *c = arg;
+	if (!cJSON_IsString(item) ||
+	    parse_cidr(item->valuestring, &c->trusted_proxies[c->n_trusted_proxies]) != 0)
+		return wh_conf_fail(
+		    p, "expected an IP address or CIDR block (\"10.0.0.0/8\", \"::1\")");
+	c->n_trusted_proxies++;
+	return 0;
+}
+
 static int parse_trusted_proxies(wh_conf *p, const cJSON *v, char *base)
 {
 	wh_ratelimit_settings *c = (wh_ratelimit_settings *)(void *)base;
-	const cJSON *item;
-	int rc = 0;
-
-	if (!cJSON_IsArray(v))
-		return wh_conf_fail(p, "expected an array of addresses or CIDR blocks");
-	free(c->trusted_proxies);
+	free(c->trusted_proxies); /* the defaults */
 	c->trusted_proxies = wh_calloc((size_t)cJSON_GetArraySize(v) + 1, sizeof(wh_cidr));
 	c->n_trusted_proxies = 0;
-	cJSON_ArrayForEach(item, v)
-	{
-		size_t old = wh_conf_push_index(p, c->n_trusted_proxies);
-		if (!cJSON_IsString(item) ||
-		    parse_cidr(item->valuestring, &c->trusted_proxies[c->n_trusted_proxies]) != 0)
-			rc = wh_conf_fail(
-			    p, "expected an IP address or CIDR block (\"10.0.0.0/8\", \"::1\")");
-		wh_conf_pop(p, old);
-		if (rc)
-			break;
-		c->n_trusted_proxies++;
-	}
-	return rc;
+	return wh_conf_each(p, v, false, "expected an array of addresses or CIDR blocks",
+	                    proxy_item, c);
 }
 
 const wh_conf_key wh_ratelimit_wharf_keys[] = {

@@ -134,6 +134,13 @@ int wh_conf_duration(wh_conf *c, const cJSON *v, int64_t *ms);
 int wh_conf_strv(wh_conf *c, const cJSON *v, char ***out, int *n);
 void wh_conf_strv_free(char **v, int n);
 
+/* Each element of the array v (each member of the object v with map) in
+ * turn, at its path ("[2]", or ".key"): fn(c, item, i, arg) parses it. A key
+ * repeated in a map is an error before fn sees it. expected is the message
+ * when v is not an array (an object). Stops at the first error. */
+int wh_conf_each(wh_conf *c, const cJSON *v, bool map, const char *expected,
+                 int (*fn)(wh_conf *c, const cJSON *item, int i, void *arg), void *arg);
+
 /* True when a key of obj before item is item's key, case aside: viper would
  * have merged them. */
 bool wh_conf_dup_key(const cJSON *obj, const cJSON *item);
