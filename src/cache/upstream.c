@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 
 #define TOKEN_MAX           256       /* cached tokens */
@@ -75,7 +76,7 @@ struct sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
 	wh_upstream *up;
-	struct sock *prev, *next;
+	wh_list link; /* in up->socks */
 };
 
 /* What we know of one upstream URL's health. */
@@ -99,8 +100,8 @@ struct wh_upstream {
 	int n_tokens;
 	struct cred *creds;
 	int n_creds;
-	wh_up_req *reqs;
-	struct sock *socks;
+	wh_list reqs;             /* wh_up_req, newest first */
+	wh_list socks;            /* struct sock */
 	wh_upstream_settings set; /* credentials_file not kept */
 	int in_curl;              /* depth of calls into curl that may call us back */
 	bool freeing;
@@ -123,7 +124,7 @@ enum addr_class {
 
 struct wh_up_req {
 	wh_upstream *up;
-	wh_up_req *prev, *next;
+	wh_list link; /* in up->reqs */
 	const wh_sync_registry *reg;
 	char *method, *path, *repo, *accept;
 	wh_up_cbs cbs;
@@ -748,12 +749,7 @@ static void sock_free(uv_handle_t *h)
 
 static void sock_close(wh_upstream *up, struct sock *s)
 {
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		up->socks = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	wh_list_remove(&s->link);
 	uv_poll_stop(&s->poll);
 	up->pending_closes++;
 	uv_close((uv_handle_t *)&s->poll, sock_free);
@@ -776,10 +772,7 @@ static int socket_fn(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 		s->up = up;
 		uv_poll_init_socket(up->loop, &s->poll, fd);
 		s->poll.data = s;
-		s->next = up->socks;
-		if (s->next)
-			s->next->prev = s;
-		up->socks = s;
+		wh_list_insert_head(&up->socks, &s->link);
 		lc.multi_assign(up->multi, fd, s);
 	}
 	int ev = 0;
@@ -1339,14 +1332,7 @@ static void req_free_cb(uv_handle_t *h)
 
 static void req_unlink(wh_up_req *r)
 {
-	wh_upstream *up = r->up;
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		up->reqs = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	r->prev = r->next = NULL;
+	wh_list_remove(&r->link);
 }
 
 /* The end: one callback, then the request goes. */
@@ -1559,12 +1545,13 @@ static void check_done(wh_upstream *up)
 			main_done(r, res);
 	}
 	/* Requests cancelled from inside a curl callback go now. */
-	for (wh_up_req *r = up->reqs; r;) {
+	for (wh_list *l = wh_list_first(&up->reqs); l != &up->reqs;) {
+		wh_up_req *r = wh_list_entry(l, wh_up_req, link);
 		if (r->cancelled && !r->done) {
 			req_finish(r, 0);
-			r = up->reqs;
+			l = wh_list_first(&up->reqs);
 		} else {
-			r = r->next;
+			l = l->next;
 		}
 	}
 }
@@ -1673,6 +1660,8 @@ int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream 
 	up->loop = loop;
 	up->set = *s;
 	up->set.credentials_file = NULL;
+	wh_list_init(&up->reqs);
+	wh_list_init(&up->socks);
 	if (s->credentials_file && load_creds(up, s->credentials_file, err, errlen) != 0) {
 		free_creds(up);
 		free(up);
@@ -1686,8 +1675,8 @@ int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream 
 
 void wh_upstream_free(wh_upstream *up)
 {
-	while (up->reqs) {
-		wh_up_req *r = up->reqs;
+	while (!wh_list_empty(&up->reqs)) {
+		wh_up_req *r = wh_list_entry(wh_list_first(&up->reqs), wh_up_req, link);
 		r->cancelled = true;
 		req_finish(r, 0);
 	}
@@ -1707,8 +1696,8 @@ void wh_upstream_free(wh_upstream *up)
 	if (up->multi)
 		lc.multi_cleanup(up->multi);
 	up->multi = NULL;
-	while (up->socks)
-		sock_close(up, up->socks);
+	while (!wh_list_empty(&up->socks))
+		sock_close(up, wh_list_entry(wh_list_first(&up->socks), struct sock, link));
 	if (up->pending_closes == 0)
 		uv_close((uv_handle_t *)&up->timer, up_free_cb);
 }
@@ -1734,10 +1723,7 @@ wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, con
 	r->clen = -1;
 	uv_timer_init(up->loop, &r->retry_timer);
 	r->retry_timer.data = r;
-	r->next = up->reqs;
-	if (r->next)
-		r->next->prev = r;
-	up->reqs = r;
+	wh_list_insert_head(&up->reqs, &r->link);
 	/* Started from the loop, so that no callback can run before the caller
 	 * has the request in hand. */
 	uv_timer_start(&r->retry_timer, retry_cb, 0, 0);
