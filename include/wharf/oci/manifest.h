@@ -18,6 +18,13 @@
 #define WH_MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define WH_MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
 
+/* An Accept header naming every manifest type above, indexes first. */
+#define WH_MT_ACCEPT_MANIFESTS                                                                     \
+	WH_MT_OCI_INDEX ", " WH_MT_OCI_MANIFEST ", " WH_MT_DOCKER_LIST ", " WH_MT_DOCKER_MANIFEST
+
+/* The longest media type: 127 + 1 + 127 bytes (RFC 6838). */
+#define WH_MEDIA_TYPE_MAX 255
+
 /* What the check learnt. doc is the parsed document (the caller frees it with
  * cJSON_Delete); the other pointers point into it. */
 typedef struct wh_manifest_doc {
