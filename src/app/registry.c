@@ -725,7 +725,8 @@ static int manifest_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
 	if (x->len + len > WH_MANIFEST_MAX) {
-		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large", "limit 4 MiB");
+		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+		             "limit " WH_MANIFEST_MAX_TEXT);
 		return -1;
 	}
 	wh_buf_append(&x->buf, &x->len, &x->cap, data, len);
@@ -790,7 +791,8 @@ out:
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
 {
 	if (req->content_length > WH_MANIFEST_MAX) {
-		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large", "limit 4 MiB");
+		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+		             "limit " WH_MANIFEST_MAX_TEXT);
 		return;
 	}
 	struct rctx *x = rctx_new(req, reg, name);

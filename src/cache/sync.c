@@ -619,7 +619,8 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	f->up = NULL;
 	if (err != 0) {
 		mfetch_stale_or_error(f, 502,
-		                      err == WH_ETOOBIG ? "manifest over 4 MiB" : wh_strerror(err));
+		                      err == WH_ETOOBIG ? "manifest over " WH_MANIFEST_MAX_TEXT
+		                                        : wh_strerror(err));
 		return;
 	}
 	if (f->head_phase) {
@@ -1328,7 +1329,7 @@ int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, 
 
 /* ---- listings: referrers and tags ---- */
 
-#define REFERRERS_MAX     (4 * 1024 * 1024)  /* an upstream's referrers answer */
+#define REFERRERS_MAX     WH_MANIFEST_MAX    /* an upstream's referrers: an image index */
 #define TAGS_BYTES_MAX    (16 * 1024 * 1024) /* an upstream's tags/list, all pages */
 #define TAGS_MAX          100000
 #define TAGS_PAGES_MAX    1000
@@ -1735,9 +1736,10 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 	char *list = NULL;
 	if (err != 0) {
 		snprintf(why, sizeof(why), "%s",
-		         err == WH_ETOOBIG ? (f->phase == LP_TAGS ? "tags/list over 16 MiB"
-		                                                  : "referrers over 4 MiB")
-		                           : wh_strerror(err));
+		         err == WH_ETOOBIG
+		             ? (f->phase == LP_TAGS ? "tags/list over 16 MiB"
+		                                    : "referrers over " WH_MANIFEST_MAX_TEXT)
+		             : wh_strerror(err));
 		lfetch_finish(f, NULL, why);
 		return;
 	}

@@ -38,7 +38,8 @@ void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *
 	}
 	wh_resp_start(req, 200);
 	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
-	wh_resp_header(req, "Content-Type", "%s", m.media_type ? m.media_type : WH_MT_OCI_MANIFEST);
+	/* The store always knows one (store.h). */
+	wh_resp_header(req, "Content-Type", "%s", m.media_type);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", m.digest);
 	wh_resp_header(req, "ETag", "\"%s\"", m.digest);
 	wh_resp_length(req, (int64_t)m.len);
