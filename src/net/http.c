@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,12 @@ enum phase {
 
 struct head_item {
 	uint32_t off, len;
+};
+
+/* A block of wh_req_alloc: memory that lives as long as its request. */
+struct req_mem {
+	struct req_mem *next;
+	max_align_t data[];
 };
 
 struct wh_conn {
@@ -109,6 +116,10 @@ struct wh_conn {
 	wh_body_cb on_body;
 	wh_req_cb on_body_end;
 	uint64_t started_ms;
+	/* The request's own state: its done hooks, last registered first, and
+	 * the blocks of wh_req_alloc, freed after the hooks have run. */
+	wh_req_hook *hooks;
+	struct req_mem *mem;
 
 	/* The response. */
 	int status;
@@ -835,18 +846,41 @@ static int reclaim(wh_server *srv, int n, const char *why)
 	return done;
 }
 
+/* The request is over: its done hooks run (last registered first), then the
+ * legacy on_done, then the request's memory is freed. A hook may register or
+ * cancel hooks; whatever is registered by then runs. */
+static void req_finish(wh_conn *c)
+{
+	for (;;) {
+		wh_req_hook *h = c->hooks;
+		if (h) {
+			c->hooks = h->next;
+			h->next = NULL;
+			h->fn(&c->req, h);
+			continue;
+		}
+		wh_req_cb done = c->req.on_done;
+		if (!done)
+			break;
+		c->req.on_done = NULL;
+		done(&c->req);
+	}
+	while (c->mem) {
+		struct req_mem *m = c->mem;
+		c->mem = m->next;
+		free(m);
+	}
+}
+
 static void conn_free_cb(uv_handle_t *h)
 {
 	wh_conn *c = h->data;
 	if (--c->pending_closes > 0)
 		return;
 	wh_server *srv = c->srv;
-	if (c->req_active)
+	if (c->req_active) {
 		log_access(c, false);
-	if (c->req_active && c->req.on_done) {
-		wh_req_cb done = c->req.on_done;
-		c->req.on_done = NULL;
-		done(&c->req);
+		req_finish(c);
 	}
 	free(c->req.headers);
 	arena_reset(c);
@@ -928,13 +962,10 @@ static void conn_advance_once(wh_conn *c)
 		return; /* a small unwanted body still being read and dropped */
 
 	log_access(c, true);
-	wh_req_cb done = c->req.on_done;
-	c->req.on_done = NULL;
-	if (done)
-		done(&c->req);
+	req_finish(c);
+	c->req_active = false;
 	if (c->closing)
 		return;
-	c->req_active = false;
 	free(c->req.headers);
 	memset(&c->req, 0, sizeof(c->req));
 	arena_reset(c);
@@ -1793,6 +1824,37 @@ bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int6
 	*a = start;
 	*z = end < 0 || end >= size ? size - 1 : end;
 	return true;
+}
+
+void wh_req_on_done(wh_req *req, wh_req_hook *hook, void (*fn)(wh_req *req, wh_req_hook *hook))
+{
+	wh_conn *c = req->conn;
+	hook->fn = fn;
+	hook->next = c->hooks;
+	c->hooks = hook;
+}
+
+void wh_req_cancel_done(wh_req *req, wh_req_hook *hook)
+{
+	for (wh_req_hook **pp = &req->conn->hooks; *pp; pp = &(*pp)->next) {
+		if (*pp == hook) {
+			*pp = hook->next;
+			hook->next = NULL;
+			return;
+		}
+	}
+}
+
+void *wh_req_alloc(wh_req *req, size_t size)
+{
+	wh_conn *c = req->conn;
+	/* A size that cannot be had fails as any failed allocation does. */
+	size_t n =
+	    size > SIZE_MAX - sizeof(struct req_mem) ? SIZE_MAX : sizeof(struct req_mem) + size;
+	struct req_mem *m = wh_calloc(1, n);
+	m->next = c->mem;
+	c->mem = m;
+	return m->data;
 }
 
 void wh_req_read_body(wh_req *req, wh_body_cb on_body_cb, wh_req_cb on_body_end)
