@@ -23,6 +23,13 @@
  * wh_req_alloc is freed. After that no other callback fires and nothing of
  * req may be touched.
  *
+ * No function of this API calls the application back before it returns:
+ * on_writable, the done hooks and the next pipelined request's handler run
+ * from the loop (right after the event that called the application, or on
+ * the loop's next turn), never inside a wh_resp_* call. After wh_resp_end
+ * returns, req is still valid until the loop runs its done hooks; no handler
+ * runs inside another's call.
+ *
  * Request-scoped state has one owner, the request: a module that keeps state
  * for a request takes it from wh_req_alloc (or embeds a hook in its own
  * memory) and registers a done hook to detach it, instead of sharing

@@ -248,12 +248,135 @@ static void finish(void)
 	CHECK(uv_loop_alive(&loop) == 0);
 }
 
+/* Inside a call of the request API made by the application: nothing of
+ * the application may run then (http.h). */
+static int in_api;
+#define API(call)                                                                                  \
+	do {                                                                                       \
+		in_api++;                                                                          \
+		call;                                                                              \
+		in_api--;                                                                          \
+	} while (0)
+
+static void app_entered(const char *what)
+{
+	if (in_api)
+		tr("REENTERED(%s) ", what);
+}
+
 static void answer(wh_req *req, int status, const char *body)
 {
-	wh_resp_start(req, status);
-	wh_resp_length(req, (int64_t)strlen(body));
-	wh_resp_write(req, body, strlen(body));
-	wh_resp_end(req);
+	API(wh_resp_start(req, status));
+	API(wh_resp_length(req, (int64_t)strlen(body)));
+	API(wh_resp_write(req, body, strlen(body)));
+	API(wh_resp_end(req));
+}
+
+/* An answer from a timer, as after an upstream fetch: outside every event of
+ * the connection. The timer is not the request's: it outlives it. */
+struct late {
+	uv_timer_t timer;
+	struct rq *x;
+	void (*fn)(struct rq *x);
+};
+
+/* Every request's own state, from wh_req_alloc, with a done hook. */
+struct rq {
+	wh_req *req;
+	wh_req_hook hook;
+	char path[64];
+	struct late *late;
+	int64_t left;     /* streaming: body bytes still to write */
+	int64_t sent;     /* streaming: written so far */
+	int writables;    /* on_writable calls */
+	bool was_blocked; /* wh_resp_can_write said no at some point */
+};
+
+static struct rq *last_rq; /* the latest request not done, or NULL */
+
+static void rq_done(wh_req *req, wh_req_hook *hook)
+{
+	struct rq *x = WH_CONTAINER_OF(hook, struct rq, hook);
+	app_entered("done hook");
+	CHECK(x->req == req);
+	CHECK_STREQ(req->path, x->path);
+	tr("done:%s ", x->path);
+	if (x->late)
+		x->late->x = NULL;
+	if (last_rq == x)
+		last_rq = NULL;
+}
+
+static void late_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void late_cb(uv_timer_t *t)
+{
+	struct late *l = t->data;
+	if (l->x) {
+		l->x->late = NULL;
+		l->fn(l->x);
+	}
+	uv_close((uv_handle_t *)t, late_closed);
+}
+
+static void later(struct rq *x, int ms, void (*fn)(struct rq *x))
+{
+	struct late *l = wh_calloc(1, sizeof(*l));
+	l->x = x;
+	l->fn = fn;
+	x->late = l;
+	uv_timer_init(&loop, &l->timer);
+	l->timer.data = l;
+	uv_timer_start(&l->timer, late_cb, (uint64_t)ms, 0);
+}
+
+static void answer_path(struct rq *x)
+{
+	wh_req *req = x->req;
+	answer(req, 200, x->path);
+	/* The request stays valid until the loop runs its done hooks. */
+	CHECK_STREQ(req->path, x->path);
+	tr("ended:%s ", x->path);
+}
+
+/* A body of x->left bytes, written while the queue takes it: 'a'..'z'. */
+static void stream_more(wh_req *req)
+{
+	struct rq *x = last_rq && last_rq->req == req ? last_rq : NULL;
+	app_entered("on_writable");
+	CHECK(x != NULL);
+	if (!x)
+		return;
+	x->writables++;
+	char buf[4096];
+	while (x->left > 0) {
+		if (!wh_resp_can_write(req)) {
+			x->was_blocked = true;
+			return;
+		}
+		size_t n = (size_t)WH_MIN(x->left, (int64_t)sizeof(buf));
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (char)('a' + (x->sent + (int64_t)i) % 26);
+		x->left -= (int64_t)n;
+		x->sent += (int64_t)n;
+		API(wh_resp_write(req, buf, n));
+	}
+	tr("streamed:%s ", x->path);
+	API(wh_resp_end(req));
+}
+
+static void stream_start(struct rq *x)
+{
+	wh_req *req = x->req;
+	char q[32];
+	x->left = wh_req_query(req, "n", q, sizeof(q)) ? strtoll(q, NULL, 10) : 100000;
+	API(wh_resp_start(req, 200));
+	API(wh_resp_length(req, x->left));
+	req->on_writable = stream_more;
+	stream_more(req);
 }
 
 /* Done hooks: two registered from the request's own memory, one cancelled,
@@ -293,6 +416,7 @@ static void legacy_done(wh_req *req)
 static void handler(wh_req *req, void *ctx)
 {
 	(void)ctx;
+	app_entered("handler");
 	tr("h:%s ", req->path);
 	if (strcmp(req->path, "/hooks") == 0) {
 		struct hooked *x = wh_req_alloc(req, sizeof(*x));
@@ -309,15 +433,33 @@ static void handler(wh_req *req, void *ctx)
 		for (int i = 0; i < 100; i++)
 			memset(wh_req_alloc(req, (size_t)i + 1), 0xab, (size_t)i + 1);
 		answer(req, 200, "hooked");
-	} else if (strcmp(req->path, "/hang") == 0) {
+		return;
+	}
+	if (strcmp(req->path, "/hang") == 0) {
 		/* Never answered: the hooks run when the connection goes. */
 		struct hooked *x = wh_req_alloc(req, sizeof(*x));
 		snprintf(x->path, sizeof(x->path), "%s", req->path);
 		wh_req_on_done(req, &x->a, hook_a);
 		req->on_done = legacy_done;
-	} else {
-		answer(req, 404, "no");
+		return;
 	}
+	struct rq *x = wh_req_alloc(req, sizeof(*x));
+	x->req = req;
+	snprintf(x->path, sizeof(x->path), "%s", req->path);
+	wh_req_on_done(req, &x->hook, rq_done);
+	last_rq = x;
+	if (strncmp(req->path, "/late/", 6) == 0)
+		later(x, 1, answer_path);
+	else if (strncmp(req->path, "/now/", 5) == 0)
+		answer_path(x);
+	else if (strncmp(req->path, "/stream/now", 11) == 0)
+		stream_start(x);
+	else if (strncmp(req->path, "/stream/late", 12) == 0)
+		later(x, 1, stream_start);
+	else if (strncmp(req->path, "/wait", 5) == 0)
+		; /* the test answers */
+	else
+		answer(req, 404, "no");
 }
 
 /* ---- the tests ---- */
@@ -347,6 +489,47 @@ static void test_hooks_when_connection_goes(void)
 	finish();
 }
 
+/* Pipelined requests answered from timers and at once: in order, and each
+ * handler, each done hook, runs from the loop, not inside the wh_resp_end
+ * that finished the request before it. */
+static void test_pipelined_late(void)
+{
+	start();
+	client_says("GET /late/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+	            "GET /late/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+	            "GET /now/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+	            "GET /late/4 HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK(wait_resps(4));
+	run_for(5);
+	CHECK_STREQ(resps[0].body, "/late/1");
+	CHECK_STREQ(resps[1].body, "/late/2");
+	CHECK_STREQ(resps[2].body, "/now/3");
+	CHECK_STREQ(resps[3].body, "/late/4");
+	CHECK(resps[3].keep_alive);
+	CHECK_STREQ(trace, "h:/late/1 ended:/late/1 done:/late/1 "
+	                   "h:/late/2 ended:/late/2 done:/late/2 "
+	                   "h:/now/3 ended:/now/3 done:/now/3 "
+	                   "h:/late/4 ended:/late/4 done:/late/4 ");
+	finish();
+}
+
+/* A body produced from on_writable, started from a timer: on_writable is
+ * never called from inside wh_resp_write, and the next request waits. */
+static void test_stream_late(void)
+{
+	start();
+	client_says("GET /stream/late?n=300000 HTTP/1.1\r\nHost: x\r\n\r\n"
+	            "GET /now/2 HTTP/1.1\r\nHost: x\r\n\r\n");
+	CHECK(wait_resps(2));
+	run_for(5);
+	CHECK(resps[0].status == 200 && resps[0].body_len == 300000);
+	CHECK(strncmp(resps[0].body, "abcdefghijklmnopqrstuvwxyzabc", 29) == 0);
+	CHECK_STREQ(resps[1].body, "/now/2");
+	CHECK_STREQ(trace, "h:/stream/late streamed:/stream/late done:/stream/late "
+	                   "h:/now/2 ended:/now/2 done:/now/2 ");
+	finish();
+}
+
 int main(void)
 {
 	wh_log_setup(WH_LOG_ERROR, "/dev/null");
@@ -364,6 +547,8 @@ int main(void)
 
 	test_hooks();
 	test_hooks_when_connection_goes();
+	test_pipelined_late();
+	test_stream_late();
 
 	free(cl.got);
 	CHECK(uv_loop_close(&loop) == 0);
