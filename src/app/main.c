@@ -13,6 +13,8 @@
 #include "wharf/net/http.h"
 #include "wharf/base/log.h"
 #include "wharf/app/registry.h"
+#include "wharf/cache/poll.h"
+#include "wharf/cache/sync.h"
 #include "wharf/store/store.h"
 #include "wharf/net/tls.h"
 
@@ -78,6 +80,8 @@ static int cmd_verify(const char *path)
 struct serve_state {
 	uv_loop_t *loop;
 	wh_server *srv;
+	wh_sync *sync; /* NULL without sync */
+	wh_poll *poll; /* NULL without periodic sync */
 	wh_registry *reg;
 	wh_tls *tls;
 	uv_signal_t sigterm, sigint;
@@ -85,12 +89,23 @@ struct serve_state {
 	bool stopping;
 };
 
+/* Periodic sync first: it waits on sync's fetches. */
+static void stop(struct serve_state *st)
+{
+	wh_poll_free(st->poll);
+	st->poll = NULL;
+	if (st->reg)
+		wh_registry_free(st->reg);
+	st->reg = NULL;
+	wh_sync_free(st->sync);
+	st->sync = NULL;
+}
+
 static void server_gone(void *arg)
 {
 	struct serve_state *st = arg;
 	/* No client is left: stop the upstream fetches and close their sockets. */
-	wh_registry_free(st->reg);
-	st->reg = NULL;
+	stop(st);
 	uv_close((uv_handle_t *)&st->sigterm, NULL);
 	uv_close((uv_handle_t *)&st->sigint, NULL);
 	uv_close((uv_handle_t *)&st->sighup, NULL);
@@ -208,8 +223,14 @@ static int cmd_serve(const char *path)
 			goto out;
 		}
 	}
-	if (wh_registry_new(loop, &cfg, store, &st.reg) != 0)
+	if (wh_sync_new(loop, &cfg.sync, store, &st.sync, err, sizeof(err)) != 0) {
+		wh_log(WH_LOG_ERROR, "cannot start sync", "error", WH_LS, err, NULL);
 		goto out;
+	}
+	if (wh_registry_new(loop, &cfg, store, st.sync, &st.reg) != 0)
+		goto out;
+	if (st.sync)
+		st.poll = wh_poll_new(loop, &cfg.sync, st.sync);
 	if (wh_server_start(loop, &cfg.http, st.tls, wh_registry_handle, st.reg, &st.srv) != 0)
 		goto out;
 
@@ -226,8 +247,7 @@ static int cmd_serve(const char *path)
 	wh_log(WH_LOG_INFO, "stopped", NULL);
 	rc = 0;
 out:
-	if (st.reg)
-		wh_registry_free(st.reg);
+	stop(&st);
 	/* Let the handles closed above finish closing. */
 	uv_run(loop, UV_RUN_DEFAULT);
 	if (store)

@@ -13,16 +13,15 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "wharf/ext/auth.h"
 #include "wharf/base/common.h"
 #include "wharf/base/log.h"
-#include "wharf/oci/manifest.h"
-#include "wharf/ext/ratelimit.h"
-#include "wharf/oci/ref.h"
 #include "wharf/cache/sync.h"
-
-#define MANIFEST_MAX WH_MANIFEST_MAX
-#define API_VERSION  "registry/2.0"
+#include "wharf/ext/auth.h"
+#include "wharf/ext/ratelimit.h"
+#include "wharf/oci/manifest.h"
+#include "wharf/oci/ref.h"
+#include "wharf/oci/response.h"
+#include "wharf/store/serve.h"
 
 /* A closing PUT on a session that is behind (got from disk without a saved
  * hash state, after a crash): its missing bytes are read and hashed in
@@ -100,36 +99,6 @@ struct rctx {
 	char content_type[256]; /* of a manifest PUT */
 };
 
-static void manifest_get(wh_req *req, wh_registry *reg, const char *name, const char *ref);
-static void blob_get(wh_req *req, wh_registry *reg, const char *name, const char *digest);
-
-static void serve_manifest(wh_req *req, void *ctx, const char *name, const char *ref)
-{
-	manifest_get(req, ctx, name, ref);
-}
-
-static void serve_blob(wh_req *req, void *ctx, const char *name, const char *digest)
-{
-	blob_get(req, ctx, name, digest);
-}
-
-static void referrers_answer(wh_req *req, wh_registry *reg, const char *name, const char *digest,
-                             const char *upstream);
-static void tags_answer(wh_req *req, wh_registry *reg, const char *name, char *const *up, int n_up,
-                        bool known);
-
-static void serve_referrers(wh_req *req, void *ctx, const char *name, const char *digest,
-                            const char *upstream)
-{
-	referrers_answer(req, ctx, name, digest, upstream);
-}
-
-static void serve_tags(wh_req *req, void *ctx, const char *name, char *const *tags, int n,
-                       bool known)
-{
-	tags_answer(req, ctx, name, tags, n, known);
-}
-
 static void catalog_scan_work(uv_work_t *w)
 {
 	struct catalog_scan *sc = w->data;
@@ -190,30 +159,23 @@ static void catalog_scan_start(wh_registry *reg)
 	reg->scan = sc;
 }
 
-int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_registry **out)
+int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_sync *sync,
+                    wh_registry **out)
 {
 	wh_registry *reg = wh_calloc(1, sizeof(*reg));
 	reg->loop = loop;
 	reg->cfg = cfg;
 	reg->store = store;
-	const wh_sync_serve serve = {serve_manifest, serve_blob, serve_referrers, serve_tags, reg};
-	char err[512];
-	int rc = wh_sync_new(loop, &cfg->sync, store, &serve, &reg->sync, err, sizeof(err));
-	if (rc != 0) {
-		wh_log(WH_LOG_ERROR, "cannot start sync", "error", WH_LS, err, NULL);
-		free(reg);
-		return rc;
-	}
-	rc = wh_auth_new(loop, &cfg->auth, &cfg->access,
-	                 cfg->tls.cert && *cfg->tls.cert && cfg->tls.cacert && *cfg->tls.cacert,
-	                 &reg->auth);
+	reg->sync = sync;
+	int rc = wh_auth_new(loop, &cfg->auth, &cfg->access,
+	                     cfg->tls.cert && *cfg->tls.cert && cfg->tls.cacert && *cfg->tls.cacert,
+	                     &reg->auth);
 	if (rc == 0)
 		rc = wh_ratelimit_new(&cfg->ratelimit, &reg->ratelimit);
 	if (rc != 0) {
 		wh_log(WH_LOG_ERROR, "cannot start authentication", "error", WH_LS, wh_strerror(rc),
 		       NULL);
 		wh_auth_free(reg->auth);
-		wh_sync_free(reg->sync);
 		free(reg);
 		return rc;
 	}
@@ -232,7 +194,6 @@ int wh_registry_reload(wh_registry *reg)
 
 void wh_registry_free(wh_registry *reg)
 {
-	wh_sync_free(reg->sync);
 	/* Jobs still in the thread pool end on the loop after this; they must
 	 * not touch the registry then. */
 	for (struct catchup *c = reg->catchups; c; c = c->next)
@@ -245,43 +206,6 @@ void wh_registry_free(wh_registry *reg)
 }
 
 /* ---- responses ---- */
-
-void wh_registry_error(wh_req *req, int status, const char *code, const char *message,
-                       const char *detail)
-{
-	cJSON *root = cJSON_CreateObject();
-	cJSON *errs = cJSON_AddArrayToObject(root, "errors");
-	cJSON *e = cJSON_CreateObject();
-	cJSON_AddStringToObject(e, "code", code);
-	cJSON_AddStringToObject(e, "message", message);
-	if (detail)
-		cJSON_AddStringToObject(e, "detail", detail);
-	cJSON_AddItemToArray(errs, e);
-	char *body = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", "application/json");
-	wh_resp_length(req, (int64_t)strlen(body));
-	wh_resp_write(req, body, strlen(body));
-	wh_resp_end(req);
-	cJSON_free(body);
-}
-
-static void send_empty(wh_req *req, int status)
-{
-	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_length(req, 0);
-	wh_resp_end(req);
-}
-
-static void storage_error(wh_req *req, int rc)
-{
-	wh_log(WH_LOG_ERROR, "storage error", "path", WH_LS, req->path, "error", WH_LS,
-	       wh_strerror(rc), NULL);
-	wh_registry_error(req, 500, "UNKNOWN", "storage error", wh_strerror(rc));
-}
 
 /* ---- routing ---- */
 
@@ -358,11 +282,11 @@ static bool check_digest(wh_req *req, const char *d)
 {
 	int rc = wh_digest_check(d, strlen(d));
 	if (rc == WH_DIGEST_UNSUPPORTED) {
-		wh_registry_error(req, 400, "UNSUPPORTED", "digest algorithm not supported", NULL);
+		wh_oci_error(req, 400, "UNSUPPORTED", "digest algorithm not supported", NULL);
 		return true;
 	}
 	if (rc != WH_DIGEST_OK) {
-		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+		wh_oci_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
 		return true;
 	}
 	return false;
@@ -380,11 +304,9 @@ static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
 		 * a delete is told so (404, as Distribution and Zot answer and the
 		 * conformance suite expects); a push is told why (400). */
 		if (strcmp(req->method, "PUT") == 0)
-			wh_registry_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
+			wh_oci_error(req, 400, "MANIFEST_INVALID", "invalid tag", NULL);
 		else
-			wh_registry_error(req, 404, "MANIFEST_UNKNOWN",
-			                  "manifest unknown to registry",
-			                  "not a valid tag or digest");
+			wh_oci_manifest_unknown(req, "not a valid tag or digest");
 		return true;
 	}
 	return false;
@@ -392,82 +314,27 @@ static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
 
 /* ---- blobs ---- */
 
-bool wh_registry_blob_head(wh_req *req, const char *digest, int64_t size, bool range, int64_t a,
-                           int64_t z)
-{
-	if (range && a > z) {
-		wh_resp_start(req, 416);
-		wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-		wh_resp_header(req, "Content-Range", "bytes */%" PRId64, size);
-		wh_resp_length(req, 0);
-		wh_resp_end(req);
-		return false;
-	}
-	wh_resp_start(req, range ? 206 : 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", "application/octet-stream");
-	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
-	wh_resp_header(req, "Accept-Ranges", "bytes");
-	/* Content-addressed: the bytes behind a digest never change. */
-	wh_resp_header(req, "ETag", "\"%s\"", digest);
-	wh_resp_header(req, "Cache-Control", "max-age=31536000, immutable");
-	if (range)
-		wh_resp_header(req, "Content-Range", "bytes %" PRId64 "-%" PRId64 "/%" PRId64, a, z,
-		               size);
-	wh_resp_length(req, range ? z - a + 1 : size);
-	return true;
-}
-
-static void blob_get(wh_req *req, wh_registry *reg, const char *name, const char *digest)
-{
-	int fd = -1;
-	int64_t size = 0;
-	int rc = wh_store_blob_open(reg->store, name, digest, &fd, &size);
-	if (rc == WH_ENOTFOUND) {
-		wh_registry_error(req, 404, "BLOB_UNKNOWN", "blob unknown to registry", digest);
-		return;
-	}
-	if (rc != 0) {
-		storage_error(req, rc);
-		return;
-	}
-	int64_t rs, re, a = 0, z = size - 1;
-	bool range = wh_req_range(req, &rs, &re);
-	if (range && !wh_range_resolve(rs, re, size, &a, &z))
-		a = 1, z = 0; /* unsatisfiable */
-	if (!wh_registry_blob_head(req, digest, size, range, a, z)) {
-		close(fd);
-		return;
-	}
-	int64_t n = size ? z - a + 1 : 0;
-	if (n > 0)
-		wh_resp_sendfile(req, fd, a, n);
-	else
-		close(fd);
-	wh_resp_end(req);
-}
-
 static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const char *digest)
 {
 	int rc = wh_store_blob_delete(reg->store, name, digest);
 	if (rc == WH_ENOTFOUND)
-		wh_registry_error(req, 404, "BLOB_UNKNOWN", "blob unknown to registry", digest);
+		wh_oci_blob_unknown(req, digest);
 	else if (rc == WH_EINUSE)
-		wh_registry_error(req, 405, "UNSUPPORTED",
-		                  "this digest is a manifest of the repository: delete it through "
-		                  "/v2/<name>/manifests/<digest>",
-		                  digest);
+		wh_oci_error(req, 405, "UNSUPPORTED",
+		             "this digest is a manifest of the repository: delete it through "
+		             "/v2/<name>/manifests/<digest>",
+		             digest);
 	else if (rc != 0)
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 	else
-		send_empty(req, 202);
+		wh_oci_empty(req, 202);
 }
 
 /* ---- uploads ---- */
 
 static void upload_headers(wh_req *req, const char *name, const char *id, int64_t size)
 {
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
 	wh_resp_header(req, "Location", "/v2/%s/blobs/uploads/%s", name, id);
 	wh_resp_header(req, "Range", "0-%" PRId64, size > 0 ? size - 1 : 0);
 	wh_resp_header(req, "Docker-Upload-UUID", "%s", id);
@@ -506,7 +373,7 @@ static int upload_body(wh_req *req, const char *data, size_t len)
 	struct rctx *x = req->data;
 	int rc = wh_upload_write(x->up, data, len);
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return -1;
 	}
 	return 0;
@@ -517,22 +384,22 @@ static void upload_finish(wh_req *req, struct rctx *x)
 {
 	int rc = wh_store_upload_finish(x->reg->store, x->up, x->digest);
 	if (rc == WH_EINVAL || rc == WH_EINUSE) {
-		storage_error(req, rc); /* not expected: the session is left as it was */
+		wh_oci_storage_error(req, rc); /* not expected: the session is left as it was */
 		return;
 	}
 	x->finished = true; /* the session is gone, with our pin */
 	x->up = NULL;
 	if (rc == WH_EDIGEST) {
-		wh_registry_error(req, 400, "DIGEST_INVALID",
-		                  "provided digest did not match uploaded content", x->digest);
+		wh_oci_error(req, 400, "DIGEST_INVALID",
+		             "provided digest did not match uploaded content", x->digest);
 		return;
 	}
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return;
 	}
 	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
 	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", x->name, x->digest);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
 	wh_resp_length(req, 0);
@@ -568,7 +435,7 @@ static void catchup_done(uv_work_t *w, int status)
 	struct rctx *x = req->data;
 	x->catchup = NULL;
 	if (rc != 0)
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 	else if (wh_upload_hash_behind(x->up))
 		catchup_start(req, x); /* not expected: nobody else writes to it */
 	else
@@ -583,7 +450,7 @@ static void catchup_start(wh_req *req, struct rctx *x)
 	int rc = wh_upload_catchup_begin(x->up, &c->job);
 	if (rc != 0) {
 		free(c);
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return;
 	}
 	c->work.data = c;
@@ -640,25 +507,15 @@ static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
 	return true;
 }
 
-/* A query parameter: 1 with its value in buf, 0 when it was not sent, -1
- * when it was sent but cannot be used (longer than buf, or a NUL in it): the
- * caller answers 400 rather than act as if it had not been sent. */
-static int query_param(const wh_req *req, const char *name, char *buf, size_t len)
-{
-	if (wh_req_query(req, name, buf, len))
-		return 1;
-	return wh_req_query_has(req, name) ? -1 : 0;
-}
-
 /* Take the digest query parameter, if any; returns true when it answered. */
 static bool take_digest_param(wh_req *req, struct rctx *x)
 {
 	char d[160]; /* room for the longest supported-looking digest (sha512) */
-	int q = query_param(req, "digest", d, sizeof(d));
+	int q = wh_oci_query(req, "digest", d, sizeof(d));
 	if (q == 0)
 		return false;
 	if (q < 0) {
-		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
+		wh_oci_error(req, 400, "DIGEST_INVALID", "invalid digest", NULL);
 		return true;
 	}
 	if (check_digest(req, d))
@@ -671,18 +528,18 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 static void upload_start(wh_req *req, wh_registry *reg, const char *name, const char *user)
 {
 	char mount[160], from[WH_NAME_MAX + 2];
-	int qm = query_param(req, "mount", mount, sizeof(mount));
+	int qm = wh_oci_query(req, "mount", mount, sizeof(mount));
 	if (qm < 0) {
-		wh_registry_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
+		wh_oci_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
 		return;
 	}
 	if (qm > 0) {
 		if (check_digest(req, mount))
 			return;
-		int qf = query_param(req, "from", from, sizeof(from));
+		int qf = wh_oci_query(req, "from", from, sizeof(from));
 		if (qf < 0 || (qf > 0 && !wh_name_valid(from, strlen(from)))) {
-			wh_registry_error(req, 400, "NAME_INVALID",
-			                  "invalid repository name in from", NULL);
+			wh_oci_error(req, 400, "NAME_INVALID", "invalid repository name in from",
+			             NULL);
 			return;
 		}
 		/* A mount reads from `from`: without that right, the client uploads
@@ -690,7 +547,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 		if (qf > 0 && wh_auth_may(reg->auth, user, from, WH_ACTION_READ) &&
 		    wh_store_blob_mount(reg->store, name, from, mount) == 0) {
 			wh_resp_start(req, 201);
-			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+			wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
 			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
 			wh_resp_header(req, "Docker-Content-Digest", "%s", mount);
 			wh_resp_length(req, 0);
@@ -704,7 +561,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 		return;
 	int rc = wh_store_upload_create(reg->store, name, x->id);
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return;
 	}
 	if (!x->has_digest) {
@@ -719,7 +576,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 	x->temp_session = true;
 	rc = wh_store_upload_get(reg->store, name, x->id, &x->up);
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return;
 	}
 	wh_upload_pin(x->up);
@@ -733,18 +590,18 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 	wh_store *st = reg->store;
 	wh_upload *up;
 	if (strlen(id) != 36) {
-		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN",
-		                  "blob upload unknown to registry", NULL);
+		wh_oci_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
+		             NULL);
 		return;
 	}
 	int rc = wh_store_upload_get(st, name, id, &up);
 	if (rc == WH_ENOTFOUND) {
-		wh_registry_error(req, 404, "BLOB_UPLOAD_UNKNOWN",
-		                  "blob upload unknown to registry", NULL);
+		wh_oci_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
+		             NULL);
 		return;
 	}
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return;
 	}
 	int64_t size = wh_upload_size(up);
@@ -757,27 +614,26 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 	}
 	if (strcmp(m, "DELETE") == 0) {
 		if (wh_upload_pinned(up)) {
-			wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID", "upload session is busy",
-			                  NULL);
+			wh_oci_error(req, 409, "BLOB_UPLOAD_INVALID", "upload session is busy",
+			             NULL);
 			return;
 		}
 		rc = wh_store_upload_cancel(st, up);
 		if (rc != 0)
-			storage_error(req, rc);
+			wh_oci_storage_error(req, rc);
 		else
-			send_empty(req, 204);
+			wh_oci_empty(req, 204);
 		return;
 	}
 	if (strcmp(m, "PATCH") != 0 && strcmp(m, "PUT") != 0) {
-		wh_registry_error(req, 405, "UNSUPPORTED", "method not allowed", NULL);
+		wh_oci_error(req, 405, "UNSUPPORTED", "method not allowed", NULL);
 		return;
 	}
 	const char *cr = wh_req_header(req, "content-range");
 	if (cr) {
 		int64_t a, z;
 		if (!parse_content_range(cr, &a, &z)) {
-			wh_registry_error(req, 400, "BLOB_UPLOAD_INVALID", "invalid Content-Range",
-			                  cr);
+			wh_oci_error(req, 400, "BLOB_UPLOAD_INVALID", "invalid Content-Range", cr);
 			return;
 		}
 		/* z - a + 1 is the chunk's length; compared as z - a against
@@ -801,14 +657,14 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 		if (take_digest_param(req, x))
 			return;
 		if (!x->has_digest) {
-			wh_registry_error(req, 400, "DIGEST_INVALID",
-			                  "the digest parameter is required", NULL);
+			wh_oci_error(req, 400, "DIGEST_INVALID", "the digest parameter is required",
+			             NULL);
 			return;
 		}
 	}
 	if (wh_upload_pinned(up)) {
-		wh_registry_error(req, 409, "BLOB_UPLOAD_INVALID",
-		                  "another request is writing to this upload session", NULL);
+		wh_oci_error(req, 409, "BLOB_UPLOAD_INVALID",
+		             "another request is writing to this upload session", NULL);
 		return;
 	}
 	wh_upload_pin(up);
@@ -818,58 +674,18 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 
 /* ---- manifests ---- */
 
-static void manifest_get(wh_req *req, wh_registry *reg, const char *name, const char *ref)
-{
-	wh_manifest m = {0};
-	int rc;
-	if (req->is_head) {
-		char *mt = NULL;
-		int64_t size = 0;
-		rc = wh_store_manifest_stat(reg->store, name, ref, m.digest, &mt, &size);
-		m.media_type = mt;
-		m.len = (size_t)size;
-	} else {
-		rc = wh_store_manifest_get(reg->store, name, ref, &m);
-	}
-	if (rc == WH_ENOTFOUND) {
-		if (!wh_store_repo_exists(reg->store, name))
-			wh_registry_error(req, 404, "NAME_UNKNOWN",
-			                  "repository name not known to registry", name);
-		else
-			wh_registry_error(req, 404, "MANIFEST_UNKNOWN",
-			                  "manifest unknown to registry", ref);
-		return;
-	}
-	if (rc != 0) {
-		storage_error(req, rc);
-		return;
-	}
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", "%s", m.media_type ? m.media_type : WH_MT_OCI_MANIFEST);
-	wh_resp_header(req, "Docker-Content-Digest", "%s", m.digest);
-	wh_resp_header(req, "ETag", "\"%s\"", m.digest);
-	wh_resp_length(req, (int64_t)m.len);
-	if (!req->is_head)
-		wh_resp_write(req, m.data, m.len);
-	wh_resp_end(req);
-	wh_manifest_free(&m);
-}
-
 static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, const char *ref)
 {
 	int rc = wh_store_manifest_delete(reg->store, name, ref);
 	if (rc == WH_ENOTFOUND) {
 		if (!wh_store_repo_exists(reg->store, name))
-			wh_registry_error(req, 404, "NAME_UNKNOWN",
-			                  "repository name not known to registry", name);
+			wh_oci_name_unknown(req, name);
 		else
-			wh_registry_error(req, 404, "MANIFEST_UNKNOWN",
-			                  "manifest unknown to registry", ref);
+			wh_oci_manifest_unknown(req, ref);
 	} else if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 	} else {
-		send_empty(req, 202);
+		wh_oci_empty(req, 202);
 	}
 }
 
@@ -894,14 +710,14 @@ static int check_present(wh_req *req, wh_registry *reg, const char *name, const 
 		rc = wh_store_blob_stat(reg->store, name, dg, &size);
 	}
 	if (rc == WH_ENOTFOUND) {
-		wh_registry_error(req, 400, "MANIFEST_BLOB_UNKNOWN",
-		                  manifest ? "manifest references a manifest unknown to registry"
-		                           : "manifest references a blob unknown to registry",
-		                  dg);
+		wh_oci_error(req, 400, "MANIFEST_BLOB_UNKNOWN",
+		             manifest ? "manifest references a manifest unknown to registry"
+		                      : "manifest references a blob unknown to registry",
+		             dg);
 		return -1;
 	}
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return -1;
 	}
 	return 0;
@@ -910,9 +726,9 @@ static int check_present(wh_req *req, wh_registry *reg, const char *name, const 
 static int manifest_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
-	if (x->len + len > MANIFEST_MAX) {
-		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large",
-		                  "limit 4 MiB");
+	if (x->len + len > WH_MANIFEST_MAX) {
+		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+		             "limit " WH_MANIFEST_MAX_TEXT);
 		return -1;
 	}
 	wh_buf_append(&x->buf, &x->len, &x->cap, data, len);
@@ -928,15 +744,15 @@ static void manifest_put_end(wh_req *req)
 	wh_sha256_digest(x->buf ? x->buf : "", x->len, digest);
 	bool by_digest = wh_ref_is_digest(x->ref, strlen(x->ref));
 	if (by_digest && strcmp(digest, x->ref) != 0) {
-		wh_registry_error(req, 400, "DIGEST_INVALID",
-		                  "the manifest's digest does not match the reference", digest);
+		wh_oci_error(req, 400, "DIGEST_INVALID",
+		             "the manifest's digest does not match the reference", digest);
 		goto out;
 	}
 	const char *why;
 	char detail[256];
 	if (wh_manifest_check(x->buf ? x->buf : "", x->len, x->content_type, &m, &why, detail,
 	                      sizeof(detail)) != 0) {
-		wh_registry_error(req, 400, "MANIFEST_INVALID", why, detail[0] ? detail : NULL);
+		wh_oci_error(req, 400, "MANIFEST_INVALID", why, detail[0] ? detail : NULL);
 		goto out;
 	}
 	/* A push must hold everything it references. */
@@ -959,11 +775,11 @@ static void manifest_put_end(wh_req *req)
 	int rc = wh_store_manifest_put(reg->store, x->name, by_digest ? NULL : x->ref, digest,
 	                               m.media_type, x->buf ? x->buf : "", x->len);
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		goto out;
 	}
 	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
 	wh_resp_header(req, "Location", "/v2/%s/manifests/%s", x->name, digest);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
 	if (m.subject)
@@ -976,9 +792,9 @@ out:
 
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
 {
-	if (req->content_length > MANIFEST_MAX) {
-		wh_registry_error(req, 413, "MANIFEST_INVALID", "manifest too large",
-		                  "limit 4 MiB");
+	if (req->content_length > WH_MANIFEST_MAX) {
+		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+		             "limit " WH_MANIFEST_MAX_TEXT);
 		return;
 	}
 	struct rctx *x = rctx_new(req, reg, name);
@@ -990,138 +806,9 @@ static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const 
 
 /* ---- listings ---- */
 
-/* n and last for tags/list and _catalog; returns true when it answered. */
-static bool page_params(wh_req *req, int *n, char *last, size_t lastlen, bool *has_last)
-{
-	char buf[32];
-	*n = -1;
-	int ql = query_param(req, "last", last, lastlen);
-	if (ql < 0) {
-		/* Read as absent, it would restart the listing from the top. */
-		wh_registry_error(req, 400, "UNSUPPORTED", "last is longer than any name or tag",
-		                  NULL);
-		return true;
-	}
-	*has_last = ql > 0;
-	int qn = query_param(req, "n", buf, sizeof(buf));
-	if (qn < 0) {
-		wh_registry_error(req, 400, "UNSUPPORTED", "n must be a non-negative integer",
-		                  NULL);
-		return true;
-	}
-	if (qn > 0) {
-		char *e;
-		errno = 0;
-		long v = strtol(buf, &e, 10);
-		if (!*buf || *e || errno || v < 0 || v > 100000) {
-			wh_registry_error(req, 400, "UNSUPPORTED",
-			                  "n must be a non-negative integer", buf);
-			return true;
-		}
-		*n = (int)v;
-	}
-	return false;
-}
-
-static void send_list(wh_req *req, const char *link_path, const char *key, const char *name,
-                      char **items, int count, bool more, int n)
-{
-	cJSON *doc = cJSON_CreateObject();
-	if (name)
-		cJSON_AddStringToObject(doc, "name", name);
-	cJSON *arr = cJSON_AddArrayToObject(doc, key);
-	for (int i = 0; i < count; i++)
-		cJSON_AddItemToArray(arr, cJSON_CreateString(items[i]));
-	char *body = cJSON_PrintUnformatted(doc);
-	cJSON_Delete(doc);
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", "application/json");
-	if (more && count > 0 && n > 0)
-		wh_resp_header(req, "Link", "<%s?n=%d&last=%s>; rel=\"next\"", link_path, n,
-		               items[count - 1]);
-	wh_resp_length(req, (int64_t)strlen(body));
-	wh_resp_write(req, body, strlen(body));
-	wh_resp_end(req);
-	cJSON_free(body);
-}
-
-static int cmp_lexical(const void *a, const void *b)
-{
-	/* As the store sorts tags: case-insensitive, then bytewise. */
-	const char *x = *(char *const *)a, *y = *(char *const *)b;
-	int c = strcasecmp(x, y);
-	return c ? c : strcmp(x, y);
-}
-
-/* tags/list: the store's tags, merged with up[0..n_up) when known (a
- * synced name whose upstream answered); paginated over the merged list. */
-static void tags_answer(wh_req *req, wh_registry *reg, const char *name, char *const *up, int n_up,
-                        bool known)
-{
-	int n;
-	char last[WH_TAG_MAX + 2];
-	bool has_last;
-	if (page_params(req, &n, last, sizeof(last), &has_last))
-		return;
-	char **tags = NULL;
-	int count = 0;
-	bool more = false;
-	int rc = wh_store_tags(reg->store, name, known ? NULL : (has_last ? last : NULL),
-	                       known ? -1 : n, &tags, &count, &more);
-	if (rc == WH_ENOTFOUND && (!known || n_up == 0)) {
-		if (reg->sync && !known && wh_sync_map_name(reg->sync, name, &(wh_sync_map){0}))
-			wh_registry_error(req, 502, "UNKNOWN",
-			                  "the upstream registry is unavailable",
-			                  "and nothing of this repository is cached");
-		else
-			wh_registry_error(req, 404, "NAME_UNKNOWN",
-			                  "repository name not known to registry", name);
-		return;
-	}
-	if (rc != 0 && rc != WH_ENOTFOUND) {
-		storage_error(req, rc);
-		return;
-	}
-	char **page = tags;
-	int n_page = count;
-	char **all = NULL;
-	if (known) {
-		/* Both lists are sorted; merged, repeats dropped, then paged. */
-		int n_all = 0;
-		all = wh_malloc(sizeof(*all) * (size_t)(count + n_up + 1));
-		for (int i = 0; i < count; i++)
-			all[n_all++] = tags[i];
-		for (int i = 0; i < n_up; i++)
-			all[n_all++] = up[i];
-		if (n_all > 0)
-			qsort(all, (size_t)n_all, sizeof(*all), cmp_lexical);
-		int i = 0, k = 0;
-		while (has_last && i < n_all && cmp_lexical(&all[i], &(const char *){last}) <= 0)
-			i++;
-		for (; i < n_all; i++) {
-			if (k > 0 && strcmp(all[k - 1], all[i]) == 0)
-				continue;
-			if (n >= 0 && k == n)
-				break;
-			all[k++] = all[i];
-		}
-		while (i < n_all && k > 0 && strcmp(all[k - 1], all[i]) == 0)
-			i++;
-		more = i < n_all;
-		page = all;
-		n_page = k;
-	}
-	char link[WH_NAME_MAX + 32];
-	snprintf(link, sizeof(link), "/v2/%s/tags/list", name);
-	send_list(req, link, "tags", name, page, n_page, more, n);
-	free(all); /* its strings are tags' and up's */
-	wh_strv_free(tags, count);
-}
-
 static void tags_list(wh_req *req, wh_registry *reg, const char *name)
 {
-	tags_answer(req, reg, name, NULL, 0, false);
+	wh_serve_tags(req, reg->store, name, NULL);
 }
 
 static void catalog_wait_done(wh_req *req)
@@ -1163,7 +850,7 @@ static void catalog(wh_req *req, wh_registry *reg, const char *user)
 	int n;
 	char last[WH_NAME_MAX + 2];
 	bool has_last;
-	if (page_params(req, &n, last, sizeof(last), &has_last))
+	if (wh_oci_page_params(req, &n, last, sizeof(last), &has_last))
 		return;
 	if (!wh_store_catalog_loaded(reg->store) && reg->scan) {
 		struct catalog_wait *cw = wh_calloc(1, sizeof(*cw));
@@ -1185,125 +872,29 @@ static void catalog(wh_req *req, wh_registry *reg, const char *user)
 	int rc = wh_store_repos(reg->store, has_last ? last : NULL, filter ? -1 : n, &repos, &count,
 	                        &more);
 	if (rc != 0) {
-		storage_error(req, rc);
+		wh_oci_storage_error(req, rc);
 		return;
 	}
 	if (filter)
 		catalog_filter(reg, user, repos, &count, n, &more);
-	send_list(req, "/v2/_catalog", "repositories", NULL, repos, count, more, n);
+	wh_oci_list(req, "/v2/_catalog", "repositories", NULL, repos, count, more, n);
 	wh_strv_free(repos, count);
-}
-
-static int cmp_desc_digest(const void *a, const void *b)
-{
-	const cJSON *x = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)a, "digest");
-	const cJSON *y = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)b, "digest");
-	return strcmp(x->valuestring, y->valuestring);
-}
-
-/* The store's referrers merged with the upstream's (a JSON array of
- * validated descriptors; one entry per digest, the store's first), in
- * digest order as the store lists them, filtered here. Returns a malloc'd
- * index, or NULL when out of memory. */
-static char *referrers_merge(const char *local, const char *upstream, const char *filter)
-{
-	char *out = NULL;
-	cJSON *doc = cJSON_Parse(local);
-	cJSON *up = cJSON_Parse(upstream);
-	cJSON *list = cJSON_DetachItemFromObjectCaseSensitive(doc, "manifests");
-	cJSON *d;
-	cJSON **v = NULL;
-	int n = 0;
-	if (!doc || !cJSON_IsArray(list) || !cJSON_IsArray(up))
-		goto out;
-	v = wh_malloc(sizeof(*v) * (size_t)(cJSON_GetArraySize(list) + cJSON_GetArraySize(up) + 1));
-	cJSON_ArrayForEach(d, list)
-	{
-		v[n++] = d;
-	}
-	int n_local = n;
-	cJSON_ArrayForEach(d, up)
-	{
-		const char *dg = cJSON_GetObjectItemCaseSensitive(d, "digest")->valuestring;
-		bool dup = false;
-		for (int i = 0; i < n_local && !dup; i++)
-			dup = strcmp(cJSON_GetObjectItemCaseSensitive(v[i], "digest")->valuestring,
-			             dg) == 0;
-		if (!dup)
-			v[n++] = d;
-	}
-	if (n > 0)
-		qsort(v, (size_t)n, sizeof(*v), cmp_desc_digest);
-	cJSON *merged = cJSON_AddArrayToObject(doc, "manifests");
-	for (int i = 0; merged && i < n; i++) {
-		const cJSON *at = cJSON_GetObjectItemCaseSensitive(v[i], "artifactType");
-		if (filter && !(cJSON_IsString(at) && strcmp(at->valuestring, filter) == 0))
-			continue;
-		cJSON_AddItemToArray(merged, cJSON_Duplicate(v[i], true));
-	}
-	if (merged)
-		out = cJSON_PrintUnformatted(doc);
-out:
-	free(v);
-	cJSON_Delete(list);
-	cJSON_Delete(up);
-	cJSON_Delete(doc);
-	return out;
-}
-
-/* The store's referrers of digest, merged with upstream's when given (a
- * synced name whose upstream answered). The artifactType filter is always
- * applied here, so OCI-Filters-Applied says so whenever one was asked. */
-static void referrers_answer(wh_req *req, wh_registry *reg, const char *name, const char *digest,
-                             const char *upstream)
-{
-	char at[256]; /* a media type is at most 127 + 1 + 127 bytes (RFC 6838) */
-	int qa = query_param(req, "artifactType", at, sizeof(at));
-	if (qa < 0) {
-		wh_registry_error(req, 400, "UNSUPPORTED", "artifactType is too long", NULL);
-		return;
-	}
-	const char *filter = qa > 0 ? at : NULL;
-	char *json = NULL;
-	int rc = wh_store_referrers(reg->store, name, digest, upstream ? NULL : filter, &json);
-	if (rc != 0) {
-		storage_error(req, rc);
-		return;
-	}
-	if (upstream) {
-		char *merged = referrers_merge(json, upstream, filter);
-		free(json);
-		json = merged;
-		if (!json) {
-			storage_error(req, WH_ENOMEM);
-			return;
-		}
-	}
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
-	wh_resp_header(req, "Content-Type", WH_MT_OCI_INDEX);
-	if (filter)
-		wh_resp_header(req, "OCI-Filters-Applied", "artifactType");
-	wh_resp_length(req, (int64_t)strlen(json));
-	wh_resp_write(req, json, strlen(json));
-	wh_resp_end(req);
-	free(json);
 }
 
 static void referrers(wh_req *req, wh_registry *reg, const char *name, const char *digest)
 {
 	if (check_digest(req, digest))
 		return;
-	char at[256];
-	if (query_param(req, "artifactType", at, sizeof(at)) < 0) {
-		wh_registry_error(req, 400, "UNSUPPORTED", "artifactType is too long", NULL);
+	char at[WH_MEDIA_TYPE_MAX + 1];
+	if (wh_oci_query(req, "artifactType", at, sizeof(at)) < 0) {
+		wh_oci_error(req, 400, "UNSUPPORTED", "artifactType is too long", NULL);
 		return;
 	}
 	wh_sync_map map;
 	if (reg->sync && wh_sync_map_name(reg->sync, name, &map))
 		wh_sync_referrers(reg->sync, req, name, digest, &map);
 	else
-		referrers_answer(req, reg, name, digest, NULL);
+		wh_serve_referrers(req, reg->store, name, digest, NULL);
 }
 
 /* ---- dispatch ---- */
@@ -1330,11 +921,6 @@ static bool name_storable(const char *name)
 	return true;
 }
 
-static void method_not_allowed(wh_req *req)
-{
-	wh_registry_error(req, 405, "UNSUPPORTED", "method not allowed", req->method);
-}
-
 static bool is(const wh_req *req, const char *m)
 {
 	return strcmp(req->method, m) == 0;
@@ -1348,17 +934,17 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
 	enum route r = route_v2(req->method, req->path, name, ref);
 	if (r == R_NONE) {
-		wh_registry_error(req, 404, "UNSUPPORTED", "no such route", NULL);
+		wh_oci_error(req, 404, "UNSUPPORTED", "no such route", NULL);
 		return;
 	}
 	if (r == R_BASE) {
 		if (!is(req, "GET") && !is(req, "HEAD")) {
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 			return;
 		}
 		static const char empty[] = "{}";
 		wh_resp_start(req, 200);
-		wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+		wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
 		wh_resp_header(req, "Content-Type", "application/json");
 		wh_auth_base_headers(reg->auth, req);
 		wh_resp_length(req, sizeof(empty) - 1);
@@ -1368,13 +954,13 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 	}
 	if (r == R_CATALOG) {
 		if (!is(req, "GET") && !is(req, "HEAD"))
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 		else
 			catalog(req, reg, user);
 		return;
 	}
 	if (!wh_name_valid(name, strlen(name)) || !name_storable(name)) {
-		wh_registry_error(req, 400, "NAME_INVALID", "invalid repository name", NULL);
+		wh_oci_error(req, 400, "NAME_INVALID", "invalid repository name", NULL);
 		return;
 	}
 	/* containerd, using us as a mirror, says for which registry (?ns=host):
@@ -1397,13 +983,13 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 		    wh_sync_map_name(reg->sync, name, &map))
 			wh_sync_manifest(reg->sync, req, name, ref, &map);
 		else if (is(req, "GET") || is(req, "HEAD"))
-			manifest_get(req, reg, name, ref);
+			wh_serve_manifest(req, reg->store, name, ref);
 		else if (is(req, "PUT"))
 			manifest_put(req, reg, name, ref);
 		else if (is(req, "DELETE"))
 			manifest_delete(req, reg, name, ref);
 		else
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 		return;
 	case R_BLOB:
 		if (check_digest(req, ref))
@@ -1413,17 +999,17 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 		    wh_sync_map_name(reg->sync, name, &map))
 			wh_sync_blob(reg->sync, req, name, ref, &map);
 		else if (is(req, "GET") || is(req, "HEAD"))
-			blob_get(req, reg, name, ref);
+			wh_serve_blob(req, reg->store, name, ref);
 		else if (is(req, "DELETE"))
 			blob_delete(req, reg, name, ref);
 		else
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 		return;
 	case R_UPLOAD_START:
 		if (is(req, "POST"))
 			upload_start(req, reg, name, user);
 		else
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 		return;
 	case R_UPLOAD:
 		upload_session(req, reg, name, ref);
@@ -1434,23 +1020,23 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 			int n;
 			char last[WH_TAG_MAX + 2];
 			bool has_last;
-			if (!page_params(req, &n, last, sizeof(last), &has_last))
+			if (!wh_oci_page_params(req, &n, last, sizeof(last), &has_last))
 				wh_sync_tag_list(reg->sync, req, name, &map);
 		} else if (is(req, "GET") || is(req, "HEAD"))
 			tags_list(req, reg, name);
 		else
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 		return;
 	case R_REFERRERS:
 		if (is(req, "GET") || is(req, "HEAD"))
 			referrers(req, reg, name, ref);
 		else
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 		return;
 	default:
 		break;
 	}
-	wh_registry_error(req, 404, "UNSUPPORTED", "no such route", NULL);
+	wh_oci_error(req, 404, "UNSUPPORTED", "no such route", NULL);
 }
 
 /* What req asks to do, in access control's terms. */
@@ -1488,7 +1074,7 @@ void wh_registry_handle(wh_req *req, void *ctx)
 			static const char body[] = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\","
 			                           "\"message\":\"too many requests\"}]}";
 			wh_resp_start(req, 429);
-			wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+			wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
 			wh_resp_header(req, "Content-Type", "application/json");
 			wh_resp_header(req, "Retry-After", "%d", wait);
 			wh_resp_length(req, sizeof(body) - 1);
@@ -1501,7 +1087,7 @@ void wh_registry_handle(wh_req *req, void *ctx)
 	if (strcmp(path, "/livez") == 0 || strcmp(path, "/readyz") == 0 ||
 	    strcmp(path, "/startupz") == 0) {
 		if (!is(req, "GET") && !is(req, "HEAD")) {
-			method_not_allowed(req);
+			wh_oci_method_not_allowed(req);
 			return;
 		}
 		wh_resp_start(req, 200);

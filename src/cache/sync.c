@@ -15,13 +15,12 @@
 
 #include "wharf/base/common.h"
 #include "wharf/base/log.h"
-#include "wharf/oci/manifest.h"
 #include "wharf/base/pattern.h"
-#include "wharf/cache/poll.h"
-#include "wharf/app/registry.h"
 #include "wharf/cache/upstream.h"
+#include "wharf/oci/manifest.h"
+#include "wharf/oci/response.h"
+#include "wharf/store/serve.h"
 
-#define MANIFEST_MAX   WH_MANIFEST_MAX
 #define FRESH_SLOTS    4096 /* tag freshness entries (16 bytes each) */
 #define SIZE_SLOTS     1024 /* declared blob sizes (88 bytes each) */
 #define NOTFOUND_SLOTS 256  /* names logged as not found upstream */
@@ -34,17 +33,14 @@
 /* Everything a client may accept: upstream is always asked for all of them,
  * so the cache holds the upstream's own manifest (same digest) whatever the
  * first client was able to read. */
-static const char ACCEPT_ALL[] =
-    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.list.v2+json, "
-    "application/vnd.docker.distribution.manifest.v2+json";
+static const char ACCEPT_ALL[] = WH_MT_ACCEPT_MANIFESTS;
 
 /* What each kind of upstream request may do (wharf/cache/upstream.h). Only a blob
  * GET follows redirects, to a CDN: a manifest or a HEAD is answered by the
  * registry itself, and a 3xx for it is an error. A blob's size is not known
  * before its fetch: the digest check catches a wrong one, and b_on_data holds
  * the upstream to its Content-Length. */
-static const wh_up_opts MANIFEST_GET = {.max_body = MANIFEST_MAX};
+static const wh_up_opts MANIFEST_GET = {.max_body = WH_MANIFEST_MAX};
 static const wh_up_opts BLOB_GET = {.follow_redirects = true, .bulk = true, .max_body = -1};
 
 struct rule_re {
@@ -154,10 +150,8 @@ struct wh_sync {
 	uv_loop_t *loop;
 	const wh_sync_settings *cfg;
 	wh_store *store;
-	wh_sync_serve serve;
 	wh_upstream *up;
 	struct rule_re **re; /* [registry][content] */
-	wh_poll *poll;       /* periodic sync; NULL when no registry has it */
 	struct mfetch *mfetches;
 	struct bfetch *bfetches;
 	struct {
@@ -430,18 +424,16 @@ static int64_t declared_size(const wh_sync *s, const wh_sync_map *map, const cha
 static void upstream_error(wh_req *req, int status, bool blob, const char *what)
 {
 	if (status == STORAGE_FAILED)
-		wh_registry_error(req, 500, "UNKNOWN", "storage error: the cache cannot store it",
-		                  what);
+		wh_oci_error(req, 500, "UNKNOWN", "storage error: the cache cannot store it", what);
+	else if ((status == 404 || status == 401 || status == 403) && blob)
+		wh_oci_blob_unknown(req, what);
 	else if (status == 404 || status == 401 || status == 403)
-		wh_registry_error(
-		    req, 404, blob ? "BLOB_UNKNOWN" : "MANIFEST_UNKNOWN",
-		    blob ? "blob unknown to registry" : "manifest unknown to registry", what);
+		wh_oci_manifest_unknown(req, what);
 	else if (status == 429)
-		wh_registry_error(req, 429, "TOOMANYREQUESTS",
-		                  "the upstream registry is rate limiting", what);
+		wh_oci_error(req, 429, "TOOMANYREQUESTS", "the upstream registry is rate limiting",
+		             what);
 	else
-		wh_registry_error(req, 502, "UNKNOWN", "the upstream registry is unavailable",
-		                  what);
+		wh_oci_error(req, 502, "UNKNOWN", "the upstream registry is unavailable", what);
 }
 
 /* ---- manifests ---- */
@@ -514,7 +506,7 @@ static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why
 		req->on_done = NULL;
 		free(w);
 		if (ok)
-			f->s->serve.manifest(req, f->s->serve.ctx, f->name, f->ref);
+			wh_serve_manifest(req, f->s->store, f->name, f->ref);
 		else
 			upstream_error(req, status, false, why);
 	}
@@ -586,7 +578,7 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 static int m_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
 	struct mfetch *f = arg;
-	/* Never past MANIFEST_MAX: the upstream client holds the body to it. */
+	/* Never past WH_MANIFEST_MAX: the upstream client holds the body to it. */
 	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
 	return 0;
 }
@@ -627,7 +619,8 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	f->up = NULL;
 	if (err != 0) {
 		mfetch_stale_or_error(f, 502,
-		                      err == WH_ETOOBIG ? "manifest over 4 MiB" : wh_strerror(err));
+		                      err == WH_ETOOBIG ? "manifest over " WH_MANIFEST_MAX_TEXT
+		                                        : wh_strerror(err));
 		return;
 	}
 	if (f->head_phase) {
@@ -743,12 +736,12 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 	bool have = wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
 	free(mt);
 	if (have && (by_digest || is_fresh(s, map, name, ref))) {
-		s->serve.manifest(req, s->serve.ctx, name, ref);
+		wh_serve_manifest(req, s->store, name, ref);
 		return;
 	}
 	if (!by_digest && !tag_allowed(s, map, ref)) {
 		/* Excluded by the rule's tag filters: never fetched. */
-		s->serve.manifest(req, s->serve.ctx, name, ref);
+		wh_serve_manifest(req, s->store, name, ref);
 		return;
 	}
 	if (have) {
@@ -758,7 +751,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 		 * answer goes: answering can start the next pipelined request,
 		 * which must find it. */
 		mfetch_for(s, name, ref, map, by_digest, local);
-		s->serve.manifest(req, s->serve.ctx, name, ref);
+		wh_serve_manifest(req, s->store, name, ref);
 		return;
 	}
 	struct mfetch *f = mfetch_for(s, name, ref, map, by_digest, NULL);
@@ -824,7 +817,7 @@ static void reader_head(struct reader *rd)
 	int64_t a = 0, z = total - 1;
 	if (rd->range && !wh_range_resolve(rd->start, rd->end, total, &a, &z))
 		a = 1, z = 0; /* unsatisfiable: 416 */
-	if (!wh_registry_blob_head(req, f->digest, total, rd->range, a, z))
+	if (!wh_oci_blob_head(req, f->digest, total, true, rd->range, a, z))
 		return;
 	rd->start = a;
 	rd->end = z;
@@ -1162,16 +1155,11 @@ static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 		upstream_error(req, h->status, true, "HEAD upstream");
 		return;
 	}
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", "registry/2.0");
-	wh_resp_header(req, "Content-Type", "application/octet-stream");
-	wh_resp_header(req, "Docker-Content-Digest", "%s", b->digest);
-	wh_resp_header(req, "Accept-Ranges", "bytes");
 	/* An upstream that gives no length (chunked) must not make the blob look
-	 * empty: the size its manifest declared, or no Content-Length at all. */
+	 * empty: the size its manifest declared, or no Content-Length at all.
+	 * Nothing here is verified: no ETag, nothing immutable. */
 	int64_t len = h->content_length >= 0 ? h->content_length : b->declared;
-	if (len >= 0)
-		wh_resp_length(req, len);
+	wh_oci_blob_head(req, b->digest, len, false, false, 0, 0);
 	wh_resp_end(req);
 }
 
@@ -1208,7 +1196,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	if (!f) {
 		f = bfetch_start(s, name, digest, map);
 		if (!f) {
-			wh_registry_error(req, 500, "UNKNOWN", "storage error", NULL);
+			wh_oci_error(req, 500, "UNKNOWN", "storage error", NULL);
 			return;
 		}
 	} else {
@@ -1341,15 +1329,13 @@ int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, 
 
 /* ---- listings: referrers and tags ---- */
 
-#define REFERRERS_MAX     (4 * 1024 * 1024)  /* an upstream's referrers answer */
+#define REFERRERS_MAX     WH_MANIFEST_MAX    /* an upstream's referrers: an image index */
 #define TAGS_BYTES_MAX    (16 * 1024 * 1024) /* an upstream's tags/list, all pages */
 #define TAGS_MAX          100000
 #define TAGS_PAGES_MAX    1000
 #define LISTINGS_MAX      1024 /* cached answers */
 #define LISTINGS_BYTES    (64 * 1024 * 1024)
 #define LISTING_ENTRY_EST 64 /* bytes counted per entry and per tag beyond their text */
-
-static const char ACCEPT_INDEX[] = "application/vnd.oci.image.index.v1+json";
 
 enum lkind { L_REFERRERS, L_TAGS };
 
@@ -1400,18 +1386,6 @@ struct lwait {
 	struct lfetch *f;
 	wh_req *req;
 };
-
-/* As the store sorts: lexical (case-insensitive), then bytewise. */
-static int lexical(const char *a, const char *b)
-{
-	int c = strcasecmp(a, b);
-	return c ? c : strcmp(a, b);
-}
-
-static int cmp_lexical(const void *a, const void *b)
-{
-	return lexical(*(char *const *)a, *(char *const *)b);
-}
 
 static void lentry_free(struct lentry *e)
 {
@@ -1470,12 +1444,13 @@ static bool lentry_fresh(const wh_sync *s, const struct lentry *e)
 
 static void lentry_serve(wh_sync *s, const struct lentry *e, wh_req *req)
 {
-	if (e->kind == L_REFERRERS)
-		s->serve.referrers(req, s->serve.ctx, e->name, e->key,
-		                   e->known ? e->referrers : NULL);
-	else
-		s->serve.tags(req, s->serve.ctx, e->name, e->known ? e->tags : NULL,
-		              e->known ? e->n_tags : 0, e->known);
+	if (e->kind == L_REFERRERS) {
+		wh_serve_referrers(req, s->store, e->name, e->key, e->known ? e->referrers : NULL);
+	} else {
+		const wh_upstream_tags up = {e->known, e->known ? e->tags : NULL,
+		                             e->known ? e->n_tags : 0};
+		wh_serve_tags(req, s->store, e->name, &up);
+	}
 }
 
 /* A media type as RFC 6838 has it: type/subtype of restricted-name
@@ -1665,7 +1640,7 @@ static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path
 	f->status = 0;
 	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream,
 	                            phase == LP_TAGS            ? "application/json"
-	                            : phase == LP_REFERRERS_API ? ACCEPT_INDEX
+	                            : phase == LP_REFERRERS_API ? WH_MT_OCI_INDEX
 	                                                        : ACCEPT_ALL,
 	                            &opts, &lcbs, f);
 }
@@ -1741,7 +1716,7 @@ out:
 static void tags_done(struct lfetch *f)
 {
 	if (f->n_tags > 0)
-		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), cmp_lexical);
+		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), wh_serve_tag_cmp);
 	int k = 0;
 	for (int i = 0; i < f->n_tags; i++) {
 		if (k > 0 && strcmp(f->tags[k - 1], f->tags[i]) == 0)
@@ -1761,9 +1736,10 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 	char *list = NULL;
 	if (err != 0) {
 		snprintf(why, sizeof(why), "%s",
-		         err == WH_ETOOBIG ? (f->phase == LP_TAGS ? "tags/list over 16 MiB"
-		                                                  : "referrers over 4 MiB")
-		                           : wh_strerror(err));
+		         err == WH_ETOOBIG
+		             ? (f->phase == LP_TAGS ? "tags/list over 16 MiB"
+		                                    : "referrers over " WH_MANIFEST_MAX_TEXT)
+		             : wh_strerror(err));
 		lfetch_finish(f, NULL, why);
 		return;
 	}
@@ -1924,8 +1900,8 @@ static void listings_free(wh_sync *s)
 
 /* ---- life ---- */
 
-int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store,
-                const wh_sync_serve *serve, wh_sync **out, char *err, size_t errlen)
+int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, wh_sync **out,
+                char *err, size_t errlen)
 {
 	*out = NULL;
 	if (!cfg->enable || cfg->n_registries == 0)
@@ -1934,7 +1910,6 @@ int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store,
 	s->loop = loop;
 	s->cfg = cfg;
 	s->store = store;
-	s->serve = *serve;
 	int rc = wh_upstream_new(loop, &cfg->upstream, &s->up, err, errlen);
 	if (rc != 0) {
 		free(s);
@@ -1956,7 +1931,6 @@ int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store,
 				wh_regex_compile(t->exclude_regex, &r->ex, e, sizeof(e));
 		}
 	}
-	s->poll = wh_poll_new(loop, cfg, s);
 	*out = s;
 	return 0;
 }
@@ -1965,8 +1939,6 @@ void wh_sync_free(wh_sync *s)
 {
 	if (!s)
 		return;
-	/* First: its callbacks wait on the fetches freed below. */
-	wh_poll_free(s->poll);
 	while (s->mfetches) {
 		struct mfetch *f = s->mfetches;
 		if (f->up)

@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,12 @@ struct head_item {
 	uint32_t off, len;
 };
 
+/* A block of wh_req_alloc: memory that lives as long as its request. */
+struct req_mem {
+	struct req_mem *next;
+	max_align_t data[];
+};
+
 struct wh_conn {
 	wh_server *srv;
 	wh_conn *prev, *next;
@@ -77,6 +84,10 @@ struct wh_conn {
 	 * from the socket (TLS), so it is read again without waiting for it. */
 	wh_conn *ready_prev, *ready_next;
 	bool ready;
+	/* In the server's posted list: an API call from outside the connection's
+	 * own events left work for the loop (on_writable, completion). */
+	wh_conn *post_prev, *post_next;
+	bool posted;
 	llhttp_t parser;
 	int fd;
 	int events;
@@ -109,6 +120,10 @@ struct wh_conn {
 	wh_body_cb on_body;
 	wh_req_cb on_body_end;
 	uint64_t started_ms;
+	/* The request's own state: its done hooks, last registered first, and
+	 * the blocks of wh_req_alloc, freed after the hooks have run. */
+	wh_req_hook *hooks;
+	struct req_mem *mem;
 
 	/* The response. */
 	int status;
@@ -165,11 +180,17 @@ struct wh_server {
 	void *shutdown_arg;
 	int pending_closes; /* close callbacks outstanding: connections, listener */
 	bool timer_closing;
-	int final_closes; /* the idle handle and the shutdown timer */
+	int final_closes; /* the idle and check handles and the shutdown timer */
 	llhttp_settings_t settings;
 	wh_tls *tls;          /* NULL: plain HTTP */
 	uv_idle_t ready_idle; /* runs while the ready list is not empty */
 	wh_conn *ready_head;
+	/* The posted list, oldest first, run from the loop: by post_check after
+	 * the poll phase, or by post_idle, whose being active also keeps the
+	 * loop from sleeping in poll while connections wait in the list. */
+	uv_check_t post_check;
+	uv_idle_t post_idle;
+	wh_conn *post_head, *post_tail;
 	uint64_t tls_probe_logged; /* last "TLS handshake on a plain HTTP listener" */
 	uint64_t tls_probes;       /* since then */
 };
@@ -180,6 +201,8 @@ static void conn_close(wh_conn *c);
 static void conn_linger(wh_conn *c);
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
 static void conn_flush(wh_conn *c);
+static void resp_flush(wh_conn *c);
+static void post_del(wh_conn *c);
 static void conn_peer_hup(wh_conn *c);
 static void reuse_del(wh_conn *c);
 static void conn_advance(wh_conn *c);
@@ -835,18 +858,41 @@ static int reclaim(wh_server *srv, int n, const char *why)
 	return done;
 }
 
+/* The request is over: its done hooks run (last registered first), then the
+ * legacy on_done, then the request's memory is freed. A hook may register or
+ * cancel hooks; whatever is registered by then runs. */
+static void req_finish(wh_conn *c)
+{
+	for (;;) {
+		wh_req_hook *h = c->hooks;
+		if (h) {
+			c->hooks = h->next;
+			h->next = NULL;
+			h->fn(&c->req, h);
+			continue;
+		}
+		wh_req_cb done = c->req.on_done;
+		if (!done)
+			break;
+		c->req.on_done = NULL;
+		done(&c->req);
+	}
+	while (c->mem) {
+		struct req_mem *m = c->mem;
+		c->mem = m->next;
+		free(m);
+	}
+}
+
 static void conn_free_cb(uv_handle_t *h)
 {
 	wh_conn *c = h->data;
 	if (--c->pending_closes > 0)
 		return;
 	wh_server *srv = c->srv;
-	if (c->req_active)
+	if (c->req_active) {
 		log_access(c, false);
-	if (c->req_active && c->req.on_done) {
-		wh_req_cb done = c->req.on_done;
-		c->req.on_done = NULL;
-		done(&c->req);
+		req_finish(c);
 	}
 	free(c->req.headers);
 	arena_reset(c);
@@ -870,6 +916,7 @@ static void conn_close(wh_conn *c)
 	wh_server *srv = c->srv;
 	reuse_del(c);
 	ready_del(c);
+	post_del(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -928,13 +975,10 @@ static void conn_advance_once(wh_conn *c)
 		return; /* a small unwanted body still being read and dropped */
 
 	log_access(c, true);
-	wh_req_cb done = c->req.on_done;
-	c->req.on_done = NULL;
-	if (done)
-		done(&c->req);
+	req_finish(c);
+	c->req_active = false;
 	if (c->closing)
 		return;
-	c->req_active = false;
 	free(c->req.headers);
 	memset(&c->req, 0, sizeof(c->req));
 	arena_reset(c);
@@ -1259,8 +1303,11 @@ static int conn_write(wh_conn *c)
 }
 
 /* Send what is queued, asking the producer for more (on_writable) while the
- * socket takes it. Bounded per call so that one fast download cannot hold the
- * loop: what is left is picked up when the socket is next writable. */
+ * socket takes it, and complete the request once its response is sent.
+ * Bounded per call so that one fast download cannot hold the loop: what is
+ * left is picked up when the socket is next writable. Called only from the
+ * connection's own events (never from inside a wh_resp_* call): it calls
+ * the application. */
 static void conn_flush(wh_conn *c)
 {
 	if (c->closing)
@@ -1292,6 +1339,101 @@ static void conn_flush(wh_conn *c)
 	 * it again. The conn_flush that called on_writable advances on return. */
 	if (!c->out_head && c->resp_ended && !c->in_writable)
 		conn_advance(c);
+}
+
+/* ---- the posted list ----
+ *
+ * The request API never calls the application back from inside a call: a
+ * wh_resp_end from a timer or an upstream's callback must not run the done
+ * hooks, nor the next pipelined request's handler, while its caller is still
+ * on the stack (as nginx posts requests and libuv feeds I/O events rather
+ * than recursing). What a call leaves to do is posted; the loop runs it
+ * after the poll phase of the same turn, or before polling on the next one,
+ * so it costs no system call. */
+static void post_cb(uv_check_t *h);
+static void post_idle_cb(uv_idle_t *h);
+
+static void post_add(wh_conn *c)
+{
+	wh_server *srv = c->srv;
+	if (c->posted || c->closing)
+		return;
+	c->posted = true;
+	c->post_next = NULL;
+	c->post_prev = srv->post_tail;
+	if (srv->post_tail) {
+		srv->post_tail->post_next = c;
+	} else {
+		srv->post_head = c;
+		uv_check_start(&srv->post_check, post_cb);
+		uv_idle_start(&srv->post_idle, post_idle_cb);
+	}
+	srv->post_tail = c;
+}
+
+static void post_del(wh_conn *c)
+{
+	wh_server *srv = c->srv;
+	if (!c->posted)
+		return;
+	c->posted = false;
+	if (c->post_prev)
+		c->post_prev->post_next = c->post_next;
+	else
+		srv->post_head = c->post_next;
+	if (c->post_next)
+		c->post_next->post_prev = c->post_prev;
+	else
+		srv->post_tail = c->post_prev;
+	c->post_prev = c->post_next = NULL;
+	if (!srv->post_head) {
+		uv_check_stop(&srv->post_check);
+		uv_idle_stop(&srv->post_idle);
+	}
+}
+
+static void post_run(wh_server *srv)
+{
+	/* Connections posted while this runs (by the applications it calls)
+	 * wait for the next turn, so that this always ends. */
+	int n = 0;
+	for (wh_conn *c = srv->post_head; c; c = c->post_next)
+		n++;
+	while (n-- > 0 && srv->post_head) {
+		wh_conn *c = srv->post_head;
+		post_del(c);
+		conn_flush(c);
+	}
+}
+
+static void post_cb(uv_check_t *h)
+{
+	post_run(h->data);
+}
+
+static void post_idle_cb(uv_idle_t *h)
+{
+	post_run(h->data);
+}
+
+/* Flush for the request API (wh_resp_*): write what the socket takes now,
+ * without calling the application. Inside the connection's own events (the
+ * parser, on_writable) the event goes on when the application returns;
+ * from anywhere else (a timer, an upstream's callback, another request's
+ * hook) what is left to do is posted: asking for more (on_writable) once the
+ * queue drained, completing the request once its response is sent. */
+static void resp_flush(wh_conn *c)
+{
+	if (c->closing)
+		return;
+	if (conn_write(c) != 0)
+		return;
+	conn_update_poll(c);
+	conn_update_timer(c);
+	if (c->in_parse || c->in_writable || c->out_head)
+		return; /* the event, or the socket's writability, comes back */
+	if (c->resp_ended || (c->req_active && c->head_open && c->req.on_writable))
+		post_add(c);
 }
 
 /* The peer shut its side while the connection was not being read (a request
@@ -1531,6 +1673,10 @@ int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, w
 	srv->tls = tls;
 	uv_idle_init(loop, &srv->ready_idle);
 	srv->ready_idle.data = srv;
+	uv_check_init(loop, &srv->post_check);
+	srv->post_check.data = srv;
+	uv_idle_init(loop, &srv->post_idle);
+	srv->post_idle.data = srv;
 	srv->fd = fd;
 	srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 	                                           : ((struct sockaddr_in *)&ss)->sin_port);
@@ -1602,8 +1748,10 @@ static void server_maybe_done(wh_server *srv)
 	    srv->timer_closing)
 		return;
 	srv->timer_closing = true;
-	srv->final_closes = 2;
+	srv->final_closes = 4;
 	uv_close((uv_handle_t *)&srv->ready_idle, server_free_cb);
+	uv_close((uv_handle_t *)&srv->post_check, server_free_cb);
+	uv_close((uv_handle_t *)&srv->post_idle, server_free_cb);
 	uv_close((uv_handle_t *)&srv->shutdown_timer, server_free_cb);
 }
 
@@ -1795,6 +1943,37 @@ bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int6
 	return true;
 }
 
+void wh_req_on_done(wh_req *req, wh_req_hook *hook, void (*fn)(wh_req *req, wh_req_hook *hook))
+{
+	wh_conn *c = req->conn;
+	hook->fn = fn;
+	hook->next = c->hooks;
+	c->hooks = hook;
+}
+
+void wh_req_cancel_done(wh_req *req, wh_req_hook *hook)
+{
+	for (wh_req_hook **pp = &req->conn->hooks; *pp; pp = &(*pp)->next) {
+		if (*pp == hook) {
+			*pp = hook->next;
+			hook->next = NULL;
+			return;
+		}
+	}
+}
+
+void *wh_req_alloc(wh_req *req, size_t size)
+{
+	wh_conn *c = req->conn;
+	/* A size that cannot be had fails as any failed allocation does. */
+	size_t n =
+	    size > SIZE_MAX - sizeof(struct req_mem) ? SIZE_MAX : sizeof(struct req_mem) + size;
+	struct req_mem *m = wh_calloc(1, n);
+	m->next = c->mem;
+	c->mem = m;
+	return m->data;
+}
+
 void wh_req_read_body(wh_req *req, wh_body_cb on_body_cb, wh_req_cb on_body_end)
 {
 	wh_conn *c = req->conn;
@@ -1806,7 +1985,7 @@ void wh_req_read_body(wh_req *req, wh_body_cb on_body_cb, wh_req_cb on_body_end)
 	    !c->msg_complete && !c->continue_sent) {
 		c->continue_sent = true;
 		queue_mem(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-		conn_flush(c);
+		resp_flush(c);
 	}
 }
 
@@ -1902,7 +2081,7 @@ void wh_resp_write(wh_req *req, const void *data, size_t len)
 	c->body_sent_q += (int64_t)len;
 	queue_mem(c, data, len);
 	if (!c->in_parse && !c->in_writable)
-		conn_flush(c);
+		resp_flush(c);
 }
 
 void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
@@ -1923,7 +2102,7 @@ void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
 	c->out_files++;
 	queue_push(c, s);
 	if (!c->in_parse && !c->in_writable)
-		conn_flush(c);
+		resp_flush(c);
 }
 
 void wh_resp_end(wh_req *req)
@@ -1937,7 +2116,7 @@ void wh_resp_end(wh_req *req)
 		c->close_after = true;
 	if (c->req_active && !c->msg_complete && c->body_wanted)
 		c->close_after = true; /* answered before the body was read */
-	conn_flush(c);
+	resp_flush(c);
 }
 
 bool wh_resp_can_write(const wh_req *req)

@@ -14,6 +14,20 @@ bool wh_manifest_type_known(const char *mt)
 	       strcmp(mt, WH_MT_DOCKER_MANIFEST) == 0 || strcmp(mt, WH_MT_DOCKER_LIST) == 0;
 }
 
+bool wh_manifest_type_is_index(const char *mt)
+{
+	return strcmp(mt, WH_MT_OCI_INDEX) == 0 || strcmp(mt, WH_MT_DOCKER_LIST) == 0;
+}
+
+const char *wh_manifest_type_of(const cJSON *doc)
+{
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(doc, "mediaType");
+	if (cJSON_IsString(mt))
+		return mt->valuestring;
+	return cJSON_GetObjectItemCaseSensitive(doc, "manifests") ? WH_MT_OCI_INDEX
+	                                                          : WH_MT_OCI_MANIFEST;
+}
+
 /* A descriptor's size: an integer a double holds exactly (2^53). */
 static bool size_ok(const cJSON *sz)
 {
@@ -108,18 +122,15 @@ int wh_manifest_check(const char *data, size_t len, const char *content_type, wh
 		d = jmt->valuestring;
 		goto fail;
 	}
-	if (!mt && jmt)
-		mt = jmt->valuestring;
-	if (!mt) /* no type given anywhere: inferred as the image spec suggests */
-		mt = cJSON_GetObjectItemCaseSensitive(doc, "manifests") ? WH_MT_OCI_INDEX
-		                                                        : WH_MT_OCI_MANIFEST;
+	if (!mt)
+		mt = wh_manifest_type_of(doc);
 	if (!wh_manifest_type_known(mt)) {
 		*why = "unsupported manifest media type";
 		d = mt;
 		goto fail;
 	}
 	snprintf(out->media_type, sizeof(out->media_type), "%s", mt);
-	out->is_index = strcmp(mt, WH_MT_OCI_INDEX) == 0 || strcmp(mt, WH_MT_DOCKER_LIST) == 0;
+	out->is_index = wh_manifest_type_is_index(mt);
 	if (out->is_index) {
 		out->manifests = cJSON_GetObjectItemCaseSensitive(doc, "manifests");
 		if (!cJSON_IsArray(out->manifests)) {

@@ -61,6 +61,16 @@ static struct {
 
 static llhttp_settings_t resp_settings;
 
+/* Inside a call of the request API: http.h promises that nothing of the
+ * application (handler, body callbacks, on_writable, on_done) runs then. */
+static int in_api;
+#define API(call)                                                                                  \
+	do {                                                                                       \
+		in_api++;                                                                          \
+		call;                                                                              \
+		in_api--;                                                                          \
+	} while (0)
+
 /* ---- the application ---- */
 
 struct rq {
@@ -80,6 +90,7 @@ static void rq_free_cb(uv_handle_t *h)
 static void rq_done(wh_req *req)
 {
 	struct rq *x = req->data;
+	FUZZ_ASSERT(!in_api);
 	FUZZ_ASSERT(x && x->req == req);
 	x->req = NULL;
 	req->data = NULL;
@@ -122,7 +133,7 @@ static void answer_range(wh_req *req, bool file)
 	if (status == 416) {
 		wh_resp_header(req, "Content-Range", "bytes */%lld", (long long)size);
 		wh_resp_length(req, 0);
-		wh_resp_end(req);
+		API(wh_resp_end(req));
 		return;
 	}
 	if (status == 206)
@@ -132,31 +143,29 @@ static void answer_range(wh_req *req, bool file)
 	if (file) {
 		int fd = dup(file_fd);
 		FUZZ_ASSERT(fd >= 0);
-		wh_resp_sendfile(req, fd, a, z - a + 1);
+		API(wh_resp_sendfile(req, fd, a, z - a + 1));
 	} else {
-		wh_resp_write(req, pattern + a, (size_t)(z - a + 1));
+		API(wh_resp_write(req, pattern + a, (size_t)(z - a + 1)));
 	}
-	wh_resp_end(req);
+	API(wh_resp_end(req));
 }
 
-/* One piece per call. wh_resp_write may flush, and flushing calls
- * on_writable again before it returns; the nested call may end the response,
- * which runs on_done (x is freed) and may even start the next pipelined
- * request on the same wh_req. So x is updated before the write, and neither
- * x nor req is touched after it (as sync.c's reader_pump does). */
+/* One piece per call: on_writable comes back for the next one, from the
+ * loop (never from inside wh_resp_write). */
 static void stream_more(wh_req *req)
 {
 	struct rq *x = req->data;
+	FUZZ_ASSERT(!in_api);
 	if (x->left == 0) {
 		x->left = -1;
-		wh_resp_end(req);
+		API(wh_resp_end(req));
 		return;
 	}
 	if (x->left < 0 || !wh_resp_can_write(req))
 		return;
 	size_t n = (size_t)WH_MIN(x->left, (int64_t)BODY_SIZE);
 	x->left -= (int64_t)n;
-	wh_resp_write(req, pattern, n);
+	API(wh_resp_write(req, pattern, n));
 }
 
 /* The answer, once the handler has what it needs. */
@@ -168,17 +177,17 @@ static void answer(wh_req *req)
 	if (strstr(p, "abort")) {
 		start(req, 200);
 		wh_resp_length(req, 100);
-		wh_resp_write(req, pattern, 10);
-		wh_req_abort(req); /* req is not ours to touch after this */
+		API(wh_resp_write(req, pattern, 10));
+		API(wh_req_abort(req)); /* req is not ours to touch after this */
 	} else if (strstr(p, "nolen")) {
 		start(req, 200);
-		wh_resp_write(req, "no length", 9);
-		wh_resp_end(req);
+		API(wh_resp_write(req, "no length", 9));
+		API(wh_resp_end(req));
 	} else if (strstr(p, "short")) {
 		start(req, 200);
 		wh_resp_length(req, 10);
-		wh_resp_write(req, pattern, 5);
-		wh_resp_end(req);
+		API(wh_resp_write(req, pattern, 5));
+		API(wh_resp_end(req));
 	} else if (strstr(p, "stream")) {
 		start(req, 200);
 		wh_resp_length(req, STREAM_SIZE);
@@ -193,16 +202,16 @@ static void answer(wh_req *req)
 		start(req, s >= 200 ? s : 500);
 		if (!bodyless)
 			wh_resp_length(req, 2);
-		wh_resp_write(req, bodyless ? "" : "{}", bodyless ? 0 : 2);
-		wh_resp_end(req);
+		API(wh_resp_write(req, bodyless ? "" : "{}", bodyless ? 0 : 2));
+		API(wh_resp_end(req));
 	} else if (req->has_body && !strstr(p, "drop")) {
 		char text[64];
 		int n = snprintf(text, sizeof(text), "%lld bytes", (long long)x->got);
 		start(req, 201);
 		wh_resp_header(req, "Location", "%s", req->target);
 		wh_resp_length(req, n);
-		wh_resp_write(req, text, (size_t)n);
-		wh_resp_end(req);
+		API(wh_resp_write(req, text, (size_t)n));
+		API(wh_resp_end(req));
 	} else {
 		answer_range(req, strstr(p, "file") != NULL);
 	}
@@ -231,6 +240,7 @@ static void answer_when(wh_req *req)
 static int on_body(wh_req *req, const char *data, size_t len)
 {
 	struct rq *x = req->data;
+	FUZZ_ASSERT(!in_api);
 	FUZZ_ASSERT(x && x->req == req && len > 0);
 	FUZZ_ASSERT(req->content_length < 0 || x->got + (int64_t)len <= req->content_length);
 	(void)data;
@@ -238,7 +248,7 @@ static int on_body(wh_req *req, const char *data, size_t len)
 	if (x->fail && x->got > 16) {
 		start(req, 413);
 		wh_resp_length(req, 0);
-		wh_resp_end(req);
+		API(wh_resp_end(req));
 		return 1;
 	}
 	return 0;
@@ -247,6 +257,7 @@ static int on_body(wh_req *req, const char *data, size_t len)
 static void on_body_end(wh_req *req)
 {
 	struct rq *x = req->data;
+	FUZZ_ASSERT(!in_api);
 	FUZZ_ASSERT(x && x->req == req);
 	FUZZ_ASSERT(req->content_length < 0 || x->got == req->content_length);
 	answer_when(req);
@@ -278,6 +289,7 @@ static void check_req(const wh_req *req)
 
 static void handler(wh_req *req, void *ctx)
 {
+	FUZZ_ASSERT(!in_api);
 	FUZZ_ASSERT(ctx == &run);
 	check_req(req);
 	struct rq *x = calloc(1, sizeof(*x));
@@ -289,7 +301,7 @@ static void handler(wh_req *req, void *ctx)
 	req->on_done = rq_done;
 	run.live_reqs++;
 	if (req->has_body && !strstr(req->path, "drop"))
-		wh_req_read_body(req, on_body, on_body_end);
+		API(wh_req_read_body(req, on_body, on_body_end));
 	else
 		answer_when(req);
 }

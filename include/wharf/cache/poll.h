@@ -1,8 +1,8 @@
 /* Periodic sync (Zot's pollInterval): mirror an upstream's matching
  * repositories and tags into the store without any client asking.
  *
- * Started by wh_sync_new for every registry with pollInterval > 0 and
- * content rules given (as in Zot: neither alone runs anything). The first
+ * Started by the server on its sync (sync.h) for every registry with
+ * pollInterval > 0 and content rules given (as in Zot: neither alone runs anything). The first
  * run starts right after startup, the next one pollInterval after a run
  * ends. One run:
  *
@@ -43,8 +43,9 @@ struct wh_sync_settings; /* sync.h */
 wh_poll *wh_poll_new(uv_loop_t *loop, const struct wh_sync_settings *cfg, wh_sync *sync);
 
 /* Stop: requests in flight are cancelled and no callback of sync's reaches
- * it afterwards (wh_sync_free calls this first). Memory is released once the
- * timers have closed. NULL is a no-op. */
+ * it afterwards (call it before wh_sync_free: its callbacks wait on sync's
+ * fetches). Memory is released once the timers have closed. NULL is a
+ * no-op. */
 void wh_poll_free(wh_poll *p);
 
 #endif

@@ -22,8 +22,8 @@
  *    blob is published; on a mismatch or a cut the temp file is dropped and
  *    the clients' connections are cut.
  *
- * Requests for one fetch are answered through `serve` when the answer is in
- * the store.
+ * Requests for one fetch are answered from the store (serve.h) once the
+ * answer is there.
  *
  * Listings ask the upstream too, and merge its answer with the store's:
  *
@@ -83,30 +83,13 @@ typedef struct wh_sync_map {
 	char upstream[WH_NAME_MAX + 16]; /* upstream repository name */
 } wh_sync_map;
 
-/* How the registry answers from the store (sync calls these once the
- * content is there). */
-typedef struct wh_sync_serve {
-	void (*manifest)(wh_req *req, void *ctx, const char *name, const char *ref);
-	void (*blob)(wh_req *req, void *ctx, const char *name, const char *digest);
-	/* Referrers of digest: upstream is the upstream's, a JSON array of
-	 * validated descriptors to merge with the store's, or NULL when it is
-	 * not known (the store's answer alone). */
-	void (*referrers)(wh_req *req, void *ctx, const char *name, const char *digest,
-	                  const char *upstream);
-	/* tags/list: tags[0..n) are the upstream's (sorted as the store sorts,
-	 * no repeats), to merge with the store's; known is false when the
-	 * upstream's are not known (tags is NULL then). */
-	void (*tags)(wh_req *req, void *ctx, const char *name, char *const *tags, int n,
-	             bool known);
-	void *ctx;
-} wh_sync_serve;
-
 /* Returns 0, or WH_EINVAL with a message in err (e.g. an unreadable
  * credentialsFile). With sync disabled, *out is NULL and 0 is returned. */
-int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store,
-                const wh_sync_serve *serve, wh_sync **out, char *err, size_t errlen);
+int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, wh_sync **out,
+                char *err, size_t errlen);
 
-/* Cancel fetches in flight (their clients' connections are cut) and free. */
+/* Cancel fetches in flight (their clients' connections are cut) and free.
+ * A periodic sync (poll.h) started on it must have been freed first. */
 void wh_sync_free(wh_sync *s);
 
 /* True when name falls under an on-demand sync rule; fills *map. */
@@ -129,7 +112,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map);
 
-/* ---- hooks for periodic sync (wharf/cache/poll.h), which wh_sync_new starts ----
+/* ---- hooks for periodic sync (wharf/cache/poll.h), started on a wh_sync ----
  *
  * The same fetches as a client's pull (single flight, the tee, the same
  * checks and store), with a callback instead of a client. */
@@ -169,13 +152,13 @@ void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *n
 int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
                           int64_t size, wh_sync_done_cb cb, void *arg);
 
-/* Answer GET/HEAD /v2/<name>/referrers/<digest> for a synced name, through
- * serve.referrers (at once, or once the upstream has answered). */
+/* Answer GET/HEAD /v2/<name>/referrers/<digest> for a synced name, with
+ * wh_serve_referrers (at once, or once the upstream has answered). */
 void wh_sync_referrers(wh_sync *s, wh_req *req, const char *name, const char *digest,
                        const wh_sync_map *map);
 
-/* Answer GET/HEAD /v2/<name>/tags/list for a synced name, through
- * serve.tags. */
+/* Answer GET/HEAD /v2/<name>/tags/list for a synced name, with
+ * wh_serve_tags. */
 void wh_sync_tag_list(wh_sync *s, wh_req *req, const char *name, const wh_sync_map *map);
 
 #endif

@@ -17,9 +17,23 @@
  * body does not match its length closes the connection, so a client never
  * takes a short body for a complete one.
  *
- * Lifetime: a wh_req is valid from the handler call until on_done fires
- * (after the response is sent, or when the connection goes away). After
- * on_done no other callback fires and the handler must not touch req. */
+ * Lifetime: a wh_req is valid from the handler call until the request is
+ * over (its response sent, or the connection gone); then its done hooks run
+ * (wh_req_on_done), after them the legacy on_done, and then the memory of
+ * wh_req_alloc is freed. After that no other callback fires and nothing of
+ * req may be touched.
+ *
+ * No function of this API calls the application back before it returns:
+ * on_writable, the done hooks and the next pipelined request's handler run
+ * from the loop (right after the event that called the application, or on
+ * the loop's next turn), never inside a wh_resp_* call. After wh_resp_end
+ * returns, req is still valid until the loop runs its done hooks; no handler
+ * runs inside another's call.
+ *
+ * Request-scoped state has one owner, the request: a module that keeps state
+ * for a request takes it from wh_req_alloc (or embeds a hook in its own
+ * memory) and registers a done hook to detach it, instead of sharing
+ * req->data and req->on_done with the other modules. */
 #ifndef WHARF_HTTP_H
 #define WHARF_HTTP_H
 
@@ -89,7 +103,9 @@ struct wh_req {
 	/* Set by the handler. */
 	void *data;
 	wh_req_cb on_writable; /* the send queue drained: write more */
-	wh_req_cb on_done;     /* the request is over (sent, or the connection is gone) */
+	/* Legacy, being replaced by wh_req_on_done: the request is over (sent,
+	 * or the connection is gone). Runs after the done hooks. */
+	wh_req_cb on_done;
 
 	wh_conn *conn; /* private */
 };
@@ -140,6 +156,25 @@ bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end);
 /* Resolve a range from wh_req_range against a size: true with the inclusive
  * [*a, *z], false when it cannot be satisfied (answer 416). */
 bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int64_t *z);
+
+/* A done hook, embedded by its owner (no allocation): fn runs once when the
+ * request is over (response sent, or the connection gone), hooks in reverse
+ * order of registration, before the legacy on_done and before the request's
+ * memory (wh_req_alloc) is freed. After it ran, nothing of req may be
+ * touched. A hook may cancel another hook that has not run yet; one
+ * registered while the hooks run runs too. The hook's memory must stay valid
+ * until it has run or has been cancelled. */
+typedef struct wh_req_hook wh_req_hook;
+struct wh_req_hook {
+	wh_req_hook *next;
+	void (*fn)(wh_req *req, wh_req_hook *hook);
+};
+void wh_req_on_done(wh_req *req, wh_req_hook *hook, void (*fn)(wh_req *req, wh_req_hook *hook));
+/* Remove a hook that has not run (it will not run). No-op if not registered. */
+void wh_req_cancel_done(wh_req *req, wh_req_hook *hook);
+/* Zeroed memory that lives as long as the request (freed after its done
+ * hooks). Never NULL (aborts on OOM like wh_malloc). */
+void *wh_req_alloc(wh_req *req, size_t size);
 
 /* Start receiving the body; sends "100 Continue" when the client asked. */
 void wh_req_read_body(wh_req *req, wh_body_cb on_body, wh_req_cb on_body_end);

@@ -11,12 +11,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define WH_MANIFEST_MAX (4 * 1024 * 1024) /* bytes: larger ones are refused */
+#define WH_MANIFEST_MAX      (4 * 1024 * 1024) /* bytes: larger ones are refused */
+#define WH_MANIFEST_MAX_TEXT "4 MiB"           /* the same, for messages */
 
 #define WH_MT_OCI_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
 #define WH_MT_OCI_INDEX       "application/vnd.oci.image.index.v1+json"
 #define WH_MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define WH_MT_DOCKER_LIST     "application/vnd.docker.distribution.manifest.list.v2+json"
+
+/* An Accept header naming every manifest type above, indexes first. */
+#define WH_MT_ACCEPT_MANIFESTS                                                                     \
+	WH_MT_OCI_INDEX ", " WH_MT_OCI_MANIFEST ", " WH_MT_DOCKER_LIST ", " WH_MT_DOCKER_MANIFEST
+
+/* The longest media type: 127 + 1 + 127 bytes (RFC 6838). */
+#define WH_MEDIA_TYPE_MAX 255
 
 /* What the check learnt. doc is the parsed document (the caller frees it with
  * cJSON_Delete); the other pointers point into it. */
@@ -45,5 +53,14 @@ int wh_manifest_check(const char *data, size_t len, const char *content_type, wh
 
 /* True for the four manifest types above. */
 bool wh_manifest_type_known(const char *media_type);
+
+/* True for the two index types (an OCI image index, a Docker manifest list). */
+bool wh_manifest_type_is_index(const char *media_type);
+
+/* The media type a parsed manifest gives itself: its mediaType when that is
+ * a string, else inferred as the image spec suggests (a document with
+ * "manifests" is an image index, anything else an image manifest). Points
+ * into doc or to a constant. */
+const char *wh_manifest_type_of(const cJSON *doc);
 
 #endif
