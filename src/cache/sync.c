@@ -47,10 +47,18 @@ struct rule_re {
 	wh_regex *re, *ex; /* NULL: no such filter */
 };
 
-struct mwait;
 struct reader;
 struct lfetch;
 struct lentry;
+
+/* A client waiting on a fetch (a manifest's or a listing's) to be answered
+ * from the store. */
+struct waiter {
+	struct waiter *next;
+	struct waiter **list; /* the fetch's list it is in */
+	wh_req *req;
+	wh_req_hook gone; /* the client left first */
+};
 
 /* A caller without a client (periodic sync) told when a fetch ends. */
 struct note {
@@ -64,7 +72,7 @@ struct mfetch {
 	struct mfetch *next;
 	wh_sync *s;
 	char name[WH_NAME_MAX + 1];
-	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
+	char ref[WH_REF_MAX + 1];
 	bool by_digest;
 	wh_sync_map map;
 	wh_up_req *up;
@@ -76,17 +84,11 @@ struct mfetch {
 	char ctype[256];
 	char *buf;
 	size_t len, cap;
-	struct mwait *waiters;
+	struct waiter *waiters;
 	struct note *notes;
 	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
 	bool changed;    /* stored a manifest other than the one held before */
 	bool background; /* started by a prefetch: its caller logs the result */
-};
-
-struct mwait {
-	struct mwait *next;
-	struct mfetch *f;
-	wh_req *req;
 };
 
 /* A blob being fetched: the tee. */
@@ -136,6 +138,7 @@ struct reader {
 	int64_t start, end; /* wanted range as wh_req_range gives it; resolved at the head */
 	int64_t off;
 	bool head_sent;
+	wh_req_hook gone; /* the client left */
 };
 
 /* A HEAD of an uncached blob, answered by a HEAD upstream. */
@@ -144,6 +147,7 @@ struct bhead {
 	wh_up_req *up;
 	int64_t declared; /* the size a synced manifest declared, or -1 */
 	char digest[WH_DIGEST_LEN + 1];
+	wh_req_hook gone;
 };
 
 struct wh_sync {
@@ -436,22 +440,45 @@ static void upstream_error(wh_req *req, int status, bool blob, const char *what)
 		wh_oci_error(req, 502, "UNKNOWN", "the upstream registry is unavailable", what);
 }
 
-/* ---- manifests ---- */
+/* ---- clients waiting on a fetch ---- */
 
-static void mwait_gone(wh_req *req)
+static void waiter_gone(wh_req *req, wh_req_hook *hook)
 {
-	struct mwait *w = req->data;
-	if (!w)
-		return;
-	for (struct mwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
+	struct waiter *w = WH_CONTAINER_OF(hook, struct waiter, gone);
+	for (struct waiter **pp = w->list; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
 			break;
 		}
 	}
 	free(w);
-	req->data = NULL;
 }
+
+static void waiter_add(struct waiter **list, wh_req *req)
+{
+	struct waiter *w = wh_calloc(1, sizeof(*w));
+	w->list = list;
+	w->req = req;
+	w->next = *list;
+	*list = w;
+	wh_req_on_done(req, &w->gone, waiter_gone);
+}
+
+/* Take the first client off list; NULL when none is left. The caller
+ * answers it (or cuts it). */
+static wh_req *waiter_pop(struct waiter **list)
+{
+	struct waiter *w = *list;
+	if (!w)
+		return NULL;
+	*list = w->next;
+	wh_req *req = w->req;
+	wh_req_cancel_done(req, &w->gone);
+	free(w);
+	return req;
+}
+
+/* ---- manifests ---- */
 
 static void mfetch_unlink(struct mfetch *f)
 {
@@ -498,13 +525,8 @@ static void notes_drop(struct note **list)
 static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why)
 {
 	mfetch_unlink(f);
-	while (f->waiters) {
-		struct mwait *w = f->waiters;
-		f->waiters = w->next;
-		wh_req *req = w->req;
-		req->data = NULL;
-		req->on_done = NULL;
-		free(w);
+	wh_req *req;
+	while ((req = waiter_pop(&f->waiters))) {
 		if (ok)
 			wh_serve_manifest(req, f->s->store, f->name, f->ref);
 		else
@@ -755,13 +777,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 		return;
 	}
 	struct mfetch *f = mfetch_for(s, name, ref, map, by_digest, NULL);
-	struct mwait *w = wh_calloc(1, sizeof(*w));
-	w->f = f;
-	w->req = req;
-	w->next = f->waiters;
-	f->waiters = w;
-	req->data = w;
-	req->on_done = mwait_gone;
+	waiter_add(&f->waiters, req);
 }
 
 /* ---- blobs: the tee ---- */
@@ -778,11 +794,9 @@ static void bfetch_maybe_free(struct bfetch *f)
 	free(f);
 }
 
-static void reader_gone(wh_req *req)
+static void reader_gone(wh_req *req, wh_req_hook *hook)
 {
-	struct reader *rd = req->data;
-	if (!rd)
-		return;
+	struct reader *rd = WH_CONTAINER_OF(hook, struct reader, gone);
 	struct bfetch *f = rd->f;
 	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next) {
 		if (*pp == rd) {
@@ -1136,15 +1150,12 @@ static void bfetch_also(struct bfetch *f, const char *name)
 	f->also[f->n_also++] = wh_strdup(name);
 }
 
-static void bhead_gone(wh_req *req)
+static void bhead_gone(wh_req *req, wh_req_hook *hook)
 {
-	struct bhead *b = req->data;
-	if (!b)
-		return;
+	struct bhead *b = WH_CONTAINER_OF(hook, struct bhead, gone);
 	if (b->up)
 		wh_upstream_cancel(b->up);
 	free(b);
-	req->data = NULL;
 }
 
 static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
@@ -1185,8 +1196,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		b->req = req;
 		b->declared = declared_size(s, map, digest);
 		snprintf(b->digest, sizeof(b->digest), "%s", digest);
-		req->data = b;
-		req->on_done = bhead_gone;
+		wh_req_on_done(req, &b->gone, bhead_gone);
 		char path[WH_NAME_MAX + 128];
 		snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
 		b->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream, NULL,
@@ -1210,9 +1220,9 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	rd->range = !req->is_head && wh_req_range(req, &rd->start, &rd->end);
 	rd->next = f->readers;
 	f->readers = rd;
-	req->data = rd;
-	req->on_done = reader_gone;
+	req->data = rd; /* for reader_writable */
 	req->on_writable = reader_writable;
+	wh_req_on_done(req, &rd->gone, reader_gone);
 	if (f->got_head)
 		reader_head(rd);
 }
@@ -1355,8 +1365,6 @@ struct lentry {
 	uint64_t valid_ms; /* fresh for this long after checked_ms */
 };
 
-struct lwait;
-
 enum lphase { LP_REFERRERS_API, LP_TAG_SCHEMA, LP_TAGS };
 
 /* A listing being fetched; every client asking meanwhile waits on it. */
@@ -1378,13 +1386,7 @@ struct lfetch {
 	int pages;
 	char **tags;
 	int n_tags, cap_tags;
-	struct lwait *waiters;
-};
-
-struct lwait {
-	struct lwait *next;
-	struct lfetch *f;
-	wh_req *req;
+	struct waiter *waiters;
 };
 
 static void lentry_free(struct lentry *e)
@@ -1525,21 +1527,6 @@ out:
 	return rc;
 }
 
-static void lwait_gone(wh_req *req)
-{
-	struct lwait *w = req->data;
-	if (!w)
-		return;
-	for (struct lwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	}
-	free(w);
-	req->data = NULL;
-}
-
 static void lfetch_free(struct lfetch *f)
 {
 	free(f->buf);
@@ -1598,15 +1585,9 @@ static void lfetch_finish(struct lfetch *f, char *referrers, const char *why)
 	/* A failure is not asked about again by every request meanwhile. */
 	e->checked_ms = uv_now(s->loop);
 	e->valid_ms = ok ? interval : WH_MIN(interval, (uint64_t)RECHECK_AFTER_ERROR_MS);
-	while (f->waiters) {
-		struct lwait *w = f->waiters;
-		f->waiters = w->next;
-		wh_req *req = w->req;
-		req->data = NULL;
-		req->on_done = NULL;
-		free(w);
+	wh_req *req;
+	while ((req = waiter_pop(&f->waiters)))
 		lentry_serve(s, e, req);
-	}
 	lfetch_free(f);
 }
 
@@ -1853,13 +1834,7 @@ static void listing(wh_sync *s, wh_req *req, enum lkind kind, const char *name, 
 		return;
 	}
 	struct lfetch *f = lfetch_for(s, kind, name, key, map);
-	struct lwait *w = wh_calloc(1, sizeof(*w));
-	w->f = f;
-	w->req = req;
-	w->next = f->waiters;
-	f->waiters = w;
-	req->data = w;
-	req->on_done = lwait_gone;
+	waiter_add(&f->waiters, req);
 }
 
 void wh_sync_referrers(wh_sync *s, wh_req *req, const char *name, const char *digest,
@@ -1882,13 +1857,9 @@ static void listings_free(wh_sync *s)
 		s->lfetches = f->next;
 		if (f->up)
 			wh_upstream_cancel(f->up);
-		while (f->waiters) {
-			struct lwait *w = f->waiters;
-			f->waiters = w->next;
-			w->req->data = NULL;
-			wh_req_abort(w->req);
-			free(w);
-		}
+		wh_req *req;
+		while ((req = waiter_pop(&f->waiters)))
+			wh_req_abort(req);
 		lfetch_free(f);
 	}
 	while (s->listings) {
@@ -1944,13 +1915,9 @@ void wh_sync_free(wh_sync *s)
 		struct mfetch *f = s->mfetches;
 		if (f->up)
 			wh_upstream_cancel(f->up);
-		while (f->waiters) {
-			struct mwait *w = f->waiters;
-			f->waiters = w->next;
-			w->req->data = NULL;
-			wh_req_abort(w->req);
-			free(w);
-		}
+		wh_req *req;
+		while ((req = waiter_pop(&f->waiters)))
+			wh_req_abort(req);
 		s->mfetches = f->next;
 		notes_drop(&f->notes);
 		free(f->buf);
@@ -1974,6 +1941,7 @@ void wh_sync_free(wh_sync *s)
 		for (struct reader *rd = f->readers, *next; rd; rd = next) {
 			next = rd->next;
 			rd->req->data = NULL;
+			wh_req_cancel_done(rd->req, &rd->gone);
 			free(rd);
 		}
 		f->readers = NULL;

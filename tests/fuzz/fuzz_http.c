@@ -57,13 +57,13 @@ static struct {
 	llhttp_t parser;
 	bool is_head[MAX_HEADS]; /* of each response the handler started, in order */
 	int n_started, n_final;
-	int live_reqs; /* handler calls whose on_done has not come */
+	int live_reqs; /* handler calls whose done hook has not run */
 } run;
 
 static llhttp_settings_t resp_settings;
 
 /* Inside a call of the request API: http.h promises that nothing of the
- * application (handler, body callbacks, on_writable, on_done) runs then. */
+ * application (handler, body callbacks, on_writable, done hooks) runs then. */
 static int in_api;
 #define API(call)                                                                                  \
 	do {                                                                                       \
@@ -81,6 +81,7 @@ struct rq {
 	bool late, fail, nolen;
 	int64_t got; /* body bytes */
 	int64_t left;
+	wh_req_hook done;
 };
 
 static void rq_free_cb(uv_handle_t *h)
@@ -88,11 +89,11 @@ static void rq_free_cb(uv_handle_t *h)
 	free(h->data);
 }
 
-static void rq_done(wh_req *req)
+static void rq_done(wh_req *req, wh_req_hook *hook)
 {
-	struct rq *x = req->data;
+	struct rq *x = WH_CONTAINER_OF(hook, struct rq, done);
 	FUZZ_ASSERT(!in_api);
-	FUZZ_ASSERT(x && x->req == req);
+	FUZZ_ASSERT(x->req == req && req->data == x);
 	x->req = NULL;
 	req->data = NULL;
 	run.live_reqs--;
@@ -299,7 +300,7 @@ static void handler(wh_req *req, void *ctx)
 	x->late = strstr(req->path, "late") != NULL;
 	x->fail = strstr(req->path, "fail") != NULL;
 	req->data = x;
-	req->on_done = rq_done;
+	wh_req_on_done(req, &x->done, rq_done);
 	run.live_reqs++;
 	if (req->has_body && !strstr(req->path, "drop"))
 		API(wh_req_read_body(req, on_body, on_body_end));
