@@ -9,13 +9,15 @@
 #include <sys/random.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/log.h"
+#include "wharf/oci/response.h"
 
 #define WAYS 4
 #define SETS (WH_RATELIMIT_SLOTS / WAYS)
 
 struct bucket {
-	uint64_t tag; /* hash of (limiter, address, path); 0: empty */
-	int64_t milli; /* tokens * 1000 */
+	uint64_t tag;     /* hash of (limiter, address, path); 0: empty */
+	int64_t milli;    /* tokens * 1000 */
 	uint64_t last_ms; /* last refill, and last use (for eviction) */
 };
 
@@ -26,6 +28,7 @@ struct limiter {
 
 struct wh_ratelimit {
 	const wh_config *cfg;
+	uv_loop_t *loop; /* the module's clock; NULL outside the pipeline */
 	struct limiter *limiters;
 	int n_limiters;
 	uint64_t seed; /* so that nobody can aim paths at one set */
@@ -47,8 +50,8 @@ int wh_ratelimit_new(const wh_config *cfg, wh_ratelimit **out)
 		rl->limiters[rl->n_limiters++] = (struct limiter){NULL, cfg->rate};
 	for (int i = 0; i < cfg->n_rate_methods; i++)
 		if (cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method)
-			rl->limiters[rl->n_limiters++] =
-			    (struct limiter){cfg->rate_methods[i].method, cfg->rate_methods[i].rate};
+			rl->limiters[rl->n_limiters++] = (struct limiter){
+			    cfg->rate_methods[i].method, cfg->rate_methods[i].rate};
 	if (getrandom(&rl->seed, sizeof(rl->seed), 0) != (ssize_t)sizeof(rl->seed))
 		rl->seed = (uint64_t)(uintptr_t)rl ^ wh_now_ms();
 	rl->table = wh_calloc(WH_RATELIMIT_SLOTS, sizeof(*rl->table));
@@ -218,3 +221,54 @@ int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms)
 	}
 	return 0;
 }
+
+/* ---- the module: the preaccess phase ---- */
+
+static int module_init(const wh_module_env *env, void **state)
+{
+	wh_ratelimit *rl;
+	int rc = wh_ratelimit_new(env->cfg, &rl);
+	if (rc != 0)
+		return rc;
+	if (rl) {
+		rl->loop = env->loop;
+		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI, (long long)env->cfg->rate,
+		       NULL);
+	}
+	*state = rl;
+	return 0;
+}
+
+static void module_free(void *state)
+{
+	wh_ratelimit_free(state);
+}
+
+/* Outermost, as Zot's: a refused request costs no password check. */
+static wh_phase_rc preaccess(void *state, wh_call *call)
+{
+	wh_ratelimit *rl = state;
+	if (!rl)
+		return WH_PHASE_NEXT;
+	int wait = wh_ratelimit_take(rl, call->req, uv_now(rl->loop));
+	if (wait == 0)
+		return WH_PHASE_NEXT;
+	static const char body[] = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\","
+	                           "\"message\":\"too many requests\"}]}";
+	wh_req *req = call->req;
+	wh_resp_start(req, 429);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_resp_header(req, "Content-Type", "application/json");
+	wh_resp_header(req, "Retry-After", "%d", wait);
+	wh_resp_length(req, sizeof(body) - 1);
+	wh_resp_write(req, body, sizeof(body) - 1);
+	wh_resp_end(req);
+	return WH_PHASE_DONE;
+}
+
+const wh_module wh_ratelimit_module = {
+    .name = "ratelimit",
+    .init = module_init,
+    .free = module_free,
+    .preaccess = preaccess,
+};
