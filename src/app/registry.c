@@ -24,6 +24,10 @@
 #include "wharf/oci/route.h"
 #include "wharf/store/serve.h"
 
+/* Room for a digest in a query (?digest=, ?mount=): the longest
+ * supported-looking one (sha512), so that it is told UNSUPPORTED. */
+#define DIGEST_PARAM_MAX 160
+
 typedef struct wh_registry wh_registry;
 
 /* A closing PUT on a session that is behind (got from disk without a saved
@@ -240,6 +244,17 @@ static void upload_headers(wh_req *req, const char *name, const char *id, int64_
 	wh_resp_header(req, "Docker-Upload-UUID", "%s", id);
 }
 
+/* 201: the blob is in the repository (uploaded or mounted). */
+static void blob_created(wh_req *req, const char *name, const char *digest)
+{
+	wh_resp_start(req, 201);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, digest);
+	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
+	wh_resp_length(req, 0);
+	wh_resp_end(req);
+}
+
 static void rctx_done(wh_req *req, wh_req_hook *hook)
 {
 	struct rctx *x = WH_CONTAINER_OF(hook, struct rctx, done);
@@ -295,12 +310,7 @@ static void upload_finish(wh_req *req, struct rctx *x)
 		wh_oci_storage_error(req, rc);
 		return;
 	}
-	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
-	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", x->name, x->digest);
-	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
-	wh_resp_length(req, 0);
-	wh_resp_end(req);
+	blob_created(req, x->name, x->digest);
 }
 
 static void catchup_work(uv_work_t *w)
@@ -407,7 +417,7 @@ static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
 /* Take the digest query parameter, if any; returns true when it answered. */
 static bool take_digest_param(wh_req *req, struct rctx *x)
 {
-	char d[160]; /* room for the longest supported-looking digest (sha512) */
+	char d[DIGEST_PARAM_MAX];
 	int q = wh_oci_query(req, "digest", d, sizeof(d));
 	if (q == 0)
 		return false;
@@ -424,7 +434,7 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 
 static void upload_start(wh_req *req, wh_registry *reg, const char *name, const char *user)
 {
-	char mount[160], from[WH_NAME_MAX + 2];
+	char mount[DIGEST_PARAM_MAX], from[WH_NAME_MAX + 2];
 	int qm = wh_oci_query(req, "mount", mount, sizeof(mount));
 	if (qm < 0) {
 		wh_oci_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
@@ -443,12 +453,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 		 * the blob like anyone who does not have it. */
 		if (qf > 0 && wh_auth_may(reg->auth, user, from, WH_ACTION_READ) &&
 		    wh_store_blob_mount(reg->store, name, from, mount) == 0) {
-			wh_resp_start(req, 201);
-			wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
-			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
-			wh_resp_header(req, "Docker-Content-Digest", "%s", mount);
-			wh_resp_length(req, 0);
-			wh_resp_end(req);
+			blob_created(req, name, mount);
 			return;
 		}
 		/* Not mountable: a normal upload session begins (202). */
@@ -575,10 +580,7 @@ static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, con
 {
 	int rc = wh_store_manifest_delete(reg->store, name, ref);
 	if (rc == WH_ENOTFOUND) {
-		if (!wh_store_repo_exists(reg->store, name))
-			wh_oci_name_unknown(req, name);
-		else
-			wh_oci_manifest_unknown(req, ref);
+		wh_serve_manifest_unknown(req, reg->store, name, ref);
 	} else if (rc != 0) {
 		wh_oci_storage_error(req, rc);
 	} else {
@@ -620,12 +622,17 @@ static int check_present(wh_req *req, wh_registry *reg, const char *name, const 
 	return 0;
 }
 
+static void manifest_too_large(wh_req *req)
+{
+	wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+	             "limit " WH_MANIFEST_MAX_TEXT);
+}
+
 static int manifest_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
 	if (x->len + len > WH_MANIFEST_MAX) {
-		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
-		             "limit " WH_MANIFEST_MAX_TEXT);
+		manifest_too_large(req);
 		return -1;
 	}
 	wh_buf_append(&x->buf, &x->len, &x->cap, data, len);
@@ -646,7 +653,7 @@ static void manifest_put_end(wh_req *req)
 		goto out;
 	}
 	const char *why;
-	char detail[256];
+	char detail[WH_MANIFEST_DETAIL_MAX];
 	if (wh_manifest_check(x->buf ? x->buf : "", x->len, x->content_type, &m, &why, detail,
 	                      sizeof(detail)) != 0) {
 		wh_oci_error(req, 400, "MANIFEST_INVALID", why, detail[0] ? detail : NULL);
@@ -690,8 +697,7 @@ out:
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
 {
 	if (req->content_length > WH_MANIFEST_MAX) {
-		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
-		             "limit " WH_MANIFEST_MAX_TEXT);
+		manifest_too_large(req);
 		return;
 	}
 	struct rctx *x = rctx_new(req, reg, name);

@@ -3,7 +3,6 @@
 #include "wharf/cache/sync.h"
 
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -688,7 +687,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	 * and a cache in front keeps it too. */
 	wh_manifest_doc m;
 	const char *why;
-	char detail[256];
+	char detail[WH_MANIFEST_DETAIL_MAX];
 	if (wh_manifest_check(f->buf ? f->buf : "", f->len, f->ctype, &m, &why, detail,
 	                      sizeof(detail)) != 0) {
 		wh_log(WH_LOG_ERROR, "upstream sent an invalid manifest", "repo", WH_LS, f->name,
@@ -1455,50 +1454,6 @@ static void lentry_serve(wh_sync *s, const struct lentry *e, wh_req *req)
 	}
 }
 
-/* A media type as RFC 6838 has it: type/subtype of restricted-name
- * characters, at most 127 each (parameters are not part of one here). */
-static bool media_type_ok(const char *mt)
-{
-	size_t n = strlen(mt);
-	const char *slash = strchr(mt, '/');
-	if (!slash || slash == mt || n - (size_t)(slash - mt) - 1 == 0 || n > 255)
-		return false;
-	for (const char *p = mt; *p; p++)
-		if (p != slash && !isalnum((unsigned char)*p) && !strchr("!#$&-^_.+", *p))
-			return false;
-	return true;
-}
-
-/* A descriptor the spec would accept: mediaType, digest and size, with an
- * optional artifactType and string annotations. */
-static bool descriptor_ok(const cJSON *d)
-{
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
-	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
-	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(d, "size");
-	const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "artifactType");
-	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(d, "annotations");
-	const cJSON *a;
-	if (!cJSON_IsObject(d) || !cJSON_IsString(mt) || !media_type_ok(mt->valuestring) ||
-	    !cJSON_IsString(dg) ||
-	    wh_digest_check(dg->valuestring, strlen(dg->valuestring)) != WH_DIGEST_OK ||
-	    !cJSON_IsNumber(sz) || sz->valuedouble < 0 || sz->valuedouble > 9007199254740991.0 ||
-	    sz->valuedouble != (double)(int64_t)sz->valuedouble)
-		return false;
-	if (at && (!cJSON_IsString(at) || !media_type_ok(at->valuestring)))
-		return false;
-	if (ann) {
-		if (!cJSON_IsObject(ann))
-			return false;
-		cJSON_ArrayForEach(a, ann)
-		{
-			if (!cJSON_IsString(a))
-				return false;
-		}
-	}
-	return true;
-}
-
 /* The manifests of an image index, validated, as a JSON array (malloc'd).
  * Returns 0; 1 when body is not an image index at all (not JSON, or no
  * manifests array, or another mediaType); -1 when it is one but a
@@ -1517,7 +1472,7 @@ static int index_referrers(const char *body, size_t len, char **out)
 	rc = -1;
 	cJSON_ArrayForEach(d, list)
 	{
-		if (!descriptor_ok(d))
+		if (!wh_descriptor_valid(d))
 			goto out;
 	}
 	*out = cJSON_PrintUnformatted(list);
