@@ -66,8 +66,16 @@ struct note {
 	void *arg;
 };
 
+/* An upstream answer's body, collected whole (a manifest, a listing). The
+ * first member of what collects one: body_on_data takes that for it. */
+struct body {
+	char *buf;
+	size_t len, cap;
+};
+
 /* A manifest being fetched for (name, ref); every client asking meanwhile waits on it. */
 struct mfetch {
+	struct body body; /* first */
 	struct mfetch *next;
 	wh_sync *s;
 	char name[WH_NAME_MAX + 1];
@@ -81,8 +89,6 @@ struct mfetch {
 	char up_digest[WH_DIGEST_LEN + 1]; /* from the upstream's Docker-Content-Digest */
 	int status;
 	char ctype[256];
-	char *buf;
-	size_t len, cap;
 	struct waiter *waiters;
 	struct note *notes;
 	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
@@ -209,6 +215,34 @@ static size_t literal_len(const char *prefix, size_t pl)
 	return lit;
 }
 
+/* A content rule's destination and prefix, without the slashes around them. */
+struct rule {
+	const char *dest; /* "" for none */
+	size_t dl;
+	const char *prefix; /* "**" for none */
+	size_t pl;
+};
+
+static struct rule rule_of(const wh_sync_content *c)
+{
+	struct rule r = {"", 0, NULL, 0};
+	if (c->destination)
+		r.dest = trim_slashes(c->destination, &r.dl);
+	r.prefix = trim_slashes(c->prefix ? c->prefix : "**", &r.pl);
+	return r;
+}
+
+/* Does a content rule's prefix (pl bytes) cover the upstream name: as a
+ * glob, or, when literal, as the name or one of its leading components. */
+static bool prefix_matches(const char *prefix, size_t pl, const char *upstream)
+{
+	char pat[1024];
+	snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
+	bool literal = strpbrk(pat, "*?[{") == NULL;
+	return wh_glob_match(pat, upstream) ||
+	       (literal && strncmp(upstream, pat, pl) == 0 && upstream[pl] == '/');
+}
+
 bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 {
 	if (!s)
@@ -220,21 +254,19 @@ bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 			continue;
 		for (int j = 0; j < reg->n_content; j++) {
 			const wh_sync_content *c = &reg->content[j];
-			size_t dl = 0, pl = 0;
-			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
-			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			struct rule r = rule_of(c);
 			const char *rest = name;
-			if (dl > 0) {
-				if (strncmp(name, dest, dl) != 0 || name[dl] != '/')
+			if (r.dl > 0) {
+				if (strncmp(name, r.dest, r.dl) != 0 || name[r.dl] != '/')
 					continue;
-				rest = name + dl + 1;
+				rest = name + r.dl + 1;
 			}
 			char up[WH_NAME_MAX + 16];
 			int k;
 			if (c->strip_prefix) {
 				/* The prefix's literal leading components were stripped. */
-				size_t lit = literal_len(prefix, pl);
-				k = snprintf(up, sizeof(up), "%.*s%s%s", (int)lit, prefix,
+				size_t lit = literal_len(r.prefix, r.pl);
+				k = snprintf(up, sizeof(up), "%.*s%s%s", (int)lit, r.prefix,
 				             lit ? "/" : "", rest);
 			} else {
 				k = snprintf(up, sizeof(up), "%s", rest);
@@ -249,12 +281,7 @@ bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 				memmove(up + 8, up, ul + 1);
 				memcpy(up, "library/", 8);
 			}
-			char pat[1024];
-			snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
-			bool literal = strpbrk(pat, "*?[{") == NULL;
-			bool ok = wh_glob_match(pat, up) ||
-			          (literal && strncmp(up, pat, pl) == 0 && up[pl] == '/');
-			if (!ok)
+			if (!prefix_matches(r.prefix, r.pl, up))
 				continue;
 			map->reg = reg;
 			map->content = c;
@@ -305,18 +332,17 @@ bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *o
 		 * each rule, undone. */
 		for (int j = 0; j < reg->n_content; j++) {
 			const wh_sync_content *c = &reg->content[j];
-			size_t dl = 0, pl = 0;
-			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
-			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			struct rule r = rule_of(c);
 			const char *rest = name;
 			if (c->strip_prefix) {
-				size_t lit = literal_len(prefix, pl);
-				if (lit == 0 || strncmp(name, prefix, lit) != 0 || name[lit] != '/')
+				size_t lit = literal_len(r.prefix, r.pl);
+				if (lit == 0 || strncmp(name, r.prefix, lit) != 0 ||
+				    name[lit] != '/')
 					continue;
 				rest = name + lit + 1;
 			}
-			int k =
-			    snprintf(out, outlen, "%.*s%s%s", (int)dl, dest, dl ? "/" : "", rest);
+			int k = snprintf(out, outlen, "%.*s%s%s", (int)r.dl, r.dest,
+			                 r.dl ? "/" : "", rest);
 			if (k < 0 || (size_t)k >= outlen)
 				continue;
 			wh_sync_map map;
@@ -439,6 +465,15 @@ static void upstream_error(wh_req *req, int status, bool blob, const char *what)
 		wh_oci_error(req, 502, "UNKNOWN", "the upstream registry is unavailable", what);
 }
 
+/* Never past the request's max_body: the upstream client holds the body to
+ * it. */
+static int body_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
+{
+	struct body *b = arg; /* the fetch, whose first member it is */
+	wh_buf_append(&b->buf, &b->len, &b->cap, data, len);
+	return 0;
+}
+
 /* ---- clients waiting on a fetch ---- */
 
 static void waiter_gone(wh_req *req, wh_req_hook *hook)
@@ -532,7 +567,7 @@ static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why
 			upstream_error(req, status, false, why);
 	}
 	notes_fire(&f->notes, ok && !f->up_failed ? 0 : WH_EUPSTREAM, f->changed);
-	free(f->buf);
+	free(f->body.buf);
 	free(f);
 }
 
@@ -596,24 +631,16 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 		memcpy(f->up_digest, h->digest, WH_DIGEST_LEN + 1);
 }
 
-static int m_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
-{
-	struct mfetch *f = arg;
-	/* Never past WH_MANIFEST_MAX: the upstream client holds the body to it. */
-	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
-	return 0;
-}
-
 static void m_on_done(wh_up_req *r, int err, void *arg);
 
-static const wh_up_cbs mcbs = {m_on_head, m_on_data, m_on_done};
+static const wh_up_cbs mcbs = {m_on_head, body_on_data, m_on_done};
 
 static void mfetch_get(struct mfetch *f)
 {
 	char path[WH_NAME_MAX + 256];
 	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->map.upstream, f->ref);
 	f->head_phase = false;
-	f->len = 0;
+	f->body.len = 0;
 	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, ACCEPT_ALL,
 	                            &MANIFEST_GET, &mcbs, f);
 }
@@ -673,8 +700,9 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 			mfetch_stale_or_error(f, f->status, why);
 		return;
 	}
+	const char *body = f->body.buf ? f->body.buf : "";
 	char digest[WH_DIGEST_LEN + 1];
-	wh_sha256_digest(f->buf ? f->buf : "", f->len, digest);
+	wh_sha256_digest(body, f->body.len, digest);
 	const char *want = f->by_digest ? f->ref : (f->up_digest[0] ? f->up_digest : NULL);
 	if (want && strcmp(want, digest) != 0) {
 		wh_log(WH_LOG_ERROR, "upstream manifest does not match its digest", "repo", WH_LS,
@@ -688,8 +716,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	wh_manifest_doc m;
 	const char *why;
 	char detail[WH_MANIFEST_DETAIL_MAX];
-	if (wh_manifest_check(f->buf ? f->buf : "", f->len, f->ctype, &m, &why, detail,
-	                      sizeof(detail)) != 0) {
+	if (wh_manifest_check(body, f->body.len, f->ctype, &m, &why, detail, sizeof(detail)) != 0) {
 		wh_log(WH_LOG_ERROR, "upstream sent an invalid manifest", "repo", WH_LS, f->name,
 		       "reference", WH_LS, f->ref, "error", WH_LS, why, "detail", WH_LS, detail,
 		       NULL);
@@ -698,7 +725,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	}
 	note_sizes(s, &f->map, &m);
 	int rc = wh_store_manifest_put(s->store, f->name, f->by_digest ? NULL : f->ref, digest,
-	                               m.media_type, f->buf ? f->buf : "", f->len);
+	                               m.media_type, body, f->body.len);
 	cJSON_Delete(m.doc);
 	if (rc != 0) {
 		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
@@ -1244,35 +1271,21 @@ bool wh_sync_map_upstream(const wh_sync *s, const wh_sync_registry *reg, const c
 	(void)s;
 	for (int j = 0; j < reg->n_content; j++) {
 		const wh_sync_content *c = &reg->content[j];
-		size_t dl = 0, pl = 0;
-		const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
-		const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
-		char pat[1024];
-		snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
-		bool literal = strpbrk(pat, "*?[{") == NULL;
-		if (!wh_glob_match(pat, upstream) &&
-		    !(literal && strncmp(upstream, pat, pl) == 0 && upstream[pl] == '/'))
+		struct rule r = rule_of(c);
+		if (!prefix_matches(r.prefix, r.pl, upstream))
 			continue;
 		/* The first rule that matches decides, as in Zot. The inverse of
 		 * wh_sync_map_name: stripPrefix drops the prefix's literal leading
 		 * components, destination goes in front. */
 		const char *rest = upstream;
 		if (c->strip_prefix) {
-			size_t lit = 0;
-			for (size_t x = 0; x < pl; x++) {
-				if (strchr("*?[{", prefix[x]))
-					break;
-				if (prefix[x] == '/')
-					lit = x;
-				if (x + 1 == pl)
-					lit = pl;
-			}
+			size_t lit = literal_len(r.prefix, r.pl);
 			rest = upstream + WH_MIN(lit, strlen(upstream));
 			while (*rest == '/')
 				rest++;
 		}
-		int k = snprintf(local, locallen, "%.*s%s%s", (int)dl, dest, dl && *rest ? "/" : "",
-		                 rest);
+		int k = snprintf(local, locallen, "%.*s%s%s", (int)r.dl, r.dest,
+		                 r.dl && *rest ? "/" : "", rest);
 		if (k <= 0 || (size_t)k >= locallen || !wh_name_valid(local, (size_t)k) ||
 		    strlen(upstream) >= sizeof(map->upstream))
 			return false;
@@ -1368,6 +1381,7 @@ enum lphase { LP_REFERRERS_API, LP_TAG_SCHEMA, LP_TAGS };
 
 /* A listing being fetched; every client asking meanwhile waits on it. */
 struct lfetch {
+	struct body body; /* first */
 	struct lfetch *next;
 	wh_sync *s;
 	enum lkind kind;
@@ -1379,9 +1393,7 @@ struct lfetch {
 	int status;
 	char ctype[256];
 	char next_path[1024]; /* the next page's path; "" when none */
-	char *buf;
-	size_t len, cap;
-	size_t total; /* tag bytes over all pages */
+	size_t total;         /* tag bytes over all pages */
 	int pages;
 	char **tags;
 	int n_tags, cap_tags;
@@ -1484,7 +1496,7 @@ out:
 
 static void lfetch_free(struct lfetch *f)
 {
-	free(f->buf);
+	free(f->body.buf);
 	wh_strv_free(f->tags, f->n_tags);
 	free(f);
 }
@@ -1554,17 +1566,9 @@ static void l_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	snprintf(f->next_path, sizeof(f->next_path), "%s", h->link_next ? h->link_next : "");
 }
 
-static int l_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
-{
-	struct lfetch *f = arg;
-	/* Never past the request's max_body: the upstream client holds it. */
-	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
-	return 0;
-}
-
 static void l_on_done(wh_up_req *r, int err, void *arg);
 
-static const wh_up_cbs lcbs = {l_on_head, l_on_data, l_on_done};
+static const wh_up_cbs lcbs = {l_on_head, body_on_data, l_on_done};
 
 static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path)
 {
@@ -1572,7 +1576,7 @@ static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path
 	if (phase == LP_TAGS)
 		opts.max_body = (int64_t)(TAGS_BYTES_MAX - f->total);
 	f->phase = phase;
-	f->len = 0;
+	f->body.len = 0;
 	f->status = 0;
 	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream,
 	                            phase == LP_TAGS            ? "application/json"
@@ -1617,14 +1621,14 @@ static bool next_tags_page(const struct lfetch *f, char *path, size_t len)
 static const char *take_tags_page(struct lfetch *f)
 {
 	const char *why = NULL;
-	cJSON *doc = cJSON_ParseWithLength(f->buf ? f->buf : "", f->len);
+	cJSON *doc = cJSON_ParseWithLength(f->body.buf ? f->body.buf : "", f->body.len);
 	const cJSON *tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
 	const cJSON *t;
 	if (!cJSON_IsObject(doc) || !(cJSON_IsArray(tags) || cJSON_IsNull(tags) || !tags)) {
 		why = "tags/list is not a tag list";
 		goto out;
 	}
-	f->total += f->len;
+	f->total += f->body.len;
 	const cJSON *arr = cJSON_IsArray(tags) ? tags : NULL;
 	cJSON_ArrayForEach(t, arr)
 	{
@@ -1688,7 +1692,7 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 		}
 		if (f->status != 200)
 			break;
-		switch (index_referrers(f->buf, f->len, &list)) {
+		switch (index_referrers(f->body.buf, f->body.len, &list)) {
 		case 0:
 			lfetch_finish(f, list, NULL);
 			return;
@@ -1711,7 +1715,7 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 		}
 		if (f->status != 200)
 			break;
-		if (index_referrers(f->buf, f->len, &list) != 0) {
+		if (index_referrers(f->body.buf, f->body.len, &list) != 0) {
 			lfetch_finish(f, NULL, "the upstream's referrers tag is not a valid index");
 			return;
 		}
@@ -1875,7 +1879,7 @@ void wh_sync_free(wh_sync *s)
 			wh_req_abort(req);
 		s->mfetches = f->next;
 		notes_drop(&f->notes);
-		free(f->buf);
+		free(f->body.buf);
 		free(f);
 	}
 	while (s->bfetches) {
