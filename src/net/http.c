@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/file.h"
 #include "wharf/base/log.h"
 #include "wharf/net/tls.h"
 #include "wharf/net/transport.h"
@@ -47,7 +48,7 @@
 /* One element of the send queue: bytes in memory, or a range of a file. */
 struct seg {
 	struct seg *next;
-	int fd; /* -1 for memory */
+	wh_file *file; /* NULL for memory; a reference held by the segment */
 	int64_t off, len;
 	size_t used, sent, cap;
 	char mem[];
@@ -288,7 +289,7 @@ static struct seg *seg_new_mem(size_t cap)
 {
 	struct seg *s = wh_malloc(sizeof(*s) + cap);
 	s->next = NULL;
-	s->fd = -1;
+	s->file = NULL;
 	s->off = s->len = 0;
 	s->used = s->sent = 0;
 	s->cap = cap;
@@ -297,8 +298,8 @@ static struct seg *seg_new_mem(size_t cap)
 
 static void seg_free(wh_conn *c, struct seg *s)
 {
-	if (s->fd >= 0) {
-		close(s->fd);
+	if (s->file) {
+		wh_file_unref(s->file);
 		c->out_files--;
 	}
 	free(s);
@@ -318,7 +319,7 @@ static void queue_mem(wh_conn *c, const void *data, size_t len)
 	const char *p = data;
 	while (len > 0) {
 		struct seg *t = c->out_tail;
-		if (!t || t->fd >= 0 || t->used == t->cap) {
+		if (!t || t->file || t->used == t->cap) {
 			t = seg_new_mem(SEG_SIZE);
 			queue_push(c, t);
 		}
@@ -1222,12 +1223,13 @@ static int conn_write(wh_conn *c)
 		struct seg *s = c->out_head;
 		ssize_t n;
 		size_t asked = 0;
-		if (s->fd >= 0) {
+		if (s->file) {
 			if (s->len == 0) {
 				n = 0;
 			} else {
 				asked = (size_t)WH_MIN(s->len, (int64_t)1 << 30);
-				n = c->tp->ops->sendfile(c->tp, s->fd, &s->off, asked);
+				n = c->tp->ops->sendfile(c->tp, wh_file_fd(s->file), &s->off,
+				                         asked);
 				if (n > 0)
 					s->len -= n;
 				else if (n == 0)
@@ -1245,13 +1247,13 @@ static int conn_write(wh_conn *c)
 			struct iovec iov[16];
 			int cnt = 0;
 			struct seg *m = s;
-			for (; m && m->fd < 0 && cnt < 16; m = m->next) {
+			for (; m && !m->file && cnt < 16; m = m->next) {
 				iov[cnt].iov_base = m->mem + m->sent;
 				iov[cnt].iov_len = m->used - m->sent;
 				cnt++;
 			}
 			/* A head followed by a file: let it share the file's first packet. */
-			bool more = m && m->fd >= 0;
+			bool more = m && m->file;
 			for (int i = 0; i < cnt; i++)
 				asked += iov[i].iov_len;
 			n = c->tp->ops->writev(c->tp, iov, cnt, more);
@@ -2079,18 +2081,17 @@ void wh_resp_write(wh_req *req, const void *data, size_t len)
 		resp_flush(c);
 }
 
-void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
+void wh_resp_send_file(wh_req *req, wh_file *f, int64_t off, int64_t len)
 {
 	wh_conn *c = req->conn;
 	if (c->closing || !c->head_open || c->resp_ended || req->is_head || len <= 0) {
-		close(fd);
 		if (!c->closing && c->head_open)
 			finish_head(c);
 		return;
 	}
 	finish_head(c);
 	struct seg *s = seg_new_mem(0);
-	s->fd = fd;
+	s->file = wh_file_ref(f);
 	s->off = off;
 	s->len = len;
 	c->body_sent_q += len;
@@ -2098,6 +2099,13 @@ void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
 	queue_push(c, s);
 	if (!c->in_parse && !c->in_writable)
 		resp_flush(c);
+}
+
+void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
+{
+	wh_file *f = wh_file_new(fd);
+	wh_resp_send_file(req, f, off, len);
+	wh_file_unref(f);
 }
 
 void wh_resp_end(wh_req *req)
