@@ -106,7 +106,8 @@ struct bfetch {
 	int n_also;
 	wh_sync_map map;
 	wh_up_req *up;
-	int fd;
+	int fd;        /* file's descriptor: written to, fsynced */
+	wh_file *file; /* shared with the readers' send queues */
 	char tmp[PATH_MAX];
 	wh_sha256 hash;
 	int status;
@@ -812,8 +813,7 @@ static void bfetch_maybe_free(struct bfetch *f)
 {
 	if (!f->fetch_done || f->readers || f->iterating || f->in_table || f->publishing)
 		return;
-	if (f->fd >= 0)
-		close(f->fd);
+	wh_file_unref(f->file); /* closed once no reader's queue holds it */
 	for (int i = 0; i < f->n_also; i++)
 		free(f->also[i]);
 	free(f->also);
@@ -888,14 +888,9 @@ static void reader_pump(struct reader *rd)
 	int64_t limit = WH_MIN(avail, f->verified ? end_excl : end_excl - 1);
 	if (rd->off < limit && wh_resp_can_write(req)) {
 		int64_t n = WH_MIN(limit - rd->off, (int64_t)SEGMENT_MAX);
-		int fd = dup(f->fd);
-		if (fd < 0) {
-			wh_req_abort(req);
-			return;
-		}
 		int64_t off = rd->off;
 		rd->off += n;
-		wh_resp_sendfile(req, fd, off, n);
+		wh_resp_send_file(req, f->file, off, n);
 		return; /* on_writable brings us back for the rest */
 	}
 	if (rd->off >= end_excl && f->verified)
@@ -1150,6 +1145,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 		free(f);
 		return NULL;
 	}
+	f->file = wh_file_new(f->fd);
 	snprintf(f->digest, sizeof(f->digest), "%s", digest);
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->map = *map;

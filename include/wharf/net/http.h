@@ -11,7 +11,7 @@
  *     on_writable to be asked for more output when the send queue drains.
  *
  * A response is: wh_resp_start (status), wh_resp_header (any number),
- * then body by wh_resp_write (copied) and/or wh_resp_sendfile (zero-copy on
+ * then body by wh_resp_write (copied) and/or wh_resp_send_file (zero-copy on
  * plain TCP), then wh_resp_end. Content-Length must be set with
  * wh_resp_length before the first body byte (or for HEAD); a response whose
  * body does not match its length closes the connection, so a client never
@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "wharf/base/config.h"
+#include "wharf/base/file.h"
 
 typedef struct wh_server wh_server;
 typedef struct wh_conn wh_conn;
@@ -162,8 +163,13 @@ void wh_resp_header(wh_req *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void wh_resp_length(wh_req *req, int64_t len);
 void wh_resp_write(wh_req *req, const void *data, size_t len);
-/* Send len bytes of fd from off. The connection takes ownership of fd and
- * closes it when sent or when the connection goes away. */
+/* Send len bytes of f from off (zero-copy on plain TCP). The connection
+ * takes a reference to f, dropped when the range is sent or the connection
+ * goes away; the caller keeps its own. Several requests may send from one
+ * file, each range at its own pace. */
+void wh_resp_send_file(wh_req *req, wh_file *f, int64_t off, int64_t len);
+/* The same with a descriptor, whose ownership the connection takes: it is
+ * closed when sent or when the connection goes away. */
 void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len);
 void wh_resp_end(wh_req *req);
 /* True while the send queue is below its high watermark: a producer should
