@@ -866,23 +866,15 @@ static int reclaim(wh_server *srv, int n, const char *why)
 }
 
 /* The request is over: its done hooks run (last registered first), then the
- * legacy on_done, then the request's memory is freed. A hook may register or
- * cancel hooks; whatever is registered by then runs. */
+ * request's memory is freed. A hook may register or cancel hooks; whatever
+ * is registered by then runs. */
 static void req_finish(wh_conn *c)
 {
-	for (;;) {
+	while (c->hooks) {
 		wh_req_hook *h = c->hooks;
-		if (h) {
-			c->hooks = h->next;
-			h->next = NULL;
-			h->fn(&c->req, h);
-			continue;
-		}
-		wh_req_cb done = c->req.on_done;
-		if (!done)
-			break;
-		c->req.on_done = NULL;
-		done(&c->req);
+		c->hooks = h->next;
+		h->next = NULL;
+		h->fn(&c->req, h);
 	}
 	while (c->mem) {
 		struct req_mem *m = c->mem;
@@ -912,7 +904,7 @@ static void conn_free_cb(uv_handle_t *h)
 }
 
 /* Close at a safe time: handles are closed now, memory is freed (and the
- * handler's on_done called) from the close callbacks, never inside a parser
+ * request's done hooks run) from the close callbacks, never inside a parser
  * or handler callback. */
 static void conn_close(wh_conn *c)
 {

@@ -19,9 +19,8 @@
  *
  * Lifetime: a wh_req is valid from the handler call until the request is
  * over (its response sent, or the connection gone); then its done hooks run
- * (wh_req_on_done), after them the legacy on_done, and then the memory of
- * wh_req_alloc is freed. After that no other callback fires and nothing of
- * req may be touched.
+ * (wh_req_on_done), and then the memory of wh_req_alloc is freed. After that
+ * no other callback fires and nothing of req may be touched.
  *
  * No function of this API calls the application back before it returns:
  * on_writable, the done hooks and the next pipelined request's handler run
@@ -32,8 +31,9 @@
  *
  * Request-scoped state has one owner, the request: a module that keeps state
  * for a request takes it from wh_req_alloc (or embeds a hook in its own
- * memory) and registers a done hook to detach it, instead of sharing
- * req->data and req->on_done with the other modules. */
+ * memory) and registers a done hook to detach it. req->data is the one
+ * content handler's, for the callbacks that get only the request (on_body,
+ * on_body_end, on_writable). */
 #ifndef WHARF_HTTP_H
 #define WHARF_HTTP_H
 
@@ -78,12 +78,10 @@ struct wh_req {
 	 * subject CN (for access control). NULL otherwise. */
 	const char *tls_identity;
 
-	/* Set by the handler. */
+	/* Set by the content handler: its state for its body and on_writable
+	 * callbacks. */
 	void *data;
 	wh_req_cb on_writable; /* the send queue drained: write more */
-	/* Legacy, being replaced by wh_req_on_done: the request is over (sent,
-	 * or the connection is gone). Runs after the done hooks. */
-	wh_req_cb on_done;
 
 	wh_conn *conn; /* private */
 };
@@ -137,8 +135,8 @@ bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int6
 
 /* A done hook, embedded by its owner (no allocation): fn runs once when the
  * request is over (response sent, or the connection gone), hooks in reverse
- * order of registration, before the legacy on_done and before the request's
- * memory (wh_req_alloc) is freed. After it ran, nothing of req may be
+ * order of registration, before the request's memory (wh_req_alloc) is
+ * freed. After it ran, nothing of req may be
  * touched. A hook may cancel another hook that has not run yet; one
  * registered while the hooks run runs too. The hook's memory must stay valid
  * until it has run or has been cancelled. */

@@ -481,8 +481,7 @@ static void send_shared(struct rq *x)
 	API(wh_resp_end(req));
 }
 
-/* Done hooks: two registered from the request's own memory, one cancelled,
- * one legacy on_done. */
+/* Done hooks: two registered from the request's own memory, one cancelled. */
 struct hooked {
 	wh_req_hook a, b, c;
 	char path[32];
@@ -510,11 +509,6 @@ static void hook_c(wh_req *req, wh_req_hook *hook)
 	tr("hookC:%s ", req->path);
 }
 
-static void legacy_done(wh_req *req)
-{
-	tr("legacy:%s ", req->path);
-}
-
 /* The request as the handler saw it, for test_parse. */
 static char seen[512];
 
@@ -533,7 +527,6 @@ static void handler(wh_req *req, void *ctx)
 		wh_req_on_done(req, &x->c, hook_c);
 		wh_req_cancel_done(req, &x->c);
 		wh_req_cancel_done(req, &x->c); /* not registered any more: nothing */
-		req->on_done = legacy_done;
 		/* Many small blocks: each one must be freed (LeakSanitizer). */
 		for (int i = 0; i < 100; i++)
 			memset(wh_req_alloc(req, (size_t)i + 1), 0xab, (size_t)i + 1);
@@ -545,7 +538,6 @@ static void handler(wh_req *req, void *ctx)
 		struct hooked *x = wh_req_alloc(req, sizeof(*x));
 		snprintf(x->path, sizeof(x->path), "%s", req->path);
 		wh_req_on_done(req, &x->a, hook_a);
-		req->on_done = legacy_done;
 		return;
 	}
 	struct rq *x = wh_req_alloc(req, sizeof(*x));
@@ -669,8 +661,8 @@ static void test_hooks(void)
 	run_for(5);
 	CHECK(resps[0].status == 200);
 	CHECK_STREQ(resps[0].body, "hooked");
-	/* Last registered first, the cancelled one never, the legacy one last. */
-	CHECK_STREQ(trace, "h:/hooks hookB:/hooks hookA:/hooks legacy:/hooks ");
+	/* Last registered first, the cancelled one never. */
+	CHECK_STREQ(trace, "h:/hooks hookB:/hooks hookA:/hooks ");
 	finish();
 }
 
@@ -682,7 +674,7 @@ static void test_hooks_when_connection_goes(void)
 	CHECK_STREQ(trace, "h:/hang ");
 	client_close(c);
 	run_for(10);
-	CHECK_STREQ(trace, "h:/hang hookA:/hang legacy:/hang ");
+	CHECK_STREQ(trace, "h:/hang hookA:/hang ");
 	finish();
 }
 
