@@ -24,8 +24,10 @@
 /* The modules, in the order their functions run within a phase (and start).
  * Adding one is a file and a line here: docs/architecture.md says how. */
 static const wh_module *const modules[] = {
-    &wh_health_module, &wh_auth_module, &wh_ratelimit_module,
-    &wh_registry_module, /* the OCI API: the content of every route of it */
+    &wh_health_module,    /* /livez, /readyz, /startupz, open */
+    &wh_auth_module,      /* authenticate, authorize */
+    &wh_ratelimit_module, /* preaccess */
+    &wh_registry_module,  /* the OCI API: the content of its routes; uses auth's state */
 };
 
 #define N_MODULES ((int)WH_ARRAY_SIZE(modules))
