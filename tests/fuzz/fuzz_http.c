@@ -82,6 +82,15 @@ struct rq {
 	int64_t got; /* body bytes */
 	int64_t left;
 	wh_req_hook done;
+	bool hooked; /* hook_done ran (registered later, so before rq_done) */
+};
+
+/* A done hook in the request's own memory (wh_req_alloc), with a block that
+ * the request frees after it: LeakSanitizer sees it if it does not. */
+struct hooked {
+	wh_req_hook hook;
+	struct rq *x;
+	char *scratch;
 };
 
 static void rq_free_cb(uv_handle_t *h)
@@ -89,11 +98,20 @@ static void rq_free_cb(uv_handle_t *h)
 	free(h->data);
 }
 
+static void hook_done(wh_req *req, wh_req_hook *hook)
+{
+	struct hooked *h = WH_CONTAINER_OF(hook, struct hooked, hook);
+	FUZZ_ASSERT(!in_api);
+	FUZZ_ASSERT(h->x->req == req && req->data == h->x && !h->x->hooked);
+	FUZZ_ASSERT(h->scratch[0] == 'x'); /* still the request's */
+	h->x->hooked = true;
+}
+
 static void rq_done(wh_req *req, wh_req_hook *hook)
 {
 	struct rq *x = WH_CONTAINER_OF(hook, struct rq, done);
 	FUZZ_ASSERT(!in_api);
-	FUZZ_ASSERT(x->req == req && req->data == x);
+	FUZZ_ASSERT(x->req == req && req->data == x && x->hooked);
 	x->req = NULL;
 	req->data = NULL;
 	run.live_reqs--;
@@ -301,6 +319,12 @@ static void handler(wh_req *req, void *ctx)
 	x->fail = strstr(req->path, "fail") != NULL;
 	req->data = x;
 	wh_req_on_done(req, &x->done, rq_done);
+	struct hooked *h = wh_req_alloc(req, sizeof(*h));
+	FUZZ_ASSERT(h->x == NULL); /* zeroed */
+	h->x = x;
+	h->scratch = wh_req_alloc(req, 1 + req->n_headers);
+	h->scratch[0] = 'x';
+	wh_req_on_done(req, &h->hook, hook_done);
 	run.live_reqs++;
 	if (req->has_body && !strstr(req->path, "drop"))
 		API(wh_req_read_body(req, on_body, on_body_end));
