@@ -94,7 +94,7 @@ static const wh_conf_key http_keys[] = {
     WH_CONF_SUB("wharf", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, http_wharf_keys),
     WH_CONF_SUB("tls", WH_CONF_SECTION, 0, CFG(tls), wh_tls_keys),
     WH_CONF_SUB("auth", WH_CONF_SECTION, 0, CFG(auth), wh_auth_keys),
-    WH_CONF_FN("accessControl", CFG(access), wh_access_conf),
+    WH_CONF_FN("accessControl", CFG(auth.access), wh_access_conf),
     WH_CONF_SUB("ratelimit", WH_CONF_SECTION, 0, CFG(ratelimit), wh_ratelimit_keys),
     WH_CONF_IGNORED("allowOrigin", WH_CONF_WARN),
     WH_CONF_IGNORED("compat", WH_CONF_WARN),
@@ -165,7 +165,7 @@ bool wh_config_has_auth(const wh_config *c)
  * anonymous requests may do. */
 static int check_access(wh_conf *p, const wh_config *c)
 {
-	const wh_access_config *ac = &c->access;
+	const wh_access_config *ac = &c->auth.access;
 	bool authn = wh_config_has_auth(c);
 	bool named =
 	    ac->admin.n_users || ac->admin.n_groups || ac->admin.actions || ac->n_metrics_users;
@@ -201,6 +201,7 @@ static int finish(wh_conf *p, wh_config *c)
 		rc = wh_tls_settings_check(p, &c->tls);
 	if (rc == 0)
 		wh_sync_settings_finish(&c->sync);
+	c->auth.mtls = c->tls.cert && c->tls.cacert;
 	return rc ? rc : check_access(p, c);
 }
 
@@ -362,7 +363,6 @@ void wh_config_free(wh_config *cfg)
 	wh_http_settings_free(&cfg->http);
 	wh_tls_settings_free(&cfg->tls);
 	wh_auth_settings_free(&cfg->auth);
-	wh_access_config_free(&cfg->access);
 	wh_ratelimit_settings_free(&cfg->ratelimit);
 	wh_log_settings_free(&cfg->log);
 	wh_sync_settings_free(&cfg->sync);

@@ -12,9 +12,7 @@
 #include "wharf/app/config.h"
 #include "wharf/net/http.h"
 #include "wharf/base/log.h"
-#include "wharf/app/registry.h"
-#include "wharf/cache/poll.h"
-#include "wharf/cache/sync.h"
+#include "wharf/app/pipeline.h"
 #include "wharf/store/store.h"
 #include "wharf/net/tls.h"
 
@@ -80,32 +78,19 @@ static int cmd_verify(const char *path)
 struct serve_state {
 	uv_loop_t *loop;
 	wh_server *srv;
-	wh_sync *sync; /* NULL without sync */
-	wh_poll *poll; /* NULL without periodic sync */
-	wh_registry *reg;
+	wh_pipeline *pipeline;
 	wh_tls *tls;
 	uv_signal_t sigterm, sigint;
 	uv_signal_t sighup; /* reload: the TLS pair and the htpasswd file */
 	bool stopping;
 };
 
-/* Periodic sync first: it waits on sync's fetches. */
-static void stop(struct serve_state *st)
-{
-	wh_poll_free(st->poll);
-	st->poll = NULL;
-	if (st->reg)
-		wh_registry_free(st->reg);
-	st->reg = NULL;
-	wh_sync_free(st->sync);
-	st->sync = NULL;
-}
-
 static void server_gone(void *arg)
 {
 	struct serve_state *st = arg;
 	/* No client is left: stop the upstream fetches and close their sockets. */
-	stop(st);
+	wh_pipeline_free(st->pipeline);
+	st->pipeline = NULL;
 	uv_close((uv_handle_t *)&st->sigterm, NULL);
 	uv_close((uv_handle_t *)&st->sigint, NULL);
 	uv_close((uv_handle_t *)&st->sighup, NULL);
@@ -119,8 +104,8 @@ static void on_sighup(uv_signal_t *h, int signum)
 	struct serve_state *st = h->data;
 	char err[512];
 	wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
-	if (st->reg)
-		wh_registry_reload(st->reg);
+	if (st->pipeline)
+		wh_pipeline_reload(st->pipeline);
 	if (!st->tls)
 		return;
 	if (wh_tls_reload(st->tls, err, sizeof(err)) != 0) {
@@ -223,15 +208,9 @@ static int cmd_serve(const char *path)
 			goto out;
 		}
 	}
-	if (wh_sync_new(loop, &cfg.sync, store, &st.sync, err, sizeof(err)) != 0) {
-		wh_log(WH_LOG_ERROR, "cannot start sync", "error", WH_LS, err, NULL);
+	if (wh_pipeline_new(loop, &cfg, store, &st.pipeline) != 0)
 		goto out;
-	}
-	if (wh_registry_new(loop, &cfg, store, st.sync, &st.reg) != 0)
-		goto out;
-	if (st.sync)
-		st.poll = wh_poll_new(loop, &cfg.sync, st.sync);
-	if (wh_server_start(loop, &cfg.http, st.tls, wh_registry_handle, st.reg, &st.srv) != 0)
+	if (wh_server_start(loop, &cfg.http, st.tls, wh_pipeline_handle, st.pipeline, &st.srv) != 0)
 		goto out;
 
 	uv_signal_init(loop, &st.sigterm);
@@ -247,7 +226,7 @@ static int cmd_serve(const char *path)
 	wh_log(WH_LOG_INFO, "stopped", NULL);
 	rc = 0;
 out:
-	stop(&st);
+	wh_pipeline_free(st.pipeline);
 	/* Let the handles closed above finish closing. */
 	uv_run(loop, UV_RUN_DEFAULT);
 	if (store)

@@ -1,7 +1,8 @@
-/* The OCI Distribution API (v1.1) over the local store, and the routes of
- * the core (/v2/, health). Requests are validated here, once: names, tags
- * and digests against the spec's grammars, so what reaches the store can
- * never name a path outside rootDirectory. */
+/* The OCI Distribution API (v1.1) over the local store and, for synced
+ * names, the pull-through cache: the content phase of the pipeline's routes
+ * of the API. Requests are validated here, once: names, tags and digests
+ * against the spec's grammars, so what reaches the store can never name a
+ * path outside rootDirectory. */
 #include "wharf/app/registry.h"
 
 #include <cjson/cJSON.h>
@@ -17,11 +18,17 @@
 #include "wharf/base/log.h"
 #include "wharf/cache/sync.h"
 #include "wharf/ext/auth.h"
-#include "wharf/ext/ratelimit.h"
 #include "wharf/oci/manifest.h"
 #include "wharf/oci/ref.h"
 #include "wharf/oci/response.h"
+#include "wharf/oci/route.h"
 #include "wharf/store/serve.h"
+
+/* Room for a digest in a query (?digest=, ?mount=): the longest
+ * supported-looking one (sha512), so that it is told UNSUPPORTED. */
+#define DIGEST_PARAM_MAX 160
+
+typedef struct wh_registry wh_registry;
 
 /* A closing PUT on a session that is behind (got from disk without a saved
  * hash state, after a crash): its missing bytes are read and hashed in
@@ -53,38 +60,26 @@ struct catalog_wait {
 	wh_registry *reg;
 	char *user; /* who asks: the list is filtered for them */
 	struct catalog_wait *prev, *next;
+	wh_req_hook gone; /* the client left first */
 };
 
 struct wh_registry {
 	uv_loop_t *loop;
-	const wh_config *cfg;
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
-	wh_auth *auth;
-	wh_ratelimit *ratelimit; /* NULL without http.ratelimit */
+	wh_auth *auth; /* the auth module's: who may read what */
 	struct catchup *catchups;
 	struct catalog_scan *scan;    /* while it runs */
 	struct catalog_wait *waiting; /* catalog requests waiting for it */
 };
 
-enum route {
-	R_NONE,
-	R_BASE,
-	R_CATALOG,
-	R_MANIFEST,
-	R_BLOB,
-	R_UPLOAD_START,
-	R_UPLOAD,
-	R_TAGS,
-	R_REFERRERS,
-};
-
-/* What a request with a body carries from one callback to the next. */
+/* What a request with a body carries from one callback to the next, in
+ * the request's memory; req->data points to it for the body callbacks. */
 struct rctx {
 	wh_registry *reg;
 	char name[WH_NAME_MAX + 1];
-	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
-	char id[37];                    /* upload session */
+	char ref[WH_REF_MAX + 1];
+	char id[WH_UUID_LEN + 1];       /* upload session */
 	char digest[WH_DIGEST_LEN + 1]; /* ?digest= when finishing */
 	bool has_digest;
 	/* The session this request writes to, pinned: got once, so a body
@@ -97,6 +92,7 @@ struct rctx {
 	char *buf;               /* manifest bytes */
 	size_t len, cap;
 	char content_type[256]; /* of a manifest PUT */
+	wh_req_hook done;
 };
 
 static void catalog_scan_work(uv_work_t *w)
@@ -127,7 +123,7 @@ static void catalog_scan_done(uv_work_t *w, int status)
 	if (!reg)
 		return;
 	/* One at a time, each off the list before it is answered (answering
-	 * may end other requests, whose on_done unlinks them). */
+	 * may end other requests, whose done hooks unlink them). */
 	while (reg->waiting) {
 		struct catalog_wait *cw = reg->waiting;
 		reg->waiting = cw->next;
@@ -135,9 +131,8 @@ static void catalog_scan_done(uv_work_t *w, int status)
 			reg->waiting->prev = NULL;
 		wh_req *req = cw->req;
 		char *user = cw->user;
+		wh_req_cancel_done(req, &cw->gone);
 		free(cw);
-		req->data = NULL;
-		req->on_done = NULL;
 		catalog(req, reg, user);
 		free(user);
 	}
@@ -159,124 +154,31 @@ static void catalog_scan_start(wh_registry *reg)
 	reg->scan = sc;
 }
 
-int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_sync *sync,
-                    wh_registry **out)
+static int module_init(const wh_module_env *env, const void *settings, void **state)
 {
 	wh_registry *reg = wh_calloc(1, sizeof(*reg));
-	reg->loop = loop;
-	reg->cfg = cfg;
-	reg->store = store;
-	reg->sync = sync;
-	int rc = wh_auth_new(loop, &cfg->auth, &cfg->access,
-	                     cfg->tls.cert && *cfg->tls.cert && cfg->tls.cacert && *cfg->tls.cacert,
-	                     &reg->auth);
-	if (rc == 0)
-		rc = wh_ratelimit_new(&cfg->ratelimit, &reg->ratelimit);
-	if (rc != 0) {
-		wh_log(WH_LOG_ERROR, "cannot start authentication", "error", WH_LS, wh_strerror(rc),
-		       NULL);
-		wh_auth_free(reg->auth);
-		free(reg);
-		return rc;
-	}
-	if (reg->ratelimit)
-		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI,
-		       (long long)cfg->ratelimit.rate, NULL);
+	reg->loop = env->loop;
+	reg->store = env->store;
+	reg->sync = env->sync;
+	reg->auth = env->state_of(env, &wh_auth_module);
 	catalog_scan_start(reg);
-	*out = reg;
+	*state = reg;
 	return 0;
 }
 
-int wh_registry_reload(wh_registry *reg)
+static void module_free(void *state)
 {
-	return wh_auth_reload(reg->auth);
-}
-
-void wh_registry_free(wh_registry *reg)
-{
+	wh_registry *reg = state;
 	/* Jobs still in the thread pool end on the loop after this; they must
 	 * not touch the registry then. */
 	for (struct catchup *c = reg->catchups; c; c = c->next)
 		c->reg = NULL;
 	if (reg->scan)
 		reg->scan->reg = NULL;
-	wh_auth_free(reg->auth);
-	wh_ratelimit_free(reg->ratelimit);
 	free(reg);
 }
 
-/* ---- responses ---- */
-
-/* ---- routing ---- */
-
-/* The last '/' in [begin, end), or NULL. */
-static const char *prev_slash(const char *begin, const char *end)
-{
-	while (end > begin)
-		if (*--end == '/')
-			return end;
-	return NULL;
-}
-
-static bool comp_is(const char *p, const char *end, const char *lit)
-{
-	size_t n = strlen(lit);
-	return (size_t)(end - p) == n && memcmp(p, lit, n) == 0;
-}
-
-/* Split /v2/<name>/<kind>/<ref> from the right: names contain slashes, the
- * other parts never do. name and ref are cut to their buffers' sizes; an
- * over-long one is returned empty (so that validation fails). */
-static enum route route_v2(const char *method, const char *path, char *name, char *ref)
-{
-	if (strcmp(path, "/v2/") == 0 || strcmp(path, "/v2") == 0)
-		return R_BASE;
-	if (strncmp(path, "/v2/", 4) != 0)
-		return R_NONE;
-	if (strcmp(path, "/v2/_catalog") == 0)
-		return R_CATALOG;
-
-	const char *rest = path + 4, *end = path + strlen(path);
-	const char *s1 = prev_slash(rest, end);
-	if (!s1)
-		return R_NONE;
-	const char *last = s1 + 1;
-	const char *s2 = prev_slash(rest, s1);
-	const char *c2 = s2 ? s2 + 1 : rest;
-	const char *name_end = s2;
-	enum route r = R_NONE;
-	if (comp_is(c2, s1, "tags") && comp_is(last, end, "list")) {
-		r = R_TAGS;
-	} else if (comp_is(c2, s1, "manifests")) {
-		r = R_MANIFEST;
-	} else if (comp_is(c2, s1, "referrers")) {
-		r = R_REFERRERS;
-	} else if (comp_is(c2, s1, "uploads") && s2) {
-		const char *s3 = prev_slash(rest, s2);
-		if (comp_is(s3 ? s3 + 1 : rest, s2, "blobs")) {
-			r = last == end ? R_UPLOAD_START : R_UPLOAD;
-			name_end = s3;
-		}
-	}
-	if (r == R_NONE && comp_is(c2, s1, "blobs")) {
-		if (strcmp(method, "POST") == 0 && comp_is(last, end, "uploads"))
-			r = R_UPLOAD_START;
-		else
-			r = R_BLOB;
-	}
-	if (r == R_NONE || !name_end || name_end == rest)
-		return R_NONE;
-	size_t nlen = (size_t)(name_end - rest), rlen = (size_t)(end - last);
-	if (nlen > WH_NAME_MAX)
-		nlen = 0;
-	memcpy(name, rest, nlen);
-	name[nlen] = '\0';
-	if (rlen > WH_TAG_MAX + WH_DIGEST_LEN)
-		rlen = 0;
-	memcpy(ref, last, rlen);
-	ref[rlen] = '\0';
-	return r;
-}
+/* ---- validation ---- */
 
 static bool check_digest(wh_req *req, const char *d)
 {
@@ -340,11 +242,20 @@ static void upload_headers(wh_req *req, const char *name, const char *id, int64_
 	wh_resp_header(req, "Docker-Upload-UUID", "%s", id);
 }
 
-static void rctx_done(wh_req *req)
+/* 201: the blob is in the repository (uploaded or mounted). */
+static void blob_created(wh_req *req, const char *name, const char *digest)
 {
-	struct rctx *x = req->data;
-	if (!x)
-		return;
+	wh_resp_start(req, 201);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, digest);
+	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
+	wh_resp_length(req, 0);
+	wh_resp_end(req);
+}
+
+static void rctx_done(wh_req *req, wh_req_hook *hook)
+{
+	struct rctx *x = WH_CONTAINER_OF(hook, struct rctx, done);
 	if (x->catchup)
 		x->catchup->req = NULL; /* it goes on, and ends without us */
 	if (x->up && !x->finished) {
@@ -354,17 +265,16 @@ static void rctx_done(wh_req *req)
 			wh_upload_unpin(x->up);
 	}
 	free(x->buf);
-	free(x);
-	req->data = NULL;
+	req->data = NULL; /* x goes with the request's memory */
 }
 
 static struct rctx *rctx_new(wh_req *req, wh_registry *reg, const char *name)
 {
-	struct rctx *x = wh_calloc(1, sizeof(*x));
+	struct rctx *x = wh_req_alloc(req, sizeof(*x));
 	x->reg = reg;
 	snprintf(x->name, sizeof(x->name), "%s", name);
 	req->data = x;
-	req->on_done = rctx_done;
+	wh_req_on_done(req, &x->done, rctx_done);
 	return x;
 }
 
@@ -398,12 +308,7 @@ static void upload_finish(wh_req *req, struct rctx *x)
 		wh_oci_storage_error(req, rc);
 		return;
 	}
-	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
-	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", x->name, x->digest);
-	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
-	wh_resp_length(req, 0);
-	wh_resp_end(req);
+	blob_created(req, x->name, x->digest);
 }
 
 static void catchup_work(uv_work_t *w)
@@ -510,7 +415,7 @@ static bool parse_content_range(const char *h, int64_t *start, int64_t *end)
 /* Take the digest query parameter, if any; returns true when it answered. */
 static bool take_digest_param(wh_req *req, struct rctx *x)
 {
-	char d[160]; /* room for the longest supported-looking digest (sha512) */
+	char d[DIGEST_PARAM_MAX];
 	int q = wh_oci_query(req, "digest", d, sizeof(d));
 	if (q == 0)
 		return false;
@@ -527,7 +432,7 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 
 static void upload_start(wh_req *req, wh_registry *reg, const char *name, const char *user)
 {
-	char mount[160], from[WH_NAME_MAX + 2];
+	char mount[DIGEST_PARAM_MAX], from[WH_NAME_MAX + 2];
 	int qm = wh_oci_query(req, "mount", mount, sizeof(mount));
 	if (qm < 0) {
 		wh_oci_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
@@ -546,12 +451,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 		 * the blob like anyone who does not have it. */
 		if (qf > 0 && wh_auth_may(reg->auth, user, from, WH_ACTION_READ) &&
 		    wh_store_blob_mount(reg->store, name, from, mount) == 0) {
-			wh_resp_start(req, 201);
-			wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
-			wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, mount);
-			wh_resp_header(req, "Docker-Content-Digest", "%s", mount);
-			wh_resp_length(req, 0);
-			wh_resp_end(req);
+			blob_created(req, name, mount);
 			return;
 		}
 		/* Not mountable: a normal upload session begins (202). */
@@ -589,7 +489,7 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 {
 	wh_store *st = reg->store;
 	wh_upload *up;
-	if (strlen(id) != 36) {
+	if (strlen(id) != WH_UUID_LEN) {
 		wh_oci_error(req, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry",
 		             NULL);
 		return;
@@ -652,7 +552,7 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 		}
 	}
 	struct rctx *x = rctx_new(req, reg, name);
-	memcpy(x->id, id, 37);
+	memcpy(x->id, id, WH_UUID_LEN + 1);
 	if (strcmp(m, "PUT") == 0) {
 		if (take_digest_param(req, x))
 			return;
@@ -678,10 +578,7 @@ static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, con
 {
 	int rc = wh_store_manifest_delete(reg->store, name, ref);
 	if (rc == WH_ENOTFOUND) {
-		if (!wh_store_repo_exists(reg->store, name))
-			wh_oci_name_unknown(req, name);
-		else
-			wh_oci_manifest_unknown(req, ref);
+		wh_serve_manifest_unknown(req, reg->store, name, ref);
 	} else if (rc != 0) {
 		wh_oci_storage_error(req, rc);
 	} else {
@@ -723,12 +620,17 @@ static int check_present(wh_req *req, wh_registry *reg, const char *name, const 
 	return 0;
 }
 
+static void manifest_too_large(wh_req *req)
+{
+	wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
+	             "limit " WH_MANIFEST_MAX_TEXT);
+}
+
 static int manifest_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
 	if (x->len + len > WH_MANIFEST_MAX) {
-		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
-		             "limit " WH_MANIFEST_MAX_TEXT);
+		manifest_too_large(req);
 		return -1;
 	}
 	wh_buf_append(&x->buf, &x->len, &x->cap, data, len);
@@ -749,7 +651,7 @@ static void manifest_put_end(wh_req *req)
 		goto out;
 	}
 	const char *why;
-	char detail[256];
+	char detail[WH_MANIFEST_DETAIL_MAX];
 	if (wh_manifest_check(x->buf ? x->buf : "", x->len, x->content_type, &m, &why, detail,
 	                      sizeof(detail)) != 0) {
 		wh_oci_error(req, 400, "MANIFEST_INVALID", why, detail[0] ? detail : NULL);
@@ -793,8 +695,7 @@ out:
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
 {
 	if (req->content_length > WH_MANIFEST_MAX) {
-		wh_oci_error(req, 413, "MANIFEST_INVALID", "manifest too large",
-		             "limit " WH_MANIFEST_MAX_TEXT);
+		manifest_too_large(req);
 		return;
 	}
 	struct rctx *x = rctx_new(req, reg, name);
@@ -806,14 +707,9 @@ static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const 
 
 /* ---- listings ---- */
 
-static void tags_list(wh_req *req, wh_registry *reg, const char *name)
+static void catalog_wait_done(wh_req *req, wh_req_hook *hook)
 {
-	wh_serve_tags(req, reg->store, name, NULL);
-}
-
-static void catalog_wait_done(wh_req *req)
-{
-	struct catalog_wait *cw = req->data;
+	struct catalog_wait *cw = WH_CONTAINER_OF(hook, struct catalog_wait, gone);
 	if (cw->prev)
 		cw->prev->next = cw->next;
 	else
@@ -822,7 +718,6 @@ static void catalog_wait_done(wh_req *req)
 		cw->next->prev = cw->prev;
 	free(cw->user);
 	free(cw);
-	req->data = NULL;
 }
 
 /* Keep the names user may read, at most n of them (n < 0: all); *more as
@@ -861,8 +756,7 @@ static void catalog(wh_req *req, wh_registry *reg, const char *user)
 		if (reg->waiting)
 			reg->waiting->prev = cw;
 		reg->waiting = cw;
-		req->data = cw;
-		req->on_done = catalog_wait_done;
+		wh_req_on_done(req, &cw->gone, catalog_wait_done);
 		return; /* answered when the scan is loaded */
 	}
 	char **repos = NULL;
@@ -899,48 +793,28 @@ static void referrers(wh_req *req, wh_registry *reg, const char *name, const cha
 
 /* ---- dispatch ---- */
 
-/* Each repository is a directory holding oci-layout, index.json and
- * blobs/sha256/: a nested repository may not take one of those paths. The
- * grammar allows such names; the layout cannot hold them. */
-static bool name_storable(const char *name)
-{
-	const char *p = name;
-	bool after_blobs = false;
-	while (*p) {
-		size_t n = strcspn(p, "/");
-		bool first = p == name;
-		if (!first && ((n == 10 && !strncmp(p, "index.json", n)) ||
-		               (n == 10 && !strncmp(p, "oci-layout", n)) ||
-		               (after_blobs && n == 6 && !strncmp(p, "sha256", n))))
-			return false;
-		after_blobs = !first && n == 5 && !strncmp(p, "blobs", n);
-		p += n;
-		if (*p == '/')
-			p++;
-	}
-	return true;
-}
-
 static bool is(const wh_req *req, const char *m)
 {
 	return strcmp(req->method, m) == 0;
 }
 
-/* The route's content handlers, once the access phase let req through. */
-static void dispatch(wh_req *req, void *ctx, const char *user)
+/* The content phase for the routes of the API: the route's handler, once
+ * the access phases let the request through. */
+static bool handle(void *state, wh_call *call)
 {
-	wh_registry *reg = ctx;
+	wh_registry *reg = state;
+	wh_req *req = call->req;
+	const char *user = call->user;
+	const wh_route_kind r = call->route.kind;
+	if (r == WH_ROUTE_NONE)
+		return false; /* not ours: the pipeline says there is no such route */
 	char name[WH_NAME_MAX + 1];
-	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
-	enum route r = route_v2(req->method, req->path, name, ref);
-	if (r == R_NONE) {
-		wh_oci_error(req, 404, "UNSUPPORTED", "no such route", NULL);
-		return;
-	}
-	if (r == R_BASE) {
+	const char *ref = call->route.ref;
+	memcpy(name, call->route.name, sizeof(name));
+	if (r == WH_ROUTE_BASE) {
 		if (!is(req, "GET") && !is(req, "HEAD")) {
 			wh_oci_method_not_allowed(req);
-			return;
+			return true;
 		}
 		static const char empty[] = "{}";
 		wh_resp_start(req, 200);
@@ -950,39 +824,39 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 		wh_resp_length(req, sizeof(empty) - 1);
 		wh_resp_write(req, empty, sizeof(empty) - 1);
 		wh_resp_end(req);
-		return;
+		return true;
 	}
-	if (r == R_CATALOG) {
+	if (r == WH_ROUTE_CATALOG) {
 		if (!is(req, "GET") && !is(req, "HEAD"))
 			wh_oci_method_not_allowed(req);
 		else
 			catalog(req, reg, user);
-		return;
+		return true;
 	}
-	if (!wh_name_valid(name, strlen(name)) || !name_storable(name)) {
+	if (!wh_name_storable(name)) {
 		wh_oci_error(req, 400, "NAME_INVALID", "invalid repository name", NULL);
-		return;
+		return true;
 	}
 	/* containerd, using us as a mirror, says for which registry (?ns=host):
 	 * the name is then that registry's, under its sync destination, so one
 	 * endpoint mirrors several registries. Without ns nothing changes. */
 	char ns[256], mapped[WH_NAME_MAX + 1];
-	if ((r == R_MANIFEST || r == R_BLOB) && reg->sync &&
+	if ((r == WH_ROUTE_MANIFEST || r == WH_ROUTE_BLOB) && reg->sync &&
 	    wh_req_query(req, "ns", ns, sizeof(ns)) &&
 	    wh_sync_ns_name(reg->sync, ns, name, mapped, sizeof(mapped)) &&
-	    wh_name_valid(mapped, strlen(mapped)) && name_storable(mapped))
+	    wh_name_storable(mapped))
 		memcpy(name, mapped, strlen(mapped) + 1);
 
 	bool is_digest;
 	wh_sync_map map;
+	bool read = is(req, "GET") || is(req, "HEAD");
 	switch (r) {
-	case R_MANIFEST:
+	case WH_ROUTE_MANIFEST:
 		if (check_reference(req, ref, &is_digest))
-			return;
-		if ((is(req, "GET") || is(req, "HEAD")) && reg->sync &&
-		    wh_sync_map_name(reg->sync, name, &map))
+			break;
+		if (read && reg->sync && wh_sync_map_name(reg->sync, name, &map))
 			wh_sync_manifest(reg->sync, req, name, ref, &map);
-		else if (is(req, "GET") || is(req, "HEAD"))
+		else if (read)
 			wh_serve_manifest(req, reg->store, name, ref);
 		else if (is(req, "PUT"))
 			manifest_put(req, reg, name, ref);
@@ -990,118 +864,58 @@ static void dispatch(wh_req *req, void *ctx, const char *user)
 			manifest_delete(req, reg, name, ref);
 		else
 			wh_oci_method_not_allowed(req);
-		return;
-	case R_BLOB:
+		break;
+	case WH_ROUTE_BLOB:
 		if (check_digest(req, ref))
-			return;
-		if ((is(req, "GET") || is(req, "HEAD")) && reg->sync &&
+			break;
+		if (read && reg->sync &&
 		    wh_store_blob_stat(reg->store, name, ref, &(int64_t){0}) == WH_ENOTFOUND &&
 		    wh_sync_map_name(reg->sync, name, &map))
 			wh_sync_blob(reg->sync, req, name, ref, &map);
-		else if (is(req, "GET") || is(req, "HEAD"))
+		else if (read)
 			wh_serve_blob(req, reg->store, name, ref);
 		else if (is(req, "DELETE"))
 			blob_delete(req, reg, name, ref);
 		else
 			wh_oci_method_not_allowed(req);
-		return;
-	case R_UPLOAD_START:
+		break;
+	case WH_ROUTE_UPLOAD_START:
 		if (is(req, "POST"))
 			upload_start(req, reg, name, user);
 		else
 			wh_oci_method_not_allowed(req);
-		return;
-	case R_UPLOAD:
+		break;
+	case WH_ROUTE_UPLOAD:
 		upload_session(req, reg, name, ref);
-		return;
-	case R_TAGS:
-		if ((is(req, "GET") || is(req, "HEAD")) && reg->sync &&
-		    wh_sync_map_name(reg->sync, name, &map)) {
+		break;
+	case WH_ROUTE_TAGS:
+		if (read && reg->sync && wh_sync_map_name(reg->sync, name, &map)) {
 			int n;
 			char last[WH_TAG_MAX + 2];
 			bool has_last;
 			if (!wh_oci_page_params(req, &n, last, sizeof(last), &has_last))
 				wh_sync_tag_list(reg->sync, req, name, &map);
-		} else if (is(req, "GET") || is(req, "HEAD"))
-			tags_list(req, reg, name);
-		else
+		} else if (read) {
+			wh_serve_tags(req, reg->store, name, NULL);
+		} else {
 			wh_oci_method_not_allowed(req);
-		return;
-	case R_REFERRERS:
-		if (is(req, "GET") || is(req, "HEAD"))
+		}
+		break;
+	case WH_ROUTE_REFERRERS:
+		if (read)
 			referrers(req, reg, name, ref);
 		else
 			wh_oci_method_not_allowed(req);
-		return;
-	default:
+		break;
+	default: /* the kinds above the switch */
 		break;
 	}
-	wh_oci_error(req, 404, "UNSUPPORTED", "no such route", NULL);
+	return true;
 }
 
-/* What req asks to do, in access control's terms. */
-static unsigned action_of(const wh_req *req, wh_registry *reg, enum route r, const char *name,
-                          const char *ref)
-{
-	if (is(req, "GET") || is(req, "HEAD"))
-		return WH_ACTION_READ;
-	if (is(req, "DELETE"))
-		return WH_ACTION_DELETE;
-	/* The name is not validated yet: the store sees only one that is. */
-	if (r == R_MANIFEST && is(req, "PUT") && wh_tag_valid(ref, strlen(ref)) &&
-	    !wh_ref_is_digest(ref, strlen(ref)) && wh_name_valid(name, strlen(name)) &&
-	    name_storable(name)) {
-		/* Overwriting a tag is update; a new tag (or a digest) is create. */
-		char digest[WH_DIGEST_LEN + 1];
-		char *mt = NULL;
-		int64_t size;
-		int rc = wh_store_manifest_stat(reg->store, name, ref, digest, &mt, &size);
-		free(mt);
-		return rc == 0 ? WH_ACTION_UPDATE : WH_ACTION_CREATE;
-	}
-	return WH_ACTION_CREATE;
-}
-
-void wh_registry_handle(wh_req *req, void *ctx)
-{
-	wh_registry *reg = ctx;
-	const char *path = req->path;
-
-	/* Outermost, as Zot's: a refused request costs no password check. */
-	if (reg->ratelimit) {
-		int wait = wh_ratelimit_take(reg->ratelimit, req, uv_now(reg->loop));
-		if (wait > 0) {
-			static const char body[] = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\","
-			                           "\"message\":\"too many requests\"}]}";
-			wh_resp_start(req, 429);
-			wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
-			wh_resp_header(req, "Content-Type", "application/json");
-			wh_resp_header(req, "Retry-After", "%d", wait);
-			wh_resp_length(req, sizeof(body) - 1);
-			wh_resp_write(req, body, sizeof(body) - 1);
-			wh_resp_end(req);
-			return;
-		}
-	}
-	/* Health needs no credentials: probes have none. */
-	if (strcmp(path, "/livez") == 0 || strcmp(path, "/readyz") == 0 ||
-	    strcmp(path, "/startupz") == 0) {
-		if (!is(req, "GET") && !is(req, "HEAD")) {
-			wh_oci_method_not_allowed(req);
-			return;
-		}
-		wh_resp_start(req, 200);
-		wh_resp_length(req, 0);
-		wh_resp_end(req);
-		return;
-	}
-
-	/* The access phase: before any handler, so nothing — a store read, an
-	 * upstream fetch — happens for a request that may not be made. */
-	char name[WH_NAME_MAX + 1];
-	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
-	enum route r = route_v2(req->method, path, name, ref);
-	bool has_repo = r != R_NONE && r != R_BASE && r != R_CATALOG;
-	unsigned action = has_repo ? action_of(req, reg, r, name, ref) : 0;
-	wh_auth_check(reg->auth, req, has_repo ? name : NULL, action, dispatch, reg);
-}
+const wh_module wh_registry_module = {
+    .name = "registry",
+    .init = module_init,
+    .free = module_free,
+    .handle = handle,
+};

@@ -428,7 +428,7 @@ static int push_manifest(struct job *j, const char *ref, int depth)
 		return rc;
 	wh_manifest_doc doc;
 	const char *why;
-	char detail[256];
+	char detail[WH_MANIFEST_DETAIL_MAX];
 	rc = wh_manifest_check(m.data, m.len, m.media_type, &doc, &why, detail, sizeof(detail));
 	wh_manifest_free(&m);
 	if (rc != 0)

@@ -3,7 +3,6 @@
 #include "wharf/cache/sync.h"
 
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -47,10 +46,18 @@ struct rule_re {
 	wh_regex *re, *ex; /* NULL: no such filter */
 };
 
-struct mwait;
 struct reader;
 struct lfetch;
 struct lentry;
+
+/* A client waiting on a fetch (a manifest's or a listing's) to be answered
+ * from the store. */
+struct waiter {
+	struct waiter *next;
+	struct waiter **list; /* the fetch's list it is in */
+	wh_req *req;
+	wh_req_hook gone; /* the client left first */
+};
 
 /* A caller without a client (periodic sync) told when a fetch ends. */
 struct note {
@@ -59,12 +66,20 @@ struct note {
 	void *arg;
 };
 
+/* An upstream answer's body, collected whole (a manifest, a listing). The
+ * first member of what collects one: body_on_data takes that for it. */
+struct body {
+	char *buf;
+	size_t len, cap;
+};
+
 /* A manifest being fetched for (name, ref); every client asking meanwhile waits on it. */
 struct mfetch {
+	struct body body; /* first */
 	struct mfetch *next;
 	wh_sync *s;
 	char name[WH_NAME_MAX + 1];
-	char ref[WH_TAG_MAX + WH_DIGEST_LEN + 2];
+	char ref[WH_REF_MAX + 1];
 	bool by_digest;
 	wh_sync_map map;
 	wh_up_req *up;
@@ -74,19 +89,11 @@ struct mfetch {
 	char up_digest[WH_DIGEST_LEN + 1]; /* from the upstream's Docker-Content-Digest */
 	int status;
 	char ctype[256];
-	char *buf;
-	size_t len, cap;
-	struct mwait *waiters;
+	struct waiter *waiters;
 	struct note *notes;
 	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
 	bool changed;    /* stored a manifest other than the one held before */
 	bool background; /* started by a prefetch: its caller logs the result */
-};
-
-struct mwait {
-	struct mwait *next;
-	struct mfetch *f;
-	wh_req *req;
 };
 
 /* A blob being fetched: the tee. */
@@ -99,7 +106,8 @@ struct bfetch {
 	int n_also;
 	wh_sync_map map;
 	wh_up_req *up;
-	int fd;
+	int fd;        /* file's descriptor: written to, fsynced */
+	wh_file *file; /* shared with the readers' send queues */
 	char tmp[PATH_MAX];
 	wh_sha256 hash;
 	int status;
@@ -136,6 +144,7 @@ struct reader {
 	int64_t start, end; /* wanted range as wh_req_range gives it; resolved at the head */
 	int64_t off;
 	bool head_sent;
+	wh_req_hook gone; /* the client left */
 };
 
 /* A HEAD of an uncached blob, answered by a HEAD upstream. */
@@ -144,6 +153,7 @@ struct bhead {
 	wh_up_req *up;
 	int64_t declared; /* the size a synced manifest declared, or -1 */
 	char digest[WH_DIGEST_LEN + 1];
+	wh_req_hook gone;
 };
 
 struct wh_sync {
@@ -206,6 +216,34 @@ static size_t literal_len(const char *prefix, size_t pl)
 	return lit;
 }
 
+/* A content rule's destination and prefix, without the slashes around them. */
+struct rule {
+	const char *dest; /* "" for none */
+	size_t dl;
+	const char *prefix; /* "**" for none */
+	size_t pl;
+};
+
+static struct rule rule_of(const wh_sync_content *c)
+{
+	struct rule r = {"", 0, NULL, 0};
+	if (c->destination)
+		r.dest = trim_slashes(c->destination, &r.dl);
+	r.prefix = trim_slashes(c->prefix ? c->prefix : "**", &r.pl);
+	return r;
+}
+
+/* Does a content rule's prefix (pl bytes) cover the upstream name: as a
+ * glob, or, when literal, as the name or one of its leading components. */
+static bool prefix_matches(const char *prefix, size_t pl, const char *upstream)
+{
+	char pat[1024];
+	snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
+	bool literal = strpbrk(pat, "*?[{") == NULL;
+	return wh_glob_match(pat, upstream) ||
+	       (literal && strncmp(upstream, pat, pl) == 0 && upstream[pl] == '/');
+}
+
 bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 {
 	if (!s)
@@ -217,21 +255,19 @@ bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 			continue;
 		for (int j = 0; j < reg->n_content; j++) {
 			const wh_sync_content *c = &reg->content[j];
-			size_t dl = 0, pl = 0;
-			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
-			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			struct rule r = rule_of(c);
 			const char *rest = name;
-			if (dl > 0) {
-				if (strncmp(name, dest, dl) != 0 || name[dl] != '/')
+			if (r.dl > 0) {
+				if (strncmp(name, r.dest, r.dl) != 0 || name[r.dl] != '/')
 					continue;
-				rest = name + dl + 1;
+				rest = name + r.dl + 1;
 			}
 			char up[WH_NAME_MAX + 16];
 			int k;
 			if (c->strip_prefix) {
 				/* The prefix's literal leading components were stripped. */
-				size_t lit = literal_len(prefix, pl);
-				k = snprintf(up, sizeof(up), "%.*s%s%s", (int)lit, prefix,
+				size_t lit = literal_len(r.prefix, r.pl);
+				k = snprintf(up, sizeof(up), "%.*s%s%s", (int)lit, r.prefix,
 				             lit ? "/" : "", rest);
 			} else {
 				k = snprintf(up, sizeof(up), "%s", rest);
@@ -246,12 +282,7 @@ bool wh_sync_map_name(const wh_sync *s, const char *name, wh_sync_map *map)
 				memmove(up + 8, up, ul + 1);
 				memcpy(up, "library/", 8);
 			}
-			char pat[1024];
-			snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
-			bool literal = strpbrk(pat, "*?[{") == NULL;
-			bool ok = wh_glob_match(pat, up) ||
-			          (literal && strncmp(up, pat, pl) == 0 && up[pl] == '/');
-			if (!ok)
+			if (!prefix_matches(r.prefix, r.pl, up))
 				continue;
 			map->reg = reg;
 			map->content = c;
@@ -302,18 +333,17 @@ bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *o
 		 * each rule, undone. */
 		for (int j = 0; j < reg->n_content; j++) {
 			const wh_sync_content *c = &reg->content[j];
-			size_t dl = 0, pl = 0;
-			const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
-			const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
+			struct rule r = rule_of(c);
 			const char *rest = name;
 			if (c->strip_prefix) {
-				size_t lit = literal_len(prefix, pl);
-				if (lit == 0 || strncmp(name, prefix, lit) != 0 || name[lit] != '/')
+				size_t lit = literal_len(r.prefix, r.pl);
+				if (lit == 0 || strncmp(name, r.prefix, lit) != 0 ||
+				    name[lit] != '/')
 					continue;
 				rest = name + lit + 1;
 			}
-			int k =
-			    snprintf(out, outlen, "%.*s%s%s", (int)dl, dest, dl ? "/" : "", rest);
+			int k = snprintf(out, outlen, "%.*s%s%s", (int)r.dl, r.dest,
+			                 r.dl ? "/" : "", rest);
 			if (k < 0 || (size_t)k >= outlen)
 				continue;
 			wh_sync_map map;
@@ -436,22 +466,54 @@ static void upstream_error(wh_req *req, int status, bool blob, const char *what)
 		wh_oci_error(req, 502, "UNKNOWN", "the upstream registry is unavailable", what);
 }
 
-/* ---- manifests ---- */
-
-static void mwait_gone(wh_req *req)
+/* Never past the request's max_body: the upstream client holds the body to
+ * it. */
+static int body_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
-	struct mwait *w = req->data;
-	if (!w)
-		return;
-	for (struct mwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
+	struct body *b = arg; /* the fetch, whose first member it is */
+	wh_buf_append(&b->buf, &b->len, &b->cap, data, len);
+	return 0;
+}
+
+/* ---- clients waiting on a fetch ---- */
+
+static void waiter_gone(wh_req *req, wh_req_hook *hook)
+{
+	struct waiter *w = WH_CONTAINER_OF(hook, struct waiter, gone);
+	for (struct waiter **pp = w->list; *pp; pp = &(*pp)->next) {
 		if (*pp == w) {
 			*pp = w->next;
 			break;
 		}
 	}
 	free(w);
-	req->data = NULL;
 }
+
+static void waiter_add(struct waiter **list, wh_req *req)
+{
+	struct waiter *w = wh_calloc(1, sizeof(*w));
+	w->list = list;
+	w->req = req;
+	w->next = *list;
+	*list = w;
+	wh_req_on_done(req, &w->gone, waiter_gone);
+}
+
+/* Take the first client off list; NULL when none is left. The caller
+ * answers it (or cuts it). */
+static wh_req *waiter_pop(struct waiter **list)
+{
+	struct waiter *w = *list;
+	if (!w)
+		return NULL;
+	*list = w->next;
+	wh_req *req = w->req;
+	wh_req_cancel_done(req, &w->gone);
+	free(w);
+	return req;
+}
+
+/* ---- manifests ---- */
 
 static void mfetch_unlink(struct mfetch *f)
 {
@@ -498,20 +560,15 @@ static void notes_drop(struct note **list)
 static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why)
 {
 	mfetch_unlink(f);
-	while (f->waiters) {
-		struct mwait *w = f->waiters;
-		f->waiters = w->next;
-		wh_req *req = w->req;
-		req->data = NULL;
-		req->on_done = NULL;
-		free(w);
+	wh_req *req;
+	while ((req = waiter_pop(&f->waiters))) {
 		if (ok)
 			wh_serve_manifest(req, f->s->store, f->name, f->ref);
 		else
 			upstream_error(req, status, false, why);
 	}
 	notes_fire(&f->notes, ok && !f->up_failed ? 0 : WH_EUPSTREAM, f->changed);
-	free(f->buf);
+	free(f->body.buf);
 	free(f);
 }
 
@@ -575,24 +632,16 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 		memcpy(f->up_digest, h->digest, WH_DIGEST_LEN + 1);
 }
 
-static int m_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
-{
-	struct mfetch *f = arg;
-	/* Never past WH_MANIFEST_MAX: the upstream client holds the body to it. */
-	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
-	return 0;
-}
-
 static void m_on_done(wh_up_req *r, int err, void *arg);
 
-static const wh_up_cbs mcbs = {m_on_head, m_on_data, m_on_done};
+static const wh_up_cbs mcbs = {m_on_head, body_on_data, m_on_done};
 
 static void mfetch_get(struct mfetch *f)
 {
 	char path[WH_NAME_MAX + 256];
 	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->map.upstream, f->ref);
 	f->head_phase = false;
-	f->len = 0;
+	f->body.len = 0;
 	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, ACCEPT_ALL,
 	                            &MANIFEST_GET, &mcbs, f);
 }
@@ -652,8 +701,9 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 			mfetch_stale_or_error(f, f->status, why);
 		return;
 	}
+	const char *body = f->body.buf ? f->body.buf : "";
 	char digest[WH_DIGEST_LEN + 1];
-	wh_sha256_digest(f->buf ? f->buf : "", f->len, digest);
+	wh_sha256_digest(body, f->body.len, digest);
 	const char *want = f->by_digest ? f->ref : (f->up_digest[0] ? f->up_digest : NULL);
 	if (want && strcmp(want, digest) != 0) {
 		wh_log(WH_LOG_ERROR, "upstream manifest does not match its digest", "repo", WH_LS,
@@ -666,9 +716,8 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	 * and a cache in front keeps it too. */
 	wh_manifest_doc m;
 	const char *why;
-	char detail[256];
-	if (wh_manifest_check(f->buf ? f->buf : "", f->len, f->ctype, &m, &why, detail,
-	                      sizeof(detail)) != 0) {
+	char detail[WH_MANIFEST_DETAIL_MAX];
+	if (wh_manifest_check(body, f->body.len, f->ctype, &m, &why, detail, sizeof(detail)) != 0) {
 		wh_log(WH_LOG_ERROR, "upstream sent an invalid manifest", "repo", WH_LS, f->name,
 		       "reference", WH_LS, f->ref, "error", WH_LS, why, "detail", WH_LS, detail,
 		       NULL);
@@ -677,7 +726,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	}
 	note_sizes(s, &f->map, &m);
 	int rc = wh_store_manifest_put(s->store, f->name, f->by_digest ? NULL : f->ref, digest,
-	                               m.media_type, f->buf ? f->buf : "", f->len);
+	                               m.media_type, body, f->body.len);
 	cJSON_Delete(m.doc);
 	if (rc != 0) {
 		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
@@ -755,13 +804,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 		return;
 	}
 	struct mfetch *f = mfetch_for(s, name, ref, map, by_digest, NULL);
-	struct mwait *w = wh_calloc(1, sizeof(*w));
-	w->f = f;
-	w->req = req;
-	w->next = f->waiters;
-	f->waiters = w;
-	req->data = w;
-	req->on_done = mwait_gone;
+	waiter_add(&f->waiters, req);
 }
 
 /* ---- blobs: the tee ---- */
@@ -770,19 +813,16 @@ static void bfetch_maybe_free(struct bfetch *f)
 {
 	if (!f->fetch_done || f->readers || f->iterating || f->in_table || f->publishing)
 		return;
-	if (f->fd >= 0)
-		close(f->fd);
+	wh_file_unref(f->file); /* closed once no reader's queue holds it */
 	for (int i = 0; i < f->n_also; i++)
 		free(f->also[i]);
 	free(f->also);
 	free(f);
 }
 
-static void reader_gone(wh_req *req)
+static void reader_gone(wh_req *req, wh_req_hook *hook)
 {
-	struct reader *rd = req->data;
-	if (!rd)
-		return;
+	struct reader *rd = WH_CONTAINER_OF(hook, struct reader, gone);
 	struct bfetch *f = rd->f;
 	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next) {
 		if (*pp == rd) {
@@ -848,14 +888,9 @@ static void reader_pump(struct reader *rd)
 	int64_t limit = WH_MIN(avail, f->verified ? end_excl : end_excl - 1);
 	if (rd->off < limit && wh_resp_can_write(req)) {
 		int64_t n = WH_MIN(limit - rd->off, (int64_t)SEGMENT_MAX);
-		int fd = dup(f->fd);
-		if (fd < 0) {
-			wh_req_abort(req);
-			return;
-		}
 		int64_t off = rd->off;
 		rd->off += n;
-		wh_resp_sendfile(req, fd, off, n);
+		wh_resp_send_file(req, f->file, off, n);
 		return; /* on_writable brings us back for the rest */
 	}
 	if (rd->off >= end_excl && f->verified)
@@ -1110,6 +1145,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 		free(f);
 		return NULL;
 	}
+	f->file = wh_file_new(f->fd);
 	snprintf(f->digest, sizeof(f->digest), "%s", digest);
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	f->map = *map;
@@ -1136,15 +1172,12 @@ static void bfetch_also(struct bfetch *f, const char *name)
 	f->also[f->n_also++] = wh_strdup(name);
 }
 
-static void bhead_gone(wh_req *req)
+static void bhead_gone(wh_req *req, wh_req_hook *hook)
 {
-	struct bhead *b = req->data;
-	if (!b)
-		return;
+	struct bhead *b = WH_CONTAINER_OF(hook, struct bhead, gone);
 	if (b->up)
 		wh_upstream_cancel(b->up);
 	free(b);
-	req->data = NULL;
 }
 
 static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
@@ -1185,8 +1218,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		b->req = req;
 		b->declared = declared_size(s, map, digest);
 		snprintf(b->digest, sizeof(b->digest), "%s", digest);
-		req->data = b;
-		req->on_done = bhead_gone;
+		wh_req_on_done(req, &b->gone, bhead_gone);
 		char path[WH_NAME_MAX + 128];
 		snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
 		b->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream, NULL,
@@ -1210,9 +1242,9 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	rd->range = !req->is_head && wh_req_range(req, &rd->start, &rd->end);
 	rd->next = f->readers;
 	f->readers = rd;
-	req->data = rd;
-	req->on_done = reader_gone;
+	req->data = rd; /* for reader_writable */
 	req->on_writable = reader_writable;
+	wh_req_on_done(req, &rd->gone, reader_gone);
 	if (f->got_head)
 		reader_head(rd);
 }
@@ -1235,35 +1267,21 @@ bool wh_sync_map_upstream(const wh_sync *s, const wh_sync_registry *reg, const c
 	(void)s;
 	for (int j = 0; j < reg->n_content; j++) {
 		const wh_sync_content *c = &reg->content[j];
-		size_t dl = 0, pl = 0;
-		const char *dest = c->destination ? trim_slashes(c->destination, &dl) : "";
-		const char *prefix = trim_slashes(c->prefix ? c->prefix : "**", &pl);
-		char pat[1024];
-		snprintf(pat, sizeof(pat), "%.*s", (int)pl, prefix);
-		bool literal = strpbrk(pat, "*?[{") == NULL;
-		if (!wh_glob_match(pat, upstream) &&
-		    !(literal && strncmp(upstream, pat, pl) == 0 && upstream[pl] == '/'))
+		struct rule r = rule_of(c);
+		if (!prefix_matches(r.prefix, r.pl, upstream))
 			continue;
 		/* The first rule that matches decides, as in Zot. The inverse of
 		 * wh_sync_map_name: stripPrefix drops the prefix's literal leading
 		 * components, destination goes in front. */
 		const char *rest = upstream;
 		if (c->strip_prefix) {
-			size_t lit = 0;
-			for (size_t x = 0; x < pl; x++) {
-				if (strchr("*?[{", prefix[x]))
-					break;
-				if (prefix[x] == '/')
-					lit = x;
-				if (x + 1 == pl)
-					lit = pl;
-			}
+			size_t lit = literal_len(r.prefix, r.pl);
 			rest = upstream + WH_MIN(lit, strlen(upstream));
 			while (*rest == '/')
 				rest++;
 		}
-		int k = snprintf(local, locallen, "%.*s%s%s", (int)dl, dest, dl && *rest ? "/" : "",
-		                 rest);
+		int k = snprintf(local, locallen, "%.*s%s%s", (int)r.dl, r.dest,
+		                 r.dl && *rest ? "/" : "", rest);
 		if (k <= 0 || (size_t)k >= locallen || !wh_name_valid(local, (size_t)k) ||
 		    strlen(upstream) >= sizeof(map->upstream))
 			return false;
@@ -1355,12 +1373,11 @@ struct lentry {
 	uint64_t valid_ms; /* fresh for this long after checked_ms */
 };
 
-struct lwait;
-
 enum lphase { LP_REFERRERS_API, LP_TAG_SCHEMA, LP_TAGS };
 
 /* A listing being fetched; every client asking meanwhile waits on it. */
 struct lfetch {
+	struct body body; /* first */
 	struct lfetch *next;
 	wh_sync *s;
 	enum lkind kind;
@@ -1372,19 +1389,11 @@ struct lfetch {
 	int status;
 	char ctype[256];
 	char next_path[1024]; /* the next page's path; "" when none */
-	char *buf;
-	size_t len, cap;
-	size_t total; /* tag bytes over all pages */
+	size_t total;         /* tag bytes over all pages */
 	int pages;
 	char **tags;
 	int n_tags, cap_tags;
-	struct lwait *waiters;
-};
-
-struct lwait {
-	struct lwait *next;
-	struct lfetch *f;
-	wh_req *req;
+	struct waiter *waiters;
 };
 
 static void lentry_free(struct lentry *e)
@@ -1453,50 +1462,6 @@ static void lentry_serve(wh_sync *s, const struct lentry *e, wh_req *req)
 	}
 }
 
-/* A media type as RFC 6838 has it: type/subtype of restricted-name
- * characters, at most 127 each (parameters are not part of one here). */
-static bool media_type_ok(const char *mt)
-{
-	size_t n = strlen(mt);
-	const char *slash = strchr(mt, '/');
-	if (!slash || slash == mt || n - (size_t)(slash - mt) - 1 == 0 || n > 255)
-		return false;
-	for (const char *p = mt; *p; p++)
-		if (p != slash && !isalnum((unsigned char)*p) && !strchr("!#$&-^_.+", *p))
-			return false;
-	return true;
-}
-
-/* A descriptor the spec would accept: mediaType, digest and size, with an
- * optional artifactType and string annotations. */
-static bool descriptor_ok(const cJSON *d)
-{
-	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
-	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
-	const cJSON *sz = cJSON_GetObjectItemCaseSensitive(d, "size");
-	const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "artifactType");
-	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(d, "annotations");
-	const cJSON *a;
-	if (!cJSON_IsObject(d) || !cJSON_IsString(mt) || !media_type_ok(mt->valuestring) ||
-	    !cJSON_IsString(dg) ||
-	    wh_digest_check(dg->valuestring, strlen(dg->valuestring)) != WH_DIGEST_OK ||
-	    !cJSON_IsNumber(sz) || sz->valuedouble < 0 || sz->valuedouble > 9007199254740991.0 ||
-	    sz->valuedouble != (double)(int64_t)sz->valuedouble)
-		return false;
-	if (at && (!cJSON_IsString(at) || !media_type_ok(at->valuestring)))
-		return false;
-	if (ann) {
-		if (!cJSON_IsObject(ann))
-			return false;
-		cJSON_ArrayForEach(a, ann)
-		{
-			if (!cJSON_IsString(a))
-				return false;
-		}
-	}
-	return true;
-}
-
 /* The manifests of an image index, validated, as a JSON array (malloc'd).
  * Returns 0; 1 when body is not an image index at all (not JSON, or no
  * manifests array, or another mediaType); -1 when it is one but a
@@ -1515,7 +1480,7 @@ static int index_referrers(const char *body, size_t len, char **out)
 	rc = -1;
 	cJSON_ArrayForEach(d, list)
 	{
-		if (!descriptor_ok(d))
+		if (!wh_descriptor_valid(d))
 			goto out;
 	}
 	*out = cJSON_PrintUnformatted(list);
@@ -1525,24 +1490,9 @@ out:
 	return rc;
 }
 
-static void lwait_gone(wh_req *req)
-{
-	struct lwait *w = req->data;
-	if (!w)
-		return;
-	for (struct lwait **pp = &w->f->waiters; *pp; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	}
-	free(w);
-	req->data = NULL;
-}
-
 static void lfetch_free(struct lfetch *f)
 {
-	free(f->buf);
+	free(f->body.buf);
 	wh_strv_free(f->tags, f->n_tags);
 	free(f);
 }
@@ -1598,15 +1548,9 @@ static void lfetch_finish(struct lfetch *f, char *referrers, const char *why)
 	/* A failure is not asked about again by every request meanwhile. */
 	e->checked_ms = uv_now(s->loop);
 	e->valid_ms = ok ? interval : WH_MIN(interval, (uint64_t)RECHECK_AFTER_ERROR_MS);
-	while (f->waiters) {
-		struct lwait *w = f->waiters;
-		f->waiters = w->next;
-		wh_req *req = w->req;
-		req->data = NULL;
-		req->on_done = NULL;
-		free(w);
+	wh_req *req;
+	while ((req = waiter_pop(&f->waiters)))
 		lentry_serve(s, e, req);
-	}
 	lfetch_free(f);
 }
 
@@ -1618,17 +1562,9 @@ static void l_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	snprintf(f->next_path, sizeof(f->next_path), "%s", h->link_next ? h->link_next : "");
 }
 
-static int l_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
-{
-	struct lfetch *f = arg;
-	/* Never past the request's max_body: the upstream client holds it. */
-	wh_buf_append(&f->buf, &f->len, &f->cap, data, len);
-	return 0;
-}
-
 static void l_on_done(wh_up_req *r, int err, void *arg);
 
-static const wh_up_cbs lcbs = {l_on_head, l_on_data, l_on_done};
+static const wh_up_cbs lcbs = {l_on_head, body_on_data, l_on_done};
 
 static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path)
 {
@@ -1636,7 +1572,7 @@ static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path
 	if (phase == LP_TAGS)
 		opts.max_body = (int64_t)(TAGS_BYTES_MAX - f->total);
 	f->phase = phase;
-	f->len = 0;
+	f->body.len = 0;
 	f->status = 0;
 	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream,
 	                            phase == LP_TAGS            ? "application/json"
@@ -1681,14 +1617,14 @@ static bool next_tags_page(const struct lfetch *f, char *path, size_t len)
 static const char *take_tags_page(struct lfetch *f)
 {
 	const char *why = NULL;
-	cJSON *doc = cJSON_ParseWithLength(f->buf ? f->buf : "", f->len);
+	cJSON *doc = cJSON_ParseWithLength(f->body.buf ? f->body.buf : "", f->body.len);
 	const cJSON *tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
 	const cJSON *t;
 	if (!cJSON_IsObject(doc) || !(cJSON_IsArray(tags) || cJSON_IsNull(tags) || !tags)) {
 		why = "tags/list is not a tag list";
 		goto out;
 	}
-	f->total += f->len;
+	f->total += f->body.len;
 	const cJSON *arr = cJSON_IsArray(tags) ? tags : NULL;
 	cJSON_ArrayForEach(t, arr)
 	{
@@ -1752,7 +1688,7 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 		}
 		if (f->status != 200)
 			break;
-		switch (index_referrers(f->buf, f->len, &list)) {
+		switch (index_referrers(f->body.buf, f->body.len, &list)) {
 		case 0:
 			lfetch_finish(f, list, NULL);
 			return;
@@ -1775,7 +1711,7 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 		}
 		if (f->status != 200)
 			break;
-		if (index_referrers(f->buf, f->len, &list) != 0) {
+		if (index_referrers(f->body.buf, f->body.len, &list) != 0) {
 			lfetch_finish(f, NULL, "the upstream's referrers tag is not a valid index");
 			return;
 		}
@@ -1853,13 +1789,7 @@ static void listing(wh_sync *s, wh_req *req, enum lkind kind, const char *name, 
 		return;
 	}
 	struct lfetch *f = lfetch_for(s, kind, name, key, map);
-	struct lwait *w = wh_calloc(1, sizeof(*w));
-	w->f = f;
-	w->req = req;
-	w->next = f->waiters;
-	f->waiters = w;
-	req->data = w;
-	req->on_done = lwait_gone;
+	waiter_add(&f->waiters, req);
 }
 
 void wh_sync_referrers(wh_sync *s, wh_req *req, const char *name, const char *digest,
@@ -1882,13 +1812,9 @@ static void listings_free(wh_sync *s)
 		s->lfetches = f->next;
 		if (f->up)
 			wh_upstream_cancel(f->up);
-		while (f->waiters) {
-			struct lwait *w = f->waiters;
-			f->waiters = w->next;
-			w->req->data = NULL;
-			wh_req_abort(w->req);
-			free(w);
-		}
+		wh_req *req;
+		while ((req = waiter_pop(&f->waiters)))
+			wh_req_abort(req);
 		lfetch_free(f);
 	}
 	while (s->listings) {
@@ -1943,16 +1869,12 @@ void wh_sync_free(wh_sync *s)
 		struct mfetch *f = s->mfetches;
 		if (f->up)
 			wh_upstream_cancel(f->up);
-		while (f->waiters) {
-			struct mwait *w = f->waiters;
-			f->waiters = w->next;
-			w->req->data = NULL;
-			wh_req_abort(w->req);
-			free(w);
-		}
+		wh_req *req;
+		while ((req = waiter_pop(&f->waiters)))
+			wh_req_abort(req);
 		s->mfetches = f->next;
 		notes_drop(&f->notes);
-		free(f->buf);
+		free(f->body.buf);
 		free(f);
 	}
 	while (s->bfetches) {
@@ -1973,6 +1895,7 @@ void wh_sync_free(wh_sync *s)
 		for (struct reader *rd = f->readers, *next; rd; rd = next) {
 			next = rd->next;
 			rd->req->data = NULL;
+			wh_req_cancel_done(rd->req, &rd->gone);
 			free(rd);
 		}
 		f->readers = NULL;

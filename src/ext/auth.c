@@ -1,12 +1,13 @@
-/* The access phase: htpasswd authentication, then access.h's rules.
+/* The access phases: htpasswd authentication, then access.h's rules.
  *
  * A request reaches a content handler through here only. The common case —
  * no auth configured, or credentials verified a moment ago — is decided at
- * once, within wh_auth_check. A password not seen recently goes to the
- * thread pool (crypt_r takes tens of milliseconds for bcrypt at cost 10:
- * on the loop that would stall every other client); the request waits with
- * its state in req->data until the verification ends, then goes on from the
- * loop. A denial under failDelay waits on a timer the same way. */
+ * once, within the authenticate phase. A password not seen recently goes to
+ * the thread pool (crypt_r takes tens of milliseconds for bcrypt at cost
+ * 10: on the loop that would stall every other client); the phase holds
+ * the request until the verification ends, then resumes it from the loop.
+ * A denial under failDelay waits on a timer. Either wait detaches itself in
+ * a done hook when the client leaves first. */
 #include "wharf/ext/auth.h"
 
 #include <crypt.h>
@@ -19,12 +20,11 @@
 #include <strings.h>
 #include <sys/random.h>
 
-#include "wharf/ext/access.h"
 #include "wharf/base/common.h"
 #include "wharf/base/log.h"
+#include "wharf/ext/access.h"
 #include "wharf/oci/ref.h"
-
-#define API_VERSION "registry/2.0"
+#include "wharf/oci/response.h"
 /* Remembered verifications: a fixed table, so memory is bounded whatever the
  * number of users; two credentials that share a slot evict each other and
  * cost one more hash, nothing else. */
@@ -67,11 +67,8 @@ struct job;
 struct waiter {
 	struct waiter *prev, *next;
 	struct job *job;
-	wh_req *req;
-	char *repo; /* NULL: none */
-	unsigned action;
-	wh_auth_next next_cb;
-	void *arg;
+	wh_call *call;
+	wh_req_hook gone; /* the client left first */
 };
 
 /* One password being checked in the thread pool. It owns copies of what it
@@ -92,6 +89,7 @@ struct job {
 struct delay {
 	uv_timer_t timer;
 	wh_req *req; /* NULL once the request is gone */
+	wh_req_hook gone;
 	int status;
 	const char *body;
 	char challenge[300];
@@ -100,7 +98,6 @@ struct delay {
 struct wh_auth {
 	uv_loop_t *loop;
 	const wh_auth_settings *cfg;
-	const wh_access_config *access;
 	bool authn; /* htpasswd configured */
 	bool mtls;  /* http.tls with a cacert: a verified client certificate's CN is a user */
 	struct user *users;
@@ -184,15 +181,13 @@ static const struct user *find_user(const wh_auth *a, const char *name)
 	return NULL;
 }
 
-int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, const wh_access_config *access,
-                bool mtls, wh_auth **out)
+int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, wh_auth **out)
 {
 	wh_auth *a = wh_calloc(1, sizeof(*a));
 	a->loop = loop;
 	a->cfg = cfg;
 	a->authn = cfg->htpasswd_path && *cfg->htpasswd_path;
-	a->access = access;
-	a->mtls = mtls;
+	a->mtls = cfg->mtls;
 	const char *realm = cfg->realm && *cfg->realm ? cfg->realm : "Authorization Required";
 	/* Go-quoted, as Zot's strconv.Quote: escape '"' and '\'. */
 	size_t n = (size_t)snprintf(a->challenge, sizeof(a->challenge), "Basic realm=\"");
@@ -283,7 +278,7 @@ static void send_error(wh_req *req, int status, const char *body, const char *ch
 {
 	size_t len = strlen(body);
 	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", API_VERSION);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
 	wh_resp_header(req, "Content-Type", "application/json");
 	if (challenge)
 		wh_resp_header(req, "WWW-Authenticate", "%s", challenge);
@@ -297,10 +292,9 @@ static void delay_closed(uv_handle_t *h)
 	free(h->data);
 }
 
-static void delay_gone(wh_req *req)
+static void delay_gone(wh_req *req, wh_req_hook *hook)
 {
-	struct delay *d = req->data;
-	req->data = NULL;
+	struct delay *d = WH_CONTAINER_OF(hook, struct delay, gone);
 	d->req = NULL;
 	uv_timer_stop(&d->timer);
 	uv_close((uv_handle_t *)&d->timer, delay_closed);
@@ -310,8 +304,7 @@ static void delay_fire(uv_timer_t *t)
 {
 	struct delay *d = t->data;
 	wh_req *req = d->req;
-	req->data = NULL;
-	req->on_done = NULL;
+	wh_req_cancel_done(req, &d->gone);
 	uv_close((uv_handle_t *)&d->timer, delay_closed);
 	send_error(req, d->status, d->body, d->challenge[0] ? d->challenge : NULL);
 }
@@ -332,8 +325,7 @@ static void deny(wh_auth *a, wh_req *req, int status, const char *body, bool del
 	snprintf(d->challenge, sizeof(d->challenge), "%s", ch ? ch : "");
 	uv_timer_init(a->loop, &d->timer);
 	d->timer.data = d;
-	req->data = d;
-	req->on_done = delay_gone;
+	wh_req_on_done(req, &d->gone, delay_gone);
 	uv_timer_start(&d->timer, delay_fire, (uint64_t)fd * 1000, 0);
 }
 
@@ -346,20 +338,13 @@ static void authn_failed(wh_auth *a, wh_req *req, const char *user, const char *
 	deny(a, req, 401, body_authn, user != NULL);
 }
 
-/* Authentication is settled: user (NULL: anonymous) may or may not. */
-static void authorize(wh_auth *a, wh_req *req, const char *user, const char *repo, unsigned action,
-                      wh_auth_next next, void *arg)
+/* The user the request is authenticated as, for the rest of it. */
+static void set_user(wh_call *call, const char *user)
 {
-	if (!repo || wh_access_allows(a->access, user, repo, action)) {
-		next(req, arg, user);
-		return;
-	}
-	wh_log(WH_LOG_INFO, "access denied", "user", WH_LS, user ? user : "(anonymous)", "repo",
-	       WH_LS, repo, "method", WH_LS, req->method, "client", WH_LS, req->client, NULL);
-	if (user)
-		deny(a, req, 403, body_denied, true);
-	else
-		deny(a, req, 401, body_authz_anon, true);
+	size_t n = strlen(user) + 1;
+	char *u = wh_req_alloc(call->req, n);
+	memcpy(u, user, n);
+	call->user = u;
 }
 
 /* ---- verification in the thread pool ---- */
@@ -385,18 +370,16 @@ static void job_work(uv_work_t *w)
 	free(cd);
 }
 
-static void waiter_gone(wh_req *req)
+static void waiter_gone(wh_req *req, wh_req_hook *hook)
 {
-	struct waiter *w = req->data;
+	struct waiter *w = WH_CONTAINER_OF(hook, struct waiter, gone);
 	if (w->prev)
 		w->prev->next = w->next;
 	else
 		w->job->waiters = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
-	free(w->repo);
 	free(w);
-	req->data = NULL;
 }
 
 static void job_free(struct job *j)
@@ -433,24 +416,24 @@ static void job_done(uv_work_t *wk, int status)
 		j->waiters = w->next;
 		if (j->waiters)
 			j->waiters->prev = NULL;
-		wh_req *req = w->req;
-		req->data = NULL;
-		req->on_done = NULL;
-		if (!a)
-			; /* cannot happen: the module outlives its requests */
-		else if (ok)
-			authorize(a, req, j->user, w->repo, w->action, w->next_cb, w->arg);
-		else
-			authn_failed(a, req, j->user, "wrong password");
-		free(w->repo);
+		wh_call *call = w->call;
+		wh_req_cancel_done(call->req, &w->gone);
 		free(w);
+		if (!a) {
+			; /* cannot happen: the module outlives its requests */
+		} else if (ok) {
+			set_user(call, j->user);
+			wh_call_resume(call);
+		} else {
+			authn_failed(a, call->req, j->user, "wrong password");
+		}
 	}
 	job_free(j);
 }
 
 /* Wait for the verification of key, starting one if none is running. */
-static void verify(wh_auth *a, wh_req *req, const struct user *u, const char *pass, const char *key,
-                   const char *repo, unsigned action, wh_auth_next next, void *arg)
+static wh_phase_rc verify(wh_auth *a, wh_call *call, const struct user *u, const char *pass,
+                          const char *key)
 {
 	struct job *j;
 	for (j = a->jobs; j; j = j->next)
@@ -466,8 +449,8 @@ static void verify(wh_auth *a, wh_req *req, const struct user *u, const char *pa
 		j->hash = wh_strdup(u->hash);
 		if (uv_queue_work(a->loop, &j->work, job_work, job_done) != 0) {
 			job_free(j);
-			authn_failed(a, req, u->name, "cannot queue the verification");
-			return;
+			authn_failed(a, call->req, u->name, "cannot queue the verification");
+			return WH_PHASE_DONE;
 		}
 		j->next = a->jobs;
 		if (a->jobs)
@@ -478,17 +461,13 @@ static void verify(wh_auth *a, wh_req *req, const struct user *u, const char *pa
 	}
 	struct waiter *w = wh_calloc(1, sizeof(*w));
 	w->job = j;
-	w->req = req;
-	w->repo = repo ? wh_strdup(repo) : NULL;
-	w->action = action;
-	w->next_cb = next;
-	w->arg = arg;
+	w->call = call;
 	w->next = j->waiters;
 	if (j->waiters)
 		j->waiters->prev = w;
 	j->waiters = w;
-	req->data = w;
-	req->on_done = waiter_gone;
+	wh_req_on_done(call->req, &w->gone, waiter_gone);
+	return WH_PHASE_WAIT;
 }
 
 /* ---- the phase ---- */
@@ -529,14 +508,15 @@ static bool docker_client(const wh_req *req)
 	return ua && (strstr(ua, "Docker-Client") || strncasecmp(ua, "docker/", 7) == 0);
 }
 
-void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, wh_auth_next next,
-                   void *arg)
+/* Who asks: Basic credentials, else a verified client certificate, else
+ * anonymous where that is possible. */
+static wh_phase_rc authenticate(void *state, wh_call *call)
 {
-	const wh_access_config *ac = a->access;
-	if (!a->authn && !a->mtls && !ac->enabled) {
-		next(req, arg, NULL);
-		return;
-	}
+	wh_auth *a = state;
+	wh_req *req = call->req;
+	const wh_access_config *ac = &a->cfg->access;
+	if (!a->authn && !a->mtls && !ac->enabled)
+		return WH_PHASE_NEXT;
 	const char *hdr = NULL;
 	int n_hdr = 0;
 	for (int i = 0; i < req->n_headers; i++)
@@ -546,7 +526,7 @@ void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, w
 		}
 	if (n_hdr > 1) {
 		authn_failed(a, req, "", "more than one Authorization header");
-		return;
+		return WH_PHASE_DONE;
 	}
 	if (a->authn && hdr && *hdr) {
 		char buf[CRED_MAX + 1];
@@ -554,58 +534,77 @@ void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, w
 		int pr = parse_basic(hdr, buf, sizeof(buf), &user, &pass);
 		if (pr < 0) {
 			authn_failed(a, req, "", "not Basic credentials");
-			return;
+			return WH_PHASE_DONE;
 		}
 		if (pr > 0) {
+			wh_phase_rc rc = WH_PHASE_NEXT;
 			char key[WH_DIGEST_LEN + 1];
 			cred_key(a, user, pass, key);
+			const struct user *u = NULL;
 			if (cache_hit(a, key)) {
-				/* The password goes before the request does. */
-				explicit_bzero(pass, strlen(pass));
-				authorize(a, req, user, repo, action, next, arg);
-				return;
-			}
-			const struct user *u = find_user(a, user);
-			if (!u)
+				set_user(call, user);
+			} else if (!(u = find_user(a, user))) {
 				authn_failed(a, req, user, "unknown user");
-			else if (!u->supported)
+				rc = WH_PHASE_DONE;
+			} else if (!u->supported) {
 				authn_failed(a, req, user, "unsupported hash type in htpasswd");
-			else
-				verify(a, req, u, pass, key, repo, action, next, arg);
+				rc = WH_PHASE_DONE;
+			} else {
+				rc = verify(a, call, u, pass, key);
+			}
+			/* The password goes before the request does. */
 			explicit_bzero(buf, sizeof(buf));
-			return;
+			return rc;
 		}
 	}
 	/* No password: a verified client certificate is the user, as in Zot's
 	 * chain (Basic first, then mTLS, then anonymous). */
 	if (a->mtls && req->tls_identity) {
-		authorize(a, req, req->tls_identity, repo, action, next, arg);
-		return;
+		set_user(call, req->tls_identity);
+		return WH_PHASE_NEXT;
 	}
 	/* No credentials. Without any authentication configured, everyone is
 	 * authenticated (Zot); otherwise anonymous, where that is possible. */
-	if (!a->authn && !a->mtls) {
-		authorize(a, req, NULL, repo, action, next, arg);
-		return;
-	}
+	if (!a->authn && !a->mtls)
+		return WH_PHASE_NEXT;
 	bool base = strcmp(req->path, "/v2/") == 0 || strcmp(req->path, "/v2") == 0;
 	if (!wh_access_anonymous_possible(ac) ||
 	    (base && wh_access_needs_login(ac) && docker_client(req))) {
 		/* Docker sends credentials only when challenged on /v2/. */
 		authn_failed(a, req, NULL, "no credentials");
-		return;
+		return WH_PHASE_DONE;
 	}
-	authorize(a, req, NULL, repo, action, next, arg);
+	return WH_PHASE_NEXT;
+}
+
+/* Authentication is settled: the user (NULL: anonymous) may or may not.
+ * Requests about no repository (/v2/, the catalog) need only
+ * authentication. */
+static wh_phase_rc authorize(void *state, wh_call *call)
+{
+	wh_auth *a = state;
+	wh_req *req = call->req;
+	const char *user = call->user, *repo = call->route.name;
+	if (!wh_route_has_repo(&call->route) ||
+	    wh_access_allows(&a->cfg->access, user, repo, call->route.action))
+		return WH_PHASE_NEXT;
+	wh_log(WH_LOG_INFO, "access denied", "user", WH_LS, user ? user : "(anonymous)", "repo",
+	       WH_LS, repo, "method", WH_LS, req->method, "client", WH_LS, req->client, NULL);
+	if (user)
+		deny(a, req, 403, body_denied, true);
+	else
+		deny(a, req, 401, body_authz_anon, true);
+	return WH_PHASE_DONE;
 }
 
 bool wh_auth_may(const wh_auth *a, const char *user, const char *repo, unsigned action)
 {
-	return wh_access_allows(a->access, user, repo, action);
+	return wh_access_allows(&a->cfg->access, user, repo, action);
 }
 
 bool wh_auth_filters(const wh_auth *a)
 {
-	return a->access->enabled;
+	return a->cfg->access.enabled;
 }
 
 void wh_auth_base_headers(const wh_auth *a, wh_req *req)
@@ -618,6 +617,40 @@ uint64_t wh_auth_verifications(const wh_auth *a)
 {
 	return a->verifications;
 }
+
+/* ---- the module ---- */
+
+static int module_init(const wh_module_env *env, const void *settings, void **state)
+{
+	wh_auth *a = NULL;
+	int rc = wh_auth_new(env->loop, settings, &a);
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot start authentication", "error", WH_LS, wh_strerror(rc),
+		       NULL);
+		return rc;
+	}
+	*state = a;
+	return 0;
+}
+
+static void module_free(void *state)
+{
+	wh_auth_free(state);
+}
+
+static int module_reload(void *state)
+{
+	return wh_auth_reload(state);
+}
+
+const wh_module wh_auth_module = {
+    .name = "auth",
+    .init = module_init,
+    .free = module_free,
+    .reload = module_reload,
+    .authenticate = authenticate,
+    .authorize = authorize,
+};
 
 /* ---- configuration: http.auth, http.realm ---- */
 
@@ -656,5 +689,6 @@ void wh_auth_settings_free(wh_auth_settings *s)
 {
 	free(s->realm);
 	free(s->htpasswd_path);
+	wh_access_config_free(&s->access);
 	memset(s, 0, sizeof(*s));
 }

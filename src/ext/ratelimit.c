@@ -11,6 +11,8 @@
 #include <sys/random.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/log.h"
+#include "wharf/oci/response.h"
 
 #define WAYS 4
 #define SETS (WH_RATELIMIT_SLOTS / WAYS)
@@ -28,6 +30,7 @@ struct limiter {
 
 struct wh_ratelimit {
 	const wh_ratelimit_settings *cfg;
+	uv_loop_t *loop; /* the module's clock; NULL outside the pipeline */
 	struct limiter *limiters;
 	int n_limiters;
 	uint64_t seed; /* so that nobody can aim paths at one set */
@@ -221,6 +224,57 @@ int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms)
 	}
 	return 0;
 }
+
+/* ---- the module: the preaccess phase ---- */
+
+static int module_init(const wh_module_env *env, const void *settings, void **state)
+{
+	wh_ratelimit *rl;
+	int rc = wh_ratelimit_new(settings, &rl);
+	if (rc != 0)
+		return rc;
+	if (rl) {
+		rl->loop = env->loop;
+		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI,
+		       (long long)((const wh_ratelimit_settings *)settings)->rate, NULL);
+	}
+	*state = rl;
+	return 0;
+}
+
+static void module_free(void *state)
+{
+	wh_ratelimit_free(state);
+}
+
+/* Outermost, as Zot's: a refused request costs no password check. */
+static wh_phase_rc preaccess(void *state, wh_call *call)
+{
+	wh_ratelimit *rl = state;
+	if (!rl)
+		return WH_PHASE_NEXT;
+	int wait = wh_ratelimit_take(rl, call->req, uv_now(rl->loop));
+	if (wait == 0)
+		return WH_PHASE_NEXT;
+	static const char body[] = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\","
+	                           "\"message\":\"too many requests\"}]}";
+	wh_req *req = call->req;
+	wh_resp_start(req, 429);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_resp_header(req, "Content-Type", "application/json");
+	wh_resp_header(req, "Retry-After", "%d", wait);
+	wh_resp_length(req, sizeof(body) - 1);
+	wh_resp_write(req, body, sizeof(body) - 1);
+	wh_resp_end(req);
+	return WH_PHASE_DONE;
+}
+
+const wh_module wh_ratelimit_module = {
+    .name = "ratelimit",
+    .init = module_init,
+    .free = module_free,
+    .preaccess = preaccess,
+};
 
 /* ---- configuration: http.ratelimit, http.wharf.trustedProxies ---- */
 

@@ -19,7 +19,6 @@
 #include <llhttp.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/file.h"
 #include "wharf/base/log.h"
 #include "wharf/net/tls.h"
 #include "wharf/net/transport.h"
@@ -48,16 +48,17 @@
 /* One element of the send queue: bytes in memory, or a range of a file. */
 struct seg {
 	struct seg *next;
-	int fd; /* -1 for memory */
+	wh_file *file; /* NULL for memory; a reference held by the segment */
 	int64_t off, len;
 	size_t used, sent, cap;
 	char mem[];
 };
 
 enum phase {
-	PH_IDLE, /* between requests: idle timeout */
-	PH_HEAD, /* receiving a request head: header timeout, no reset */
-	PH_REQ,  /* the handler has the request */
+	PH_HANDSHAKE, /* the transport's handshake (TLS): handshake timeout */
+	PH_IDLE,      /* between requests: idle timeout */
+	PH_HEAD,      /* receiving a request head: header timeout, no reset */
+	PH_REQ,       /* the handler has the request */
 };
 
 struct head_item {
@@ -89,7 +90,6 @@ struct wh_conn {
 	wh_conn *post_prev, *post_next;
 	bool posted;
 	llhttp_t parser;
-	int fd;
 	int events;
 	enum phase phase;
 	uint64_t activity; /* uv_now at the last progress that resets the timer */
@@ -182,7 +182,10 @@ struct wh_server {
 	bool timer_closing;
 	int final_closes; /* the idle and check handles and the shutdown timer */
 	llhttp_settings_t settings;
-	wh_tls *tls;          /* NULL: plain HTTP */
+	wh_tls *tls; /* NULL: plain HTTP */
+	/* How long a transport's handshake may take. No key of its own yet: the
+	 * header timeout, which held handshakes before they had a phase. */
+	int64_t handshake_timeout_ms;
 	uv_idle_t ready_idle; /* runs while the ready list is not empty */
 	wh_conn *ready_head;
 	/* The posted list, oldest first, run from the loop: by post_check after
@@ -211,6 +214,7 @@ static void conn_update_timer(wh_conn *c);
 static void conn_feed(wh_conn *c, const char *data, size_t len);
 static void server_maybe_done(wh_server *srv);
 static void conn_read(wh_conn *c);
+static void conn_handshake_check(wh_conn *c);
 
 static const char *reason(int status)
 {
@@ -285,7 +289,7 @@ static struct seg *seg_new_mem(size_t cap)
 {
 	struct seg *s = wh_malloc(sizeof(*s) + cap);
 	s->next = NULL;
-	s->fd = -1;
+	s->file = NULL;
 	s->off = s->len = 0;
 	s->used = s->sent = 0;
 	s->cap = cap;
@@ -294,8 +298,8 @@ static struct seg *seg_new_mem(size_t cap)
 
 static void seg_free(wh_conn *c, struct seg *s)
 {
-	if (s->fd >= 0) {
-		close(s->fd);
+	if (s->file) {
+		wh_file_unref(s->file);
 		c->out_files--;
 	}
 	free(s);
@@ -315,7 +319,7 @@ static void queue_mem(wh_conn *c, const void *data, size_t len)
 	const char *p = data;
 	while (len > 0) {
 		struct seg *t = c->out_tail;
-		if (!t || t->fd >= 0 || t->used == t->cap) {
+		if (!t || t->file || t->used == t->cap) {
 			t = seg_new_mem(SEG_SIZE);
 			queue_push(c, t);
 		}
@@ -654,6 +658,9 @@ static void conn_update_timer(wh_conn *c)
 	if (c->out_head && c->write_blocked) {
 		limit = cfg->send_timeout_ms;
 		what = "send timeout";
+	} else if (c->phase == PH_HANDSHAKE) {
+		limit = c->srv->handshake_timeout_ms;
+		what = "handshake timeout";
 	} else if (c->phase == PH_IDLE) {
 		limit = cfg->idle_timeout_ms;
 		what = NULL; /* an idle keep-alive connection just goes */
@@ -859,23 +866,15 @@ static int reclaim(wh_server *srv, int n, const char *why)
 }
 
 /* The request is over: its done hooks run (last registered first), then the
- * legacy on_done, then the request's memory is freed. A hook may register or
- * cancel hooks; whatever is registered by then runs. */
+ * request's memory is freed. A hook may register or cancel hooks; whatever
+ * is registered by then runs. */
 static void req_finish(wh_conn *c)
 {
-	for (;;) {
+	while (c->hooks) {
 		wh_req_hook *h = c->hooks;
-		if (h) {
-			c->hooks = h->next;
-			h->next = NULL;
-			h->fn(&c->req, h);
-			continue;
-		}
-		wh_req_cb done = c->req.on_done;
-		if (!done)
-			break;
-		c->req.on_done = NULL;
-		done(&c->req);
+		c->hooks = h->next;
+		h->next = NULL;
+		h->fn(&c->req, h);
 	}
 	while (c->mem) {
 		struct req_mem *m = c->mem;
@@ -898,15 +897,14 @@ static void conn_free_cb(uv_handle_t *h)
 	arena_reset(c);
 	free(c->pend);
 	queue_clear(c);
-	c->tp->ops->free(c->tp);
-	close(c->fd);
+	c->tp->ops->close(c->tp);
 	free(c);
 	srv->pending_closes--;
 	server_maybe_done(srv);
 }
 
 /* Close at a safe time: handles are closed now, memory is freed (and the
- * handler's on_done called) from the close callbacks, never inside a parser
+ * request's done hooks run) from the close callbacks, never inside a parser
  * or handler callback. */
 static void conn_close(wh_conn *c)
 {
@@ -1037,22 +1035,22 @@ static void conn_linger(wh_conn *c)
 	c->lingering = true;
 	reuse_del(c);
 	ready_del(c);
-	if (c->tp->ops->close_notify)
-		c->tp->ops->close_notify(c->tp);
-	shutdown(c->fd, SHUT_WR);
+	c->tp->ops->shutdown_write(c->tp);
 	c->activity = uv_now(c->srv->loop);
 	c->events = 0;
 	uv_poll_start(&c->poll, UV_READABLE, conn_poll_cb);
 	conn_update_timer(c);
 }
 
+/* Over TLS the records are decrypted to be dropped: the transport's read is
+ * the only way to tell its end of stream, and a peer that sends garbage is
+ * closed on at once. Input that waits inside the transport is read here too,
+ * since the loop goes on until the socket has nothing. */
 static void conn_drain(wh_conn *c)
 {
 	for (size_t total = 0; total < LINGER_BYTES;) {
-		ssize_t n = read(c->fd, read_buf, sizeof(read_buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
+		ssize_t n = c->tp->ops->read(c->tp, read_buf, sizeof(read_buf));
+		if (n == -EAGAIN)
 			return;
 		if (n <= 0)
 			break;
@@ -1148,6 +1146,20 @@ static void tls_probe(wh_conn *c)
 	conn_close(c);
 }
 
+/* The transport's handshake is done (by a read or a write): until a request
+ * begins, the connection is idle. */
+static void conn_handshake_check(wh_conn *c)
+{
+	if (!c->handshaking || c->tp->handshaking)
+		return;
+	c->handshaking = false;
+	if (c->phase == PH_HANDSHAKE) {
+		c->phase = PH_IDLE;
+		c->activity = uv_now(c->srv->loop);
+		conn_update_timer(c);
+	}
+}
+
 static void conn_read(wh_conn *c)
 {
 	/* A bounded number of reads per event, so one fast client cannot starve
@@ -1156,16 +1168,7 @@ static void conn_read(wh_conn *c)
 	     i++) {
 		ssize_t n = c->tp->ops->read(c->tp, read_buf, sizeof(read_buf));
 		c->read_wants_write = n == -EAGAIN && c->tp->want == WH_WANT_WRITE;
-		if (c->handshaking && !c->tp->handshaking) {
-			/* Handshake done: until a request begins, the connection is
-			 * idle, not late with a request head. */
-			c->handshaking = false;
-			if (c->phase == PH_HEAD && !c->req_active) {
-				c->phase = PH_IDLE;
-				c->activity = uv_now(c->srv->loop);
-				conn_update_timer(c);
-			}
-		}
+		conn_handshake_check(c);
 		if (n == -EAGAIN)
 			break;
 		if (n > 0 && !c->any_input && !c->srv->tls && read_buf[0] == 0x16) {
@@ -1212,31 +1215,17 @@ static int conn_write(wh_conn *c)
 		struct seg *s = c->out_head;
 		ssize_t n;
 		size_t asked = 0;
-		if (s->fd >= 0) {
+		if (s->file) {
 			if (s->len == 0) {
 				n = 0;
-			} else if (c->tp->ops->sendfile) {
+			} else {
 				asked = (size_t)WH_MIN(s->len, (int64_t)1 << 30);
-				n = c->tp->ops->sendfile(c->tp, s->fd, &s->off, asked);
+				n = c->tp->ops->sendfile(c->tp, wh_file_fd(s->file), &s->off,
+				                         asked);
 				if (n > 0)
 					s->len -= n;
 				else if (n == 0)
 					n = -EPIPE; /* the file is shorter than promised */
-			} else {
-				char buf[SEG_SIZE];
-				ssize_t r =
-				    pread(s->fd, buf, (size_t)WH_MIN(s->len, (int64_t)sizeof(buf)),
-				          (off_t)s->off);
-				if (r <= 0) {
-					n = -EIO;
-				} else {
-					struct iovec iov = {buf, (size_t)r};
-					n = c->tp->ops->writev(c->tp, &iov, 1, false);
-					if (n > 0) {
-						s->off += n;
-						s->len -= n;
-					}
-				}
 			}
 			if (n >= 0) {
 				if (s->len == 0) {
@@ -1250,13 +1239,13 @@ static int conn_write(wh_conn *c)
 			struct iovec iov[16];
 			int cnt = 0;
 			struct seg *m = s;
-			for (; m && m->fd < 0 && cnt < 16; m = m->next) {
+			for (; m && !m->file && cnt < 16; m = m->next) {
 				iov[cnt].iov_base = m->mem + m->sent;
 				iov[cnt].iov_len = m->used - m->sent;
 				cnt++;
 			}
 			/* A head followed by a file: let it share the file's first packet. */
-			bool more = m && m->fd >= 0;
+			bool more = m && m->file;
 			for (int i = 0; i < cnt; i++)
 				asked += iov[i].iov_len;
 			n = c->tp->ops->writev(c->tp, iov, cnt, more);
@@ -1299,6 +1288,7 @@ static int conn_write(wh_conn *c)
 	}
 	if (!c->out_head)
 		c->write_blocked = false;
+	conn_handshake_check(c); /* a write can finish it (a refused client's 503) */
 	return 0;
 }
 
@@ -1445,9 +1435,8 @@ static void resp_flush(wh_conn *c)
  * input is still waiting it is parsed first, and the end of it seen then. */
 static void conn_peer_hup(wh_conn *c)
 {
-	char b;
-	ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	int n = c->tp->ops->peek(c->tp);
+	if (n == -EAGAIN)
 		return;
 	c->hup_checked = true; /* the event is level-triggered: once is enough */
 	if (n < 0 || (n == 0 && !c->head_open && c->req_active)) {
@@ -1494,7 +1483,6 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 {
 	wh_conn *c = wh_calloc(1, sizeof(*c));
 	c->srv = srv;
-	c->fd = fd;
 	c->tp = srv->tls ? wh_transport_tls(srv->tls, fd) : wh_transport_plain(fd);
 	c->handshaking = c->tp->handshaking;
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1510,17 +1498,13 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 		port = ntohs(a->sin6_port);
 		snprintf(c->client, sizeof(c->client), "[%s]:%d", ip, port);
 	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-
 	llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
 	c->parser.data = c;
-	uv_poll_init(srv->loop, &c->poll, fd);
+	uv_poll_init(srv->loop, &c->poll, c->tp->fd);
 	uv_timer_init(srv->loop, &c->timer);
 	c->poll.data = c;
 	c->timer.data = c;
-	/* A TLS handshake is held to the header timeout, as a request head is. */
-	c->phase = c->handshaking ? PH_HEAD : PH_IDLE;
+	c->phase = c->handshaking ? PH_HANDSHAKE : PH_IDLE;
 	c->activity = uv_now(srv->loop);
 	c->next = srv->conns;
 	if (c->next)
@@ -1547,11 +1531,15 @@ static void refuse(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 	    "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"too many connections, "
 	    "retry\"}]}";
 	if (srv->n_refused >= REFUSED_MAX) {
-		if (!srv->tls) { /* on TLS the answer needs a handshake: just close */
-			ssize_t ignored = write(fd, r503, sizeof(r503) - 1);
-			(void)ignored;
+		if (srv->tls) {
+			close(fd); /* on TLS the answer needs a handshake: just close */
+			return;
 		}
-		close(fd);
+		/* Best effort: one write, whatever the socket takes. */
+		wh_transport *tp = wh_transport_plain(fd);
+		struct iovec iov = {(void *)r503, sizeof(r503) - 1};
+		(void)tp->ops->writev(tp, &iov, 1, false);
+		tp->ops->close(tp);
 		return;
 	}
 	wh_conn *c = conn_new(srv, fd, ss);
@@ -1671,6 +1659,7 @@ int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, w
 	srv->handler = handler;
 	srv->ctx = ctx;
 	srv->tls = tls;
+	srv->handshake_timeout_ms = cfg->header_timeout_ms;
 	uv_idle_init(loop, &srv->ready_idle);
 	srv->ready_idle.data = srv;
 	uv_check_init(loop, &srv->post_check);
@@ -2084,18 +2073,17 @@ void wh_resp_write(wh_req *req, const void *data, size_t len)
 		resp_flush(c);
 }
 
-void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
+void wh_resp_send_file(wh_req *req, wh_file *f, int64_t off, int64_t len)
 {
 	wh_conn *c = req->conn;
 	if (c->closing || !c->head_open || c->resp_ended || req->is_head || len <= 0) {
-		close(fd);
 		if (!c->closing && c->head_open)
 			finish_head(c);
 		return;
 	}
 	finish_head(c);
 	struct seg *s = seg_new_mem(0);
-	s->fd = fd;
+	s->file = wh_file_ref(f);
 	s->off = off;
 	s->len = len;
 	c->body_sent_q += len;
@@ -2103,6 +2091,13 @@ void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
 	queue_push(c, s);
 	if (!c->in_parse && !c->in_writable)
 		resp_flush(c);
+}
+
+void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len)
+{
+	wh_file *f = wh_file_new(fd);
+	wh_resp_send_file(req, f, off, len);
+	wh_file_unref(f);
 }
 
 void wh_resp_end(wh_req *req)
@@ -2132,8 +2127,7 @@ void wh_req_abort(wh_req *req)
 		return;
 	/* Reset rather than close cleanly: the client must not mistake what it
 	 * got for a whole body. */
-	struct linger lg = {1, 0};
-	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	c->tp->ops->abort(c->tp);
 	conn_close(c);
 }
 

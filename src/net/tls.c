@@ -507,29 +507,50 @@ static bool tls_pending(wh_transport *tp)
 	return !tp->handshaking && !t->err && !t->eof && mbedtls_ssl_get_bytes_avail(&t->ssl) > 0;
 }
 
-static void tls_close_notify(wh_transport *tp)
+/* Decrypted input waits; else whatever the socket holds (records not yet
+ * decrypted, a close_notify alert) counts as input, as on plain TCP. */
+static int tls_peek(wh_transport *tp)
+{
+	if (tls_pending(tp))
+		return 1;
+	return wh_transport_peek_socket(tp->fd);
+}
+
+static void tls_shutdown_write(wh_transport *tp)
 {
 	struct tls_tp *t = (struct tls_tp *)tp;
 	if (!tp->handshaking && !t->err)
 		(void)mbedtls_ssl_close_notify(&t->ssl); /* best effort: WANT_WRITE drops it */
+	shutdown(tp->fd, SHUT_WR);
 }
 
-static void tls_free(wh_transport *tp)
+static void tls_abort(wh_transport *tp)
+{
+	/* No close_notify: a reset says the answer was cut. */
+	wh_transport_socket_abort(tp->fd);
+}
+
+static void tls_close(wh_transport *tp)
 {
 	struct tls_tp *t = (struct tls_tp *)tp;
 	mbedtls_ssl_free(&t->ssl);
 	gen_unref(t->gen);
 	free(t->identity);
+	close(tp->fd);
 	free(t);
 }
 
 static const wh_transport_ops tls_ops = {
     .read = tls_read,
     .writev = tls_writev,
-    .sendfile = NULL, /* the bytes must pass through the cipher */
+    /* The bytes must pass through the cipher: pread, then writev, a record
+     * at a time (the same range again after -EAGAIN gives the same record). */
+    .sendfile = wh_transport_copy_file,
     .pending = tls_pending,
-    .close_notify = tls_close_notify,
-    .free = tls_free,
+    .peek = tls_peek,
+    .shutdown_write = tls_shutdown_write,
+    .abort = tls_abort,
+    .close = tls_close,
 };
 
 wh_transport *wh_transport_tls(wh_tls *tls, int fd)
@@ -538,6 +559,7 @@ wh_transport *wh_transport_tls(wh_tls *tls, int fd)
 	t->base.ops = &tls_ops;
 	t->base.fd = fd;
 	t->base.handshaking = true;
+	wh_transport_socket_setup(fd);
 	t->gen = tls->cur;
 	t->gen->refs++;
 	mbedtls_ssl_init(&t->ssl);

@@ -1,6 +1,7 @@
 /* The manifest check shared by pushes and pull-through fills. */
 #include "wharf/oci/manifest.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,8 +29,7 @@ const char *wh_manifest_type_of(const cJSON *doc)
 	                                                          : WH_MT_OCI_MANIFEST;
 }
 
-/* A descriptor's size: an integer a double holds exactly (2^53). */
-static bool size_ok(const cJSON *sz)
+bool wh_descriptor_size_ok(const cJSON *sz)
 {
 	if (!cJSON_IsNumber(sz))
 		return false;
@@ -38,12 +38,51 @@ static bool size_ok(const cJSON *sz)
 	return isfinite(v) && v >= 0 && v <= 9007199254740992.0 && (double)(int64_t)v == v;
 }
 
+bool wh_media_type_valid(const char *mt)
+{
+	size_t n = strlen(mt);
+	const char *slash = strchr(mt, '/');
+	if (!slash || slash == mt || n - (size_t)(slash - mt) - 1 == 0 || n > WH_MEDIA_TYPE_MAX)
+		return false;
+	for (const char *p = mt; *p; p++)
+		if (p != slash && !isalnum((unsigned char)*p) && !strchr("!#$&-^_.+", *p))
+			return false;
+	return true;
+}
+
+bool wh_descriptor_valid(const cJSON *d)
+{
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
+	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
+	const cJSON *at = cJSON_GetObjectItemCaseSensitive(d, "artifactType");
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(d, "annotations");
+	const cJSON *a;
+	if (!cJSON_IsObject(d) || !cJSON_IsString(mt) || !wh_media_type_valid(mt->valuestring) ||
+	    !cJSON_IsString(dg) ||
+	    wh_digest_check(dg->valuestring, strlen(dg->valuestring)) != WH_DIGEST_OK ||
+	    !wh_descriptor_size_ok(cJSON_GetObjectItemCaseSensitive(d, "size")))
+		return false;
+	if (at && (!cJSON_IsString(at) || !wh_media_type_valid(at->valuestring)))
+		return false;
+	if (ann) {
+		if (!cJSON_IsObject(ann))
+			return false;
+		cJSON_ArrayForEach(a, ann)
+		{
+			if (!cJSON_IsString(a))
+				return false;
+		}
+	}
+	return true;
+}
+
 static int check_descriptor(const cJSON *d, const char **why, const char **detail)
 {
 	const cJSON *dg = cJSON_GetObjectItemCaseSensitive(d, "digest");
 	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(d, "mediaType");
 	if (!cJSON_IsObject(d) || !cJSON_IsString(dg) ||
-	    !size_ok(cJSON_GetObjectItemCaseSensitive(d, "size")) || (mt && !cJSON_IsString(mt))) {
+	    !wh_descriptor_size_ok(cJSON_GetObjectItemCaseSensitive(d, "size")) ||
+	    (mt && !cJSON_IsString(mt))) {
 		*why = "invalid descriptor";
 		return -1;
 	}

@@ -68,6 +68,27 @@ bool wh_name_valid(const char *s, size_t len)
 	}
 }
 
+bool wh_name_storable(const char *name)
+{
+	if (!wh_name_valid(name, strlen(name)))
+		return false;
+	const char *p = name;
+	bool after_blobs = false;
+	while (*p) {
+		size_t n = strcspn(p, "/");
+		bool first = p == name;
+		if (!first && ((n == 10 && !strncmp(p, "index.json", n)) ||
+		               (n == 10 && !strncmp(p, "oci-layout", n)) ||
+		               (after_blobs && n == 6 && !strncmp(p, "sha256", n))))
+			return false;
+		after_blobs = !first && n == 5 && !strncmp(p, "blobs", n);
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}
+
 bool wh_tag_valid(const char *s, size_t len)
 {
 	if (!s || len == 0 || len > WH_TAG_MAX)

@@ -12,6 +12,14 @@
 #include "wharf/oci/manifest.h"
 #include "wharf/oci/response.h"
 
+void wh_serve_manifest_unknown(wh_req *req, wh_store *st, const char *name, const char *ref)
+{
+	if (!wh_store_repo_exists(st, name))
+		wh_oci_name_unknown(req, name);
+	else
+		wh_oci_manifest_unknown(req, ref);
+}
+
 void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *ref)
 {
 	wh_manifest m = {0};
@@ -26,10 +34,7 @@ void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *
 		rc = wh_store_manifest_get(st, name, ref, &m);
 	}
 	if (rc == WH_ENOTFOUND) {
-		if (!wh_store_repo_exists(st, name))
-			wh_oci_name_unknown(req, name);
-		else
-			wh_oci_manifest_unknown(req, ref);
+		wh_serve_manifest_unknown(req, st, name, ref);
 		return;
 	}
 	if (rc != 0) {

@@ -56,13 +56,13 @@ static struct {
 	llhttp_t parser;
 	bool is_head[MAX_HEADS]; /* of each response the handler started, in order */
 	int n_started, n_final;
-	int live_reqs; /* handler calls whose on_done has not come */
+	int live_reqs; /* handler calls whose done hook has not run */
 } run;
 
 static llhttp_settings_t resp_settings;
 
 /* Inside a call of the request API: http.h promises that nothing of the
- * application (handler, body callbacks, on_writable, on_done) runs then. */
+ * application (handler, body callbacks, on_writable, done hooks) runs then. */
 static int in_api;
 #define API(call)                                                                                  \
 	do {                                                                                       \
@@ -80,6 +80,16 @@ struct rq {
 	bool late, fail, nolen;
 	int64_t got; /* body bytes */
 	int64_t left;
+	wh_req_hook done;
+	bool hooked; /* hook_done ran (registered later, so before rq_done) */
+};
+
+/* A done hook in the request's own memory (wh_req_alloc), with a block that
+ * the request frees after it: LeakSanitizer sees it if it does not. */
+struct hooked {
+	wh_req_hook hook;
+	struct rq *x;
+	char *scratch;
 };
 
 static void rq_free_cb(uv_handle_t *h)
@@ -87,11 +97,20 @@ static void rq_free_cb(uv_handle_t *h)
 	free(h->data);
 }
 
-static void rq_done(wh_req *req)
+static void hook_done(wh_req *req, wh_req_hook *hook)
 {
-	struct rq *x = req->data;
+	struct hooked *h = WH_CONTAINER_OF(hook, struct hooked, hook);
 	FUZZ_ASSERT(!in_api);
-	FUZZ_ASSERT(x && x->req == req);
+	FUZZ_ASSERT(h->x->req == req && req->data == h->x && !h->x->hooked);
+	FUZZ_ASSERT(h->scratch[0] == 'x'); /* still the request's */
+	h->x->hooked = true;
+}
+
+static void rq_done(wh_req *req, wh_req_hook *hook)
+{
+	struct rq *x = WH_CONTAINER_OF(hook, struct rq, done);
+	FUZZ_ASSERT(!in_api);
+	FUZZ_ASSERT(x->req == req && req->data == x && x->hooked);
 	x->req = NULL;
 	req->data = NULL;
 	run.live_reqs--;
@@ -298,7 +317,13 @@ static void handler(wh_req *req, void *ctx)
 	x->late = strstr(req->path, "late") != NULL;
 	x->fail = strstr(req->path, "fail") != NULL;
 	req->data = x;
-	req->on_done = rq_done;
+	wh_req_on_done(req, &x->done, rq_done);
+	struct hooked *h = wh_req_alloc(req, sizeof(*h));
+	FUZZ_ASSERT(h->x == NULL); /* zeroed */
+	h->x = x;
+	h->scratch = wh_req_alloc(req, 1 + req->n_headers);
+	h->scratch[0] = 'x';
+	wh_req_on_done(req, &h->hook, hook_done);
 	run.live_reqs++;
 	if (req->has_body && !strstr(req->path, "drop"))
 		API(wh_req_read_body(req, on_body, on_body_end));

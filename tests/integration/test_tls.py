@@ -227,6 +227,27 @@ class TLSServe(TLSCase):
                     got += b
         self.assertEqual(got.count(b"HTTP/1.1 200"), 21)
 
+    def test_oversized_head_then_more(self):
+        """A head over maxHeaderBytes over TLS: the 431 is read whole, although
+        the client goes on sending (the lingering close drains through the
+        TLS transport), and the connection then ends."""
+        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20))
+                got = b""
+                while True:
+                    try:
+                        b = s.recv(65536)
+                    except (ssl.SSLError, ConnectionResetError):
+                        break
+                    if not b:
+                        break
+                    got += b
+        self.assertTrue(got.startswith(b"HTTP/1.1 431 "), got[:200])
+        self.assertIn(b"Connection: close", got)
+        self.assert_alive()
+
     def test_plain_http_to_tls_port(self):
         t = time.monotonic()
         out = self.wharf.raw(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10)
@@ -255,7 +276,7 @@ class TLSServe(TLSCase):
 
     def test_handshake_timeout(self):
         """A client that starts a handshake and stalls is closed at the
-        header timeout (2 s in this class)."""
+        handshake deadline (the header timeout's value, 2 s in this class)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
             s.sendall(b"\x16\x03\x01\x00\x10")
             t = time.monotonic()

@@ -38,8 +38,7 @@ typedef struct wh_config {
 	wh_store_settings storage;       /* storage (store.h) */
 	wh_http_settings http;           /* http.address, http.port, http.wharf (http.h) */
 	wh_tls_settings tls;             /* http.tls (tls.h) */
-	wh_auth_settings auth;           /* http.auth, http.realm (auth.h) */
-	wh_access_config access;         /* http.accessControl (access.h) */
+	wh_auth_settings auth;           /* http.auth, http.realm, http.accessControl */
 	wh_ratelimit_settings ratelimit; /* http.ratelimit, http.wharf.trustedProxies */
 	wh_log_settings log;             /* log (log.h) */
 	wh_sync_settings sync;           /* extensions.sync (sync.h, upstream.h) */

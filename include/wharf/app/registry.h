@@ -1,32 +1,18 @@
-/* The registry: routes requests to the OCI Distribution API handlers, the
- * health endpoints, and (for names under a sync destination) the pull-through
- * cache (sync.h). */
+/* The registry: the OCI Distribution API (v1.1) over the store, and, for
+ * names under a sync destination, over the pull-through cache (sync.h).
+ *
+ * The pipeline's last module (ext/module.h): its content phase answers
+ * every route of the API (oci/route.h) that the access phases let through,
+ * and validates names, tags and digests before anything reaches the store.
+ * It starts the catalog's scan of the root (in libuv's thread pool) when it
+ * starts; catalog requests that arrive before it ends wait for it. It uses
+ * the auth module's state to filter the catalog and to check a mount's
+ * source, so it comes after that module in the table. */
 #ifndef WHARF_REGISTRY_H
 #define WHARF_REGISTRY_H
 
-#include <stdbool.h>
-#include <stdint.h>
-#include <uv.h>
+#include "wharf/ext/module.h"
 
-#include "wharf/app/config.h"
-#include "wharf/cache/sync.h"
-#include "wharf/net/http.h"
-#include "wharf/store/store.h"
-
-typedef struct wh_registry wh_registry;
-
-/* sync is NULL without on-demand sync. The configuration, store and sync
- * must outlive the registry. */
-int wh_registry_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_sync *sync,
-                    wh_registry **out);
-void wh_registry_free(wh_registry *reg);
-
-/* Re-read what may change under a running server: the htpasswd file
- * (SIGHUP). Returns 0, or an error (logged; the previous state stays). */
-int wh_registry_reload(wh_registry *reg);
-
-/* The request handler for wh_server_start (ctx is the wh_registry): rate
- * limit, health, the access phase (auth.h), then the route's handler. */
-void wh_registry_handle(wh_req *req, void *ctx);
+extern const wh_module wh_registry_module;
 
 #endif

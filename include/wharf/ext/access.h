@@ -8,14 +8,7 @@
 #include <stdbool.h>
 
 #include "wharf/base/conf.h"
-
-/* http.accessControl actions, as bits. */
-enum {
-	WH_ACTION_READ = 1 << 0,   /* GET/HEAD, and what the catalog lists */
-	WH_ACTION_CREATE = 1 << 1, /* blob uploads; a manifest under a new tag or digest */
-	WH_ACTION_UPDATE = 1 << 2, /* a manifest under a tag that exists */
-	WH_ACTION_DELETE = 1 << 3, /* DELETE of a manifest or blob */
-};
+#include "wharf/oci/route.h" /* WH_ACTION_* */
 
 /* One entry of `policies` (or adminPolicy): who, and what they may do.
  * Names are compared as written, except group names, lower-cased as Zot's

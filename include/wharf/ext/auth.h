@@ -1,7 +1,9 @@
-/* The access phase: who is asking (http.auth.htpasswd, Basic credentials)
- * and whether they may (http.accessControl, through access.h). As nginx's
- * auth_basic: one handler that runs for every request before the content
- * handlers, and either lets the request go on or answers it.
+/* The access phases: who is asking (http.auth.htpasswd, Basic credentials,
+ * or a verified client certificate) and whether they may
+ * (http.accessControl, through access.h). As nginx's auth_basic: a module
+ * of the pipeline (module.h) whose authenticate and authorize phases run
+ * for every request before the content handlers, and either let the
+ * request go on or answer it.
  *
  * Password hashes (bcrypt, SHA-crypt) are slow by design, so they are
  * checked in libuv's thread pool, never on the loop; a verification that
@@ -27,35 +29,41 @@
 
 #include "wharf/base/conf.h"
 #include "wharf/ext/access.h"
+#include "wharf/ext/module.h"
 #include "wharf/net/http.h"
 
 typedef struct wh_auth wh_auth;
 
-/* http.auth (what Wharf implements of it; the rest is refused by name) and
- * http.realm. */
+/* http.auth (what Wharf implements of it; the rest is refused by name),
+ * http.realm and http.accessControl: the module's settings. */
 typedef struct wh_auth_settings {
 	char *realm;
 	char *htpasswd_path; /* http.auth.htpasswd.path; NULL or "": no htpasswd */
 	int fail_delay_s;    /* http.auth.failDelay */
+	wh_access_config access;
+	/* http.tls with a cacert: a verified client certificate's CN is a user
+	 * (set by the config's checks, from http.tls). */
+	bool mtls;
 } wh_auth_settings;
 
 extern const wh_conf_key wh_auth_keys[];      /* http.auth */
 extern const wh_conf_key wh_auth_http_keys[]; /* http.realm */
 void wh_auth_settings_free(wh_auth_settings *s);
 
-/* The request may go on. user is the authenticated user, NULL for an
- * anonymous request; it is valid only during the call (copy it to keep it).
- * Called either from within wh_auth_check or later from the loop; in the
- * second case req->data and req->on_done have been reset to NULL first. */
-typedef void (*wh_auth_next)(wh_req *req, void *arg, const char *user);
+/* The pipeline's module. Its state (wh_module_env.state_of) is the
+ * wh_auth. authenticate sets call->user, at once, or later from the loop
+ * when a password is checked in the thread pool (the phase waits); it
+ * answers 401 for bad or missing credentials. authorize lets through
+ * requests about no repository (call->route names none) and those access
+ * control allows (call->route.action on call->route.name), and answers the
+ * others. */
+extern const wh_module wh_auth_module;
 
-/* Read the htpasswd file if one is configured. mtls: a verified client
- * certificate's CN is a user (http.tls with a cacert). The settings must
- * outlive the module. Returns 0, or an error (a missing or unreadable file: the
+/* Read the htpasswd file if one is configured. The settings must outlive
+ * the module. Returns 0, or an error (a missing or unreadable file: the
  * reason is logged) — a server asked to check passwords does not start
  * without them. */
-int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, const wh_access_config *access,
-                bool mtls, wh_auth **out);
+int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, wh_auth **out);
 
 /* Verifications still in the thread pool end later without touching it. */
 void wh_auth_free(wh_auth *a);
@@ -63,13 +71,6 @@ void wh_auth_free(wh_auth *a);
 /* Re-read the htpasswd file (SIGHUP). On failure the users already loaded
  * stay, and the reason is logged. Forgets every remembered verification. */
 int wh_auth_reload(wh_auth *a);
-
-/* The access phase for req, which asks to do action (WH_ACTION_*) on repo;
- * repo is NULL for requests about no repository (/v2/, the catalog): those
- * need only authentication. Calls next, or answers req itself. req must not
- * have data or on_done set: the phase uses them while it waits. */
-void wh_auth_check(wh_auth *a, wh_req *req, const char *repo, unsigned action, wh_auth_next next,
-                   void *arg);
 
 /* The same rule as the phase, for lists: may user (NULL: anonymous) do
  * action on repo. True for everything without access control. */

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "wharf/base/conf.h"
+#include "wharf/ext/module.h"
 #include "wharf/net/http.h"
 
 /* http.ratelimit.methods[]. */
@@ -51,6 +52,11 @@ void wh_ratelimit_settings_init(wh_ratelimit_settings *s);
 void wh_ratelimit_settings_free(wh_ratelimit_settings *s);
 
 #define WH_RATELIMIT_SLOTS 8192
+
+/* The pipeline's module (module.h): in the preaccess phase, a request
+ * without a token is answered 429 TOOMANYREQUESTS with Retry-After. Logs
+ * "ratelimiter enabled" at start when a limit is set. */
+extern const wh_module wh_ratelimit_module;
 
 typedef struct wh_ratelimit wh_ratelimit;
 

@@ -11,7 +11,7 @@
  *     on_writable to be asked for more output when the send queue drains.
  *
  * A response is: wh_resp_start (status), wh_resp_header (any number),
- * then body by wh_resp_write (copied) and/or wh_resp_sendfile (zero-copy on
+ * then body by wh_resp_write (copied) and/or wh_resp_send_file (zero-copy on
  * plain TCP), then wh_resp_end. Content-Length must be set with
  * wh_resp_length before the first body byte (or for HEAD); a response whose
  * body does not match its length closes the connection, so a client never
@@ -19,9 +19,8 @@
  *
  * Lifetime: a wh_req is valid from the handler call until the request is
  * over (its response sent, or the connection gone); then its done hooks run
- * (wh_req_on_done), after them the legacy on_done, and then the memory of
- * wh_req_alloc is freed. After that no other callback fires and nothing of
- * req may be touched.
+ * (wh_req_on_done), and then the memory of wh_req_alloc is freed. After that
+ * no other callback fires and nothing of req may be touched.
  *
  * No function of this API calls the application back before it returns:
  * on_writable, the done hooks and the next pipelined request's handler run
@@ -32,8 +31,9 @@
  *
  * Request-scoped state has one owner, the request: a module that keeps state
  * for a request takes it from wh_req_alloc (or embeds a hook in its own
- * memory) and registers a done hook to detach it, instead of sharing
- * req->data and req->on_done with the other modules. */
+ * memory) and registers a done hook to detach it. req->data is the one
+ * content handler's, for the callbacks that get only the request (on_body,
+ * on_body_end, on_writable). */
 #ifndef WHARF_HTTP_H
 #define WHARF_HTTP_H
 
@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "wharf/base/conf.h"
+#include "wharf/base/file.h"
 
 typedef struct wh_server wh_server;
 typedef struct wh_conn wh_conn;
@@ -100,12 +101,10 @@ struct wh_req {
 	 * subject CN (for access control). NULL otherwise. */
 	const char *tls_identity;
 
-	/* Set by the handler. */
+	/* Set by the content handler: its state for its body and on_writable
+	 * callbacks. */
 	void *data;
 	wh_req_cb on_writable; /* the send queue drained: write more */
-	/* Legacy, being replaced by wh_req_on_done: the request is over (sent,
-	 * or the connection is gone). Runs after the done hooks. */
-	wh_req_cb on_done;
 
 	wh_conn *conn; /* private */
 };
@@ -159,8 +158,8 @@ bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int6
 
 /* A done hook, embedded by its owner (no allocation): fn runs once when the
  * request is over (response sent, or the connection gone), hooks in reverse
- * order of registration, before the legacy on_done and before the request's
- * memory (wh_req_alloc) is freed. After it ran, nothing of req may be
+ * order of registration, before the request's memory (wh_req_alloc) is
+ * freed. After it ran, nothing of req may be
  * touched. A hook may cancel another hook that has not run yet; one
  * registered while the hooks run runs too. The hook's memory must stay valid
  * until it has run or has been cancelled. */
@@ -185,8 +184,13 @@ void wh_resp_header(wh_req *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void wh_resp_length(wh_req *req, int64_t len);
 void wh_resp_write(wh_req *req, const void *data, size_t len);
-/* Send len bytes of fd from off. The connection takes ownership of fd and
- * closes it when sent or when the connection goes away. */
+/* Send len bytes of f from off (zero-copy on plain TCP). The connection
+ * takes a reference to f, dropped when the range is sent or the connection
+ * goes away; the caller keeps its own. Several requests may send from one
+ * file, each range at its own pace. */
+void wh_resp_send_file(wh_req *req, wh_file *f, int64_t off, int64_t len);
+/* The same with a descriptor, whose ownership the connection takes: it is
+ * closed when sent or when the connection goes away. */
 void wh_resp_sendfile(wh_req *req, int fd, int64_t off, int64_t len);
 void wh_resp_end(wh_req *req);
 /* True while the send queue is below its high watermark: a producer should

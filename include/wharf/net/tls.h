@@ -53,11 +53,12 @@ int wh_tls_reload(wh_tls *tls, char *err, size_t errlen);
  * the log). */
 const char *wh_tls_serial(const wh_tls *tls);
 
-/* Free the context, after every transport made from it has been freed. */
+/* Free the context, after every transport made from it has been closed. */
 void wh_tls_free(wh_tls *tls);
 
-/* A server-side TLS transport over the non-blocking socket fd; the handshake
- * runs from its first read or writev. Never NULL. */
+/* A server-side TLS transport over the non-blocking socket fd, which it owns
+ * from now on; the handshake runs from its first read or writev (or
+ * sendfile). Never NULL. */
 wh_transport *wh_transport_tls(wh_tls *tls, int fd);
 
 #endif

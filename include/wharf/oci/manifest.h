@@ -26,6 +26,9 @@
 /* The longest media type: 127 + 1 + 127 bytes (RFC 6838). */
 #define WH_MEDIA_TYPE_MAX 255
 
+/* Room for wh_manifest_check's detail. */
+#define WH_MANIFEST_DETAIL_MAX 256
+
 /* What the check learnt. doc is the parsed document (the caller frees it with
  * cJSON_Delete); the other pointers point into it. */
 typedef struct wh_manifest_doc {
@@ -50,6 +53,22 @@ typedef struct wh_manifest_doc {
  * nothing to free. */
 int wh_manifest_check(const char *data, size_t len, const char *content_type, wh_manifest_doc *out,
                       const char **why, char *detail, size_t detail_len);
+
+/* A descriptor's size: a non-negative integer that a double holds exactly
+ * (at most 2^53). */
+bool wh_descriptor_size_ok(const cJSON *size);
+
+/* A media type as RFC 6838 has it: type/subtype of restricted-name
+ * characters, at most WH_MEDIA_TYPE_MAX bytes (parameters are not part of
+ * one here). */
+bool wh_media_type_valid(const char *media_type);
+
+/* A descriptor as the spec requires one wherever it is listed on its own
+ * (referrers): a valid mediaType, a digest of the spec's grammar, a size,
+ * an optional valid artifactType and annotations of strings. The manifest
+ * check is more lenient with the descriptors inside a manifest (mediaType
+ * need only be a string), as registries are. */
+bool wh_descriptor_valid(const cJSON *d);
 
 /* True for the four manifest types above. */
 bool wh_manifest_type_known(const char *media_type);

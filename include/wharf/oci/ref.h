@@ -10,12 +10,20 @@
 
 #define WH_NAME_MAX   255 /* whole repository name, bytes */
 #define WH_TAG_MAX    128
-#define WH_DIGEST_HEX 64                  /* sha256 */
-#define WH_DIGEST_LEN (7 + WH_DIGEST_HEX) /* "sha256:" + hex */
+#define WH_DIGEST_HEX 64                           /* sha256 */
+#define WH_DIGEST_LEN (7 + WH_DIGEST_HEX)          /* "sha256:" + hex */
+#define WH_REF_MAX    (WH_TAG_MAX + WH_DIGEST_LEN) /* a reference: a tag or a digest */
+#define WH_UUID_LEN   36                           /* an upload session's id, a UUID as text */
 
 /* `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`,
  * at most WH_NAME_MAX bytes. len is the length of s (s need not be NUL-terminated). */
 bool wh_name_valid(const char *s, size_t len);
+
+/* A valid name that an image layout can hold: each repository is a
+ * directory holding oci-layout, index.json and blobs/sha256/, so a nested
+ * repository may not take one of those paths (the grammar allows such
+ * names). name is NUL-terminated. */
+bool wh_name_storable(const char *name);
 
 /* `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}` */
 bool wh_tag_valid(const char *s, size_t len);

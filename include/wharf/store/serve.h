@@ -13,9 +13,13 @@
 #include "wharf/net/http.h"
 #include "wharf/store/store.h"
 
+/* name:ref is not in the store: 404 NAME_UNKNOWN when the repository does
+ * not exist, else MANIFEST_UNKNOWN. */
+void wh_serve_manifest_unknown(wh_req *req, wh_store *st, const char *name, const char *ref);
+
 /* name:ref (a tag or a digest): 200 with the manifest's media type,
- * Docker-Content-Digest and ETag, the bytes unless HEAD; 404 NAME_UNKNOWN
- * when the repository does not exist, else MANIFEST_UNKNOWN. */
+ * Docker-Content-Digest and ETag, the bytes unless HEAD; else as
+ * wh_serve_manifest_unknown. */
 void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *ref);
 
 /* The blob, whole or the one range asked for (206; 416 when it cannot be

@@ -1,0 +1,251 @@
+/* The request pipeline: the modules' table, and every request's way through
+ * the phases. See include/wharf/app/pipeline.h and include/wharf/ext/module.h.
+ *
+ * A request's state is a struct pcall in the request's own memory
+ * (wh_req_alloc): the route, the user, and where in the phases it is, so a
+ * phase that holds it (a password checked in the thread pool) resumes it
+ * where it stopped, and the route is parsed once. */
+#include "wharf/app/pipeline.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wharf/app/registry.h"
+#include "wharf/base/common.h"
+#include "wharf/base/log.h"
+#include "wharf/cache/poll.h"
+#include "wharf/cache/sync.h"
+#include "wharf/ext/auth.h"
+#include "wharf/ext/health.h"
+#include "wharf/ext/module.h"
+#include "wharf/ext/ratelimit.h"
+#include "wharf/oci/response.h"
+
+/* The modules, in the order their functions run within a phase (and start),
+ * each with its section of the configuration (its init's settings).
+ * Adding one is a file and a line here: docs/architecture.md says how. */
+#define NO_SETTINGS SIZE_MAX
+#define SETTINGS(m) offsetof(wh_config, m)
+
+static const struct registration {
+	const wh_module *m;
+	size_t settings; /* offset of the module's section in wh_config, or NO_SETTINGS */
+} modules[] = {
+    {&wh_health_module, NO_SETTINGS},            /* /livez, /readyz, /startupz, open */
+    {&wh_auth_module, SETTINGS(auth)},           /* authenticate, authorize */
+    {&wh_ratelimit_module, SETTINGS(ratelimit)}, /* preaccess */
+    {&wh_registry_module, NO_SETTINGS},          /* the OCI API; uses auth's state */
+};
+
+#define N_MODULES ((int)WH_ARRAY_SIZE(modules))
+
+enum phase { PH_PREACCESS, PH_AUTHENTICATE, PH_AUTHORIZE, PH_HANDLE };
+
+struct wh_pipeline {
+	uv_loop_t *loop;
+	const wh_config *cfg;
+	wh_store *store;
+	wh_sync *sync; /* NULL without on-demand sync */
+	wh_poll *poll; /* NULL without periodic sync */
+	wh_module_env env;
+	void *state[WH_ARRAY_SIZE(modules)];
+	int started;  /* modules whose init ran (and succeeded) */
+	bool has_log; /* some module has a log phase */
+};
+
+/* One request's way through the phases, in its memory (wh_req_alloc). */
+struct pcall {
+	wh_call call; /* first: the modules see this */
+	wh_pipeline *p;
+	enum phase phase;
+	int next; /* the module whose function of the phase runs next */
+	bool action_known;
+	wh_req_hook log;
+};
+
+static wh_phase_rc (*phase_fn(const wh_module *m, enum phase ph))(void *, wh_call *)
+{
+	switch (ph) {
+	case PH_PREACCESS:
+		return m->preaccess;
+	case PH_AUTHENTICATE:
+		return m->authenticate;
+	case PH_AUTHORIZE:
+		return m->authorize;
+	default:
+		return NULL;
+	}
+}
+
+/* A manifest PUT under a tag that exists updates it; under a new tag (or a
+ * digest), it creates: access control tells them apart. The route cannot
+ * (it has no store); the name is not validated yet: the store sees only one
+ * that is. */
+static void decide_action(wh_pipeline *p, wh_call *call)
+{
+	wh_route *r = &call->route;
+	size_t rl = strlen(r->ref);
+	if (r->kind != WH_ROUTE_MANIFEST || strcmp(call->req->method, "PUT") != 0 ||
+	    !wh_tag_valid(r->ref, rl) || wh_ref_is_digest(r->ref, rl) || !wh_name_storable(r->name))
+		return;
+	char digest[WH_DIGEST_LEN + 1];
+	char *mt = NULL;
+	int64_t size;
+	if (wh_store_manifest_stat(p->store, r->name, r->ref, digest, &mt, &size) == 0)
+		r->action = WH_ACTION_UPDATE;
+	free(mt);
+}
+
+/* The content phase: the owner of the path, or else each module in turn. */
+static void handle(struct pcall *pc)
+{
+	wh_pipeline *p = pc->p;
+	wh_call *call = &pc->call;
+	for (int i = 0; i < N_MODULES; i++) {
+		const wh_module *m = modules[i].m;
+		/* A module that lists paths answers those only. */
+		if (!m->handle || (call->owner ? call->owner != m : m->paths != NULL))
+			continue;
+		if (m->handle(p->state[i], call))
+			return;
+	}
+	wh_oci_error(call->req, 404, "UNSUPPORTED", "no such route", NULL);
+}
+
+/* Run the phases from where pc is; returns when one answers or holds the
+ * request, or after the content phase. */
+static void run(struct pcall *pc)
+{
+	wh_pipeline *p = pc->p;
+	wh_call *call = &pc->call;
+	bool open = call->owner && call->owner->open;
+	for (; pc->phase < PH_HANDLE; pc->phase++, pc->next = 0) {
+		if (pc->phase == PH_AUTHENTICATE && !pc->action_known) {
+			/* After preaccess: a refused request costs no store read. */
+			pc->action_known = true;
+			decide_action(p, call);
+		}
+		if (open && (pc->phase == PH_AUTHENTICATE || pc->phase == PH_AUTHORIZE))
+			continue;
+		while (pc->next < N_MODULES) {
+			int i = pc->next++;
+			wh_phase_rc (*fn)(void *, wh_call *) = phase_fn(modules[i].m, pc->phase);
+			if (!fn)
+				continue;
+			wh_phase_rc rc = fn(p->state[i], call);
+			if (rc != WH_PHASE_NEXT)
+				return; /* answered, or held: wh_call_resume goes on */
+		}
+	}
+	handle(pc);
+}
+
+static void resume(wh_call *call)
+{
+	run(WH_CONTAINER_OF(call, struct pcall, call));
+}
+
+/* The log phase: the request is over. */
+static void log_phase(wh_req *req, wh_req_hook *hook)
+{
+	struct pcall *pc = WH_CONTAINER_OF(hook, struct pcall, log);
+	for (int i = 0; i < N_MODULES; i++)
+		if (modules[i].m->log)
+			modules[i].m->log(pc->p->state[i], &pc->call);
+}
+
+/* The path a module lists as its own, or NULL. */
+static const wh_module *owner_of(const char *path)
+{
+	for (int i = 0; i < N_MODULES; i++)
+		for (const char *const *q = modules[i].m->paths; q && *q; q++)
+			if (strcmp(*q, path) == 0)
+				return modules[i].m;
+	return NULL;
+}
+
+void wh_pipeline_handle(wh_req *req, void *ctx)
+{
+	wh_pipeline *p = ctx;
+	struct pcall *pc = wh_req_alloc(req, sizeof(*pc));
+	pc->p = p;
+	pc->call.req = req;
+	pc->call.resume = resume;
+	if (p->has_log)
+		wh_req_on_done(req, &pc->log, log_phase); /* first in, so it runs last */
+	/* The route phase. */
+	wh_route_parse(req->method, req->path, &pc->call.route);
+	if (pc->call.route.kind == WH_ROUTE_NONE)
+		pc->call.owner = owner_of(req->path);
+	run(pc);
+}
+
+/* ---- life ---- */
+
+static void *state_of(const wh_module_env *env, const wh_module *m)
+{
+	const wh_pipeline *p = env->priv;
+	for (int i = 0; i < p->started; i++)
+		if (modules[i].m == m)
+			return p->state[i];
+	return NULL;
+}
+
+int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_pipeline **out)
+{
+	*out = NULL;
+	wh_pipeline *p = wh_calloc(1, sizeof(*p));
+	p->loop = loop;
+	p->cfg = cfg;
+	p->store = store;
+	char err[512];
+	int rc = wh_sync_new(loop, &cfg->sync, store, &p->sync, err, sizeof(err));
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot start sync", "error", WH_LS, err, NULL);
+		free(p);
+		return rc;
+	}
+	p->env = (wh_module_env){loop, store, p->sync, state_of, p};
+	for (int i = 0; i < N_MODULES; i++) {
+		const struct registration *r = &modules[i];
+		const void *settings =
+		    r->settings == NO_SETTINGS ? NULL : (const char *)cfg + r->settings;
+		rc = r->m->init ? r->m->init(&p->env, settings, &p->state[i]) : 0;
+		if (rc != 0) {
+			wh_pipeline_free(p);
+			return rc;
+		}
+		p->started++;
+		p->has_log |= modules[i].m->log != NULL;
+	}
+	if (p->sync)
+		p->poll = wh_poll_new(loop, &cfg->sync, p->sync);
+	*out = p;
+	return 0;
+}
+
+void wh_pipeline_free(wh_pipeline *p)
+{
+	if (!p)
+		return;
+	/* Periodic sync first: its callbacks wait on sync's fetches. */
+	wh_poll_free(p->poll);
+	for (int i = p->started - 1; i >= 0; i--)
+		if (modules[i].m->free)
+			modules[i].m->free(p->state[i]);
+	wh_sync_free(p->sync);
+	free(p);
+}
+
+int wh_pipeline_reload(wh_pipeline *p)
+{
+	int first = 0;
+	for (int i = 0; i < p->started; i++) {
+		int rc = modules[i].m->reload ? modules[i].m->reload(p->state[i]) : 0;
+		if (rc != 0 && first == 0)
+			first = rc;
+	}
+	return first;
+}
