@@ -34,6 +34,14 @@
 #define JSON_MAX ((size_t)64 << 20)
 #define COPY_BUF ((size_t)1 << 20)
 
+/* Random bytes in a temp file's name (hex: twice as many characters). */
+#define TMP_NAME_BYTES 16
+/* A boot id: the 32 hex digits of /proc/sys/kernel/random/boot_id. */
+#define BOOT_ID_BYTES 16
+/* Times a random name is drawn again when it is taken (a temp file, a
+ * session): with 122 random bits, more than once means something is wrong. */
+#define NAME_ATTEMPTS 8
+
 /* An upload session in memory. Its hash state is what makes it cheap: it
  * never has to read its bytes back. It goes to disk beside them when the
  * session leaves memory (eviction, close) and comes back from there. */
@@ -41,7 +49,7 @@ struct wh_upload {
 	wh_store *st;
 	wh_upload *prev, *next; /* in st->lru (most recently used first) or st->pinned */
 	char *repo;
-	char id[37];
+	char id[WH_UPLOAD_ID_LEN + 1];
 	int fd;
 	int pins;       /* users that keep the pointer: never evicted while > 0 */
 	int jobs;       /* catch-up jobs out (each holds a pin) */
@@ -85,10 +93,10 @@ struct manifest_slot {
 struct wh_store {
 	char *root;
 	bool dedupe;
-	struct upload_list lru;    /* sessions nobody pinned: evicted from the tail */
-	struct upload_list pinned; /* sessions in use: never evicted */
-	int n_uploads;             /* in both lists */
-	unsigned char boot[16];    /* this boot's id: saved hash states name it */
+	struct upload_list lru;            /* sessions nobody pinned: evicted from the tail */
+	struct upload_list pinned;         /* sessions in use: never evicted */
+	int n_uploads;                     /* in both lists */
+	unsigned char boot[BOOT_ID_BYTES]; /* this boot's id: saved hash states name it */
 	/* The catalog: every repository's name, in lexical order, unique. */
 	char **repos;
 	int n_repos, cap_repos;
@@ -185,9 +193,9 @@ out:
 /* This boot's id, so that a hash state saved before a reboot is not
  * trusted. Without /proc, a random one: states then serve within this
  * process only. */
-static void read_boot_id(unsigned char out[16])
+static void read_boot_id(unsigned char out[BOOT_ID_BYTES])
 {
-	char text[64];
+	char text[64]; /* a UUID and a newline */
 	ssize_t n = -1;
 	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
 	size_t k = 0;
@@ -196,7 +204,7 @@ static void read_boot_id(unsigned char out[16])
 		n = read(fd, text, sizeof(text) - 1);
 		close(fd);
 	}
-	for (ssize_t i = 0; i < n && k < 32; i++) {
+	for (ssize_t i = 0; i < n && k < 2 * BOOT_ID_BYTES; i++) {
 		int v = text[i] >= '0' && text[i] <= '9'   ? text[i] - '0'
 		        : text[i] >= 'a' && text[i] <= 'f' ? text[i] - 'a' + 10
 		                                           : -1;
@@ -205,8 +213,9 @@ static void read_boot_id(unsigned char out[16])
 		out[k / 2] = (unsigned char)(k % 2 ? out[k / 2] | v : v << 4);
 		k++;
 	}
-	if (k < 32 && random_bytes(out, 16) < 0)
-		memset(out, 0, 16); /* then every saved state is used only by this store */
+	/* Without one, every saved state is used only by this store. */
+	if (k < 2 * BOOT_ID_BYTES && random_bytes(out, BOOT_ID_BYTES) < 0)
+		memset(out, 0, BOOT_ID_BYTES);
 }
 
 static int write_all(int fd, const void *data, size_t len)
@@ -364,8 +373,8 @@ static int mkdir_p(const char *path)
  * temp file beside dst, fsync, rename. */
 static int copy_file_atomic(const char *src, const char *dst)
 {
-	char tmp[PATH_MAX], hex[33];
-	unsigned char rnd[16];
+	char tmp[PATH_MAX], hex[2 * TMP_NAME_BYTES + 1];
+	unsigned char rnd[TMP_NAME_BYTES];
 	const char *slash = strrchr(dst, '/');
 	char *buf = NULL;
 	int in = -1, out = -1, rc;
@@ -483,9 +492,15 @@ static bool file_exists(const char *path)
 	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* The hex part of a (checked) "sha256:<hex>" digest: a blob's file name. */
+static const char *digest_hex(const char *digest)
+{
+	return digest + WH_DIGEST_LEN - WH_DIGEST_HEX;
+}
+
 static int blob_path(const wh_store *st, const char *repo, const char *digest, char *buf)
 {
-	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/sha256/%s", st->root, repo, digest + 7);
+	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/sha256/%s", st->root, repo, digest_hex(digest));
 }
 
 static int repo_path(const wh_store *st, const char *repo, const char *file, char *buf)
@@ -946,11 +961,11 @@ const char *wh_store_root(const wh_store *st)
 
 int wh_store_tmp_create(wh_store *st, char *path, size_t pathlen)
 {
-	unsigned char rnd[16];
-	char hex[33];
+	unsigned char rnd[TMP_NAME_BYTES];
+	char hex[2 * TMP_NAME_BYTES + 1];
 	int fd = -EEXIST, rc;
 
-	for (int attempt = 0; attempt < 8 && fd == -EEXIST; attempt++) {
+	for (int attempt = 0; attempt < NAME_ATTEMPTS && fd == -EEXIST; attempt++) {
 		rc = random_bytes(rnd, sizeof(rnd));
 		if (rc < 0)
 			return rc;
@@ -1100,7 +1115,8 @@ int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, 
 		consumed = rc == 0;
 		goto out;
 	}
-	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root, digest + 7);
+	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
+	              digest_hex(digest));
 	if (rc < 0)
 		goto out;
 	if (!file_exists(global)) {
@@ -1121,12 +1137,20 @@ out:
 
 /* ---- upload sessions ---- */
 
+/* A UUID's text: 16 bytes in hex, a dash before bytes 4, 6, 8 and 10. */
+#define UUID_BYTES 16
+
+static bool uuid_dash_before(int byte)
+{
+	return byte == 4 || byte == 6 || byte == 8 || byte == 10;
+}
+
 static bool upload_id_valid(const char *id)
 {
-	if (!id || strlen(id) != 36)
+	if (!id || strlen(id) != WH_UPLOAD_ID_LEN)
 		return false;
-	for (int i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+	for (int i = 0; i < WH_UPLOAD_ID_LEN; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23; /* before bytes 4, 6, 8, 10 */
 		char c = id[i];
 		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
 			return false;
@@ -1200,10 +1224,20 @@ static bool session_owned_by(const wh_store *st, const char *id, const char *rep
  * damaged, from another boot or for more bytes than data holds leaves the
  * session "behind": see wh_upload_hash_behind. */
 
-#define HASH_MAGIC     "WHARFUPH"
-#define HASH_VERSION   1u
-#define HASH_BODY      (8 + 4 + 4 + 16 + 36 + 8 + 32 + 64)
-#define HASH_FILE_SIZE (HASH_BODY + WH_DIGEST_LEN)
+/* The file, integers little endian: magic (8 bytes), version (4), 4 bytes
+ * reserved, boot id (16), session id (36), then the hash state (bytes
+ * hashed (8), the eight words (4 each), the pending block (64)), then the
+ * sha256 of all that as text. */
+#define HASH_MAGIC      "WHARFUPH"
+#define HASH_MAGIC_LEN  8
+#define HASH_VERSION    1u
+#define HASH_AT_VERSION HASH_MAGIC_LEN
+#define HASH_AT_BOOT    (HASH_AT_VERSION + 4 + 4)
+#define HASH_AT_ID      (HASH_AT_BOOT + BOOT_ID_BYTES)
+#define HASH_AT_STATE   (HASH_AT_ID + WH_UPLOAD_ID_LEN)
+#define HASH_BODY       (HASH_AT_STATE + 8 + 8 * 4 + 64)
+#define HASH_FILE_SIZE  (HASH_BODY + WH_DIGEST_LEN)
+_Static_assert(HASH_BODY == 172, "the hash file's layout is fixed: older files are read");
 
 static void put_le(unsigned char *p, uint64_t v, int n)
 {
@@ -1228,16 +1262,12 @@ static void hash_encode(const wh_store *st, const char *id, const wh_sha256 *h,
 	unsigned char *p = out;
 
 	wh_sha256_export(h, &state);
-	memcpy(p, HASH_MAGIC, 8);
-	p += 8;
-	put_le(p, HASH_VERSION, 4);
-	p += 4;
-	put_le(p, 0, 4);
-	p += 4;
-	memcpy(p, st->boot, 16);
-	p += 16;
-	memcpy(p, id, 36);
-	p += 36;
+	memcpy(p, HASH_MAGIC, HASH_MAGIC_LEN);
+	put_le(p + HASH_AT_VERSION, HASH_VERSION, 4);
+	put_le(p + HASH_AT_VERSION + 4, 0, 4);
+	memcpy(p + HASH_AT_BOOT, st->boot, BOOT_ID_BYTES);
+	memcpy(p + HASH_AT_ID, id, WH_UPLOAD_ID_LEN);
+	p += HASH_AT_STATE;
 	put_le(p, state.total, 8);
 	p += 8;
 	for (int i = 0; i < 8; i++, p += 4)
@@ -1256,11 +1286,13 @@ static bool hash_decode(const wh_store *st, const char *id, const unsigned char 
 	const unsigned char *p = in;
 
 	wh_sha256_digest(in, HASH_BODY, check);
-	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 || memcmp(p, HASH_MAGIC, 8) != 0 ||
-	    get_le(p + 8, 4) != HASH_VERSION || memcmp(p + 16, st->boot, 16) != 0 ||
-	    memcmp(p + 32, id, 36) != 0)
+	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 ||
+	    memcmp(p, HASH_MAGIC, HASH_MAGIC_LEN) != 0 ||
+	    get_le(p + HASH_AT_VERSION, 4) != HASH_VERSION ||
+	    memcmp(p + HASH_AT_BOOT, st->boot, BOOT_ID_BYTES) != 0 ||
+	    memcmp(p + HASH_AT_ID, id, WH_UPLOAD_ID_LEN) != 0)
 		return false;
-	p += 68;
+	p += HASH_AT_STATE;
 	state.total = get_le(p, 8);
 	p += 8;
 	for (int i = 0; i < 8; i++, p += 4)
@@ -1408,7 +1440,7 @@ static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int
 	up = wh_calloc(1, sizeof(*up));
 	up->st = st;
 	up->repo = wh_strdup(repo);
-	memcpy(up->id, id, 37);
+	memcpy(up->id, id, WH_UPLOAD_ID_LEN + 1);
 	up->fd = fd;
 	up->saved = -1;
 	wh_sha256_init(&up->hash);
@@ -1426,31 +1458,31 @@ static wh_upload *upload_find(wh_store *st, const char *id)
 	return NULL;
 }
 
-int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
+int wh_store_upload_create(wh_store *st, const char *repo, char id[WH_UPLOAD_ID_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	char path[PATH_MAX], line[WH_NAME_MAX + 2];
-	unsigned char b[16];
+	unsigned char b[UUID_BYTES];
 	size_t len;
 	int fd = -1, rc = -EEXIST;
 	bool made = false;
 
 	if (!repo_ok(repo))
 		return WH_EINVAL;
-	for (int attempt = 0; attempt < 8 && rc == -EEXIST; attempt++) {
+	for (int attempt = 0; attempt < NAME_ATTEMPTS && rc == -EEXIST; attempt++) {
 		size_t j = 0;
 		rc = random_bytes(b, sizeof(b));
 		if (rc < 0)
 			goto out;
 		b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
 		b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-		for (int i = 0; i < 16; i++) {
-			if (i == 4 || i == 6 || i == 8 || i == 10)
+		for (int i = 0; i < UUID_BYTES; i++) {
+			if (uuid_dash_before(i))
 				id[j++] = '-';
 			id[j++] = hex[b[i] >> 4];
 			id[j++] = hex[b[i] & 0xf];
 		}
-		id[36] = '\0';
+		id[WH_UPLOAD_ID_LEN] = '\0';
 		rc = session_path(st, id, NULL, path);
 		if (rc < 0)
 			goto out;

@@ -81,10 +81,13 @@ int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, 
 
 /* ---- upload sessions ---- */
 
-/* Start a session for repo; id receives its uuid (37 bytes with NUL). The
+/* An upload session's id: a version 4 UUID in its text form, lower case. */
+#define WH_UPLOAD_ID_LEN 36
+
+/* Start a session for repo; id receives its uuid (and a NUL). The
  * repository is not created (finishing the upload creates it). Sessions do
  * not expire yet: removing stale ones is the GC's work. */
-int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
+int wh_store_upload_create(wh_store *st, const char *repo, char id[WH_UPLOAD_ID_LEN + 1]);
 
 /* Sessions in memory: at most this many, each with an open fd, unless more
  * are pinned (in use by a request: then the connection limit bounds them).
