@@ -80,19 +80,28 @@ struct rctx {
 	char name[WH_NAME_MAX + 1];
 	char ref[WH_REF_MAX + 1];
 	char id[WH_UUID_LEN + 1];       /* upload session */
-	char digest[WH_DIGEST_LEN + 1]; /* ?digest= when finishing */
+	char digest[WH_DIGEST_LEN + 1]; /* ?digest= when finishing; a pushed manifest's */
 	bool has_digest;
 	/* The session this request writes to, pinned: got once, so a body
 	 * piece costs no lookup, and never evicted meanwhile. Pinned also
 	 * means busy: a second request on it must not interleave its bytes. */
 	wh_upload *up;
 	struct catchup *catchup; /* the closing PUT's catch-up, while it runs */
+	struct store_wait *wait; /* the store's finish or put, while it runs */
 	bool finished;           /* the upload was finished or cancelled */
 	bool temp_session;       /* created for a monolithic POST: cancel if not finished */
 	char *buf;               /* manifest bytes */
 	size_t len, cap;
-	char content_type[256]; /* of a manifest PUT */
+	char content_type[256];          /* of a manifest PUT */
+	char subject[WH_DIGEST_LEN + 1]; /* of a manifest PUT, for the 201 ("": none) */
 	wh_req_hook done;
+};
+
+/* A store operation in the thread pool for a request (an upload's finish,
+ * a manifest's put): it completes whether or not the client stays; req is
+ * NULL once the request is over. */
+struct store_wait {
+	wh_req *req;
 };
 
 static void catalog_scan_work(uv_work_t *w)
@@ -258,6 +267,8 @@ static void rctx_done(wh_req *req, wh_req_hook *hook)
 	struct rctx *x = WH_CONTAINER_OF(hook, struct rctx, done);
 	if (x->catchup)
 		x->catchup->req = NULL; /* it goes on, and ends without us */
+	if (x->wait)
+		x->wait->req = NULL; /* likewise */
 	if (x->up && !x->finished) {
 		/* A monolithic POST's session goes with its request; cancel
 		 * refuses only while a catch-up is out, and then the pin goes. */
@@ -289,16 +300,42 @@ static int upload_body(wh_req *req, const char *data, size_t len)
 	return 0;
 }
 
-/* Finish the upload of a session whose hash covers every byte, and answer. */
+/* The request a store operation was for, or NULL when it went away; frees w. */
+static wh_req *store_wait_end(struct store_wait *w)
+{
+	wh_req *req = w->req;
+	free(w);
+	if (req)
+		((struct rctx *)req->data)->wait = NULL;
+	return req;
+}
+
+static void upload_finished(int rc, void *arg);
+
+/* Finish the upload of a session whose hash covers every byte (its fsync
+ * and publishing run in the thread pool), then answer. */
 static void upload_finish(wh_req *req, struct rctx *x)
 {
-	int rc = wh_store_upload_finish(x->reg->store, x->up, x->digest);
-	if (rc == WH_EINVAL || rc == WH_EINUSE) {
+	struct store_wait *w = wh_calloc(1, sizeof(*w));
+	int rc = wh_store_upload_finish_async(x->reg->loop, x->reg->store, x->up, x->digest,
+	                                      upload_finished, w);
+	if (rc != 0) {
+		free(w);
 		wh_oci_storage_error(req, rc); /* not expected: the session is left as it was */
 		return;
 	}
-	x->finished = true; /* the session is gone, with our pin */
+	x->finished = true; /* the session is the store's now, with our pin */
 	x->up = NULL;
+	w->req = req;
+	x->wait = w;
+}
+
+static void upload_finished(int rc, void *arg)
+{
+	wh_req *req = store_wait_end(arg);
+	if (!req)
+		return; /* the client went away: the blob is stored all the same */
+	struct rctx *x = req->data;
 	if (rc == WH_EDIGEST) {
 		wh_oci_error(req, 400, "DIGEST_INVALID",
 		             "provided digest did not match uploaded content", x->digest);
@@ -637,6 +674,8 @@ static int manifest_body(wh_req *req, const char *data, size_t len)
 	return 0;
 }
 
+static void manifest_stored(int rc, void *arg);
+
 static void manifest_put_end(wh_req *req)
 {
 	struct rctx *x = req->data;
@@ -674,22 +713,42 @@ static void manifest_put_end(wh_req *req)
 				goto out;
 		}
 	}
-	int rc = wh_store_manifest_put(reg->store, x->name, by_digest ? NULL : x->ref, digest,
-	                               m.media_type, x->buf ? x->buf : "", x->len);
+	/* Stored in the thread pool (fsyncs); answered when it is done. */
+	memcpy(x->digest, digest, sizeof(x->digest));
+	snprintf(x->subject, sizeof(x->subject), "%s", m.subject ? m.subject : "");
+	struct store_wait *w = wh_calloc(1, sizeof(*w));
+	int rc = wh_store_manifest_put_async(reg->loop, reg->store, x->name,
+	                                     by_digest ? NULL : x->ref, digest, m.media_type,
+	                                     x->buf ? x->buf : "", x->len, manifest_stored, w);
 	if (rc != 0) {
+		free(w);
 		wh_oci_storage_error(req, rc);
 		goto out;
 	}
-	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
-	wh_resp_header(req, "Location", "/v2/%s/manifests/%s", x->name, digest);
-	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
-	if (m.subject)
-		wh_resp_header(req, "OCI-Subject", "%s", m.subject);
-	wh_resp_length(req, 0);
-	wh_resp_end(req);
+	w->req = req;
+	x->wait = w;
 out:
 	cJSON_Delete(m.doc);
+}
+
+static void manifest_stored(int rc, void *arg)
+{
+	wh_req *req = store_wait_end(arg);
+	if (!req)
+		return; /* the client went away: the manifest is stored all the same */
+	struct rctx *x = req->data;
+	if (rc != 0) {
+		wh_oci_storage_error(req, rc);
+		return;
+	}
+	wh_resp_start(req, 201);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_resp_header(req, "Location", "/v2/%s/manifests/%s", x->name, x->digest);
+	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
+	if (x->subject[0])
+		wh_resp_header(req, "OCI-Subject", "%s", x->subject);
+	wh_resp_length(req, 0);
+	wh_resp_end(req);
 }
 
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)

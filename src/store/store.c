@@ -1,7 +1,12 @@
 /* The store: blobs, manifests and tags on the local filesystem, in Zot's
- * layout (see store.h). Everything here runs on the loop thread and is
- * synchronous; the only state kept in memory is the table of open upload
- * sessions, and that is a cache of what is on disk. */
+ * layout (see store.h). What is kept in memory (the table of upload
+ * sessions, the catalog, the parsed index.json and manifest caches) is a
+ * cache of what is on disk, and is touched on the loop thread only. The
+ * changes of the root are operations (below: "operations that change the
+ * store") whose blocking part may run in libuv's thread pool; that part
+ * touches the filesystem and its own operation, nothing else of the store
+ * but the read-only root and dedupe, and st->lock. It may log: wh_log
+ * writes each line with one write(2) from a buffer on the stack. */
 #include "wharf/store/store.h"
 
 #include <dirent.h>
@@ -35,6 +40,14 @@
 #define JSON_MAX ((size_t)64 << 20)
 #define COPY_BUF ((size_t)1 << 20)
 
+/* Random bytes in a temp file's name (hex: twice as many characters). */
+#define TMP_NAME_BYTES 16
+/* A boot id: the 32 hex digits of /proc/sys/kernel/random/boot_id. */
+#define BOOT_ID_BYTES 16
+/* Times a random name is drawn again when it is taken (a temp file, a
+ * session): with 122 random bits, more than once means something is wrong. */
+#define NAME_ATTEMPTS 8
+
 /* An upload session in memory. Its hash state is what makes it cheap: it
  * never has to read its bytes back. It goes to disk beside them when the
  * session leaves memory (eviction, close) and comes back from there. */
@@ -42,10 +55,11 @@ struct wh_upload {
 	wh_store *st;
 	wh_upload *prev, *next; /* in st->lru (most recently used first) or st->pinned */
 	char *repo;
-	char id[37];
-	int fd;
+	char id[WH_UUID_LEN + 1];
+	int fd;         /* -1 once a finish took it */
 	int pins;       /* users that keep the pointer: never evicted while > 0 */
 	int jobs;       /* catch-up jobs out (each holds a pin) */
+	bool finishing; /* a finish operation owns it (and holds a pin) */
 	int64_t size;   /* bytes in the data file */
 	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
 	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
@@ -86,10 +100,13 @@ struct manifest_slot {
 struct wh_store {
 	char *root;
 	bool dedupe;
-	struct upload_list lru;    /* sessions nobody pinned: evicted from the tail */
-	struct upload_list pinned; /* sessions in use: never evicted */
-	int n_uploads;             /* in both lists */
-	unsigned char boot[16];    /* this boot's id: saved hash states name it */
+	struct upload_list lru;            /* sessions nobody pinned: evicted from the tail */
+	struct upload_list pinned;         /* sessions in use: never evicted */
+	int n_uploads;                     /* in both lists */
+	unsigned char boot[BOOT_ID_BYTES]; /* this boot's id: saved hash states name it */
+	/* Held by whoever changes what the root holds (see "operations"). */
+	uv_mutex_t lock;
+	int ops; /* operations in the thread pool */
 	/* The catalog: every repository's name, in lexical order, unique. */
 	char **repos;
 	int n_repos, cap_repos;
@@ -186,9 +203,9 @@ out:
 /* This boot's id, so that a hash state saved before a reboot is not
  * trusted. Without /proc, a random one: states then serve within this
  * process only. */
-static void read_boot_id(unsigned char out[16])
+static void read_boot_id(unsigned char out[BOOT_ID_BYTES])
 {
-	char text[64];
+	char text[64]; /* a UUID and a newline */
 	ssize_t n = -1;
 	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
 	size_t k = 0;
@@ -197,7 +214,7 @@ static void read_boot_id(unsigned char out[16])
 		n = read(fd, text, sizeof(text) - 1);
 		close(fd);
 	}
-	for (ssize_t i = 0; i < n && k < 32; i++) {
+	for (ssize_t i = 0; i < n && k < 2 * BOOT_ID_BYTES; i++) {
 		int v = text[i] >= '0' && text[i] <= '9'   ? text[i] - '0'
 		        : text[i] >= 'a' && text[i] <= 'f' ? text[i] - 'a' + 10
 		                                           : -1;
@@ -206,8 +223,9 @@ static void read_boot_id(unsigned char out[16])
 		out[k / 2] = (unsigned char)(k % 2 ? out[k / 2] | v : v << 4);
 		k++;
 	}
-	if (k < 32 && random_bytes(out, 16) < 0)
-		memset(out, 0, 16); /* then every saved state is used only by this store */
+	/* Without one, every saved state is used only by this store. */
+	if (k < 2 * BOOT_ID_BYTES && random_bytes(out, BOOT_ID_BYTES) < 0)
+		memset(out, 0, BOOT_ID_BYTES);
 }
 
 static int write_all(int fd, const void *data, size_t len)
@@ -310,6 +328,20 @@ static int fsync_dir(const char *path)
 	return rc;
 }
 
+/* fsync the file at path (through a descriptor of our own). */
+static int fsync_path(const char *path)
+{
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
 /* fsync the directory that holds path, so a rename/link/unlink in it lasts. */
 static int fsync_parent(const char *path)
 {
@@ -365,8 +397,8 @@ static int mkdir_p(const char *path)
  * temp file beside dst, fsync, rename. */
 static int copy_file_atomic(const char *src, const char *dst)
 {
-	char tmp[PATH_MAX], hex[33];
-	unsigned char rnd[16];
+	char tmp[PATH_MAX], hex[2 * TMP_NAME_BYTES + 1];
+	unsigned char rnd[TMP_NAME_BYTES];
 	const char *slash = strrchr(dst, '/');
 	char *buf = NULL;
 	int in = -1, out = -1, rc;
@@ -484,9 +516,15 @@ static bool file_exists(const char *path)
 	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* The hex part of a (checked) "sha256:<hex>" digest: a blob's file name. */
+static const char *digest_hex(const char *digest)
+{
+	return digest + WH_DIGEST_LEN - WH_DIGEST_HEX;
+}
+
 static int blob_path(const wh_store *st, const char *repo, const char *digest, char *buf)
 {
-	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/sha256/%s", st->root, repo, digest + 7);
+	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/sha256/%s", st->root, repo, digest_hex(digest));
 }
 
 static int repo_path(const wh_store *st, const char *repo, const char *file, char *buf)
@@ -494,13 +532,13 @@ static int repo_path(const wh_store *st, const char *repo, const char *file, cha
 	return path_fmt(buf, PATH_MAX, "%s/%s/%s", st->root, repo, file);
 }
 
-/* Write data to dst atomically: temp file in .wharf/tmp, fsync, rename. */
-static int write_atomic(wh_store *st, const char *dst, const void *data, size_t len)
+/* A temp file in .wharf/tmp holding data, fsynced; tmp receives its name
+ * (PATH_MAX bytes). Nothing is left behind on error. */
+static int write_temp(wh_store *st, const void *data, size_t len, char *tmp)
 {
-	char tmp[PATH_MAX];
 	int fd, rc;
 
-	fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
+	fd = wh_store_tmp_create(st, tmp, PATH_MAX);
 	if (fd < 0)
 		return fd;
 	rc = write_all(fd, data, len);
@@ -508,20 +546,33 @@ static int write_atomic(wh_store *st, const char *dst, const void *data, size_t 
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
-	if (rc == 0)
-		rc = place_file(tmp, dst, false);
-	if (rc < 0) {
+	if (rc < 0)
 		unlink(tmp);
-		log_err("cannot write file", dst, rc);
-	}
 	return rc;
 }
 
-static void catalog_insert(wh_store *st, const char *repo);
+/* Write data to dst atomically: temp file in .wharf/tmp, fsync, rename. */
+static int write_atomic(wh_store *st, const char *dst, const void *data, size_t len)
+{
+	char tmp[PATH_MAX];
+	int rc;
+
+	rc = write_temp(st, data, len, tmp);
+	if (rc == 0) {
+		rc = place_file(tmp, dst, false);
+		if (rc < 0)
+			unlink(tmp);
+	}
+	if (rc < 0)
+		log_err("cannot write file", dst, rc);
+	return rc;
+}
 
 /* Make repo an OCI image layout if it is not one yet. index.json is written
- * last: its presence is what makes the directory a repository. */
-static int repo_init(wh_store *st, const char *repo)
+ * last: its presence is what makes the directory a repository. *created is
+ * set when this made it (the catalog learns it on the loop). With st->lock
+ * held. */
+static int repo_init(wh_store *st, const char *repo, bool *created)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -550,7 +601,7 @@ static int repo_init(wh_store *st, const char *repo)
 		goto out;
 	rc = write_atomic(st, path, EMPTY_INDEX, strlen(EMPTY_INDEX));
 	if (rc == 0)
-		catalog_insert(st, repo);
+		*created = true;
 out:
 	return rc;
 }
@@ -731,7 +782,18 @@ static void manifest_cache_put(wh_store *st, const char *digest, const char *dat
 	}
 }
 
-static int index_save(wh_store *st, const char *repo, cJSON *idx)
+/* Drop repo's parsed index.json from the cache, after it was replaced. */
+static void index_forget(wh_store *st, const char *repo)
+{
+	struct index_slot *slot = index_slot_find(st, repo);
+
+	if (slot)
+		index_slot_clear(slot);
+}
+
+/* Write idx as repo's index.json (atomically). Any thread, with st->lock
+ * held; the loop then forgets its cached copy (index_forget). */
+static int index_write(wh_store *st, const char *repo, cJSON *idx)
 {
 	char path[PATH_MAX];
 	char *text = NULL;
@@ -755,9 +817,6 @@ static int index_save(wh_store *st, const char *repo, cJSON *idx)
 		rc = WH_ENOMEM;
 		goto out;
 	}
-	struct index_slot *slot = index_slot_find(st, repo);
-	if (slot)
-		index_slot_clear(slot);
 	rc = write_atomic(st, path, text, strlen(text));
 out:
 	cJSON_free(text);
@@ -874,6 +933,13 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	st = wh_calloc(1, sizeof(*st));
 	st->root = wh_strdup(root);
 	st->dedupe = dedupe;
+	rc = uv_mutex_init(&st->lock);
+	if (rc < 0) {
+		free(st->root);
+		free(st);
+		log_err("cannot open store", root, rc);
+		return rc;
+	}
 	read_boot_id(st->boot);
 	len = strlen(st->root);
 	while (len > 1 && st->root[len - 1] == '/')
@@ -913,6 +979,7 @@ out:
 	if (rc < 0)
 		log_err("cannot open store", root, rc);
 	if (st) {
+		uv_mutex_destroy(&st->lock);
 		free(st->root);
 		free(st);
 	}
@@ -925,6 +992,9 @@ void wh_store_close(wh_store *st)
 {
 	if (!st)
 		return;
+	if (st->ops > 0)
+		wh_log(WH_LOG_ERROR, "store closed with operations still in the thread pool",
+		       "operations", WH_LI, (long long)st->ops, NULL);
 	/* Each session's hash state goes to disk: the next process goes on
 	 * from there without reading the bytes. */
 	while (st->pinned.head)
@@ -936,6 +1006,7 @@ void wh_store_close(wh_store *st)
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
 		manifest_slot_clear(st, &st->manifest_cache[i]);
 	wh_strv_free(st->repos, st->n_repos);
+	uv_mutex_destroy(&st->lock);
 	free(st->root);
 	free(st);
 }
@@ -947,11 +1018,11 @@ const char *wh_store_root(const wh_store *st)
 
 int wh_store_tmp_create(wh_store *st, char *path, size_t pathlen)
 {
-	unsigned char rnd[16];
-	char hex[33];
+	unsigned char rnd[TMP_NAME_BYTES];
+	char hex[2 * TMP_NAME_BYTES + 1];
 	int fd = -EEXIST, rc;
 
-	for (int attempt = 0; attempt < 8 && fd == -EEXIST; attempt++) {
+	for (int attempt = 0; attempt < NAME_ATTEMPTS && fd == -EEXIST; attempt++) {
 		rc = random_bytes(rnd, sizeof(rnd));
 		if (rc < 0)
 			return rc;
@@ -1017,36 +1088,43 @@ out:
 	return rc;
 }
 
-int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest)
+/* The blob bodies below run with st->lock held, on whichever thread does the
+ * work (see "operations that change the store"); arguments were checked. */
+
+static int blob_delete_locked(wh_store *st, const char *repo, const char *digest)
 {
 	char path[PATH_MAX];
+	cJSON *idx = NULL;
 	int rc;
 
-	if (!repo_ok(repo) || !digest_ok(digest))
-		return WH_EINVAL;
 	rc = blob_path(st, repo, digest, path);
 	if (rc < 0)
-		return rc;
+		goto out;
 	/* A manifest's bytes: index.json (its tags, or its untagged entry) would
-	 * name a file that is gone. */
-	cJSON *idx;
-	rc = index_get(st, repo, &idx);
+	 * name a file that is gone. Read from the file, not the loop's cache. */
+	rc = index_load(st, repo, &idx);
 	if (rc < 0 && rc != WH_ENOTFOUND)
-		return rc;
-	if (rc == 0 && find_by_digest(index_manifests(idx), digest, false))
-		return WH_EINUSE;
-	if (unlink(path) < 0)
-		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
-	return fsync_parent(path);
+		goto out;
+	if (rc == 0 && find_by_digest(index_manifests(idx), digest, false)) {
+		rc = WH_EINUSE;
+		goto out;
+	}
+	if (unlink(path) < 0) {
+		rc = (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+		goto out;
+	}
+	rc = fsync_parent(path);
+out:
+	cJSON_Delete(idx);
+	return rc;
 }
 
-int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, const char *digest)
+static int blob_mount_locked(wh_store *st, const char *repo, const char *from_repo,
+                             const char *digest, bool *created)
 {
 	char src[PATH_MAX], dst[PATH_MAX];
 	int rc;
 
-	if (!repo_ok(repo) || !repo_ok(from_repo) || !digest_ok(digest))
-		return WH_EINVAL;
 	rc = blob_path(st, from_repo, digest, src);
 	if (rc < 0)
 		goto out;
@@ -1057,7 +1135,7 @@ int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, c
 		rc = WH_ENOTFOUND;
 		goto out;
 	}
-	rc = repo_init(st, repo);
+	rc = repo_init(st, repo, created);
 	if (rc < 0 || file_exists(dst))
 		goto out;
 	rc = place_file(src, dst, true);
@@ -1067,41 +1145,36 @@ out:
 	return rc;
 }
 
-int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, const char *digest)
+/* Publish tmp_path as a blob of repo (wh_store_blob_publish). synced: the
+ * caller fsynced it already, before taking the lock. */
+static int publish_locked(wh_store *st, const char *repo, const char *tmp_path, const char *digest,
+                          bool synced, bool *created)
 {
 	char dst[PATH_MAX], global[PATH_MAX];
 	bool consumed = false;
-	int fd, rc;
+	int rc;
 
-	if (!repo_ok(repo) || !digest_ok(digest)) {
-		rc = WH_EINVAL;
-		goto out;
-	}
 	rc = blob_path(st, repo, digest, dst);
 	if (rc < 0)
 		goto out;
-	rc = repo_init(st, repo);
+	rc = repo_init(st, repo, created);
 	if (rc < 0)
 		goto out;
 	if (file_exists(dst))
 		goto out; /* same digest, same bytes: the temp file is dropped below */
-
-	fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
+	if (!synced) {
+		rc = fsync_path(tmp_path);
+		if (rc < 0)
+			goto out;
 	}
-	rc = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	if (rc < 0)
-		goto out;
 
 	if (!st->dedupe) {
 		rc = place_file(tmp_path, dst, false);
 		consumed = rc == 0;
 		goto out;
 	}
-	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root, digest + 7);
+	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
+	              digest_hex(digest));
 	if (rc < 0)
 		goto out;
 	if (!file_exists(global)) {
@@ -1122,12 +1195,20 @@ out:
 
 /* ---- upload sessions ---- */
 
+/* A UUID's text: 16 bytes in hex, a dash before bytes 4, 6, 8 and 10. */
+#define UUID_BYTES 16
+
+static bool uuid_dash_before(int byte)
+{
+	return byte == 4 || byte == 6 || byte == 8 || byte == 10;
+}
+
 static bool upload_id_valid(const char *id)
 {
-	if (!id || strlen(id) != 36)
+	if (!id || strlen(id) != WH_UUID_LEN)
 		return false;
-	for (int i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+	for (int i = 0; i < WH_UUID_LEN; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23; /* before bytes 4, 6, 8, 10 */
 		char c = id[i];
 		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
 			return false;
@@ -1201,10 +1282,20 @@ static bool session_owned_by(const wh_store *st, const char *id, const char *rep
  * damaged, from another boot or for more bytes than data holds leaves the
  * session "behind": see wh_upload_hash_behind. */
 
-#define HASH_MAGIC     "WHARFUPH"
-#define HASH_VERSION   1u
-#define HASH_BODY      (8 + 4 + 4 + 16 + 36 + 8 + 32 + 64)
-#define HASH_FILE_SIZE (HASH_BODY + WH_DIGEST_LEN)
+/* The file, integers little endian: magic (8 bytes), version (4), 4 bytes
+ * reserved, boot id (16), session id (36), then the hash state (bytes
+ * hashed (8), the eight words (4 each), the pending block (64)), then the
+ * sha256 of all that as text. */
+#define HASH_MAGIC      "WHARFUPH"
+#define HASH_MAGIC_LEN  8
+#define HASH_VERSION    1u
+#define HASH_AT_VERSION HASH_MAGIC_LEN
+#define HASH_AT_BOOT    (HASH_AT_VERSION + 4 + 4)
+#define HASH_AT_ID      (HASH_AT_BOOT + BOOT_ID_BYTES)
+#define HASH_AT_STATE   (HASH_AT_ID + WH_UUID_LEN)
+#define HASH_BODY       (HASH_AT_STATE + 8 + 8 * 4 + 64)
+#define HASH_FILE_SIZE  (HASH_BODY + WH_DIGEST_LEN)
+_Static_assert(HASH_BODY == 172, "the hash file's layout is fixed: older files are read");
 
 static void put_le(unsigned char *p, uint64_t v, int n)
 {
@@ -1229,16 +1320,12 @@ static void hash_encode(const wh_store *st, const char *id, const wh_sha256 *h,
 	unsigned char *p = out;
 
 	wh_sha256_export(h, &state);
-	memcpy(p, HASH_MAGIC, 8);
-	p += 8;
-	put_le(p, HASH_VERSION, 4);
-	p += 4;
-	put_le(p, 0, 4);
-	p += 4;
-	memcpy(p, st->boot, 16);
-	p += 16;
-	memcpy(p, id, 36);
-	p += 36;
+	memcpy(p, HASH_MAGIC, HASH_MAGIC_LEN);
+	put_le(p + HASH_AT_VERSION, HASH_VERSION, 4);
+	put_le(p + HASH_AT_VERSION + 4, 0, 4);
+	memcpy(p + HASH_AT_BOOT, st->boot, BOOT_ID_BYTES);
+	memcpy(p + HASH_AT_ID, id, WH_UUID_LEN);
+	p += HASH_AT_STATE;
 	put_le(p, state.total, 8);
 	p += 8;
 	for (int i = 0; i < 8; i++, p += 4)
@@ -1257,11 +1344,13 @@ static bool hash_decode(const wh_store *st, const char *id, const unsigned char 
 	const unsigned char *p = in;
 
 	wh_sha256_digest(in, HASH_BODY, check);
-	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 || memcmp(p, HASH_MAGIC, 8) != 0 ||
-	    get_le(p + 8, 4) != HASH_VERSION || memcmp(p + 16, st->boot, 16) != 0 ||
-	    memcmp(p + 32, id, 36) != 0)
+	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 ||
+	    memcmp(p, HASH_MAGIC, HASH_MAGIC_LEN) != 0 ||
+	    get_le(p + HASH_AT_VERSION, 4) != HASH_VERSION ||
+	    memcmp(p + HASH_AT_BOOT, st->boot, BOOT_ID_BYTES) != 0 ||
+	    memcmp(p + HASH_AT_ID, id, WH_UUID_LEN) != 0)
 		return false;
-	p += 68;
+	p += HASH_AT_STATE;
 	state.total = get_le(p, 8);
 	p += 8;
 	for (int i = 0; i < 8; i++, p += 4)
@@ -1409,7 +1498,7 @@ static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int
 	up = wh_calloc(1, sizeof(*up));
 	up->st = st;
 	up->repo = wh_strdup(repo);
-	memcpy(up->id, id, 37);
+	memcpy(up->id, id, WH_UUID_LEN + 1);
 	up->fd = fd;
 	up->saved = -1;
 	wh_sha256_init(&up->hash);
@@ -1427,31 +1516,31 @@ static wh_upload *upload_find(wh_store *st, const char *id)
 	return NULL;
 }
 
-int wh_store_upload_create(wh_store *st, const char *repo, char id[37])
+int wh_store_upload_create(wh_store *st, const char *repo, char id[WH_UUID_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	char path[PATH_MAX], line[WH_NAME_MAX + 2];
-	unsigned char b[16];
+	unsigned char b[UUID_BYTES];
 	size_t len;
 	int fd = -1, rc = -EEXIST;
 	bool made = false;
 
 	if (!repo_ok(repo))
 		return WH_EINVAL;
-	for (int attempt = 0; attempt < 8 && rc == -EEXIST; attempt++) {
+	for (int attempt = 0; attempt < NAME_ATTEMPTS && rc == -EEXIST; attempt++) {
 		size_t j = 0;
 		rc = random_bytes(b, sizeof(b));
 		if (rc < 0)
 			goto out;
 		b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
 		b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-		for (int i = 0; i < 16; i++) {
-			if (i == 4 || i == 6 || i == 8 || i == 10)
+		for (int i = 0; i < UUID_BYTES; i++) {
+			if (uuid_dash_before(i))
 				id[j++] = '-';
 			id[j++] = hex[b[i] >> 4];
 			id[j++] = hex[b[i] & 0xf];
 		}
-		id[36] = '\0';
+		id[WH_UUID_LEN] = '\0';
 		rc = session_path(st, id, NULL, path);
 		if (rc < 0)
 			goto out;
@@ -1515,7 +1604,9 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 	}
 	up = upload_find(st, id);
 	if (up) {
-		if (strcmp(up->repo, repo) != 0) {
+		/* Being finished is as good as gone; and it must not be got from
+		 * disk meanwhile, so it stays in the table until then. */
+		if (strcmp(up->repo, repo) != 0 || up->finishing) {
 			rc = WH_ENOTFOUND;
 		} else {
 			touch(up);
@@ -1629,7 +1720,7 @@ int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out)
 	int fd;
 
 	*out = NULL;
-	if (!wh_upload_hash_behind(up) || up->jobs > 0)
+	if (!wh_upload_hash_behind(up) || up->jobs > 0 || up->finishing)
 		return WH_EINVAL;
 	fd = fcntl(up->fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0)
@@ -1666,10 +1757,7 @@ void wh_upload_catchup_run(wh_upload_catchup *job)
 		wh_sha256_update(&job->hash, buf, (size_t)n);
 		off += n;
 	}
-	/* Finishing fsyncs the bytes on the loop; done here, that finds
-	 * nothing left to write. */
-	if (job->rc == 0 && fsync(job->fd) < 0)
-		job->rc = -errno;
+	/* No fsync: finishing does it, off the loop as well. */
 	free(buf);
 }
 
@@ -1692,43 +1780,11 @@ int wh_upload_catchup_end(wh_upload_catchup *job)
 	return rc;
 }
 
-int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest)
-{
-	char path[PATH_MAX], got[WH_DIGEST_LEN + 1];
-	int rc;
-
-	if (!digest_ok(digest) || wh_upload_hash_behind(up))
-		return WH_EINVAL;
-	if (up->jobs > 0)
-		return WH_EINUSE;
-	rc = session_path(st, up->id, "data", path);
-	if (rc < 0)
-		goto out;
-	wh_sha256_final(&up->hash, got);
-	if (strcmp(got, digest) != 0) {
-		rc = WH_EDIGEST;
-		goto out;
-	}
-	if (fsync(up->fd) < 0) {
-		rc = -errno;
-		log_err("cannot sync upload", path, rc);
-		goto out;
-	}
-	close(up->fd);
-	up->fd = -1;
-	/* Publishing consumes the data file, whether or not it succeeds. */
-	rc = wh_store_blob_publish(st, up->repo, path, digest);
-out:
-	session_remove(st, up->id);
-	upload_free(st, up);
-	return rc;
-}
-
 int wh_store_upload_cancel(wh_store *st, wh_upload *up)
 {
 	int rc;
 
-	if (up->jobs > 0)
+	if (up->jobs > 0 || up->finishing)
 		return WH_EINUSE;
 	rc = session_remove(st, up->id);
 	upload_free(st, up);
@@ -1888,43 +1944,393 @@ out:
 	return rc;
 }
 
-int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const char *digest,
-                          const char *media_type, const char *data, size_t len)
+/* ---- operations that change the store ----
+ *
+ * Each change of the root is an operation in three parts (store.h, "changes
+ * off the loop"): prepare on the loop (check the arguments, copy them into
+ * the operation, claim the session), work on any thread, complete on the
+ * loop. The synchronous calls run the three in a row; the _async ones send
+ * the work to libuv's thread pool. The work touches the filesystem and its
+ * operation only; the memory of the store is brought up to date by
+ * complete, from what the work noted (created, index_written). The part of
+ * the work that changes what the root holds runs with st->lock held: one
+ * change at a time, whatever the thread, as when they all ran on the loop. */
+
+#define REF_MAX (WH_TAG_MAX > WH_DIGEST_LEN ? WH_TAG_MAX : WH_DIGEST_LEN)
+
+struct store_op {
+	uv_work_t work;
+	wh_store *st;
+	void (*run)(struct store_op *op); /* the work */
+	wh_store_cb cb;                   /* NULL: synchronous */
+	void *arg;
+	char repo[WH_NAME_MAX + 1];
+	char from[WH_NAME_MAX + 1]; /* mount: the repository that holds the blob */
+	char ref[REF_MAX + 1];      /* manifest put: the tag, "" for none; delete: tag or digest */
+	char digest[WH_DIGEST_LEN + 1]; /* of the blob or manifest */
+	char path[PATH_MAX];            /* publish: the temp file; finish: the session's data */
+	char *media_type;               /* manifest put; may be NULL */
+	char *data;                     /* manifest put: a copy of the bytes */
+	size_t len;
+	wh_upload *up;            /* finish: the session, claimed */
+	char id[WH_UUID_LEN + 1]; /* finish: its id */
+	int fd;                   /* finish: its data file, taken from it */
+	bool matched;             /* finish: the bytes hash to digest */
+	/* What the work did, for complete. */
+	int rc;
+	bool created;       /* made the repository: the catalog learns it */
+	bool index_written; /* replaced repo's index.json: the cache forgets it */
+};
+
+static void catalog_insert(wh_store *st, const char *repo);
+static void publish_run(struct store_op *op);
+
+static struct store_op *op_new(wh_store *st, void (*run)(struct store_op *), const char *repo)
 {
-	char path[PATH_MAX], tmp[PATH_MAX];
+	struct store_op *op = wh_calloc(1, sizeof(*op));
+
+	op->st = st;
+	op->run = run;
+	op->fd = -1;
+	snprintf(op->repo, sizeof(op->repo), "%s", repo);
+	return op;
+}
+
+/* The loop's part after the work: the memory of the store catches up. */
+static int op_complete(struct store_op *op)
+{
+	wh_store *st = op->st;
+	int rc = op->rc;
+
+	if (op->created)
+		catalog_insert(st, op->repo);
+	if (op->created || op->index_written)
+		index_forget(st, op->repo);
+	if (op->up)
+		upload_free(st, op->up); /* finished: the session is gone, pins and all */
+	free(op->media_type);
+	free(op->data);
+	free(op);
+	return rc;
+}
+
+/* The synchronous call: all three parts here (prepare was done). */
+static int op_run(struct store_op *op)
+{
+	op->run(op);
+	return op_complete(op);
+}
+
+static void op_work_cb(uv_work_t *w)
+{
+	struct store_op *op = w->data;
+
+	op->run(op);
+}
+
+static void op_done_cb(uv_work_t *w, int status)
+{
+	struct store_op *op = w->data;
+	wh_store_cb cb = op->cb;
+	void *arg = op->arg;
+
+	/* Nothing calls uv_cancel on an operation; were one cancelled, it is
+	 * done here rather than left half prepared. */
+	if (status < 0)
+		op->run(op);
+	op->st->ops--;
+	cb(op_complete(op), arg);
+}
+
+/* Undo what prepare did, when the work cannot be queued. */
+static void op_abandon(struct store_op *op)
+{
+	if (op->up) {
+		op->up->fd = op->fd;
+		op->up->finishing = false;
+		wh_upload_unpin(op->up);
+		op->up = NULL;
+	}
+	if (op->run == publish_run)
+		unlink(op->path); /* a publish consumes its temp file in every case */
+	op->rc = 0;
+	op_complete(op);
+}
+
+static int op_queue(uv_loop_t *loop, struct store_op *op, wh_store_cb cb, void *arg)
+{
+	int rc;
+
+	op->cb = cb;
+	op->arg = arg;
+	op->work.data = op;
+	rc = uv_queue_work(loop, &op->work, op_work_cb, op_done_cb);
+	if (rc < 0) {
+		op_abandon(op);
+		return rc;
+	}
+	op->st->ops++;
+	return 0;
+}
+
+/* -- blobs -- */
+
+static void publish_run(struct store_op *op)
+{
+	wh_store *st = op->st;
+	char dst[PATH_MAX];
+	bool synced = false;
+	int rc = 0;
+
+	/* The fsync before the lock: the bytes are the caller's alone until
+	 * they are placed, and a big blob's fsync must not hold every other
+	 * change up. Not when the repository holds the blob already: the bytes
+	 * are dropped then. Never tried twice: a failed fsync may have dropped
+	 * the pages it could not write, and a second one would not know. */
+	if (blob_path(st, op->repo, op->digest, dst) == 0 && !file_exists(dst)) {
+		rc = fsync_path(op->path);
+		if (rc < 0) {
+			unlink(op->path);
+			wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, op->repo,
+			       "digest", WH_LS, op->digest, "error", WH_LS, wh_strerror(rc), NULL);
+			goto out;
+		}
+		synced = true;
+	}
+	uv_mutex_lock(&st->lock);
+	rc = publish_locked(st, op->repo, op->path, op->digest, synced, &op->created);
+	uv_mutex_unlock(&st->lock);
+out:
+	op->rc = rc;
+}
+
+static int publish_prepare(wh_store *st, const char *repo, const char *tmp_path, const char *digest,
+                           struct store_op **out)
+{
+	int rc = 0;
+
+	*out = NULL;
+	if (!repo_ok(repo) || !digest_ok(digest))
+		rc = WH_EINVAL;
+	else if (strlen(tmp_path) >= PATH_MAX)
+		rc = -ENAMETOOLONG;
+	if (rc < 0) {
+		unlink(tmp_path);
+		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
+		       digest, "error", WH_LS, wh_strerror(rc), NULL);
+		return rc;
+	}
+	*out = op_new(st, publish_run, repo);
+	memcpy((*out)->digest, digest, WH_DIGEST_LEN + 1);
+	memcpy((*out)->path, tmp_path, strlen(tmp_path) + 1);
+	return 0;
+}
+
+int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, const char *digest)
+{
+	struct store_op *op;
+	int rc = publish_prepare(st, repo, tmp_path, digest, &op);
+
+	return rc < 0 ? rc : op_run(op);
+}
+
+int wh_store_blob_publish_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                                const char *tmp_path, const char *digest, wh_store_cb cb, void *arg)
+{
+	struct store_op *op;
+	int rc = publish_prepare(st, repo, tmp_path, digest, &op);
+
+	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
+}
+
+static void mount_run(struct store_op *op)
+{
+	uv_mutex_lock(&op->st->lock);
+	op->rc = blob_mount_locked(op->st, op->repo, op->from, op->digest, &op->created);
+	uv_mutex_unlock(&op->st->lock);
+}
+
+static int mount_prepare(wh_store *st, const char *repo, const char *from_repo, const char *digest,
+                         struct store_op **out)
+{
+	*out = NULL;
+	if (!repo_ok(repo) || !repo_ok(from_repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	*out = op_new(st, mount_run, repo);
+	snprintf((*out)->from, sizeof((*out)->from), "%s", from_repo);
+	memcpy((*out)->digest, digest, WH_DIGEST_LEN + 1);
+	return 0;
+}
+
+int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, const char *digest)
+{
+	struct store_op *op;
+	int rc = mount_prepare(st, repo, from_repo, digest, &op);
+
+	return rc < 0 ? rc : op_run(op);
+}
+
+int wh_store_blob_mount_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                              const char *from_repo, const char *digest, wh_store_cb cb, void *arg)
+{
+	struct store_op *op;
+	int rc = mount_prepare(st, repo, from_repo, digest, &op);
+
+	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
+}
+
+static void blob_delete_run(struct store_op *op)
+{
+	uv_mutex_lock(&op->st->lock);
+	op->rc = blob_delete_locked(op->st, op->repo, op->digest);
+	uv_mutex_unlock(&op->st->lock);
+}
+
+static int blob_delete_prepare(wh_store *st, const char *repo, const char *digest,
+                               struct store_op **out)
+{
+	*out = NULL;
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	*out = op_new(st, blob_delete_run, repo);
+	memcpy((*out)->digest, digest, WH_DIGEST_LEN + 1);
+	return 0;
+}
+
+int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest)
+{
+	struct store_op *op;
+	int rc = blob_delete_prepare(st, repo, digest, &op);
+
+	return rc < 0 ? rc : op_run(op);
+}
+
+int wh_store_blob_delete_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *digest,
+                               wh_store_cb cb, void *arg)
+{
+	struct store_op *op;
+	int rc = blob_delete_prepare(st, repo, digest, &op);
+
+	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
+}
+
+/* -- finishing an upload -- */
+
+static void finish_run(struct store_op *op)
+{
+	wh_store *st = op->st;
+	int rc = 0;
+
+	/* The longest wait of all, before the lock: the bytes are the
+	 * session's alone, claimed by this operation. */
+	if (!op->matched) {
+		rc = WH_EDIGEST;
+	} else if (fsync(op->fd) < 0) {
+		rc = -errno;
+		log_err("cannot sync upload", op->path, rc);
+	}
+	close(op->fd);
+	op->fd = -1;
+	if (rc == 0) {
+		/* Publishing consumes the data file, whether or not it succeeds. */
+		uv_mutex_lock(&st->lock);
+		rc = publish_locked(st, op->repo, op->path, op->digest, true, &op->created);
+		uv_mutex_unlock(&st->lock);
+	}
+	session_remove(st, op->id);
+	op->rc = rc;
+}
+
+/* Claim the session for a finish: from here on it is the operation's. */
+static int finish_prepare(wh_store *st, wh_upload *up, const char *digest, struct store_op **out)
+{
+	char got[WH_DIGEST_LEN + 1];
+	struct store_op *op;
+	wh_sha256 h;
+	int rc;
+
+	*out = NULL;
+	if (!digest_ok(digest) || wh_upload_hash_behind(up))
+		return WH_EINVAL;
+	if (up->jobs > 0 || up->finishing)
+		return WH_EINUSE;
+	op = op_new(st, finish_run, up->repo);
+	rc = session_path(st, up->id, "data", op->path);
+	if (rc < 0) {
+		op_complete(op);
+		return rc;
+	}
+	h = up->hash; /* a copy: were the work not queued, the session goes on as it was */
+	wh_sha256_final(&h, got);
+	op->matched = strcmp(got, digest) == 0;
+	memcpy(op->digest, digest, WH_DIGEST_LEN + 1);
+	memcpy(op->id, up->id, WH_UUID_LEN + 1);
+	op->up = up;
+	op->fd = up->fd;
+	up->fd = -1;
+	up->finishing = true;
+	wh_upload_pin(up); /* the operation's own: the caller's may go any time */
+	*out = op;
+	return 0;
+}
+
+int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest)
+{
+	struct store_op *op;
+	int rc = finish_prepare(st, up, digest, &op);
+
+	return rc < 0 ? rc : op_run(op);
+}
+
+int wh_store_upload_finish_async(uv_loop_t *loop, wh_store *st, wh_upload *up, const char *digest,
+                                 wh_store_cb cb, void *arg)
+{
+	struct store_op *op;
+	int rc = finish_prepare(st, up, digest, &op);
+
+	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
+}
+
+/* -- manifests -- */
+
+static void manifest_put_run(struct store_op *op)
+{
+	wh_store *st = op->st;
+	const char *tag = op->ref[0] ? op->ref : NULL;
+	char path[PATH_MAX], tmp[PATH_MAX] = "";
 	cJSON *idx = NULL, *arr, *e, *next;
 	bool changed = false, tagged = false;
-	int fd, rc;
+	int rc;
 
-	if (!repo_ok(repo) || !digest_ok(digest) || (tag && !wh_tag_valid(tag, strlen(tag))) ||
-	    (!data && len > 0))
-		return WH_EINVAL;
-	rc = repo_init(st, repo);
+	rc = blob_path(st, op->repo, op->digest, path);
 	if (rc < 0)
 		goto out;
-	rc = blob_path(st, repo, digest, path);
-	if (rc < 0)
-		goto out;
+	/* The bytes are written and fsynced before the lock: nobody sees the
+	 * temp file. */
 	if (!file_exists(path)) {
-		fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
-		if (fd < 0) {
-			rc = fd;
-			goto out;
-		}
-		rc = write_all(fd, data, len);
-		close(fd);
-		if (rc < 0) {
-			unlink(tmp);
-			goto out;
-		}
-		rc = wh_store_blob_publish(st, repo, tmp, digest);
+		rc = write_temp(st, op->data, op->len, tmp);
 		if (rc < 0)
 			goto out;
 	}
-
-	rc = index_load(st, repo, &idx);
+	uv_mutex_lock(&st->lock);
+	rc = repo_init(st, op->repo, &op->created);
 	if (rc < 0)
-		goto out;
+		goto unlock;
+	if (!tmp[0] && !file_exists(path)) {
+		rc = write_temp(st, op->data, op->len, tmp); /* deleted meanwhile */
+		if (rc < 0)
+			goto unlock;
+	}
+	if (tmp[0]) {
+		rc = publish_locked(st, op->repo, tmp, op->digest, true, &op->created);
+		tmp[0] = '\0'; /* consumed */
+		if (rc < 0)
+			goto unlock;
+	}
+
+	rc = index_load(st, op->repo, &idx);
+	if (rc < 0)
+		goto unlock;
 	arr = index_manifests(idx);
 	if (tag) {
 		/* Move the tag: entries that carry it for another digest lose it. */
@@ -1932,7 +2338,7 @@ int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const
 			next = e->next;
 			if (!str_eq(entry_tag(e), tag))
 				continue;
-			if (str_eq(entry_digest(e), digest)) {
+			if (str_eq(entry_digest(e), op->digest)) {
 				tagged = true;
 			} else {
 				entry_untag(arr, e);
@@ -1940,37 +2346,85 @@ int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const
 			}
 		}
 		if (!tagged) {
-			e = find_by_digest(arr, digest, true);
+			e = find_by_digest(arr, op->digest, true);
 			rc = e ? entry_set_tag(e, tag)
-			       : entry_add(arr, digest, media_type, len, tag);
+			       : entry_add(arr, op->digest, op->media_type, op->len, tag);
 			if (rc < 0)
-				goto out;
+				goto unlock;
 			changed = true;
 		}
-	} else if (!find_by_digest(arr, digest, false)) {
-		rc = entry_add(arr, digest, media_type, len, NULL);
+	} else if (!find_by_digest(arr, op->digest, false)) {
+		rc = entry_add(arr, op->digest, op->media_type, op->len, NULL);
 		if (rc < 0)
-			goto out;
+			goto unlock;
 		changed = true;
 	}
-	if (changed)
-		rc = index_save(st, repo, idx);
+	if (changed) {
+		rc = index_write(st, op->repo, idx);
+		op->index_written = true;
+	}
+unlock:
+	uv_mutex_unlock(&st->lock);
 out:
+	if (tmp[0])
+		unlink(tmp);
 	cJSON_Delete(idx);
-	return rc;
+	op->rc = rc;
 }
 
-int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref)
+static int manifest_put_prepare(wh_store *st, const char *repo, const char *tag, const char *digest,
+                                const char *media_type, const char *data, size_t len,
+                                struct store_op **out)
 {
+	struct store_op *op;
+
+	*out = NULL;
+	if (!repo_ok(repo) || !digest_ok(digest) || (tag && !wh_tag_valid(tag, strlen(tag))) ||
+	    (!data && len > 0))
+		return WH_EINVAL;
+	op = op_new(st, manifest_put_run, repo);
+	if (tag)
+		snprintf(op->ref, sizeof(op->ref), "%s", tag);
+	memcpy(op->digest, digest, WH_DIGEST_LEN + 1);
+	op->media_type = media_type ? wh_strdup(media_type) : NULL;
+	op->data = wh_malloc(len ? len : 1);
+	if (len > 0)
+		memcpy(op->data, data, len);
+	op->len = len;
+	*out = op;
+	return 0;
+}
+
+int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const char *digest,
+                          const char *media_type, const char *data, size_t len)
+{
+	struct store_op *op;
+	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+
+	return rc < 0 ? rc : op_run(op);
+}
+
+int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *tag,
+                                const char *digest, const char *media_type, const char *data,
+                                size_t len, wh_store_cb cb, void *arg)
+{
+	struct store_op *op;
+	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+
+	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
+}
+
+static void manifest_delete_run(struct store_op *op)
+{
+	wh_store *st = op->st;
+	const char *ref = op->ref;
 	char path[PATH_MAX];
 	cJSON *idx = NULL, *arr, *e, *next;
-	bool found = false, by_digest;
+	bool found = false, by_digest = wh_ref_is_digest(ref, strlen(ref));
 	int rc;
 
-	if (!repo_ok(repo) || !ref_ok(ref))
-		return WH_EINVAL;
-	by_digest = wh_ref_is_digest(ref, strlen(ref));
-	rc = index_load(st, repo, &idx);
+	uv_mutex_lock(&st->lock);
+	rc = index_load(st, op->repo, &idx);
 	if (rc < 0)
 		goto out;
 	arr = index_manifests(idx);
@@ -1988,12 +2442,13 @@ int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref)
 		rc = WH_ENOTFOUND;
 		goto out;
 	}
-	rc = index_save(st, repo, idx);
+	rc = index_write(st, op->repo, idx);
+	op->index_written = true;
 	if (rc < 0 || !by_digest)
 		goto out;
 	/* The index no longer names it; only then do the bytes go, so a crash
 	 * in between leaves an orphan blob, never a dangling entry. */
-	rc = blob_path(st, repo, ref, path);
+	rc = blob_path(st, op->repo, ref, path);
 	if (rc < 0)
 		goto out;
 	if (unlink(path) < 0) {
@@ -2003,8 +2458,37 @@ int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref)
 	}
 	rc = fsync_parent(path);
 out:
+	uv_mutex_unlock(&st->lock);
 	cJSON_Delete(idx);
-	return rc;
+	op->rc = rc;
+}
+
+static int manifest_delete_prepare(wh_store *st, const char *repo, const char *ref,
+                                   struct store_op **out)
+{
+	*out = NULL;
+	if (!repo_ok(repo) || !ref_ok(ref))
+		return WH_EINVAL;
+	*out = op_new(st, manifest_delete_run, repo);
+	snprintf((*out)->ref, sizeof((*out)->ref), "%s", ref);
+	return 0;
+}
+
+int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref)
+{
+	struct store_op *op;
+	int rc = manifest_delete_prepare(st, repo, ref, &op);
+
+	return rc < 0 ? rc : op_run(op);
+}
+
+int wh_store_manifest_delete_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *ref,
+                                   wh_store_cb cb, void *arg)
+{
+	struct store_op *op;
+	int rc = manifest_delete_prepare(st, repo, ref, &op);
+
+	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
 }
 
 /* The spec's "lexical order (i.e. case-insensitive alphanumeric order)";

@@ -11,7 +11,9 @@ each request's window runs from just before it is sent to just after its
 for a monolithic upload, a chunked upload (POST, PATCH, PUT) and a manifest
 PUT (the manifest's bytes, then index.json). strace prints a syscall when it
 is made, before the answer can leave, and its timestamps (CLOCK_REALTIME)
-are compared with the client's. Skipped when strace is not installed.
+are compared with the client's. These calls run in libuv's thread pool (-f
+follows every thread; test_hardening_store checks which thread). Skipped
+when strace is not installed.
 
 Run:  cd tests/integration && WHARF_BIN=../../build/wharf python3 -m unittest -v test_durability
 """
@@ -40,10 +42,11 @@ def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def parse_strace(path):
-    """[(time, syscall, [paths])] of the calls that returned 0, in order of
-    their start. For fsync/fdatasync the path is the descriptor's (strace -y);
-    for rename/link the source and the destination."""
+def traced_calls(path):
+    """[(tid, time, syscall, [paths])] of the calls that returned 0, in order
+    of their start; tid is the thread's (strace -f), the process's pid for
+    its first thread, the loop's. For fsync/fdatasync the path is the
+    descriptor's (strace -y); for rename/link the source and the destination."""
     out = []
     pending = {}  # pid -> (time, name, args so far)
     with open(path, errors="replace") as f:
@@ -72,9 +75,14 @@ def parse_strace(path):
                 paths = [p.group(1)] if p else []
             else:
                 paths = _QUOTED.findall(args)
-            out.append((t, name, paths))
-    out.sort(key=lambda e: e[0])
+            out.append((int(pid), t, name, paths))
+    out.sort(key=lambda e: e[1])
     return out
+
+
+def parse_strace(path):
+    """traced_calls without the thread: [(time, syscall, [paths])]."""
+    return [e[1:] for e in traced_calls(path)]
 
 
 def children(pid):
@@ -86,6 +94,24 @@ def children(pid):
     except OSError:
         pass
     return kids
+
+
+def stop_traced(w):
+    """SIGTERM to wharf itself (strace, started with a program, ignores
+    it); strace exits with wharf's status."""
+    if not w.proc:
+        return None
+    for pid in children(w.proc.pid):
+        os.kill(pid, signal.SIGTERM)
+    try:
+        rc = w.proc.wait(20)
+    except Exception:
+        w.proc.kill()
+        w.proc.wait()
+        rc = None
+    w.proc = None
+    w.logf.close()
+    return rc
 
 
 @unittest.skipUnless(shutil.which("strace"), "strace not installed")
@@ -110,22 +136,7 @@ class FsyncOrderTest(unittest.TestCase):
 
     @classmethod
     def stop_traced(cls):
-        """SIGTERM to wharf itself (strace, started with a program, ignores
-        it); strace exits with wharf's status."""
-        w = cls.w
-        if not w.proc:
-            return None
-        for pid in children(w.proc.pid):
-            os.kill(pid, signal.SIGTERM)
-        try:
-            rc = w.proc.wait(20)
-        except Exception:
-            w.proc.kill()
-            w.proc.wait()
-            rc = None
-        w.proc = None
-        w.logf.close()
-        return rc
+        return stop_traced(cls.w)
 
     def setUp(self):
         self.repo = "dur/" + self._testMethodName[5:]

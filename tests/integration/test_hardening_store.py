@@ -5,6 +5,8 @@ can trigger with ordinary requests, each checked the way it showed.
   the loop whenever they were touched again (every status request, every body
   piece): the bytes a request makes wharf read are counted with
   /proc/<pid>/io's rchar, which cannot flake the way a timing can.
+- The closing PUT fsynced the upload's bytes on the loop, and a manifest PUT
+  its files and directories: strace -f shows which thread makes each fsync.
 - A blob DELETE of a manifest's digest left a tag pointing at nothing.
 - POST .../blobs/uploads/ created a repository for any name; the catalog
   walked the whole root on the loop for every request.
@@ -19,6 +21,8 @@ import hashlib
 import http.client
 import json
 import os
+import re
+import shutil
 import socket
 import sys
 import threading
@@ -28,6 +32,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Wharf  # noqa: E402
+from test_durability import children, stop_traced, traced_calls  # noqa: E402
 from test_oci_conformance import (Client, error_codes, sha256,  # noqa: E402
                                   split_location)
 
@@ -307,6 +312,28 @@ class TestUploadHashState(unittest.TestCase):
         st, h, b = self.w.request("HEAD", "/v2/crash/big/blobs/" + s.digest())
         self.assertEqual((st, int(h["content-length"])), (200, s.size))
 
+    def test_finish_fsync_does_not_stall_others(self):
+        """The closing PUT fsyncs the upload's bytes (the disk writes what
+        the page cache still holds: here a few hundred MiB, in the order of
+        100 ms; gigabytes take seconds): in the thread pool, while the loop
+        serves other clients. It ran on the loop, and GET /v2/ waited as
+        long as the PUT (TestFsyncOffTheLoop shows which thread does it)."""
+        size = 256 * MIB if not SANITIZED else 64 * MIB
+        s = Session(self, self.w, "fsync/big")
+        s.patch(size)
+        with LatencyProbe(self.w) as probe:
+            time.sleep(0.05)
+            t0 = time.monotonic()
+            st, h, b = s.finish(b"end")
+            put = time.monotonic() - t0
+            time.sleep(0.05)
+        self.assertEqual(st, 201, b)
+        print("\n  closing PUT that fsyncs %d MiB: %.0f ms; worst GET /v2/ meanwhile: %.1f ms"
+              % (size // MIB, put * 1000, probe.worst * 1000), file=sys.stderr)
+        self.assertGreater(len(probe.lat), 5)
+        self.assertLess(probe.worst, max(0.05, put / 2), "GET /v2/ waited for the fsync")
+        self.check_blob("fsync/big", s)
+
     def test_request_gone_during_catch_up(self):
         """The request goes away (its connection cut by a shutdown) while the
         bytes are hashed in the thread pool: the job ends on its own, the
@@ -345,6 +372,128 @@ class TestUploadHashState(unittest.TestCase):
         self.assertEqual(st, 201, b)
         self.assertLess(rchar(pid) - r0, MIB, "the caught-up state was not kept")
         self.check_blob("crash/gone", s)
+
+
+# ---------------------------------------------------------------------------
+# 1b. The fsyncs of a push run off the loop
+# ---------------------------------------------------------------------------
+
+UPLOAD_DATA = re.compile(r"/\.wharf/uploads/[0-9a-f-]{36}/data$")
+
+
+@unittest.skipUnless(shutil.which("strace"), "strace not installed")
+class TestFsyncOffTheLoop(unittest.TestCase):
+    """The closing PUT of an upload fsynced its bytes on the loop thread:
+    the disk writing the whole blob (seconds for gigabytes) held up every
+    other client. A manifest PUT fsynced its bytes, index.json and their
+    directories there too. They run in libuv's thread pool now. strace -f
+    names the thread of every call; the loop's is the process's first
+    thread, whose tid is the pid."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Wharf()
+        cls.trace = os.path.join(cls.w.tmp, "strace.txt")
+        # LeakSanitizer cannot run under ptrace; the other tests look for leaks.
+        env = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
+                                ":detect_leaks=0").lstrip(":")}
+        cls.w.start(timeout=30, env=env,
+                    wrapper=["strace", "-f", "-qq", "-y", "-ttt", "-e", "trace=fsync,fdatasync",
+                             "-e", "signal=none", "-o", cls.trace])
+        kids = children(cls.w.proc.pid)
+        cls.pid = kids[0] if len(kids) == 1 else None
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_traced(cls.w)
+        cls.w.cleanup()
+
+    def setUp(self):
+        self.assertIsNotNone(self.pid, "wharf's pid under strace")
+        self.c = Client(self, self.w)
+
+    def fsyncs_in(self, t0, t1, need):
+        """The fsyncs of files under the root that started within [t0, t1],
+        as (tid, path), once strace has written one whose path ends with
+        `need` (it may buffer)."""
+        root = os.path.realpath(self.w.root)
+        deadline = time.monotonic() + 5
+        while True:
+            ev = [(tid, p[0]) for tid, t, name, p in traced_calls(self.trace)
+                  if t0 <= t <= t1 and name in ("fsync", "fdatasync") and p and
+                  p[0].startswith(root)]
+            if any(p.endswith(need) for _, p in ev) or time.monotonic() > deadline:
+                return ev
+            time.sleep(0.05)
+
+    def assert_off_the_loop(self, ev, what):
+        on_loop = [p for tid, p in ev if tid == self.pid]
+        self.assertEqual(on_loop, [], "%s: fsyncs on the loop thread (%d): %s"
+                         % (what, self.pid, ev))
+
+    def test_the_trace_tells_the_loop_apart(self):
+        """What this check relies on: at start, the store makes .wharf's
+        directories and fsyncs their parents on the main thread, and the
+        trace says so."""
+        loop = [p for tid, t, name, p in traced_calls(self.trace)
+                if tid == self.pid and name == "fsync"]
+        self.assertTrue(any(p and p[0].endswith("/.wharf") for p in loop), loop)
+
+    def test_upload_finish(self):
+        repo = "offloop/upload"
+        for how in ("monolithic", "chunked"):
+            data = os.urandom(8 * MIB)
+            d = sha256(data)
+            t0 = time.time()
+            if how == "monolithic":
+                st, h, b = self.w.request("POST", "/v2/%s/blobs/uploads/?digest=%s"
+                                          % (repo, d), data, timeout=60)
+            else:
+                s = Session(self, self.w, repo)
+                s.hash.update(data[:-100])
+                st, h, b = self.w.request(
+                    "PATCH", s.loc, data[:-100],
+                    {"Content-Type": "application/octet-stream"}, timeout=60)
+                self.assertEqual(st, 202, b)
+                t0 = time.time()
+                s.size = len(data) - 100
+                st, h, b = s.finish(data[-100:])
+            t1 = time.time()
+            self.assertEqual(st, 201, b)
+            ev = self.fsyncs_in(t0, t1, "/" + repo + "/blobs/sha256")
+            self.assertTrue([p for _, p in ev if UPLOAD_DATA.search(p)],
+                            "%s: the upload's bytes were not fsynced: %s" % (how, ev))
+            self.assertTrue(any(p.endswith("/" + repo + "/blobs/sha256") for _, p in ev), ev)
+            self.assert_off_the_loop(ev, how + " upload")
+            st, h, b = self.w.request("GET", "/v2/%s/blobs/%s" % (repo, d))
+            self.assertEqual((st, sha256(b)), (200, d))
+
+    def test_manifest_put(self):
+        repo = "offloop/manifest"
+        cfg = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+        layer = os.urandom(5000)
+        for data in (cfg, layer):
+            self.c.push_blob(repo, data)
+        body = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": sha256(cfg), "size": len(cfg)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha256(layer), "size": len(layer)}]}).encode()
+        t0 = time.time()
+        st, h, b = self.w.request("PUT", "/v2/%s/manifests/v2" % repo, body,
+                                  {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        t1 = time.time()
+        self.assertEqual(st, 201, b)
+        ev = self.fsyncs_in(t0, t1, "/" + repo)
+        paths = [p for _, p in ev]
+        # The manifest's bytes and index.json (temp files), the directories
+        # they were renamed into.
+        self.assertGreaterEqual(sum("/.wharf/tmp/" in p for p in paths), 2, ev)
+        self.assertTrue(any(p.endswith("/" + repo) for p in paths), ev)
+        self.assert_off_the_loop(ev, "manifest PUT")
+        st, h, b = self.w.request("GET", "/v2/%s/manifests/v2" % repo)
+        self.assertEqual((st, b), (200, body))
 
 
 # ---------------------------------------------------------------------------

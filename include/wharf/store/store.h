@@ -17,11 +17,14 @@
  * only temp files, which wh_store_open removes. The link count of a blob in
  * .wharf/blobs is the number of repositories that hold it (+1).
  *
- * Calls are synchronous and meant for the one loop thread: each call is atomic
- * with respect to every other call, which is what makes concurrent pushes of
- * the same blob or tag safe. The exceptions, made to run in libuv's thread
- * pool, say so (wh_upload_catchup_run). Names, tags and digests must have
- * been validated with ref.h before they reach the store. */
+ * Calls are meant for the one loop thread, and each change of what the root
+ * holds is atomic with respect to every other, which is what makes
+ * concurrent pushes of the same blob or tag safe. Reads are synchronous.
+ * Changes come in two forms (see "Changes off the loop" below): the
+ * synchronous call does its fsyncs on the calling thread; its _async twin
+ * does them, and every other blocking part, in libuv's thread pool, and
+ * calls back on the loop. Names, tags and digests must have been validated
+ * with ref.h before they reach the store. */
 #ifndef WHARF_STORE_H
 #define WHARF_STORE_H
 
@@ -29,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <uv.h>
 
 #include "wharf/base/conf.h"
 #include "wharf/oci/ref.h"
@@ -99,10 +104,10 @@ int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, 
 
 /* ---- upload sessions ---- */
 
-/* Start a session for repo; id receives its uuid (37 bytes with NUL). The
+/* Start a session for repo; id receives its uuid (and a NUL). The
  * repository is not created (finishing the upload creates it). Sessions do
  * not expire yet: removing stale ones is the GC's work. */
-int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
+int wh_store_upload_create(wh_store *st, const char *repo, char id[WH_UUID_LEN + 1]);
 
 /* Sessions in memory: at most this many, each with an open fd, unless more
  * are pinned (in use by a request: then the connection limit bounds them).
@@ -116,8 +121,9 @@ int wh_store_upload_create(wh_store *st, const char *repo, char id[37]);
  * or an eviction. From disk, the bytes are not read: the size is the data
  * file's, the hash state the saved one; when there is no usable saved state
  * (after a crash or a reboot), the session is "behind" (below). WH_ENOTFOUND
- * if there is none, if it belongs to another repository, or id is not a
- * uuid as upload_create makes them. The session stays owned by the store.
+ * if there is none, if it belongs to another repository, if it is being
+ * finished (wh_store_upload_finish_async: it is as good as gone), or id is
+ * not a uuid as upload_create makes them. The session stays owned by the store.
  * The pointer is valid until the next call to wh_store_upload_create or
  * wh_store_upload_get (either may evict it), finish/cancel on it, or
  * wh_store_close, unless it is pinned: then until it is unpinned (or
@@ -153,7 +159,7 @@ bool wh_upload_hash_behind(const wh_upload *up);
  *   begin (loop)  snapshots what is missing and pins the session; WH_EINVAL
  *                 when it is not behind or a catch-up is already out, -errno
  *                 if its fd cannot be duplicated.
- *   run (any thread) reads, hashes and fsyncs the bytes; it touches only
+ *   run (any thread) reads and hashes the bytes; it touches only
  *                 the job (its own fd and hash copy), so the loop may go on
  *                 using the session, even appending to it.
  *   end (loop)    installs the hash if the session has not changed under it,
@@ -161,8 +167,9 @@ bool wh_upload_hash_behind(const wh_upload *up);
  *                 WH_EIO if the file was cut): the session is then left as
  *                 it was, still behind. Bytes appended meanwhile keep it
  *                 behind for those; begin again.
- * While a catch-up is out, finish and cancel answer WH_EINUSE. Every begun
- * job must be ended before wh_store_close. */
+ * While a catch-up is out, finish and cancel answer WH_EINUSE; begin answers
+ * WH_EINVAL on a session being finished. Every begun job must be ended
+ * before wh_store_close. */
 typedef struct wh_upload_catchup wh_upload_catchup;
 int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out);
 void wh_upload_catchup_run(wh_upload_catchup *job);
@@ -173,10 +180,13 @@ int wh_upload_catchup_end(wh_upload_catchup *job);
  * WH_EDIGEST and the session is ended too (its bytes are dropped). A digest
  * that is not a valid sha256 digest, or a session that is behind, is
  * WH_EINVAL and leaves the session as it was; WH_EINUSE while a catch-up is
- * out. Otherwise the session (pins and all) is gone afterwards. */
+ * out or the session is being finished. Otherwise the session (pins and
+ * all) is gone afterwards. The fsync of the bytes runs on the calling
+ * thread: a server calls wh_store_upload_finish_async (below). */
 int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest);
 
-/* End a session and drop its bytes (WH_EINUSE while a catch-up is out). */
+/* End a session and drop its bytes (WH_EINUSE while a catch-up is out or
+ * the session is being finished). */
 int wh_store_upload_cancel(wh_store *st, wh_upload *up);
 
 /* ---- manifests and tags ---- */
@@ -215,6 +225,86 @@ int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const
  * was nothing to delete (a digest that is a blob but not a manifest of repo
  * is not deleted). */
 int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref);
+
+/* ---- changes off the loop ----
+ *
+ * Every call above that changes the root fsyncs what it wrote, renames or
+ * links it into place and fsyncs the directory, on the calling thread. A
+ * fsync waits for the disk: for an upload's bytes, as long as the disk
+ * takes to write them (seconds for gigabytes), during which a loop thread
+ * serves nobody. Each such call therefore has an _async twin, with the same
+ * arguments, checks and results, that runs in three parts:
+ *
+ *   prepare (loop, inside the call)  checks the arguments and copies what
+ *        the work needs (the caller's buffers are free once it returns);
+ *        an error is returned at once (< 0), nothing was done, and cb will
+ *        not be called. Otherwise 0.
+ *   work (libuv's thread pool)  the filesystem only: writes, fsyncs,
+ *        renames, links, unlinks, reading index.json.
+ *   complete (loop)  what lives in memory (the catalog, the index cache,
+ *        the session table) catches up, then cb(rc, arg) is called once,
+ *        with what the synchronous call would have returned. Never from
+ *        inside the _async call itself.
+ *
+ * Once prepared, an operation always runs to the end and its callback
+ * always fires: the store has no way to drop one halfway, so a client that
+ * leaves meanwhile leaves the store as it would have been had it stayed
+ * (the blob is published, the tag written). The store keeps no pointer to
+ * arg except to pass it to cb; if what arg refers to can go away first (a
+ * request whose client left), arg is the caller's to keep valid, e.g. a
+ * small record the request clears when it ends and cb frees.
+ *
+ * Atomicity: the part of the work that changes what the root holds (repo
+ * creation, placing a blob, index.json read-changed-written, deletes) runs
+ * with the store's lock held, whichever thread runs it; the synchronous
+ * calls take it too. So changes are applied one at a time, as when they
+ * all ran on the loop, and concurrent pushes of one tag or blob stay safe.
+ * The fsync of bytes nobody else sees yet (an upload's data file, a temp
+ * file) runs before the lock is taken, so a big one never holds it. While
+ * a pool thread holds the lock, a synchronous change waits for it on the
+ * loop: for as long as a few small fsyncs (a directory, an index.json),
+ * never a blob's.
+ *
+ * What stays on the loop, because it never fsyncs nor reads more than
+ * metadata: the reads (blob_stat/open, manifest_get/stat, tags, referrers,
+ * repo_exists, upload_get: index.json, manifests of at most 64 MiB, the
+ * small files of a session), upload_create, wh_upload_write (page cache),
+ * upload_cancel (unlinks), the eviction of a session (its small hash file,
+ * not fsynced), and the synchronous calls above for callers that have not
+ * moved to the _async ones yet.
+ *
+ * Every operation must have called back before wh_store_close: run the
+ * loop until it has no more work (uv_run does). */
+typedef void (*wh_store_cb)(int rc, void *arg);
+
+/* wh_store_upload_finish. The session is claimed at once: from a 0 return
+ * on, the caller neither uses nor unpins up again (the pointer dies with
+ * the session); wh_store_upload_get answers WH_ENOTFOUND for it, cancel and
+ * a second finish WH_EINUSE. A digest mismatch is known at once but
+ * reported through cb (WH_EDIGEST), the session's files removed off the
+ * loop. */
+int wh_store_upload_finish_async(uv_loop_t *loop, wh_store *st, wh_upload *up, const char *digest,
+                                 wh_store_cb cb, void *arg);
+
+/* wh_store_blob_publish (the temp file is consumed whether or not it
+ * succeeds, an error returned at once included). */
+int wh_store_blob_publish_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                                const char *tmp_path, const char *digest, wh_store_cb cb,
+                                void *arg);
+
+int wh_store_blob_mount_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                              const char *from_repo, const char *digest, wh_store_cb cb, void *arg);
+
+int wh_store_blob_delete_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *digest,
+                               wh_store_cb cb, void *arg);
+
+/* wh_store_manifest_put; data is copied. */
+int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *tag,
+                                const char *digest, const char *media_type, const char *data,
+                                size_t len, wh_store_cb cb, void *arg);
+
+int wh_store_manifest_delete_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *ref,
+                                   wh_store_cb cb, void *arg);
 
 /* Tags of repo in lexical order, after `last` (NULL: from the start), at most
  * n (n < 0: all). *tags is a malloc'd array of malloc'd strings; free with
