@@ -857,7 +857,11 @@ static void reader_head(struct reader *rd)
 	int64_t a = 0, z = total - 1;
 	if (rd->range && !wh_range_resolve(rd->start, rd->end, total, &a, &z))
 		a = 1, z = 0; /* unsatisfiable: 416 */
-	if (!wh_oci_blob_head(req, f->digest, total, true, rd->range, a, z))
+	/* A HEAD is answered now, maybe before the digest verified: then its
+	 * Content-Length is only what the upstream said, and nothing may be
+	 * kept as immutable (a GET's body is cut on a mismatch instead). */
+	if (!wh_oci_blob_head(req, f->digest, total, f->verified || !rd->head_only, rd->range, a,
+	                      z))
 		return;
 	rd->start = a;
 	rd->end = z;

@@ -19,8 +19,7 @@
  * every handle closed and the temp dir removed.
  *
  * Environment: WHARF_TEE_ONLY=<name> runs one test; WHARF_TEST_LOG=1 logs
- * at debug to stderr; WHARF_TEE_KNOWN_BUGS=1 also runs the known_bug_*
- * tests, which describe a bug each and fail until it is fixed. */
+ * at debug to stderr. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* nftw */
 #endif
@@ -1146,19 +1145,13 @@ static void test_declared_size(void)
 	teardown();
 }
 
-/* KNOWN BUG, run only with WHARF_TEE_KNOWN_BUGS=1 (it fails today).
- *
- * A HEAD that joins a fetch in flight is answered at once (reader_head in
- * sync.c) with wh_oci_blob_head(..., immutable = true): an ETag and
- * "Cache-Control: max-age=31536000, immutable", before the digest has
- * verified, with the upstream's unverified Content-Length. A HEAD of the
- * same blob when no fetch is in flight (bh_on_head) is answered from the
- * upstream's HEAD "without ETag, nothing immutable" because nothing is
- * verified. Here the fetch then fails its digest: the GET is cut and nothing
- * is published, but the HEAD told every cache in front to keep its answer for
- * a year. Expected: a HEAD answered before verification carries neither
- * (reader_head: immutable = f->verified || !rd->head_only). */
-static void test_known_bug_head_join_unverified(void)
+/* A HEAD that joins a fetch in flight is answered at once, before the
+ * digest has verified, with the upstream's unverified Content-Length: like a
+ * HEAD answered from the upstream's HEAD, it carries no ETag and nothing
+ * immutable. (It once did: here the fetch then fails its digest, the GET is
+ * cut and nothing is published, but the HEAD had told every cache in front
+ * to keep its answer for a year.) */
+static void test_head_join_unverified(void)
 {
 	setup();
 	const struct blob *b = blob_add(BLOB_LEN, 99);
@@ -1235,18 +1228,12 @@ int main(void)
 	    {"resume", test_resume},
 	    {"free_mid_fill", test_free_mid_fill},
 	    {"declared_size", test_declared_size},
-	    {"known_bug_head_join_unverified", test_known_bug_head_join_unverified},
+	    {"head_join_unverified", test_head_join_unverified},
 	};
-	const char *kb = getenv("WHARF_TEE_KNOWN_BUGS");
-	const bool known_bugs = kb && *kb && strcmp(kb, "0") != 0;
 	const char *only = getenv("WHARF_TEE_ONLY");
 	for (size_t i = 0; i < WH_ARRAY_SIZE(tests); i++) {
 		if (only && strcmp(only, tests[i].name) != 0)
 			continue;
-		if (strncmp(tests[i].name, "known_bug_", 10) == 0 && !known_bugs) {
-			printf("%-32s skipped (WHARF_TEE_KNOWN_BUGS=1 runs it)\n", tests[i].name);
-			continue;
-		}
 		int before = check_failures;
 		uint64_t t0 = wh_now_ms();
 		tests[i].fn();
