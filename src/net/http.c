@@ -1531,14 +1531,12 @@ static void refuse(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 	    "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"too many connections, "
 	    "retry\"}]}";
 	if (srv->n_refused >= REFUSED_MAX) {
-		if (srv->tls) {
-			close(fd); /* on TLS the answer needs a handshake: just close */
-			return;
-		}
-		/* Best effort: one write, whatever the socket takes. */
+		/* Best effort: one write, whatever the socket takes; on TLS the
+		 * answer would need a handshake first, so the socket is just closed. */
 		wh_transport *tp = wh_transport_plain(fd);
 		struct iovec iov = {(void *)r503, sizeof(r503) - 1};
-		(void)tp->ops->writev(tp, &iov, 1, false);
+		if (!srv->tls)
+			(void)tp->ops->writev(tp, &iov, 1, false);
 		tp->ops->close(tp);
 		return;
 	}
