@@ -87,19 +87,25 @@ struct rctx {
 	 * means busy: a second request on it must not interleave its bytes. */
 	wh_upload *up;
 	struct catchup *catchup; /* the closing PUT's catch-up, while it runs */
-	struct store_wait *wait; /* the store's finish or put, while it runs */
+	struct store_wait *wait; /* the store's operation, while it runs */
 	bool finished;           /* the upload was finished or cancelled */
 	bool temp_session;       /* created for a monolithic POST: cancel if not finished */
 	char *buf;               /* manifest bytes */
 	size_t len, cap;
 	char content_type[256];          /* of a manifest PUT */
 	char subject[WH_DIGEST_LEN + 1]; /* of a manifest PUT, for the 201 ("": none) */
+	/* A POST's ?mount= and ?from= while the mount is still to be tried
+	 * ("" once it was, or without one). The upload is the mount's fallback. */
+	char mount[WH_DIGEST_LEN + 1];
+	char from[WH_NAME_MAX + 1];
+	int fallback_err; /* the fallback upload could not begin: its answer */
+	int body_err;     /* a write to the session failed: answered if not mounted */
 	wh_req_hook done;
 };
 
 /* A store operation in the thread pool for a request (an upload's finish,
- * a manifest's put): it completes whether or not the client stays; req is
- * NULL once the request is over. */
+ * a mount, a manifest's put, a delete): it completes whether or not the
+ * client stays; req is NULL once the request is over. */
 struct store_wait {
 	wh_req *req;
 };
@@ -223,24 +229,6 @@ static bool check_reference(wh_req *req, const char *ref, bool *is_digest)
 	return false;
 }
 
-/* ---- blobs ---- */
-
-static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const char *digest)
-{
-	int rc = wh_store_blob_delete(reg->store, name, digest);
-	if (rc == WH_ENOTFOUND)
-		wh_oci_blob_unknown(req, digest);
-	else if (rc == WH_EINUSE)
-		wh_oci_error(req, 405, "UNSUPPORTED",
-		             "this digest is a manifest of the repository: delete it through "
-		             "/v2/<name>/manifests/<digest>",
-		             digest);
-	else if (rc != 0)
-		wh_oci_storage_error(req, rc);
-	else
-		wh_oci_empty(req, 202);
-}
-
 /* ---- uploads ---- */
 
 static void upload_headers(wh_req *req, const char *name, const char *id, int64_t size)
@@ -292,7 +280,13 @@ static struct rctx *rctx_new(wh_req *req, wh_registry *reg, const char *name)
 static int upload_body(wh_req *req, const char *data, size_t len)
 {
 	struct rctx *x = req->data;
+	if (x->body_err)
+		return 0; /* dropped: the session is no use any more */
 	int rc = wh_upload_write(x->up, data, len);
+	if (rc != 0 && x->mount[0]) {
+		x->body_err = rc; /* the mount may still make the upload moot */
+		return 0;
+	}
 	if (rc != 0) {
 		wh_oci_storage_error(req, rc);
 		return -1;
@@ -309,6 +303,51 @@ static wh_req *store_wait_end(struct store_wait *w)
 		((struct rctx *)req->data)->wait = NULL;
 	return req;
 }
+
+/* ---- blob deletes ---- */
+
+static void blob_delete_answer(wh_req *req, const char *digest, int rc)
+{
+	if (rc == WH_ENOTFOUND)
+		wh_oci_blob_unknown(req, digest);
+	else if (rc == WH_EINUSE)
+		wh_oci_error(req, 405, "UNSUPPORTED",
+		             "this digest is a manifest of the repository: delete it through "
+		             "/v2/<name>/manifests/<digest>",
+		             digest);
+	else if (rc != 0)
+		wh_oci_storage_error(req, rc);
+	else
+		wh_oci_empty(req, 202);
+}
+
+static void blob_deleted(int rc, void *arg)
+{
+	wh_req *req = store_wait_end(arg);
+	if (!req)
+		return; /* the client went away: the blob is deleted all the same */
+	struct rctx *x = req->data;
+	blob_delete_answer(req, x->digest, rc);
+}
+
+/* The unlink and the directory's fsync run in the thread pool; answered
+ * when they are done. */
+static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const char *digest)
+{
+	struct rctx *x = rctx_new(req, reg, name);
+	memcpy(x->digest, digest, WH_DIGEST_LEN + 1);
+	struct store_wait *w = wh_calloc(1, sizeof(*w));
+	int rc = wh_store_blob_delete_async(reg->loop, reg->store, name, digest, blob_deleted, w);
+	if (rc != 0) {
+		free(w);
+		blob_delete_answer(req, digest, rc);
+		return;
+	}
+	w->req = req;
+	x->wait = w;
+}
+
+/* ---- finishing an upload ---- */
 
 static void upload_finished(int rc, void *arg);
 
@@ -355,6 +394,7 @@ static void catchup_work(uv_work_t *w)
 }
 
 static void catchup_start(wh_req *req, struct rctx *x);
+static void mount_start(wh_req *req, struct rctx *x);
 
 static void catchup_done(uv_work_t *w, int status)
 {
@@ -412,6 +452,14 @@ static void catchup_start(wh_req *req, struct rctx *x)
 static void upload_body_end(wh_req *req)
 {
 	struct rctx *x = req->data;
+	if (x->mount[0]) {
+		mount_start(req, x); /* the body is in: the mount decides */
+		return;
+	}
+	if (x->body_err) {
+		wh_oci_storage_error(req, x->body_err);
+		return;
+	}
 	if (!x->has_digest) {
 		wh_resp_start(req, 202);
 		upload_headers(req, x->name, x->id, wh_upload_size(x->up));
@@ -467,6 +515,103 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 	return false;
 }
 
+/* The session could not begin. With a mount still to try, that mount is
+ * the answer if it works, and this error if not. */
+static void upload_begin_failed(wh_req *req, struct rctx *x, int rc)
+{
+	if (x->mount[0]) {
+		x->fallback_err = rc;
+		mount_start(req, x);
+		return;
+	}
+	wh_oci_storage_error(req, rc);
+}
+
+/* The session of a POST: 202 with its location or, with ?digest=, a
+ * monolithic upload whose body is the blob. */
+static void upload_begin(wh_req *req, struct rctx *x)
+{
+	wh_registry *reg = x->reg;
+	if (take_digest_param(req, x))
+		return;
+	int rc = wh_store_upload_create(reg->store, x->name, x->id);
+	if (rc != 0) {
+		upload_begin_failed(req, x, rc);
+		return;
+	}
+	if (!x->has_digest) {
+		/* A body without a digest has nowhere to go; ignore it. */
+		wh_resp_start(req, 202);
+		upload_headers(req, x->name, x->id, 0);
+		wh_resp_length(req, 0);
+		wh_resp_end(req);
+		return;
+	}
+	/* Monolithic: the body is the blob. */
+	x->temp_session = true;
+	rc = wh_store_upload_get(reg->store, x->name, x->id, &x->up);
+	if (rc != 0) {
+		upload_begin_failed(req, x, rc);
+		return;
+	}
+	wh_upload_pin(x->up);
+	wh_req_read_body(req, upload_body, upload_body_end);
+	if (!req->has_body)
+		return; /* on_body_end fires when the (empty) message completes */
+}
+
+/* Not mounted: what the POST asks besides the mount is done, as if it had
+ * asked for no mount. */
+static void mount_failed(wh_req *req, struct rctx *x)
+{
+	x->mount[0] = '\0';
+	if (x->fallback_err)
+		wh_oci_storage_error(req, x->fallback_err);
+	else if (x->up)
+		upload_body_end(req); /* a monolithic upload's body is in */
+	else
+		upload_begin(req, x);
+}
+
+static void mounted(int rc, void *arg)
+{
+	wh_req *req = store_wait_end(arg);
+	if (!req)
+		return; /* the client went away: the blob is mounted all the same */
+	struct rctx *x = req->data;
+	if (rc != 0) {
+		mount_failed(req, x);
+		return;
+	}
+	blob_created(req, x->name, x->mount); /* a monolithic session is dropped */
+}
+
+/* The link and the directories' fsyncs run in the thread pool; answered
+ * when they are done. */
+static void mount_start(wh_req *req, struct rctx *x)
+{
+	wh_registry *reg = x->reg;
+	struct store_wait *w = wh_calloc(1, sizeof(*w));
+	int rc = wh_store_blob_mount_async(reg->loop, reg->store, x->name, x->from, x->mount,
+	                                   mounted, w);
+	if (rc != 0) {
+		free(w);
+		mount_failed(req, x);
+		return;
+	}
+	w->req = req;
+	x->wait = w;
+}
+
+/* Would the POST, were the blob not mounted, upload its body (?digest=,
+ * valid)? Its body must then be taken before the mount is known. */
+static bool posts_the_blob(wh_req *req)
+{
+	char d[DIGEST_PARAM_MAX];
+	return wh_oci_query(req, "digest", d, sizeof(d)) > 0 &&
+	       wh_digest_check(d, strlen(d)) == WH_DIGEST_OK;
+}
+
 static void upload_start(wh_req *req, wh_registry *reg, const char *name, const char *user)
 {
 	char mount[DIGEST_PARAM_MAX], from[WH_NAME_MAX + 2];
@@ -475,6 +620,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 		wh_oci_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
 		return;
 	}
+	struct rctx *x = NULL;
 	if (qm > 0) {
 		if (check_digest(req, mount))
 			return;
@@ -485,41 +631,29 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 			return;
 		}
 		/* A mount reads from `from`: without that right, the client uploads
-		 * the blob like anyone who does not have it. */
+		 * the blob like anyone who does not have it. A blob that `from`
+		 * does not hold is not mounted either (the mount's own first
+		 * check, made here on the loop: a stat). */
 		if (qf > 0 && wh_auth_may(reg->auth, user, from, WH_ACTION_READ) &&
-		    wh_store_blob_mount(reg->store, name, from, mount) == 0) {
-			blob_created(req, name, mount);
-			return;
+		    wh_store_blob_stat(reg->store, from, mount, NULL) == 0) {
+			x = rctx_new(req, reg, name);
+			memcpy(x->mount, mount, sizeof(x->mount));
+			memcpy(x->from, from, strlen(from) + 1); /* wh_name_valid: it fits */
+			/* Mounted in the thread pool. The upload it falls back on
+			 * begins from the callback, unless it would take the body:
+			 * bytes that arrive meanwhile are not kept, so that upload
+			 * begins first, and the mount is tried once the body is in
+			 * (mounted, the session is dropped). */
+			if (!posts_the_blob(req)) {
+				mount_start(req, x);
+				return;
+			}
 		}
-		/* Not mountable: a normal upload session begins (202). */
+		/* Otherwise a normal upload session begins (202). */
 	}
-	struct rctx *x = rctx_new(req, reg, name);
-	if (take_digest_param(req, x))
-		return;
-	int rc = wh_store_upload_create(reg->store, name, x->id);
-	if (rc != 0) {
-		wh_oci_storage_error(req, rc);
-		return;
-	}
-	if (!x->has_digest) {
-		/* A body without a digest has nowhere to go; ignore it. */
-		wh_resp_start(req, 202);
-		upload_headers(req, name, x->id, 0);
-		wh_resp_length(req, 0);
-		wh_resp_end(req);
-		return;
-	}
-	/* Monolithic: the body is the blob. */
-	x->temp_session = true;
-	rc = wh_store_upload_get(reg->store, name, x->id, &x->up);
-	if (rc != 0) {
-		wh_oci_storage_error(req, rc);
-		return;
-	}
-	wh_upload_pin(x->up);
-	wh_req_read_body(req, upload_body, upload_body_end);
-	if (!req->has_body)
-		return; /* on_body_end fires when the (empty) message completes */
+	if (!x)
+		x = rctx_new(req, reg, name);
+	upload_begin(req, x);
 }
 
 static void upload_session(wh_req *req, wh_registry *reg, const char *name, const char *id)
@@ -611,9 +745,9 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 
 /* ---- manifests ---- */
 
-static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, const char *ref)
+static void manifest_delete_answer(wh_req *req, wh_registry *reg, const char *name, const char *ref,
+                                   int rc)
 {
-	int rc = wh_store_manifest_delete(reg->store, name, ref);
 	if (rc == WH_ENOTFOUND) {
 		wh_serve_manifest_unknown(req, reg->store, name, ref);
 	} else if (rc != 0) {
@@ -621,6 +755,33 @@ static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, con
 	} else {
 		wh_oci_empty(req, 202);
 	}
+}
+
+static void manifest_deleted(int rc, void *arg)
+{
+	wh_req *req = store_wait_end(arg);
+	if (!req)
+		return; /* the client went away: the manifest is deleted all the same */
+	struct rctx *x = req->data;
+	manifest_delete_answer(req, x->reg, x->name, x->ref, rc);
+}
+
+/* index.json rewritten (and the manifest's bytes unlinked) with their
+ * fsyncs in the thread pool; answered when done. */
+static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, const char *ref)
+{
+	struct rctx *x = rctx_new(req, reg, name);
+	snprintf(x->ref, sizeof(x->ref), "%s", ref);
+	struct store_wait *w = wh_calloc(1, sizeof(*w));
+	int rc =
+	    wh_store_manifest_delete_async(reg->loop, reg->store, name, ref, manifest_deleted, w);
+	if (rc != 0) {
+		free(w);
+		manifest_delete_answer(req, reg, name, ref, rc);
+		return;
+	}
+	w->req = req;
+	x->wait = w;
 }
 
 /* A descriptor (already well formed) of a pushed manifest names something

@@ -94,6 +94,11 @@ struct mfetch {
 	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
 	bool changed;    /* stored a manifest other than the one held before */
 	bool background; /* started by a prefetch: its caller logs the result */
+	/* The manifest is being stored (wh_store_manifest_put_async): everyone
+	 * waiting is answered from the store once it is there. */
+	bool storing;
+	bool orphan;                    /* sync was freed while storing: m_stored frees it */
+	char digest[WH_DIGEST_LEN + 1]; /* of the manifest being stored */
 };
 
 /* A blob being fetched: the tee. */
@@ -104,9 +109,10 @@ struct bfetch {
 	char name[WH_NAME_MAX + 1]; /* the repository it is published to */
 	char **also;                /* other repositories that asked: linked after */
 	int n_also;
+	int n_linked; /* of also, mounted (or tried) so far */
 	wh_sync_map map;
 	wh_up_req *up;
-	int fd;        /* file's descriptor: written to, fsynced */
+	int fd;        /* file's descriptor, written to */
 	wh_file *file; /* shared with the readers' send queues */
 	char tmp[PATH_MAX];
 	wh_sha256 hash;
@@ -125,9 +131,10 @@ struct bfetch {
 	bool verified;
 	bool failed;
 	bool in_table;
-	bool publishing; /* fsync in the thread pool, then publish */
-	bool orphan;     /* sync was freed while publishing: just clean up */
-	uv_fs_t fsync_req;
+	/* In the store's hands: published, then linked into also, each in the
+	 * thread pool (fsyncs and all). */
+	bool publishing;
+	bool orphan; /* sync was freed while publishing: just clean up */
 	int iterating;
 	struct reader *readers;
 	struct note *notes;
@@ -633,6 +640,7 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 }
 
 static void m_on_done(wh_up_req *r, int err, void *arg);
+static void m_stored(int rc, void *arg);
 
 static const wh_up_cbs mcbs = {m_on_head, body_on_data, m_on_done};
 
@@ -659,6 +667,39 @@ static void note_sizes(wh_sync *s, const wh_sync_map *map, const wh_manifest_doc
 	{
 		declare_size(s, map, d);
 	}
+}
+
+/* The upstream's manifest is in the store (rc 0), or could not be put there. */
+static void mfetch_stored(struct mfetch *f, int rc)
+{
+	wh_sync *s = f->s;
+	if (rc != 0) {
+		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
+		       "error", WH_LS, wh_strerror(rc), NULL);
+		mfetch_stale_or_error(f, STORAGE_FAILED, wh_strerror(rc));
+		return;
+	}
+	if (!f->by_digest)
+		mark_fresh(s, f->name, f->ref);
+	f->changed = !f->had_local || strcmp(f->local_digest, f->digest) != 0;
+	if (f->changed && !f->background)
+		wh_log(WH_LOG_INFO, "successfully synced image", "repo", WH_LS, f->name,
+		       "reference", WH_LS, f->ref, "digest", WH_LS, f->digest, "upstream", WH_LS,
+		       f->map.reg->urls[0], "remote", WH_LS, f->map.upstream, NULL);
+	mfetch_finish(f, true, 0, NULL);
+}
+
+static void m_stored(int rc, void *arg)
+{
+	struct mfetch *f = arg;
+	f->storing = false;
+	if (f->orphan) {
+		/* sync is gone, and with it everyone who waited. */
+		free(f->body.buf);
+		free(f);
+		return;
+	}
+	mfetch_stored(f, rc);
 }
 
 static void m_on_done(wh_up_req *r, int err, void *arg)
@@ -725,23 +766,19 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 		return;
 	}
 	note_sizes(s, &f->map, &m);
-	int rc = wh_store_manifest_put(s->store, f->name, f->by_digest ? NULL : f->ref, digest,
-	                               m.media_type, body, f->body.len);
+	/* Stored in the thread pool (fsyncs): the fetch stays in the table
+	 * meanwhile, so clients asking for it wait on it, and everyone is
+	 * answered from the store once the manifest is there (m_stored). */
+	memcpy(f->digest, digest, sizeof(f->digest));
+	int rc =
+	    wh_store_manifest_put_async(s->loop, s->store, f->name, f->by_digest ? NULL : f->ref,
+	                                digest, m.media_type, body, f->body.len, m_stored, f);
 	cJSON_Delete(m.doc);
 	if (rc != 0) {
-		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
-		       "error", WH_LS, wh_strerror(rc), NULL);
-		mfetch_stale_or_error(f, STORAGE_FAILED, wh_strerror(rc));
+		mfetch_stored(f, rc);
 		return;
 	}
-	if (!f->by_digest)
-		mark_fresh(s, f->name, f->ref);
-	f->changed = !f->had_local || strcmp(f->local_digest, digest) != 0;
-	if (f->changed && !f->background)
-		wh_log(WH_LOG_INFO, "successfully synced image", "repo", WH_LS, f->name,
-		       "reference", WH_LS, f->ref, "digest", WH_LS, digest, "upstream", WH_LS,
-		       f->map.reg->urls[0], "remote", WH_LS, f->map.upstream, NULL);
-	mfetch_finish(f, true, 0, NULL);
+	f->storing = true;
 }
 
 /* The fetch of (name, ref) in flight, or a new one. */
@@ -1018,36 +1055,86 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 	f->iterating--;
 }
 
-/* The bytes are on disk (fsync ran in the thread pool, off the loop): move
- * them into the store. Until now the fetch stayed in the table, so clients
- * arriving meanwhile joined it instead of starting another. */
-static void b_synced(uv_fs_t *fs)
+/* The store holds the blob in every repository that asked (rc 0), or it
+ * could not be published: the fetch leaves the table, and whoever waits
+ * without a client (periodic sync) is told. */
+static void bfetch_stored(struct bfetch *f, int rc)
 {
-	struct bfetch *f = fs->data;
 	wh_sync *s = f->s;
-	uv_fs_req_cleanup(fs);
 	f->publishing = false;
-	if (f->orphan) {
-		unlink(f->tmp);
-		bfetch_maybe_free(f);
-		return;
-	}
 	bfetch_unlink(f);
-	int rc = wh_store_blob_publish(s->store, f->name, f->tmp, f->digest);
-	if (rc != 0) {
+	if (rc != 0)
 		wh_log(WH_LOG_ERROR, "cannot store fetched blob", "digest", WH_LS, f->digest,
 		       "error", WH_LS, wh_strerror(rc), NULL);
-	} else {
-		for (int i = 0; i < f->n_also; i++)
-			wh_store_blob_mount(s->store, f->also[i], f->name, f->digest);
+	else
 		wh_log(WH_LOG_DEBUG, "blob cached", "digest", WH_LS, f->digest, "repo", WH_LS,
 		       f->name, "bytes", WH_LI, (long long)f->written, "ms", WH_LI,
 		       (long long)(uv_now(s->loop) - f->started_ms), NULL);
-	}
 	f->iterating++;
 	notes_fire(&f->notes, rc, true);
 	f->iterating--;
 	bfetch_maybe_free(f);
+}
+
+static void b_linked(int rc, void *arg);
+
+/* Link the blob into the next repository that joined the fetch (one at a
+ * time: a client of yet another one may join meanwhile), or, when every one
+ * has it, the fetch is over. As before, a repository it cannot be linked
+ * into fetches it again when asked. */
+static void bfetch_link_next(struct bfetch *f)
+{
+	wh_sync *s = f->s;
+	while (f->n_linked < f->n_also) {
+		const char *name = f->also[f->n_linked++];
+		if (wh_store_blob_mount_async(s->loop, s->store, name, f->name, f->digest, b_linked,
+		                              f) == 0)
+			return;
+	}
+	bfetch_stored(f, 0);
+}
+
+static void b_linked(int rc, void *arg)
+{
+	struct bfetch *f = arg;
+	(void)rc; /* the store logged it */
+	if (f->orphan) {
+		f->publishing = false;
+		bfetch_maybe_free(f);
+		return;
+	}
+	bfetch_link_next(f);
+}
+
+static void b_published(int rc, void *arg)
+{
+	struct bfetch *f = arg;
+	if (f->orphan) {
+		/* sync is gone: the blob is stored, the other repositories are
+		 * not linked (they fetch it again when asked). */
+		f->publishing = false;
+		bfetch_maybe_free(f);
+		return;
+	}
+	if (rc != 0)
+		bfetch_stored(f, rc);
+	else
+		bfetch_link_next(f);
+}
+
+/* Verified: the temp file goes into the store, fsynced and renamed in the
+ * thread pool; the readers go on sending from the open file meanwhile (a
+ * rename does not change what a descriptor reads). The fetch stays in the
+ * table until the store holds the blob, so clients arriving meanwhile join
+ * it instead of starting another. */
+static void bfetch_publish(struct bfetch *f)
+{
+	wh_sync *s = f->s;
+	f->publishing = true;
+	int rc = wh_store_blob_publish_async(s->loop, s->store, f->name, f->tmp, f->digest,
+	                                     b_published, f);
+	if (rc != 0)
+		b_published(rc, f); /* the temp file is gone all the same */
 }
 
 static void bfetch_request(struct bfetch *f, int64_t from);
@@ -1055,7 +1142,6 @@ static void bfetch_request(struct bfetch *f, int64_t from);
 static void b_on_done(wh_up_req *r, int err, void *arg)
 {
 	struct bfetch *f = arg;
-	wh_sync *s = f->s;
 	f->up = NULL;
 	f->fetch_done = true;
 	f->iterating++; /* readers answered below must not free f under us */
@@ -1111,11 +1197,8 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		f->total = f->written;
 		f->verified = true;
 		bfetch_pump_all(f);
-		f->publishing = true;
-		f->fsync_req.data = f;
 		f->iterating--;
-		if (uv_fs_fsync(s->loop, &f->fsync_req, f->fd, b_synced) != 0)
-			b_synced(&f->fsync_req);
+		bfetch_publish(f);
 		return;
 	}
 	f->iterating--;
@@ -1878,13 +1961,17 @@ void wh_sync_free(wh_sync *s)
 			wh_req_abort(req);
 		s->mfetches = f->next;
 		notes_drop(&f->notes);
+		if (f->storing) {
+			f->orphan = true; /* the store calls back; m_stored frees it */
+			continue;
+		}
 		free(f->body.buf);
 		free(f);
 	}
 	while (s->bfetches) {
 		struct bfetch *f = s->bfetches;
 		if (f->publishing) {
-			/* The thread pool still has it; b_synced frees it. */
+			/* The store still has it; its callback frees it. */
 			bfetch_unlink(f);
 			notes_drop(&f->notes);
 			f->orphan = true;

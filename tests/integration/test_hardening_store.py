@@ -6,7 +6,9 @@ can trigger with ordinary requests, each checked the way it showed.
   piece): the bytes a request makes wharf read are counted with
   /proc/<pid>/io's rchar, which cannot flake the way a timing can.
 - The closing PUT fsynced the upload's bytes on the loop, and a manifest PUT
-  its files and directories: strace -f shows which thread makes each fsync.
+  its files and directories; so did a mount, a blob or manifest DELETE and a
+  pull-through fill (the tee's publish, a synced manifest): strace -f shows
+  which thread makes each fsync, rename, link and unlink.
 - A blob DELETE of a manifest's digest left a tag pointing at nothing.
 - POST .../blobs/uploads/ created a repository for any name; the catalog
   walked the whole root on the loop for every request.
@@ -31,6 +33,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import upstream as up  # noqa: E402
 from harness import Wharf  # noqa: E402
 from test_durability import children, stop_traced, traced_calls  # noqa: E402
 from test_oci_conformance import (Client, error_codes, sha256,  # noqa: E402
@@ -379,6 +382,26 @@ class TestUploadHashState(unittest.TestCase):
 # ---------------------------------------------------------------------------
 
 UPLOAD_DATA = re.compile(r"/\.wharf/uploads/[0-9a-f-]{36}/data$")
+# What waits for the disk, or changes what the root holds: none of it on the
+# loop thread while requests are served.
+PLACING = ("rename", "renameat", "renameat2", "link", "linkat", "unlink", "unlinkat")
+BLOCKING = ("fsync", "fdatasync") + PLACING
+HAVE_UPSTREAM = os.path.exists(up.REGISTRY_BIN)
+
+
+def upstream_blob(client, repo, data):
+    """Upload data to Distribution (POST, then PUT ?digest=). Returns the digest."""
+    d = sha256(data)
+    st, h, b, _ = client.request("POST", "/v2/%s/blobs/uploads/" % repo)
+    if st != 202:
+        raise AssertionError("upstream POST: %d %r" % (st, b[:300]))
+    loc = urllib.parse.urlsplit(h["location"])
+    path = loc.path + "?" + (loc.query + "&" if loc.query else "") + "digest=" + d
+    st, _, b, _ = client.request("PUT", path, {"Content-Type": "application/octet-stream"},
+                                 data)
+    if st != 201:
+        raise AssertionError("upstream PUT: %d %r" % (st, b[:300]))
+    return d
 
 
 @unittest.skipUnless(shutil.which("strace"), "strace not installed")
@@ -386,20 +409,34 @@ class TestFsyncOffTheLoop(unittest.TestCase):
     """The closing PUT of an upload fsynced its bytes on the loop thread:
     the disk writing the whole blob (seconds for gigabytes) held up every
     other client. A manifest PUT fsynced its bytes, index.json and their
-    directories there too. They run in libuv's thread pool now. strace -f
-    names the thread of every call; the loop's is the process's first
-    thread, whose tid is the pid."""
+    directories there too; a mount, a blob or manifest DELETE, the tee's
+    publish of a fetched blob (and its links into the other repositories
+    that asked) and the store of a synced manifest fsynced, renamed, linked
+    and unlinked there as well. They all run in libuv's thread pool now.
+    strace -f names the thread of every call; the loop's is the process's
+    first thread, whose tid is the pid.
+
+    The pull-through fills go to a Distribution (docker-registry) behind
+    fakes/faults.py, synced under /up; skipped without docker-registry."""
 
     @classmethod
     def setUpClass(cls):
-        cls.w = Wharf()
+        cls.dist = cls.faults = None
+        cfg = None
+        if HAVE_UPSTREAM:
+            cls.dist = up.Distribution().start()
+            cls.faults = up.FaultProxy(cls.dist.url).start()
+            cfg = up.sync_config(cls.faults.url, destination="/up", maxRetries=0,
+                                 retryDelay="100ms")
+        cls.w = Wharf(cfg)
         cls.trace = os.path.join(cls.w.tmp, "strace.txt")
         # LeakSanitizer cannot run under ptrace; the other tests look for leaks.
         env = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
                                 ":detect_leaks=0").lstrip(":")}
         cls.w.start(timeout=30, env=env,
-                    wrapper=["strace", "-f", "-qq", "-y", "-ttt", "-e", "trace=fsync,fdatasync",
-                             "-e", "signal=none", "-o", cls.trace])
+                    wrapper=["strace", "-f", "-qq", "-y", "-ttt", "-e",
+                             "trace=" + ",".join(BLOCKING), "-e", "signal=none",
+                             "-o", cls.trace])
         kids = children(cls.w.proc.pid)
         cls.pid = kids[0] if len(kids) == 1 else None
 
@@ -407,6 +444,10 @@ class TestFsyncOffTheLoop(unittest.TestCase):
     def tearDownClass(cls):
         stop_traced(cls.w)
         cls.w.cleanup()
+        for p in (cls.faults, cls.dist):
+            if p:
+                p.stop()
+                p.cleanup()
 
     def setUp(self):
         self.assertIsNotNone(self.pid, "wharf's pid under strace")
@@ -430,6 +471,39 @@ class TestFsyncOffTheLoop(unittest.TestCase):
         on_loop = [p for tid, p in ev if tid == self.pid]
         self.assertEqual(on_loop, [], "%s: fsyncs on the loop thread (%d): %s"
                          % (what, self.pid, ev))
+
+    def calls_since(self, t0, done):
+        """Every traced call from t0 on, as (tid, name, paths), once done(calls)
+        holds (strace may buffer; 5 s at most). The requests of these tests
+        return before the work they started may have ended (a fill is
+        published after its last byte went out), so the window runs to now."""
+        deadline = time.monotonic() + 5
+        while True:
+            ev = [(tid, name, p) for tid, t, name, p in traced_calls(self.trace) if t >= t0]
+            if done(ev) or time.monotonic() > deadline:
+                return ev
+            time.sleep(0.05)
+
+    def assert_nothing_on_the_loop(self, ev, what):
+        """No fsync, rename, link or unlink on the loop thread, whatever the path."""
+        on_loop = [(name, p) for tid, name, p in ev if tid == self.pid and name in BLOCKING]
+        self.assertEqual(on_loop, [], "%s: on the loop thread (%d): %s"
+                         % (what, self.pid, on_loop))
+
+    def blob_file(self, repo, digest):
+        return os.path.join(os.path.realpath(self.w.root), repo, "blobs", "sha256",
+                            digest.split(":")[1])
+
+    def placed(self, path):
+        """done(): a rename or link to path, and an fsync of its directory."""
+        d = os.path.dirname(path)
+        return lambda ev: (any(name in PLACING and p and p[-1] == path for _, name, p in ev)
+                           and any(name == "fsync" and p == [d] for _, name, p in ev))
+
+    def unlinked(self, path):
+        d = os.path.dirname(path)
+        return lambda ev: (any(name.startswith("unlink") and path in p for _, name, p in ev)
+                           and any(name == "fsync" and p == [d] for _, name, p in ev))
 
     def test_the_trace_tells_the_loop_apart(self):
         """What this check relies on: at start, the store makes .wharf's
@@ -494,6 +568,200 @@ class TestFsyncOffTheLoop(unittest.TestCase):
         self.assert_off_the_loop(ev, "manifest PUT")
         st, h, b = self.w.request("GET", "/v2/%s/manifests/v2" % repo)
         self.assertEqual((st, b), (200, body))
+
+    def test_mount(self):
+        """A cross-repository mount: the link into the repository (made on
+        the way) and the directories' fsyncs; a blob the other repository
+        lacks still begins an upload session (202)."""
+        data = os.urandom(100000)
+        d = self.c.push_blob("offloop/mount-from", data)
+        t0 = time.time()
+        st, h, b = self.w.request("POST", "/v2/offloop/mount-to/blobs/uploads/?mount=%s"
+                                  "&from=offloop/mount-from" % d)
+        self.assertEqual((st, h.get("docker-content-digest")), (201, d), b)
+        dst = self.blob_file("offloop/mount-to", d)
+        ev = self.calls_since(t0, self.placed(dst))
+        self.assertTrue(self.placed(dst)(ev), "the mount was not seen: %s" % ev)
+        self.assert_nothing_on_the_loop(ev, "mount")
+        st, h, b = self.w.request("GET", "/v2/offloop/mount-to/blobs/%s" % d)
+        self.assertEqual((st, b), (200, data))
+        st, h, b = self.w.request("POST", "/v2/offloop/mount-to/blobs/uploads/?mount=%s"
+                                  "&from=offloop/mount-none" % d)
+        self.assertEqual(st, 202, b)
+        self.assertIn("/blobs/uploads/", h["location"])
+
+    def test_blob_delete(self):
+        repo = "offloop/blobdel"
+        data = os.urandom(50000)
+        d = self.c.push_blob(repo, data)
+        path = self.blob_file(repo, d)
+        t0 = time.time()
+        st, h, b = self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d))
+        self.assertEqual(st, 202, b)
+        ev = self.calls_since(t0, self.unlinked(path))
+        self.assertTrue(self.unlinked(path)(ev), "the delete was not seen: %s" % ev)
+        self.assert_nothing_on_the_loop(ev, "blob DELETE")
+        self.assertEqual(self.w.request("GET", "/v2/%s/blobs/%s" % (repo, d))[0], 404)
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/blobs/%s" % (repo, d))[0], 404)
+
+    def test_manifest_delete(self):
+        """By tag (index.json rewritten), then by digest (index.json, and the
+        manifest's bytes unlinked)."""
+        repo = "offloop/mdel"
+        m, d, blobs = self.c.push_image(repo, "v1", seed="offloop-delete")
+        index = os.path.join(os.path.realpath(self.w.root), repo, "index.json")
+        for ref, done in (("v1", self.placed(index)),
+                          (d, lambda ev: self.placed(index)(ev) and
+                           self.unlinked(self.blob_file(repo, d))(ev))):
+            t0 = time.time()
+            st, h, b = self.w.request("DELETE", "/v2/%s/manifests/%s" % (repo, ref))
+            self.assertEqual(st, 202, b)
+            ev = self.calls_since(t0, done)
+            self.assertTrue(done(ev), "the delete of %s was not seen: %s" % (ref, ev))
+            self.assert_nothing_on_the_loop(ev, "manifest DELETE " + ref)
+            self.assertEqual(self.w.request("GET", "/v2/%s/manifests/%s" % (repo, ref))[0],
+                             404)
+        self.assertEqual(self.w.request("DELETE", "/v2/%s/manifests/%s" % (repo, d))[0], 404)
+
+    def seed_upstream(self, repo, tag, layer):
+        """An image in the upstream: its manifest's bytes and digest."""
+        client = up.RegistryClient(self.dist.url)
+        cfg = json.dumps({"architecture": "amd64", "os": "linux", "seed": repo,
+                          "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        upstream_blob(client, repo, cfg)
+        upstream_blob(client, repo, layer)
+        body = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": sha256(cfg), "size": len(cfg)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha256(layer), "size": len(layer)}]}).encode()
+        st, _, b, _ = client.request(
+            "PUT", "/v2/%s/manifests/%s" % (repo, tag),
+            {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, body)
+        self.assertEqual(st, 201, b)
+        return body, sha256(body)
+
+    @unittest.skipUnless(HAVE_UPSTREAM, "docker-registry not installed")
+    def test_fill_manifest(self):
+        """A pull-through fill of a manifest: its bytes and index.json stored,
+        and the client answered from the store once they are in."""
+        body, md = self.seed_upstream("fill/img", "v1", os.urandom(1000))
+        t0 = time.time()
+        st, h, b = self.w.request("GET", "/v2/up/fill/img/manifests/v1",
+                                  headers={"Accept": up.MANIFEST_ACCEPT})
+        self.assertEqual((st, b, h.get("docker-content-digest")), (200, body, md))
+        index = os.path.join(os.path.realpath(self.w.root), "up/fill/img", "index.json")
+        stored = self.placed(self.blob_file("up/fill/img", md))
+
+        def done(ev):
+            return stored(ev) and self.placed(index)(ev)
+        ev = self.calls_since(t0, done)
+        self.assertTrue(done(ev), "the synced manifest's store was not seen: %s" % ev)
+        self.assert_nothing_on_the_loop(ev, "manifest fill")
+        st, h, b = self.w.request("GET", "/v2/up/fill/img/manifests/%s" % md,
+                                  headers={"Accept": up.MANIFEST_ACCEPT})
+        self.assertEqual((st, b), (200, body))
+
+    @unittest.skipUnless(HAVE_UPSTREAM, "docker-registry not installed")
+    def test_fill_blob(self):
+        """A pull-through fill of a blob: fetched through the tee, published
+        (renamed into .wharf/blobs, linked into the repository) and linked
+        into a second repository whose client joined the fetch meanwhile
+        (one upstream GET); both clients get the whole blob."""
+        layer = os.urandom(3 * MIB)
+        d = upstream_blob(up.RegistryClient(self.dist.url), "fill/blob", layer)
+        self.faults.set("throttle", rate_bytes_per_s=2e6, path_contains=d)
+        self.addCleanup(self.faults.clear)
+        box = {}
+
+        def first():
+            box["a"] = self.w.request("GET", "/v2/up/fill/blob/blobs/%s" % d, timeout=30)
+        t0 = time.time()
+        ta = threading.Thread(target=first)
+        ta.start()
+        deadline = time.monotonic() + 10
+        while (self.faults.stats()["blob_bytes"].get(d, 0) < 256 << 10 and
+               time.monotonic() < deadline):
+            time.sleep(0.02)
+        st, h, b = self.w.request("GET", "/v2/up/fill/other/blobs/%s" % d, timeout=30)
+        ta.join(30)
+        self.assertEqual((st, sha256(b)), (200, d), "the joining client")
+        st, h, b = box["a"]
+        self.assertEqual((st, sha256(b)), (200, d), "the first client")
+        self.assertEqual(self.faults.stats()["blob_gets"].get(d), 1, "one fetch for both")
+        root = os.path.realpath(self.w.root)
+        places = (os.path.join(root, ".wharf/blobs/sha256", d.split(":")[1]),
+                  self.blob_file("up/fill/blob", d), self.blob_file("up/fill/other", d))
+
+        def done(ev):
+            return all(self.placed(p)(ev) for p in places)
+        ev = self.calls_since(t0, done)
+        self.assertTrue(done(ev), "the publish and the link were not seen: %s" % ev)
+        self.assertTrue([p for tid, name, p in ev if name == "fsync" and p and
+                         "/.wharf/tmp/" in p[0]], "the fetched bytes were not fsynced: %s" % ev)
+        self.assert_nothing_on_the_loop(ev, "blob fill")
+        for repo in ("up/fill/blob", "up/fill/other"):
+            st, h, b = self.w.request("GET", "/v2/%s/blobs/%s" % (repo, d))
+            self.assertEqual((st, sha256(b)), (200, d), repo)
+        self.assertEqual(self.faults.stats()["blob_gets"].get(d), 1, "served from the store")
+
+
+class TestChangesOutliveTheirClients(unittest.TestCase):
+    """A mount, a blob DELETE and a manifest DELETE change the store in the
+    thread pool and are answered from the store's callback. A client that
+    leaves first leaves the store as if it had stayed, and nothing of its
+    request is touched once it is gone (the sanitizer build would report it,
+    at the time or at exit)."""
+
+    N = 20
+
+    def setUp(self):
+        self.w = Wharf().start()
+        self.c = Client(self, self.w)
+
+    def tearDown(self):
+        rc = self.w.stop()
+        log = self.w.log()
+        self.w.cleanup()
+        self.assertEqual(rc, 0, log[-3000:])
+        for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+            self.assertNotIn(bad, log)
+
+    def leave(self, method, path):
+        """Send a request and close at once, without reading the answer."""
+        s = socket.create_connection(("127.0.0.1", self.w.port), timeout=10)
+        try:
+            s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                       % (method, path)).encode())
+        finally:
+            s.close()
+
+    def wait_status(self, path, want):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if all(self.w.request("GET", path % i)[0] == want for i in range(self.N)):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def test_clients_leave(self):
+        data = os.urandom(20000)
+        d = self.c.push_blob("leave/src", data)
+        for i in range(self.N):
+            self.leave("POST", "/v2/leave/m%d/blobs/uploads/?mount=%s&from=leave/src" % (i, d))
+        self.assertTrue(self.wait_status("/v2/leave/m%d/blobs/" + d, 200), "not all mounted")
+        for i in range(self.N):
+            self.leave("DELETE", "/v2/leave/m%d/blobs/%s" % (i, d))
+        self.assertTrue(self.wait_status("/v2/leave/m%d/blobs/" + d, 404), "not all deleted")
+        for i in range(self.N):
+            self.c.push_image("leave/r%d" % i, "v1", seed="leave %d" % i)
+            self.leave("DELETE", "/v2/leave/r%d/manifests/v1" % i)
+        self.assertTrue(self.wait_status("/v2/leave/r%d/manifests/v1", 404), "tags left")
+        gone = sum(r.get("message") == "request not completed"
+                   for r in self.w.log_records())
+        print("\n  requests whose client left first: %d of %d" % (gone, 3 * self.N),
+              file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------

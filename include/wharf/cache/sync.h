@@ -19,11 +19,15 @@
  *    file as they arrive and every client is fed from that file at its own
  *    pace (the tee); the last byte is held back until the digest verifies,
  *    so a client never receives a complete-looking wrong body. On a match the
- *    blob is published; on a mismatch or a cut the temp file is dropped and
- *    the clients' connections are cut.
+ *    blob is published, and linked into the other repositories whose
+ *    clients joined the fetch; on a mismatch or a cut the temp file is
+ *    dropped and the clients' connections are cut.
  *
- * Requests for one fetch are answered from the store (serve.h) once the
- * answer is there.
+ * What a fetch brings is put in the store with the store's _async calls
+ * (fsyncs in libuv's thread pool); the fetch stays in flight until the
+ * store holds it, so clients asking meanwhile join it rather than start
+ * another. Requests for one fetch are answered from the store (serve.h)
+ * once the answer is there; a blob's readers, from the fetch's file.
  *
  * Listings ask the upstream too, and merge its answer with the store's:
  *
@@ -89,7 +93,10 @@ int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, w
                 char *err, size_t errlen);
 
 /* Cancel fetches in flight (their clients' connections are cut) and free.
- * A periodic sync (poll.h) started on it must have been freed first. */
+ * A periodic sync (poll.h) started on it must have been freed first. What
+ * is being put in the store goes on (a blob is published, not linked into
+ * the other repositories that asked; a manifest is stored): run the loop
+ * until it has no more work before wh_store_close. */
 void wh_sync_free(wh_sync *s);
 
 /* True when name falls under an on-demand sync rule; fills *map. */

@@ -269,9 +269,13 @@ int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref);
  * metadata: the reads (blob_stat/open, manifest_get/stat, tags, referrers,
  * repo_exists, upload_get: index.json, manifests of at most 64 MiB, the
  * small files of a session), upload_create, wh_upload_write (page cache),
- * upload_cancel (unlinks), the eviction of a session (its small hash file,
- * not fsynced), and the synchronous calls above for callers that have not
- * moved to the _async ones yet.
+ * upload_cancel (unlinks the session's files: it has no _async twin yet),
+ * and the eviction of a session (its small hash file written and renamed,
+ * not fsynced). A server calls none of the synchronous changes above: the
+ * registry (finish, mount, deletes, pushed manifests) and the cache (a
+ * fetched blob's publish and links, synced manifests) use the _async ones
+ * and answer from their callbacks; the synchronous ones remain for callers
+ * with no loop to wait on (the unit tests).
  *
  * Every operation must have called back before wh_store_close: run the
  * loop until it has no more work (uv_run does). */

@@ -12,7 +12,10 @@
  *  - the clients are connections of a second wh_server, adopted from
  *    socketpairs (as tests/unit/net/test_http.c does), whose handler hands
  *    every /v2/<name>/blobs/<digest> to wh_sync_blob; the test reads each
- *    client's end with llhttp at its own pace (or not at all).
+ *    client's end with llhttp at its own pace (or not at all);
+ *  - the store puts what a fetch brings in place in libuv's thread pool: a
+ *    test may hold every thread of it (pool_hold) to see what clients get
+ *    before the store has it.
  *
  * Every wait is a few turns of the loop with a deadline; a wait that runs
  * out is a failed check. Each test builds all of it afresh and ends with
@@ -121,6 +124,58 @@ static void run_for(int ms)
 	while (wait_turn()) {
 	}
 	wait_end();
+}
+
+/* ---- libuv's thread pool, held ----
+ *
+ * Every thread of the pool runs a job that waits for pool_release: the
+ * store's operations queued meanwhile (it takes jobs in order) wait too. */
+
+static struct {
+	uv_sem_t sem;
+	uv_work_t *jobs;
+	int n, done;
+} pool;
+
+/* Its size as libuv reads it when it starts the pool. */
+static int pool_size(void)
+{
+	const char *v = getenv("UV_THREADPOOL_SIZE");
+	long n = v ? strtol(v, NULL, 10) : 4;
+	return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
+
+static void pool_job(uv_work_t *w)
+{
+	(void)w;
+	uv_sem_wait(&pool.sem);
+}
+
+static void pool_job_done(uv_work_t *w, int status)
+{
+	(void)w;
+	(void)status;
+	pool.done++;
+}
+
+static void pool_hold(void)
+{
+	pool.n = pool_size();
+	pool.done = 0;
+	pool.jobs = wh_calloc((size_t)pool.n, sizeof(*pool.jobs));
+	CHECK(uv_sem_init(&pool.sem, 0) == 0);
+	for (int i = 0; i < pool.n; i++)
+		CHECK(uv_queue_work(&loop, &pool.jobs[i], pool_job, pool_job_done) == 0);
+}
+
+static void pool_release(void)
+{
+	for (int i = 0; i < pool.n; i++)
+		uv_sem_post(&pool.sem);
+	CHECK(WAIT(pool.done == pool.n, 2000));
+	uv_sem_destroy(&pool.sem);
+	free(pool.jobs);
+	pool.jobs = NULL;
 }
 
 /* ---- blobs ---- */
@@ -434,10 +489,24 @@ static void cache_handler(wh_req *req, void *ctx)
 		wh_sync_manifest(env.sync, req, name, ref, &map);
 }
 
-static bool blob_stored(const struct blob *b)
+static bool blob_stored_in(const char *repo, const struct blob *b)
 {
 	int64_t size = -1;
-	return wh_store_blob_stat(env.store, LOCAL_NAME, b->digest, &size) == 0 && size == b->len;
+	return wh_store_blob_stat(env.store, repo, b->digest, &size) == 0 && size == b->len;
+}
+
+static bool blob_stored(const struct blob *b)
+{
+	return blob_stored_in(LOCAL_NAME, b);
+}
+
+static bool manifest_stored(const char *ref)
+{
+	wh_manifest m;
+	if (wh_store_manifest_get(env.store, LOCAL_NAME, ref, &m) != 0)
+		return false;
+	wh_manifest_free(&m);
+	return true;
 }
 
 /* Temp files left in the store (a dropped fetch must leave none). */
@@ -1145,6 +1214,77 @@ static void test_declared_size(void)
 	teardown();
 }
 
+/* 10. What a fetch brings is put in the store in the thread pool, and the
+ * fetch is over only once it is there. With the pool held: a manifest's
+ * clients (the first, and one that joins) get nothing, not a 404, until the
+ * manifest is stored, then their answer from the store; a verified blob's
+ * client has it whole from the fetch's file while the store does not hold
+ * it yet, and a client of another repository joins that fetch (no second
+ * GET). Released: the blob is in both repositories, no temp file is left. */
+static void test_stored_then_answered(void)
+{
+	setup();
+	const struct blob *b = blob_add(BLOB_LEN, 12);
+	char other[WH_NAME_MAX + WH_DIGEST_LEN + 16];
+	FMT(other, sizeof(other), "/v2/mirror/other/blobs/%s", b->digest);
+	up_set_manifest("v1", b, b->len);
+	pool_hold();
+	struct client *m = client_req("GET", "/v2/" LOCAL_NAME "/manifests/v1", NULL, 0);
+	CHECK(WAIT(up.manifest_reqs == 2, 2000)); /* a HEAD, then the GET */
+	run_for(100);
+	CHECK(m->status == 0 && !m->eof);
+	struct client *m2 = client_req("GET", "/v2/" LOCAL_NAME "/manifests/v1", NULL, 0);
+	struct client *c = client_get(b, NULL, 0);
+	CHECK(WAIT(c->complete, 3000));
+	check_whole(c, b);
+	struct client *o = client_req("GET", other, NULL, 0);
+	CHECK(WAIT(o->complete, 3000));
+	check_whole(o, b);
+	run_for(50);
+	CHECK(m->status == 0 && m2->status == 0);
+	CHECK(!blob_stored(b) && !blob_stored_in("mirror/other", b));
+	CHECK(up.gets == 1 && up.manifest_reqs == 2);
+	pool_release();
+	CHECK(WAIT(m->complete && m2->complete, 2000));
+	CHECK(m->status == 200 && m2->status == 200);
+	CHECK_STREQ(m->digest, up.manifest_digest);
+	CHECK_STREQ(m2->digest, up.manifest_digest);
+	CHECK(WAIT(blob_stored(b) && blob_stored_in("mirror/other", b) && tmp_files() == 0, 2000));
+	CHECK(up.gets == 1 && up.manifest_reqs == 2);
+	teardown();
+}
+
+/* 11. Shutdown (wh_sync_free) while the store has a fetch's result: the
+ * clients waiting on the manifest are cut; what was being stored is stored
+ * all the same (the repository that joined the blob's fetch is not linked),
+ * and nothing is left: no temp file, nothing on the loop (teardown), no
+ * leak (the sanitizer build). */
+static void test_free_while_storing(void)
+{
+	setup();
+	const struct blob *b = blob_add(BLOB_LEN, 13);
+	char other[WH_NAME_MAX + WH_DIGEST_LEN + 16];
+	FMT(other, sizeof(other), "/v2/mirror/other/blobs/%s", b->digest);
+	up_set_manifest("v1", b, b->len);
+	pool_hold();
+	struct client *m = client_req("GET", "/v2/" LOCAL_NAME "/manifests/v1", NULL, 0);
+	CHECK(WAIT(up.manifest_reqs == 2, 2000));
+	run_for(100); /* the manifest's bytes are in: its store is queued */
+	struct client *c = client_get(b, NULL, 0);
+	CHECK(WAIT(c->complete, 3000));
+	struct client *o = client_req("GET", other, NULL, 0);
+	CHECK(WAIT(o->complete, 3000));
+	wh_sync_free(env.sync);
+	env.sync = NULL;
+	CHECK(WAIT(m->eof, 2000));
+	CHECK(m->status == 0);
+	pool_release();
+	/* The two run side by side in the pool: either may end first. */
+	CHECK(WAIT(blob_stored(b) && manifest_stored("v1") && tmp_files() == 0, 2000));
+	CHECK(!blob_stored_in("mirror/other", b));
+	teardown();
+}
+
 /* A HEAD that joins a fetch in flight is answered at once, before the
  * digest has verified, with the upstream's unverified Content-Length: like a
  * HEAD answered from the upstream's HEAD, it carries no ETag and nothing
@@ -1229,6 +1369,8 @@ int main(void)
 	    {"free_mid_fill", test_free_mid_fill},
 	    {"declared_size", test_declared_size},
 	    {"head_join_unverified", test_head_join_unverified},
+	    {"stored_then_answered", test_stored_then_answered},
+	    {"free_while_storing", test_free_while_storing},
 	};
 	const char *only = getenv("WHARF_TEE_ONLY");
 	for (size_t i = 0; i < WH_ARRAY_SIZE(tests); i++) {
