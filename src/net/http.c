@@ -30,6 +30,7 @@
 
 #include "wharf/base/common.h"
 #include "wharf/base/file.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/net/tls.h"
 #include "wharf/net/transport.h"
@@ -73,7 +74,7 @@ struct req_mem {
 
 struct wh_conn {
 	wh_server *srv;
-	wh_conn *prev, *next;
+	wh_list link; /* in srv->conns */
 	/* In the server's reusable list while no request is in progress: idle
 	 * between requests or still sending a head. Oldest first. */
 	wh_conn *reuse_prev, *reuse_next;
@@ -168,7 +169,7 @@ struct wh_server {
 	bool listening;
 	uv_timer_t accept_timer; /* resumes accepting after running out of fds */
 	uint64_t emfile_logged, limit_logged;
-	wh_conn *conns;
+	wh_list conns;                    /* wh_conn, newest first */
 	wh_conn *reuse_head, *reuse_tail; /* reusable connections, oldest first */
 	uint64_t reclaimed;               /* reusable connections closed to make room */
 	uint64_t reclaim_logged, reclaimed_at_log;
@@ -915,12 +916,7 @@ static void conn_close(wh_conn *c)
 	reuse_del(c);
 	ready_del(c);
 	post_del(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	wh_list_remove(&c->link);
 	srv->n_conns--;
 	if (c->refused)
 		srv->n_refused--;
@@ -1506,10 +1502,7 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	c->timer.data = c;
 	c->phase = c->handshaking ? PH_HANDSHAKE : PH_IDLE;
 	c->activity = uv_now(srv->loop);
-	c->next = srv->conns;
-	if (c->next)
-		c->next->prev = c;
-	srv->conns = c;
+	wh_list_insert_head(&srv->conns, &c->link);
 	srv->n_conns++;
 	reuse_add(c);
 	conn_update_poll(c);
@@ -1660,6 +1653,7 @@ int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, w
 	srv->ctx = ctx;
 	srv->tls = tls;
 	srv->handshake_timeout_ms = cfg->header_timeout_ms;
+	wh_list_init(&srv->conns);
 	uv_idle_init(loop, &srv->ready_idle);
 	srv->ready_idle.data = srv;
 	uv_check_init(loop, &srv->post_check);
@@ -1749,8 +1743,8 @@ static void shutdown_timer_cb(uv_timer_t *t)
 	wh_server *srv = t->data;
 	wh_log(WH_LOG_WARN, "shutdown deadline reached, closing connections", "open", WH_LI,
 	       (long long)srv->n_conns, NULL);
-	while (srv->conns)
-		conn_close(srv->conns);
+	while (!wh_list_empty(&srv->conns))
+		conn_close(wh_list_entry(wh_list_first(&srv->conns), wh_conn, link));
 }
 
 static void accept_timer_closed(uv_handle_t *h)
@@ -1791,14 +1785,12 @@ void wh_server_shutdown(wh_server *srv, void (*done)(void *arg), void *arg)
 	}
 	/* Idle connections and ones still sending a head go now; requests in
 	 * progress finish (keep-alive off) or are cut at the deadline. */
-	wh_conn *c = srv->conns;
-	while (c) {
-		wh_conn *next = c->next;
+	wh_list_foreach_safe(l, next, &srv->conns) {
+		wh_conn *c = wh_list_entry(l, wh_conn, link);
 		if (!c->req_active)
 			conn_close(c);
 		else
 			c->keep_alive = false;
-		c = next;
 	}
 	server_maybe_done(srv);
 }
