@@ -77,8 +77,7 @@ struct wh_conn {
 	wh_list link; /* in srv->conns */
 	/* In the server's reusable list while no request is in progress: idle
 	 * between requests or still sending a head. Oldest first. */
-	wh_conn *reuse_prev, *reuse_next;
-	bool reusable;
+	wh_list reuse_link;
 	uv_poll_t poll;
 	uv_timer_t timer;
 	wh_transport *tp;
@@ -169,9 +168,9 @@ struct wh_server {
 	bool listening;
 	uv_timer_t accept_timer; /* resumes accepting after running out of fds */
 	uint64_t emfile_logged, limit_logged;
-	wh_list conns;                    /* wh_conn, newest first */
-	wh_conn *reuse_head, *reuse_tail; /* reusable connections, oldest first */
-	uint64_t reclaimed;               /* reusable connections closed to make room */
+	wh_list conns;      /* wh_conn, newest first */
+	wh_list reusable;   /* wh_conn by reuse_link, oldest first */
+	uint64_t reclaimed; /* reusable connections closed to make room */
 	uint64_t reclaim_logged, reclaimed_at_log;
 	int n_conns;   /* all open connections, refused ones included */
 	int n_refused; /* answered 503 and lingering */
@@ -815,34 +814,13 @@ static void log_access(wh_conn *c, bool completed)
  * make the server refuse. */
 static void reuse_add(wh_conn *c)
 {
-	wh_server *srv = c->srv;
-	if (c->reusable)
-		return;
-	c->reusable = true;
-	c->reuse_next = NULL;
-	c->reuse_prev = srv->reuse_tail;
-	if (srv->reuse_tail)
-		srv->reuse_tail->reuse_next = c;
-	else
-		srv->reuse_head = c;
-	srv->reuse_tail = c;
+	if (!wh_list_linked(&c->reuse_link))
+		wh_list_insert_tail(&c->srv->reusable, &c->reuse_link);
 }
 
 static void reuse_del(wh_conn *c)
 {
-	wh_server *srv = c->srv;
-	if (!c->reusable)
-		return;
-	c->reusable = false;
-	if (c->reuse_prev)
-		c->reuse_prev->reuse_next = c->reuse_next;
-	else
-		srv->reuse_head = c->reuse_next;
-	if (c->reuse_next)
-		c->reuse_next->reuse_prev = c->reuse_prev;
-	else
-		srv->reuse_tail = c->reuse_prev;
-	c->reuse_prev = c->reuse_next = NULL;
+	wh_list_remove(&c->reuse_link);
 }
 
 /* Close up to n of the oldest reusable connections; returns how many. No
@@ -850,8 +828,8 @@ static void reuse_del(wh_conn *c)
 static int reclaim(wh_server *srv, int n, const char *why)
 {
 	int done = 0;
-	while (done < n && srv->reuse_head) {
-		conn_close(srv->reuse_head);
+	while (done < n && !wh_list_empty(&srv->reusable)) {
+		conn_close(wh_list_entry(wh_list_first(&srv->reusable), wh_conn, reuse_link));
 		done++;
 	}
 	srv->reclaimed += (uint64_t)done;
@@ -1479,6 +1457,7 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 {
 	wh_conn *c = wh_calloc(1, sizeof(*c));
 	c->srv = srv;
+	wh_list_init(&c->reuse_link);
 	c->tp = srv->tls ? wh_transport_tls(srv->tls, fd) : wh_transport_plain(fd);
 	c->handshaking = c->tp->handshaking;
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1654,6 +1633,7 @@ int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, w
 	srv->tls = tls;
 	srv->handshake_timeout_ms = cfg->header_timeout_ms;
 	wh_list_init(&srv->conns);
+	wh_list_init(&srv->reusable);
 	uv_idle_init(loop, &srv->ready_idle);
 	srv->ready_idle.data = srv;
 	uv_check_init(loop, &srv->post_check);
