@@ -83,12 +83,10 @@ struct wh_conn {
 	wh_transport *tp;
 	/* In the server's ready list: the transport holds input already taken
 	 * from the socket (TLS), so it is read again without waiting for it. */
-	wh_conn *ready_prev, *ready_next;
-	bool ready;
+	wh_list ready_link;
 	/* In the server's posted list: an API call from outside the connection's
 	 * own events left work for the loop (on_writable, completion). */
-	wh_conn *post_prev, *post_next;
-	bool posted;
+	wh_list post_link;
 	llhttp_t parser;
 	int events;
 	enum phase phase;
@@ -187,13 +185,13 @@ struct wh_server {
 	 * header timeout, which held handshakes before they had a phase. */
 	int64_t handshake_timeout_ms;
 	uv_idle_t ready_idle; /* runs while the ready list is not empty */
-	wh_conn *ready_head;
+	wh_list ready;        /* wh_conn by ready_link, newest first */
 	/* The posted list, oldest first, run from the loop: by post_check after
 	 * the poll phase, or by post_idle, whose being active also keeps the
 	 * loop from sleeping in poll while connections wait in the list. */
 	uv_check_t post_check;
 	uv_idle_t post_idle;
-	wh_conn *post_head, *post_tail;
+	wh_list posted;            /* wh_conn by post_link */
 	uint64_t tls_probe_logged; /* last "TLS handshake on a plain HTTP listener" */
 	uint64_t tls_probes;       /* since then */
 };
@@ -712,32 +710,20 @@ static void ready_idle_cb(uv_idle_t *h);
 static void ready_add(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (c->ready)
+	if (wh_list_linked(&c->ready_link))
 		return;
-	c->ready = true;
-	c->ready_prev = NULL;
-	c->ready_next = srv->ready_head;
-	if (srv->ready_head)
-		srv->ready_head->ready_prev = c;
-	else
+	if (wh_list_empty(&srv->ready))
 		uv_idle_start(&srv->ready_idle, ready_idle_cb);
-	srv->ready_head = c;
+	wh_list_insert_head(&srv->ready, &c->ready_link);
 }
 
 static void ready_del(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (!c->ready)
+	if (!wh_list_linked(&c->ready_link))
 		return;
-	c->ready = false;
-	if (c->ready_prev)
-		c->ready_prev->ready_next = c->ready_next;
-	else
-		srv->ready_head = c->ready_next;
-	if (c->ready_next)
-		c->ready_next->ready_prev = c->ready_prev;
-	c->ready_prev = c->ready_next = NULL;
-	if (!srv->ready_head)
+	wh_list_remove(&c->ready_link);
+	if (wh_list_empty(&srv->ready))
 		uv_idle_stop(&srv->ready_idle);
 }
 
@@ -745,11 +731,9 @@ static void ready_idle_cb(uv_idle_t *h)
 {
 	wh_server *srv = h->data;
 	/* Connections added while this runs wait for the next turn. */
-	int n = 0;
-	for (wh_conn *c = srv->ready_head; c; c = c->ready_next)
-		n++;
-	while (n-- > 0 && srv->ready_head) {
-		wh_conn *c = srv->ready_head;
+	size_t n = wh_list_count(&srv->ready);
+	while (n-- > 0 && !wh_list_empty(&srv->ready)) {
+		wh_conn *c = wh_list_entry(wh_list_first(&srv->ready), wh_conn, ready_link);
 		ready_del(c);
 		conn_read(c);
 	}
@@ -1320,37 +1304,22 @@ static void post_idle_cb(uv_idle_t *h);
 static void post_add(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (c->posted || c->closing)
+	if (wh_list_linked(&c->post_link) || c->closing)
 		return;
-	c->posted = true;
-	c->post_next = NULL;
-	c->post_prev = srv->post_tail;
-	if (srv->post_tail) {
-		srv->post_tail->post_next = c;
-	} else {
-		srv->post_head = c;
+	if (wh_list_empty(&srv->posted)) {
 		uv_check_start(&srv->post_check, post_cb);
 		uv_idle_start(&srv->post_idle, post_idle_cb);
 	}
-	srv->post_tail = c;
+	wh_list_insert_tail(&srv->posted, &c->post_link);
 }
 
 static void post_del(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (!c->posted)
+	if (!wh_list_linked(&c->post_link))
 		return;
-	c->posted = false;
-	if (c->post_prev)
-		c->post_prev->post_next = c->post_next;
-	else
-		srv->post_head = c->post_next;
-	if (c->post_next)
-		c->post_next->post_prev = c->post_prev;
-	else
-		srv->post_tail = c->post_prev;
-	c->post_prev = c->post_next = NULL;
-	if (!srv->post_head) {
+	wh_list_remove(&c->post_link);
+	if (wh_list_empty(&srv->posted)) {
 		uv_check_stop(&srv->post_check);
 		uv_idle_stop(&srv->post_idle);
 	}
@@ -1360,11 +1329,9 @@ static void post_run(wh_server *srv)
 {
 	/* Connections posted while this runs (by the applications it calls)
 	 * wait for the next turn, so that this always ends. */
-	int n = 0;
-	for (wh_conn *c = srv->post_head; c; c = c->post_next)
-		n++;
-	while (n-- > 0 && srv->post_head) {
-		wh_conn *c = srv->post_head;
+	size_t n = wh_list_count(&srv->posted);
+	while (n-- > 0 && !wh_list_empty(&srv->posted)) {
+		wh_conn *c = wh_list_entry(wh_list_first(&srv->posted), wh_conn, post_link);
 		post_del(c);
 		conn_flush(c);
 	}
@@ -1458,6 +1425,8 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	wh_conn *c = wh_calloc(1, sizeof(*c));
 	c->srv = srv;
 	wh_list_init(&c->reuse_link);
+	wh_list_init(&c->ready_link);
+	wh_list_init(&c->post_link);
 	c->tp = srv->tls ? wh_transport_tls(srv->tls, fd) : wh_transport_plain(fd);
 	c->handshaking = c->tp->handshaking;
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1634,6 +1603,8 @@ int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, w
 	srv->handshake_timeout_ms = cfg->header_timeout_ms;
 	wh_list_init(&srv->conns);
 	wh_list_init(&srv->reusable);
+	wh_list_init(&srv->ready);
+	wh_list_init(&srv->posted);
 	uv_idle_init(loop, &srv->ready_idle);
 	srv->ready_idle.data = srv;
 	uv_check_init(loop, &srv->post_check);
