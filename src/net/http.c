@@ -120,7 +120,7 @@ struct wh_conn {
 	uint64_t started_ms;
 	/* The request's own state: its done hooks, last registered first, and
 	 * the blocks of wh_req_alloc, freed after the hooks have run. */
-	wh_req_hook *hooks;
+	wh_list hooks; /* wh_req_hook, newest first */
 	struct req_mem *mem;
 
 	/* The response. */
@@ -833,10 +833,9 @@ static int reclaim(wh_server *srv, int n, const char *why)
  * is registered by then runs. */
 static void req_finish(wh_conn *c)
 {
-	while (c->hooks) {
-		wh_req_hook *h = c->hooks;
-		c->hooks = h->next;
-		h->next = NULL;
+	while (!wh_list_empty(&c->hooks)) {
+		wh_req_hook *h = wh_list_entry(wh_list_first(&c->hooks), wh_req_hook, link);
+		wh_list_remove(&h->link);
 		h->fn(&c->req, h);
 	}
 	while (c->mem) {
@@ -1427,6 +1426,7 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	wh_list_init(&c->reuse_link);
 	wh_list_init(&c->ready_link);
 	wh_list_init(&c->post_link);
+	wh_list_init(&c->hooks);
 	c->tp = srv->tls ? wh_transport_tls(srv->tls, fd) : wh_transport_plain(fd);
 	c->handshaking = c->tp->handshaking;
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1879,19 +1879,14 @@ void wh_req_on_done(wh_req *req, wh_req_hook *hook, void (*fn)(wh_req *req, wh_r
 {
 	wh_conn *c = req->conn;
 	hook->fn = fn;
-	hook->next = c->hooks;
-	c->hooks = hook;
+	wh_list_insert_head(&c->hooks, &hook->link);
 }
 
 void wh_req_cancel_done(wh_req *req, wh_req_hook *hook)
 {
-	for (wh_req_hook **pp = &req->conn->hooks; *pp; pp = &(*pp)->next) {
-		if (*pp == hook) {
-			*pp = hook->next;
-			hook->next = NULL;
-			return;
-		}
-	}
+	/* Zeroed memory never registered: its links are NULL, not its own. */
+	if (hook->link.next)
+		wh_list_remove(&hook->link);
 }
 
 void *wh_req_alloc(wh_req *req, size_t size)
