@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/base/pattern.h"
 #include "wharf/cache/upstream.h"
@@ -182,7 +183,7 @@ struct wh_sync {
 	} sizes[SIZE_SLOTS];
 	/* Listings (referrers, tags): fetches in flight and cached answers. */
 	struct lfetch *lfetches;
-	struct lentry *listings, *listings_tail;
+	wh_list listings; /* struct lentry, most recently stored first */
 	int n_listings;
 	size_t listings_bytes;
 };
@@ -1360,7 +1361,7 @@ enum lkind { L_REFERRERS, L_TAGS };
 /* An upstream's answer to a listing, kept. Entries change only when a fetch
  * ends (never while a request is being answered from one). */
 struct lentry {
-	struct lentry *prev, *next; /* most recently stored first */
+	wh_list link; /* in s->listings */
 	enum lkind kind;
 	char name[WH_NAME_MAX + 1];
 	char key[WH_DIGEST_LEN + 1]; /* the subject of referrers; "" for tags */
@@ -1405,34 +1406,20 @@ static void lentry_free(struct lentry *e)
 
 static void lentry_unlink(wh_sync *s, struct lentry *e)
 {
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		s->listings = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		s->listings_tail = e->prev;
+	wh_list_remove(&e->link);
 	s->n_listings--;
 	s->listings_bytes -= e->bytes;
-	e->prev = e->next = NULL;
 }
 
 static void lentry_push(wh_sync *s, struct lentry *e)
 {
-	e->prev = NULL;
-	e->next = s->listings;
-	if (s->listings)
-		s->listings->prev = e;
-	else
-		s->listings_tail = e;
-	s->listings = e;
+	wh_list_insert_head(&s->listings, &e->link);
 	s->n_listings++;
 	s->listings_bytes += e->bytes;
 	/* The oldest go first; the one just stored stays. */
 	while ((s->n_listings > LISTINGS_MAX || s->listings_bytes > LISTINGS_BYTES) &&
-	       s->listings_tail != e) {
-		struct lentry *old = s->listings_tail;
+	       wh_list_last(&s->listings) != &e->link) {
+		struct lentry *old = wh_list_entry(wh_list_last(&s->listings), struct lentry, link);
 		lentry_unlink(s, old);
 		lentry_free(old);
 	}
@@ -1440,9 +1427,11 @@ static void lentry_push(wh_sync *s, struct lentry *e)
 
 static struct lentry *lentry_find(wh_sync *s, enum lkind kind, const char *name, const char *key)
 {
-	for (struct lentry *e = s->listings; e; e = e->next)
+	wh_list_foreach_safe(l, next, &s->listings) {
+		struct lentry *e = wh_list_entry(l, struct lentry, link);
 		if (e->kind == kind && strcmp(e->name, name) == 0 && strcmp(e->key, key) == 0)
 			return e;
+	}
 	return NULL;
 }
 
@@ -1817,8 +1806,8 @@ static void listings_free(wh_sync *s)
 			wh_req_abort(req);
 		lfetch_free(f);
 	}
-	while (s->listings) {
-		struct lentry *e = s->listings;
+	while (!wh_list_empty(&s->listings)) {
+		struct lentry *e = wh_list_entry(wh_list_first(&s->listings), struct lentry, link);
 		lentry_unlink(s, e);
 		lentry_free(e);
 	}
@@ -1836,6 +1825,7 @@ int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, w
 	s->loop = loop;
 	s->cfg = cfg;
 	s->store = store;
+	wh_list_init(&s->listings);
 	int rc = wh_upstream_new(loop, &cfg->upstream, &s->up, err, errlen);
 	if (rc != 0) {
 		free(s);
