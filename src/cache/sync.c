@@ -77,7 +77,7 @@ struct body {
 /* A manifest being fetched for (name, ref); every client asking meanwhile waits on it. */
 struct mfetch {
 	struct body body; /* first */
-	struct mfetch *next;
+	wh_list link;     /* in s->mfetches */
 	wh_sync *s;
 	char name[WH_NAME_MAX + 1];
 	char ref[WH_REF_MAX + 1];
@@ -99,7 +99,7 @@ struct mfetch {
 
 /* A blob being fetched: the tee. */
 struct bfetch {
-	struct bfetch *next;
+	wh_list link; /* in s->bfetches until it is published or has failed */
 	wh_sync *s;
 	char digest[WH_DIGEST_LEN + 1];
 	char name[WH_NAME_MAX + 1]; /* the repository it is published to */
@@ -125,7 +125,6 @@ struct bfetch {
 	bool fetch_done;
 	bool verified;
 	bool failed;
-	bool in_table;
 	bool publishing; /* fsync in the thread pool, then publish */
 	bool orphan;     /* sync was freed while publishing: just clean up */
 	uv_fs_t fsync_req;
@@ -163,8 +162,8 @@ struct wh_sync {
 	wh_store *store;
 	wh_upstream *up;
 	struct rule_re **re; /* [registry][content] */
-	struct mfetch *mfetches;
-	struct bfetch *bfetches;
+	wh_list mfetches;    /* struct mfetch, newest first */
+	wh_list bfetches;    /* struct bfetch, newest first */
 	struct {
 		uint64_t key;
 		uint64_t checked_ms;
@@ -182,7 +181,7 @@ struct wh_sync {
 		char digest[WH_DIGEST_LEN + 1];
 	} sizes[SIZE_SLOTS];
 	/* Listings (referrers, tags): fetches in flight and cached answers. */
-	struct lfetch *lfetches;
+	wh_list lfetches; /* struct lfetch, newest first */
 	wh_list listings; /* struct lentry, most recently stored first */
 	int n_listings;
 	size_t listings_bytes;
@@ -518,12 +517,18 @@ static wh_req *waiter_pop(struct waiter **list)
 
 static void mfetch_unlink(struct mfetch *f)
 {
-	for (struct mfetch **pp = &f->s->mfetches; *pp; pp = &(*pp)->next) {
-		if (*pp == f) {
-			*pp = f->next;
-			return;
-		}
+	wh_list_remove(&f->link);
+}
+
+/* The fetch of (name, ref) in flight, or NULL. */
+static struct mfetch *mfetch_find(wh_sync *s, const char *name, const char *ref)
+{
+	wh_list_foreach_safe(l, next, &s->mfetches) {
+		struct mfetch *f = wh_list_entry(l, struct mfetch, link);
+		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
+			return f;
 	}
+	return NULL;
 }
 
 static void note_add(struct note **list, wh_sync_done_cb cb, void *arg)
@@ -749,10 +754,9 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 static struct mfetch *mfetch_for(wh_sync *s, const char *name, const char *ref,
                                  const wh_sync_map *map, bool by_digest, const char *local)
 {
-	struct mfetch *f;
-	for (f = s->mfetches; f; f = f->next)
-		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
-			return f;
+	struct mfetch *f = mfetch_find(s, name, ref);
+	if (f)
+		return f;
 	f = wh_calloc(1, sizeof(*f));
 	f->s = s;
 	snprintf(f->name, sizeof(f->name), "%s", name);
@@ -761,8 +765,7 @@ static struct mfetch *mfetch_for(wh_sync *s, const char *name, const char *ref,
 	f->map = *map;
 	f->had_local = local != NULL;
 	snprintf(f->local_digest, sizeof(f->local_digest), "%s", local ? local : "");
-	f->next = s->mfetches;
-	s->mfetches = f;
+	wh_list_insert_head(&s->mfetches, &f->link);
 	if (by_digest) {
 		mfetch_get(f);
 	} else {
@@ -812,7 +815,8 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 
 static void bfetch_maybe_free(struct bfetch *f)
 {
-	if (!f->fetch_done || f->readers || f->iterating || f->in_table || f->publishing)
+	if (!f->fetch_done || f->readers || f->iterating || wh_list_linked(&f->link) ||
+	    f->publishing)
 		return;
 	wh_file_unref(f->file); /* closed once no reader's queue holds it */
 	for (int i = 0; i < f->n_also; i++)
@@ -987,13 +991,7 @@ static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 
 static void bfetch_unlink(struct bfetch *f)
 {
-	for (struct bfetch **pp = &f->s->bfetches; *pp; pp = &(*pp)->next) {
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
-	}
-	f->in_table = false;
+	wh_list_remove(&f->link);
 }
 
 static void bfetch_fail(struct bfetch *f, const char *why)
@@ -1134,6 +1132,17 @@ static void bfetch_request(struct bfetch *f, int64_t from)
 	                            &bcbs, f);
 }
 
+/* The fetch of digest in flight that has not failed, or NULL. */
+static struct bfetch *bfetch_find(wh_sync *s, const char *digest)
+{
+	wh_list_foreach_safe(l, next, &s->bfetches) {
+		struct bfetch *f = wh_list_entry(l, struct bfetch, link);
+		if (strcmp(f->digest, digest) == 0 && !f->failed)
+			return f;
+	}
+	return NULL;
+}
+
 static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *digest,
                                    const wh_sync_map *map)
 {
@@ -1154,9 +1163,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	f->expect = declared_size(s, map, digest);
 	f->started_ms = uv_now(s->loop);
 	wh_sha256_init(&f->hash);
-	f->next = s->bfetches;
-	s->bfetches = f;
-	f->in_table = true;
+	wh_list_insert_head(&s->bfetches, &f->link);
 	bfetch_request(f, 0);
 	return f;
 }
@@ -1210,10 +1217,7 @@ static const wh_up_cbs bhcbs = {bh_on_head, NULL, bh_on_done};
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map)
 {
-	struct bfetch *f;
-	for (f = s->bfetches; f; f = f->next)
-		if (strcmp(f->digest, digest) == 0 && !f->failed)
-			break;
+	struct bfetch *f = bfetch_find(s, digest);
 	if (req->is_head && !f) {
 		struct bhead *b = wh_calloc(1, sizeof(*b));
 		b->req = req;
@@ -1309,10 +1313,7 @@ void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *n
 	bool have =
 	    !by_digest && wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
 	free(mt);
-	struct mfetch *f;
-	for (f = s->mfetches; f; f = f->next)
-		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
-			break;
+	struct mfetch *f = mfetch_find(s, name, ref);
 	if (!f) {
 		f = mfetch_for(s, name, ref, map, by_digest, have ? local : NULL);
 		f->background = true;
@@ -1323,10 +1324,7 @@ void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *n
 int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
                           int64_t size, wh_sync_done_cb cb, void *arg)
 {
-	struct bfetch *f;
-	for (f = s->bfetches; f; f = f->next)
-		if (strcmp(f->digest, digest) == 0 && !f->failed)
-			break;
+	struct bfetch *f = bfetch_find(s, digest);
 	if (!f) {
 		if (size >= 0 && declared_size(s, map, digest) < 0) {
 			/* The size the manifest declared, as note_sizes does. */
@@ -1379,7 +1377,7 @@ enum lphase { LP_REFERRERS_API, LP_TAG_SCHEMA, LP_TAGS };
 /* A listing being fetched; every client asking meanwhile waits on it. */
 struct lfetch {
 	struct body body; /* first */
-	struct lfetch *next;
+	wh_list link;     /* in s->lfetches */
 	wh_sync *s;
 	enum lkind kind;
 	enum lphase phase;
@@ -1491,12 +1489,7 @@ static void lfetch_free(struct lfetch *f)
 static void lfetch_finish(struct lfetch *f, char *referrers, const char *why)
 {
 	wh_sync *s = f->s;
-	for (struct lfetch **pp = &s->lfetches; *pp; pp = &(*pp)->next) {
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
-	}
+	wh_list_remove(&f->link);
 	struct lentry *e = lentry_find(s, f->kind, f->name, f->key);
 	bool ok = why == NULL;
 	uint64_t interval = (uint64_t)check_interval(s, &f->map);
@@ -1739,18 +1732,18 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 static struct lfetch *lfetch_for(wh_sync *s, enum lkind kind, const char *name, const char *key,
                                  const wh_sync_map *map)
 {
-	struct lfetch *f;
-	for (f = s->lfetches; f; f = f->next)
+	wh_list_foreach_safe(l, next, &s->lfetches) {
+		struct lfetch *f = wh_list_entry(l, struct lfetch, link);
 		if (f->kind == kind && strcmp(f->name, name) == 0 && strcmp(f->key, key) == 0)
 			return f;
-	f = wh_calloc(1, sizeof(*f));
+	}
+	struct lfetch *f = wh_calloc(1, sizeof(*f));
 	f->s = s;
 	f->kind = kind;
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	snprintf(f->key, sizeof(f->key), "%s", key);
 	f->map = *map;
-	f->next = s->lfetches;
-	s->lfetches = f;
+	wh_list_insert_head(&s->lfetches, &f->link);
 	char path[WH_NAME_MAX + 256];
 	if (kind == L_REFERRERS) {
 		snprintf(path, sizeof(path), "/v2/%s/referrers/%s", map->upstream, key);
@@ -1796,9 +1789,9 @@ void wh_sync_tag_list(wh_sync *s, wh_req *req, const char *name, const wh_sync_m
  * drop the cached answers. */
 static void listings_free(wh_sync *s)
 {
-	while (s->lfetches) {
-		struct lfetch *f = s->lfetches;
-		s->lfetches = f->next;
+	while (!wh_list_empty(&s->lfetches)) {
+		struct lfetch *f = wh_list_entry(wh_list_first(&s->lfetches), struct lfetch, link);
+		wh_list_remove(&f->link);
 		if (f->up)
 			wh_upstream_cancel(f->up);
 		wh_req *req;
@@ -1825,6 +1818,9 @@ int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, w
 	s->loop = loop;
 	s->cfg = cfg;
 	s->store = store;
+	wh_list_init(&s->mfetches);
+	wh_list_init(&s->bfetches);
+	wh_list_init(&s->lfetches);
 	wh_list_init(&s->listings);
 	int rc = wh_upstream_new(loop, &cfg->upstream, &s->up, err, errlen);
 	if (rc != 0) {
@@ -1855,20 +1851,20 @@ void wh_sync_free(wh_sync *s)
 {
 	if (!s)
 		return;
-	while (s->mfetches) {
-		struct mfetch *f = s->mfetches;
+	while (!wh_list_empty(&s->mfetches)) {
+		struct mfetch *f = wh_list_entry(wh_list_first(&s->mfetches), struct mfetch, link);
 		if (f->up)
 			wh_upstream_cancel(f->up);
 		wh_req *req;
 		while ((req = waiter_pop(&f->waiters)))
 			wh_req_abort(req);
-		s->mfetches = f->next;
+		mfetch_unlink(f);
 		notes_drop(&f->notes);
 		free(f->body.buf);
 		free(f);
 	}
-	while (s->bfetches) {
-		struct bfetch *f = s->bfetches;
+	while (!wh_list_empty(&s->bfetches)) {
+		struct bfetch *f = wh_list_entry(wh_list_first(&s->bfetches), struct bfetch, link);
 		if (f->publishing) {
 			/* The thread pool still has it; b_synced frees it. */
 			bfetch_unlink(f);
