@@ -54,8 +54,7 @@ struct lentry;
 /* A client waiting on a fetch (a manifest's or a listing's) to be answered
  * from the store. */
 struct waiter {
-	struct waiter *next;
-	struct waiter **list; /* the fetch's list it is in */
+	wh_list link; /* in its fetch's waiters */
 	wh_req *req;
 	wh_req_hook gone; /* the client left first */
 };
@@ -90,7 +89,7 @@ struct mfetch {
 	char up_digest[WH_DIGEST_LEN + 1]; /* from the upstream's Docker-Content-Digest */
 	int status;
 	char ctype[256];
-	struct waiter *waiters;
+	wh_list waiters; /* struct waiter, newest first */
 	struct note *notes;
 	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
 	bool changed;    /* stored a manifest other than the one held before */
@@ -480,33 +479,26 @@ static int body_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 static void waiter_gone(wh_req *req, wh_req_hook *hook)
 {
 	struct waiter *w = WH_CONTAINER_OF(hook, struct waiter, gone);
-	for (struct waiter **pp = w->list; *pp; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	}
+	wh_list_remove(&w->link);
 	free(w);
 }
 
-static void waiter_add(struct waiter **list, wh_req *req)
+static void waiter_add(wh_list *list, wh_req *req)
 {
 	struct waiter *w = wh_calloc(1, sizeof(*w));
-	w->list = list;
 	w->req = req;
-	w->next = *list;
-	*list = w;
+	wh_list_insert_head(list, &w->link);
 	wh_req_on_done(req, &w->gone, waiter_gone);
 }
 
 /* Take the first client off list; NULL when none is left. The caller
  * answers it (or cuts it). */
-static wh_req *waiter_pop(struct waiter **list)
+static wh_req *waiter_pop(wh_list *list)
 {
-	struct waiter *w = *list;
-	if (!w)
+	if (wh_list_empty(list))
 		return NULL;
-	*list = w->next;
+	struct waiter *w = wh_list_entry(wh_list_first(list), struct waiter, link);
+	wh_list_remove(&w->link);
 	wh_req *req = w->req;
 	wh_req_cancel_done(req, &w->gone);
 	free(w);
@@ -759,6 +751,7 @@ static struct mfetch *mfetch_for(wh_sync *s, const char *name, const char *ref,
 		return f;
 	f = wh_calloc(1, sizeof(*f));
 	f->s = s;
+	wh_list_init(&f->waiters);
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	snprintf(f->ref, sizeof(f->ref), "%s", ref);
 	f->by_digest = by_digest;
@@ -1392,7 +1385,7 @@ struct lfetch {
 	int pages;
 	char **tags;
 	int n_tags, cap_tags;
-	struct waiter *waiters;
+	wh_list waiters; /* struct waiter, newest first */
 };
 
 static void lentry_free(struct lentry *e)
@@ -1739,6 +1732,7 @@ static struct lfetch *lfetch_for(wh_sync *s, enum lkind kind, const char *name, 
 	}
 	struct lfetch *f = wh_calloc(1, sizeof(*f));
 	f->s = s;
+	wh_list_init(&f->waiters);
 	f->kind = kind;
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	snprintf(f->key, sizeof(f->key), "%s", key);
