@@ -128,14 +128,14 @@ struct bfetch {
 	bool orphan;     /* sync was freed while publishing: just clean up */
 	uv_fs_t fsync_req;
 	int iterating;
-	struct reader *readers;
+	wh_list readers; /* struct reader, newest first */
 	struct note *notes;
 	uint64_t started_ms;
 };
 
 /* A client fed from a bfetch. */
 struct reader {
-	struct reader *next;
+	wh_list link; /* in f->readers */
 	struct bfetch *f;
 	wh_req *req;
 	bool head_only;
@@ -808,8 +808,8 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 
 static void bfetch_maybe_free(struct bfetch *f)
 {
-	if (!f->fetch_done || f->readers || f->iterating || wh_list_linked(&f->link) ||
-	    f->publishing)
+	if (!f->fetch_done || !wh_list_empty(&f->readers) || f->iterating ||
+	    wh_list_linked(&f->link) || f->publishing)
 		return;
 	wh_file_unref(f->file); /* closed once no reader's queue holds it */
 	for (int i = 0; i < f->n_also; i++)
@@ -822,12 +822,7 @@ static void reader_gone(wh_req *req, wh_req_hook *hook)
 {
 	struct reader *rd = WH_CONTAINER_OF(hook, struct reader, gone);
 	struct bfetch *f = rd->f;
-	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next) {
-		if (*pp == rd) {
-			*pp = rd->next;
-			break;
-		}
-	}
+	wh_list_remove(&rd->link);
 	req->data = NULL;
 	free(rd);
 	bfetch_maybe_free(f);
@@ -898,8 +893,8 @@ static void reader_pump(struct reader *rd)
 static void bfetch_pump_all(struct bfetch *f)
 {
 	f->iterating++;
-	for (struct reader *rd = f->readers, *next; rd; rd = next) {
-		next = rd->next;
+	wh_list_foreach_safe(l, next, &f->readers) {
+		struct reader *rd = wh_list_entry(l, struct reader, link);
 		if (!rd->head_sent)
 			reader_head(rd);
 		else
@@ -993,8 +988,8 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 	unlink(f->tmp);
 	f->iterating++;
 	notes_fire(&f->notes, f->status == STORAGE_FAILED ? WH_EIO : WH_EUPSTREAM, false);
-	for (struct reader *rd = f->readers, *next; rd; rd = next) {
-		next = rd->next;
+	wh_list_foreach_safe(l, next, &f->readers) {
+		struct reader *rd = wh_list_entry(l, struct reader, link);
 		if (!rd->head_sent) {
 			rd->head_sent = true;
 			upstream_error(rd->req, f->status ? f->status : 502, true, why);
@@ -1141,6 +1136,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 {
 	struct bfetch *f = wh_calloc(1, sizeof(*f));
 	f->s = s;
+	wh_list_init(&f->readers);
 	f->fd = wh_store_tmp_create(s->store, f->tmp, sizeof(f->tmp));
 	if (f->fd < 0) {
 		wh_log(WH_LOG_ERROR, "cannot create a temp file", "error", WH_LS,
@@ -1238,8 +1234,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	rd->head_only = req->is_head;
 	rd->end = -1;
 	rd->range = !req->is_head && wh_req_range(req, &rd->start, &rd->end);
-	rd->next = f->readers;
-	f->readers = rd;
+	wh_list_insert_head(&f->readers, &rd->link);
 	req->data = rd; /* for reader_writable */
 	req->on_writable = reader_writable;
 	wh_req_on_done(req, &rd->gone, reader_gone);
@@ -1872,13 +1867,14 @@ void wh_sync_free(wh_sync *s)
 		bfetch_unlink(f);
 		notes_drop(&f->notes);
 		bfetch_fail(f, "shutting down");
-		for (struct reader *rd = f->readers, *next; rd; rd = next) {
-			next = rd->next;
+		while (!wh_list_empty(&f->readers)) {
+			struct reader *rd =
+			    wh_list_entry(wh_list_first(&f->readers), struct reader, link);
+			wh_list_remove(&rd->link);
 			rd->req->data = NULL;
 			wh_req_cancel_done(rd->req, &rd->gone);
 			free(rd);
 		}
-		f->readers = NULL;
 		bfetch_maybe_free(f);
 	}
 	listings_free(s);
