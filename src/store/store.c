@@ -25,6 +25,7 @@
 #include <cjson/cJSON.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 
 #define MEDIA_INDEX       "application/vnd.oci.image.index.v1+json"
@@ -53,7 +54,7 @@
  * session leaves memory (eviction, close) and comes back from there. */
 struct wh_upload {
 	wh_store *st;
-	wh_upload *prev, *next; /* in st->lru (most recently used first) or st->pinned */
+	wh_list link; /* in st->lru (most recently used first) or st->pinned */
 	char *repo;
 	char id[WH_UUID_LEN + 1];
 	int fd;         /* -1 once a finish took it */
@@ -64,10 +65,6 @@ struct wh_upload {
 	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
 	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
 	wh_sha256 hash;
-};
-
-struct upload_list {
-	wh_upload *head, *tail;
 };
 
 /* Reading index.json and a manifest from disk and parsing the index for
@@ -100,8 +97,8 @@ struct manifest_slot {
 struct wh_store {
 	char *root;
 	bool dedupe;
-	struct upload_list lru;            /* sessions nobody pinned: evicted from the tail */
-	struct upload_list pinned;         /* sessions in use: never evicted */
+	wh_list lru;                       /* sessions nobody pinned: evicted from the tail */
+	wh_list pinned;                    /* sessions in use: never evicted */
 	int n_uploads;                     /* in both lists */
 	unsigned char boot[BOOT_ID_BYTES]; /* this boot's id: saved hash states name it */
 	/* Held by whoever changes what the root holds (see "operations"). */
@@ -931,6 +928,8 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	if (!root || !*root)
 		return WH_EINVAL;
 	st = wh_calloc(1, sizeof(*st));
+	wh_list_init(&st->lru);
+	wh_list_init(&st->pinned);
 	st->root = wh_strdup(root);
 	st->dedupe = dedupe;
 	rc = uv_mutex_init(&st->lock);
@@ -997,10 +996,10 @@ void wh_store_close(wh_store *st)
 		       "operations", WH_LI, (long long)st->ops, NULL);
 	/* Each session's hash state goes to disk: the next process goes on
 	 * from there without reading the bytes. */
-	while (st->pinned.head)
-		upload_evict(st, st->pinned.head);
-	while (st->lru.head)
-		upload_evict(st, st->lru.head);
+	while (!wh_list_empty(&st->pinned))
+		upload_evict(st, wh_list_entry(wh_list_first(&st->pinned), wh_upload, link));
+	while (!wh_list_empty(&st->lru))
+		upload_evict(st, wh_list_entry(wh_list_first(&st->lru), wh_upload, link));
 	for (int i = 0; i < INDEX_CACHE; i++)
 		index_slot_clear(&st->index_cache[i]);
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
@@ -1427,46 +1426,22 @@ static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_sha25
 
 /* ---- sessions in memory ---- */
 
-static void list_remove(struct upload_list *l, wh_upload *up)
+/* Move a session to the front of a list: the most recently used. */
+static void move_to_front(wh_list *list, wh_upload *up)
 {
-	if (up->prev)
-		up->prev->next = up->next;
-	else
-		l->head = up->next;
-	if (up->next)
-		up->next->prev = up->prev;
-	else
-		l->tail = up->prev;
-	up->prev = up->next = NULL;
-}
-
-static void list_push_front(struct upload_list *l, wh_upload *up)
-{
-	up->prev = NULL;
-	up->next = l->head;
-	if (l->head)
-		l->head->prev = up;
-	l->head = up;
-	if (!l->tail)
-		l->tail = up;
-}
-
-static struct upload_list *list_of(wh_upload *up)
-{
-	return up->pins > 0 ? &up->st->pinned : &up->st->lru;
+	wh_list_remove(&up->link);
+	wh_list_insert_head(list, &up->link);
 }
 
 static void touch(wh_upload *up)
 {
-	if (up->pins == 0 && up->st->lru.head != up) {
-		list_remove(&up->st->lru, up);
-		list_push_front(&up->st->lru, up);
-	}
+	if (up->pins == 0)
+		move_to_front(&up->st->lru, up);
 }
 
 static void upload_free(wh_store *st, wh_upload *up)
 {
-	list_remove(list_of(up), up);
+	wh_list_remove(&up->link);
 	st->n_uploads--;
 	if (up->fd >= 0)
 		close(up->fd);
@@ -1485,8 +1460,8 @@ static void upload_evict(wh_store *st, wh_upload *up)
  * memory. Pinned ones may keep the table above it. */
 static void uploads_trim(wh_store *st, int limit)
 {
-	while (st->n_uploads > limit && st->lru.tail)
-		upload_evict(st, st->lru.tail);
+	while (st->n_uploads > limit && !wh_list_empty(&st->lru))
+		upload_evict(st, wh_list_entry(wh_list_last(&st->lru), wh_upload, link));
 }
 
 /* Adopt an open session file (the hash state is the caller's to set). */
@@ -1502,17 +1477,21 @@ static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int
 	up->fd = fd;
 	up->saved = -1;
 	wh_sha256_init(&up->hash);
-	list_push_front(&st->lru, up);
+	wh_list_insert_head(&st->lru, &up->link);
 	st->n_uploads++;
 	return up;
 }
 
 static wh_upload *upload_find(wh_store *st, const char *id)
 {
-	for (int i = 0; i < 2; i++)
-		for (wh_upload *up = (i ? st->lru : st->pinned).head; up; up = up->next)
+	wh_list *lists[] = {&st->pinned, &st->lru};
+	for (int i = 0; i < 2; i++) {
+		wh_list_foreach_safe(l, next, lists[i]) {
+			wh_upload *up = wh_list_entry(l, wh_upload, link);
 			if (strcmp(up->id, id) == 0)
 				return up;
+		}
+	}
 	return NULL;
 }
 
@@ -1655,10 +1634,8 @@ bool wh_upload_hash_behind(const wh_upload *up)
 
 void wh_upload_pin(wh_upload *up)
 {
-	if (up->pins++ == 0) {
-		list_remove(&up->st->lru, up);
-		list_push_front(&up->st->pinned, up);
-	}
+	if (up->pins++ == 0)
+		move_to_front(&up->st->pinned, up);
 }
 
 void wh_upload_unpin(wh_upload *up)
@@ -1668,8 +1645,7 @@ void wh_upload_unpin(wh_upload *up)
 	if (up->pins <= 0)
 		return;
 	if (--up->pins == 0) {
-		list_remove(&st->pinned, up);
-		list_push_front(&st->lru, up);
+		move_to_front(&st->lru, up);
 		/* Back within bounds now that one more may go. */
 		uploads_trim(st, WH_UPLOADS_OPEN_MAX);
 	}
