@@ -48,7 +48,7 @@
 
 /* One element of the send queue: bytes in memory, or a range of a file. */
 struct seg {
-	struct seg *next;
+	wh_list link;  /* in c->out */
 	wh_file *file; /* NULL for memory; a reference held by the segment */
 	int64_t off, len;
 	size_t used, sent, cap;
@@ -130,7 +130,7 @@ struct wh_conn {
 	bool resp_ended;
 	int64_t resp_len;    /* declared Content-Length, -1 none */
 	int64_t body_sent_q; /* body bytes queued */
-	struct seg *out_head, *out_tail;
+	wh_list out;         /* struct seg, oldest first */
 	size_t out_mem;
 	bool write_blocked;
 	int write_want;        /* WH_WANT_*: what a blocked write waits for */
@@ -286,7 +286,7 @@ static const char *reason(int status)
 static struct seg *seg_new_mem(size_t cap)
 {
 	struct seg *s = wh_malloc(sizeof(*s) + cap);
-	s->next = NULL;
+	wh_list_init(&s->link);
 	s->file = NULL;
 	s->off = s->len = 0;
 	s->used = s->sent = 0;
@@ -294,8 +294,16 @@ static struct seg *seg_new_mem(size_t cap)
 	return s;
 }
 
+/* The segment at l in c's queue; NULL at its end. */
+static struct seg *seg_at(wh_conn *c, wh_list *l)
+{
+	return l == &c->out ? NULL : wh_list_entry(l, struct seg, link);
+}
+
+/* Take a segment off the queue and free it. */
 static void seg_free(wh_conn *c, struct seg *s)
 {
+	wh_list_remove(&s->link);
 	if (s->file) {
 		wh_file_unref(s->file);
 		c->out_files--;
@@ -305,18 +313,14 @@ static void seg_free(wh_conn *c, struct seg *s)
 
 static void queue_push(wh_conn *c, struct seg *s)
 {
-	if (c->out_tail)
-		c->out_tail->next = s;
-	else
-		c->out_head = s;
-	c->out_tail = s;
+	wh_list_insert_tail(&c->out, &s->link);
 }
 
 static void queue_mem(wh_conn *c, const void *data, size_t len)
 {
 	const char *p = data;
 	while (len > 0) {
-		struct seg *t = c->out_tail;
+		struct seg *t = seg_at(c, wh_list_last(&c->out));
 		if (!t || t->file || t->used == t->cap) {
 			t = seg_new_mem(SEG_SIZE);
 			queue_push(c, t);
@@ -332,13 +336,8 @@ static void queue_mem(wh_conn *c, const void *data, size_t len)
 
 static void queue_clear(wh_conn *c)
 {
-	struct seg *s = c->out_head;
-	while (s) {
-		struct seg *n = s->next;
-		seg_free(c, s);
-		s = n;
-	}
-	c->out_head = c->out_tail = NULL;
+	while (!wh_list_empty(&c->out))
+		seg_free(c, seg_at(c, wh_list_first(&c->out)));
 	c->out_mem = 0;
 }
 
@@ -653,7 +652,7 @@ static void conn_update_timer(wh_conn *c)
 	const wh_http_settings *cfg = c->srv->cfg;
 	int64_t limit = 0;
 	const char *what = NULL;
-	if (c->out_head && c->write_blocked) {
+	if (!wh_list_empty(&c->out) && c->write_blocked) {
 		limit = cfg->send_timeout_ms;
 		what = "send timeout";
 	} else if (c->phase == PH_HANDSHAKE) {
@@ -763,7 +762,8 @@ static void conn_update_poll(wh_conn *c)
 	if (!(ev & UV_READABLE))
 		ready_del(c);
 	if (c->write_blocked)
-		ev |= (c->write_want == WH_WANT_READ && c->out_head) ? UV_READABLE : UV_WRITABLE;
+		ev |= (c->write_want == WH_WANT_READ && !wh_list_empty(&c->out)) ? UV_READABLE
+		                                                                 : UV_WRITABLE;
 	if (ev == c->events)
 		return;
 	c->events = ev;
@@ -918,13 +918,13 @@ static void conn_advance_once(wh_conn *c)
 	if (c->closing || c->in_parse)
 		return;
 	if (!c->req_active) {
-		if (c->resp_ended && !c->out_head)
+		if (c->resp_ended && wh_list_empty(&c->out))
 			conn_linger(c); /* a request the server rejected itself */
 		else
 			conn_update_poll(c);
 		return;
 	}
-	if (!(c->resp_ended && !c->out_head))
+	if (!(c->resp_ended && wh_list_empty(&c->out)))
 		return;
 	if (!c->msg_complete && !c->close_after)
 		return; /* a small unwanted body still being read and dropped */
@@ -1039,7 +1039,7 @@ static void conn_reject(wh_conn *c, int status)
 	c->head_open = c->head_done = c->resp_ended = true;
 	queue_mem(c, buf, (size_t)n);
 	conn_flush(c);
-	if (!c->closing && !c->out_head)
+	if (!c->closing && wh_list_empty(&c->out))
 		conn_linger(c);
 }
 
@@ -1081,7 +1081,7 @@ static void conn_feed(wh_conn *c, const char *data, size_t len)
 	}
 	/* A handler may have started a response and left its first bytes
 	 * queued: writes are not flushed from inside the parser. */
-	if (c->out_head && !c->write_blocked)
+	if (!wh_list_empty(&c->out) && !c->write_blocked)
 		conn_flush(c);
 	if (c->closing)
 		return;
@@ -1168,8 +1168,8 @@ static void conn_read(wh_conn *c)
  * Returns -1 when the connection failed (and is closing). */
 static int conn_write(wh_conn *c)
 {
-	while (c->out_head) {
-		struct seg *s = c->out_head;
+	while (!wh_list_empty(&c->out)) {
+		struct seg *s = seg_at(c, wh_list_first(&c->out));
 		ssize_t n;
 		size_t asked = 0;
 		if (s->file) {
@@ -1184,19 +1184,13 @@ static int conn_write(wh_conn *c)
 				else if (n == 0)
 					n = -EPIPE; /* the file is shorter than promised */
 			}
-			if (n >= 0) {
-				if (s->len == 0) {
-					c->out_head = s->next;
-					if (!c->out_head)
-						c->out_tail = NULL;
-					seg_free(c, s);
-				}
-			}
+			if (n >= 0 && s->len == 0)
+				seg_free(c, s);
 		} else {
 			struct iovec iov[16];
 			int cnt = 0;
 			struct seg *m = s;
-			for (; m && !m->file && cnt < 16; m = m->next) {
+			for (; m && !m->file && cnt < 16; m = seg_at(c, m->link.next)) {
 				iov[cnt].iov_base = m->mem + m->sent;
 				iov[cnt].iov_len = m->used - m->sent;
 				cnt++;
@@ -1210,16 +1204,12 @@ static int conn_write(wh_conn *c)
 				size_t left = (size_t)n;
 				c->out_mem -= left;
 				while (left > 0) {
-					struct seg *t = c->out_head;
+					struct seg *t = seg_at(c, wh_list_first(&c->out));
 					size_t k = WH_MIN(left, t->used - t->sent);
 					t->sent += k;
 					left -= k;
-					if (t->sent == t->used) {
-						c->out_head = t->next;
-						if (!c->out_head)
-							c->out_tail = NULL;
+					if (t->sent == t->used)
 						seg_free(c, t);
-					}
 				}
 			}
 		}
@@ -1243,7 +1233,7 @@ static int conn_write(wh_conn *c)
 			break;
 		}
 	}
-	if (!c->out_head)
+	if (wh_list_empty(&c->out))
 		c->write_blocked = false;
 	conn_handshake_check(c); /* a write can finish it (a refused client's 503) */
 	return 0;
@@ -1275,7 +1265,7 @@ static void conn_flush(wh_conn *c)
 		c->in_writable = false;
 		if (c->closing)
 			return;
-		if (!c->out_head)
+		if (wh_list_empty(&c->out))
 			break; /* the producer has nothing yet */
 	}
 	conn_update_poll(c);
@@ -1284,7 +1274,7 @@ static void conn_flush(wh_conn *c)
 	 * pipelined request would be dispatched while in_writable still holds
 	 * its writes back, and if it produced nothing at once nobody would ask
 	 * it again. The conn_flush that called on_writable advances on return. */
-	if (!c->out_head && c->resp_ended && !c->in_writable)
+	if (wh_list_empty(&c->out) && c->resp_ended && !c->in_writable)
 		conn_advance(c);
 }
 
@@ -1360,7 +1350,7 @@ static void resp_flush(wh_conn *c)
 		return;
 	conn_update_poll(c);
 	conn_update_timer(c);
-	if (c->in_parse || c->in_writable || c->out_head)
+	if (c->in_parse || c->in_writable || !wh_list_empty(&c->out))
 		return; /* the event, or the socket's writability, comes back */
 	if (c->resp_ended || (c->req_active && c->head_open && c->req.on_writable))
 		post_add(c);
@@ -1398,7 +1388,8 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		return;
 	}
 	if (c->write_blocked &&
-	    (events & (c->write_want == WH_WANT_READ && c->out_head ? UV_READABLE : UV_WRITABLE))) {
+	    (events & (c->write_want == WH_WANT_READ && !wh_list_empty(&c->out) ? UV_READABLE
+	                                                                        : UV_WRITABLE))) {
 		c->write_blocked = false;
 		conn_flush(c);
 	}
@@ -1427,6 +1418,7 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	wh_list_init(&c->ready_link);
 	wh_list_init(&c->post_link);
 	wh_list_init(&c->hooks);
+	wh_list_init(&c->out);
 	c->tp = srv->tls ? wh_transport_tls(srv->tls, fd) : wh_transport_plain(fd);
 	c->handshaking = c->tp->handshaking;
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1492,7 +1484,7 @@ static void refuse(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 	c->close_after = true;
 	queue_mem(c, r503, sizeof(r503) - 1);
 	conn_flush(c);
-	if (!c->closing && !c->out_head)
+	if (!c->closing && wh_list_empty(&c->out))
 		conn_linger(c);
 }
 
