@@ -27,14 +27,12 @@
 #include "wharf/base/common.h"
 #include "wharf/base/list.h"
 #include "wharf/base/log.h"
+#include "wharf/oci/manifest.h"
 
-#define MEDIA_INDEX       "application/vnd.oci.image.index.v1+json"
-#define MEDIA_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
-#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
-#define ANN_REF_NAME      "org.opencontainers.image.ref.name"
+#define ANN_REF_NAME "org.opencontainers.image.ref.name"
 
 #define OCI_LAYOUT  "{\"imageLayoutVersion\":\"1.0.0\"}"
-#define EMPTY_INDEX "{\"schemaVersion\":2,\"mediaType\":\"" MEDIA_INDEX "\",\"manifests\":[]}"
+#define EMPTY_INDEX "{\"schemaVersion\":2,\"mediaType\":\"" WH_MT_OCI_INDEX "\",\"manifests\":[]}"
 
 /* index.json and manifests larger than this are refused rather than read
  * into memory: nothing legitimate comes close. */
@@ -802,7 +800,7 @@ static int index_write(wh_store *st, const char *repo, cJSON *idx)
 		goto out;
 	}
 	if (!cJSON_GetObjectItemCaseSensitive(idx, "mediaType") &&
-	    !cJSON_AddStringToObject(idx, "mediaType", MEDIA_INDEX)) {
+	    !cJSON_AddStringToObject(idx, "mediaType", WH_MT_OCI_INDEX)) {
 		rc = WH_ENOMEM;
 		goto out;
 	}
@@ -1835,7 +1833,7 @@ static char *declared_media_type(const char *data, size_t len)
 {
 	cJSON *m = cJSON_ParseWithLength(data, len);
 	const char *mt = json_str(m, "mediaType");
-	char *res = wh_strdup(mt ? mt : MEDIA_MANIFEST);
+	char *res = wh_strdup(mt ? mt : WH_MT_OCI_MANIFEST);
 
 	cJSON_Delete(m);
 	return res;
@@ -2728,7 +2726,7 @@ static cJSON *referrer_desc(const cJSON *m, const char *digest, const char *entr
 
 	if (!mt)
 		mt = entry_mt;
-	is_index = str_eq(mt, MEDIA_INDEX) || str_eq(mt, MEDIA_DOCKER_LIST) ||
+	is_index = (mt && wh_manifest_type_is_index(mt)) ||
 	           cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "manifests"));
 	if (at && !*at)
 		at = NULL;
@@ -2767,7 +2765,7 @@ int wh_store_referrers(wh_store *st, const char *repo, const char *digest,
 		return WH_EINVAL;
 	res = cJSON_CreateObject();
 	if (!res || !cJSON_AddNumberToObject(res, "schemaVersion", 2) ||
-	    !cJSON_AddStringToObject(res, "mediaType", MEDIA_INDEX) ||
+	    !cJSON_AddStringToObject(res, "mediaType", WH_MT_OCI_INDEX) ||
 	    !(list = cJSON_AddArrayToObject(res, "manifests"))) {
 		rc = WH_ENOMEM;
 		goto out;
