@@ -1828,12 +1828,13 @@ out:
 	return rc; /* idx is the cache's */
 }
 
-/* The mediaType a manifest declares, or the OCI manifest type. */
+/* The type a manifest gives itself, for an index.json entry that names
+ * none: as a push's check decides it (wh_manifest_type_of). Reported only;
+ * never written back to index.json. */
 static char *declared_media_type(const char *data, size_t len)
 {
 	cJSON *m = cJSON_ParseWithLength(data, len);
-	const char *mt = json_str(m, "mediaType");
-	char *res = wh_strdup(mt ? mt : WH_MT_OCI_MANIFEST);
+	char *res = wh_strdup(wh_manifest_type_of(m));
 
 	cJSON_Delete(m);
 	return res;

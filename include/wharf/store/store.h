@@ -193,7 +193,9 @@ int wh_store_upload_cancel(wh_store *st, wh_upload *up);
 
 /* A manifest as stored. data (NUL-terminated, len bytes) and media_type are
  * malloc'd; free both with wh_manifest_free. media_type is the index.json
- * entry's, else the manifest's own mediaType, else the OCI manifest type. */
+ * entry's, else the type the manifest gives itself (wh_manifest_type_of:
+ * its mediaType, else an image index when it has "manifests", else an
+ * image manifest). */
 typedef struct wh_manifest {
 	char digest[WH_DIGEST_LEN + 1];
 	char *media_type;
