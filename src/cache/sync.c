@@ -1622,7 +1622,7 @@ out:
 static void tags_done(struct lfetch *f)
 {
 	if (f->n_tags > 0)
-		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), wh_serve_tag_cmp);
+		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), wh_store_tag_cmp);
 	int k = 0;
 	for (int i = 0; i < f->n_tags; i++) {
 		if (k > 0 && strcmp(f->tags[k - 1], f->tags[i]) == 0)

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "wharf/base/common.h"
@@ -175,13 +174,6 @@ void wh_serve_referrers(wh_req *req, wh_store *st, const char *name, const char 
 	free(json);
 }
 
-int wh_serve_tag_cmp(const void *a, const void *b)
-{
-	const char *x = *(char *const *)a, *y = *(char *const *)b;
-	int c = strcasecmp(x, y);
-	return c ? c : strcmp(x, y);
-}
-
 void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstream_tags *up)
 {
 	int n;
@@ -220,10 +212,10 @@ void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstrea
 		for (int i = 0; i < n_up; i++)
 			all[n_all++] = up->tags[i];
 		if (n_all > 0)
-			qsort(all, (size_t)n_all, sizeof(*all), wh_serve_tag_cmp);
+			qsort(all, (size_t)n_all, sizeof(*all), wh_store_tag_cmp);
 		int i = 0, k = 0;
 		while (has_last && i < n_all &&
-		       wh_serve_tag_cmp(&all[i], &(const char *){last}) <= 0)
+		       wh_store_tag_cmp(&all[i], &(const char *){last}) <= 0)
 			i++;
 		for (; i < n_all; i++) {
 			if (k > 0 && strcmp(all[k - 1], all[i]) == 0)

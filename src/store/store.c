@@ -2474,7 +2474,7 @@ static int lexical(const char *a, const char *b)
 	return c ? c : strcmp(a, b);
 }
 
-static int cmp_str(const void *a, const void *b)
+int wh_store_tag_cmp(const void *a, const void *b)
 {
 	return lexical(*(char *const *)a, *(char *const *)b);
 }
@@ -2529,7 +2529,7 @@ int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char 
 			v[nv++] = (char *)t;
 	}
 	if (nv > 0)
-		qsort(v, (size_t)nv, sizeof(*v), cmp_str);
+		qsort(v, (size_t)nv, sizeof(*v), wh_store_tag_cmp);
 	paginate(v, nv, last, n, tags, count, more);
 out:
 	free(v); /* idx is the cache's */
@@ -2611,7 +2611,7 @@ void wh_store_repos_scan(const char *root, char ***names, int *count)
 
 	walk_repos(AT_FDCWD, root, rel, 0, false, &all);
 	if (all.n > 0)
-		qsort(all.v, (size_t)all.n, sizeof(*all.v), cmp_str);
+		qsort(all.v, (size_t)all.n, sizeof(*all.v), wh_store_tag_cmp);
 	*names = all.v;
 	*count = all.n;
 }

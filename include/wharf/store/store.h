@@ -315,6 +315,11 @@ int wh_store_manifest_delete_async(uv_loop_t *loop, wh_store *st, const char *re
 int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
                   bool *more);
 
+/* The order tags (and repository names) are listed in: the spec's lexical
+ * order, case-insensitive; names differing only in case bytewise, so the
+ * order is total. For qsort over an array of char *. */
+int wh_store_tag_cmp(const void *a, const void *b);
+
 /* ---- the catalog ----
  *
  * Repository names are listed from memory: a sorted array, filled once by
