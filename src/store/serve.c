@@ -213,22 +213,8 @@ void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstrea
 			all[n_all++] = up->tags[i];
 		if (n_all > 0)
 			qsort(all, (size_t)n_all, sizeof(*all), wh_store_tag_cmp);
-		int i = 0, k = 0;
-		while (has_last && i < n_all &&
-		       wh_store_tag_cmp(&all[i], &(const char *){last}) <= 0)
-			i++;
-		for (; i < n_all; i++) {
-			if (k > 0 && strcmp(all[k - 1], all[i]) == 0)
-				continue;
-			if (n >= 0 && k == n)
-				break;
-			all[k++] = all[i];
-		}
-		while (i < n_all && k > 0 && strcmp(all[k - 1], all[i]) == 0)
-			i++;
-		more = i < n_all;
+		n_page = wh_store_page(all, n_all, has_last ? last : NULL, n, &more);
 		page = all;
-		n_page = k;
 	}
 	char link[WH_NAME_MAX + 32];
 	snprintf(link, sizeof(link), "/v2/%s/tags/list", name);

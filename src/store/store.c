@@ -2479,30 +2479,24 @@ int wh_store_tag_cmp(const void *a, const void *b)
 	return lexical(*(char *const *)a, *(char *const *)b);
 }
 
-/* From v[0..n) (sorted, may repeat), the names after last, at most limit
- * (limit < 0: all), copied into a new array. */
-static void paginate(char **v, int n, const char *last, int limit, char ***out, int *count,
-                     bool *more)
+int wh_store_page(char **v, int n, const char *last, int limit, bool *more)
 {
 	int i = 0, k = 0;
-	char **res;
 
 	while (last && i < n && lexical(v[i], last) <= 0)
 		i++;
-	res = wh_malloc(sizeof(*res) * (size_t)(n - i + 1));
 	for (; i < n; i++) {
-		if (k > 0 && strcmp(res[k - 1], v[i]) == 0)
+		if (k > 0 && strcmp(v[k - 1], v[i]) == 0)
 			continue;
 		if (limit >= 0 && k == limit)
 			break;
-		res[k++] = wh_strdup(v[i]);
+		v[k++] = v[i];
 	}
-	/* Anything left that is not a repeat of the last one returned? */
-	while (i < n && k > 0 && strcmp(res[k - 1], v[i]) == 0)
+	/* Anything left that is not a repeat of the last one kept? */
+	while (i < n && k > 0 && strcmp(v[k - 1], v[i]) == 0)
 		i++;
 	*more = i < n;
-	*out = res;
-	*count = k;
+	return k;
 }
 
 int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
@@ -2530,7 +2524,10 @@ int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char 
 	}
 	if (nv > 0)
 		qsort(v, (size_t)nv, sizeof(*v), wh_store_tag_cmp);
-	paginate(v, nv, last, n, tags, count, more);
+	*count = wh_store_page(v, nv, last, n, more);
+	*tags = wh_malloc(sizeof(**tags) * (size_t)(*count + 1));
+	for (int i = 0; i < *count; i++)
+		(*tags)[i] = wh_strdup(v[i]);
 out:
 	free(v); /* idx is the cache's */
 	return rc;

@@ -320,6 +320,13 @@ int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char 
  * order is total. For qsort over an array of char *. */
 int wh_store_tag_cmp(const void *a, const void *b);
 
+/* One page of v[0..n), sorted by wh_store_tag_cmp and maybe with repeats:
+ * the names after last (NULL: from the first), each once, at most limit of
+ * them (limit < 0: all), moved to the front of v in place; returns how many.
+ * *more is set when another name remains after them. Nothing is copied or
+ * freed. */
+int wh_store_page(char **v, int n, const char *last, int limit, bool *more);
+
 /* ---- the catalog ----
  *
  * Repository names are listed from memory: a sorted array, filled once by
