@@ -264,48 +264,14 @@ static int open_regular(const char *path, int flags, struct stat *sb)
 static int read_file(const char *path, size_t max, char **buf, size_t *len)
 {
 	struct stat sb;
-	char *data = NULL;
-	size_t cap, used = 0;
-	int fd, rc = 0;
+	int fd, rc;
 
 	*buf = NULL;
 	*len = 0;
 	fd = open_regular(path, O_RDONLY, &sb);
 	if (fd < 0)
 		return fd;
-	if ((uint64_t)sb.st_size > max) {
-		rc = WH_ETOOBIG;
-		goto out;
-	}
-	cap = (size_t)sb.st_size + 1;
-	data = wh_malloc(cap);
-	for (;;) {
-		ssize_t n;
-		if (used + 1 == cap) {
-			if (cap > max) {
-				rc = WH_ETOOBIG;
-				goto out;
-			}
-			cap *= 2;
-			data = wh_realloc(data, cap);
-		}
-		n = read(fd, data + used, cap - 1 - used);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		used += (size_t)n;
-	}
-	data[used] = '\0';
-	*buf = data;
-	*len = used;
-	data = NULL;
-out:
-	free(data);
+	rc = wh_read_fd(fd, max, buf, len);
 	close(fd);
 	return rc;
 }

@@ -44,6 +44,16 @@ char *wh_strndup(const char *s, size_t n);
  * caller bounds how much it appends. */
 void wh_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n);
 
+/* Read what fd holds, to its end, into a malloc'd NUL-terminated *buf of
+ * *len bytes (a regular file in one read, sized by fstat). Returns 0,
+ * -errno, or WH_ETOOBIG when it holds more than max bytes; nothing is
+ * returned (*buf NULL) but on success. fd stays open. */
+int wh_read_fd(int fd, size_t max, char **buf, size_t *len);
+
+/* wh_read_fd on the file at path (links followed), opened and closed here.
+ * An error opening it is -errno. */
+int wh_read_file(const char *path, size_t max, char **buf, size_t *len);
+
 /* Monotonic time in milliseconds. */
 uint64_t wh_now_ms(void);
 
