@@ -90,14 +90,27 @@ uint64_t wh_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+size_t wh_grow_cap(size_t cap, size_t need, size_t first)
+{
+	size_t c = cap ? cap : first;
+	while (c < need)
+		c *= 2;
+	return c;
+}
+
+void *wh_grow(void *v, size_t size, int n, int *cap, int first)
+{
+	if (n < *cap)
+		return v;
+	*cap = (int)wh_grow_cap((size_t)*cap, (size_t)n + 1, (size_t)first);
+	return wh_realloc(v, size * (size_t)*cap);
+}
+
 void wh_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n)
 {
 	if (*len + n + 1 > *cap) {
-		size_t c = *cap ? *cap : 4096;
-		while (c < *len + n + 1)
-			c *= 2;
-		*buf = wh_realloc(*buf, c);
-		*cap = c;
+		*cap = wh_grow_cap(*cap, *len + n + 1, 4096);
+		*buf = wh_realloc(*buf, *cap);
 	}
 	if (n)
 		memcpy(*buf + *len, data, n);

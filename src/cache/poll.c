@@ -381,10 +381,7 @@ static bool push_item(struct job *j, const cJSON *d, bool manifest, int depth)
 		return true;
 	if (j->items_total >= ITEMS_MAX || depth > DEPTH_MAX)
 		return false;
-	if (j->n == j->items_cap) {
-		j->items_cap = j->items_cap ? 2 * j->items_cap : 16;
-		j->todo = wh_realloc(j->todo, sizeof(*j->todo) * (size_t)j->items_cap);
-	}
+	j->todo = wh_grow(j->todo, sizeof(*j->todo), j->n, &j->items_cap, 16);
 	struct item *it = &j->todo[j->n++];
 	j->items_total++;
 	memset(it, 0, sizeof(*it));

@@ -1608,10 +1608,7 @@ static const char *take_tags_page(struct lfetch *f)
 			why = "more than 100,000 tags";
 			goto out;
 		}
-		if (f->n_tags == f->cap_tags) {
-			f->cap_tags = f->cap_tags ? 2 * f->cap_tags : 64;
-			f->tags = wh_realloc(f->tags, sizeof(*f->tags) * (size_t)f->cap_tags);
-		}
+		f->tags = wh_grow(f->tags, sizeof(*f->tags), f->n_tags, &f->cap_tags, 64);
 		f->tags[f->n_tags++] = wh_strdup(t->valuestring);
 	}
 out:

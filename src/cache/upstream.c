@@ -167,7 +167,7 @@ struct wh_up_req {
 	int fail;         /* a WH_E* code that ends the request whatever curl says */
 	const char *fail_why;
 	char *tbuf; /* token response body */
-	size_t tlen;
+	size_t tlen, tcap;
 
 	uv_timer_t retry_timer;
 	bool cancelled;
@@ -803,7 +803,7 @@ static void reset_response(wh_up_req *r)
 	r->dropped = 0;
 	free(r->tbuf);
 	r->tbuf = NULL;
-	r->tlen = 0;
+	r->tlen = r->tcap = 0;
 }
 
 static bool is_2xx(int status)
@@ -991,10 +991,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 	if (r->phase == PH_TOKEN) {
 		if (r->tlen + len > TOKEN_BODY_MAX)
 			return 0;
-		r->tbuf = wh_realloc(r->tbuf, r->tlen + len + 1);
-		memcpy(r->tbuf + r->tlen, buf, len);
-		r->tlen += len;
-		r->tbuf[r->tlen] = '\0';
+		wh_buf_append(&r->tbuf, &r->tlen, &r->tcap, buf, len);
 		return len;
 	}
 	if (!r->decided) {

@@ -378,11 +378,10 @@ static int head_append(wh_conn *c, int kind, const char *at, size_t len)
 		return -1;
 	}
 	if (c->arena_len + len + 2 > c->arena_cap) {
-		size_t cap = c->arena_cap ? c->arena_cap : 1024;
-		while (cap < c->arena_len + len + 2)
-			cap *= 2;
-		c->arena = wh_realloc(c->arena, WH_MIN(cap, limit + 2));
-		c->arena_cap = WH_MIN(cap, limit + 2);
+		/* Never more than the limit allows. */
+		c->arena_cap =
+		    WH_MIN(wh_grow_cap(c->arena_cap, c->arena_len + len + 2, 1024), limit + 2);
+		c->arena = wh_realloc(c->arena, c->arena_cap);
 	}
 	if (kind != c->last_piece) {
 		/* A new item: terminate the previous one. */
@@ -397,12 +396,9 @@ static int head_append(wh_conn *c, int kind, const char *at, size_t len)
 					c->err_status = 431;
 					return -1;
 				}
-				if (c->n_fields == c->cap_fields) {
-					c->cap_fields = c->cap_fields ? c->cap_fields * 2 : 16;
-					c->fields =
-					    wh_realloc(c->fields, sizeof(*c->fields) * 2 *
-					                              (size_t)c->cap_fields);
-				}
+				/* Pairs: a name and its value. */
+				c->fields = wh_grow(c->fields, 2 * sizeof(*c->fields), c->n_fields,
+				                    &c->cap_fields, 16);
 				c->n_fields++;
 				c->fields[2 * (c->n_fields - 1) + 1] = (struct head_item){0, 0};
 			}

@@ -2506,10 +2506,7 @@ struct strv {
 
 static void strv_push(struct strv *s, char *str)
 {
-	if (s->n == s->cap) {
-		s->cap = s->cap ? 2 * s->cap : 64;
-		s->v = wh_realloc(s->v, sizeof(*s->v) * (size_t)s->cap);
-	}
+	s->v = wh_grow(s->v, sizeof(*s->v), s->n, &s->cap, 64);
 	s->v[s->n++] = str;
 }
 
@@ -2605,10 +2602,7 @@ static void catalog_insert(wh_store *st, const char *repo)
 
 	if (found)
 		return;
-	if (st->n_repos == st->cap_repos) {
-		st->cap_repos = st->cap_repos ? 2 * st->cap_repos : 64;
-		st->repos = wh_realloc(st->repos, sizeof(*st->repos) * (size_t)st->cap_repos);
-	}
+	st->repos = wh_grow(st->repos, sizeof(*st->repos), st->n_repos, &st->cap_repos, 64);
 	memmove(st->repos + i + 1, st->repos + i, sizeof(*st->repos) * (size_t)(st->n_repos - i));
 	st->repos[i] = wh_strdup(repo);
 	st->n_repos++;

@@ -39,6 +39,15 @@ void *wh_realloc(void *p, size_t n);
 char *wh_strdup(const char *s);
 char *wh_strndup(const char *s, size_t n);
 
+/* What a capacity grows to so that it holds need: doubled (from first when
+ * it is 0) until it does. Every growing buffer and array here grows so. */
+size_t wh_grow_cap(size_t cap, size_t need, size_t first);
+
+/* Room for one more element in v, an array of *cap elements of size bytes
+ * of which n are used: when it is full, *cap grows (wh_grow_cap, from
+ * first) and v is reallocated. Returns v, perhaps moved. */
+void *wh_grow(void *v, size_t size, int n, int *cap, int first);
+
 /* Append n bytes to a buffer that grows by doubling (*buf holds *len bytes
  * of *cap), always keeping room for a NUL after them, which is written. The
  * caller bounds how much it appends. */
