@@ -254,8 +254,7 @@ static void upload_headers(wh_req *req, const char *name, const char *id, int64_
 /* 201: the blob is in the repository (uploaded or mounted). */
 static void blob_created(wh_req *req, const char *name, const char *digest)
 {
-	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 201);
 	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, digest);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
 	wh_resp_length(req, 0);
@@ -730,8 +729,7 @@ static void manifest_stored(int rc, void *arg)
 		wh_oci_storage_error(req, rc);
 		return;
 	}
-	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 201);
 	wh_resp_header(req, "Location", "/v2/%s/manifests/%s", x->name, x->digest);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
 	if (x->subject[0])
@@ -856,8 +854,7 @@ static bool handle(void *state, wh_call *call)
 			return true;
 		}
 		static const char empty[] = "{}";
-		wh_resp_start(req, 200);
-		wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+		wh_oci_start(req, 200);
 		wh_resp_header(req, "Content-Type", "application/json");
 		wh_auth_base_headers(reg->auth, req);
 		wh_resp_length(req, sizeof(empty) - 1);

@@ -279,8 +279,7 @@ static bool cache_hit(const wh_auth *a, const char *key)
 static void send_error(wh_req *req, int status, const char *body, const char *challenge)
 {
 	size_t len = strlen(body);
-	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, status);
 	wh_resp_header(req, "Content-Type", "application/json");
 	if (challenge)
 		wh_resp_header(req, "WWW-Authenticate", "%s", challenge);

@@ -40,8 +40,7 @@ void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *
 		wh_oci_storage_error(req, rc);
 		return;
 	}
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 200);
 	/* The store always knows one (store.h). */
 	wh_resp_header(req, "Content-Type", "%s", m.media_type);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", m.digest);
@@ -163,8 +162,7 @@ void wh_serve_referrers(wh_req *req, wh_store *st, const char *name, const char 
 			return;
 		}
 	}
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 200);
 	wh_resp_header(req, "Content-Type", WH_MT_OCI_INDEX);
 	if (filter)
 		wh_resp_header(req, "OCI-Filters-Applied", "artifactType");
