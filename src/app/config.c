@@ -276,47 +276,6 @@ out:
 	return rc;
 }
 
-/* The whole file in a NUL-terminated buffer. Returns 0, -errno or WH_ETOOBIG. */
-static int read_file(const char *path, char **buf, size_t *len)
-{
-	FILE *f = fopen(path, "rbe");
-	size_t cap = 4096, n = 0;
-	char *b = NULL;
-	int rc = 0;
-
-	if (!f)
-		return -errno;
-	b = wh_malloc(cap);
-	for (;;) {
-		size_t got;
-		if (n + 1 >= cap) {
-			if (cap > MAX_FILE_BYTES) {
-				rc = WH_ETOOBIG;
-				goto out;
-			}
-			cap *= 2;
-			b = wh_realloc(b, cap);
-		}
-		got = fread(b + n, 1, cap - n - 1, f);
-		n += got;
-		if (got == 0) {
-			if (ferror(f))
-				rc = errno ? -errno : WH_EIO;
-			break;
-		}
-	}
-out:
-	fclose(f);
-	if (rc) {
-		free(b);
-		return rc;
-	}
-	b[n] = '\0';
-	*buf = b;
-	*len = n;
-	return 0;
-}
-
 int wh_config_load(const char *path, wh_config *out, char *err, size_t errlen)
 {
 	char msg[512];
@@ -325,7 +284,7 @@ int wh_config_load(const char *path, wh_config *out, char *err, size_t errlen)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = read_file(path, &buf, &len);
+	rc = wh_read_file(path, MAX_FILE_BYTES, &buf, &len);
 	if (rc) {
 		if (err && errlen)
 			snprintf(err, errlen, "%s: cannot read: %s", path,

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/cache/sync.h"
 #include "wharf/ext/auth.h"
@@ -37,9 +38,8 @@ typedef struct wh_registry wh_registry;
  * the session then stays, hashed, and the client's next PUT finishes it. */
 struct catchup {
 	uv_work_t work;
-	wh_registry *reg;            /* NULL once the registry is freed */
-	struct catchup *prev, *next; /* in reg->catchups */
-	wh_req *req;                 /* NULL once the request is over */
+	wh_list link; /* in the registry's catchups (unlinked when it is freed) */
+	wh_req *req;  /* NULL once the request is over */
 	wh_upload_catchup *job;
 };
 
@@ -57,20 +57,19 @@ struct catalog_scan {
 
 struct catalog_wait {
 	wh_req *req;
-	wh_registry *reg;
-	char *user; /* who asks: the list is filtered for them */
-	struct catalog_wait *prev, *next;
+	char *user;       /* who asks: the list is filtered for them */
+	wh_list link;     /* in reg->waiting */
 	wh_req_hook gone; /* the client left first */
 };
 
 struct wh_registry {
 	uv_loop_t *loop;
 	wh_store *store;
-	wh_sync *sync; /* NULL without on-demand sync */
-	wh_auth *auth; /* the auth module's: who may read what */
-	struct catchup *catchups;
-	struct catalog_scan *scan;    /* while it runs */
-	struct catalog_wait *waiting; /* catalog requests waiting for it */
+	wh_sync *sync;             /* NULL without on-demand sync */
+	wh_auth *auth;             /* the auth module's: who may read what */
+	wh_list catchups;          /* struct catchup */
+	struct catalog_scan *scan; /* while it runs */
+	wh_list waiting;           /* struct catalog_wait: catalog requests waiting for it */
 };
 
 /* What a request with a body carries from one callback to the next, in
@@ -139,11 +138,10 @@ static void catalog_scan_done(uv_work_t *w, int status)
 		return;
 	/* One at a time, each off the list before it is answered (answering
 	 * may end other requests, whose done hooks unlink them). */
-	while (reg->waiting) {
-		struct catalog_wait *cw = reg->waiting;
-		reg->waiting = cw->next;
-		if (reg->waiting)
-			reg->waiting->prev = NULL;
+	while (!wh_list_empty(&reg->waiting)) {
+		struct catalog_wait *cw =
+		    wh_list_entry(wh_list_first(&reg->waiting), struct catalog_wait, link);
+		wh_list_remove(&cw->link);
 		wh_req *req = cw->req;
 		char *user = cw->user;
 		wh_req_cancel_done(req, &cw->gone);
@@ -172,6 +170,8 @@ static void catalog_scan_start(wh_registry *reg)
 static int module_init(const wh_module_env *env, const void *settings, void **state)
 {
 	wh_registry *reg = wh_calloc(1, sizeof(*reg));
+	wh_list_init(&reg->catchups);
+	wh_list_init(&reg->waiting);
 	reg->loop = env->loop;
 	reg->store = env->store;
 	reg->sync = env->sync;
@@ -186,8 +186,8 @@ static void module_free(void *state)
 	wh_registry *reg = state;
 	/* Jobs still in the thread pool end on the loop after this; they must
 	 * not touch the registry then. */
-	for (struct catchup *c = reg->catchups; c; c = c->next)
-		c->reg = NULL;
+	while (!wh_list_empty(&reg->catchups))
+		wh_list_remove(wh_list_first(&reg->catchups));
 	if (reg->scan)
 		reg->scan->reg = NULL;
 	free(reg);
@@ -242,8 +242,7 @@ static void upload_headers(wh_req *req, const char *name, const char *id, int64_
 /* 201: the blob is in the repository (uploaded or mounted). */
 static void blob_created(wh_req *req, const char *name, const char *digest)
 {
-	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 201);
 	wh_resp_header(req, "Location", "/v2/%s/blobs/%s", name, digest);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
 	wh_resp_length(req, 0);
@@ -402,14 +401,7 @@ static void catchup_done(uv_work_t *w, int status)
 	/* Cancelled (status < 0), the job did not run and end installs nothing. */
 	(void)status;
 	int rc = wh_upload_catchup_end(c->job);
-	if (c->reg) {
-		if (c->prev)
-			c->prev->next = c->next;
-		else
-			c->reg->catchups = c->next;
-		if (c->next)
-			c->next->prev = c->prev;
-	}
+	wh_list_remove(&c->link);
 	wh_req *req = c->req;
 	free(c);
 	if (!req)
@@ -437,11 +429,7 @@ static void catchup_start(wh_req *req, struct rctx *x)
 	}
 	c->work.data = c;
 	c->req = req;
-	c->reg = reg;
-	c->next = reg->catchups;
-	if (reg->catchups)
-		reg->catchups->prev = c;
-	reg->catchups = c;
+	wh_list_insert_head(&reg->catchups, &c->link);
 	x->catchup = c;
 	rc = uv_queue_work(reg->loop, &c->work, catchup_work, catchup_done);
 	if (rc != 0)
@@ -902,8 +890,7 @@ static void manifest_stored(int rc, void *arg)
 		wh_oci_storage_error(req, rc);
 		return;
 	}
-	wh_resp_start(req, 201);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 201);
 	wh_resp_header(req, "Location", "/v2/%s/manifests/%s", x->name, x->digest);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
 	if (x->subject[0])
@@ -930,12 +917,7 @@ static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const 
 static void catalog_wait_done(wh_req *req, wh_req_hook *hook)
 {
 	struct catalog_wait *cw = WH_CONTAINER_OF(hook, struct catalog_wait, gone);
-	if (cw->prev)
-		cw->prev->next = cw->next;
-	else
-		cw->reg->waiting = cw->next;
-	if (cw->next)
-		cw->next->prev = cw->prev;
+	wh_list_remove(&cw->link);
 	free(cw->user);
 	free(cw);
 }
@@ -970,12 +952,8 @@ static void catalog(wh_req *req, wh_registry *reg, const char *user)
 	if (!wh_store_catalog_loaded(reg->store) && reg->scan) {
 		struct catalog_wait *cw = wh_calloc(1, sizeof(*cw));
 		cw->req = req;
-		cw->reg = reg;
 		cw->user = user ? wh_strdup(user) : NULL;
-		cw->next = reg->waiting;
-		if (reg->waiting)
-			reg->waiting->prev = cw;
-		reg->waiting = cw;
+		wh_list_insert_head(&reg->waiting, &cw->link);
 		wh_req_on_done(req, &cw->gone, catalog_wait_done);
 		return; /* answered when the scan is loaded */
 	}
@@ -1037,8 +1015,7 @@ static bool handle(void *state, wh_call *call)
 			return true;
 		}
 		static const char empty[] = "{}";
-		wh_resp_start(req, 200);
-		wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+		wh_oci_start(req, 200);
 		wh_resp_header(req, "Content-Type", "application/json");
 		wh_auth_base_headers(reg->auth, req);
 		wh_resp_length(req, sizeof(empty) - 1);

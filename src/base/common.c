@@ -1,9 +1,13 @@
 #include "wharf/base/common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *wh_strerror(int err)
 {
@@ -86,17 +90,88 @@ uint64_t wh_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+size_t wh_grow_cap(size_t cap, size_t need, size_t first)
+{
+	size_t c = cap ? cap : first;
+	while (c < need)
+		c *= 2;
+	return c;
+}
+
+void *wh_grow(void *v, size_t size, int n, int *cap, int first)
+{
+	if (n < *cap)
+		return v;
+	*cap = (int)wh_grow_cap((size_t)*cap, (size_t)n + 1, (size_t)first);
+	return wh_realloc(v, size * (size_t)*cap);
+}
+
 void wh_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n)
 {
 	if (*len + n + 1 > *cap) {
-		size_t c = *cap ? *cap : 4096;
-		while (c < *len + n + 1)
-			c *= 2;
-		*buf = wh_realloc(*buf, c);
-		*cap = c;
+		*cap = wh_grow_cap(*cap, *len + n + 1, 4096);
+		*buf = wh_realloc(*buf, *cap);
 	}
 	if (n)
 		memcpy(*buf + *len, data, n);
 	*len += n;
 	(*buf)[*len] = '\0';
+}
+
+int wh_read_fd(int fd, size_t max, char **buf, size_t *len)
+{
+	struct stat sb;
+	size_t cap = 4096, used = 0;
+	char *data;
+	int rc = 0;
+
+	*buf = NULL;
+	*len = 0;
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+		if ((uint64_t)sb.st_size > max)
+			return WH_ETOOBIG;
+		cap = (size_t)sb.st_size + 1;
+	}
+	data = wh_malloc(cap);
+	for (;;) {
+		ssize_t n;
+		if (used + 1 == cap) {
+			cap *= 2;
+			data = wh_realloc(data, cap);
+		}
+		n = read(fd, data + used, cap - 1 - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : 0;
+			break;
+		}
+		used += (size_t)n;
+		if (used > max) {
+			rc = WH_ETOOBIG;
+			break;
+		}
+	}
+	if (rc < 0) {
+		free(data);
+		return rc;
+	}
+	data[used] = '\0';
+	*buf = data;
+	*len = used;
+	return 0;
+}
+
+int wh_read_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc;
+
+	*buf = NULL;
+	*len = 0;
+	if (fd < 0)
+		return -errno;
+	rc = wh_read_fd(fd, max, buf, len);
+	close(fd);
+	return rc;
 }

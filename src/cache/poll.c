@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/oci/manifest.h"
 #include "wharf/oci/ref.h"
@@ -45,7 +46,7 @@ struct item {
 struct preg;
 
 struct job {
-	struct job *next;
+	wh_list link; /* in its registry's active, images or repos */
 	struct preg *pr;
 	enum kind kind;
 	wh_sync_map map;
@@ -72,10 +73,10 @@ struct preg {
 	uv_timer_t timer;
 	bool running;
 	bool no_catalog; /* reported; not tried again until restart */
-	struct job *active;
+	wh_list active;  /* struct job, newest first */
 	int n_active;
-	struct job *images, *images_tail; /* waiting */
-	struct job *repos, *repos_tail;   /* tag listings waiting */
+	wh_list images; /* waiting, oldest first */
+	wh_list repos;  /* tag listings waiting, oldest first */
 	bool scheduling, again;
 	/* this run */
 	int n_repos, n_images, n_synced, n_skipped, n_failed;
@@ -107,38 +108,11 @@ static void job_free(struct job *j)
 	free(j);
 }
 
-static void enqueue(struct job **head, struct job **tail, struct job *j)
-{
-	j->next = NULL;
-	if (*tail)
-		(*tail)->next = j;
-	else
-		*head = j;
-	*tail = j;
-}
-
-static struct job *dequeue(struct job **head, struct job **tail)
-{
-	struct job *j = *head;
-	if (j) {
-		*head = j->next;
-		if (!*head)
-			*tail = NULL;
-		j->next = NULL;
-	}
-	return j;
-}
-
 /* A job is over: make room for the next. */
 static void job_end(struct job *j)
 {
 	struct preg *pr = j->pr;
-	for (struct job **pp = &pr->active; *pp; pp = &(*pp)->next) {
-		if (*pp == j) {
-			*pp = j->next;
-			break;
-		}
-	}
+	wh_list_remove(&j->link);
 	pr->n_active--;
 	job_free(j);
 	schedule(pr);
@@ -147,6 +121,7 @@ static void job_end(struct job *j)
 static struct job *job_new(struct preg *pr, enum kind kind)
 {
 	struct job *j = wh_calloc(1, sizeof(*j));
+	wh_list_init(&j->link);
 	j->pr = pr;
 	j->kind = kind;
 	return j;
@@ -188,17 +163,19 @@ static void schedule(struct preg *pr)
 	pr->scheduling = true;
 	do {
 		pr->again = false;
-		while (pr->n_active < ACTIVE_MAX && (pr->images || pr->repos)) {
-			struct job *j = pr->images ? dequeue(&pr->images, &pr->images_tail)
-			                           : dequeue(&pr->repos, &pr->repos_tail);
-			j->next = pr->active;
-			pr->active = j;
+		while (pr->n_active < ACTIVE_MAX &&
+		       (!wh_list_empty(&pr->images) || !wh_list_empty(&pr->repos))) {
+			wh_list *from = !wh_list_empty(&pr->images) ? &pr->images : &pr->repos;
+			struct job *j = wh_list_entry(wh_list_first(from), struct job, link);
+			wh_list_remove(&j->link);
+			wh_list_insert_head(&pr->active, &j->link);
 			pr->n_active++;
 			job_start(j);
 		}
 	} while (pr->again);
 	pr->scheduling = false;
-	if (pr->running && pr->n_active == 0 && !pr->images && !pr->repos)
+	if (pr->running && pr->n_active == 0 && wh_list_empty(&pr->images) &&
+	    wh_list_empty(&pr->repos))
 		run_end(pr);
 }
 
@@ -210,7 +187,7 @@ static void on_timer(uv_timer_t *t)
 	pr->started_ms = uv_now(pr->p->loop);
 	wh_log(WH_LOG_INFO, "periodic sync started", "upstream", WH_LS, pr->reg->urls[0], NULL);
 	struct job *j = job_new(pr, J_CATALOG);
-	enqueue(&pr->repos, &pr->repos_tail, j);
+	wh_list_insert_tail(&pr->repos, &j->link);
 	schedule(pr);
 }
 
@@ -272,7 +249,7 @@ static void catalog_name(struct preg *pr, const char *upname)
 		return;
 	}
 	pr->n_repos++;
-	enqueue(&pr->repos, &pr->repos_tail, t);
+	wh_list_insert_tail(&pr->repos, &t->link);
 }
 
 static void tags_name(struct job *j, const char *tag)
@@ -285,7 +262,7 @@ static void tags_name(struct job *j, const char *tag)
 	memcpy(i->name, j->name, sizeof(i->name));
 	snprintf(i->tag, sizeof(i->tag), "%s", tag);
 	pr->n_images++;
-	enqueue(&pr->images, &pr->images_tail, i);
+	wh_list_insert_tail(&pr->images, &i->link);
 }
 
 static void l_on_done(wh_up_req *r, int err, void *arg)
@@ -404,10 +381,7 @@ static bool push_item(struct job *j, const cJSON *d, bool manifest, int depth)
 		return true;
 	if (j->items_total >= ITEMS_MAX || depth > DEPTH_MAX)
 		return false;
-	if (j->n == j->items_cap) {
-		j->items_cap = j->items_cap ? 2 * j->items_cap : 16;
-		j->todo = wh_realloc(j->todo, sizeof(*j->todo) * (size_t)j->items_cap);
-	}
+	j->todo = wh_grow(j->todo, sizeof(*j->todo), j->n, &j->items_cap, 16);
 	struct item *it = &j->todo[j->n++];
 	j->items_total++;
 	memset(it, 0, sizeof(*it));
@@ -580,6 +554,9 @@ wh_poll *wh_poll_new(uv_loop_t *loop, const struct wh_sync_settings *cfg, wh_syn
 		struct preg *pr = &p->regs[p->n_regs++];
 		pr->p = p;
 		pr->reg = r;
+		wh_list_init(&pr->active);
+		wh_list_init(&pr->images);
+		wh_list_init(&pr->repos);
 		uv_timer_init(loop, &pr->timer);
 		pr->timer.data = pr;
 		p->open_timers++;
@@ -599,12 +576,12 @@ static void timer_closed(uv_handle_t *h)
 	}
 }
 
-static void free_list(struct job *j)
+static void free_list(wh_list *jobs)
 {
-	while (j) {
-		struct job *next = j->next;
+	while (!wh_list_empty(jobs)) {
+		struct job *j = wh_list_entry(wh_list_first(jobs), struct job, link);
+		wh_list_remove(&j->link);
 		job_free(j);
-		j = next;
 	}
 }
 
@@ -617,10 +594,9 @@ void wh_poll_free(wh_poll *p)
 		if (pr->running)
 			wh_log(WH_LOG_INFO, "periodic sync stopped mid-run", "upstream", WH_LS,
 			       pr->reg->urls[0], NULL);
-		free_list(pr->active);
-		free_list(pr->images);
-		free_list(pr->repos);
-		pr->active = pr->images = pr->repos = NULL;
+		free_list(&pr->active);
+		free_list(&pr->images);
+		free_list(&pr->repos);
 		uv_timer_stop(&pr->timer);
 		uv_close((uv_handle_t *)&pr->timer, timer_closed);
 	}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/base/pattern.h"
 #include "wharf/cache/upstream.h"
@@ -53,8 +54,7 @@ struct lentry;
 /* A client waiting on a fetch (a manifest's or a listing's) to be answered
  * from the store. */
 struct waiter {
-	struct waiter *next;
-	struct waiter **list; /* the fetch's list it is in */
+	wh_list link; /* in its fetch's waiters */
 	wh_req *req;
 	wh_req_hook gone; /* the client left first */
 };
@@ -76,7 +76,7 @@ struct body {
 /* A manifest being fetched for (name, ref); every client asking meanwhile waits on it. */
 struct mfetch {
 	struct body body; /* first */
-	struct mfetch *next;
+	wh_list link;     /* in s->mfetches */
 	wh_sync *s;
 	char name[WH_NAME_MAX + 1];
 	char ref[WH_REF_MAX + 1];
@@ -89,7 +89,7 @@ struct mfetch {
 	char up_digest[WH_DIGEST_LEN + 1]; /* from the upstream's Docker-Content-Digest */
 	int status;
 	char ctype[256];
-	struct waiter *waiters;
+	wh_list waiters; /* struct waiter, newest first */
 	struct note *notes;
 	bool up_failed;  /* answered from the cache only: the upstream failed or lacks it */
 	bool changed;    /* stored a manifest other than the one held before */
@@ -103,7 +103,7 @@ struct mfetch {
 
 /* A blob being fetched: the tee. */
 struct bfetch {
-	struct bfetch *next;
+	wh_list link; /* in s->bfetches until it is published or has failed */
 	wh_sync *s;
 	char digest[WH_DIGEST_LEN + 1];
 	char name[WH_NAME_MAX + 1]; /* the repository it is published to */
@@ -130,20 +130,19 @@ struct bfetch {
 	bool fetch_done;
 	bool verified;
 	bool failed;
-	bool in_table;
 	/* In the store's hands: published, then linked into also, each in the
 	 * thread pool (fsyncs and all). */
 	bool publishing;
 	bool orphan; /* sync was freed while publishing: just clean up */
 	int iterating;
-	struct reader *readers;
+	wh_list readers; /* struct reader, newest first */
 	struct note *notes;
 	uint64_t started_ms;
 };
 
 /* A client fed from a bfetch. */
 struct reader {
-	struct reader *next;
+	wh_list link; /* in f->readers */
 	struct bfetch *f;
 	wh_req *req;
 	bool head_only;
@@ -169,8 +168,8 @@ struct wh_sync {
 	wh_store *store;
 	wh_upstream *up;
 	struct rule_re **re; /* [registry][content] */
-	struct mfetch *mfetches;
-	struct bfetch *bfetches;
+	wh_list mfetches;    /* struct mfetch, newest first */
+	wh_list bfetches;    /* struct bfetch, newest first */
 	struct {
 		uint64_t key;
 		uint64_t checked_ms;
@@ -188,8 +187,8 @@ struct wh_sync {
 		char digest[WH_DIGEST_LEN + 1];
 	} sizes[SIZE_SLOTS];
 	/* Listings (referrers, tags): fetches in flight and cached answers. */
-	struct lfetch *lfetches;
-	struct lentry *listings, *listings_tail;
+	wh_list lfetches; /* struct lfetch, newest first */
+	wh_list listings; /* struct lentry, most recently stored first */
 	int n_listings;
 	size_t listings_bytes;
 };
@@ -487,33 +486,26 @@ static int body_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 static void waiter_gone(wh_req *req, wh_req_hook *hook)
 {
 	struct waiter *w = WH_CONTAINER_OF(hook, struct waiter, gone);
-	for (struct waiter **pp = w->list; *pp; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	}
+	wh_list_remove(&w->link);
 	free(w);
 }
 
-static void waiter_add(struct waiter **list, wh_req *req)
+static void waiter_add(wh_list *list, wh_req *req)
 {
 	struct waiter *w = wh_calloc(1, sizeof(*w));
-	w->list = list;
 	w->req = req;
-	w->next = *list;
-	*list = w;
+	wh_list_insert_head(list, &w->link);
 	wh_req_on_done(req, &w->gone, waiter_gone);
 }
 
 /* Take the first client off list; NULL when none is left. The caller
  * answers it (or cuts it). */
-static wh_req *waiter_pop(struct waiter **list)
+static wh_req *waiter_pop(wh_list *list)
 {
-	struct waiter *w = *list;
-	if (!w)
+	if (wh_list_empty(list))
 		return NULL;
-	*list = w->next;
+	struct waiter *w = wh_list_entry(wh_list_first(list), struct waiter, link);
+	wh_list_remove(&w->link);
 	wh_req *req = w->req;
 	wh_req_cancel_done(req, &w->gone);
 	free(w);
@@ -524,12 +516,18 @@ static wh_req *waiter_pop(struct waiter **list)
 
 static void mfetch_unlink(struct mfetch *f)
 {
-	for (struct mfetch **pp = &f->s->mfetches; *pp; pp = &(*pp)->next) {
-		if (*pp == f) {
-			*pp = f->next;
-			return;
-		}
+	wh_list_remove(&f->link);
+}
+
+/* The fetch of (name, ref) in flight, or NULL. */
+static struct mfetch *mfetch_find(wh_sync *s, const char *name, const char *ref)
+{
+	wh_list_foreach_safe(l, next, &s->mfetches) {
+		struct mfetch *f = wh_list_entry(l, struct mfetch, link);
+		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
+			return f;
 	}
+	return NULL;
 }
 
 static void note_add(struct note **list, wh_sync_done_cb cb, void *arg)
@@ -785,20 +783,19 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 static struct mfetch *mfetch_for(wh_sync *s, const char *name, const char *ref,
                                  const wh_sync_map *map, bool by_digest, const char *local)
 {
-	struct mfetch *f;
-	for (f = s->mfetches; f; f = f->next)
-		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
-			return f;
+	struct mfetch *f = mfetch_find(s, name, ref);
+	if (f)
+		return f;
 	f = wh_calloc(1, sizeof(*f));
 	f->s = s;
+	wh_list_init(&f->waiters);
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	snprintf(f->ref, sizeof(f->ref), "%s", ref);
 	f->by_digest = by_digest;
 	f->map = *map;
 	f->had_local = local != NULL;
 	snprintf(f->local_digest, sizeof(f->local_digest), "%s", local ? local : "");
-	f->next = s->mfetches;
-	s->mfetches = f;
+	wh_list_insert_head(&s->mfetches, &f->link);
 	if (by_digest) {
 		mfetch_get(f);
 	} else {
@@ -848,7 +845,8 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 
 static void bfetch_maybe_free(struct bfetch *f)
 {
-	if (!f->fetch_done || f->readers || f->iterating || f->in_table || f->publishing)
+	if (!f->fetch_done || !wh_list_empty(&f->readers) || f->iterating ||
+	    wh_list_linked(&f->link) || f->publishing)
 		return;
 	wh_file_unref(f->file); /* closed once no reader's queue holds it */
 	for (int i = 0; i < f->n_also; i++)
@@ -861,12 +859,7 @@ static void reader_gone(wh_req *req, wh_req_hook *hook)
 {
 	struct reader *rd = WH_CONTAINER_OF(hook, struct reader, gone);
 	struct bfetch *f = rd->f;
-	for (struct reader **pp = &f->readers; *pp; pp = &(*pp)->next) {
-		if (*pp == rd) {
-			*pp = rd->next;
-			break;
-		}
-	}
+	wh_list_remove(&rd->link);
 	req->data = NULL;
 	free(rd);
 	bfetch_maybe_free(f);
@@ -941,8 +934,8 @@ static void reader_pump(struct reader *rd)
 static void bfetch_pump_all(struct bfetch *f)
 {
 	f->iterating++;
-	for (struct reader *rd = f->readers, *next; rd; rd = next) {
-		next = rd->next;
+	wh_list_foreach_safe(l, next, &f->readers) {
+		struct reader *rd = wh_list_entry(l, struct reader, link);
 		if (!rd->head_sent)
 			reader_head(rd);
 		else
@@ -1027,13 +1020,7 @@ static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 
 static void bfetch_unlink(struct bfetch *f)
 {
-	for (struct bfetch **pp = &f->s->bfetches; *pp; pp = &(*pp)->next) {
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
-	}
-	f->in_table = false;
+	wh_list_remove(&f->link);
 }
 
 static void bfetch_fail(struct bfetch *f, const char *why)
@@ -1042,8 +1029,8 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 	unlink(f->tmp);
 	f->iterating++;
 	notes_fire(&f->notes, f->status == STORAGE_FAILED ? WH_EIO : WH_EUPSTREAM, false);
-	for (struct reader *rd = f->readers, *next; rd; rd = next) {
-		next = rd->next;
+	wh_list_foreach_safe(l, next, &f->readers) {
+		struct reader *rd = wh_list_entry(l, struct reader, link);
 		if (!rd->head_sent) {
 			rd->head_sent = true;
 			upstream_error(rd->req, f->status ? f->status : 502, true, why);
@@ -1220,11 +1207,23 @@ static void bfetch_request(struct bfetch *f, int64_t from)
 	                            &bcbs, f);
 }
 
+/* The fetch of digest in flight that has not failed, or NULL. */
+static struct bfetch *bfetch_find(wh_sync *s, const char *digest)
+{
+	wh_list_foreach_safe(l, next, &s->bfetches) {
+		struct bfetch *f = wh_list_entry(l, struct bfetch, link);
+		if (strcmp(f->digest, digest) == 0 && !f->failed)
+			return f;
+	}
+	return NULL;
+}
+
 static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *digest,
                                    const wh_sync_map *map)
 {
 	struct bfetch *f = wh_calloc(1, sizeof(*f));
 	f->s = s;
+	wh_list_init(&f->readers);
 	f->fd = wh_store_tmp_create(s->store, f->tmp, sizeof(f->tmp));
 	if (f->fd < 0) {
 		wh_log(WH_LOG_ERROR, "cannot create a temp file", "error", WH_LS,
@@ -1240,9 +1239,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	f->expect = declared_size(s, map, digest);
 	f->started_ms = uv_now(s->loop);
 	wh_sha256_init(&f->hash);
-	f->next = s->bfetches;
-	s->bfetches = f;
-	f->in_table = true;
+	wh_list_insert_head(&s->bfetches, &f->link);
 	bfetch_request(f, 0);
 	return f;
 }
@@ -1296,10 +1293,7 @@ static const wh_up_cbs bhcbs = {bh_on_head, NULL, bh_on_done};
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map)
 {
-	struct bfetch *f;
-	for (f = s->bfetches; f; f = f->next)
-		if (strcmp(f->digest, digest) == 0 && !f->failed)
-			break;
+	struct bfetch *f = bfetch_find(s, digest);
 	if (req->is_head && !f) {
 		struct bhead *b = wh_calloc(1, sizeof(*b));
 		b->req = req;
@@ -1327,8 +1321,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	rd->head_only = req->is_head;
 	rd->end = -1;
 	rd->range = !req->is_head && wh_req_range(req, &rd->start, &rd->end);
-	rd->next = f->readers;
-	f->readers = rd;
+	wh_list_insert_head(&f->readers, &rd->link);
 	req->data = rd; /* for reader_writable */
 	req->on_writable = reader_writable;
 	wh_req_on_done(req, &rd->gone, reader_gone);
@@ -1395,10 +1388,7 @@ void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *n
 	bool have =
 	    !by_digest && wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
 	free(mt);
-	struct mfetch *f;
-	for (f = s->mfetches; f; f = f->next)
-		if (strcmp(f->name, name) == 0 && strcmp(f->ref, ref) == 0)
-			break;
+	struct mfetch *f = mfetch_find(s, name, ref);
 	if (!f) {
 		f = mfetch_for(s, name, ref, map, by_digest, have ? local : NULL);
 		f->background = true;
@@ -1409,10 +1399,7 @@ void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *n
 int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
                           int64_t size, wh_sync_done_cb cb, void *arg)
 {
-	struct bfetch *f;
-	for (f = s->bfetches; f; f = f->next)
-		if (strcmp(f->digest, digest) == 0 && !f->failed)
-			break;
+	struct bfetch *f = bfetch_find(s, digest);
 	if (!f) {
 		if (size >= 0 && declared_size(s, map, digest) < 0) {
 			/* The size the manifest declared, as note_sizes does. */
@@ -1447,7 +1434,7 @@ enum lkind { L_REFERRERS, L_TAGS };
 /* An upstream's answer to a listing, kept. Entries change only when a fetch
  * ends (never while a request is being answered from one). */
 struct lentry {
-	struct lentry *prev, *next; /* most recently stored first */
+	wh_list link; /* in s->listings */
 	enum lkind kind;
 	char name[WH_NAME_MAX + 1];
 	char key[WH_DIGEST_LEN + 1]; /* the subject of referrers; "" for tags */
@@ -1465,7 +1452,7 @@ enum lphase { LP_REFERRERS_API, LP_TAG_SCHEMA, LP_TAGS };
 /* A listing being fetched; every client asking meanwhile waits on it. */
 struct lfetch {
 	struct body body; /* first */
-	struct lfetch *next;
+	wh_list link;     /* in s->lfetches */
 	wh_sync *s;
 	enum lkind kind;
 	enum lphase phase;
@@ -1480,7 +1467,7 @@ struct lfetch {
 	int pages;
 	char **tags;
 	int n_tags, cap_tags;
-	struct waiter *waiters;
+	wh_list waiters; /* struct waiter, newest first */
 };
 
 static void lentry_free(struct lentry *e)
@@ -1492,34 +1479,20 @@ static void lentry_free(struct lentry *e)
 
 static void lentry_unlink(wh_sync *s, struct lentry *e)
 {
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		s->listings = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		s->listings_tail = e->prev;
+	wh_list_remove(&e->link);
 	s->n_listings--;
 	s->listings_bytes -= e->bytes;
-	e->prev = e->next = NULL;
 }
 
 static void lentry_push(wh_sync *s, struct lentry *e)
 {
-	e->prev = NULL;
-	e->next = s->listings;
-	if (s->listings)
-		s->listings->prev = e;
-	else
-		s->listings_tail = e;
-	s->listings = e;
+	wh_list_insert_head(&s->listings, &e->link);
 	s->n_listings++;
 	s->listings_bytes += e->bytes;
 	/* The oldest go first; the one just stored stays. */
 	while ((s->n_listings > LISTINGS_MAX || s->listings_bytes > LISTINGS_BYTES) &&
-	       s->listings_tail != e) {
-		struct lentry *old = s->listings_tail;
+	       wh_list_last(&s->listings) != &e->link) {
+		struct lentry *old = wh_list_entry(wh_list_last(&s->listings), struct lentry, link);
 		lentry_unlink(s, old);
 		lentry_free(old);
 	}
@@ -1527,9 +1500,11 @@ static void lentry_push(wh_sync *s, struct lentry *e)
 
 static struct lentry *lentry_find(wh_sync *s, enum lkind kind, const char *name, const char *key)
 {
-	for (struct lentry *e = s->listings; e; e = e->next)
+	wh_list_foreach_safe(l, next, &s->listings) {
+		struct lentry *e = wh_list_entry(l, struct lentry, link);
 		if (e->kind == kind && strcmp(e->name, name) == 0 && strcmp(e->key, key) == 0)
 			return e;
+	}
 	return NULL;
 }
 
@@ -1589,12 +1564,7 @@ static void lfetch_free(struct lfetch *f)
 static void lfetch_finish(struct lfetch *f, char *referrers, const char *why)
 {
 	wh_sync *s = f->s;
-	for (struct lfetch **pp = &s->lfetches; *pp; pp = &(*pp)->next) {
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
-	}
+	wh_list_remove(&f->link);
 	struct lentry *e = lentry_find(s, f->kind, f->name, f->key);
 	bool ok = why == NULL;
 	uint64_t interval = (uint64_t)check_interval(s, &f->map);
@@ -1725,10 +1695,7 @@ static const char *take_tags_page(struct lfetch *f)
 			why = "more than 100,000 tags";
 			goto out;
 		}
-		if (f->n_tags == f->cap_tags) {
-			f->cap_tags = f->cap_tags ? 2 * f->cap_tags : 64;
-			f->tags = wh_realloc(f->tags, sizeof(*f->tags) * (size_t)f->cap_tags);
-		}
+		f->tags = wh_grow(f->tags, sizeof(*f->tags), f->n_tags, &f->cap_tags, 64);
 		f->tags[f->n_tags++] = wh_strdup(t->valuestring);
 	}
 out:
@@ -1739,7 +1706,7 @@ out:
 static void tags_done(struct lfetch *f)
 {
 	if (f->n_tags > 0)
-		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), wh_serve_tag_cmp);
+		qsort(f->tags, (size_t)f->n_tags, sizeof(*f->tags), wh_store_tag_cmp);
 	int k = 0;
 	for (int i = 0; i < f->n_tags; i++) {
 		if (k > 0 && strcmp(f->tags[k - 1], f->tags[i]) == 0)
@@ -1837,18 +1804,19 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 static struct lfetch *lfetch_for(wh_sync *s, enum lkind kind, const char *name, const char *key,
                                  const wh_sync_map *map)
 {
-	struct lfetch *f;
-	for (f = s->lfetches; f; f = f->next)
+	wh_list_foreach_safe(l, next, &s->lfetches) {
+		struct lfetch *f = wh_list_entry(l, struct lfetch, link);
 		if (f->kind == kind && strcmp(f->name, name) == 0 && strcmp(f->key, key) == 0)
 			return f;
-	f = wh_calloc(1, sizeof(*f));
+	}
+	struct lfetch *f = wh_calloc(1, sizeof(*f));
 	f->s = s;
+	wh_list_init(&f->waiters);
 	f->kind = kind;
 	snprintf(f->name, sizeof(f->name), "%s", name);
 	snprintf(f->key, sizeof(f->key), "%s", key);
 	f->map = *map;
-	f->next = s->lfetches;
-	s->lfetches = f;
+	wh_list_insert_head(&s->lfetches, &f->link);
 	char path[WH_NAME_MAX + 256];
 	if (kind == L_REFERRERS) {
 		snprintf(path, sizeof(path), "/v2/%s/referrers/%s", map->upstream, key);
@@ -1894,9 +1862,9 @@ void wh_sync_tag_list(wh_sync *s, wh_req *req, const char *name, const wh_sync_m
  * drop the cached answers. */
 static void listings_free(wh_sync *s)
 {
-	while (s->lfetches) {
-		struct lfetch *f = s->lfetches;
-		s->lfetches = f->next;
+	while (!wh_list_empty(&s->lfetches)) {
+		struct lfetch *f = wh_list_entry(wh_list_first(&s->lfetches), struct lfetch, link);
+		wh_list_remove(&f->link);
 		if (f->up)
 			wh_upstream_cancel(f->up);
 		wh_req *req;
@@ -1904,8 +1872,8 @@ static void listings_free(wh_sync *s)
 			wh_req_abort(req);
 		lfetch_free(f);
 	}
-	while (s->listings) {
-		struct lentry *e = s->listings;
+	while (!wh_list_empty(&s->listings)) {
+		struct lentry *e = wh_list_entry(wh_list_first(&s->listings), struct lentry, link);
 		lentry_unlink(s, e);
 		lentry_free(e);
 	}
@@ -1923,6 +1891,10 @@ int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, w
 	s->loop = loop;
 	s->cfg = cfg;
 	s->store = store;
+	wh_list_init(&s->mfetches);
+	wh_list_init(&s->bfetches);
+	wh_list_init(&s->lfetches);
+	wh_list_init(&s->listings);
 	int rc = wh_upstream_new(loop, &cfg->upstream, &s->up, err, errlen);
 	if (rc != 0) {
 		free(s);
@@ -1952,14 +1924,14 @@ void wh_sync_free(wh_sync *s)
 {
 	if (!s)
 		return;
-	while (s->mfetches) {
-		struct mfetch *f = s->mfetches;
+	while (!wh_list_empty(&s->mfetches)) {
+		struct mfetch *f = wh_list_entry(wh_list_first(&s->mfetches), struct mfetch, link);
 		if (f->up)
 			wh_upstream_cancel(f->up);
 		wh_req *req;
 		while ((req = waiter_pop(&f->waiters)))
 			wh_req_abort(req);
-		s->mfetches = f->next;
+		mfetch_unlink(f);
 		notes_drop(&f->notes);
 		if (f->storing) {
 			f->orphan = true; /* the store calls back; m_stored frees it */
@@ -1968,8 +1940,8 @@ void wh_sync_free(wh_sync *s)
 		free(f->body.buf);
 		free(f);
 	}
-	while (s->bfetches) {
-		struct bfetch *f = s->bfetches;
+	while (!wh_list_empty(&s->bfetches)) {
+		struct bfetch *f = wh_list_entry(wh_list_first(&s->bfetches), struct bfetch, link);
 		if (f->publishing) {
 			/* The store still has it; its callback frees it. */
 			bfetch_unlink(f);
@@ -1983,13 +1955,14 @@ void wh_sync_free(wh_sync *s)
 		bfetch_unlink(f);
 		notes_drop(&f->notes);
 		bfetch_fail(f, "shutting down");
-		for (struct reader *rd = f->readers, *next; rd; rd = next) {
-			next = rd->next;
+		while (!wh_list_empty(&f->readers)) {
+			struct reader *rd =
+			    wh_list_entry(wh_list_first(&f->readers), struct reader, link);
+			wh_list_remove(&rd->link);
 			rd->req->data = NULL;
 			wh_req_cancel_done(rd->req, &rd->gone);
 			free(rd);
 		}
-		f->readers = NULL;
 		bfetch_maybe_free(f);
 	}
 	listings_free(s);

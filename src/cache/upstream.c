@@ -60,6 +60,7 @@
 #define PROBE_BACKOFF_MIN_MS 2000
 #define PROBE_BACKOFF_MAX_MS 60000
 #define ERROR_BODY_MAX       (64 * 1024) /* of a body that is read only to be dropped */
+#define CREDS_FILE_MAX       (1 << 20)   /* credentialsFile */
 
 struct token {
 	char *key; /* base + "|" + scope */
@@ -166,7 +167,7 @@ struct wh_up_req {
 	int fail;         /* a WH_E* code that ends the request whatever curl says */
 	const char *fail_why;
 	char *tbuf; /* token response body */
-	size_t tlen;
+	size_t tlen, tcap;
 
 	uv_timer_t retry_timer;
 	bool cancelled;
@@ -802,7 +803,7 @@ static void reset_response(wh_up_req *r)
 	r->dropped = 0;
 	free(r->tbuf);
 	r->tbuf = NULL;
-	r->tlen = 0;
+	r->tlen = r->tcap = 0;
 }
 
 static bool is_2xx(int status)
@@ -990,10 +991,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 	if (r->phase == PH_TOKEN) {
 		if (r->tlen + len > TOKEN_BODY_MAX)
 			return 0;
-		r->tbuf = wh_realloc(r->tbuf, r->tlen + len + 1);
-		memcpy(r->tbuf + r->tlen, buf, len);
-		r->tlen += len;
-		r->tbuf[r->tlen] = '\0';
+		wh_buf_append(&r->tbuf, &r->tlen, &r->tcap, buf, len);
 		return len;
 	}
 	if (!r->decided) {
@@ -1562,29 +1560,14 @@ static int load_creds(wh_upstream *up, const char *path, char *err, size_t errle
 {
 	int rc = WH_EINVAL;
 	char *text = NULL;
+	size_t len;
 	cJSON *doc = NULL;
-	FILE *f = fopen(path, "re");
-	if (!f) {
+	int r = wh_read_file(path, CREDS_FILE_MAX, &text, &len);
+	if (r < 0) {
 		snprintf(err, errlen, "extensions.sync.credentialsFile: %s: %s", path,
-		         strerror(errno));
+		         r == WH_ETOOBIG ? "larger than 1 MiB" : wh_strerror(r));
 		goto out;
 	}
-	size_t cap = 4096, len = 0;
-	text = wh_malloc(cap);
-	for (;;) {
-		size_t k = fread(text + len, 1, cap - len - 1, f);
-		len += k;
-		if (k == 0)
-			break;
-		if (len + 1 == cap) {
-			if (cap >= (1u << 20))
-				break;
-			cap *= 2;
-			text = wh_realloc(text, cap);
-		}
-	}
-	text[len] = '\0';
-	fclose(f);
 	doc = cJSON_Parse(text);
 	if (!cJSON_IsObject(doc)) {
 		snprintf(err, errlen, "extensions.sync.credentialsFile: %s: not a JSON object",

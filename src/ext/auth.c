@@ -21,6 +21,7 @@
 #include <sys/random.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/ext/access.h"
 #include "wharf/oci/ref.h"
@@ -61,12 +62,9 @@ struct centry {
 	uint64_t expires_ms;
 };
 
-struct job;
-
 /* A request waiting for a verification. */
 struct waiter {
-	struct waiter *prev, *next;
-	struct job *job;
+	wh_list link; /* in job->waiters */
 	wh_call *call;
 	wh_req_hook gone; /* the client left first */
 };
@@ -76,13 +74,13 @@ struct waiter {
 struct job {
 	uv_work_t work;
 	wh_auth *auth; /* NULL once the module is freed */
-	struct job *prev, *next;
+	wh_list link;  /* in auth->jobs while auth is there */
 	char key[WH_DIGEST_LEN + 1];
 	char *user;
 	char *pass;
 	char *hash;
 	bool ok;
-	struct waiter *waiters;
+	wh_list waiters; /* struct waiter, newest first */
 };
 
 /* A denial held for failDelay. */
@@ -106,7 +104,7 @@ struct wh_auth {
 	char base_challenge[300]; /* basic realm=... (Zot's /v2/ header) */
 	unsigned char salt[32];
 	struct centry *cache;
-	struct job *jobs;
+	wh_list jobs; /* struct job, newest first */
 	uint64_t verifications;
 };
 
@@ -184,6 +182,7 @@ static const struct user *find_user(const wh_auth *a, const char *name)
 int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, wh_auth **out)
 {
 	wh_auth *a = wh_calloc(1, sizeof(*a));
+	wh_list_init(&a->jobs);
 	a->loop = loop;
 	a->cfg = cfg;
 	a->authn = cfg->htpasswd_path && *cfg->htpasswd_path;
@@ -221,8 +220,11 @@ void wh_auth_free(wh_auth *a)
 {
 	if (!a)
 		return;
-	for (struct job *j = a->jobs; j; j = j->next)
+	wh_list_foreach_safe(l, next, &a->jobs) {
+		struct job *j = wh_list_entry(l, struct job, link);
+		wh_list_remove(&j->link);
 		j->auth = NULL;
+	}
 	users_free(a->users, a->n_users);
 	explicit_bzero(a->cache, CACHE_SLOTS * sizeof(*a->cache));
 	free(a->cache);
@@ -277,8 +279,7 @@ static bool cache_hit(const wh_auth *a, const char *key)
 static void send_error(wh_req *req, int status, const char *body, const char *challenge)
 {
 	size_t len = strlen(body);
-	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, status);
 	wh_resp_header(req, "Content-Type", "application/json");
 	if (challenge)
 		wh_resp_header(req, "WWW-Authenticate", "%s", challenge);
@@ -373,12 +374,7 @@ static void job_work(uv_work_t *w)
 static void waiter_gone(wh_req *req, wh_req_hook *hook)
 {
 	struct waiter *w = WH_CONTAINER_OF(hook, struct waiter, gone);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		w->job->waiters = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
+	wh_list_remove(&w->link);
 	free(w);
 }
 
@@ -396,26 +392,17 @@ static void job_done(uv_work_t *wk, int status)
 	struct job *j = wk->data;
 	wh_auth *a = j->auth;
 	bool ok = j->ok && status == 0;
-	if (a) {
-		if (j->prev)
-			j->prev->next = j->next;
-		else
-			a->jobs = j->next;
-		if (j->next)
-			j->next->prev = j->prev;
-		if (ok) {
-			struct centry *e = slot(a, j->key);
-			memcpy(e->key, j->key, sizeof(e->key));
-			e->expires_ms = uv_now(a->loop) + CACHE_TTL_MS;
-		}
+	wh_list_remove(&j->link);
+	if (a && ok) {
+		struct centry *e = slot(a, j->key);
+		memcpy(e->key, j->key, sizeof(e->key));
+		e->expires_ms = uv_now(a->loop) + CACHE_TTL_MS;
 	}
 	/* One at a time, each off the list before it goes on: going on may
 	 * answer, and answering may end other requests. */
-	while (j->waiters) {
-		struct waiter *w = j->waiters;
-		j->waiters = w->next;
-		if (j->waiters)
-			j->waiters->prev = NULL;
+	while (!wh_list_empty(&j->waiters)) {
+		struct waiter *w = wh_list_entry(wh_list_first(&j->waiters), struct waiter, link);
+		wh_list_remove(&w->link);
 		wh_call *call = w->call;
 		wh_req_cancel_done(call->req, &w->gone);
 		free(w);
@@ -435,12 +422,17 @@ static void job_done(uv_work_t *wk, int status)
 static wh_phase_rc verify(wh_auth *a, wh_call *call, const struct user *u, const char *pass,
                           const char *key)
 {
-	struct job *j;
-	for (j = a->jobs; j; j = j->next)
-		if (strcmp(j->key, key) == 0)
+	struct job *j = NULL;
+	wh_list_foreach_safe(l, next, &a->jobs) {
+		struct job *x = wh_list_entry(l, struct job, link);
+		if (strcmp(x->key, key) == 0) {
+			j = x;
 			break;
+		}
+	}
 	if (!j) {
 		j = wh_calloc(1, sizeof(*j));
+		wh_list_init(&j->waiters);
 		j->work.data = j;
 		j->auth = a;
 		memcpy(j->key, key, sizeof(j->key));
@@ -452,20 +444,13 @@ static wh_phase_rc verify(wh_auth *a, wh_call *call, const struct user *u, const
 			authn_failed(a, call->req, u->name, "cannot queue the verification");
 			return WH_PHASE_DONE;
 		}
-		j->next = a->jobs;
-		if (a->jobs)
-			a->jobs->prev = j;
-		a->jobs = j;
+		wh_list_insert_head(&a->jobs, &j->link);
 		a->verifications++;
 		wh_log(WH_LOG_DEBUG, "verifying password", "user", WH_LS, u->name, NULL);
 	}
 	struct waiter *w = wh_calloc(1, sizeof(*w));
-	w->job = j;
 	w->call = call;
-	w->next = j->waiters;
-	if (j->waiters)
-		j->waiters->prev = w;
-	j->waiters = w;
+	wh_list_insert_head(&j->waiters, &w->link);
 	wh_req_on_done(call->req, &w->gone, waiter_gone);
 	return WH_PHASE_WAIT;
 }

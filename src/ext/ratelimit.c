@@ -259,8 +259,7 @@ static wh_phase_rc preaccess(void *state, wh_call *call)
 	static const char body[] = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\","
 	                           "\"message\":\"too many requests\"}]}";
 	wh_req *req = call->req;
-	wh_resp_start(req, 429);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 429);
 	wh_resp_header(req, "Content-Type", "application/json");
 	wh_resp_header(req, "Retry-After", "%d", wait);
 	wh_resp_length(req, sizeof(body) - 1);

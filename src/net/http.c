@@ -30,6 +30,7 @@
 
 #include "wharf/base/common.h"
 #include "wharf/base/file.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/net/tls.h"
 #include "wharf/net/transport.h"
@@ -47,7 +48,7 @@
 
 /* One element of the send queue: bytes in memory, or a range of a file. */
 struct seg {
-	struct seg *next;
+	wh_list link;  /* in c->out */
 	wh_file *file; /* NULL for memory; a reference held by the segment */
 	int64_t off, len;
 	size_t used, sent, cap;
@@ -73,22 +74,19 @@ struct req_mem {
 
 struct wh_conn {
 	wh_server *srv;
-	wh_conn *prev, *next;
+	wh_list link; /* in srv->conns */
 	/* In the server's reusable list while no request is in progress: idle
 	 * between requests or still sending a head. Oldest first. */
-	wh_conn *reuse_prev, *reuse_next;
-	bool reusable;
+	wh_list reuse_link;
 	uv_poll_t poll;
 	uv_timer_t timer;
 	wh_transport *tp;
 	/* In the server's ready list: the transport holds input already taken
 	 * from the socket (TLS), so it is read again without waiting for it. */
-	wh_conn *ready_prev, *ready_next;
-	bool ready;
+	wh_list ready_link;
 	/* In the server's posted list: an API call from outside the connection's
 	 * own events left work for the loop (on_writable, completion). */
-	wh_conn *post_prev, *post_next;
-	bool posted;
+	wh_list post_link;
 	llhttp_t parser;
 	int events;
 	enum phase phase;
@@ -122,7 +120,7 @@ struct wh_conn {
 	uint64_t started_ms;
 	/* The request's own state: its done hooks, last registered first, and
 	 * the blocks of wh_req_alloc, freed after the hooks have run. */
-	wh_req_hook *hooks;
+	wh_list hooks; /* wh_req_hook, newest first */
 	struct req_mem *mem;
 
 	/* The response. */
@@ -132,7 +130,7 @@ struct wh_conn {
 	bool resp_ended;
 	int64_t resp_len;    /* declared Content-Length, -1 none */
 	int64_t body_sent_q; /* body bytes queued */
-	struct seg *out_head, *out_tail;
+	wh_list out;         /* struct seg, oldest first */
 	size_t out_mem;
 	bool write_blocked;
 	int write_want;        /* WH_WANT_*: what a blocked write waits for */
@@ -168,9 +166,9 @@ struct wh_server {
 	bool listening;
 	uv_timer_t accept_timer; /* resumes accepting after running out of fds */
 	uint64_t emfile_logged, limit_logged;
-	wh_conn *conns;
-	wh_conn *reuse_head, *reuse_tail; /* reusable connections, oldest first */
-	uint64_t reclaimed;               /* reusable connections closed to make room */
+	wh_list conns;      /* wh_conn, newest first */
+	wh_list reusable;   /* wh_conn by reuse_link, oldest first */
+	uint64_t reclaimed; /* reusable connections closed to make room */
 	uint64_t reclaim_logged, reclaimed_at_log;
 	int n_conns;   /* all open connections, refused ones included */
 	int n_refused; /* answered 503 and lingering */
@@ -187,13 +185,13 @@ struct wh_server {
 	 * header timeout, which held handshakes before they had a phase. */
 	int64_t handshake_timeout_ms;
 	uv_idle_t ready_idle; /* runs while the ready list is not empty */
-	wh_conn *ready_head;
+	wh_list ready;        /* wh_conn by ready_link, newest first */
 	/* The posted list, oldest first, run from the loop: by post_check after
 	 * the poll phase, or by post_idle, whose being active also keeps the
 	 * loop from sleeping in poll while connections wait in the list. */
 	uv_check_t post_check;
 	uv_idle_t post_idle;
-	wh_conn *post_head, *post_tail;
+	wh_list posted;            /* wh_conn by post_link */
 	uint64_t tls_probe_logged; /* last "TLS handshake on a plain HTTP listener" */
 	uint64_t tls_probes;       /* since then */
 };
@@ -288,7 +286,7 @@ static const char *reason(int status)
 static struct seg *seg_new_mem(size_t cap)
 {
 	struct seg *s = wh_malloc(sizeof(*s) + cap);
-	s->next = NULL;
+	wh_list_init(&s->link);
 	s->file = NULL;
 	s->off = s->len = 0;
 	s->used = s->sent = 0;
@@ -296,8 +294,16 @@ static struct seg *seg_new_mem(size_t cap)
 	return s;
 }
 
+/* The segment at l in c's queue; NULL at its end. */
+static struct seg *seg_at(wh_conn *c, wh_list *l)
+{
+	return l == &c->out ? NULL : wh_list_entry(l, struct seg, link);
+}
+
+/* Take a segment off the queue and free it. */
 static void seg_free(wh_conn *c, struct seg *s)
 {
+	wh_list_remove(&s->link);
 	if (s->file) {
 		wh_file_unref(s->file);
 		c->out_files--;
@@ -307,18 +313,14 @@ static void seg_free(wh_conn *c, struct seg *s)
 
 static void queue_push(wh_conn *c, struct seg *s)
 {
-	if (c->out_tail)
-		c->out_tail->next = s;
-	else
-		c->out_head = s;
-	c->out_tail = s;
+	wh_list_insert_tail(&c->out, &s->link);
 }
 
 static void queue_mem(wh_conn *c, const void *data, size_t len)
 {
 	const char *p = data;
 	while (len > 0) {
-		struct seg *t = c->out_tail;
+		struct seg *t = seg_at(c, wh_list_last(&c->out));
 		if (!t || t->file || t->used == t->cap) {
 			t = seg_new_mem(SEG_SIZE);
 			queue_push(c, t);
@@ -334,13 +336,8 @@ static void queue_mem(wh_conn *c, const void *data, size_t len)
 
 static void queue_clear(wh_conn *c)
 {
-	struct seg *s = c->out_head;
-	while (s) {
-		struct seg *n = s->next;
-		seg_free(c, s);
-		s = n;
-	}
-	c->out_head = c->out_tail = NULL;
+	while (!wh_list_empty(&c->out))
+		seg_free(c, seg_at(c, wh_list_first(&c->out)));
 	c->out_mem = 0;
 }
 
@@ -381,11 +378,10 @@ static int head_append(wh_conn *c, int kind, const char *at, size_t len)
 		return -1;
 	}
 	if (c->arena_len + len + 2 > c->arena_cap) {
-		size_t cap = c->arena_cap ? c->arena_cap : 1024;
-		while (cap < c->arena_len + len + 2)
-			cap *= 2;
-		c->arena = wh_realloc(c->arena, WH_MIN(cap, limit + 2));
-		c->arena_cap = WH_MIN(cap, limit + 2);
+		/* Never more than the limit allows. */
+		c->arena_cap =
+		    WH_MIN(wh_grow_cap(c->arena_cap, c->arena_len + len + 2, 1024), limit + 2);
+		c->arena = wh_realloc(c->arena, c->arena_cap);
 	}
 	if (kind != c->last_piece) {
 		/* A new item: terminate the previous one. */
@@ -400,12 +396,9 @@ static int head_append(wh_conn *c, int kind, const char *at, size_t len)
 					c->err_status = 431;
 					return -1;
 				}
-				if (c->n_fields == c->cap_fields) {
-					c->cap_fields = c->cap_fields ? c->cap_fields * 2 : 16;
-					c->fields =
-					    wh_realloc(c->fields, sizeof(*c->fields) * 2 *
-					                              (size_t)c->cap_fields);
-				}
+				/* Pairs: a name and its value. */
+				c->fields = wh_grow(c->fields, 2 * sizeof(*c->fields), c->n_fields,
+				                    &c->cap_fields, 16);
 				c->n_fields++;
 				c->fields[2 * (c->n_fields - 1) + 1] = (struct head_item){0, 0};
 			}
@@ -655,7 +648,7 @@ static void conn_update_timer(wh_conn *c)
 	const wh_http_settings *cfg = c->srv->cfg;
 	int64_t limit = 0;
 	const char *what = NULL;
-	if (c->out_head && c->write_blocked) {
+	if (!wh_list_empty(&c->out) && c->write_blocked) {
 		limit = cfg->send_timeout_ms;
 		what = "send timeout";
 	} else if (c->phase == PH_HANDSHAKE) {
@@ -712,32 +705,20 @@ static void ready_idle_cb(uv_idle_t *h);
 static void ready_add(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (c->ready)
+	if (wh_list_linked(&c->ready_link))
 		return;
-	c->ready = true;
-	c->ready_prev = NULL;
-	c->ready_next = srv->ready_head;
-	if (srv->ready_head)
-		srv->ready_head->ready_prev = c;
-	else
+	if (wh_list_empty(&srv->ready))
 		uv_idle_start(&srv->ready_idle, ready_idle_cb);
-	srv->ready_head = c;
+	wh_list_insert_head(&srv->ready, &c->ready_link);
 }
 
 static void ready_del(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (!c->ready)
+	if (!wh_list_linked(&c->ready_link))
 		return;
-	c->ready = false;
-	if (c->ready_prev)
-		c->ready_prev->ready_next = c->ready_next;
-	else
-		srv->ready_head = c->ready_next;
-	if (c->ready_next)
-		c->ready_next->ready_prev = c->ready_prev;
-	c->ready_prev = c->ready_next = NULL;
-	if (!srv->ready_head)
+	wh_list_remove(&c->ready_link);
+	if (wh_list_empty(&srv->ready))
 		uv_idle_stop(&srv->ready_idle);
 }
 
@@ -745,11 +726,9 @@ static void ready_idle_cb(uv_idle_t *h)
 {
 	wh_server *srv = h->data;
 	/* Connections added while this runs wait for the next turn. */
-	int n = 0;
-	for (wh_conn *c = srv->ready_head; c; c = c->ready_next)
-		n++;
-	while (n-- > 0 && srv->ready_head) {
-		wh_conn *c = srv->ready_head;
+	size_t n = wh_list_count(&srv->ready);
+	while (n-- > 0 && !wh_list_empty(&srv->ready)) {
+		wh_conn *c = wh_list_entry(wh_list_first(&srv->ready), wh_conn, ready_link);
 		ready_del(c);
 		conn_read(c);
 	}
@@ -779,7 +758,8 @@ static void conn_update_poll(wh_conn *c)
 	if (!(ev & UV_READABLE))
 		ready_del(c);
 	if (c->write_blocked)
-		ev |= (c->write_want == WH_WANT_READ && c->out_head) ? UV_READABLE : UV_WRITABLE;
+		ev |= (c->write_want == WH_WANT_READ && !wh_list_empty(&c->out)) ? UV_READABLE
+		                                                                 : UV_WRITABLE;
 	if (ev == c->events)
 		return;
 	c->events = ev;
@@ -814,34 +794,13 @@ static void log_access(wh_conn *c, bool completed)
  * make the server refuse. */
 static void reuse_add(wh_conn *c)
 {
-	wh_server *srv = c->srv;
-	if (c->reusable)
-		return;
-	c->reusable = true;
-	c->reuse_next = NULL;
-	c->reuse_prev = srv->reuse_tail;
-	if (srv->reuse_tail)
-		srv->reuse_tail->reuse_next = c;
-	else
-		srv->reuse_head = c;
-	srv->reuse_tail = c;
+	if (!wh_list_linked(&c->reuse_link))
+		wh_list_insert_tail(&c->srv->reusable, &c->reuse_link);
 }
 
 static void reuse_del(wh_conn *c)
 {
-	wh_server *srv = c->srv;
-	if (!c->reusable)
-		return;
-	c->reusable = false;
-	if (c->reuse_prev)
-		c->reuse_prev->reuse_next = c->reuse_next;
-	else
-		srv->reuse_head = c->reuse_next;
-	if (c->reuse_next)
-		c->reuse_next->reuse_prev = c->reuse_prev;
-	else
-		srv->reuse_tail = c->reuse_prev;
-	c->reuse_prev = c->reuse_next = NULL;
+	wh_list_remove(&c->reuse_link);
 }
 
 /* Close up to n of the oldest reusable connections; returns how many. No
@@ -849,8 +808,8 @@ static void reuse_del(wh_conn *c)
 static int reclaim(wh_server *srv, int n, const char *why)
 {
 	int done = 0;
-	while (done < n && srv->reuse_head) {
-		conn_close(srv->reuse_head);
+	while (done < n && !wh_list_empty(&srv->reusable)) {
+		conn_close(wh_list_entry(wh_list_first(&srv->reusable), wh_conn, reuse_link));
 		done++;
 	}
 	srv->reclaimed += (uint64_t)done;
@@ -870,10 +829,9 @@ static int reclaim(wh_server *srv, int n, const char *why)
  * is registered by then runs. */
 static void req_finish(wh_conn *c)
 {
-	while (c->hooks) {
-		wh_req_hook *h = c->hooks;
-		c->hooks = h->next;
-		h->next = NULL;
+	while (!wh_list_empty(&c->hooks)) {
+		wh_req_hook *h = wh_list_entry(wh_list_first(&c->hooks), wh_req_hook, link);
+		wh_list_remove(&h->link);
 		h->fn(&c->req, h);
 	}
 	while (c->mem) {
@@ -915,12 +873,7 @@ static void conn_close(wh_conn *c)
 	reuse_del(c);
 	ready_del(c);
 	post_del(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	wh_list_remove(&c->link);
 	srv->n_conns--;
 	if (c->refused)
 		srv->n_refused--;
@@ -961,13 +914,13 @@ static void conn_advance_once(wh_conn *c)
 	if (c->closing || c->in_parse)
 		return;
 	if (!c->req_active) {
-		if (c->resp_ended && !c->out_head)
+		if (c->resp_ended && wh_list_empty(&c->out))
 			conn_linger(c); /* a request the server rejected itself */
 		else
 			conn_update_poll(c);
 		return;
 	}
-	if (!(c->resp_ended && !c->out_head))
+	if (!(c->resp_ended && wh_list_empty(&c->out)))
 		return;
 	if (!c->msg_complete && !c->close_after)
 		return; /* a small unwanted body still being read and dropped */
@@ -1082,7 +1035,7 @@ static void conn_reject(wh_conn *c, int status)
 	c->head_open = c->head_done = c->resp_ended = true;
 	queue_mem(c, buf, (size_t)n);
 	conn_flush(c);
-	if (!c->closing && !c->out_head)
+	if (!c->closing && wh_list_empty(&c->out))
 		conn_linger(c);
 }
 
@@ -1124,7 +1077,7 @@ static void conn_feed(wh_conn *c, const char *data, size_t len)
 	}
 	/* A handler may have started a response and left its first bytes
 	 * queued: writes are not flushed from inside the parser. */
-	if (c->out_head && !c->write_blocked)
+	if (!wh_list_empty(&c->out) && !c->write_blocked)
 		conn_flush(c);
 	if (c->closing)
 		return;
@@ -1211,8 +1164,8 @@ static void conn_read(wh_conn *c)
  * Returns -1 when the connection failed (and is closing). */
 static int conn_write(wh_conn *c)
 {
-	while (c->out_head) {
-		struct seg *s = c->out_head;
+	while (!wh_list_empty(&c->out)) {
+		struct seg *s = seg_at(c, wh_list_first(&c->out));
 		ssize_t n;
 		size_t asked = 0;
 		if (s->file) {
@@ -1227,19 +1180,13 @@ static int conn_write(wh_conn *c)
 				else if (n == 0)
 					n = -EPIPE; /* the file is shorter than promised */
 			}
-			if (n >= 0) {
-				if (s->len == 0) {
-					c->out_head = s->next;
-					if (!c->out_head)
-						c->out_tail = NULL;
-					seg_free(c, s);
-				}
-			}
+			if (n >= 0 && s->len == 0)
+				seg_free(c, s);
 		} else {
 			struct iovec iov[16];
 			int cnt = 0;
 			struct seg *m = s;
-			for (; m && !m->file && cnt < 16; m = m->next) {
+			for (; m && !m->file && cnt < 16; m = seg_at(c, m->link.next)) {
 				iov[cnt].iov_base = m->mem + m->sent;
 				iov[cnt].iov_len = m->used - m->sent;
 				cnt++;
@@ -1253,16 +1200,12 @@ static int conn_write(wh_conn *c)
 				size_t left = (size_t)n;
 				c->out_mem -= left;
 				while (left > 0) {
-					struct seg *t = c->out_head;
+					struct seg *t = seg_at(c, wh_list_first(&c->out));
 					size_t k = WH_MIN(left, t->used - t->sent);
 					t->sent += k;
 					left -= k;
-					if (t->sent == t->used) {
-						c->out_head = t->next;
-						if (!c->out_head)
-							c->out_tail = NULL;
+					if (t->sent == t->used)
 						seg_free(c, t);
-					}
 				}
 			}
 		}
@@ -1286,7 +1229,7 @@ static int conn_write(wh_conn *c)
 			break;
 		}
 	}
-	if (!c->out_head)
+	if (wh_list_empty(&c->out))
 		c->write_blocked = false;
 	conn_handshake_check(c); /* a write can finish it (a refused client's 503) */
 	return 0;
@@ -1318,7 +1261,7 @@ static void conn_flush(wh_conn *c)
 		c->in_writable = false;
 		if (c->closing)
 			return;
-		if (!c->out_head)
+		if (wh_list_empty(&c->out))
 			break; /* the producer has nothing yet */
 	}
 	conn_update_poll(c);
@@ -1327,7 +1270,7 @@ static void conn_flush(wh_conn *c)
 	 * pipelined request would be dispatched while in_writable still holds
 	 * its writes back, and if it produced nothing at once nobody would ask
 	 * it again. The conn_flush that called on_writable advances on return. */
-	if (!c->out_head && c->resp_ended && !c->in_writable)
+	if (wh_list_empty(&c->out) && c->resp_ended && !c->in_writable)
 		conn_advance(c);
 }
 
@@ -1346,37 +1289,22 @@ static void post_idle_cb(uv_idle_t *h);
 static void post_add(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (c->posted || c->closing)
+	if (wh_list_linked(&c->post_link) || c->closing)
 		return;
-	c->posted = true;
-	c->post_next = NULL;
-	c->post_prev = srv->post_tail;
-	if (srv->post_tail) {
-		srv->post_tail->post_next = c;
-	} else {
-		srv->post_head = c;
+	if (wh_list_empty(&srv->posted)) {
 		uv_check_start(&srv->post_check, post_cb);
 		uv_idle_start(&srv->post_idle, post_idle_cb);
 	}
-	srv->post_tail = c;
+	wh_list_insert_tail(&srv->posted, &c->post_link);
 }
 
 static void post_del(wh_conn *c)
 {
 	wh_server *srv = c->srv;
-	if (!c->posted)
+	if (!wh_list_linked(&c->post_link))
 		return;
-	c->posted = false;
-	if (c->post_prev)
-		c->post_prev->post_next = c->post_next;
-	else
-		srv->post_head = c->post_next;
-	if (c->post_next)
-		c->post_next->post_prev = c->post_prev;
-	else
-		srv->post_tail = c->post_prev;
-	c->post_prev = c->post_next = NULL;
-	if (!srv->post_head) {
+	wh_list_remove(&c->post_link);
+	if (wh_list_empty(&srv->posted)) {
 		uv_check_stop(&srv->post_check);
 		uv_idle_stop(&srv->post_idle);
 	}
@@ -1386,11 +1314,9 @@ static void post_run(wh_server *srv)
 {
 	/* Connections posted while this runs (by the applications it calls)
 	 * wait for the next turn, so that this always ends. */
-	int n = 0;
-	for (wh_conn *c = srv->post_head; c; c = c->post_next)
-		n++;
-	while (n-- > 0 && srv->post_head) {
-		wh_conn *c = srv->post_head;
+	size_t n = wh_list_count(&srv->posted);
+	while (n-- > 0 && !wh_list_empty(&srv->posted)) {
+		wh_conn *c = wh_list_entry(wh_list_first(&srv->posted), wh_conn, post_link);
 		post_del(c);
 		conn_flush(c);
 	}
@@ -1420,7 +1346,7 @@ static void resp_flush(wh_conn *c)
 		return;
 	conn_update_poll(c);
 	conn_update_timer(c);
-	if (c->in_parse || c->in_writable || c->out_head)
+	if (c->in_parse || c->in_writable || !wh_list_empty(&c->out))
 		return; /* the event, or the socket's writability, comes back */
 	if (c->resp_ended || (c->req_active && c->head_open && c->req.on_writable))
 		post_add(c);
@@ -1458,7 +1384,8 @@ static void conn_poll_cb(uv_poll_t *h, int status, int events)
 		return;
 	}
 	if (c->write_blocked &&
-	    (events & (c->write_want == WH_WANT_READ && c->out_head ? UV_READABLE : UV_WRITABLE))) {
+	    (events & (c->write_want == WH_WANT_READ && !wh_list_empty(&c->out) ? UV_READABLE
+	                                                                        : UV_WRITABLE))) {
 		c->write_blocked = false;
 		conn_flush(c);
 	}
@@ -1483,6 +1410,11 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 {
 	wh_conn *c = wh_calloc(1, sizeof(*c));
 	c->srv = srv;
+	wh_list_init(&c->reuse_link);
+	wh_list_init(&c->ready_link);
+	wh_list_init(&c->post_link);
+	wh_list_init(&c->hooks);
+	wh_list_init(&c->out);
 	c->tp = srv->tls ? wh_transport_tls(srv->tls, fd) : wh_transport_plain(fd);
 	c->handshaking = c->tp->handshaking;
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1506,10 +1438,7 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	c->timer.data = c;
 	c->phase = c->handshaking ? PH_HANDSHAKE : PH_IDLE;
 	c->activity = uv_now(srv->loop);
-	c->next = srv->conns;
-	if (c->next)
-		c->next->prev = c;
-	srv->conns = c;
+	wh_list_insert_head(&srv->conns, &c->link);
 	srv->n_conns++;
 	reuse_add(c);
 	conn_update_poll(c);
@@ -1549,7 +1478,7 @@ static void refuse(wh_server *srv, int fd, const struct sockaddr_storage *ss)
 	c->close_after = true;
 	queue_mem(c, r503, sizeof(r503) - 1);
 	conn_flush(c);
-	if (!c->closing && !c->out_head)
+	if (!c->closing && wh_list_empty(&c->out))
 		conn_linger(c);
 }
 
@@ -1658,6 +1587,10 @@ int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, w
 	srv->ctx = ctx;
 	srv->tls = tls;
 	srv->handshake_timeout_ms = cfg->header_timeout_ms;
+	wh_list_init(&srv->conns);
+	wh_list_init(&srv->reusable);
+	wh_list_init(&srv->ready);
+	wh_list_init(&srv->posted);
 	uv_idle_init(loop, &srv->ready_idle);
 	srv->ready_idle.data = srv;
 	uv_check_init(loop, &srv->post_check);
@@ -1747,8 +1680,8 @@ static void shutdown_timer_cb(uv_timer_t *t)
 	wh_server *srv = t->data;
 	wh_log(WH_LOG_WARN, "shutdown deadline reached, closing connections", "open", WH_LI,
 	       (long long)srv->n_conns, NULL);
-	while (srv->conns)
-		conn_close(srv->conns);
+	while (!wh_list_empty(&srv->conns))
+		conn_close(wh_list_entry(wh_list_first(&srv->conns), wh_conn, link));
 }
 
 static void accept_timer_closed(uv_handle_t *h)
@@ -1789,14 +1722,12 @@ void wh_server_shutdown(wh_server *srv, void (*done)(void *arg), void *arg)
 	}
 	/* Idle connections and ones still sending a head go now; requests in
 	 * progress finish (keep-alive off) or are cut at the deadline. */
-	wh_conn *c = srv->conns;
-	while (c) {
-		wh_conn *next = c->next;
+	wh_list_foreach_safe(l, next, &srv->conns) {
+		wh_conn *c = wh_list_entry(l, wh_conn, link);
 		if (!c->req_active)
 			conn_close(c);
 		else
 			c->keep_alive = false;
-		c = next;
 	}
 	server_maybe_done(srv);
 }
@@ -1934,19 +1865,14 @@ void wh_req_on_done(wh_req *req, wh_req_hook *hook, void (*fn)(wh_req *req, wh_r
 {
 	wh_conn *c = req->conn;
 	hook->fn = fn;
-	hook->next = c->hooks;
-	c->hooks = hook;
+	wh_list_insert_head(&c->hooks, &hook->link);
 }
 
 void wh_req_cancel_done(wh_req *req, wh_req_hook *hook)
 {
-	for (wh_req_hook **pp = &req->conn->hooks; *pp; pp = &(*pp)->next) {
-		if (*pp == hook) {
-			*pp = hook->next;
-			hook->next = NULL;
-			return;
-		}
-	}
+	/* Zeroed memory never registered: its links are NULL, not its own. */
+	if (hook->link.next)
+		wh_list_remove(&hook->link);
 }
 
 void *wh_req_alloc(wh_req *req, size_t size)

@@ -12,6 +12,12 @@
 
 #define PAGE_N_MAX 100000 /* the largest n a list request may ask for */
 
+void wh_oci_start(wh_req *req, int status)
+{
+	wh_resp_start(req, status);
+	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+}
+
 void wh_oci_error(wh_req *req, int status, const char *code, const char *message,
                   const char *detail)
 {
@@ -25,8 +31,7 @@ void wh_oci_error(wh_req *req, int status, const char *code, const char *message
 	cJSON_AddItemToArray(errs, e);
 	char *body = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
-	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, status);
 	wh_resp_header(req, "Content-Type", "application/json");
 	wh_resp_length(req, (int64_t)strlen(body));
 	wh_resp_write(req, body, strlen(body));
@@ -63,8 +68,7 @@ void wh_oci_storage_error(wh_req *req, int rc)
 
 void wh_oci_empty(wh_req *req, int status)
 {
-	wh_resp_start(req, status);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, status);
 	wh_resp_length(req, 0);
 	wh_resp_end(req);
 }
@@ -73,15 +77,13 @@ bool wh_oci_blob_head(wh_req *req, const char *digest, int64_t size, bool immuta
                       int64_t a, int64_t z)
 {
 	if (range && a > z) {
-		wh_resp_start(req, 416);
-		wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+		wh_oci_start(req, 416);
 		wh_resp_header(req, "Content-Range", "bytes */%" PRId64, size);
 		wh_resp_length(req, 0);
 		wh_resp_end(req);
 		return false;
 	}
-	wh_resp_start(req, range ? 206 : 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, range ? 206 : 200);
 	wh_resp_header(req, "Content-Type", "application/octet-stream");
 	wh_resp_header(req, "Docker-Content-Digest", "%s", digest);
 	wh_resp_header(req, "Accept-Ranges", "bytes");
@@ -111,8 +113,7 @@ void wh_oci_list(wh_req *req, const char *link_path, const char *key, const char
 		cJSON_AddItemToArray(arr, cJSON_CreateString(items[i]));
 	char *body = cJSON_PrintUnformatted(doc);
 	cJSON_Delete(doc);
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 200);
 	wh_resp_header(req, "Content-Type", "application/json");
 	if (more && count > 0 && n > 0)
 		wh_resp_header(req, "Link", "<%s?n=%d&last=%s>; rel=\"next\"", link_path, n,

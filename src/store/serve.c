@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "wharf/base/common.h"
@@ -41,8 +40,7 @@ void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *
 		wh_oci_storage_error(req, rc);
 		return;
 	}
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 200);
 	/* The store always knows one (store.h). */
 	wh_resp_header(req, "Content-Type", "%s", m.media_type);
 	wh_resp_header(req, "Docker-Content-Digest", "%s", m.digest);
@@ -164,8 +162,7 @@ void wh_serve_referrers(wh_req *req, wh_store *st, const char *name, const char 
 			return;
 		}
 	}
-	wh_resp_start(req, 200);
-	wh_resp_header(req, "Docker-Distribution-API-Version", WH_API_VERSION);
+	wh_oci_start(req, 200);
 	wh_resp_header(req, "Content-Type", WH_MT_OCI_INDEX);
 	if (filter)
 		wh_resp_header(req, "OCI-Filters-Applied", "artifactType");
@@ -173,13 +170,6 @@ void wh_serve_referrers(wh_req *req, wh_store *st, const char *name, const char 
 	wh_resp_write(req, json, strlen(json));
 	wh_resp_end(req);
 	free(json);
-}
-
-int wh_serve_tag_cmp(const void *a, const void *b)
-{
-	const char *x = *(char *const *)a, *y = *(char *const *)b;
-	int c = strcasecmp(x, y);
-	return c ? c : strcmp(x, y);
 }
 
 void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstream_tags *up)
@@ -220,23 +210,9 @@ void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstrea
 		for (int i = 0; i < n_up; i++)
 			all[n_all++] = up->tags[i];
 		if (n_all > 0)
-			qsort(all, (size_t)n_all, sizeof(*all), wh_serve_tag_cmp);
-		int i = 0, k = 0;
-		while (has_last && i < n_all &&
-		       wh_serve_tag_cmp(&all[i], &(const char *){last}) <= 0)
-			i++;
-		for (; i < n_all; i++) {
-			if (k > 0 && strcmp(all[k - 1], all[i]) == 0)
-				continue;
-			if (n >= 0 && k == n)
-				break;
-			all[k++] = all[i];
-		}
-		while (i < n_all && k > 0 && strcmp(all[k - 1], all[i]) == 0)
-			i++;
-		more = i < n_all;
+			qsort(all, (size_t)n_all, sizeof(*all), wh_store_tag_cmp);
+		n_page = wh_store_page(all, n_all, has_last ? last : NULL, n, &more);
 		page = all;
-		n_page = k;
 	}
 	char link[WH_NAME_MAX + 32];
 	snprintf(link, sizeof(link), "/v2/%s/tags/list", name);

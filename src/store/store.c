@@ -25,15 +25,14 @@
 #include <cjson/cJSON.h>
 
 #include "wharf/base/common.h"
+#include "wharf/base/list.h"
 #include "wharf/base/log.h"
+#include "wharf/oci/manifest.h"
 
-#define MEDIA_INDEX       "application/vnd.oci.image.index.v1+json"
-#define MEDIA_MANIFEST    "application/vnd.oci.image.manifest.v1+json"
-#define MEDIA_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
-#define ANN_REF_NAME      "org.opencontainers.image.ref.name"
+#define ANN_REF_NAME "org.opencontainers.image.ref.name"
 
 #define OCI_LAYOUT  "{\"imageLayoutVersion\":\"1.0.0\"}"
-#define EMPTY_INDEX "{\"schemaVersion\":2,\"mediaType\":\"" MEDIA_INDEX "\",\"manifests\":[]}"
+#define EMPTY_INDEX "{\"schemaVersion\":2,\"mediaType\":\"" WH_MT_OCI_INDEX "\",\"manifests\":[]}"
 
 /* index.json and manifests larger than this are refused rather than read
  * into memory: nothing legitimate comes close. */
@@ -53,7 +52,7 @@
  * session leaves memory (eviction, close) and comes back from there. */
 struct wh_upload {
 	wh_store *st;
-	wh_upload *prev, *next; /* in st->lru (most recently used first) or st->pinned */
+	wh_list link; /* in st->lru (most recently used first) or st->pinned */
 	char *repo;
 	char id[WH_UUID_LEN + 1];
 	int fd;         /* -1 once a finish took it */
@@ -64,10 +63,6 @@ struct wh_upload {
 	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
 	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
 	wh_sha256 hash;
-};
-
-struct upload_list {
-	wh_upload *head, *tail;
 };
 
 /* Reading index.json and a manifest from disk and parsing the index for
@@ -100,8 +95,8 @@ struct manifest_slot {
 struct wh_store {
 	char *root;
 	bool dedupe;
-	struct upload_list lru;            /* sessions nobody pinned: evicted from the tail */
-	struct upload_list pinned;         /* sessions in use: never evicted */
+	wh_list lru;                       /* sessions nobody pinned: evicted from the tail */
+	wh_list pinned;                    /* sessions in use: never evicted */
 	int n_uploads;                     /* in both lists */
 	unsigned char boot[BOOT_ID_BYTES]; /* this boot's id: saved hash states name it */
 	/* Held by whoever changes what the root holds (see "operations"). */
@@ -269,48 +264,14 @@ static int open_regular(const char *path, int flags, struct stat *sb)
 static int read_file(const char *path, size_t max, char **buf, size_t *len)
 {
 	struct stat sb;
-	char *data = NULL;
-	size_t cap, used = 0;
-	int fd, rc = 0;
+	int fd, rc;
 
 	*buf = NULL;
 	*len = 0;
 	fd = open_regular(path, O_RDONLY, &sb);
 	if (fd < 0)
 		return fd;
-	if ((uint64_t)sb.st_size > max) {
-		rc = WH_ETOOBIG;
-		goto out;
-	}
-	cap = (size_t)sb.st_size + 1;
-	data = wh_malloc(cap);
-	for (;;) {
-		ssize_t n;
-		if (used + 1 == cap) {
-			if (cap > max) {
-				rc = WH_ETOOBIG;
-				goto out;
-			}
-			cap *= 2;
-			data = wh_realloc(data, cap);
-		}
-		n = read(fd, data + used, cap - 1 - used);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		used += (size_t)n;
-	}
-	data[used] = '\0';
-	*buf = data;
-	*len = used;
-	data = NULL;
-out:
-	free(data);
+	rc = wh_read_fd(fd, max, buf, len);
 	close(fd);
 	return rc;
 }
@@ -805,7 +766,7 @@ static int index_write(wh_store *st, const char *repo, cJSON *idx)
 		goto out;
 	}
 	if (!cJSON_GetObjectItemCaseSensitive(idx, "mediaType") &&
-	    !cJSON_AddStringToObject(idx, "mediaType", MEDIA_INDEX)) {
+	    !cJSON_AddStringToObject(idx, "mediaType", WH_MT_OCI_INDEX)) {
 		rc = WH_ENOMEM;
 		goto out;
 	}
@@ -931,6 +892,8 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	if (!root || !*root)
 		return WH_EINVAL;
 	st = wh_calloc(1, sizeof(*st));
+	wh_list_init(&st->lru);
+	wh_list_init(&st->pinned);
 	st->root = wh_strdup(root);
 	st->dedupe = dedupe;
 	rc = uv_mutex_init(&st->lock);
@@ -997,10 +960,10 @@ void wh_store_close(wh_store *st)
 		       "operations", WH_LI, (long long)st->ops, NULL);
 	/* Each session's hash state goes to disk: the next process goes on
 	 * from there without reading the bytes. */
-	while (st->pinned.head)
-		upload_evict(st, st->pinned.head);
-	while (st->lru.head)
-		upload_evict(st, st->lru.head);
+	while (!wh_list_empty(&st->pinned))
+		upload_evict(st, wh_list_entry(wh_list_first(&st->pinned), wh_upload, link));
+	while (!wh_list_empty(&st->lru))
+		upload_evict(st, wh_list_entry(wh_list_first(&st->lru), wh_upload, link));
 	for (int i = 0; i < INDEX_CACHE; i++)
 		index_slot_clear(&st->index_cache[i]);
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
@@ -1427,46 +1390,22 @@ static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_sha25
 
 /* ---- sessions in memory ---- */
 
-static void list_remove(struct upload_list *l, wh_upload *up)
+/* Move a session to the front of a list: the most recently used. */
+static void move_to_front(wh_list *list, wh_upload *up)
 {
-	if (up->prev)
-		up->prev->next = up->next;
-	else
-		l->head = up->next;
-	if (up->next)
-		up->next->prev = up->prev;
-	else
-		l->tail = up->prev;
-	up->prev = up->next = NULL;
-}
-
-static void list_push_front(struct upload_list *l, wh_upload *up)
-{
-	up->prev = NULL;
-	up->next = l->head;
-	if (l->head)
-		l->head->prev = up;
-	l->head = up;
-	if (!l->tail)
-		l->tail = up;
-}
-
-static struct upload_list *list_of(wh_upload *up)
-{
-	return up->pins > 0 ? &up->st->pinned : &up->st->lru;
+	wh_list_remove(&up->link);
+	wh_list_insert_head(list, &up->link);
 }
 
 static void touch(wh_upload *up)
 {
-	if (up->pins == 0 && up->st->lru.head != up) {
-		list_remove(&up->st->lru, up);
-		list_push_front(&up->st->lru, up);
-	}
+	if (up->pins == 0)
+		move_to_front(&up->st->lru, up);
 }
 
 static void upload_free(wh_store *st, wh_upload *up)
 {
-	list_remove(list_of(up), up);
+	wh_list_remove(&up->link);
 	st->n_uploads--;
 	if (up->fd >= 0)
 		close(up->fd);
@@ -1485,8 +1424,8 @@ static void upload_evict(wh_store *st, wh_upload *up)
  * memory. Pinned ones may keep the table above it. */
 static void uploads_trim(wh_store *st, int limit)
 {
-	while (st->n_uploads > limit && st->lru.tail)
-		upload_evict(st, st->lru.tail);
+	while (st->n_uploads > limit && !wh_list_empty(&st->lru))
+		upload_evict(st, wh_list_entry(wh_list_last(&st->lru), wh_upload, link));
 }
 
 /* Adopt an open session file (the hash state is the caller's to set). */
@@ -1502,17 +1441,21 @@ static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int
 	up->fd = fd;
 	up->saved = -1;
 	wh_sha256_init(&up->hash);
-	list_push_front(&st->lru, up);
+	wh_list_insert_head(&st->lru, &up->link);
 	st->n_uploads++;
 	return up;
 }
 
 static wh_upload *upload_find(wh_store *st, const char *id)
 {
-	for (int i = 0; i < 2; i++)
-		for (wh_upload *up = (i ? st->lru : st->pinned).head; up; up = up->next)
+	wh_list *lists[] = {&st->pinned, &st->lru};
+	for (int i = 0; i < 2; i++) {
+		wh_list_foreach_safe(l, next, lists[i]) {
+			wh_upload *up = wh_list_entry(l, wh_upload, link);
 			if (strcmp(up->id, id) == 0)
 				return up;
+		}
+	}
 	return NULL;
 }
 
@@ -1655,10 +1598,8 @@ bool wh_upload_hash_behind(const wh_upload *up)
 
 void wh_upload_pin(wh_upload *up)
 {
-	if (up->pins++ == 0) {
-		list_remove(&up->st->lru, up);
-		list_push_front(&up->st->pinned, up);
-	}
+	if (up->pins++ == 0)
+		move_to_front(&up->st->pinned, up);
 }
 
 void wh_upload_unpin(wh_upload *up)
@@ -1668,8 +1609,7 @@ void wh_upload_unpin(wh_upload *up)
 	if (up->pins <= 0)
 		return;
 	if (--up->pins == 0) {
-		list_remove(&st->pinned, up);
-		list_push_front(&st->lru, up);
+		move_to_front(&st->lru, up);
 		/* Back within bounds now that one more may go. */
 		uploads_trim(st, WH_UPLOADS_OPEN_MAX);
 	}
@@ -1854,12 +1794,13 @@ out:
 	return rc; /* idx is the cache's */
 }
 
-/* The mediaType a manifest declares, or the OCI manifest type. */
+/* The type a manifest gives itself, for an index.json entry that names
+ * none: as a push's check decides it (wh_manifest_type_of). Reported only;
+ * never written back to index.json. */
 static char *declared_media_type(const char *data, size_t len)
 {
 	cJSON *m = cJSON_ParseWithLength(data, len);
-	const char *mt = json_str(m, "mediaType");
-	char *res = wh_strdup(mt ? mt : MEDIA_MANIFEST);
+	char *res = wh_strdup(wh_manifest_type_of(m));
 
 	cJSON_Delete(m);
 	return res;
@@ -2499,35 +2440,29 @@ static int lexical(const char *a, const char *b)
 	return c ? c : strcmp(a, b);
 }
 
-static int cmp_str(const void *a, const void *b)
+int wh_store_tag_cmp(const void *a, const void *b)
 {
 	return lexical(*(char *const *)a, *(char *const *)b);
 }
 
-/* From v[0..n) (sorted, may repeat), the names after last, at most limit
- * (limit < 0: all), copied into a new array. */
-static void paginate(char **v, int n, const char *last, int limit, char ***out, int *count,
-                     bool *more)
+int wh_store_page(char **v, int n, const char *last, int limit, bool *more)
 {
 	int i = 0, k = 0;
-	char **res;
 
 	while (last && i < n && lexical(v[i], last) <= 0)
 		i++;
-	res = wh_malloc(sizeof(*res) * (size_t)(n - i + 1));
 	for (; i < n; i++) {
-		if (k > 0 && strcmp(res[k - 1], v[i]) == 0)
+		if (k > 0 && strcmp(v[k - 1], v[i]) == 0)
 			continue;
 		if (limit >= 0 && k == limit)
 			break;
-		res[k++] = wh_strdup(v[i]);
+		v[k++] = v[i];
 	}
-	/* Anything left that is not a repeat of the last one returned? */
-	while (i < n && k > 0 && strcmp(res[k - 1], v[i]) == 0)
+	/* Anything left that is not a repeat of the last one kept? */
+	while (i < n && k > 0 && strcmp(v[k - 1], v[i]) == 0)
 		i++;
 	*more = i < n;
-	*out = res;
-	*count = k;
+	return k;
 }
 
 int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
@@ -2554,8 +2489,11 @@ int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char 
 			v[nv++] = (char *)t;
 	}
 	if (nv > 0)
-		qsort(v, (size_t)nv, sizeof(*v), cmp_str);
-	paginate(v, nv, last, n, tags, count, more);
+		qsort(v, (size_t)nv, sizeof(*v), wh_store_tag_cmp);
+	*count = wh_store_page(v, nv, last, n, more);
+	*tags = wh_malloc(sizeof(**tags) * (size_t)(*count + 1));
+	for (int i = 0; i < *count; i++)
+		(*tags)[i] = wh_strdup(v[i]);
 out:
 	free(v); /* idx is the cache's */
 	return rc;
@@ -2568,10 +2506,7 @@ struct strv {
 
 static void strv_push(struct strv *s, char *str)
 {
-	if (s->n == s->cap) {
-		s->cap = s->cap ? 2 * s->cap : 64;
-		s->v = wh_realloc(s->v, sizeof(*s->v) * (size_t)s->cap);
-	}
+	s->v = wh_grow(s->v, sizeof(*s->v), s->n, &s->cap, 64);
 	s->v[s->n++] = str;
 }
 
@@ -2636,7 +2571,7 @@ void wh_store_repos_scan(const char *root, char ***names, int *count)
 
 	walk_repos(AT_FDCWD, root, rel, 0, false, &all);
 	if (all.n > 0)
-		qsort(all.v, (size_t)all.n, sizeof(*all.v), cmp_str);
+		qsort(all.v, (size_t)all.n, sizeof(*all.v), wh_store_tag_cmp);
 	*names = all.v;
 	*count = all.n;
 }
@@ -2667,10 +2602,7 @@ static void catalog_insert(wh_store *st, const char *repo)
 
 	if (found)
 		return;
-	if (st->n_repos == st->cap_repos) {
-		st->cap_repos = st->cap_repos ? 2 * st->cap_repos : 64;
-		st->repos = wh_realloc(st->repos, sizeof(*st->repos) * (size_t)st->cap_repos);
-	}
+	st->repos = wh_grow(st->repos, sizeof(*st->repos), st->n_repos, &st->cap_repos, 64);
 	memmove(st->repos + i + 1, st->repos + i, sizeof(*st->repos) * (size_t)(st->n_repos - i));
 	st->repos[i] = wh_strdup(repo);
 	st->n_repos++;
@@ -2752,7 +2684,7 @@ static cJSON *referrer_desc(const cJSON *m, const char *digest, const char *entr
 
 	if (!mt)
 		mt = entry_mt;
-	is_index = str_eq(mt, MEDIA_INDEX) || str_eq(mt, MEDIA_DOCKER_LIST) ||
+	is_index = (mt && wh_manifest_type_is_index(mt)) ||
 	           cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(m, "manifests"));
 	if (at && !*at)
 		at = NULL;
@@ -2791,7 +2723,7 @@ int wh_store_referrers(wh_store *st, const char *repo, const char *digest,
 		return WH_EINVAL;
 	res = cJSON_CreateObject();
 	if (!res || !cJSON_AddNumberToObject(res, "schemaVersion", 2) ||
-	    !cJSON_AddStringToObject(res, "mediaType", MEDIA_INDEX) ||
+	    !cJSON_AddStringToObject(res, "mediaType", WH_MT_OCI_INDEX) ||
 	    !(list = cJSON_AddArrayToObject(res, "manifests"))) {
 		rc = WH_ENOMEM;
 		goto out;

@@ -39,10 +39,29 @@ void *wh_realloc(void *p, size_t n);
 char *wh_strdup(const char *s);
 char *wh_strndup(const char *s, size_t n);
 
+/* What a capacity grows to so that it holds need: doubled (from first when
+ * it is 0) until it does. Every growing buffer and array here grows so. */
+size_t wh_grow_cap(size_t cap, size_t need, size_t first);
+
+/* Room for one more element in v, an array of *cap elements of size bytes
+ * of which n are used: when it is full, *cap grows (wh_grow_cap, from
+ * first) and v is reallocated. Returns v, perhaps moved. */
+void *wh_grow(void *v, size_t size, int n, int *cap, int first);
+
 /* Append n bytes to a buffer that grows by doubling (*buf holds *len bytes
  * of *cap), always keeping room for a NUL after them, which is written. The
  * caller bounds how much it appends. */
 void wh_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n);
+
+/* Read what fd holds, to its end, into a malloc'd NUL-terminated *buf of
+ * *len bytes (a regular file in one read, sized by fstat). Returns 0,
+ * -errno, or WH_ETOOBIG when it holds more than max bytes; nothing is
+ * returned (*buf NULL) but on success. fd stays open. */
+int wh_read_fd(int fd, size_t max, char **buf, size_t *len);
+
+/* wh_read_fd on the file at path (links followed), opened and closed here.
+ * An error opening it is -errno. */
+int wh_read_file(const char *path, size_t max, char **buf, size_t *len);
 
 /* Monotonic time in milliseconds. */
 uint64_t wh_now_ms(void);

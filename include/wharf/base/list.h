@@ -64,6 +64,15 @@ static inline void wh_list_remove(wh_list *l)
 	wh_list_init(l);
 }
 
+/* How many elements head holds (walks the list). */
+static inline size_t wh_list_count(const wh_list *head)
+{
+	size_t n = 0;
+	for (const wh_list *l = head->next; l != head; l = l->next)
+		n++;
+	return n;
+}
+
 /* First and last element; the head itself when empty. */
 #define wh_list_first(head) ((head)->next)
 #define wh_list_last(head)  ((head)->prev)

@@ -44,6 +44,7 @@
 
 #include "wharf/base/conf.h"
 #include "wharf/base/file.h"
+#include "wharf/base/list.h"
 
 typedef struct wh_server wh_server;
 typedef struct wh_conn wh_conn;
@@ -165,11 +166,12 @@ bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int6
  * until it has run or has been cancelled. */
 typedef struct wh_req_hook wh_req_hook;
 struct wh_req_hook {
-	wh_req_hook *next;
+	wh_list link; /* the request's; set by wh_req_on_done */
 	void (*fn)(wh_req *req, wh_req_hook *hook);
 };
 void wh_req_on_done(wh_req *req, wh_req_hook *hook, void (*fn)(wh_req *req, wh_req_hook *hook));
-/* Remove a hook that has not run (it will not run). No-op if not registered. */
+/* Remove a hook that has not run (it will not run). No-op if not registered
+ * any more (it ran, or was cancelled) or, in zeroed memory, never was. */
 void wh_req_cancel_done(wh_req *req, wh_req_hook *hook);
 /* Zeroed memory that lives as long as the request (freed after its done
  * hooks). Never NULL (aborts on OOM like wh_malloc). */

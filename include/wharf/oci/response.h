@@ -15,6 +15,10 @@
 /* Docker-Distribution-API-Version, on every answer of the API. */
 #define WH_API_VERSION "registry/2.0"
 
+/* Start an answer of the API: status, then Docker-Distribution-API-Version.
+ * The caller adds its headers and ends it. */
+void wh_oci_start(wh_req *req, int status);
+
 /* The spec's JSON error: {"errors":[{"code":...,"message":...,"detail":...}]}
  * with status. detail may be NULL (then absent). */
 void wh_oci_error(wh_req *req, int status, const char *code, const char *message,

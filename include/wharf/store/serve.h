@@ -37,7 +37,7 @@ void wh_serve_referrers(wh_req *req, wh_store *st, const char *name, const char 
 /* What the upstream lists as a synced name's tags. */
 typedef struct wh_upstream_tags {
 	bool known;        /* false: the upstream could not be asked */
-	char *const *tags; /* sorted by wh_serve_tag_cmp, no repeats; NULL when !known */
+	char *const *tags; /* sorted by wh_store_tag_cmp, no repeats; NULL when !known */
 	int n;
 } wh_upstream_tags;
 
@@ -47,9 +47,5 @@ typedef struct wh_upstream_tags {
  * upstream's list is not known, 502 (the upstream is unavailable and
  * nothing is cached). */
 void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstream_tags *up);
-
-/* The order of tags, as the store lists them: case-insensitive, then
- * bytewise. For qsort over an array of char *. */
-int wh_serve_tag_cmp(const void *a, const void *b);
 
 #endif

@@ -193,7 +193,9 @@ int wh_store_upload_cancel(wh_store *st, wh_upload *up);
 
 /* A manifest as stored. data (NUL-terminated, len bytes) and media_type are
  * malloc'd; free both with wh_manifest_free. media_type is the index.json
- * entry's, else the manifest's own mediaType, else the OCI manifest type. */
+ * entry's, else the type the manifest gives itself (wh_manifest_type_of:
+ * its mediaType, else an image index when it has "manifests", else an
+ * image manifest). */
 typedef struct wh_manifest {
 	char digest[WH_DIGEST_LEN + 1];
 	char *media_type;
@@ -316,6 +318,18 @@ int wh_store_manifest_delete_async(uv_loop_t *loop, wh_store *st, const char *re
  * WH_ENOTFOUND if the repository does not exist. */
 int wh_store_tags(wh_store *st, const char *repo, const char *last, int n, char ***tags, int *count,
                   bool *more);
+
+/* The order tags (and repository names) are listed in: the spec's lexical
+ * order, case-insensitive; names differing only in case bytewise, so the
+ * order is total. For qsort over an array of char *. */
+int wh_store_tag_cmp(const void *a, const void *b);
+
+/* One page of v[0..n), sorted by wh_store_tag_cmp and maybe with repeats:
+ * the names after last (NULL: from the first), each once, at most limit of
+ * them (limit < 0: all), moved to the front of v in place; returns how many.
+ * *more is set when another name remains after them. Nothing is copied or
+ * freed. */
+int wh_store_page(char **v, int n, const char *last, int limit, bool *more);
 
 /* ---- the catalog ----
  *

@@ -519,7 +519,7 @@ static void handler(wh_req *req, void *ctx)
 	if (strcmp(req->path, "/hooks") == 0) {
 		struct hooked *x = wh_req_alloc(req, sizeof(*x));
 		/* Zeroed, as promised. */
-		CHECK(x->a.fn == NULL && x->b.next == NULL && x->path[0] == '\0');
+		CHECK(x->a.fn == NULL && x->b.link.next == NULL && x->path[0] == '\0');
 		snprintf(x->path, sizeof(x->path), "%s", req->path);
 		wh_req_on_done(req, &x->a, hook_a);
 		wh_req_on_done(req, &x->b, hook_b);

@@ -844,10 +844,13 @@ static void test_upload_catch_up(void)
 #define M1 "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\",\"config\":{}, \"n\":1}"
 #define M2 "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\",\"config\":{}, \"n\":2}"
 #define M3 "{\"schemaVersion\":2,\"mediaType\":\"application/x-declared\",\"n\":3}"
+#define M4 "{\"schemaVersion\":2,\"manifests\":[],\"n\":4}"
+#define M5 "{\"schemaVersion\":2,\"config\":{},\"n\":5}"
 
 static void test_manifests(void)
 {
 	char d1[WH_DIGEST_LEN + 1], d2[WH_DIGEST_LEN + 1], d3[WH_DIGEST_LEN + 1];
+	char d4[WH_DIGEST_LEN + 1], d5[WH_DIGEST_LEN + 1];
 	char dig[WH_DIGEST_LEN + 1], rel[PATH_MAX];
 	const char *v1[] = {"v1"}, *v123[] = {"v1", "v2", "v3"}, *v13[] = {"v1", "v3"};
 	wh_manifest m = {0};
@@ -955,6 +958,15 @@ static void test_manifests(void)
 	wh_manifest_free(&m);
 	CHECK(wh_store_manifest_stat(st, "app", d3, dig, &mt, &size) == 0);
 	CHECK_STREQ(mt, "application/x-declared");
+	free(mt);
+	/* Nor in the manifest: inferred as a push's check infers it. */
+	CHECK(put_manifest(st, "app", "m4", M4, NULL, d4) == 0);
+	CHECK(wh_store_manifest_get(st, "app", "m4", &m) == 0);
+	CHECK_STREQ(m.media_type, OCI_INDEX);
+	wh_manifest_free(&m);
+	CHECK(put_manifest(st, "app", "m5", M5, NULL, d5) == 0);
+	CHECK(wh_store_manifest_stat(st, "app", "m5", dig, &mt, &size) == 0);
+	CHECK_STREQ(mt, OCI_MANIFEST);
 	free(mt);
 
 	/* A manifest's bytes are not deleted as a blob: the tag would point at

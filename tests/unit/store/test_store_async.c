@@ -266,8 +266,7 @@ static void test_finish_off_the_loop(void)
 static void test_finish_results(void)
 {
 	static const char data[] = "some bytes";
-	char id[WH_UUID_LEN + 1], d[WH_DIGEST_LEN + 1], rel[PATH_MAX],
-	    other[WH_DIGEST_LEN + 1];
+	char id[WH_UUID_LEN + 1], d[WH_DIGEST_LEN + 1], rel[PATH_MAX], other[WH_DIGEST_LEN + 1];
 	wh_store *st = NULL;
 	wh_upload *up, *again = NULL;
 	wh_upload_catchup *job = NULL;
@@ -370,12 +369,12 @@ static void test_every_change_off_the_loop(void)
 	snprintf(man, sizeof(man),
 	         "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"config\":{\"mediaType\":\"x\","
 	         "\"digest\":\"%s\",\"size\":4},\"layers\":[]}",
-	         MEDIA_MANIFEST, d_blob);
+	         WH_MT_OCI_MANIFEST, d_blob);
 	wh_sha256_digest(man, strlen(man), d_man);
 	buf = wh_strdup(man);
 	{
 		char tag[8] = "v1", mt[64];
-		snprintf(mt, sizeof(mt), "%s", MEDIA_MANIFEST);
+		snprintf(mt, sizeof(mt), "%s", WH_MT_OCI_MANIFEST);
 		CHECK(wh_store_manifest_put_async(&loop, st, "all/b", tag, d_man, mt, buf,
 		                                  strlen(buf), on_done, &done[3]) == 0);
 		memset(buf, 'x', strlen(buf));
@@ -387,7 +386,7 @@ static void test_every_change_off_the_loop(void)
 	CHECK(done[3].calls == 1 && done[3].rc == 0);
 	CHECK(wh_store_manifest_get(st, "all/b", "v1", &m) == 0);
 	CHECK(m.data && strcmp(m.data, man) == 0 && strcmp(m.digest, d_man) == 0);
-	CHECK(m.media_type && strcmp(m.media_type, MEDIA_MANIFEST) == 0);
+	CHECK(m.media_type && strcmp(m.media_type, WH_MT_OCI_MANIFEST) == 0);
 	wh_manifest_free(&m);
 
 	/* blob delete: a manifest's bytes are refused, a layer goes */
@@ -452,17 +451,18 @@ static void test_one_repository_at_once(void)
 		snprintf(doc[i], sizeof(doc[i]), "{\"schemaVersion\":2,\"n\":%d}", i);
 		wh_sha256_digest(doc[i], strlen(doc[i]), dg[i]);
 		CHECK(wh_store_manifest_put_async(&loop, st, "one/repo", tag[i], dg[i],
-		                                  MEDIA_MANIFEST, doc[i], strlen(doc[i]), on_done,
-		                                  &done[i]) == 0);
+		                                  WH_MT_OCI_MANIFEST, doc[i], strlen(doc[i]),
+		                                  on_done, &done[i]) == 0);
 		if (i % 4 == 3) {
 			/* Between them, on the loop: a put of a tag that stays, and
 			 * one that is deleted again. */
 			char t[16];
 			snprintf(t, sizeof(t), "sync%02d", i);
-			CHECK(wh_store_manifest_put(st, "one/repo", t, dg[i], MEDIA_MANIFEST,
+			CHECK(wh_store_manifest_put(st, "one/repo", t, dg[i], WH_MT_OCI_MANIFEST,
 			                            doc[i], strlen(doc[i])) == 0);
-			CHECK(wh_store_manifest_put(st, "one/repo", "gone", dg[i], MEDIA_MANIFEST,
-			                            doc[i], strlen(doc[i])) == 0);
+			CHECK(wh_store_manifest_put(st, "one/repo", "gone", dg[i],
+			                            WH_MT_OCI_MANIFEST, doc[i],
+			                            strlen(doc[i])) == 0);
 			CHECK(wh_store_manifest_delete(st, "one/repo", "gone") == 0);
 			uv_run(&loop, UV_RUN_NOWAIT);
 		}

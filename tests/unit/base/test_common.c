@@ -1,0 +1,84 @@
+/* The shared helpers: reading a whole file or descriptor (wh_read_file,
+ * wh_read_fd), its limit exact to the byte, and a pipe read to its end. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "wharf/base/common.h"
+
+static char dir[] = "/tmp/wharf-test-common-XXXXXX";
+
+/* A file of n bytes 'a'..'z' repeating; returns its path (static). */
+static const char *file_of(size_t n)
+{
+	static char path[128];
+	snprintf(path, sizeof(path), "%s/f%zu", dir, n);
+	FILE *f = fopen(path, "wbe");
+	for (size_t i = 0; f && i < n; i++)
+		fputc('a' + (int)(i % 26), f);
+	if (f)
+		fclose(f);
+	return path;
+}
+
+static void test_read_file(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+
+	/* Up to max bytes, NUL-terminated; one more is too large. */
+	CHECK(wh_read_file(file_of(0), 10, &buf, &len) == 0 && len == 0 && buf && buf[0] == '\0');
+	free(buf);
+	CHECK(wh_read_file(file_of(10), 10, &buf, &len) == 0 && len == 10 &&
+	      strcmp(buf, "abcdefghij") == 0);
+	free(buf);
+	buf = (char *)"x";
+	CHECK(wh_read_file(file_of(11), 10, &buf, &len) == WH_ETOOBIG && !buf && len == 0);
+	/* A larger one, sized by fstat. */
+	CHECK(wh_read_file(file_of(100000), 100000, &buf, &len) == 0 && len == 100000 &&
+	      buf[99999] == 'a' + 99999 % 26 && buf[100000] == '\0');
+	free(buf);
+
+	CHECK(wh_read_file("/nonexistent/x", 10, &buf, &len) == -ENOENT && !buf);
+	CHECK(wh_read_file(dir, 10, &buf, &len) == -EISDIR && !buf);
+}
+
+static void test_read_pipe(void)
+{
+	int p[2];
+	char *buf = NULL;
+	size_t len = 0;
+	static char big[10000];
+
+	/* No size to go by: read until the writer is gone, growing on the way. */
+	memset(big, 'p', sizeof(big));
+	CHECK(pipe(p) == 0);
+	CHECK(write(p[1], big, sizeof(big)) == (ssize_t)sizeof(big));
+	close(p[1]);
+	CHECK(wh_read_fd(p[0], sizeof(big), &buf, &len) == 0 && len == sizeof(big) &&
+	      buf[len - 1] == 'p' && buf[len] == '\0');
+	free(buf);
+	close(p[0]);
+
+	CHECK(pipe(p) == 0);
+	CHECK(write(p[1], big, sizeof(big)) == (ssize_t)sizeof(big));
+	close(p[1]);
+	CHECK(wh_read_fd(p[0], sizeof(big) - 1, &buf, &len) == WH_ETOOBIG && !buf);
+	close(p[0]);
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir))
+		return 1;
+	test_read_file();
+	test_read_pipe();
+	char cmd[sizeof(dir) + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+	CHECK_DONE();
+}
