@@ -22,9 +22,10 @@ static int check_count;
 	do {                                                                                       \
 		const char *check_a_ = (a), *check_b_ = (b);                                       \
 		check_count++;                                                                     \
-		if (!check_a_ || !check_b_ || strcmp(check_a_, check_b_) != 0) {                  \
+		if (!check_a_ || !check_b_ || strcmp(check_a_, check_b_) != 0) {                   \
 			check_failures++;                                                          \
-			fprintf(stderr, "%s:%d: CHECK_STREQ failed: %s == \"%s\", expected \"%s\"\n", \
+			fprintf(stderr,                                                            \
+			        "%s:%d: CHECK_STREQ failed: %s == \"%s\", expected \"%s\"\n",      \
 			        __FILE__, __LINE__, #a, check_a_ ? check_a_ : "(null)",            \
 			        check_b_ ? check_b_ : "(null)");                                   \
 		}                                                                                  \

@@ -561,11 +561,13 @@ static void test_auth(void)
 	if (c.storage.root_dir) {
 		CHECK_STREQ(c.auth.htpasswd_path, "/h");
 		CHECK(c.auth.fail_delay_s == 2);
-		CHECK(c.auth.access.enabled && c.auth.access.n_repos == 2 && c.auth.access.n_groups == 1);
+		CHECK(c.auth.access.enabled && c.auth.access.n_repos == 2 &&
+		      c.auth.access.n_groups == 1);
 		CHECK_STREQ(c.auth.access.groups[0].name, "devs");
 		CHECK_STREQ(c.auth.access.repos[1].pattern, "team/**");
 		CHECK(c.auth.access.repos[1].n_policies == 1);
-		CHECK(c.auth.access.repos[1].policies[0].actions == (WH_ACTION_READ | WH_ACTION_CREATE));
+		CHECK(c.auth.access.repos[1].policies[0].actions ==
+		      (WH_ACTION_READ | WH_ACTION_CREATE));
 		CHECK(c.auth.access.repos[0].anonymous_actions == WH_ACTION_READ);
 		CHECK(c.auth.access.admin.actions == (WH_ACTION_READ | WH_ACTION_DELETE));
 		CHECK(c.ratelimit.rate == 10 && c.ratelimit.n_rate_methods == 1);
