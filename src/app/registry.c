@@ -249,6 +249,12 @@ static void blob_created(wh_req *req, const char *name, const char *digest)
 	wh_resp_end(req);
 }
 
+static void cancelled(int rc, void *arg)
+{
+	(void)rc; /* logged by the store; nobody to answer */
+	(void)arg;
+}
+
 static void rctx_done(wh_req *req, wh_req_hook *hook)
 {
 	struct rctx *x = WH_CONTAINER_OF(hook, struct rctx, done);
@@ -259,7 +265,8 @@ static void rctx_done(wh_req *req, wh_req_hook *hook)
 	if (x->up && !x->finished) {
 		/* A monolithic POST's session goes with its request; cancel
 		 * refuses only while a catch-up is out, and then the pin goes. */
-		if (!x->temp_session || wh_store_upload_cancel(x->reg->store, x->up) == WH_EINUSE)
+		if (!x->temp_session || wh_store_upload_cancel_async(x->reg->loop, x->reg->store,
+		                                                     x->up, cancelled, NULL) != 0)
 			wh_upload_unpin(x->up);
 	}
 	free(x->buf);
@@ -347,6 +354,18 @@ static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const c
 }
 
 /* ---- finishing an upload ---- */
+
+/* DELETE of an upload session: 204 once its files are gone. */
+static void session_cancelled(int rc, void *arg)
+{
+	wh_req *req = store_wait_end(arg);
+	if (!req)
+		return; /* the client went away: the session is removed all the same */
+	if (rc != 0)
+		wh_oci_storage_error(req, rc);
+	else
+		wh_oci_empty(req, 204);
+}
 
 static void upload_finished(int rc, void *arg);
 
@@ -677,11 +696,16 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 			             NULL);
 			return;
 		}
-		rc = wh_store_upload_cancel(st, up);
-		if (rc != 0)
+		struct rctx *x = rctx_new(req, reg, name);
+		struct store_wait *w = wh_calloc(1, sizeof(*w));
+		rc = wh_store_upload_cancel_async(reg->loop, st, up, session_cancelled, w);
+		if (rc != 0) {
+			free(w);
 			wh_oci_storage_error(req, rc);
-		else
-			wh_oci_empty(req, 204);
+			return;
+		}
+		w->req = req;
+		x->wait = w;
 		return;
 	}
 	if (strcmp(m, "PATCH") != 0 && strcmp(m, "PUT") != 0) {

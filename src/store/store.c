@@ -1720,17 +1720,6 @@ int wh_upload_catchup_end(wh_upload_catchup *job)
 	return rc;
 }
 
-int wh_store_upload_cancel(wh_store *st, wh_upload *up)
-{
-	int rc;
-
-	if (up->jobs > 0 || up->finishing)
-		return WH_EINUSE;
-	rc = session_remove(st, up->id);
-	upload_free(st, up);
-	return rc;
-}
-
 /* ---- manifests and tags ---- */
 
 void wh_manifest_free(wh_manifest *m)
@@ -2228,6 +2217,53 @@ int wh_store_upload_finish_async(uv_loop_t *loop, wh_store *st, wh_upload *up, c
 {
 	struct store_op *op;
 	int rc = finish_prepare(st, up, digest, &op);
+
+	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
+}
+
+/* A cancel closes the session's data file and removes its directory: only
+ * the session's own files, which nobody else reaches once it is claimed, so
+ * no lock. The close is the slow part for a big session: the filesystem
+ * frees the unlinked file's blocks then. */
+static void cancel_run(struct store_op *op)
+{
+	if (op->fd >= 0)
+		close(op->fd);
+	op->fd = -1;
+	op->rc = session_remove(op->st, op->id);
+}
+
+static int cancel_prepare(wh_store *st, wh_upload *up, struct store_op **out)
+{
+	struct store_op *op;
+
+	*out = NULL;
+	if (up->jobs > 0 || up->finishing)
+		return WH_EINUSE;
+	op = op_new(st, cancel_run, up->repo);
+	memcpy(op->id, up->id, WH_UUID_LEN + 1);
+	op->up = up;
+	op->fd = up->fd;
+	up->fd = -1;
+	up->finishing = true; /* claimed, as by a finish: lookups no longer find it */
+	wh_upload_pin(up);
+	*out = op;
+	return 0;
+}
+
+int wh_store_upload_cancel(wh_store *st, wh_upload *up)
+{
+	struct store_op *op;
+	int rc = cancel_prepare(st, up, &op);
+
+	return rc < 0 ? rc : op_run(op);
+}
+
+int wh_store_upload_cancel_async(uv_loop_t *loop, wh_store *st, wh_upload *up, wh_store_cb cb,
+                                 void *arg)
+{
+	struct store_op *op;
+	int rc = cancel_prepare(st, up, &op);
 
 	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
 }

@@ -590,6 +590,51 @@ class TestFsyncOffTheLoop(unittest.TestCase):
         self.assertEqual(st, 202, b)
         self.assertIn("/blobs/uploads/", h["location"])
 
+    def session_gone(self, sid):
+        """done(): the session's data file and directory removed."""
+        return lambda ev: (
+            any(name.startswith("unlink") and any(q.endswith("/%s/data" % sid) for q in p)
+                for _, name, p in ev))
+
+    def test_upload_cancel(self):
+        """An upload session's DELETE (204), and a monolithic POST whose
+        client leaves mid-body (its session goes with it): the session's
+        file is closed and its directory removed off the loop."""
+        repo = "offloop/cancel"
+        s = Session(self, self.w, repo)
+        s.patch(4 * MIB)
+        sid = s.loc.rstrip("/").rsplit("/", 1)[1]
+        t0 = time.time()
+        st, h, b = self.w.request("DELETE", s.loc)
+        self.assertEqual(st, 204, b)
+        ev = self.calls_since(t0, self.session_gone(sid))
+        self.assertTrue(self.session_gone(sid)(ev), "the cancel was not seen: %s" % ev)
+        self.assert_nothing_on_the_loop(ev, "upload DELETE")
+        self.assertEqual(self.w.request("GET", s.loc)[0], 404)
+        self.assertEqual(self.w.request("DELETE", s.loc)[0], 404)
+
+        before = set(os.listdir(os.path.join(self.w.root, ".wharf", "uploads")))
+        t0 = time.time()
+        sock = socket.create_connection(("127.0.0.1", self.w.port))
+        sock.sendall(b"POST /v2/%s/blobs/uploads/?digest=%s HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (repo.encode(), sha256(b"x").encode(),
+                                                       8 * MIB) + os.urandom(MIB))
+        uploads = os.path.join(self.w.root, ".wharf", "uploads")
+        deadline = time.monotonic() + 5
+        while set(os.listdir(uploads)) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        made = set(os.listdir(uploads)) - before
+        self.assertEqual(len(made), 1, "the POST's session")
+        sid = made.pop()
+        sock.close()
+        ev = self.calls_since(t0, self.session_gone(sid))
+        self.assertTrue(self.session_gone(sid)(ev), "the abandoned POST's cancel: %s" % ev)
+        self.assert_nothing_on_the_loop(ev, "abandoned monolithic POST")
+        deadline = time.monotonic() + 5
+        while sid in os.listdir(uploads) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertNotIn(sid, os.listdir(uploads))
+
     def test_blob_delete(self):
         repo = "offloop/blobdel"
         data = os.urandom(50000)

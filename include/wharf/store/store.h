@@ -186,7 +186,9 @@ int wh_upload_catchup_end(wh_upload_catchup *job);
 int wh_store_upload_finish(wh_store *st, wh_upload *up, const char *digest);
 
 /* End a session and drop its bytes (WH_EINUSE while a catch-up is out or
- * the session is being finished). */
+ * the session is being finished). Otherwise the session (pins and all) is
+ * gone afterwards. The close and unlinks run on the calling thread: a server
+ * calls wh_store_upload_cancel_async (below). */
 int wh_store_upload_cancel(wh_store *st, wh_upload *up);
 
 /* ---- manifests and tags ---- */
@@ -271,10 +273,9 @@ int wh_store_manifest_delete(wh_store *st, const char *repo, const char *ref);
  * metadata: the reads (blob_stat/open, manifest_get/stat, tags, referrers,
  * repo_exists, upload_get: index.json, manifests of at most 64 MiB, the
  * small files of a session), upload_create, wh_upload_write (page cache),
- * upload_cancel (unlinks the session's files: it has no _async twin yet),
  * and the eviction of a session (its small hash file written and renamed,
  * not fsynced). A server calls none of the synchronous changes above: the
- * registry (finish, mount, deletes, pushed manifests) and the cache (a
+ * registry (finish, cancel, mount, deletes, pushed manifests) and the cache (a
  * fetched blob's publish and links, synced manifests) use the _async ones
  * and answer from their callbacks; the synchronous ones remain for callers
  * with no loop to wait on (the unit tests).
@@ -291,6 +292,13 @@ typedef void (*wh_store_cb)(int rc, void *arg);
  * loop. */
 int wh_store_upload_finish_async(uv_loop_t *loop, wh_store *st, wh_upload *up, const char *digest,
                                  wh_store_cb cb, void *arg);
+
+/* wh_store_upload_cancel. As a finish, the session is claimed at once (the
+ * caller neither uses nor unpins up again); its file is closed and its
+ * directory removed in the pool (closing a big unlinked file is when the
+ * filesystem frees its blocks). */
+int wh_store_upload_cancel_async(uv_loop_t *loop, wh_store *st, wh_upload *up, wh_store_cb cb,
+                                 void *arg);
 
 /* wh_store_blob_publish (the temp file is consumed whether or not it
  * succeeds, an error returned at once included). */
