@@ -3,21 +3,27 @@
 
 #include <string.h>
 
-#include "wharf/oci/response.h"
-
 static const char *const paths[] = {"/livez", "/readyz", "/startupz", NULL};
 
-/* Called for the paths above only: the pipeline gives a module its own. */
+static void answer(wh_req *req, const char *body)
+{
+	size_t len = strlen(body);
+	wh_resp_start(req, 200);
+	wh_resp_header(req, "Content-Type", "text/plain; charset=utf-8");
+	wh_resp_header(req, "X-Content-Type-Options", "nosniff");
+	wh_resp_length(req, (int64_t)len);
+	wh_resp_write(req, body, len);
+	wh_resp_end(req);
+}
+
+/* Called for the paths above only (the pipeline gives a module its own),
+ * whatever the method, as Zot answers them. A process that answers is
+ * live, started and ready: it starts serving only once everything is set
+ * up, and on SIGTERM it closes its listener at once, so a probe then fails
+ * to connect. */
 static bool handle(void *state, wh_call *call)
 {
-	wh_req *req = call->req;
-	if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-		wh_oci_method_not_allowed(req);
-		return true;
-	}
-	wh_resp_start(req, 200);
-	wh_resp_length(req, 0);
-	wh_resp_end(req);
+	answer(call->req, "ok");
 	return true;
 }
 

@@ -182,7 +182,7 @@ class CoreRoutes(ServerTestCase):
         self.assertTrue(r.buf == b"" or r.buf.startswith(b"HTTP/1.1 "), r.buf[:40])
         status, _, body = r.response()
         self.assertEqual(status, 200)
-        self.assertEqual(body, b"")
+        self.assertEqual(body, b"ok")
 
     def test_unknown_route(self):
         for path in ("/nope", "/v2/x/bogus/y", "/v3/"):
@@ -194,9 +194,17 @@ class CoreRoutes(ServerTestCase):
             self.assertTrue(doc["errors"][0]["code"])
 
     def test_health(self):
+        """As Zot's (controller-runtime healthz): any method, no credentials,
+        200 with the body "ok" as text/plain; a HEAD gets the length only."""
         for path in ("/livez", "/readyz", "/startupz"):
-            status, _, _ = self.w.request("GET", path)
-            self.assertEqual(status, 200, path)
+            for method in ("GET", "POST", "PUT", "DELETE", "OPTIONS"):
+                status, headers, body = self.w.request(method, path)
+                self.assertEqual((status, body), (200, b"ok"), (method, path))
+                self.assertEqual(headers.get("content-type"), "text/plain; charset=utf-8")
+            status, headers, body = self.w.request("HEAD", path)
+            self.assertEqual((status, body, headers.get("content-length")), (200, b"", "2"))
+        status, _, _ = self.w.request("GET", "/livez/x")
+        self.assertEqual(status, 404, "only the exact paths")
 
     def test_pipelined_200(self):
         s, r = self.connect(timeout=10)
@@ -223,7 +231,7 @@ class CoreRoutes(ServerTestCase):
             if p == "/v2/":
                 self.assertEqual(body, b"{}")
             elif p == "/livez":
-                self.assertEqual(body, b"")
+                self.assertEqual(body, b"ok")
             else:
                 self.assertIn(b"errors", body)
         self.assertEqual(statuses, [expect[p] for p in paths])
@@ -353,7 +361,7 @@ class CoreRoutes(ServerTestCase):
         self.assertEqual(status, 405)
         self.assertNotEqual(headers.get("connection", "").lower(), "close")
         status, _, body = r.response()
-        self.assertEqual((status, body), (200, b""))
+        self.assertEqual((status, body), (200, b"ok"))
         self.assertFalse(r.at_eof(0.3))
 
     def test_unwanted_large_body_closes(self):

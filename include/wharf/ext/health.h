@@ -1,7 +1,9 @@
-/* Health probes, as Zot's: GET or HEAD of /livez, /readyz and /startupz is
- * answered 200 with an empty body; another method, 405. They need no
- * credentials (probes have none), but count against the rate limit as any
- * request does.
+/* Health probes, as Zot's (controller-runtime's healthz): /livez, /readyz and
+ * /startupz answer any method, need no credentials (probes have none), and
+ * count against the rate limit as any request does: 200 with the body "ok"
+ * (text/plain). Wharf serves only once it is started and ready, and stops
+ * listening at once on SIGTERM, so each passes whenever it can be asked
+ * (Zot's 500 "not ready yet" has no moment to be sent).
  *
  * The first module of the pipeline (module.h), and the example that
  * docs/architecture.md ("Adding a module") walks through. */
