@@ -300,6 +300,21 @@ static int upload_body(wh_req *req, const char *data, size_t len)
 	return 0;
 }
 
+/* Begin waiting on the store operation whose queuing returned rc, with w
+ * as its callback's arg: queued (0), req waits on it until the callback
+ * (store_wait_end) or the request's end; not queued, w is dropped and rc
+ * is the caller's to answer. */
+static int store_wait_begin(wh_req *req, struct store_wait *w, int rc)
+{
+	if (rc != 0) {
+		free(w);
+		return rc;
+	}
+	w->req = req;
+	((struct rctx *)req->data)->wait = w;
+	return 0;
+}
+
 /* The request a store operation was for, or NULL when it went away; frees w. */
 static wh_req *store_wait_end(struct store_wait *w)
 {
@@ -343,14 +358,11 @@ static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const c
 	struct rctx *x = rctx_new(req, reg, name);
 	memcpy(x->digest, digest, WH_DIGEST_LEN + 1);
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
-	int rc = wh_store_blob_delete_async(reg->loop, reg->store, name, digest, blob_deleted, w);
-	if (rc != 0) {
-		free(w);
+	int rc = store_wait_begin(
+	    req, w,
+	    wh_store_blob_delete_async(reg->loop, reg->store, name, digest, blob_deleted, w));
+	if (rc != 0)
 		blob_delete_answer(req, digest, rc);
-		return;
-	}
-	w->req = req;
-	x->wait = w;
 }
 
 /* ---- finishing an upload ---- */
@@ -374,17 +386,15 @@ static void upload_finished(int rc, void *arg);
 static void upload_finish(wh_req *req, struct rctx *x)
 {
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
-	int rc = wh_store_upload_finish_async(x->reg->loop, x->reg->store, x->up, x->digest,
-	                                      upload_finished, w);
+	int rc = store_wait_begin(req, w,
+	                          wh_store_upload_finish_async(x->reg->loop, x->reg->store, x->up,
+	                                                       x->digest, upload_finished, w));
 	if (rc != 0) {
-		free(w);
 		wh_oci_storage_error(req, rc); /* not expected: the session is left as it was */
 		return;
 	}
 	x->finished = true; /* the session is the store's now, with our pin */
 	x->up = NULL;
-	w->req = req;
-	x->wait = w;
 }
 
 static void upload_finished(int rc, void *arg)
@@ -599,15 +609,10 @@ static void mount_start(wh_req *req, struct rctx *x)
 {
 	wh_registry *reg = x->reg;
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
-	int rc = wh_store_blob_mount_async(reg->loop, reg->store, x->name, x->from, x->mount,
-	                                   mounted, w);
-	if (rc != 0) {
-		free(w);
+	if (store_wait_begin(req, w,
+	                     wh_store_blob_mount_async(reg->loop, reg->store, x->name, x->from,
+	                                               x->mount, mounted, w)) != 0)
 		mount_failed(req, x);
-		return;
-	}
-	w->req = req;
-	x->wait = w;
 }
 
 /* Would the POST, were the blob not mounted, upload its body (?digest=,
@@ -696,16 +701,12 @@ static void upload_session(wh_req *req, wh_registry *reg, const char *name, cons
 			             NULL);
 			return;
 		}
-		struct rctx *x = rctx_new(req, reg, name);
+		rctx_new(req, reg, name); /* holds the wait, cleared if the client leaves */
 		struct store_wait *w = wh_calloc(1, sizeof(*w));
-		rc = wh_store_upload_cancel_async(reg->loop, st, up, session_cancelled, w);
-		if (rc != 0) {
-			free(w);
+		rc = store_wait_begin(
+		    req, w, wh_store_upload_cancel_async(reg->loop, st, up, session_cancelled, w));
+		if (rc != 0)
 			wh_oci_storage_error(req, rc);
-			return;
-		}
-		w->req = req;
-		x->wait = w;
 		return;
 	}
 	if (strcmp(m, "PATCH") != 0 && strcmp(m, "PUT") != 0) {
@@ -785,15 +786,11 @@ static void manifest_delete(wh_req *req, wh_registry *reg, const char *name, con
 	struct rctx *x = rctx_new(req, reg, name);
 	snprintf(x->ref, sizeof(x->ref), "%s", ref);
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
-	int rc =
-	    wh_store_manifest_delete_async(reg->loop, reg->store, name, ref, manifest_deleted, w);
-	if (rc != 0) {
-		free(w);
+	int rc = store_wait_begin(
+	    req, w,
+	    wh_store_manifest_delete_async(reg->loop, reg->store, name, ref, manifest_deleted, w));
+	if (rc != 0)
 		manifest_delete_answer(req, reg, name, ref, rc);
-		return;
-	}
-	w->req = req;
-	x->wait = w;
 }
 
 /* A descriptor (already well formed) of a pushed manifest names something
@@ -890,16 +887,13 @@ static void manifest_put_end(wh_req *req)
 	memcpy(x->digest, digest, sizeof(x->digest));
 	snprintf(x->subject, sizeof(x->subject), "%s", m.subject ? m.subject : "");
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
-	int rc = wh_store_manifest_put_async(reg->loop, reg->store, x->name,
-	                                     by_digest ? NULL : x->ref, digest, m.media_type,
-	                                     x->buf ? x->buf : "", x->len, manifest_stored, w);
-	if (rc != 0) {
-		free(w);
+	int rc = store_wait_begin(req, w,
+	                          wh_store_manifest_put_async(reg->loop, reg->store, x->name,
+	                                                      by_digest ? NULL : x->ref, digest,
+	                                                      m.media_type, x->buf ? x->buf : "",
+	                                                      x->len, manifest_stored, w));
+	if (rc != 0)
 		wh_oci_storage_error(req, rc);
-		goto out;
-	}
-	w->req = req;
-	x->wait = w;
 out:
 	cJSON_Delete(m.doc);
 }
