@@ -3,7 +3,9 @@
 #ifndef WHARF_TEST_CHECK_H
 #define WHARF_TEST_CHECK_H
 
+#include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int check_failures;
@@ -36,5 +38,29 @@ static int check_count;
 		printf("%d passed, %d failed\n", check_count - check_failures, check_failures);    \
 		return check_failures ? 1 : 0;                                                     \
 	} while (0)
+
+/* snprintf that must not truncate (a test bug if it does). */
+#define FMT(buf, size, ...)                                                                        \
+	do {                                                                                       \
+		int fmt_n_ = snprintf(buf, size, __VA_ARGS__);                                     \
+		if (fmt_n_ < 0 || (size_t)fmt_n_ >= (size_t)(size)) {                              \
+			fprintf(stderr, "%s:%d: string too long\n", __FILE__, __LINE__);           \
+			exit(2);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+static inline int check_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Remove a test's temp directory tree, whatever is in it. */
+static inline void check_rm_rf(const char *path)
+{
+	nftw(path, check_rm_one, 32, FTW_DEPTH | FTW_PHYS);
+}
 
 #endif

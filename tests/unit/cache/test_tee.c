@@ -58,16 +58,6 @@
 #define MAX_BLOBS     4
 #define MAX_GETS      16
 
-/* snprintf that must not truncate (a test bug if it does). */
-#define FMT(buf, size, ...)                                                                        \
-	do {                                                                                       \
-		int fmt_n_ = snprintf(buf, size, __VA_ARGS__);                                     \
-		if (fmt_n_ < 0 || (size_t)fmt_n_ >= (size_t)(size)) {                              \
-			fprintf(stderr, "%s:%d: string too long\n", __FILE__, __LINE__);           \
-			exit(2);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 static uv_loop_t loop;
 static wh_http_settings hcfg;
 
@@ -525,14 +515,6 @@ static int tmp_files(void)
 	return n;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* ---- the clients ---- */
 
 struct client {
@@ -846,7 +828,7 @@ static void teardown(void)
 		uv_print_active_handles(&loop, stderr);
 	}
 	wh_store_close(env.store);
-	nftw(env.root, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	check_rm_rf(env.root);
 	wh_sync_settings_free(&env.scfg);
 	for (int i = 0; i < up.n_blobs; i++)
 		free(up.blobs[i].data);

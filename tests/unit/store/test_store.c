@@ -24,35 +24,12 @@
 
 static char root[64];
 
-/* snprintf that must not truncate (a test bug if it does). */
-#define FMT(buf, size, ...)                                                                        \
-	do {                                                                                       \
-		int fmt_n_ = snprintf(buf, size, __VA_ARGS__);                                     \
-		if (fmt_n_ < 0 || (size_t)fmt_n_ >= (size_t)(size)) {                              \
-			fprintf(stderr, "%s:%d: string too long\n", __FILE__, __LINE__);           \
-			exit(2);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 /* ---- helpers ---- */
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-	nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS);
-}
 
 static void new_root(void)
 {
 	if (root[0])
-		rm_rf(root);
+		check_rm_rf(root);
 	memcpy(root, "/tmp/wharf-test-store-XXXXXX", 29);
 	if (!mkdtemp(root)) {
 		perror("mkdtemp");
@@ -1434,6 +1411,6 @@ int main(void)
 	test_referrers();
 	test_zot_index();
 	if (root[0])
-		rm_rf(root);
+		check_rm_rf(root);
 	CHECK_DONE();
 }

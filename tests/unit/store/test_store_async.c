@@ -74,18 +74,10 @@ static int test_fsync(int fd)
 static char root[64];
 static uv_loop_t loop;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void new_root(void)
 {
 	if (root[0])
-		nftw(root, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+		check_rm_rf(root);
 	memcpy(root, "/tmp/wharf-test-async-XXXXXX", 29);
 	if (!mkdtemp(root)) {
 		perror("mkdtemp");
@@ -515,7 +507,7 @@ int main(void)
 	rc = uv_loop_close(&loop);
 	CHECK(rc == 0);
 	if (root[0])
-		nftw(root, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+		check_rm_rf(root);
 	uv_mutex_destroy(&fsyncs.lock);
 	CHECK_DONE();
 }
