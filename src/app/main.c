@@ -201,6 +201,7 @@ static int cmd_serve(const char *path)
 		       cfg.storage.root_dir, "error", WH_LS, wh_strerror(sr), NULL);
 		goto out;
 	}
+	wh_store_attach(store, loop);
 	if (cfg.tls.cert) {
 		if (wh_tls_new(&cfg.tls, &st.tls, err, sizeof(err)) != 0) {
 			wh_log(WH_LOG_ERROR, "cannot set up TLS", "error", WH_LS, err, NULL);
@@ -227,6 +228,8 @@ static int cmd_serve(const char *path)
 	rc = 0;
 out:
 	wh_pipeline_free(st.pipeline);
+	if (store)
+		wh_store_detach(store);
 	/* Let the handles closed above finish closing. */
 	uv_run(loop, UV_RUN_DEFAULT);
 	if (store)

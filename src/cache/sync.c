@@ -769,7 +769,7 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	 * answered from the store once the manifest is there (m_stored). */
 	memcpy(f->digest, digest, sizeof(f->digest));
 	int rc =
-	    wh_store_manifest_put_async(s->loop, s->store, f->name, f->by_digest ? NULL : f->ref,
+	    wh_store_manifest_cache_async(s->loop, s->store, f->name, f->by_digest ? NULL : f->ref,
 	                                digest, m.media_type, body, f->body.len, m_stored, f);
 	cJSON_Delete(m.doc);
 	if (rc != 0) {

@@ -46,8 +46,10 @@ void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *
 	wh_resp_header(req, "Docker-Content-Digest", "%s", m.digest);
 	wh_resp_header(req, "ETag", "\"%s\"", m.digest);
 	wh_resp_length(req, (int64_t)m.len);
-	if (!req->is_head)
+	if (!req->is_head) {
 		wh_resp_write(req, m.data, m.len);
+		wh_store_note_pull(st, name, m.digest);
+	}
 	wh_resp_end(req);
 	wh_manifest_free(&m);
 }

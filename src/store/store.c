@@ -28,6 +28,9 @@
 #include "wharf/base/list.h"
 #include "wharf/base/log.h"
 #include "wharf/oci/manifest.h"
+#include "wharf/store/meta.h"
+
+#include "internal.h"
 
 #define ANN_REF_NAME "org.opencontainers.image.ref.name"
 
@@ -110,6 +113,12 @@ struct wh_store {
 	struct index_slot index_cache[INDEX_CACHE];
 	struct manifest_slot manifest_cache[MANIFEST_CACHE_N];
 	size_t manifest_cache_bytes;
+	wh_meta *meta; /* pull and push times (meta.h) */
+	/* Bytes the blobs take, each file once: -1 until a scan said (gc.c),
+	 * then kept up to date by every operation. */
+	int64_t usage;
+	void (*on_grow)(void *arg); /* after an operation added bytes */
+	void *on_grow_arg;
 };
 
 /* ---- small helpers ---- */
@@ -896,6 +905,7 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	wh_list_init(&st->pinned);
 	st->root = wh_strdup(root);
 	st->dedupe = dedupe;
+	st->usage = -1;
 	rc = uv_mutex_init(&st->lock);
 	if (rc < 0) {
 		free(st->root);
@@ -934,6 +944,9 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 			wh_log(WH_LOG_WARN, "cannot remove leftover temp file", "name", WH_LS,
 			       de->d_name, "error", WH_LS, strerror(errno), NULL);
 	}
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/meta.log", st->root);
+	if (rc < 0 || (rc = wh_meta_open(path, &st->meta)) < 0)
+		goto out;
 	*out = st;
 	st = NULL;
 out:
@@ -969,9 +982,57 @@ void wh_store_close(wh_store *st)
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
 		manifest_slot_clear(st, &st->manifest_cache[i]);
 	wh_strv_free(st->repos, st->n_repos);
+	wh_meta_close(st->meta);
 	uv_mutex_destroy(&st->lock);
 	free(st->root);
 	free(st);
+}
+
+void wh_store_attach(wh_store *st, uv_loop_t *loop)
+{
+	wh_meta_attach(st->meta, loop);
+}
+
+void wh_store_detach(wh_store *st)
+{
+	wh_meta_detach(st->meta);
+}
+
+wh_meta *wh_store_meta(wh_store *st)
+{
+	return st->meta;
+}
+
+void wh_store_note_pull(wh_store *st, const char *repo, const char *digest)
+{
+	wh_meta_pulled(st->meta, repo, digest, wh_wall_ms());
+}
+
+int64_t wh_store_usage(const wh_store *st)
+{
+	return st->usage;
+}
+
+void wh_store_on_grow(wh_store *st, void (*fn)(void *arg), void *arg)
+{
+	st->on_grow = fn;
+	st->on_grow_arg = arg;
+}
+
+void wh_store__usage_add(wh_store *st, int64_t delta)
+{
+	if (st->usage < 0 || delta == 0)
+		return; /* unknown until a scan said */
+	st->usage = WH_MAX(st->usage + delta, 0);
+	if (delta > 0 && st->on_grow)
+		st->on_grow(st->on_grow_arg);
+}
+
+void wh_store__usage_set(wh_store *st, int64_t usage)
+{
+	st->usage = usage;
+	if (st->on_grow)
+		st->on_grow(st->on_grow_arg);
 }
 
 const char *wh_store_root(const wh_store *st)
@@ -1054,15 +1115,61 @@ out:
 /* The blob bodies below run with st->lock held, on whichever thread does the
  * work (see "operations that change the store"); arguments were checked. */
 
-static int blob_delete_locked(wh_store *st, const char *repo, const char *digest)
+/* Link the blob file src (another repository's, or the shared copy) into a
+ * repository at dst. The inode's mtime becomes now: it is what the GC reads
+ * as "recently referenced" (a blob pushed again, or mounted, is young
+ * whatever the age of the bytes it shares), so a blob that a push is about
+ * to reference is never collected under it. A copy (a filesystem without
+ * links) adds its bytes to *added. */
+static int link_blob(const char *src, const char *dst, int64_t *added)
 {
-	char path[PATH_MAX];
+	struct stat sb;
+	int rc = place_file(src, dst, true);
+
+	if (rc == 0 && stat(dst, &sb) == 0) {
+		if (sb.st_nlink == 1)
+			*added += (int64_t)sb.st_size;
+		utimensat(AT_FDCWD, dst, NULL, 0);
+	}
+	return rc;
+}
+
+int wh_store__blob_unlink(wh_store *st, const char *repo, const char *digest, int64_t *freed)
+{
+	char path[PATH_MAX], global[PATH_MAX];
+	struct stat sb, gb;
+	int rc = blob_path(st, repo, digest, path);
+
+	if (rc < 0)
+		return rc;
+	if (lstat(path, &sb) < 0)
+		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+	if (!S_ISREG(sb.st_mode))
+		return WH_ENOTFOUND;
+	if (unlink(path) < 0)
+		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+	if (sb.st_nlink == 1) {
+		*freed += (int64_t)sb.st_size;
+	} else if (st->dedupe && sb.st_nlink == 2 &&
+	           path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
+	                    digest_hex(digest)) == 0 &&
+	           lstat(global, &gb) == 0 && gb.st_ino == sb.st_ino && gb.st_dev == sb.st_dev &&
+	           gb.st_nlink == 1) {
+		/* The shared copy was all that was left: no repository holds the
+		 * bytes any more. */
+		if (unlink(global) == 0) {
+			*freed += (int64_t)sb.st_size;
+			fsync_parent(global);
+		}
+	}
+	return fsync_parent(path);
+}
+
+static int blob_delete_locked(wh_store *st, const char *repo, const char *digest, int64_t *freed)
+{
 	cJSON *idx = NULL;
 	int rc;
 
-	rc = blob_path(st, repo, digest, path);
-	if (rc < 0)
-		goto out;
 	/* A manifest's bytes: index.json (its tags, or its untagged entry) would
 	 * name a file that is gone. Read from the file, not the loop's cache. */
 	rc = index_load(st, repo, &idx);
@@ -1072,18 +1179,14 @@ static int blob_delete_locked(wh_store *st, const char *repo, const char *digest
 		rc = WH_EINUSE;
 		goto out;
 	}
-	if (unlink(path) < 0) {
-		rc = (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
-		goto out;
-	}
-	rc = fsync_parent(path);
+	rc = wh_store__blob_unlink(st, repo, digest, freed);
 out:
 	cJSON_Delete(idx);
 	return rc;
 }
 
 static int blob_mount_locked(wh_store *st, const char *repo, const char *from_repo,
-                             const char *digest, bool *created)
+                             const char *digest, bool *created, int64_t *added)
 {
 	char src[PATH_MAX], dst[PATH_MAX];
 	int rc;
@@ -1101,7 +1204,7 @@ static int blob_mount_locked(wh_store *st, const char *repo, const char *from_re
 	rc = repo_init(st, repo, created);
 	if (rc < 0 || file_exists(dst))
 		goto out;
-	rc = place_file(src, dst, true);
+	rc = link_blob(src, dst, added);
 	if (rc < 0)
 		log_err("cannot mount blob", dst, rc);
 out:
@@ -1111,10 +1214,12 @@ out:
 /* Publish tmp_path as a blob of repo (wh_store_blob_publish). synced: the
  * caller fsynced it already, before taking the lock. */
 static int publish_locked(wh_store *st, const char *repo, const char *tmp_path, const char *digest,
-                          bool synced, bool *created)
+                          bool synced, bool *created, int64_t *added)
 {
 	char dst[PATH_MAX], global[PATH_MAX];
 	bool consumed = false;
+	struct stat sb;
+	int64_t size = stat(tmp_path, &sb) == 0 ? (int64_t)sb.st_size : 0;
 	int rc;
 
 	rc = blob_path(st, repo, digest, dst);
@@ -1134,6 +1239,8 @@ static int publish_locked(wh_store *st, const char *repo, const char *tmp_path, 
 	if (!st->dedupe) {
 		rc = place_file(tmp_path, dst, false);
 		consumed = rc == 0;
+		if (rc == 0)
+			*added += size;
 		goto out;
 	}
 	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
@@ -1145,8 +1252,9 @@ static int publish_locked(wh_store *st, const char *repo, const char *tmp_path, 
 		if (rc < 0)
 			goto out;
 		consumed = true;
+		*added += size;
 	}
-	rc = place_file(global, dst, true);
+	rc = link_blob(global, dst, added);
 out:
 	if (!consumed)
 		unlink(tmp_path);
@@ -1910,10 +2018,15 @@ struct store_op {
 	int rc;
 	bool created;       /* made the repository: the catalog learns it */
 	bool index_written; /* replaced repo's index.json: the cache forgets it */
+	bool cached;        /* manifest put: the cache stored it, no user pushed it */
+	int64_t added;      /* bytes of files that did not exist before */
+	int64_t freed;      /* bytes of files whose last link went */
 };
 
 static void catalog_insert(wh_store *st, const char *repo);
 static void publish_run(struct store_op *op);
+static void manifest_put_run(struct store_op *op);
+static void manifest_delete_run(struct store_op *op);
 
 static struct store_op *op_new(wh_store *st, void (*run)(struct store_op *), const char *repo)
 {
@@ -1936,6 +2049,11 @@ static int op_complete(struct store_op *op)
 		catalog_insert(st, op->repo);
 	if (op->created || op->index_written)
 		index_forget(st, op->repo);
+	if (rc == 0 && op->run == manifest_put_run)
+		wh_meta_stored(st->meta, op->repo, op->digest, op->cached, wh_wall_ms());
+	if (rc == 0 && op->run == manifest_delete_run && wh_ref_is_digest(op->ref, strlen(op->ref)))
+		wh_meta_forget(st->meta, op->repo, op->ref);
+	wh_store__usage_add(st, op->added - op->freed);
 	if (op->up)
 		upload_free(st, op->up); /* finished: the session is gone, pins and all */
 	free(op->media_type);
@@ -2028,7 +2146,7 @@ static void publish_run(struct store_op *op)
 		synced = true;
 	}
 	uv_mutex_lock(&st->lock);
-	rc = publish_locked(st, op->repo, op->path, op->digest, synced, &op->created);
+	rc = publish_locked(st, op->repo, op->path, op->digest, synced, &op->created, &op->added);
 	uv_mutex_unlock(&st->lock);
 out:
 	op->rc = rc;
@@ -2076,7 +2194,8 @@ int wh_store_blob_publish_async(uv_loop_t *loop, wh_store *st, const char *repo,
 static void mount_run(struct store_op *op)
 {
 	uv_mutex_lock(&op->st->lock);
-	op->rc = blob_mount_locked(op->st, op->repo, op->from, op->digest, &op->created);
+	op->rc =
+	    blob_mount_locked(op->st, op->repo, op->from, op->digest, &op->created, &op->added);
 	uv_mutex_unlock(&op->st->lock);
 }
 
@@ -2112,7 +2231,7 @@ int wh_store_blob_mount_async(uv_loop_t *loop, wh_store *st, const char *repo,
 static void blob_delete_run(struct store_op *op)
 {
 	uv_mutex_lock(&op->st->lock);
-	op->rc = blob_delete_locked(op->st, op->repo, op->digest);
+	op->rc = blob_delete_locked(op->st, op->repo, op->digest, &op->freed);
 	uv_mutex_unlock(&op->st->lock);
 }
 
@@ -2164,7 +2283,8 @@ static void finish_run(struct store_op *op)
 	if (rc == 0) {
 		/* Publishing consumes the data file, whether or not it succeeds. */
 		uv_mutex_lock(&st->lock);
-		rc = publish_locked(st, op->repo, op->path, op->digest, true, &op->created);
+		rc = publish_locked(st, op->repo, op->path, op->digest, true, &op->created,
+		                    &op->added);
 		uv_mutex_unlock(&st->lock);
 	}
 	session_remove(st, op->id);
@@ -2299,7 +2419,7 @@ static void manifest_put_run(struct store_op *op)
 			goto unlock;
 	}
 	if (tmp[0]) {
-		rc = publish_locked(st, op->repo, tmp, op->digest, true, &op->created);
+		rc = publish_locked(st, op->repo, tmp, op->digest, true, &op->created, &op->added);
 		tmp[0] = '\0'; /* consumed */
 		if (rc < 0)
 			goto unlock;
@@ -2391,6 +2511,19 @@ int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo,
 	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
 }
 
+int wh_store_manifest_cache_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *tag,
+                                  const char *digest, const char *media_type, const char *data,
+                                  size_t len, wh_store_cb cb, void *arg)
+{
+	struct store_op *op;
+	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+
+	if (rc < 0)
+		return rc;
+	op->cached = true;
+	return op_queue(loop, op, cb, arg);
+}
+
 static void manifest_delete_run(struct store_op *op)
 {
 	wh_store *st = op->st;
@@ -2425,15 +2558,14 @@ static void manifest_delete_run(struct store_op *op)
 		goto out;
 	/* The index no longer names it; only then do the bytes go, so a crash
 	 * in between leaves an orphan blob, never a dangling entry. */
-	rc = blob_path(st, op->repo, ref, path);
-	if (rc < 0)
-		goto out;
-	if (unlink(path) < 0) {
-		if (errno != ENOENT)
-			log_err("cannot remove manifest blob", path, -errno);
-		goto out;
+	rc = wh_store__blob_unlink(st, op->repo, ref, &op->freed);
+	if (rc == WH_ENOTFOUND) {
+		rc = 0;
+	} else if (rc < 0) {
+		if (blob_path(st, op->repo, ref, path) == 0)
+			log_err("cannot remove manifest blob", path, rc);
+		rc = 0; /* the manifest is gone; its bytes are an orphan for the GC */
 	}
-	rc = fsync_parent(path);
 out:
 	uv_mutex_unlock(&st->lock);
 	cJSON_Delete(idx);
@@ -2881,4 +3013,131 @@ void wh_store_settings_free(wh_store_settings *s)
 {
 	free(s->root_dir);
 	memset(s, 0, sizeof(*s));
+}
+
+/* ---- for the store's own modules (internal.h) ---- */
+
+void wh_store__lock(wh_store *st)
+{
+	uv_mutex_lock(&st->lock);
+}
+
+void wh_store__unlock(wh_store *st)
+{
+	uv_mutex_unlock(&st->lock);
+}
+
+bool wh_store__dedupe(const wh_store *st)
+{
+	return st->dedupe;
+}
+
+static void index_id_of(const struct stat *sb, wh_index_id *id)
+{
+	id->ino = (uint64_t)sb->st_ino;
+	id->size = (uint64_t)sb->st_size;
+	id->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+}
+
+bool wh_store__index_id(wh_store *st, const char *repo, wh_index_id *id)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	if (repo_path(st, repo, "index.json", path) < 0 || stat(path, &sb) < 0)
+		return false;
+	index_id_of(&sb, id);
+	return true;
+}
+
+bool wh_store__index_id_eq(const wh_index_id *a, const wh_index_id *b)
+{
+	return a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
+int wh_store__index_load(wh_store *st, const char *repo, cJSON **out, wh_index_id *id)
+{
+	/* The identity first: a file replaced between the two reads looks
+	 * changed, never unchanged. */
+	if (id && !wh_store__index_id(st, repo, id)) {
+		*out = NULL;
+		return WH_ENOTFOUND;
+	}
+	return index_load(st, repo, out);
+}
+
+int wh_store__index_write(wh_store *st, const char *repo, cJSON *idx)
+{
+	return index_write(st, repo, idx);
+}
+
+cJSON *wh_store__index_manifests(cJSON *idx)
+{
+	return index_manifests(idx);
+}
+
+const char *wh_store__entry_digest(const cJSON *e)
+{
+	return entry_digest(e);
+}
+
+const char *wh_store__entry_tag(const cJSON *e)
+{
+	return entry_tag(e);
+}
+
+void wh_store__entry_untag(cJSON *arr, cJSON *e)
+{
+	entry_untag(arr, e);
+}
+
+int wh_store__blob_path(const wh_store *st, const char *repo, const char *digest, char *buf)
+{
+	return blob_path(st, repo, digest, buf);
+}
+
+bool wh_store__repo_remove_if_empty(wh_store *st, const char *repo)
+{
+	char path[PATH_MAX];
+	cJSON *idx = NULL;
+	bool empty;
+
+	if (index_load(st, repo, &idx) < 0)
+		return false;
+	empty = cJSON_GetArraySize(index_manifests(idx)) == 0;
+	cJSON_Delete(idx);
+	if (!empty || repo_path(st, repo, "blobs/sha256", path) < 0 || rmdir(path) < 0)
+		return false;
+	/* From here the repository is going: what is left is its layout. */
+	if (repo_path(st, repo, "blobs", path) == 0)
+		rmdir(path);
+	if (repo_path(st, repo, "index.json", path) == 0)
+		unlink(path);
+	if (repo_path(st, repo, "oci-layout", path) == 0)
+		unlink(path);
+	if (repo_path(st, repo, "", path) < 0)
+		return true;
+	path[strlen(path) - 1] = '\0'; /* the trailing slash */
+	rmdir(path);                   /* fails when a nested repository lives there */
+	fsync_parent(path);
+	return true;
+}
+
+void wh_store__index_forget(wh_store *st, const char *repo)
+{
+	index_forget(st, repo);
+}
+
+void wh_store__catalog_remove(wh_store *st, const char *repo)
+{
+	bool found;
+	int i = catalog_after(st, repo, &found);
+
+	if (!found)
+		return;
+	i--; /* catalog_after points past it */
+	free(st->repos[i]);
+	memmove(st->repos + i, st->repos + i + 1,
+	        sizeof(*st->repos) * (size_t)(st->n_repos - i - 1));
+	st->n_repos--;
 }

@@ -317,6 +317,13 @@ int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo,
                                 const char *digest, const char *media_type, const char *data,
                                 size_t len, wh_store_cb cb, void *arg);
 
+/* wh_store_manifest_put_async for content the cache fetched from an
+ * upstream: the same, but the manifest is recorded as cached (meta.h), which
+ * the cache budget may evict; a user's push never is. */
+int wh_store_manifest_cache_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *tag,
+                                  const char *digest, const char *media_type, const char *data,
+                                  size_t len, wh_store_cb cb, void *arg);
+
 int wh_store_manifest_delete_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *ref,
                                    wh_store_cb cb, void *arg);
 
@@ -381,6 +388,30 @@ int wh_store_referrers(wh_store *st, const char *repo, const char *digest,
 
 /* True when repo exists (has an index.json). */
 bool wh_store_repo_exists(wh_store *st, const char *repo);
+
+/* ---- what the store remembers and how much it holds ---- */
+
+/* The pull and push times of manifests (meta.h). A manifest put records a
+ * push (or a cache fill), a delete by digest forgets it; the server notes
+ * each manifest GET. */
+typedef struct wh_meta wh_meta;
+wh_meta *wh_store_meta(wh_store *st);
+void wh_store_note_pull(wh_store *st, const char *repo, const char *digest);
+
+/* A server's store writes its metadata from the loop (batched, in the thread
+ * pool) between attach and detach; detach before the loop's last run. */
+void wh_store_attach(wh_store *st, uv_loop_t *loop);
+void wh_store_detach(wh_store *st);
+
+/* Bytes the blobs (and manifests) take on disk, each file counted once
+ * however many repositories link it; -1 until a scan counted them (the GC
+ * does, at start and every sweep). Temp files and upload sessions are not
+ * counted. Kept up to date by every operation from then on. */
+int64_t wh_store_usage(const wh_store *st);
+
+/* fn(arg) is called on the loop after an operation added bytes (a fill, a
+ * push): the cache budget checks itself there. */
+void wh_store_on_grow(wh_store *st, void (*fn)(void *arg), void *arg);
 
 void wh_strv_free(char **v, int n);
 
