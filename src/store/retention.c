@@ -1,5 +1,8 @@
 /* Zot's retention policy and GC time window (retention.h): the settings'
- * keys. */
+ * keys, and the decisions. Zot's code runs each rule over a list of
+ * candidates and lets the last rule that keeps one name the reason; we do
+ * the same in the same order, over index arrays, so the reasons match its
+ * logs. */
 #include "wharf/store/retention.h"
 
 #include <ctype.h>
@@ -261,4 +264,251 @@ int wh_gc_window_conf(wh_conf *p, const cJSON *v, char *base)
 	w->start_min = start;
 	w->end_min = end;
 	return 0;
+}
+
+/* ---- decisions ---- */
+
+/* doublestar's Match, which Zot calls: wh_glob_match, and a pattern ending
+ * in "/" and a doublestar also matches the name before it (prod for prod's
+ * whole tree). The same rule as access.c's matches(). */
+static bool repo_matches(const char *pattern, const char *repo)
+{
+	size_t pl = strlen(pattern);
+	char *prefix;
+	bool m;
+
+	if (wh_glob_match(pattern, repo))
+		return true;
+	if (pl < 4 || strcmp(pattern + pl - 3, "/**") != 0)
+		return false;
+	prefix = wh_strndup(pattern, pl - 3);
+	m = wh_glob_match(prefix, repo);
+	free(prefix);
+	return m;
+}
+
+const wh_ret_policy *wh_retention_policy(const wh_retention_settings *r, const char *repo)
+{
+	for (int i = 0; i < r->n_policies; i++)
+		for (int j = 0; j < r->policies[i].n_repositories; j++)
+			if (repo_matches(r->policies[i].repositories[j], repo))
+				return &r->policies[i];
+	return NULL;
+}
+
+bool wh_retention_deletes_untagged(const wh_ret_policy *p)
+{
+	return p ? p->delete_untagged : true;
+}
+
+bool wh_retention_deletes_referrers(const wh_ret_policy *p)
+{
+	return p ? p->delete_referrers : false;
+}
+
+static bool has_rules(const wh_ret_rules *r)
+{
+	return r->pulled_within_ms >= 0 || r->pushed_within_ms >= 0 ||
+	       r->most_recently_pushed_count > 0 || r->most_recently_pulled_count > 0;
+}
+
+/* The index of the first keepTags entry of p that matches tag, or -1. */
+static int entry_of(const wh_ret_policy *p, const char *tag)
+{
+	for (int e = 0; e < p->n_keep_tags; e++) {
+		const wh_ret_keep_tags *k = &p->keep_tags[e];
+		if (k->n_patterns == 0)
+			return e;
+		for (int j = 0; j < k->n_patterns; j++)
+			if (wh_regex_match(k->re[j], tag))
+				return e;
+	}
+	return -1;
+}
+
+/* What the rules decide on: a tag's or an untagged manifest's. */
+struct cand {
+	const wh_ret_stats *st;
+	bool *keep;
+	const char **reason;
+};
+
+struct rank {
+	int64_t t;
+	int pos; /* in the candidates: earlier wins among equal times */
+};
+
+static int rank_cmp(const void *a, const void *b)
+{
+	const struct rank *x = a, *y = b;
+
+	if (x->t != y->t)
+		return x->t > y->t ? -1 : 1;
+	return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static void keep(const struct cand *c, const char *why)
+{
+	*c->keep = true;
+	*c->reason = why;
+}
+
+/* The count newest of c by pull (pulled) or push time. */
+static void most_recent(const struct cand *c, int m, struct rank *rk, int count, bool pulled,
+                        const char *why)
+{
+	for (int i = 0; i < m; i++) {
+		rk[i].t = pulled ? c[i].st->pulled_ms : c[i].st->pushed_ms;
+		rk[i].pos = i;
+	}
+	qsort(rk, (size_t)m, sizeof(*rk), rank_cmp);
+	for (int i = 0; i < m && i < count; i++)
+		keep(&c[rk[i].pos], why);
+}
+
+/* A time of 0 is never: not "after" any moment. */
+static bool after(int64_t t, int64_t since)
+{
+	return t != 0 && t > since;
+}
+
+/* Zot's rule order (retention.go getRules): each rule that keeps a
+ * candidate overwrites its reason, so the last one names it. */
+static void apply_rules(const wh_ret_rules *r, const struct cand *c, int m, struct rank *rk,
+                        int64_t now_ms)
+{
+	if (r->most_recently_pulled_count > 0)
+		most_recent(c, m, rk, r->most_recently_pulled_count, true, r->why_pulled_count);
+	if (r->most_recently_pushed_count > 0)
+		most_recent(c, m, rk, r->most_recently_pushed_count, false, r->why_pushed_count);
+	if (r->pulled_within_ms >= 0) {
+		int64_t since = now_ms - r->pulled_within_ms;
+		for (int i = 0; i < m; i++)
+			if (after(c[i].st->pulled_ms, since) || after(c[i].st->pushed_ms, since))
+				keep(&c[i], r->why_pulled_within);
+	}
+	if (r->pushed_within_ms >= 0) {
+		int64_t since = now_ms - r->pushed_within_ms;
+		for (int i = 0; i < m; i++)
+			if (after(c[i].st->pushed_ms, since))
+				keep(&c[i], r->why_pushed_within);
+	}
+}
+
+static void decide_all(wh_ret_tag *tags, int n, bool keep_it, const char *why)
+{
+	for (int i = 0; i < n; i++) {
+		tags[i].keep = keep_it;
+		tags[i].reason = why;
+	}
+}
+
+void wh_retention_tags(const wh_ret_policy *p, wh_ret_tag *tags, int n, int64_t now_ms)
+{
+	int *entry;
+	struct cand *c;
+	struct rank *rk;
+
+	if (!p || p->n_keep_tags == 0) {
+		decide_all(tags, n, true, NULL);
+		return;
+	}
+	entry = wh_malloc(((size_t)n + 1) * sizeof(*entry));
+	c = wh_malloc(((size_t)n + 1) * sizeof(*c));
+	rk = wh_malloc(((size_t)n + 1) * sizeof(*rk));
+	for (int i = 0; i < n; i++) {
+		wh_ret_tag *t = &tags[i];
+		entry[i] = -1;
+		if (!t->st.known) {
+			t->keep = true;
+			t->reason = WH_RET_NO_TAG_STATS;
+			continue;
+		}
+		entry[i] = entry_of(p, t->tag);
+		if (entry[i] < 0) {
+			t->keep = false;
+			t->reason = WH_RET_NO_PATTERN;
+		} else if (!has_rules(&p->keep_tags[entry[i]].rules)) {
+			t->keep = true;
+			t->reason = WH_RET_BY_PATTERNS;
+		} else {
+			t->keep = false;
+			t->reason = WH_RET_NO_TAG_RULE;
+		}
+	}
+	/* Each entry's rules, over the tags it took. */
+	for (int e = 0; e < p->n_keep_tags; e++) {
+		int m = 0;
+		if (!has_rules(&p->keep_tags[e].rules))
+			continue;
+		for (int i = 0; i < n; i++)
+			if (entry[i] == e)
+				c[m++] = (struct cand){&tags[i].st, &tags[i].keep, &tags[i].reason};
+		apply_rules(&p->keep_tags[e].rules, c, m, rk, now_ms);
+	}
+	free(rk);
+	free(c);
+	free(entry);
+}
+
+void wh_retention_tags_by_name(const wh_ret_policy *p, wh_ret_tag *tags, int n)
+{
+	if (!p || p->n_keep_tags == 0) {
+		decide_all(tags, n, true, NULL);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		bool matched = entry_of(p, tags[i].tag) >= 0;
+		tags[i].keep = matched;
+		tags[i].reason = matched ? WH_RET_BY_PATTERNS : WH_RET_NO_PATTERN;
+	}
+}
+
+void wh_retention_untagged(const wh_ret_policy *p, wh_ret_untagged *u, int n, int64_t now_ms)
+{
+	struct cand *c;
+	struct rank *rk;
+	int m = 0;
+
+	if (!p || !p->delete_untagged || !has_rules(&p->keep_untagged)) {
+		/* deleteUntagged false: nothing untagged goes. No keepUntagged
+		 * rules: nothing is kept by them (no policy: deleteUntagged). */
+		bool keep_all = p && !p->delete_untagged;
+		for (int i = 0; i < n; i++) {
+			u[i].keep = keep_all;
+			u[i].reason = NULL;
+		}
+		return;
+	}
+	c = wh_malloc(((size_t)n + 1) * sizeof(*c));
+	rk = wh_malloc(((size_t)n + 1) * sizeof(*rk));
+	for (int i = 0; i < n; i++) {
+		if (!u[i].st.known) {
+			u[i].keep = true;
+			u[i].reason = WH_RET_NO_UNTAGGED_STAT;
+			continue;
+		}
+		u[i].keep = false;
+		u[i].reason = WH_RET_NO_UNTAGGED_RULE;
+		c[m++] = (struct cand){&u[i].st, &u[i].keep, &u[i].reason};
+	}
+	apply_rules(&p->keep_untagged, c, m, rk, now_ms);
+	free(rk);
+	free(c);
+}
+
+bool wh_gc_window_open(const wh_gc_window *w, int64_t now_ms)
+{
+	int64_t day_ms = 24 * WH_HOUR_MS;
+	int64_t ms = now_ms % day_ms;
+	int minute;
+
+	if (w->start_min < 0 || w->end_min < 0)
+		return true;
+	if (ms < 0) /* before 1970: the time of day still counts from midnight */
+		ms += day_ms;
+	minute = (int)(ms / WH_MINUTE_MS);
+	if (w->start_min <= w->end_min)
+		return minute >= w->start_min && minute < w->end_min;
+	return minute >= w->start_min || minute < w->end_min;
 }
