@@ -2978,8 +2978,9 @@ const wh_conf_key wh_store_keys[] = {
     {"hydrateBlobOnRead", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
     WH_CONF_IGNORED("fastRestart", WH_CONF_WARN),
     WH_CONF_IGNORED("maxRepos", WH_CONF_WARN),
-    WH_CONF_IGNORED("gcTimeWindow", WH_CONF_WARN),
-    WH_CONF_IGNORED("retention", WH_CONF_WARN),
+    /* Parsed and checked, and still warned about: no sweep applies them yet. */
+    {"gcTimeWindow", WH_CONF_CUSTOM, WH_CONF_WARN, STO(gc_window), NULL, wh_gc_window_conf},
+    WH_CONF_SUB("retention", WH_CONF_SECTION, WH_CONF_WARN, STO(retention), wh_retention_keys),
     WH_CONF_IGNORED("storageDriver", WH_CONF_WARN),
     WH_CONF_IGNORED("cacheDriver", WH_CONF_WARN),
     WH_CONF_IGNORED("subPaths", WH_CONF_WARN),
@@ -2993,6 +2994,8 @@ void wh_store_settings_init(wh_store_settings *s)
 	s->gc = true;
 	s->gc_delay_ms = -1; /* -1: absent, resolved by the check from gc */
 	s->gc_interval_ms = -1;
+	wh_gc_window_init(&s->gc_window);
+	wh_retention_settings_init(&s->retention);
 }
 
 int wh_store_settings_check(wh_conf *c, wh_store_settings *s)
@@ -3006,11 +3009,21 @@ int wh_store_settings_check(wh_conf *c, wh_store_settings *s)
 		s->gc_delay_ms = s->gc ? WH_HOUR_MS : 0;
 	if (s->gc_interval_ms < 0)
 		s->gc_interval_ms = s->gc ? WH_HOUR_MS : 0;
+	/* Zot: retention.delay is gcDelay (given or default) unless set, and 0
+	 * without gc. */
+	if (s->retention.delay_ms < 0)
+		s->retention.delay_ms = s->gc ? s->gc_delay_ms : 0;
+	if (!s->gc && s->gc_window.start_min >= 0) {
+		size_t old = wh_conf_push_key(c, "storage.gcTimeWindow");
+		wh_conf_notice(c, "gc is false: the window is ignored (as in Zot)");
+		wh_conf_pop(c, old);
+	}
 	return 0;
 }
 
 void wh_store_settings_free(wh_store_settings *s)
 {
+	wh_retention_settings_free(&s->retention);
 	free(s->root_dir);
 	memset(s, 0, sizeof(*s));
 }

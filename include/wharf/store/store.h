@@ -37,6 +37,7 @@
 
 #include "wharf/base/conf.h"
 #include "wharf/oci/ref.h"
+#include "wharf/store/retention.h"
 
 typedef struct wh_store wh_store;
 typedef struct wh_upload wh_upload;
@@ -49,12 +50,17 @@ typedef struct wh_store_settings {
 	/* gcDelay and gcInterval: default 1h as in Zot, or 0 when gc is false */
 	int64_t gc_delay_ms;
 	int64_t gc_interval_ms;
+	wh_gc_window gc_window; /* gcTimeWindow (retention.h): unset by default */
 	bool commit; /* fsync before publishing; Zot default false, Wharf always fsyncs */
+	/* retention (retention.h). Parsed and checked; no sweep applies it yet,
+	 * so its presence is still warned about, as gcTimeWindow's. */
+	wh_retention_settings retention;
 } wh_store_settings;
 
 extern const wh_conf_key wh_store_keys[];
 void wh_store_settings_init(wh_store_settings *s);
-/* rootDirectory is required; the gc defaults that depend on gc. */
+/* rootDirectory is required; the gc defaults that depend on gc: gcDelay,
+ * gcInterval, then retention.delay (gcDelay when gc is on, else 0). */
 int wh_store_settings_check(wh_conf *c, wh_store_settings *s);
 void wh_store_settings_free(wh_store_settings *s);
 
