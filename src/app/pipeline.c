@@ -22,6 +22,7 @@
 #include "wharf/ext/module.h"
 #include "wharf/ext/ratelimit.h"
 #include "wharf/oci/response.h"
+#include "wharf/store/gc.h"
 
 /* The modules, in the order their functions run within a phase (and start),
  * each with its section of the configuration (its init's settings).
@@ -49,6 +50,7 @@ struct wh_pipeline {
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
 	wh_poll *poll; /* NULL without periodic sync */
+	wh_gc *gc;     /* collection, retention, the cache budget */
 	wh_module_env env;
 	void *state[WH_ARRAY_SIZE(modules)];
 	int started;  /* modules whose init ran (and succeeded) */
@@ -222,6 +224,7 @@ int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_p
 	}
 	if (p->sync)
 		p->poll = wh_poll_new(loop, &cfg->sync, p->sync);
+	wh_gc_start(loop, store, &cfg->storage, &p->gc);
 	*out = p;
 	return 0;
 }
@@ -232,6 +235,7 @@ void wh_pipeline_free(wh_pipeline *p)
 		return;
 	/* Periodic sync first: its callbacks wait on sync's fetches. */
 	wh_poll_free(p->poll);
+	wh_gc_stop(p->gc);
 	for (int i = p->started - 1; i >= 0; i--)
 		if (modules[i].m->free)
 			modules[i].m->free(p->state[i]);

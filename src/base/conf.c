@@ -18,6 +18,62 @@
  * each with an optional fraction and a unit; "0" alone needs no unit. The
  * result is computed in nanoseconds, as Go does (same overflow limit), then
  * truncated to milliseconds. */
+int wh_size_parse(const char *s, int64_t *bytes)
+{
+	static const struct {
+		const char *name;
+		uint64_t mult;
+	} units[] = {
+	    {"", 1},
+	    {"B", 1},
+	    {"K", 1ULL << 10},
+	    {"KiB", 1ULL << 10},
+	    {"KB", 1000ULL},
+	    {"M", 1ULL << 20},
+	    {"MiB", 1ULL << 20},
+	    {"MB", 1000000ULL},
+	    {"G", 1ULL << 30},
+	    {"GiB", 1ULL << 30},
+	    {"GB", 1000000000ULL},
+	    {"T", 1ULL << 40},
+	    {"TiB", 1ULL << 40},
+	    {"TB", 1000000000000ULL},
+	};
+	const char *p = s;
+	uint64_t v = 0;
+	double frac = 0, scale = 1;
+	int digits = 0;
+
+	if (!p)
+		return WH_EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++, digits++) {
+		if (v > (UINT64_MAX / 2 - 9) / 10)
+			return WH_EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (scale < 1e15) {
+				frac = frac * 10 + (*p - '0');
+				scale *= 10;
+			}
+	}
+	if (!digits)
+		return WH_EINVAL;
+	while (*p == ' ')
+		p++;
+	for (size_t i = 0; i < WH_ARRAY_SIZE(units); i++) {
+		if (strcmp(p, units[i].name) != 0)
+			continue;
+		double total = ((double)v + frac / scale) * (double)units[i].mult;
+		if (total >= 9.2e18)
+			return WH_EINVAL;
+		*bytes = (int64_t)total;
+		return 0;
+	}
+	return WH_EINVAL;
+}
+
 int wh_duration_parse(const char *s, int64_t *ms)
 {
 	static const struct {
@@ -407,6 +463,21 @@ static int parse_key(wh_conf *p, const wh_conf_key *f, const cJSON *v, char *bas
 		if (f->off != WH_CONF_NOSTORE)
 			*(int64_t *)(void *)(base + f->off) = ms;
 		set = ms != 0;
+		break;
+	}
+	case WH_CONF_SIZE: {
+		int64_t bytes = 0;
+		if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9.2e18 &&
+		    v->valuedouble == (double)(int64_t)v->valuedouble) {
+			bytes = (int64_t)v->valuedouble;
+		} else if (!cJSON_IsString(v) || wh_size_parse(v->valuestring, &bytes) < 0) {
+			return wh_conf_fail(p, "expected a size (\"20GiB\", \"512MB\", bytes)");
+		}
+		if ((f->flags & WH_CONF_POSITIVE) && bytes <= 0)
+			return wh_conf_fail(p, "must be greater than 0");
+		if (f->off != WH_CONF_NOSTORE)
+			*(int64_t *)(void *)(base + f->off) = bytes;
+		set = bytes != 0;
 		break;
 	}
 	case WH_CONF_PORT:

@@ -2966,6 +2966,13 @@ void wh_strv_free(char **v, int n)
 
 #define STO(m) offsetof(wh_store_settings, m)
 
+/* Wharf's own, under storage.wharf (gc.h says what they do). */
+static const wh_conf_key store_wharf_keys[] = {
+    WH_CONF_KEY("cacheMaxSize", WH_CONF_SIZE, 0, STO(cache_max_bytes)),
+    WH_CONF_KEY("cacheMinFree", WH_CONF_SIZE, 0, STO(cache_min_free_bytes)),
+    WH_CONF_END,
+};
+
 const wh_conf_key wh_store_keys[] = {
     WH_CONF_KEY("rootDirectory", WH_CONF_STRING, WH_CONF_NONEMPTY, STO(root_dir)),
     WH_CONF_KEY("dedupe", WH_CONF_BOOL, 0, STO(dedupe)),
@@ -2978,9 +2985,9 @@ const wh_conf_key wh_store_keys[] = {
     {"hydrateBlobOnRead", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
     WH_CONF_IGNORED("fastRestart", WH_CONF_WARN),
     WH_CONF_IGNORED("maxRepos", WH_CONF_WARN),
-    /* Parsed and checked, and still warned about: no sweep applies them yet. */
-    {"gcTimeWindow", WH_CONF_CUSTOM, WH_CONF_WARN, STO(gc_window), NULL, wh_gc_window_conf},
-    WH_CONF_SUB("retention", WH_CONF_SECTION, WH_CONF_WARN, STO(retention), wh_retention_keys),
+    WH_CONF_FN("gcTimeWindow", STO(gc_window), wh_gc_window_conf),
+    WH_CONF_SUB("retention", WH_CONF_SECTION, 0, STO(retention), wh_retention_keys),
+    WH_CONF_SUB("wharf", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, store_wharf_keys),
     WH_CONF_IGNORED("storageDriver", WH_CONF_WARN),
     WH_CONF_IGNORED("cacheDriver", WH_CONF_WARN),
     WH_CONF_IGNORED("subPaths", WH_CONF_WARN),

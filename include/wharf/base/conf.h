@@ -46,6 +46,7 @@ typedef enum wh_conf_type {
 	WH_CONF_INT,      /* int, >= 0 (> 0 with WH_CONF_POSITIVE) */
 	WH_CONF_DURATION, /* int64_t milliseconds */
 	WH_CONF_PORT,     /* int 1..65535, from a string or a number */
+	WH_CONF_SIZE,     /* int64_t bytes: "20GiB", "512MB", "1.5G", or a number */
 	WH_CONF_OBJECT,   /* nested keys (sub), same base */
 	WH_CONF_SECTION,  /* nested keys (sub) of the struct at base + off */
 	/* No key of its own: sub's keys are looked up as if they were in this
@@ -154,6 +155,11 @@ void wh_conf_lower(char *s);
 /* Go-style duration ("1h30m", "250ms", "0"). Returns 0 and sets *ms, or
  * WH_EINVAL. Fractions are accepted ("1.5h"); negative values are not. */
 int wh_duration_parse(const char *s, int64_t *ms);
+
+/* A size: digits (a fraction allowed) and an optional unit, binary (K, KiB,
+ * M, MiB, G, GiB, T, TiB) or decimal (KB, MB, GB, TB), B or none for bytes.
+ * Returns 0 and sets *bytes, or WH_EINVAL. */
+int wh_size_parse(const char *s, int64_t *bytes);
 
 /* Free what wh_conf collected. */
 void wh_conf_release(wh_conf *c);

@@ -52,9 +52,11 @@ typedef struct wh_store_settings {
 	int64_t gc_interval_ms;
 	wh_gc_window gc_window; /* gcTimeWindow (retention.h): unset by default */
 	bool commit; /* fsync before publishing; Zot default false, Wharf always fsyncs */
-	/* retention (retention.h). Parsed and checked; no sweep applies it yet,
-	 * so its presence is still warned about, as gcTimeWindow's. */
-	wh_retention_settings retention;
+	wh_retention_settings retention; /* retention (retention.h) */
+	/* storage.wharf.cacheMaxSize and cacheMinFree: the cache budget (gc.h);
+	 * 0 when unset. */
+	int64_t cache_max_bytes;
+	int64_t cache_min_free_bytes;
 } wh_store_settings;
 
 extern const wh_conf_key wh_store_keys[];
