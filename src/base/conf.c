@@ -1,5 +1,5 @@
 /* The configuration engine (conf.h): one walker over the modules' key
- * tables, the typed values, the key path, Go durations. */
+ * tables, the typed values, the key path, Go durations, sizes. */
 #include "wharf/base/conf.h"
 #include "wharf/base/common.h"
 #include "wharf/base/pattern.h"
@@ -86,6 +86,72 @@ int wh_duration_parse(const char *s, int64_t *ms)
 		total += v;
 	}
 	*ms = (int64_t)(total / 1000000);
+	return 0;
+}
+
+/* ---- sizes ---- */
+
+int wh_size_parse(const char *s, int64_t *bytes)
+{
+	static const struct {
+		const char *name;
+		uint64_t n;
+	} units[] = {
+	    {"", 1},
+	    {"B", 1},
+	    {"KiB", 1ULL << 10},
+	    {"MiB", 1ULL << 20},
+	    {"GiB", 1ULL << 30},
+	    {"TiB", 1ULL << 40},
+	    {"KB", 1000ULL},
+	    {"MB", 1000000ULL},
+	    {"GB", 1000000000ULL},
+	    {"TB", 1000000000000ULL},
+	};
+	const uint64_t limit = (uint64_t)INT64_MAX;
+	uint64_t v = 0, frac = 0, scale = 1, unit = 0;
+	int digits = 0, fdigits = 0;
+	const char *p = s;
+
+	if (!p)
+		return WH_EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++, digits++) {
+		if (v > (limit - (uint64_t)(*p - '0')) / 10)
+			return WH_EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		/* Nine digits of a fraction are more than any unit here needs
+		 * (a TiB's billionth is 1100 bytes); the rest only round down. */
+		for (p++; *p >= '0' && *p <= '9'; p++, fdigits++) {
+			if (fdigits < 9) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				scale *= 10;
+			}
+		}
+		if (fdigits == 0)
+			return WH_EINVAL;
+	}
+	if (digits == 0)
+		return WH_EINVAL;
+	if (*p == ' ') {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return WH_EINVAL; /* spaces, then a unit */
+	}
+	for (size_t i = 0; i < WH_ARRAY_SIZE(units); i++)
+		if (strcmp(p, units[i].name) == 0)
+			unit = units[i].n;
+	if (!unit || (fdigits && unit == 1) || v > limit / unit)
+		return WH_EINVAL;
+	v *= unit;
+	/* floor(frac * unit / scale), exactly and without overflow: unit =
+	 * q * scale + r, with frac and r below 10^9. */
+	frac = (unit / scale) * frac + (unit % scale) * frac / scale;
+	if (frac > limit - v)
+		return WH_EINVAL;
+	*bytes = (int64_t)(v + frac);
 	return 0;
 }
 
@@ -208,6 +274,28 @@ int wh_conf_duration(wh_conf *p, const cJSON *v, int64_t *ms)
 		return wh_conf_fail(
 		    p, "invalid duration \"%s\" (examples: \"250ms\", \"30s\", \"1h30m\")",
 		    v->valuestring);
+	return 0;
+}
+
+int wh_conf_size(wh_conf *p, const cJSON *v, int64_t *bytes)
+{
+	/* A bare number is bytes, as a size written without a unit. */
+	if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+		if (d < 0 || d >= 9.2e18 || d != (double)(int64_t)d)
+			return wh_conf_fail(p, "expected a size such as \"64MiB\", \"1GB\" or "
+			                       "\"1048576\" (bytes)");
+		*bytes = (int64_t)d;
+		return 0;
+	}
+	if (!cJSON_IsString(v))
+		return wh_conf_fail(p, "expected a size such as \"64MiB\", \"1GB\" or \"1048576\" "
+		                       "(bytes)");
+	if (wh_size_parse(v->valuestring, bytes) != 0)
+		return wh_conf_fail(p,
+		                    "invalid size \"%s\" (a number of bytes, or with a unit: KiB, "
+		                    "MiB, GiB, TiB, or KB, MB, GB, TB)",
+		                    v->valuestring);
 	return 0;
 }
 
@@ -407,6 +495,18 @@ static int parse_key(wh_conf *p, const wh_conf_key *f, const cJSON *v, char *bas
 		if (f->off != WH_CONF_NOSTORE)
 			*(int64_t *)(void *)(base + f->off) = ms;
 		set = ms != 0;
+		break;
+	}
+	case WH_CONF_SIZE: {
+		int64_t n = 0;
+		rc = wh_conf_size(p, v, &n);
+		if (rc)
+			return rc;
+		if ((f->flags & WH_CONF_POSITIVE) && n <= 0)
+			return wh_conf_fail(p, "must be greater than 0");
+		if (f->off != WH_CONF_NOSTORE)
+			*(int64_t *)(void *)(base + f->off) = n;
+		set = n != 0;
 		break;
 	}
 	case WH_CONF_PORT:
