@@ -159,8 +159,13 @@ static void scrub_table_print(struct scrub_table *t)
 	}
 	for (int i = -1; i < t->n; i++) {
 		const char *const *cell = i < 0 ? head : (const char *const *)t->rows[i].cell;
-		printf("%-*s  %-*s  %-*s  %-*s  %s\n", w[0], cell[0], w[1], cell[1], w[2], cell[2],
-		       w[3], cell[3], cell[4]);
+		char line[2048];
+		int n = snprintf(line, sizeof(line), "%-*s  %-*s  %-*s  %-*s  %s", w[0], cell[0],
+		                 w[1], cell[1], w[2], cell[2], w[3], cell[3], cell[4]);
+		n = n < 0 ? 0 : WH_MIN(n, (int)sizeof(line) - 1);
+		while (n > 0 && line[n - 1] == ' ')
+			n--;
+		printf("%.*s\n", n, line);
 	}
 	fflush(stdout);
 }

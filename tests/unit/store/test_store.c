@@ -403,6 +403,7 @@ static void test_quarantine(bool dedupe)
 	}
 
 	/* A shared copy that is another file (a copy, not a link) stays. */
+	wh_sha256_digest("separate", 8, d2);
 	if (dedupe) {
 		struct stat g;
 		put_blob(st, "c", "separate", d2);
