@@ -691,12 +691,8 @@ void wh_scrub_run(wh_store *st, const wh_scrub_opts *opts, wh_scrub_stats *stats
 static void scrub_thread(void *arg)
 {
 	wh_scrub *sc = arg;
-	sigset_t all;
 	wh_scrub_stats stats;
 
-	/* Signals are the loop's (uv_signal): none lands here. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	if (wait_until(sc, uv_hrtime() + (uint64_t)sc->start_delay_ms * 1000000))
 		return;
 	for (;;) {
@@ -726,7 +722,19 @@ int wh_scrub_start(wh_store *st, const wh_scrub_settings *s, wh_scrub_cached_fn 
 	rc = uv_cond_init(&sc->cond);
 	if (rc < 0)
 		goto fail_cond;
+	/* The thread is born with every asynchronous signal blocked: they are
+	 * the loop's (uv_signal). And sha256 picks its implementation on first
+	 * use, a write nobody guards: let it happen here, before the thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	(void)wh_sha256_impl();
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = uv_thread_create(&sc->thread, scrub_thread, sc);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0)
 		goto fail_thread;
 	wh_log(WH_LOG_INFO, "scrub extension is enabled", "intervalMs", WH_LI,
