@@ -126,7 +126,7 @@ static const wh_conf_key extensions_keys[] = {
     WH_CONF_SUB("ui", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(ui_enable), ui_keys),
     WH_CONF_SUB("metrics", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(metrics_enable), metrics_keys),
     WH_CONF_FN("sync", CFG(sync), wh_sync_conf),
-    WH_CONF_IGNORED("scrub", WH_CONF_WARN),
+    WH_CONF_FN("scrub", CFG(scrub), wh_scrub_conf),
     WH_CONF_IGNORED("lint", WH_CONF_WARN),
     WH_CONF_IGNORED("mgmt", WH_CONF_WARN),
     WH_CONF_IGNORED("apikey", WH_CONF_WARN),
@@ -192,6 +192,7 @@ static void init(wh_config *c)
 	wh_ratelimit_settings_init(&c->ratelimit);
 	wh_log_settings_init(&c->log);
 	wh_sync_settings_init(&c->sync);
+	wh_scrub_settings_init(&c->scrub);
 }
 
 static int finish(wh_conf *p, wh_config *c)

@@ -1,11 +1,17 @@
-/* wharf: the command line. `serve [CONFIG]`, `verify CONFIG`, `--version`,
- * `--help`. Exit status: 0 ok, 1 invalid config or runtime failure, 2 usage. */
+/* wharf: the command line. `serve [CONFIG]`, `verify CONFIG`, `scrub CONFIG`,
+ * `--version`, `--help`. Exit status: 0 ok, 1 invalid config, runtime failure
+ * or (scrub) content affected, 2 usage. */
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "wharf/base/common.h"
@@ -13,6 +19,7 @@
 #include "wharf/net/http.h"
 #include "wharf/base/log.h"
 #include "wharf/app/pipeline.h"
+#include "wharf/store/scrub.h"
 #include "wharf/store/store.h"
 #include "wharf/net/tls.h"
 
@@ -28,10 +35,17 @@ static void usage(FILE *f)
 	        "                         listening on 127.0.0.1:5000; data in %s\n"
 	        "  wharf verify CONFIG    check CONFIG; prints \"config file is valid\" or the\n"
 	        "                         problem with the key's path\n"
+	        "  wharf scrub CONFIG     check, offline, that every image under CONFIG's\n"
+	        "                         rootDirectory still hashes to its digests; prints a\n"
+	        "                         line per image (REPOSITORY TAG STATUS AFFECTED BLOB\n"
+	        "                         ERROR) and logs them; refuses while a server answers\n"
+	        "                         on CONFIG's address and port; reads as fast as the\n"
+	        "                         disk goes unless extensions.scrub.wharf.rate is set\n"
 	        "  wharf --version        print the version\n"
 	        "  wharf --help           this text\n"
 	        "\n"
-	        "exit status: 0 ok, 1 invalid config or runtime failure, 2 usage error\n",
+	        "exit status: 0 ok, 1 invalid config or runtime failure (scrub: or content\n"
+	        "affected), 2 usage error\n",
 	        WHARF_VERSION, WH_DEFAULT_ROOT);
 }
 
@@ -74,6 +88,165 @@ static int cmd_verify(const char *path)
 	wh_config_free(&cfg);
 	return 0;
 }
+
+/* ---- scrub ---- */
+
+/* True when something accepts a TCP connection on the config's address and
+ * port: a server, most likely on this very root (`zot scrub` asks the same
+ * with a GET /v2/). A wildcard address reaches this host. */
+static bool server_answers(const wh_http_settings *h)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	char port[16];
+	bool up = false;
+
+	snprintf(port, sizeof(port), "%d", h->port);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(h->address && *h->address ? h->address : NULL, port, &hints, &res) != 0)
+		return false; /* nothing can listen there either */
+	for (struct addrinfo *ai = res; ai && !up; ai = ai->ai_next) {
+		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+			up = true;
+		} else if (errno == EINPROGRESS) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+			int err = -1;
+			socklen_t len = sizeof(err);
+			up = poll(&pfd, 1, 2000) == 1 &&
+			     getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+		}
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return up;
+}
+
+/* The table `wharf scrub` prints, as `zot scrub` does. */
+struct scrub_row {
+	char *cell[5]; /* repository, tag, status, affected blob, error */
+};
+
+struct scrub_table {
+	struct scrub_row *rows;
+	int n, cap;
+};
+
+static void scrub_row_add(void *arg, const wh_scrub_image *img)
+{
+	struct scrub_table *t = arg;
+	t->rows = wh_grow(t->rows, sizeof(*t->rows), t->n, &t->cap, 64);
+	struct scrub_row *r = &t->rows[t->n++];
+	r->cell[0] = wh_strdup(img->repo);
+	r->cell[1] = wh_strdup(img->tag);
+	r->cell[2] = wh_strdup(img->ok ? "ok" : "affected");
+	r->cell[3] = wh_strdup(img->affected);
+	r->cell[4] = wh_strdup(img->error);
+}
+
+static void scrub_table_print(struct scrub_table *t)
+{
+	static const char *const head[5] = {"REPOSITORY", "TAG", "STATUS", "AFFECTED BLOB",
+	                                    "ERROR"};
+	int w[5];
+	for (int c = 0; c < 5; c++) {
+		w[c] = (int)strlen(head[c]);
+		for (int i = 0; i < t->n; i++)
+			w[c] = WH_MAX(w[c], (int)strlen(t->rows[i].cell[c]));
+	}
+	for (int i = -1; i < t->n; i++) {
+		const char *const *cell = i < 0 ? head : (const char *const *)t->rows[i].cell;
+		char line[2048];
+		int n = snprintf(line, sizeof(line), "%-*s  %-*s  %-*s  %-*s  %s", w[0], cell[0],
+		                 w[1], cell[1], w[2], cell[2], w[3], cell[3], cell[4]);
+		n = n < 0 ? 0 : WH_MIN(n, (int)sizeof(line) - 1);
+		while (n > 0 && line[n - 1] == ' ')
+			n--;
+		printf("%.*s\n", n, line);
+	}
+	fflush(stdout);
+}
+
+static void scrub_table_free(struct scrub_table *t)
+{
+	for (int i = 0; i < t->n; i++)
+		for (int c = 0; c < 5; c++)
+			free(t->rows[i].cell[c]);
+	free(t->rows);
+}
+
+/* One sweep of the root, offline: the server must not be changing it. */
+static int cmd_scrub(const char *path)
+{
+	int rc = 1;
+	wh_config cfg;
+	char err[512];
+	wh_store *store = NULL;
+	struct scrub_table table = {0};
+	struct stat sb;
+
+	if (wh_config_load(path, &cfg, err, sizeof(err)) != 0) {
+		wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error", WH_LS,
+		       err, NULL);
+		fprintf(stderr, "wharf scrub: %s\n", err);
+		return 1;
+	}
+	int lr = wh_log_setup(cfg.log.level, cfg.log.output);
+	if (lr != 0) {
+		fprintf(stderr, "wharf scrub: cannot open log.output %s: %s\n", cfg.log.output,
+		        strerror(-lr));
+		goto out;
+	}
+	print_warnings(&cfg);
+	signal(SIGPIPE, SIG_IGN);
+	if (server_answers(&cfg.http)) {
+		wh_log(WH_LOG_WARN,
+		       "server is running, in order to perform the scrub command the server should "
+		       "be shut down",
+		       "address", WH_LS, cfg.http.address, "port", WH_LI, (long long)cfg.http.port,
+		       NULL);
+		fprintf(stderr,
+		        "wharf scrub: a server answers on %s:%d: stop it first (scrub reads the "
+		        "root offline; a running server checks it itself with extensions.scrub)\n",
+		        cfg.http.address, cfg.http.port);
+		goto out;
+	}
+	/* Opening the store would make a root that is not there: a typo in
+	 * rootDirectory must not read as "everything is fine". */
+	const char *bad_root = stat(cfg.storage.root_dir, &sb) != 0 ? strerror(errno)
+	                       : !S_ISDIR(sb.st_mode)               ? "not a directory"
+	                                                            : NULL;
+	if (bad_root) {
+		fprintf(stderr, "wharf scrub: rootDirectory %s: %s\n", cfg.storage.root_dir,
+		        bad_root);
+		goto out;
+	}
+	int sr = wh_store_open(cfg.storage.root_dir, cfg.storage.dedupe, &store);
+	if (sr != 0) {
+		fprintf(stderr, "wharf scrub: cannot open storage %s: %s\n", cfg.storage.root_dir,
+		        wh_strerror(sr));
+		goto out;
+	}
+	wh_scrub_opts opts = {
+	    .rate = cfg.scrub.rate < 0 ? 0 : cfg.scrub.rate,
+	    .on_image = scrub_row_add,
+	    .on_image_arg = &table,
+	};
+	wh_scrub_stats stats;
+	wh_scrub_run(store, &opts, &stats);
+	scrub_table_print(&table);
+	rc = stats.affected || stats.errors ? 1 : 0;
+out:
+	scrub_table_free(&table);
+	wh_store_close(store);
+	wh_config_free(&cfg);
+	return rc;
+}
+
+/* ---- serve ---- */
 
 struct serve_state {
 	uv_loop_t *loop;
@@ -264,6 +437,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return cmd_verify(argv[2]);
+	}
+	if (strcmp(cmd, "scrub") == 0) {
+		if (argc != 3) {
+			fprintf(stderr, "wharf scrub: expected one argument, the config file\n");
+			usage(stderr);
+			return 2;
+		}
+		return cmd_scrub(argv[2]);
 	}
 	if (strcmp(cmd, "serve") == 0) {
 		if (argc > 3) {

@@ -23,6 +23,7 @@
 #include "wharf/ext/ratelimit.h"
 #include "wharf/oci/response.h"
 #include "wharf/store/gc.h"
+#include "wharf/store/scrub.h"
 
 /* The modules, in the order their functions run within a phase (and start),
  * each with its section of the configuration (its init's settings).
@@ -48,9 +49,10 @@ struct wh_pipeline {
 	uv_loop_t *loop;
 	const wh_config *cfg;
 	wh_store *store;
-	wh_sync *sync; /* NULL without on-demand sync */
-	wh_poll *poll; /* NULL without periodic sync */
-	wh_gc *gc;     /* collection, retention, the cache budget */
+	wh_sync *sync;   /* NULL without on-demand sync */
+	wh_poll *poll;   /* NULL without periodic sync */
+	wh_gc *gc;       /* collection, retention, the cache budget */
+	wh_scrub *scrub; /* NULL without extensions.scrub */
 	wh_module_env env;
 	void *state[WH_ARRAY_SIZE(modules)];
 	int started;  /* modules whose init ran (and succeeded) */
@@ -225,6 +227,14 @@ int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_p
 	if (p->sync)
 		p->poll = wh_poll_new(loop, &cfg->sync, p->sync);
 	wh_gc_start(loop, store, &cfg->storage, &p->gc);
+	/* The scrubber's thread, last. Which images came through the cache
+	 * is the cache's to say (wh_scrub_cached_fn, called on the scrubber's
+	 * thread): until it says, every image counts as pushed, reported and
+	 * never moved aside. */
+	if (cfg->scrub.enable && wh_scrub_start(store, &cfg->scrub, NULL, NULL, &p->scrub) != 0) {
+		wh_pipeline_free(p);
+		return WH_EIO;
+	}
 	*out = p;
 	return 0;
 }
@@ -233,7 +243,9 @@ void wh_pipeline_free(wh_pipeline *p)
 {
 	if (!p)
 		return;
-	/* Periodic sync first: its callbacks wait on sync's fetches. */
+	/* The scrubber first: it touches the store alone, and stops between
+	 * two reads. Then periodic sync: its callbacks wait on sync's fetches. */
+	wh_scrub_stop(p->scrub);
 	wh_poll_free(p->poll);
 	wh_gc_stop(p->gc);
 	for (int i = p->started - 1; i >= 0; i--)

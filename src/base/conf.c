@@ -1,5 +1,5 @@
 /* The configuration engine (conf.h): one walker over the modules' key
- * tables, the typed values, the key path, Go durations. */
+ * tables, the typed values, the key path, Go durations, sizes. */
 #include "wharf/base/conf.h"
 #include "wharf/base/common.h"
 #include "wharf/base/pattern.h"
@@ -18,62 +18,6 @@
  * each with an optional fraction and a unit; "0" alone needs no unit. The
  * result is computed in nanoseconds, as Go does (same overflow limit), then
  * truncated to milliseconds. */
-int wh_size_parse(const char *s, int64_t *bytes)
-{
-	static const struct {
-		const char *name;
-		uint64_t mult;
-	} units[] = {
-	    {"", 1},
-	    {"B", 1},
-	    {"K", 1ULL << 10},
-	    {"KiB", 1ULL << 10},
-	    {"KB", 1000ULL},
-	    {"M", 1ULL << 20},
-	    {"MiB", 1ULL << 20},
-	    {"MB", 1000000ULL},
-	    {"G", 1ULL << 30},
-	    {"GiB", 1ULL << 30},
-	    {"GB", 1000000000ULL},
-	    {"T", 1ULL << 40},
-	    {"TiB", 1ULL << 40},
-	    {"TB", 1000000000000ULL},
-	};
-	const char *p = s;
-	uint64_t v = 0;
-	double frac = 0, scale = 1;
-	int digits = 0;
-
-	if (!p)
-		return WH_EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++, digits++) {
-		if (v > (UINT64_MAX / 2 - 9) / 10)
-			return WH_EINVAL;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	if (*p == '.') {
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (scale < 1e15) {
-				frac = frac * 10 + (*p - '0');
-				scale *= 10;
-			}
-	}
-	if (!digits)
-		return WH_EINVAL;
-	while (*p == ' ')
-		p++;
-	for (size_t i = 0; i < WH_ARRAY_SIZE(units); i++) {
-		if (strcmp(p, units[i].name) != 0)
-			continue;
-		double total = ((double)v + frac / scale) * (double)units[i].mult;
-		if (total >= 9.2e18)
-			return WH_EINVAL;
-		*bytes = (int64_t)total;
-		return 0;
-	}
-	return WH_EINVAL;
-}
-
 int wh_duration_parse(const char *s, int64_t *ms)
 {
 	static const struct {
@@ -142,6 +86,72 @@ int wh_duration_parse(const char *s, int64_t *ms)
 		total += v;
 	}
 	*ms = (int64_t)(total / 1000000);
+	return 0;
+}
+
+/* ---- sizes ---- */
+
+int wh_size_parse(const char *s, int64_t *bytes)
+{
+	static const struct {
+		const char *name;
+		uint64_t n;
+	} units[] = {
+	    {"", 1},
+	    {"B", 1},
+	    {"KiB", 1ULL << 10},
+	    {"MiB", 1ULL << 20},
+	    {"GiB", 1ULL << 30},
+	    {"TiB", 1ULL << 40},
+	    {"KB", 1000ULL},
+	    {"MB", 1000000ULL},
+	    {"GB", 1000000000ULL},
+	    {"TB", 1000000000000ULL},
+	};
+	const uint64_t limit = (uint64_t)INT64_MAX;
+	uint64_t v = 0, frac = 0, scale = 1, unit = 0;
+	int digits = 0, fdigits = 0;
+	const char *p = s;
+
+	if (!p)
+		return WH_EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++, digits++) {
+		if (v > (limit - (uint64_t)(*p - '0')) / 10)
+			return WH_EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		/* Nine digits of a fraction are more than any unit here needs
+		 * (a TiB's billionth is 1100 bytes); the rest only round down. */
+		for (p++; *p >= '0' && *p <= '9'; p++, fdigits++) {
+			if (fdigits < 9) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				scale *= 10;
+			}
+		}
+		if (fdigits == 0)
+			return WH_EINVAL;
+	}
+	if (digits == 0)
+		return WH_EINVAL;
+	if (*p == ' ') {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			return WH_EINVAL; /* spaces, then a unit */
+	}
+	for (size_t i = 0; i < WH_ARRAY_SIZE(units); i++)
+		if (strcmp(p, units[i].name) == 0)
+			unit = units[i].n;
+	if (!unit || (fdigits && unit == 1) || v > limit / unit)
+		return WH_EINVAL;
+	v *= unit;
+	/* floor(frac * unit / scale), exactly and without overflow: unit =
+	 * q * scale + r, with frac and r below 10^9. */
+	frac = (unit / scale) * frac + (unit % scale) * frac / scale;
+	if (frac > limit - v)
+		return WH_EINVAL;
+	*bytes = (int64_t)(v + frac);
 	return 0;
 }
 
@@ -264,6 +274,28 @@ int wh_conf_duration(wh_conf *p, const cJSON *v, int64_t *ms)
 		return wh_conf_fail(
 		    p, "invalid duration \"%s\" (examples: \"250ms\", \"30s\", \"1h30m\")",
 		    v->valuestring);
+	return 0;
+}
+
+int wh_conf_size(wh_conf *p, const cJSON *v, int64_t *bytes)
+{
+	/* A bare number is bytes, as a size written without a unit. */
+	if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+		if (d < 0 || d >= 9.2e18 || d != (double)(int64_t)d)
+			return wh_conf_fail(p, "expected a size such as \"64MiB\", \"1GB\" or "
+			                       "\"1048576\" (bytes)");
+		*bytes = (int64_t)d;
+		return 0;
+	}
+	if (!cJSON_IsString(v))
+		return wh_conf_fail(p, "expected a size such as \"64MiB\", \"1GB\" or \"1048576\" "
+		                       "(bytes)");
+	if (wh_size_parse(v->valuestring, bytes) != 0)
+		return wh_conf_fail(p,
+		                    "invalid size \"%s\" (a number of bytes, or with a unit: KiB, "
+		                    "MiB, GiB, TiB, or KB, MB, GB, TB)",
+		                    v->valuestring);
 	return 0;
 }
 
@@ -466,18 +498,15 @@ static int parse_key(wh_conf *p, const wh_conf_key *f, const cJSON *v, char *bas
 		break;
 	}
 	case WH_CONF_SIZE: {
-		int64_t bytes = 0;
-		if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 9.2e18 &&
-		    v->valuedouble == (double)(int64_t)v->valuedouble) {
-			bytes = (int64_t)v->valuedouble;
-		} else if (!cJSON_IsString(v) || wh_size_parse(v->valuestring, &bytes) < 0) {
-			return wh_conf_fail(p, "expected a size (\"20GiB\", \"512MB\", bytes)");
-		}
-		if ((f->flags & WH_CONF_POSITIVE) && bytes <= 0)
+		int64_t n = 0;
+		rc = wh_conf_size(p, v, &n);
+		if (rc)
+			return rc;
+		if ((f->flags & WH_CONF_POSITIVE) && n <= 0)
 			return wh_conf_fail(p, "must be greater than 0");
 		if (f->off != WH_CONF_NOSTORE)
-			*(int64_t *)(void *)(base + f->off) = bytes;
-		set = bytes != 0;
+			*(int64_t *)(void *)(base + f->off) = n;
+		set = n != 0;
 		break;
 	}
 	case WH_CONF_PORT:

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -1261,6 +1262,92 @@ out:
 	if (rc < 0)
 		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
 		       digest, "error", WH_LS, wh_strerror(rc), NULL);
+	return rc;
+}
+
+/* ---- corrupt blobs ---- */
+
+/* Names tried in .wharf/corrupt for one digest within one second. */
+#define QUARANTINE_NAMES 100
+
+/* A file found corrupt may be the one copy of its bytes that anyone has:
+ * it is kept (under .wharf/corrupt, which nothing reads) for whoever
+ * investigates, never deleted. Its new name is taken with link(2), which
+ * never replaces what is there; a filesystem without hard links gets a
+ * rename to a name checked free under the lock. */
+int wh_store_blob_quarantine(wh_store *st, const char *repo, const char *digest)
+{
+	char src[PATH_MAX], dir[PATH_MAX], dst[PATH_MAX], global[PATH_MAX];
+	struct stat sb, gb;
+	long long now = (long long)time(NULL);
+	int rc;
+
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, repo, digest, src);
+	if (rc == 0)
+		rc = path_fmt(dir, sizeof(dir), "%s/.wharf/corrupt", st->root);
+	if (rc == 0)
+		rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
+		              digest_hex(digest));
+	if (rc < 0)
+		return rc;
+
+	uv_mutex_lock(&st->lock);
+	if (lstat(src, &sb) < 0) {
+		rc = (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
+		goto unlock;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		rc = WH_ENOTFOUND;
+		goto unlock;
+	}
+	rc = mkdir_p(dir);
+	if (rc < 0)
+		goto unlock;
+	rc = -EEXIST;
+	for (int n = 0; n < QUARANTINE_NAMES && rc == -EEXIST; n++) {
+		rc =
+		    n ? path_fmt(dst, sizeof(dst), "%s/%s.%lld.%d", dir, digest_hex(digest), now, n)
+		      : path_fmt(dst, sizeof(dst), "%s/%s.%lld", dir, digest_hex(digest), now);
+		if (rc < 0)
+			break;
+		if (link(src, dst) == 0) {
+			rc = unlink(src) < 0 ? -errno : 0;
+			if (rc < 0)
+				unlink(dst); /* as it was: the blob stays where it is */
+		} else if (errno == EEXIST) {
+			rc = -EEXIST;
+		} else if (errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP ||
+		           errno == EMLINK || errno == EXDEV) {
+			struct stat taken;
+			if (lstat(dst, &taken) == 0)
+				rc = -EEXIST;
+			else
+				rc = rename(src, dst) < 0 ? -errno : 0;
+		} else {
+			rc = -errno;
+		}
+	}
+	if (rc < 0)
+		goto unlock;
+	wh_log(WH_LOG_WARN, "moved corrupt blob aside", "repo", WH_LS, repo, "digest", WH_LS,
+	       digest, "path", WH_LS, dst, NULL);
+	/* The blob is out of the repository once its directory says so. */
+	rc = fsync_parent(src);
+	if (rc == 0)
+		rc = fsync_dir(dir);
+	if (lstat(global, &gb) == 0 && gb.st_dev == sb.st_dev && gb.st_ino == sb.st_ino) {
+		if (unlink(global) < 0)
+			rc = rc ? rc : -errno;
+		else if (rc == 0)
+			rc = fsync_parent(global);
+	}
+unlock:
+	uv_mutex_unlock(&st->lock);
+	if (rc < 0 && rc != WH_ENOTFOUND)
+		wh_log(WH_LOG_ERROR, "cannot move corrupt blob aside", "repo", WH_LS, repo,
+		       "digest", WH_LS, digest, "error", WH_LS, wh_strerror(rc), NULL);
 	return rc;
 }
 

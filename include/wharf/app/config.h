@@ -24,6 +24,7 @@
 #include "wharf/ext/ratelimit.h"
 #include "wharf/net/http.h"
 #include "wharf/net/tls.h"
+#include "wharf/store/scrub.h"
 #include "wharf/store/store.h"
 
 /* Where `wharf serve` keeps its data without a config file. */
@@ -42,6 +43,7 @@ typedef struct wh_config {
 	wh_ratelimit_settings ratelimit; /* http.ratelimit, http.wharf.trustedProxies */
 	wh_log_settings log;             /* log (log.h) */
 	wh_sync_settings sync;           /* extensions.sync (sync.h, upstream.h) */
+	wh_scrub_settings scrub;         /* extensions.scrub (scrub.h) */
 
 	/* extensions: as in Zot, an extension whose object is present is enabled
 	 * unless its "enable" is false */

@@ -46,7 +46,7 @@ typedef enum wh_conf_type {
 	WH_CONF_INT,      /* int, >= 0 (> 0 with WH_CONF_POSITIVE) */
 	WH_CONF_DURATION, /* int64_t milliseconds */
 	WH_CONF_PORT,     /* int 1..65535, from a string or a number */
-	WH_CONF_SIZE,     /* int64_t bytes: "20GiB", "512MB", "1.5G", or a number */
+	WH_CONF_SIZE,     /* int64_t bytes: "512MiB", "20GB", "1048576" or a number */
 	WH_CONF_OBJECT,   /* nested keys (sub), same base */
 	WH_CONF_SECTION,  /* nested keys (sub) of the struct at base + off */
 	/* No key of its own: sub's keys are looked up as if they were in this
@@ -60,7 +60,7 @@ typedef enum wh_conf_type {
 enum {
 	WH_CONF_WARN = 1 << 0,        /* not implemented: warn when present */
 	WH_CONF_WARN_IF_SET = 1 << 1, /* not implemented: warn when true, non-zero or non-empty */
-	WH_CONF_POSITIVE = 1 << 2,    /* INT, DURATION: must be > 0 */
+	WH_CONF_POSITIVE = 1 << 2,    /* INT, DURATION, SIZE: must be > 0 */
 	WH_CONF_NONEMPTY = 1 << 3,    /* STRING: must not be "" */
 	WH_CONF_PRESENCE = 1 << 4,    /* OBJECT: the bool at off is set true when present */
 	/* A security key Wharf does not implement: an error, never a warning. A
@@ -131,6 +131,7 @@ void wh_conf_notice(wh_conf *c, const char *what);
 /* Typed values for custom parsers. */
 int wh_conf_int(wh_conf *c, const cJSON *v, int min, int max, int *out);
 int wh_conf_duration(wh_conf *c, const cJSON *v, int64_t *ms);
+int wh_conf_size(wh_conf *c, const cJSON *v, int64_t *bytes);
 /* An array of strings, appended to *out / *n (kept NULL-terminated). */
 int wh_conf_strv(wh_conf *c, const cJSON *v, char ***out, int *n);
 void wh_conf_strv_free(char **v, int n);
@@ -156,9 +157,13 @@ void wh_conf_lower(char *s);
  * WH_EINVAL. Fractions are accepted ("1.5h"); negative values are not. */
 int wh_duration_parse(const char *s, int64_t *ms);
 
-/* A size: digits (a fraction allowed) and an optional unit, binary (K, KiB,
- * M, MiB, G, GiB, T, TiB) or decimal (KB, MB, GB, TB), B or none for bytes.
- * Returns 0 and sets *bytes, or WH_EINVAL. */
+/* A size in bytes: a whole number, then optional spaces and a unit: none or
+ * "B" (bytes), "KiB", "MiB", "GiB", "TiB" (powers of 1024) or "KB", "MB",
+ * "GB", "TB" (powers of 1000), as written (case matters: "mb" is refused,
+ * it could mean bits). A fraction is accepted with a unit other than bytes
+ * ("1.5GiB"; the result is rounded down). Returns 0 and sets *bytes, or
+ * WH_EINVAL (nothing, a negative number, an unknown unit, more than
+ * INT64_MAX bytes). */
 int wh_size_parse(const char *s, int64_t *bytes);
 
 /* Free what wh_conf collected. */

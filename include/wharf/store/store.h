@@ -94,6 +94,23 @@ int wh_store_blob_open(wh_store *st, const char *repo, const char *digest, int *
  * too, never from under a tag. */
 int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest);
 
+/* Move repo's copy of a blob found corrupt aside, so that repo no longer
+ * holds it and a pull through the cache fetches a good copy again:
+ * <root>/<repo>/blobs/sha256/<hex> is renamed to
+ * <root>/.wharf/corrupt/<hex>.<unix time>[.<n>] (the directory created as
+ * needed; what is there is never replaced), and .wharf/blobs/sha256/<hex>
+ * is unlinked too when it is the same file (the same inode): otherwise the
+ * next publish of the digest would link the corrupt bytes back in. Other
+ * repositories' links to the same bytes are left to each (the scrubber
+ * finds them there too). Works for a manifest's bytes as well: index.json
+ * is not changed, so the manifest reads as missing until it is stored
+ * again; the loop's cache of small manifests (read-through, by digest) is
+ * not touched. Takes st->lock itself, with fsyncs of the directories
+ * involved: callable from any thread (the scrubber's), never from the
+ * loop. Logs "moved corrupt blob aside". Returns 0; WH_ENOTFOUND when repo
+ * does not hold the blob; WH_EINVAL for a bad name or digest; -errno. */
+int wh_store_blob_quarantine(wh_store *st, const char *repo, const char *digest);
+
 /* Make a blob that from_repo holds present in repo (hard link; a copy only
  * if the filesystem refuses links). WH_ENOTFOUND if from_repo does not hold it;
  * 0 if repo holds it already. */

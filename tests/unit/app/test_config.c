@@ -146,6 +146,7 @@ static void test_defaults_when_absent(void)
 	CHECK(c.storage.gc_delay_ms == 3600000 && c.storage.gc_interval_ms == 3600000);
 	CHECK(c.log.level == WH_LOG_INFO);
 	CHECK(!c.search_enable && !c.ui_enable && !c.metrics_enable && !c.sync.enable);
+	CHECK(!c.scrub.enable);
 	CHECK(c.sync.n_registries == 0 && c.n_warnings == 0);
 	CHECK(c.dist_spec_version == NULL);
 	wh_config_free(&c);
@@ -451,7 +452,6 @@ static void test_warnings(void)
 	    "extensions.search.cve",
 	    "extensions.metrics.prometheus",
 	    "extensions.sync.downloadDir",
-	    "extensions.scrub",
 	    "extensions.lint",
 	    "extensions.trust",
 	    "extensions.mgmt",
@@ -795,6 +795,71 @@ static void test_examples(void)
 	wh_config_free(&c);
 }
 
+/* extensions.scrub: present is enabled (as Zot), interval 24h by default and
+ * at least 2h (raised, with a notice, as Zot), Wharf's rate and start delay
+ * under wharf. */
+static void test_scrub(void)
+{
+	wh_config c;
+	char err[512] = "";
+
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {}}}", &c, err,
+	            sizeof(err)) == 0);
+	CHECK(c.scrub.enable && c.scrub.interval_ms == 24 * 3600000LL);
+	CHECK(c.scrub.rate == -1 && c.scrub.start_delay_ms == 60000);
+	CHECK(c.n_warnings == 0 && c.n_notices == 0);
+	wh_config_free(&c);
+
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {'enable': true,"
+	            " 'interval': '6h', 'wharf': {'rate': '50MiB', 'startDelay': '100ms'}}}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK(c.scrub.enable && c.scrub.interval_ms == 6 * 3600000LL);
+	CHECK(c.scrub.rate == 50LL << 20 && c.scrub.start_delay_ms == 100);
+	CHECK(c.n_notices == 0);
+	wh_config_free(&c);
+
+	/* Below 2h: 2h, and a notice naming the key. Rate 0: no limit. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'Scrub': {'interval':"
+	            " '10m', 'wharf': {'rate': 0}}}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK(c.scrub.enable && c.scrub.interval_ms == 2 * 3600000LL && c.scrub.rate == 0);
+	CHECK(c.n_notices == 1 && strstr(c.notices[0], "extensions.Scrub.interval: ") &&
+	      strstr(c.notices[0], "raised to 2h"));
+	wh_config_free(&c);
+
+	/* Disabled: no notice, nothing runs. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {'enable':"
+	            " false, 'interval': '1m'}}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK(!c.scrub.enable && c.n_notices == 0);
+	wh_config_free(&c);
+
+	static const struct {
+		const char *json, *err;
+	} refused[] = {
+	    {"{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {'interval': 'daily'}}}",
+	     "extensions.scrub.interval: invalid duration"},
+	    {"{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {'wharf': {'rate':"
+	     " '50mb'}}}}",
+	     "extensions.scrub.wharf.rate: invalid size \"50mb\""},
+	    {"{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {'wharf': {'rate':"
+	     " -5}}}}",
+	     "extensions.scrub.wharf.rate: expected a size"},
+	    {"{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {'speed': 1}}}",
+	     "extensions.scrub.speed: unknown key"},
+	    {"{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': {'enable': 'yes'}}}",
+	     "extensions.scrub.enable: expected a boolean"},
+	    {"{'storage': {'rootDirectory': '/r'}, 'extensions': {'scrub': []}}",
+	     "extensions.scrub: expected an object"},
+	};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(refused); i++) {
+		CHECK(parse(refused[i].json, &c, err, sizeof(err)) == WH_EINVAL);
+		CHECK(strncmp(err, refused[i].err, strlen(refused[i].err)) == 0);
+		if (strncmp(err, refused[i].err, strlen(refused[i].err)) != 0)
+			fprintf(stderr, "  got \"%s\", want \"%s...\"\n", err, refused[i].err);
+	}
+}
+
 int main(void)
 {
 	test_classic();
@@ -805,6 +870,7 @@ int main(void)
 	test_warnings();
 	test_auth();
 	test_durations();
+	test_scrub();
 	test_load();
 	test_examples();
 	CHECK_DONE();

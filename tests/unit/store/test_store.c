@@ -342,6 +342,89 @@ static void test_blobs(bool dedupe)
 	wh_store_close(st);
 }
 
+/* Corrupt bytes moved aside: out of the repository (and out of the shared
+ * copy when it is the same file, so the next publish does not link them
+ * back), kept under .wharf/corrupt under a name never reused; other
+ * repositories' links stay; publishing the digest again gives a fresh
+ * file. */
+static void test_quarantine(bool dedupe)
+{
+	char d[WH_DIGEST_LEN + 1], d2[WH_DIGEST_LEN + 1], rel[PATH_MAX], p[PATH_MAX];
+	wh_store *st = NULL;
+	struct stat before, after;
+	int64_t size = -1;
+
+	new_root();
+	CHECK(wh_store_open(root, dedupe, &st) == 0);
+	CHECK(put_blob(st, "a", "corrupt me", d) == 0);
+	CHECK(put_blob(st, "b", "corrupt me", d) == 0);
+	path_of(p, blob_rel(rel, "a", d));
+	CHECK(stat(p, &before) == 0);
+	CHECK(!exists(".wharf/corrupt"));
+
+	CHECK(wh_store_blob_quarantine(st, "a", d) == 0);
+	CHECK(wh_store_blob_stat(st, "a", d, &size) == WH_ENOTFOUND);
+	CHECK(wh_store_blob_stat(st, "b", d, &size) == 0); /* b's link is b's business */
+	FMT(rel, sizeof(rel), ".wharf/blobs/sha256/%s", d + 7);
+	CHECK(!exists(rel));
+	CHECK(count_dir(".wharf/corrupt") == 1);
+	{
+		/* <hex>.<unix time>, the same inode */
+		DIR *dir;
+		struct dirent *de;
+		path_of(p, ".wharf/corrupt");
+		dir = opendir(p);
+		while (dir && (de = readdir(dir)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			CHECK(strncmp(de->d_name, d + 7, WH_DIGEST_HEX) == 0);
+			CHECK(de->d_name[WH_DIGEST_HEX] == '.');
+			FMT(rel, sizeof(rel), ".wharf/corrupt/%s", de->d_name);
+			path_of(p, rel);
+			CHECK(stat(p, &after) == 0 && after.st_ino == before.st_ino);
+		}
+		if (dir)
+			closedir(dir);
+	}
+
+	/* Again for b, within the same second: a second name, nothing replaced. */
+	CHECK(wh_store_blob_quarantine(st, "b", d) == 0);
+	CHECK(wh_store_blob_stat(st, "b", d, &size) == WH_ENOTFOUND);
+	CHECK(count_dir(".wharf/corrupt") == 2);
+
+	/* The next publish is a new file, not the old bytes linked back. */
+	CHECK(put_blob(st, "a", "corrupt me", d) == 0);
+	path_of(p, blob_rel(rel, "a", d));
+	CHECK(stat(p, &after) == 0 && after.st_ino != before.st_ino);
+	if (dedupe) {
+		FMT(rel, sizeof(rel), ".wharf/blobs/sha256/%s", d + 7);
+		path_of(p, rel);
+		CHECK(stat(p, &after) == 0 && after.st_ino != before.st_ino && after.st_nlink == 2);
+	}
+
+	/* A shared copy that is another file (a copy, not a link) stays. */
+	wh_sha256_digest("separate", 8, d2);
+	if (dedupe) {
+		struct stat g;
+		put_blob(st, "c", "separate", d2);
+		path_of(p, blob_rel(rel, "c", d2));
+		CHECK(unlink(p) == 0);
+		write_text(blob_rel(rel, "c", d2), "separaTe");
+		CHECK(wh_store_blob_quarantine(st, "c", d2) == 0);
+		FMT(rel, sizeof(rel), ".wharf/blobs/sha256/%s", d2 + 7);
+		path_of(p, rel);
+		CHECK(stat(p, &g) == 0 && g.st_nlink == 1);
+	}
+
+	/* Nothing there, or nothing valid. */
+	CHECK(wh_store_blob_quarantine(st, "a", d2) == WH_ENOTFOUND);
+	CHECK(wh_store_blob_quarantine(st, "nope", d) == WH_ENOTFOUND);
+	CHECK(wh_store_blob_quarantine(st, "../a", d) == WH_EINVAL);
+	CHECK(wh_store_blob_quarantine(st, "a", BAD_DIGEST) == WH_EINVAL);
+	CHECK(count_dir(".wharf/corrupt") == (dedupe ? 3 : 2));
+	wh_store_close(st);
+}
+
 static void test_uploads(void)
 {
 	char id[37], id2[37], d[WH_DIGEST_LEN + 1], rel[PATH_MAX];
@@ -1399,6 +1482,8 @@ int main(void)
 	test_open_removes_leftovers();
 	test_blobs(false);
 	test_blobs(true);
+	test_quarantine(false);
+	test_quarantine(true);
 	test_uploads();
 	test_upload_restart();
 	test_upload_eviction();
