@@ -137,9 +137,18 @@ static bool digest_ok(const char *digest)
 	return digest && wh_digest_check(digest, strlen(digest)) == WH_DIGEST_OK;
 }
 
+/* A full disk is the caller's to report, once, with what it was doing for
+ * whom (a request, a fetch: wh_err_disk_full); the store's own line about
+ * it is a detail, for debugging. Every other failure is an error here. */
+static int err_level(int err)
+{
+	return wh_err_disk_full(err) ? WH_LOG_DEBUG : WH_LOG_ERROR;
+}
+
 static void log_err(const char *message, const char *path, int err)
 {
-	wh_log(WH_LOG_ERROR, message, "path", WH_LS, path, "error", WH_LS, wh_strerror(err), NULL);
+	wh_log(err_level(err), message, "path", WH_LS, path, "error", WH_LS, wh_strerror(err),
+	       NULL);
 }
 
 static void hex_encode(const unsigned char *in, size_t n, char *out)
@@ -1151,7 +1160,7 @@ out:
 	if (!consumed)
 		unlink(tmp_path);
 	if (rc < 0)
-		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
+		wh_log(err_level(rc), "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
 		       digest, "error", WH_LS, wh_strerror(rc), NULL);
 	return rc;
 }
@@ -2021,7 +2030,7 @@ static void publish_run(struct store_op *op)
 		rc = fsync_path(op->path);
 		if (rc < 0) {
 			unlink(op->path);
-			wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, op->repo,
+			wh_log(err_level(rc), "cannot publish blob", "repo", WH_LS, op->repo,
 			       "digest", WH_LS, op->digest, "error", WH_LS, wh_strerror(rc), NULL);
 			goto out;
 		}
@@ -2046,7 +2055,7 @@ static int publish_prepare(wh_store *st, const char *repo, const char *tmp_path,
 		rc = -ENAMETOOLONG;
 	if (rc < 0) {
 		unlink(tmp_path);
-		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
+		wh_log(err_level(rc), "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
 		       digest, "error", WH_LS, wh_strerror(rc), NULL);
 		return rc;
 	}
