@@ -164,6 +164,30 @@ static void log_start(const wh_config *cfg, int port)
 		       "listen", WH_LS, listen, NULL);
 }
 
+static void uploads_swept(int rc, void *arg)
+{
+	(void)arg;
+	if (rc < 0)
+		wh_log(WH_LOG_WARN, "cannot remove stale upload sessions", "error", WH_LS,
+		       wh_strerror(rc), NULL);
+	else
+		wh_log(WH_LOG_INFO, "removed stale upload sessions", "count", WH_LI, (long long)rc,
+		       NULL);
+}
+
+/* Upload sessions nobody finished (a client that left, a crash) hold their
+ * bytes until a sweep: one at start, with storage.gcDelay as their age,
+ * in the thread pool while the server starts. Without gc nothing is
+ * collected, as in Zot. */
+static void uploads_sweep(uv_loop_t *loop, wh_store *store, const wh_store_settings *s)
+{
+	if (!s->gc)
+		return;
+	int rc = wh_store_uploads_sweep_async(loop, store, s->gc_delay_ms, uploads_swept, NULL);
+	if (rc != 0)
+		uploads_swept(rc, NULL);
+}
+
 static int cmd_serve(const char *path)
 {
 	int rc = 1;
@@ -201,6 +225,7 @@ static int cmd_serve(const char *path)
 		       cfg.storage.root_dir, "error", WH_LS, wh_strerror(sr), NULL);
 		goto out;
 	}
+	uploads_sweep(loop, store, &cfg.storage);
 	if (cfg.tls.cert) {
 		if (wh_tls_new(&cfg.tls, &st.tls, err, sizeof(err)) != 0) {
 			wh_log(WH_LOG_ERROR, "cannot set up TLS", "error", WH_LS, err, NULL);
