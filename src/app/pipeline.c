@@ -197,6 +197,13 @@ static void *state_of(const wh_module_env *env, const wh_module *m)
 	return NULL;
 }
 
+/* A fill that found the disk full asks the cache budget to evict. */
+static int make_room(void *arg, int64_t bytes, void (*done)(void *done_arg, int rc), void *done_arg)
+{
+	wh_gc_make_room(arg, bytes, done, done_arg);
+	return 0;
+}
+
 int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_pipeline **out)
 {
 	*out = NULL;
@@ -227,6 +234,8 @@ int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_p
 	if (p->sync)
 		p->poll = wh_poll_new(loop, &cfg->sync, p->sync);
 	wh_gc_start(loop, store, &cfg->storage, &p->gc);
+	if (p->sync)
+		wh_sync_set_make_room(p->sync, make_room, p->gc);
 	/* The scrubber's thread, last. Which images came through the cache
 	 * is the cache's to say (wh_scrub_cached_fn, called on the scrubber's
 	 * thread): until it says, every image counts as pushed, reported and

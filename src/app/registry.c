@@ -289,15 +289,23 @@ static int upload_body(wh_req *req, const char *data, size_t len)
 	if (x->body_err)
 		return 0; /* dropped: the session is no use any more */
 	int rc = wh_upload_write(x->up, data, len);
-	if (rc != 0 && x->mount[0]) {
+	if (rc == 0)
+		return 0;
+	if (wh_err_disk_full(rc) && wh_store_upload_cancel_async(x->reg->loop, x->reg->store, x->up,
+	                                                         cancelled, NULL) == 0) {
+		/* What it holds would keep the disk full for every other push
+		 * and fill until someone removed it: the session goes now, its
+		 * bytes with it (a client that resumes is told it is unknown).
+		 * Another failure leaves it, consistent, to be resumed. */
+		x->up = NULL;
+		x->finished = true;
+	}
+	if (x->mount[0]) {
 		x->body_err = rc; /* the mount may still make the upload moot */
 		return 0;
 	}
-	if (rc != 0) {
-		wh_oci_storage_error(req, rc);
-		return -1;
-	}
-	return 0;
+	wh_oci_storage_error(req, rc);
+	return -1;
 }
 
 /* Begin waiting on the store operation whose queuing returned rc, with w
@@ -584,6 +592,8 @@ static void mount_failed(wh_req *req, struct rctx *x)
 	x->mount[0] = '\0';
 	if (x->fallback_err)
 		wh_oci_storage_error(req, x->fallback_err);
+	else if (x->body_err)
+		wh_oci_storage_error(req, x->body_err); /* its session may be gone already */
 	else if (x->up)
 		upload_body_end(req); /* a monolithic upload's body is in */
 	else

@@ -40,6 +40,11 @@ const char *wh_strerror(int err)
 	return "unknown error";
 }
 
+bool wh_err_disk_full(int err)
+{
+	return err == -ENOSPC || err == -EDQUOT;
+}
+
 static void oom(size_t n)
 {
 	fprintf(stderr, "wharf: out of memory allocating %zu bytes\n", n);

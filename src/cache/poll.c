@@ -452,8 +452,10 @@ static void on_item(void *arg, int err, bool changed)
 	struct job *j = arg;
 	(void)changed;
 	if (err != 0) {
-		image_fail(j, j->cur.manifest ? "cannot fetch a child manifest"
-		                              : "cannot fetch a blob");
+		/* Our storage's failure says so (a full disk), not the fetch's. */
+		image_fail(j, err != WH_EUPSTREAM ? wh_strerror(err)
+		              : j->cur.manifest   ? "cannot fetch a child manifest"
+		                                  : "cannot fetch a blob");
 		return;
 	}
 	j->fetched++;
@@ -471,7 +473,7 @@ static void on_tag(void *arg, int err, bool changed)
 {
 	struct job *j = arg;
 	if (err != 0) {
-		image_fail(j, "cannot fetch the manifest");
+		image_fail(j, err != WH_EUPSTREAM ? wh_strerror(err) : "cannot fetch the manifest");
 		return;
 	}
 	if (changed)

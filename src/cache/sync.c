@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -97,8 +98,12 @@ struct mfetch {
 	/* The manifest is being stored (wh_store_manifest_put_async): everyone
 	 * waiting is answered from the store once it is there. */
 	bool storing;
-	bool orphan;                    /* sync was freed while storing: m_stored frees it */
+	bool orphan; /* sync was freed while storing (or making room): the callback frees it */
 	char digest[WH_DIGEST_LEN + 1]; /* of the manifest being stored */
+	char media_type[sizeof(((wh_manifest_doc *)0)->media_type)]; /* its type (the check's) */
+	int store_err; /* the store could not take it (-errno, WH_E*): ours, not the upstream's */
+	bool making_room; /* the disk was full: the room-making hook is at work */
+	bool retried;     /* it made room once already */
 };
 
 /* A blob being fetched: the tee. */
@@ -122,9 +127,14 @@ struct bfetch {
 	int64_t written;
 	bool got_head;
 	bool size_wrong; /* the upstream's length is not the declared one */
-	int write_err;   /* errno of a failed write to the temp file (ENOSPC...) */
-	int resumes;     /* Range requests sent after cuts */
-	bool resuming;   /* the next head is a resumed transfer's */
+	/* Our storage failed the fill (-errno: a write to the temp file, its
+	 * reservation): not the upstream's doing. */
+	int store_err;
+	int64_t needed;   /* then: the bytes it needs (the blob's size, when known) */
+	bool making_room; /* the disk was full: the room-making hook is at work */
+	bool retried;     /* it made room once already */
+	int resumes;      /* Range requests sent after cuts */
+	bool resuming;    /* the next head is a resumed transfer's */
 	bool resume_failed;
 	int64_t skip; /* body bytes to drop: a resume answered from the start */
 	bool fetch_done;
@@ -191,6 +201,8 @@ struct wh_sync {
 	wh_list listings; /* struct lentry, most recently stored first */
 	int n_listings;
 	size_t listings_bytes;
+	wh_sync_make_room_fn make_room; /* NULL: a full disk fails the fill */
+	void *make_room_arg;
 };
 
 /* ---- names ---- */
@@ -454,13 +466,13 @@ static int64_t declared_size(const wh_sync *s, const wh_sync_map *map, const cha
 
 /* ---- errors ---- */
 
-/* A "status" meaning our own storage failed, not the upstream. */
-#define STORAGE_FAILED (-1)
-
-static void upstream_error(wh_req *req, int status, bool blob, const char *what)
+/* The answer to a fetch that failed: store_err (non-zero) when our own
+ * storage could not take what the upstream sent (507 for a full disk, else
+ * 500), else the upstream's status. */
+static void fetch_error(wh_req *req, int store_err, int status, bool blob, const char *what)
 {
-	if (status == STORAGE_FAILED)
-		wh_oci_error(req, 500, "UNKNOWN", "storage error: the cache cannot store it", what);
+	if (store_err)
+		wh_oci_storage_answer(req, store_err, what);
 	else if ((status == 404 || status == 401 || status == 403) && blob)
 		wh_oci_blob_unknown(req, what);
 	else if (status == 404 || status == 401 || status == 403)
@@ -570,9 +582,13 @@ static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why
 		if (ok)
 			wh_serve_manifest(req, f->s->store, f->name, f->ref);
 		else
-			upstream_error(req, status, false, why);
+			fetch_error(req, f->store_err, status, false, why);
 	}
-	notes_fire(&f->notes, ok && !f->up_failed ? 0 : WH_EUPSTREAM, f->changed);
+	notes_fire(&f->notes,
+	           f->store_err          ? f->store_err
+	           : ok && !f->up_failed ? 0
+	                                 : WH_EUPSTREAM,
+	           f->changed);
 	free(f->body.buf);
 	free(f);
 }
@@ -581,11 +597,8 @@ static void mfetch_stale_or_error(struct mfetch *f, int status, const char *why)
 {
 	f->up_failed = true;
 	if (f->had_local) {
-		wh_log(WH_LOG_WARN,
-		       status == STORAGE_FAILED
-		           ? "cannot store the synced manifest, serving the cached one"
-		           : "upstream unavailable, serving the cached manifest",
-		       "repo", WH_LS, f->name, "reference", WH_LS, f->ref, "upstream", WH_LS,
+		wh_log(WH_LOG_WARN, "upstream unavailable, serving the cached manifest", "repo",
+		       WH_LS, f->name, "reference", WH_LS, f->ref, "upstream", WH_LS,
 		       f->map.reg->urls[0], "error", WH_LS, why, NULL);
 		/* Asked again after a short while, not by every request meanwhile. */
 		if (!f->by_digest)
@@ -667,14 +680,74 @@ static void note_sizes(wh_sync *s, const wh_sync_map *map, const wh_manifest_doc
 	}
 }
 
+/* Ask the room-making hook for room, once per fill: true when it took the
+ * request (done fires then, maybe before this returns), false when there is
+ * no hook, the fill had its one try, or the hook refused at once. */
+static bool ask_room(wh_sync *s, bool *retried, int64_t bytes, const char *repo, const char *what,
+                     void (*done)(void *, int), void *arg)
+{
+	if (!s->make_room || *retried)
+		return false;
+	*retried = true;
+	wh_log(WH_LOG_INFO, "storage is full, making room to fill the cache", "repo", WH_LS, repo,
+	       "object", WH_LS, what, "bytes", WH_LI, (long long)bytes, NULL);
+	return s->make_room(s->make_room_arg, bytes, done, arg) == 0;
+}
+
+/* The store could not take the synced manifest (f->store_err): our
+ * failure, told as such, once. A cached copy is still served. */
+static void mfetch_store_failed(struct mfetch *f)
+{
+	int rc = f->store_err;
+	wh_log(WH_LOG_ERROR, wh_err_disk_full(rc) ? "disk full" : "cannot store synced manifest",
+	       "repo", WH_LS, f->name, "reference", WH_LS, f->ref, "digest", WH_LS, f->digest,
+	       "error", WH_LS, wh_strerror(rc), "cached", WH_LB, f->had_local, "retried", WH_LB,
+	       f->retried, NULL);
+	f->up_failed = true;
+	if (f->had_local) {
+		/* Asked again after a short while, not by every request meanwhile. */
+		if (!f->by_digest)
+			mark_checked(f->s, &f->map, f->name, f->ref, RECHECK_AFTER_ERROR_MS);
+		mfetch_finish(f, true, 0, NULL);
+		return;
+	}
+	mfetch_finish(f, false, 0, wh_strerror(rc));
+}
+
+static void mfetch_store(struct mfetch *f);
+
+static void m_room_made(void *arg, int rc)
+{
+	struct mfetch *f = arg;
+	f->making_room = false;
+	if (f->orphan) {
+		/* sync is gone, and with it everyone who waited. */
+		free(f->body.buf);
+		free(f);
+		return;
+	}
+	if (rc != 0) {
+		mfetch_store_failed(f);
+		return;
+	}
+	f->store_err = 0;
+	mfetch_store(f); /* the bytes are still here: only the store is tried again */
+}
+
 /* The upstream's manifest is in the store (rc 0), or could not be put there. */
 static void mfetch_stored(struct mfetch *f, int rc)
 {
 	wh_sync *s = f->s;
 	if (rc != 0) {
-		wh_log(WH_LOG_ERROR, "cannot store synced manifest", "repo", WH_LS, f->name,
-		       "error", WH_LS, wh_strerror(rc), NULL);
-		mfetch_stale_or_error(f, STORAGE_FAILED, wh_strerror(rc));
+		f->store_err = rc;
+		if (wh_err_disk_full(rc)) {
+			f->making_room = true;
+			if (ask_room(s, &f->retried, (int64_t)f->body.len, f->name, f->digest,
+			             m_room_made, f))
+				return; /* m_room_made goes on */
+			f->making_room = false;
+		}
+		mfetch_store_failed(f);
 		return;
 	}
 	if (!f->by_digest)
@@ -764,14 +837,21 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 		return;
 	}
 	note_sizes(s, &f->map, &m);
-	/* Stored in the thread pool (fsyncs): the fetch stays in the table
-	 * meanwhile, so clients asking for it wait on it, and everyone is
-	 * answered from the store once the manifest is there (m_stored). */
 	memcpy(f->digest, digest, sizeof(f->digest));
-	int rc =
-	    wh_store_manifest_cache_async(s->loop, s->store, f->name, f->by_digest ? NULL : f->ref,
-	                                digest, m.media_type, body, f->body.len, m_stored, f);
+	snprintf(f->media_type, sizeof(f->media_type), "%s", m.media_type);
 	cJSON_Delete(m.doc);
+	mfetch_store(f);
+}
+
+/* Stored in the thread pool (fsyncs): the fetch stays in the table
+ * meanwhile, so clients asking for it wait on it, and everyone is answered
+ * from the store once the manifest is there (m_stored). */
+static void mfetch_store(struct mfetch *f)
+{
+	wh_sync *s = f->s;
+	int rc = wh_store_manifest_cache_async(
+	    s->loop, s->store, f->name, f->by_digest ? NULL : f->ref, f->digest, f->media_type,
+	    f->body.buf ? f->body.buf : "", f->body.len, m_stored, f);
 	if (rc != 0) {
 		mfetch_stored(f, rc);
 		return;
@@ -846,7 +926,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 static void bfetch_maybe_free(struct bfetch *f)
 {
 	if (!f->fetch_done || !wh_list_empty(&f->readers) || f->iterating ||
-	    wh_list_linked(&f->link) || f->publishing)
+	    wh_list_linked(&f->link) || f->publishing || f->making_room)
 		return;
 	wh_file_unref(f->file); /* closed once no reader's queue holds it */
 	for (int i = 0; i < f->n_also; i++)
@@ -863,6 +943,18 @@ static void reader_gone(wh_req *req, wh_req_hook *hook)
 	req->data = NULL;
 	free(rd);
 	bfetch_maybe_free(f);
+}
+
+/* Cut a client whose answer began (a reset: it cannot take what it got for
+ * a whole body) and forget it now, not when its connection is closed. */
+static void reader_cut(struct reader *rd)
+{
+	wh_req *req = rd->req;
+	wh_list_remove(&rd->link);
+	req->data = NULL;
+	wh_req_cancel_done(req, &rd->gone);
+	free(rd);
+	wh_req_abort(req);
 }
 
 static void reader_pump(struct reader *rd);
@@ -944,6 +1036,19 @@ static void bfetch_pump_all(struct bfetch *f)
 	f->iterating--;
 }
 
+/* Claim the room for len bytes of fd before any of them, or a client's
+ * answer, goes anywhere: a full disk is then told before the answers
+ * begin (a 507, not a body cut halfway). The file's size stays what is
+ * written. 0, or the -errno of a full disk; a file system that cannot
+ * reserve is written as the bytes come, and writes tell. */
+static int reserve(int fd, int64_t len)
+{
+	if (len <= 0 || fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)len) == 0)
+		return 0;
+	int rc = -errno;
+	return wh_err_disk_full(rc) ? rc : 0;
+}
+
 static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 {
 	struct bfetch *f = arg;
@@ -968,16 +1073,26 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	f->status = h->status;
 	if (h->status != 200)
 		return;
-	f->got_head = true;
 	f->total = h->content_length >= 0 ? h->content_length : f->expect;
 	if (f->expect >= 0 && f->total != f->expect) {
 		/* Not the blob the manifest described: fail before a byte is stored. */
 		wh_log(WH_LOG_ERROR, "upstream blob size differs from its manifest's", "digest",
 		       WH_LS, f->digest, "declared", WH_LI, (long long)f->expect, "sent", WH_LI,
 		       (long long)f->total, NULL);
+		f->got_head = true;
 		f->size_wrong = true;
 		return;
 	}
+	int rc = reserve(f->fd, f->total);
+	if (rc != 0) {
+		/* No room for it: told before any client's answer begins. */
+		f->store_err = rc;
+		f->needed = f->total;
+		f->total = -1;
+		wh_upstream_abort(r, rc);
+		return;
+	}
+	f->got_head = true;
 	bfetch_pump_all(f);
 	bfetch_maybe_free(f);
 }
@@ -985,7 +1100,7 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 {
 	struct bfetch *f = arg;
-	if (f->resume_failed)
+	if (f->resume_failed || f->store_err)
 		return -1;
 	if (f->skip > 0) {
 		/* Sent again from the start: drop what is already in the file. */
@@ -1005,9 +1120,10 @@ static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			f->write_err = w < 0 ? errno : ENOSPC;
-			wh_log(WH_LOG_ERROR, "cannot write a fetched blob", "digest", WH_LS,
-			       f->digest, "error", WH_LS, strerror(f->write_err), NULL);
+			/* Ours, not the upstream's: said so once the transfer is over. */
+			f->store_err = w < 0 ? -errno : -ENOSPC;
+			f->needed = f->total >= 0 ? f->total : f->written + (int64_t)len;
+			wh_upstream_abort(r, f->store_err);
 			return -1;
 		}
 		done += (size_t)w;
@@ -1028,12 +1144,12 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 	f->failed = true;
 	unlink(f->tmp);
 	f->iterating++;
-	notes_fire(&f->notes, f->status == STORAGE_FAILED ? WH_EIO : WH_EUPSTREAM, false);
+	notes_fire(&f->notes, f->store_err ? f->store_err : WH_EUPSTREAM, false);
 	wh_list_foreach_safe(l, next, &f->readers) {
 		struct reader *rd = wh_list_entry(l, struct reader, link);
 		if (!rd->head_sent) {
 			rd->head_sent = true;
-			upstream_error(rd->req, f->status ? f->status : 502, true, why);
+			fetch_error(rd->req, f->store_err, f->status ? f->status : 502, true, why);
 		} else {
 			/* Mid-body: cut it, so the client cannot take it for whole. */
 			wh_req_abort(rd->req);
@@ -1051,8 +1167,10 @@ static void bfetch_stored(struct bfetch *f, int rc)
 	f->publishing = false;
 	bfetch_unlink(f);
 	if (rc != 0)
-		wh_log(WH_LOG_ERROR, "cannot store fetched blob", "digest", WH_LS, f->digest,
-		       "error", WH_LS, wh_strerror(rc), NULL);
+		wh_log(WH_LOG_ERROR,
+		       wh_err_disk_full(rc) ? "disk full" : "cannot store fetched blob", "repo",
+		       WH_LS, f->name, "digest", WH_LS, f->digest, "error", WH_LS, wh_strerror(rc),
+		       NULL);
 	else
 		wh_log(WH_LOG_DEBUG, "blob cached", "digest", WH_LS, f->digest, "repo", WH_LS,
 		       f->name, "bytes", WH_LI, (long long)f->written, "ms", WH_LI,
@@ -1126,6 +1244,110 @@ static void bfetch_publish(struct bfetch *f)
 
 static void bfetch_request(struct bfetch *f, int64_t from);
 
+/* Begin the fill again from scratch, on the temp file fd: nothing of the
+ * failed attempt is kept but its clients whose answers had not begun. */
+static void bfetch_restart(struct bfetch *f, int fd)
+{
+	f->fd = fd;
+	f->file = wh_file_new(fd);
+	f->status = 0;
+	f->total = -1;
+	f->written = 0;
+	f->got_head = false;
+	f->size_wrong = false;
+	f->store_err = 0;
+	f->needed = 0;
+	f->resumes = 0;
+	f->resuming = false;
+	f->resume_failed = false;
+	f->skip = 0;
+	f->fetch_done = false;
+	wh_sha256_init(&f->hash);
+	bfetch_request(f, 0);
+}
+
+/* The fill failed for good on our storage (f->store_err): its clients
+ * that wait for an answer get 507 (full) or 500, the others are cut. */
+static void bfetch_store_gives_up(struct bfetch *f)
+{
+	char why[96];
+	snprintf(why, sizeof(why), "cannot store the blob: %s", wh_strerror(f->store_err));
+	bfetch_unlink(f);
+	bfetch_fail(f, why);
+}
+
+static void bfetch_room_made(void *arg, int rc)
+{
+	struct bfetch *f = arg;
+	wh_sync *s = f->s;
+	f->making_room = false;
+	if (f->orphan) {
+		/* sync is gone: its clients were cut, nothing more to do. */
+		bfetch_maybe_free(f);
+		return;
+	}
+	f->iterating++;
+	if (rc == 0) {
+		int fd = wh_store_tmp_create(s->store, f->tmp, sizeof(f->tmp));
+		if (fd >= 0) {
+			wh_log(WH_LOG_INFO, "room made, filling the cache again", "repo", WH_LS,
+			       f->name, "digest", WH_LS, f->digest, NULL);
+			bfetch_restart(f, fd);
+		} else {
+			wh_log(WH_LOG_ERROR, "cannot create a temp file", "repo", WH_LS, f->name,
+			       "digest", WH_LS, f->digest, "error", WH_LS, wh_strerror(fd), NULL);
+			f->tmp[0] = '\0';
+			bfetch_store_gives_up(f);
+		}
+	} else {
+		wh_log(WH_LOG_ERROR, "disk full", "repo", WH_LS, f->name, "digest", WH_LS,
+		       f->digest, "error", WH_LS, wh_strerror(f->store_err), "needed", WH_LI,
+		       (long long)f->needed, "room", WH_LS, wh_strerror(rc), NULL);
+		bfetch_store_gives_up(f);
+	}
+	f->iterating--;
+	bfetch_maybe_free(f);
+}
+
+/* Our storage failed the fill (f->store_err): not the upstream's doing,
+ * and never told as such. The temp file goes at once (its blocks with its
+ * last descriptor). On a full disk the room-making hook, when there is
+ * one, is asked once for room; the fill then begins again (a new temp
+ * file, a new fetch) for the clients still waiting for their answer to
+ * begin and whoever joins meanwhile, while those whose answers began are
+ * cut, as they would be anyway. Called with f->iterating held. */
+static void bfetch_store_failed(struct bfetch *f)
+{
+	wh_sync *s = f->s;
+	int rc = f->store_err;
+	unlink(f->tmp);
+	if (wh_err_disk_full(rc) && s->make_room && !f->retried) {
+		wh_list_foreach_safe(l, next, &f->readers) {
+			struct reader *rd = wh_list_entry(l, struct reader, link);
+			if (rd->head_sent)
+				reader_cut(rd);
+		}
+		wh_file_unref(f->file); /* readers cut: the last reference is ours */
+		f->file = NULL;
+		f->fd = -1;
+		f->got_head = false; /* those who join wait for the next attempt's head */
+		f->total = -1;
+		f->making_room = true;
+		if (ask_room(s, &f->retried, f->needed, f->name, f->digest, bfetch_room_made, f))
+			return; /* bfetch_room_made goes on */
+		f->making_room = false;
+	}
+	if (wh_err_disk_full(rc))
+		wh_log(WH_LOG_ERROR, "disk full", "repo", WH_LS, f->name, "digest", WH_LS,
+		       f->digest, "path", WH_LS, f->tmp, "error", WH_LS, wh_strerror(rc), "needed",
+		       WH_LI, (long long)f->needed, NULL);
+	else
+		wh_log(WH_LOG_ERROR, "cannot write a fetched blob", "repo", WH_LS, f->name,
+		       "digest", WH_LS, f->digest, "path", WH_LS, f->tmp, "error", WH_LS,
+		       wh_strerror(rc), NULL);
+	bfetch_store_gives_up(f);
+}
+
 static void b_on_done(wh_up_req *r, int err, void *arg)
 {
 	struct bfetch *f = arg;
@@ -1135,9 +1357,14 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 	char got[WH_DIGEST_LEN + 1] = "";
 	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
 		wh_sha256_final(&f->hash, got);
-	if (err != 0 && err != WH_ETOOBIG && !f->write_err && !f->size_wrong && !f->resume_failed &&
-	    f->got_head && f->written > 0 && (f->total < 0 || f->written < f->total) &&
-	    f->resumes < RESUME_MAX) {
+	if (f->store_err) {
+		bfetch_store_failed(f); /* our disk, not the upstream */
+		f->iterating--;
+		bfetch_maybe_free(f);
+		return;
+	}
+	if (err != 0 && err != WH_ETOOBIG && !f->size_wrong && !f->resume_failed && f->got_head &&
+	    f->written > 0 && (f->total < 0 || f->written < f->total) && f->resumes < RESUME_MAX) {
 		/* Cut mid-body: ask for the rest. The clients streaming from the
 		 * temp file see a pause, nothing else; the digest is checked over
 		 * the whole at the end as always. */
@@ -1150,14 +1377,7 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		bfetch_request(f, f->written);
 		return;
 	}
-	if (f->write_err) {
-		/* Our disk, not the upstream: said so (logged in b_on_data). */
-		char why[80];
-		snprintf(why, sizeof(why), "cannot store the blob: %s", strerror(f->write_err));
-		f->status = STORAGE_FAILED;
-		bfetch_unlink(f);
-		bfetch_fail(f, why);
-	} else if (err != 0 || f->status != 200) {
+	if (err != 0 || f->status != 200) {
 		char why[80];
 		if (err != 0)
 			snprintf(why, sizeof(why), "fetch failed after %" PRId64 " bytes: %s",
@@ -1218,16 +1438,21 @@ static struct bfetch *bfetch_find(wh_sync *s, const char *digest)
 	return NULL;
 }
 
+/* A new fetch of digest for name, or NULL with *err (the temp file could
+ * not be made: logged). */
 static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *digest,
-                                   const wh_sync_map *map)
+                                   const wh_sync_map *map, int *err)
 {
 	struct bfetch *f = wh_calloc(1, sizeof(*f));
 	f->s = s;
 	wh_list_init(&f->readers);
 	f->fd = wh_store_tmp_create(s->store, f->tmp, sizeof(f->tmp));
 	if (f->fd < 0) {
-		wh_log(WH_LOG_ERROR, "cannot create a temp file", "error", WH_LS,
-		       wh_strerror(f->fd), NULL);
+		*err = f->fd;
+		wh_log(WH_LOG_ERROR,
+		       wh_err_disk_full(*err) ? "disk full" : "cannot create a temp file", "repo",
+		       WH_LS, name, "digest", WH_LS, digest, "error", WH_LS, wh_strerror(*err),
+		       NULL);
 		free(f);
 		return NULL;
 	}
@@ -1269,7 +1494,7 @@ static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	struct bhead *b = arg;
 	wh_req *req = b->req;
 	if (h->status != 200) {
-		upstream_error(req, h->status, true, "HEAD upstream");
+		fetch_error(req, 0, h->status, true, "HEAD upstream");
 		return;
 	}
 	/* An upstream that gives no length (chunked) must not make the blob look
@@ -1285,7 +1510,7 @@ static void bh_on_done(wh_up_req *r, int err, void *arg)
 	struct bhead *b = arg;
 	b->up = NULL;
 	if (err != 0 && wh_resp_status(b->req) == 0)
-		upstream_error(b->req, 502, true, wh_strerror(err));
+		fetch_error(b->req, 0, 502, true, wh_strerror(err));
 }
 
 static const wh_up_cbs bhcbs = {bh_on_head, NULL, bh_on_done};
@@ -1307,9 +1532,10 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		return;
 	}
 	if (!f) {
-		f = bfetch_start(s, name, digest, map);
+		int rc;
+		f = bfetch_start(s, name, digest, map, &rc);
 		if (!f) {
-			wh_oci_error(req, 500, "UNKNOWN", "storage error", NULL);
+			wh_oci_storage_answer(req, rc, wh_strerror(rc));
 			return;
 		}
 	} else {
@@ -1327,6 +1553,12 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 	wh_req_on_done(req, &rd->gone, reader_gone);
 	if (f->got_head)
 		reader_head(rd);
+}
+
+void wh_sync_set_make_room(wh_sync *s, wh_sync_make_room_fn fn, void *arg)
+{
+	s->make_room = fn;
+	s->make_room_arg = arg;
 }
 
 /* ---- hooks for periodic sync (poll.h) ---- */
@@ -1409,9 +1641,10 @@ int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, 
 			snprintf(s->sizes[slot].digest, sizeof(s->sizes[slot].digest), "%s",
 			         digest);
 		}
-		f = bfetch_start(s, name, digest, map);
+		int rc;
+		f = bfetch_start(s, name, digest, map, &rc);
 		if (!f)
-			return WH_EIO;
+			return rc;
 	} else {
 		bfetch_also(f, name);
 	}
@@ -1933,8 +2166,10 @@ void wh_sync_free(wh_sync *s)
 			wh_req_abort(req);
 		mfetch_unlink(f);
 		notes_drop(&f->notes);
-		if (f->storing) {
-			f->orphan = true; /* the store calls back; m_stored frees it */
+		if (f->storing || f->making_room) {
+			/* The store, or the room-making hook, calls back; its
+			 * callback frees it. */
+			f->orphan = true;
 			continue;
 		}
 		free(f->body.buf);
@@ -1951,6 +2186,8 @@ void wh_sync_free(wh_sync *s)
 		}
 		if (f->up)
 			wh_upstream_cancel(f->up);
+		/* Making room: the hook calls back, which frees it. */
+		f->orphan = f->making_room;
 		f->fetch_done = true;
 		bfetch_unlink(f);
 		notes_drop(&f->notes);

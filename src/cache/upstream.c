@@ -166,7 +166,8 @@ struct wh_up_req {
 	int64_t body_len; /* 2xx body bytes passed on */
 	int fail;         /* a WH_E* code that ends the request whatever curl says */
 	const char *fail_why;
-	char *tbuf; /* token response body */
+	int abort_err; /* the caller stopped it (wh_upstream_abort): on_done's err */
+	char *tbuf;    /* token response body */
 	size_t tlen, tcap;
 
 	uv_timer_t retry_timer;
@@ -986,7 +987,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 {
 	wh_up_req *r = arg;
 	size_t len = size * n;
-	if (r->cancelled)
+	if (r->cancelled || r->abort_err)
 		return 0;
 	if (r->phase == PH_TOKEN) {
 		if (r->tlen + len > TOKEN_BODY_MAX)
@@ -1002,6 +1003,8 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 		                (retryable(r->status) && r->attempt < r->reg->max_retries);
 		if (!r->discarding)
 			deliver_head(r);
+		if (r->abort_err)
+			return 0;
 	}
 	if (r->discarding || !is_2xx(r->status)) {
 		/* Error bodies are not passed on, so they are read only so far: one
@@ -1018,7 +1021,7 @@ static size_t write_cb(char *buf, size_t size, size_t n, void *arg)
 	r->body_len += (int64_t)len;
 	if (r->cbs.on_data && r->cbs.on_data(r, buf, len, r->arg) != 0)
 		return 0;
-	return r->cancelled ? 0 : len;
+	return r->cancelled || r->abort_err ? 0 : len;
 }
 
 static void easy_release(wh_up_req *r)
@@ -1339,6 +1342,8 @@ static void req_finish(wh_up_req *r, int err)
 	if (r->done)
 		return;
 	r->done = true;
+	if (r->abort_err)
+		err = r->abort_err;
 	easy_release(r);
 	uv_timer_stop(&r->retry_timer);
 	req_unlink(r);
@@ -1443,6 +1448,13 @@ static void main_done(wh_up_req *r, CURLcode res)
 	lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	r->status = (int)status;
 	const char *u = r->reg->urls[r->url_idx];
+	if (r->abort_err) {
+		/* The caller's reason, not the upstream's: not logged, not
+		 * retried, and the URL's health is not touched. */
+		easy_release(r);
+		req_finish(r, r->abort_err);
+		return;
+	}
 	if (r->fail) {
 		/* Retrying would only ask for more of the same. */
 		if (r->fail_why)
@@ -1711,6 +1723,15 @@ wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, con
 	 * has the request in hand. */
 	uv_timer_start(&r->retry_timer, retry_cb, 0, 0);
 	return r;
+}
+
+void wh_upstream_abort(wh_up_req *r, int err)
+{
+	if (r->done || r->cancelled || r->abort_err || err >= 0)
+		return;
+	/* The write callback refuses the next bytes (or the exchange is over
+	 * already) and main_done, or req_finish, ends the request with err. */
+	r->abort_err = err;
 }
 
 void wh_upstream_cancel(wh_up_req *r)

@@ -277,6 +277,8 @@ static const char *reason(int status)
 		return "Service Unavailable";
 	case 504:
 		return "Gateway Timeout";
+	case 507:
+		return "Insufficient Storage";
 	}
 	return "Unknown";
 }

@@ -61,9 +61,20 @@ void wh_oci_method_not_allowed(wh_req *req)
 
 void wh_oci_storage_error(wh_req *req, int rc)
 {
-	wh_log(WH_LOG_ERROR, "storage error", "path", WH_LS, req->path, "error", WH_LS,
-	       wh_strerror(rc), NULL);
-	wh_oci_error(req, 500, "UNKNOWN", "storage error", wh_strerror(rc));
+	wh_log(WH_LOG_ERROR, wh_err_disk_full(rc) ? "disk full" : "storage error", "method", WH_LS,
+	       req->method, "path", WH_LS, req->path, "error", WH_LS, wh_strerror(rc), NULL);
+	wh_oci_storage_answer(req, rc, wh_strerror(rc));
+}
+
+void wh_oci_storage_answer(wh_req *req, int rc, const char *detail)
+{
+	/* 507 Insufficient Storage (RFC 4918): the request may well succeed
+	 * once room is made, which a client (or its operator) can tell from a
+	 * 500. The code stays UNKNOWN: the spec has none for it. */
+	if (wh_err_disk_full(rc))
+		wh_oci_error(req, 507, "UNKNOWN", "storage is full", detail);
+	else
+		wh_oci_error(req, 500, "UNKNOWN", "storage error", detail);
 }
 
 void wh_oci_empty(wh_req *req, int status)

@@ -345,7 +345,8 @@ struct wh_gc {
 	bool sweep_wanted, sweeping;
 	char **repos;
 	int n_repos, at;
-	bool listed, shared_done;
+	bool listed, shared_done, uploads_done;
+	bool uploads_busy;      /* the store's sweep of upload sessions is out */
 	uint64_t sweep_started; /* uv_now */
 	int64_t sweep_blobs, sweep_manifests;
 	/* The budget. */
@@ -365,7 +366,8 @@ static void kick(wh_gc *gc);
 /* After wh_gc_stop: freed once nothing of it is left on the loop. */
 static void maybe_free(wh_gc *gc)
 {
-	if (gc->stopping && gc->timer_closed && !gc->job && gc->room_calls == 0)
+	if (gc->stopping && gc->timer_closed && !gc->job && !gc->uploads_busy &&
+	    gc->room_calls == 0)
 		free(gc);
 }
 
@@ -1007,6 +1009,27 @@ static void sweep_done(wh_gc *gc)
 		schedule(gc, (uint64_t)gc->s->gc_interval_ms);
 }
 
+/* Upload sessions nobody finished (a client that left, a crash) hold their
+ * bytes until this: sessions older than gcDelay and not in use go. */
+static void uploads_swept(int rc, void *arg)
+{
+	wh_gc *gc = arg;
+	gc->uploads_busy = false;
+	if (rc < 0) {
+		wh_log(WH_LOG_WARN, "cannot remove stale upload sessions", "module", WH_LS, "gc",
+		       "error", WH_LS, wh_strerror(rc), NULL);
+	} else if (rc > 0) {
+		wh_log(WH_LOG_INFO, "removed stale upload sessions", "module", WH_LS, "gc", "count",
+		       WH_LI, (long long)rc, NULL);
+		gc->stats.uploads_removed += (uint64_t)rc;
+	}
+	if (gc->stopping) {
+		maybe_free(gc);
+		return;
+	}
+	kick(gc);
+}
+
 static void sweep_step(wh_gc *gc)
 {
 	if (!gc->listed) {
@@ -1021,12 +1044,21 @@ static void sweep_step(wh_gc *gc)
 		job_queue(gc, job_new(gc, J_SHARED, NULL));
 		return;
 	}
+	if (!gc->uploads_done && gc->s->gc) {
+		gc->uploads_done = true;
+		gc->uploads_busy = true;
+		int rc = wh_store_uploads_sweep_async(gc->loop, gc->st, gc->s->gc_delay_ms,
+		                                      uploads_swept, gc);
+		if (rc != 0)
+			uploads_swept(rc, gc);
+		return;
+	}
 	sweep_done(gc);
 }
 
 static void kick(wh_gc *gc)
 {
-	if (gc->job || gc->stopping)
+	if (gc->job || gc->uploads_busy || gc->stopping)
 		return;
 	if (evict_next(gc))
 		return;
@@ -1038,7 +1070,7 @@ static void kick(wh_gc *gc)
 		gc->sweep_wanted = false;
 		gc->sweeping = true;
 		gc->stats.sweeping = true;
-		gc->listed = gc->shared_done = false;
+		gc->listed = gc->shared_done = gc->uploads_done = false;
 		gc->at = 0;
 		gc->sweep_blobs = gc->sweep_manifests = 0;
 		gc->sweep_started = uv_now(gc->loop);

@@ -63,6 +63,9 @@ struct wh_upload {
 	int pins;       /* users that keep the pointer: never evicted while > 0 */
 	int jobs;       /* catch-up jobs out (each holds a pin) */
 	bool finishing; /* a finish operation owns it (and holds a pin) */
+	/* Last got, written, pinned or unpinned: when (wh_now_ms) and in what
+	 * order (st->touches then), for a sweep to spare what is in use. */
+	uint64_t touched_ms, touched_seq;
 	int64_t size;   /* bytes in the data file */
 	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
 	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
@@ -102,6 +105,8 @@ struct wh_store {
 	wh_list lru;                       /* sessions nobody pinned: evicted from the tail */
 	wh_list pinned;                    /* sessions in use: never evicted */
 	int n_uploads;                     /* in both lists */
+	wh_list sweeps;                    /* sweeps removing sessions: gone to lookups */
+	uint64_t touches;                  /* sessions touched, ever (upload_touched) */
 	unsigned char boot[BOOT_ID_BYTES]; /* this boot's id: saved hash states name it */
 	/* Held by whoever changes what the root holds (see "operations"). */
 	uv_mutex_t lock;
@@ -147,9 +152,18 @@ static bool digest_ok(const char *digest)
 	return digest && wh_digest_check(digest, strlen(digest)) == WH_DIGEST_OK;
 }
 
+/* A full disk is the caller's to report, once, with what it was doing for
+ * whom (a request, a fetch: wh_err_disk_full); the store's own line about
+ * it is a detail, for debugging. Every other failure is an error here. */
+static int err_level(int err)
+{
+	return wh_err_disk_full(err) ? WH_LOG_DEBUG : WH_LOG_ERROR;
+}
+
 static void log_err(const char *message, const char *path, int err)
 {
-	wh_log(WH_LOG_ERROR, message, "path", WH_LS, path, "error", WH_LS, wh_strerror(err), NULL);
+	wh_log(err_level(err), message, "path", WH_LS, path, "error", WH_LS, wh_strerror(err),
+	       NULL);
 }
 
 static void hex_encode(const unsigned char *in, size_t n, char *out)
@@ -904,6 +918,7 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	st = wh_calloc(1, sizeof(*st));
 	wh_list_init(&st->lru);
 	wh_list_init(&st->pinned);
+	wh_list_init(&st->sweeps);
 	st->root = wh_strdup(root);
 	st->dedupe = dedupe;
 	st->usage = -1;
@@ -1260,7 +1275,7 @@ out:
 	if (!consumed)
 		unlink(tmp_path);
 	if (rc < 0)
-		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
+		wh_log(err_level(rc), "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
 		       digest, "error", WH_LS, wh_strerror(rc), NULL);
 	return rc;
 }
@@ -1390,23 +1405,39 @@ static int session_path(const wh_store *st, const char *id, const char *file, ch
 }
 
 /* Remove what is left of a session: data first (then it is no session at
- * all), the rest after. */
-static int session_remove(const wh_store *st, const char *id)
+ * all), the rest after. *existed (may be NULL) tells whether there was
+ * anything to remove. */
+static int session_remove_counted(const wh_store *st, const char *id, bool *existed)
 {
 	static const char *const files[] = {"data", "hash", "repo"};
 	char path[PATH_MAX];
+	bool found = false;
 	int rc = 0;
 
 	for (size_t i = 0; i < WH_ARRAY_SIZE(files); i++) {
-		if (session_path(st, id, files[i], path) == 0 && unlink(path) < 0 &&
-		    errno != ENOENT && rc == 0)
+		if (session_path(st, id, files[i], path) < 0)
+			continue;
+		if (unlink(path) == 0)
+			found = true;
+		else if (errno != ENOENT && rc == 0)
 			rc = -errno;
 	}
-	if (session_path(st, id, NULL, path) == 0 && rmdir(path) < 0 && errno != ENOENT && rc == 0)
-		rc = -errno;
+	if (session_path(st, id, NULL, path) == 0) {
+		if (rmdir(path) == 0)
+			found = true;
+		else if (errno != ENOENT && rc == 0)
+			rc = -errno;
+	}
+	if (existed)
+		*existed = found;
 	if (rc < 0)
 		log_err("cannot remove upload session", path, rc);
 	return rc;
+}
+
+static int session_remove(const wh_store *st, const char *id)
+{
+	return session_remove_counted(st, id, NULL);
 }
 
 /* True when the session directory's repo file names repo, whole. */
@@ -1592,8 +1623,15 @@ static void move_to_front(wh_list *list, wh_upload *up)
 	wh_list_insert_head(list, &up->link);
 }
 
+static void upload_touched(wh_upload *up)
+{
+	up->touched_ms = wh_now_ms();
+	up->touched_seq = ++up->st->touches;
+}
+
 static void touch(wh_upload *up)
 {
+	upload_touched(up);
 	if (up->pins == 0)
 		move_to_front(&up->st->lru, up);
 }
@@ -1635,6 +1673,7 @@ static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int
 	memcpy(up->id, id, WH_UUID_LEN + 1);
 	up->fd = fd;
 	up->saved = -1;
+	upload_touched(up);
 	wh_sha256_init(&up->hash);
 	wh_list_insert_head(&st->lru, &up->link);
 	st->n_uploads++;
@@ -1724,6 +1763,8 @@ out:
 	return rc;
 }
 
+static bool session_doomed(wh_store *st, const char *id);
+
 int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_upload **out)
 {
 	char path[PATH_MAX];
@@ -1750,6 +1791,10 @@ int wh_store_upload_get(wh_store *st, const char *repo, const char *id, wh_uploa
 			touch(up);
 			*out = up;
 		}
+		goto out;
+	}
+	if (session_doomed(st, id)) {
+		rc = WH_ENOTFOUND; /* a sweep is removing it */
 		goto out;
 	}
 
@@ -1793,6 +1838,7 @@ bool wh_upload_hash_behind(const wh_upload *up)
 
 void wh_upload_pin(wh_upload *up)
 {
+	upload_touched(up);
 	if (up->pins++ == 0)
 		move_to_front(&up->st->pinned, up);
 }
@@ -1803,6 +1849,7 @@ void wh_upload_unpin(wh_upload *up)
 
 	if (up->pins <= 0)
 		return;
+	upload_touched(up);
 	if (--up->pins == 0) {
 		move_to_front(&st->lru, up);
 		/* Back within bounds now that one more may go. */
@@ -2226,7 +2273,7 @@ static void publish_run(struct store_op *op)
 		rc = fsync_path(op->path);
 		if (rc < 0) {
 			unlink(op->path);
-			wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, op->repo,
+			wh_log(err_level(rc), "cannot publish blob", "repo", WH_LS, op->repo,
 			       "digest", WH_LS, op->digest, "error", WH_LS, wh_strerror(rc), NULL);
 			goto out;
 		}
@@ -2251,7 +2298,7 @@ static int publish_prepare(wh_store *st, const char *repo, const char *tmp_path,
 		rc = -ENAMETOOLONG;
 	if (rc < 0) {
 		unlink(tmp_path);
-		wh_log(WH_LOG_ERROR, "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
+		wh_log(err_level(rc), "cannot publish blob", "repo", WH_LS, repo, "digest", WH_LS,
 		       digest, "error", WH_LS, wh_strerror(rc), NULL);
 		return rc;
 	}
@@ -2473,6 +2520,221 @@ int wh_store_upload_cancel_async(uv_loop_t *loop, wh_store *st, wh_upload *up, w
 	int rc = cancel_prepare(st, up, &op);
 
 	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
+}
+
+/* -- stale upload sessions --
+ *
+ * A sweep runs in four parts. list (any thread): the sessions on disk
+ * whose data file (or, without one, whose directory: a session a crash
+ * left half made) is at least max_age_ms old. filter (loop): of those, a
+ * session in memory that is pinned (a request or a job uses it), being
+ * finished or cancelled, or touched within max_age_ms or since the sweep
+ * began is spared; the rest leave memory (no hash state saved: they are
+ * going) and the sweep is put on st->sweeps, so that a lookup finds none
+ * of them from then on. remove (any thread): each one's files and
+ * directory. complete (loop): off st->sweeps, cb with the count. */
+
+struct sweep {
+	uv_work_t work;
+	wh_store *st;
+	wh_store_cb cb; /* NULL: synchronous */
+	void *arg;
+	int64_t max_age_ms;
+	uint64_t started_seq; /* st->touches when it began: sessions touched since are in use */
+	char (*ids)[WH_UUID_LEN + 1];
+	int n, cap;
+	int removed;
+	int rc;
+	wh_list link; /* in st->sweeps while its sessions are being removed */
+};
+
+static bool session_doomed(wh_store *st, const char *id)
+{
+	wh_list_foreach_safe(l, next, &st->sweeps) {
+		const struct sweep *sw = wh_list_entry(l, struct sweep, link);
+		for (int i = 0; i < sw->n; i++)
+			if (strcmp(sw->ids[i], id) == 0)
+				return true;
+	}
+	return false;
+}
+
+static void sweep_list(struct sweep *sw)
+{
+	char path[PATH_MAX];
+	struct timespec now;
+	struct dirent *de;
+	struct stat sb;
+	DIR *dir;
+	int rc;
+
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/uploads", sw->st->root);
+	if (rc < 0)
+		goto out;
+	dir = opendir(path);
+	if (!dir) {
+		rc = errno == ENOENT ? 0 : -errno;
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	while ((de = readdir(dir)) != NULL) {
+		char data[WH_UUID_LEN + 8];
+		int64_t age_ms;
+
+		if (!upload_id_valid(de->d_name))
+			continue;
+		snprintf(data, sizeof(data), "%.*s/data", WH_UUID_LEN, de->d_name);
+		if (fstatat(dirfd(dir), data, &sb, AT_SYMLINK_NOFOLLOW) < 0 &&
+		    fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+			continue; /* gone meanwhile */
+		age_ms = ((int64_t)now.tv_sec - (int64_t)sb.st_mtim.tv_sec) * 1000 +
+		         ((int64_t)now.tv_nsec - (int64_t)sb.st_mtim.tv_nsec) / 1000000;
+		if (age_ms < sw->max_age_ms)
+			continue; /* written to lately (or in the future: the clock moved) */
+		sw->ids = wh_grow(sw->ids, sizeof(*sw->ids), sw->n, &sw->cap, 16);
+		memcpy(sw->ids[sw->n++], de->d_name, WH_UUID_LEN + 1);
+	}
+	closedir(dir);
+out:
+	if (rc < 0)
+		log_err("cannot list upload sessions", path, rc);
+	sw->rc = rc;
+}
+
+/* Spare what is in use; what goes leaves memory and lookups. */
+static void sweep_filter(struct sweep *sw)
+{
+	wh_store *st = sw->st;
+	uint64_t now = wh_now_ms();
+	int k = 0;
+
+	for (int i = 0; i < sw->n; i++) {
+		wh_upload *up = upload_find(st, sw->ids[i]);
+		if (up) {
+			if (up->pins > 0 || up->jobs > 0 || up->finishing ||
+			    up->touched_seq > sw->started_seq ||
+			    now - up->touched_ms < (uint64_t)sw->max_age_ms)
+				continue;
+			upload_free(st, up);
+		}
+		if (k != i)
+			memcpy(sw->ids[k], sw->ids[i], WH_UUID_LEN + 1);
+		k++;
+	}
+	sw->n = k;
+	wh_list_insert_head(&st->sweeps, &sw->link);
+}
+
+static void sweep_remove(struct sweep *sw)
+{
+	for (int i = 0; i < sw->n; i++) {
+		bool existed = false;
+		session_remove_counted(sw->st, sw->ids[i], &existed);
+		sw->removed += existed;
+	}
+}
+
+static int sweep_complete(struct sweep *sw)
+{
+	int rc = sw->rc < 0 ? sw->rc : sw->removed;
+
+	if (wh_list_linked(&sw->link))
+		wh_list_remove(&sw->link);
+	free(sw->ids);
+	free(sw);
+	return rc;
+}
+
+static struct sweep *sweep_new(wh_store *st, int64_t max_age_ms)
+{
+	struct sweep *sw = wh_calloc(1, sizeof(*sw));
+
+	sw->st = st;
+	sw->max_age_ms = max_age_ms;
+	sw->started_seq = st->touches;
+	sw->work.data = sw;
+	wh_list_init(&sw->link);
+	return sw;
+}
+
+int wh_store_uploads_sweep(wh_store *st, int64_t max_age_ms)
+{
+	struct sweep *sw;
+
+	if (max_age_ms < 0)
+		return WH_EINVAL;
+	sw = sweep_new(st, max_age_ms);
+	sweep_list(sw);
+	if (sw->rc == 0) {
+		sweep_filter(sw);
+		sweep_remove(sw);
+	}
+	return sweep_complete(sw);
+}
+
+static void sweep_list_cb(uv_work_t *w)
+{
+	sweep_list(w->data);
+}
+
+static void sweep_remove_cb(uv_work_t *w)
+{
+	sweep_remove(w->data);
+}
+
+static void sweep_callback(struct sweep *sw)
+{
+	wh_store_cb cb = sw->cb;
+	void *arg = sw->arg;
+
+	cb(sweep_complete(sw), arg);
+}
+
+static void sweep_removed_cb(uv_work_t *w, int status)
+{
+	struct sweep *sw = w->data;
+
+	(void)status; /* nothing cancels it */
+	sw->st->ops--;
+	sweep_callback(sw);
+}
+
+static void sweep_listed_cb(uv_work_t *w, int status)
+{
+	struct sweep *sw = w->data;
+	wh_store *st = sw->st;
+
+	(void)status;
+	st->ops--;
+	if (sw->rc == 0 && sw->n > 0) {
+		sweep_filter(sw);
+		if (uv_queue_work(w->loop, &sw->work, sweep_remove_cb, sweep_removed_cb) == 0) {
+			st->ops++;
+			return;
+		}
+		sweep_remove(sw); /* not expected: done here rather than not at all */
+	}
+	sweep_callback(sw);
+}
+
+int wh_store_uploads_sweep_async(uv_loop_t *loop, wh_store *st, int64_t max_age_ms, wh_store_cb cb,
+                                 void *arg)
+{
+	struct sweep *sw;
+	int rc;
+
+	if (max_age_ms < 0)
+		return WH_EINVAL;
+	sw = sweep_new(st, max_age_ms);
+	sw->cb = cb;
+	sw->arg = arg;
+	rc = uv_queue_work(loop, &sw->work, sweep_list_cb, sweep_listed_cb);
+	if (rc < 0) {
+		sweep_complete(sw);
+		return rc;
+	}
+	st->ops++;
+	return 0;
 }
 
 /* -- manifests -- */

@@ -596,8 +596,10 @@ class HostileUpstreamTest(unittest.TestCase):
 
 class DiskFullTest(unittest.TestCase):
     """Filling the cache on a full disk is our storage failing, and is told as
-    such: not "the upstream registry is unavailable". A 6 MiB tmpfs is the
-    root (needs root to mount; skipped otherwise)."""
+    such: 507 "storage is full", not "the upstream registry is unavailable".
+    A 6 MiB tmpfs is the root (needs root to mount; skipped otherwise).
+    tests/integration/test_diskfull.py has the rest (pushes, the real
+    upstream, stale upload sessions)."""
 
     def setUp(self):
         import subprocess
@@ -642,8 +644,8 @@ class DiskFullTest(unittest.TestCase):
         c.close()
         self.assertFalse(status == 200 and got == layer)
         if status not in (None, 200):
-            self.assertEqual(status, 500)
-            self.assertIn(b"storage error", got)
+            self.assertEqual(status, 507)
+            self.assertIn(b"storage is full", got)
         log = wait_for(lambda: "No space left on device" in self.w.log() and self.w.log(), 5.0)
         self.assertTrue(log, self.w.log()[-2000:])
         self.assertNotIn("upstream registry is unavailable", self.w.log())
@@ -653,13 +655,13 @@ class DiskFullTest(unittest.TestCase):
         st, _, body = self.w.request("GET", "/v2/dockerhub/full/blobs/" + sha(small))
         self.assertEqual((st, body), (200, small))
         # Without a length nothing was promised yet: the answer is the
-        # storage error itself, not a cut.
+        # storage error itself (507: full), not a cut.
         other = os.urandom(8 << 20)
         self.up.routes["/v2/full/blobs/%s" % sha(other)] = \
             lambda h: HostileUpstream.send_chunked(h, other)
         st, _, body = self.w.request("GET", "/v2/dockerhub/full/blobs/" + sha(other))
-        self.assertEqual(st, 500, body)
-        self.assertIn(b"storage error", body)
+        self.assertEqual(st, 507, body)
+        self.assertIn(b"storage is full", body)
 
     def test_manifest_fill_on_a_full_disk(self):
         m = manifest_for(b"{}", [b"x" * 10])
@@ -675,9 +677,9 @@ class DiskFullTest(unittest.TestCase):
             except OSError:
                 pass
         st, _, body = self.w.request("GET", "/v2/dockerhub/full/manifests/v2")
-        self.assertEqual(st, 500, body)
+        self.assertEqual(st, 507, body)
         self.assertEqual(json.loads(body)["errors"][0]["code"], "UNKNOWN")
-        self.assertIn(b"storage error", body)
+        self.assertIn(b"storage is full", body)
         self.assertNotIn("upstream registry is unavailable", self.w.log())
         os.unlink(filler)
         st, _, body = self.w.request("GET", "/v2/dockerhub/full/manifests/v2")

@@ -7,6 +7,7 @@
 #ifndef WHARF_COMMON_H
 #define WHARF_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,12 @@ enum {
 
 /* A human-readable text for a WH_E* code or a -errno value. */
 const char *wh_strerror(int err);
+
+/* True when err (a -errno value) says the storage is full: no space left
+ * on the device (-ENOSPC) or the quota is used up (-EDQUOT). The one test
+ * for it: every write's error reaches its caller as -errno, and whoever
+ * answers a request or a fetch asks this, not the errno itself. */
+bool wh_err_disk_full(int err);
 
 /* Allocation that never returns NULL: on failure it logs and aborts. Memory
  * exhaustion on an edge box is not an error we can serve through. */

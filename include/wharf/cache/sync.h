@@ -21,7 +21,8 @@
  *    so a client never receives a complete-looking wrong body. On a match the
  *    blob is published, and linked into the other repositories whose
  *    clients joined the fetch; on a mismatch or a cut the temp file is
- *    dropped and the clients' connections are cut.
+ *    dropped and the clients' connections are cut. A full disk is ours,
+ *    not the upstream's (see "a full disk" below).
  *
  * What a fetch brings is put in the store with the store's _async calls
  * (fsyncs in libuv's thread pool); the fetch stays in flight until the
@@ -119,6 +120,36 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map);
 
+/* ---- a full disk ----
+ *
+ * A fill whose bytes the store cannot take (a write to its temp file, the
+ * room reserved for a blob of known size before any client's answer
+ * begins, the store of a synced manifest) fails as our storage's failure,
+ * never the upstream's: it is logged once ("disk full" when
+ * wh_err_disk_full), the upstream's health is not touched, its temp file
+ * goes at once, and its clients whose answers have not begun get 507
+ * ("storage is full", else 500) while those whose answers began are cut.
+ * Before that, a full disk asks the room-making hook, if one is set, once
+ * per fill: when it reports room made, a blob's fill begins again (a new
+ * temp file, a new upstream fetch) for the clients whose answers have not
+ * begun and whoever joins meanwhile; a manifest's store is tried again
+ * with the bytes already fetched. */
+
+/* Make room for bytes_needed more bytes on the store's disk (the blob's
+ * size when known, else the bytes the fill had written when the disk
+ * filled; a manifest's size). Return 0 and call done(done_arg, rc) exactly
+ * once, from the loop, with 0 when room was made (it may be called before
+ * make_room returns), or return non-zero, without ever calling done, when
+ * no room can be made. A fill is kept (in memory, its clients waiting)
+ * until done is called, wh_sync_free or not: the hook's owner calls it
+ * before the loop ends. */
+typedef int (*wh_sync_make_room_fn)(void *arg, int64_t bytes_needed,
+                                    void (*done)(void *done_arg, int rc), void *done_arg);
+
+/* Set the hook (fn NULL: none, the default; a full disk then fails the
+ * fill). For the cache's budget (eviction). */
+void wh_sync_set_make_room(wh_sync *s, wh_sync_make_room_fn fn, void *arg);
+
 /* ---- hooks for periodic sync (wharf/cache/poll.h), started on a wh_sync ----
  *
  * The same fetches as a client's pull (single flight, the tee, the same
@@ -140,22 +171,26 @@ bool wh_sync_map_upstream(const wh_sync *s, const wh_sync_registry *reg, const c
 /* The rule's tag filters: regex, excludeRegex, semver. */
 bool wh_sync_tag_allowed(const wh_sync *s, const wh_sync_map *map, const char *tag);
 
-/* err is 0 or a WH_E* code; changed: a manifest other than the one held
- * was stored (for a blob: it was fetched). */
+/* err is 0, WH_EUPSTREAM when the upstream failed or does not have it, or
+ * the store's error (-errno: our storage could not take it); changed: a
+ * manifest other than the one held was stored (for a blob: it was
+ * fetched). */
 typedef void (*wh_sync_done_cb)(void *arg, int err, bool changed);
 
 /* Bring name:ref into the store as a pull would: by tag, a HEAD upstream
  * and a GET only when the digest differs from the local tag's; by digest, a
  * GET. Joins a fetch in flight. cb fires exactly once, later, from the
- * loop; err is non-zero when the upstream failed or does not have it (even
- * if a cached copy remains). It does not fire once wh_sync_free has begun. */
+ * loop; err is non-zero when the upstream failed or does not have it, or
+ * the store could not take it (even if a cached copy remains). It does not
+ * fire once wh_sync_free has begun. */
 void wh_sync_prefetch_manifest(wh_sync *s, const wh_sync_map *map, const char *name,
                                const char *ref, wh_sync_done_cb cb, void *arg);
 
 /* Fetch a blob (not in name's store) through the tee, with no client;
  * size is what its manifest declared (-1: unknown). Returns 0 and cb fires
- * later as above, or a WH_E* code at once (no temp file) and cb never
- * fires. */
+ * later as above, or the error of the temp file's creation at once (-errno)
+ * and cb never fires. For a fill our storage failed, cb's err is the
+ * store's (-errno, e.g. -ENOSPC), not WH_EUPSTREAM. */
 int wh_sync_prefetch_blob(wh_sync *s, const wh_sync_map *map, const char *name, const char *digest,
                           int64_t size, wh_sync_done_cb cb, void *arg);
 

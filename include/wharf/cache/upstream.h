@@ -49,8 +49,9 @@
  *   on_done  exactly once, last; the request is freed after it returns.
  * on_done's err is 0 when the whole body arrived (for a non-2xx answer: when
  * the status did), or a WH_E* code (the response was cut, the upstream could
- * not be reached, the body was over max_body, ...). on_done can come without
- * on_head when no response was ever had. */
+ * not be reached, the body was over max_body, ...), or the caller's own
+ * (wh_upstream_abort). on_done can come without on_head when no response
+ * was ever had. */
 #ifndef WHARF_UPSTREAM_H
 #define WHARF_UPSTREAM_H
 
@@ -183,6 +184,15 @@ wh_up_req *wh_upstream_request(wh_upstream *up, const wh_sync_registry *reg, con
 /* Stop a request: no callback fires after this returns. Safe to call from
  * inside on_head or on_data. */
 void wh_upstream_cancel(wh_up_req *r);
+
+/* Stop a request's transfer for a reason of the caller's (err < 0: a WH_E*
+ * code or -errno, e.g. its disk is full), from inside on_head or on_data
+ * only: no more on_data, and on_done follows, later from the loop as
+ * always, with err. Nothing is logged, nothing is retried or tried on
+ * another URL, and the URL's health is not touched: the upstream did
+ * nothing wrong. A second call, or one after the request ended, does
+ * nothing. */
+void wh_upstream_abort(wh_up_req *r, int err);
 
 /* The API base of a registry URL: scheme://host[:port] without a trailing
  * slash, with Docker Hub's web names mapped to its registry API host. Writes

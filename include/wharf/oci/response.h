@@ -30,9 +30,17 @@ void wh_oci_manifest_unknown(wh_req *req, const char *detail); /* 404 MANIFEST_U
 void wh_oci_blob_unknown(wh_req *req, const char *detail);     /* 404 BLOB_UNKNOWN */
 void wh_oci_method_not_allowed(wh_req *req);                   /* 405 UNSUPPORTED */
 
-/* A failure of our own storage (rc a WH_E* code or -errno): logged with
- * the request's path, and answered 500 UNKNOWN with the reason. */
+/* A failure of our own storage (rc a WH_E* code or -errno): one line
+ * logged with the request's method and path ("disk full" when
+ * wh_err_disk_full(rc), else "storage error"), and answered as
+ * wh_oci_storage_answer with the reason as detail. */
 void wh_oci_storage_error(wh_req *req, int rc);
+
+/* The answer to a failure of our own storage, not logged (for a failure
+ * logged once for several clients, a cache fill's): 507 UNKNOWN "storage
+ * is full" when wh_err_disk_full(rc), else 500 UNKNOWN "storage error";
+ * detail may be NULL. */
+void wh_oci_storage_answer(wh_req *req, int rc, const char *detail);
 
 /* An answer with no body: status, the API version, Content-Length: 0. */
 void wh_oci_empty(wh_req *req, int status);

@@ -130,8 +130,9 @@ int wh_store_blob_publish(wh_store *st, const char *repo, const char *tmp_path, 
 /* ---- upload sessions ---- */
 
 /* Start a session for repo; id receives its uuid (and a NUL). The
- * repository is not created (finishing the upload creates it). Sessions do
- * not expire yet: removing stale ones is the GC's work. */
+ * repository is not created (finishing the upload creates it). A session
+ * nobody finishes stays until a sweep (wh_store_uploads_sweep_async, below)
+ * finds it stale. */
 int wh_store_upload_create(wh_store *st, const char *repo, char id[WH_UUID_LEN + 1]);
 
 /* Sessions in memory: at most this many, each with an open fd, unless more
@@ -171,7 +172,9 @@ int64_t wh_upload_size(const wh_upload *up);
 /* Append bytes, hashing them unless the session is behind (then the hash
  * waits for a catch-up). On error (-errno) the bytes that did reach the
  * file are counted in wh_upload_size, so the session stays consistent and
- * the client can resume from there. */
+ * the client can resume from there. A full disk (wh_err_disk_full) is the
+ * caller's to end: a server cancels the session (its bytes would keep the
+ * disk full for everyone). */
 int wh_upload_write(wh_upload *up, const void *data, size_t len);
 
 /* True when the hash does not cover every byte: the session was got from
@@ -351,6 +354,29 @@ int wh_store_manifest_cache_async(uv_loop_t *loop, wh_store *st, const char *rep
 
 int wh_store_manifest_delete_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *ref,
                                    wh_store_cb cb, void *arg);
+
+/* ---- stale upload sessions ----
+ *
+ * Remove every session (.wharf/uploads/<uuid>) whose data file was last
+ * written at least max_age_ms ago (a directory without a data file: the
+ * directory's age) and that is not in use: a session in memory that is
+ * pinned, has a catch-up out, is being finished or cancelled, or was got,
+ * written to or pinned within max_age_ms (or since the sweep began) is
+ * kept. max_age_ms 0: every session not in use. The listing and the
+ * removal run in libuv's thread pool; in between, on the loop, the
+ * sessions in memory are judged and the others leave memory, and from
+ * then on wh_store_upload_get answers WH_ENOTFOUND for each of them. cb
+ * gets the number of sessions removed, or a -errno when the sessions
+ * could not be listed. Returns 0, or an error at once (WH_EINVAL for a
+ * negative max_age_ms; cb will not be called). An operation as those
+ * above: it must have called back before wh_store_close. For the server's
+ * start (storage.gcDelay) and the GC. */
+int wh_store_uploads_sweep_async(uv_loop_t *loop, wh_store *st, int64_t max_age_ms, wh_store_cb cb,
+                                 void *arg);
+
+/* The same on the calling thread (for tests and tools): the count, or an
+ * error. */
+int wh_store_uploads_sweep(wh_store *st, int64_t max_age_ms);
 
 /* Tags of repo in lexical order, after `last` (NULL: from the start), at most
  * n (n < 0: all). *tags is a malloc'd array of malloc'd strings; free with

@@ -446,7 +446,6 @@ static void test_warnings(void)
 	    "storage.storageDriver",
 	    "storage.cacheDriver",
 	    "storage.subPaths",
-	    "storage.retention",
 	    "http.compat",
 	    "log.audit",
 	    "extensions.search.cve",

@@ -1,5 +1,6 @@
 /* The shared helpers: reading a whole file or descriptor (wh_read_file,
- * wh_read_fd), its limit exact to the byte, and a pipe read to its end. */
+ * wh_read_fd), its limit exact to the byte, and a pipe read to its end;
+ * which errors say the storage is full (wh_err_disk_full). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,12 +71,25 @@ static void test_read_pipe(void)
 	close(p[0]);
 }
 
+static void test_disk_full(void)
+{
+	CHECK(wh_err_disk_full(-ENOSPC));
+	CHECK(wh_err_disk_full(-EDQUOT));
+	CHECK(!wh_err_disk_full(0));
+	CHECK(!wh_err_disk_full(ENOSPC)); /* an errno, not a -errno: not ours to guess */
+	CHECK(!wh_err_disk_full(-EIO));
+	CHECK(!wh_err_disk_full(-EFBIG)); /* too large for the file system, not full */
+	CHECK(!wh_err_disk_full(WH_EIO));
+	CHECK(strcmp(wh_strerror(-ENOSPC), strerror(ENOSPC)) == 0);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
 		return 1;
 	test_read_file();
 	test_read_pipe();
+	test_disk_full();
 	char cmd[sizeof(dir) + 16];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	if (system(cmd) != 0)

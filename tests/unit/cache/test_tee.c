@@ -15,7 +15,11 @@
  *    client's end with llhttp at its own pace (or not at all);
  *  - the store puts what a fetch brings in place in libuv's thread pool: a
  *    test may hold every thread of it (pool_hold) to see what clients get
- *    before the store has it.
+ *    before the store has it;
+ *  - a full disk is a small tmpfs (mounted by the test: root only, else
+ *    those tests are skipped) whose room a filler file takes, and the
+ *    room-making hook (wh_sync_set_make_room) is the test's: it removes
+ *    the filler, or not, and says so at once, later, or never.
  *
  * Every wait is a few turns of the loop with a deadline; a wait that runs
  * out is a failed check. Each test builds all of it afresh and ends with
@@ -36,6 +40,7 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -758,7 +763,8 @@ static void srv_down(void *arg)
 	env.srv_down++;
 }
 
-static void setup(void)
+/* The store's root is a new directory under parent. */
+static void setup_in(const char *parent)
 {
 	char url[64], err[256] = "";
 	memset(&env, 0, sizeof(env));
@@ -767,7 +773,7 @@ static void setup(void)
 	n_cls = 0;
 	up.allow = NO_LIMIT;
 
-	FMT(env.root, sizeof(env.root), "/tmp/wharf-test-tee-XXXXXX");
+	FMT(env.root, sizeof(env.root), "%s/wharf-test-tee-XXXXXX", parent);
 	if (!mkdtemp(env.root)) {
 		perror("mkdtemp");
 		exit(2);
@@ -807,6 +813,11 @@ static void setup(void)
 		exit(2);
 	}
 	CHECK(wh_server_start(&loop, &hcfg, NULL, cache_handler, NULL, &env.srv) == 0);
+}
+
+static void setup(void)
+{
+	setup_in("/tmp");
 }
 
 /* Everything goes, and nothing of it is left on the loop or on disk. */
@@ -1303,6 +1314,272 @@ static void test_head_join_unverified(void)
 	teardown();
 }
 
+/* ---- a full disk ---- */
+
+#define FULL_SIZE (4 * 1024 * 1024) /* the tmpfs */
+
+static struct {
+	char mnt[64];    /* the tmpfs ("": not mounted) */
+	char filler[96]; /* a file on it that takes its room */
+} disk;
+
+enum room_mode {
+	ROOM_FREE_LATER, /* the filler goes, room made: said from the loop, later */
+	ROOM_FREE_NOW,   /* the same, said before make_room returns */
+	ROOM_NONE,       /* "made" without freeing anything */
+	ROOM_FAIL,       /* no room: done(-ENOSPC) */
+	ROOM_REFUSE,     /* make_room returns -1 */
+	ROOM_HOLD,       /* done is the test's to call */
+};
+
+static struct {
+	enum room_mode mode;
+	int calls;
+	int64_t bytes;
+	void (*done)(void *, int);
+	void *done_arg;
+	uv_timer_t timer;
+} room;
+
+/* Write the filler: n bytes, or until the disk is full (n < 0). */
+static void filler_write(int64_t n)
+{
+	static char buf[65536];
+	FILE *f = fopen(disk.filler, "wbe");
+	CHECK(f != NULL);
+	if (!f)
+		return;
+	memset(buf, 'f', sizeof(buf));
+	for (int64_t done = 0; n < 0 || done < n; done += (int64_t)sizeof(buf)) {
+		size_t k = n < 0 ? sizeof(buf) : (size_t)WH_MIN((int64_t)sizeof(buf), n - done);
+		if (fwrite(buf, 1, k, f) != k || fflush(f) != 0)
+			break; /* full */
+	}
+	fclose(f);
+}
+
+static void room_later(uv_timer_t *t)
+{
+	(void)t;
+	room.done(room.done_arg, 0);
+}
+
+static int make_room(void *arg, int64_t bytes, void (*done)(void *, int), void *done_arg)
+{
+	CHECK(arg == &room);
+	room.calls++;
+	room.bytes = bytes;
+	room.done = done;
+	room.done_arg = done_arg;
+	switch (room.mode) {
+	case ROOM_FREE_LATER:
+		unlink(disk.filler);
+		uv_timer_start(&room.timer, room_later, 20, 0);
+		break;
+	case ROOM_FREE_NOW:
+		unlink(disk.filler);
+		done(done_arg, 0);
+		break;
+	case ROOM_NONE:
+		done(done_arg, 0);
+		break;
+	case ROOM_FAIL:
+		done(done_arg, -ENOSPC);
+		break;
+	case ROOM_REFUSE:
+		return -1;
+	case ROOM_HOLD:
+		break;
+	}
+	return 0;
+}
+
+/* The cache's root on a tmpfs of FULL_SIZE that filler_bytes (< 0: all of
+ * it) of a filler take; the room-making hook set when hook. False (the
+ * test is skipped) when no tmpfs can be mounted here. */
+static bool setup_full(int64_t filler_bytes, bool hook, enum room_mode mode)
+{
+	char opts[32];
+	FMT(disk.mnt, sizeof(disk.mnt), "/tmp/wharf-test-full-XXXXXX");
+	if (!mkdtemp(disk.mnt)) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	FMT(opts, sizeof(opts), "size=%d", FULL_SIZE);
+	if (mount("tmpfs", disk.mnt, "tmpfs", 0, opts) != 0) {
+		printf("(skipped: cannot mount a tmpfs: %s) ", strerror(errno));
+		rmdir(disk.mnt);
+		disk.mnt[0] = '\0';
+		return false;
+	}
+	FMT(disk.filler, sizeof(disk.filler), "%s/filler", disk.mnt);
+	setup_in(disk.mnt);
+	filler_write(filler_bytes);
+	memset(&room, 0, sizeof(room));
+	room.mode = mode;
+	uv_timer_init(&loop, &room.timer);
+	if (hook)
+		wh_sync_set_make_room(env.sync, make_room, &room);
+	return true;
+}
+
+static void teardown_full(void)
+{
+	uv_close((uv_handle_t *)&room.timer, NULL);
+	teardown();
+	CHECK(umount2(disk.mnt, MNT_DETACH) == 0);
+	rmdir(disk.mnt);
+	disk.mnt[0] = '\0';
+}
+
+/* A 507 "storage is full" as the spec's JSON error, code UNKNOWN. */
+static void check_full(const struct client *c)
+{
+	CHECK(c->status == 507);
+	CHECK(c->complete && !c->parse_error);
+	CHECK(c->body && strstr(c->body, "\"code\":\"UNKNOWN\"") &&
+	      strstr(c->body, "\"message\":\"storage is full\""));
+}
+
+/* 12. A blob that does not fit: its room is claimed when the upstream's
+ * head gives its size, before any client's answer begins, so every client
+ * (two joined, a HEAD too) gets a 507, not a cut; nothing is left on disk;
+ * no room-making hook, no second fetch. Three such fills in a row leave the
+ * upstream up (three failed exchanges would take it down): once the filler
+ * goes, the next fill is whole. */
+static void test_full_disk(void)
+{
+	if (!setup_full(FULL_SIZE - 512 * 1024, false, ROOM_FAIL))
+		return;
+	const struct blob *b = blob_add(BLOB_LEN, 20);
+	up.hold = true;
+	struct client *c[2] = {client_get(b, NULL, 0), client_get(b, NULL, 0)};
+	struct client *h = client_ask(b, "HEAD", NULL, 0);
+	CHECK(WAIT(env.handled == 3 && up.gets == 1, 2000));
+	up.hold = false;
+	up_kick();
+	CHECK(WAIT(c[0]->complete && c[1]->complete && h->complete, 3000));
+	check_full(c[0]);
+	check_full(c[1]);
+	CHECK(h->status == 507);
+	CHECK(!c[0]->eof || c[0]->complete);
+	CHECK(tmp_files() == 0);
+	CHECK(!blob_stored(b));
+	for (int i = 0; i < 2; i++) {
+		struct client *again = client_get(b, NULL, 0);
+		CHECK(WAIT(again->complete, 3000));
+		check_full(again);
+	}
+	CHECK(up.gets == 3 && tmp_files() == 0);
+	unlink(disk.filler);
+	struct client *ok = client_get(b, NULL, 0);
+	CHECK(WAIT(ok->complete, 3000));
+	check_whole(ok, b);
+	CHECK(WAIT(blob_stored(b), 2000));
+	CHECK(up.gets == 4 && tmp_files() == 0);
+	teardown_full();
+}
+
+/* 13. The room-making hook, told at once or later: asked once, for the
+ * blob's size; the fill begins again (a second GET, a new temp file) for
+ * the clients that waited, and for one that joined while room was being
+ * made; each gets the whole blob, which is stored. */
+static void test_full_make_room(void)
+{
+	enum room_mode modes[] = {ROOM_FREE_LATER, ROOM_FREE_NOW};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(modes); i++) {
+		if (!setup_full(FULL_SIZE - 512 * 1024, true, modes[i]))
+			return;
+		const struct blob *b = blob_add(BLOB_LEN, 21);
+		up.hold = true;
+		struct client *c[2] = {client_get(b, NULL, 0), client_get(b, NULL, 0)};
+		CHECK(WAIT(env.handled == 2 && up.gets == 1, 2000));
+		up.hold = false;
+		up_kick();
+		struct client *late = NULL;
+		if (modes[i] == ROOM_FREE_LATER) {
+			CHECK(WAIT(room.calls == 1, 2000));
+			late = client_get(b, NULL, 0); /* while room is being made */
+			CHECK(WAIT(env.handled == 3, 2000));
+		}
+		CHECK(WAIT(c[0]->complete && c[1]->complete && (!late || late->complete), 3000));
+		check_whole(c[0], b);
+		check_whole(c[1], b);
+		if (late)
+			check_whole(late, b);
+		CHECK(room.calls == 1 && room.bytes == b->len);
+		CHECK(up.gets == 2);
+		CHECK(WAIT(blob_stored(b) && tmp_files() == 0, 2000));
+		teardown_full();
+	}
+}
+
+/* 14. No room made (the hook says so at once, refuses, or "makes" room
+ * that is not there): the fill fails as without a hook, 507 to its
+ * clients, after one try at most (one call, at most one more GET). */
+static void test_full_no_room(void)
+{
+	enum room_mode modes[] = {ROOM_FAIL, ROOM_REFUSE, ROOM_NONE};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(modes); i++) {
+		if (!setup_full(FULL_SIZE - 512 * 1024, true, modes[i]))
+			return;
+		const struct blob *b = blob_add(BLOB_LEN, 22);
+		struct client *c = client_get(b, NULL, 0);
+		CHECK(WAIT(c->complete, 3000));
+		check_full(c);
+		CHECK(room.calls == 1);
+		CHECK(up.gets == (modes[i] == ROOM_NONE ? 2 : 1));
+		CHECK(tmp_files() == 0 && !blob_stored(b));
+		teardown_full();
+	}
+}
+
+/* 15. A synced manifest the store cannot take (the disk is full to the
+ * last page): 507 without a hook; with one that frees the filler, the
+ * store is tried again with the bytes already fetched (no second GET) and
+ * the client gets the manifest. */
+static void test_full_manifest(void)
+{
+	for (int hook = 0; hook < 2; hook++) {
+		if (!setup_full(-1, hook, ROOM_FREE_LATER))
+			return;
+		const struct blob *b = blob_add(1000, 23);
+		up_set_manifest("v1", b, b->len);
+		struct client *m = client_req("GET", "/v2/" LOCAL_NAME "/manifests/v1", NULL, 0);
+		CHECK(WAIT(m->complete, 3000));
+		if (hook) {
+			CHECK(m->status == 200);
+			CHECK_STREQ(m->digest, up.manifest_digest);
+			CHECK(room.calls == 1 && room.bytes == (int64_t)strlen(up.manifest));
+			CHECK(manifest_stored("v1"));
+		} else {
+			check_full(m);
+			CHECK(!manifest_stored("v1"));
+		}
+		CHECK(up.manifest_reqs == 2); /* a HEAD, a GET: never fetched again */
+		CHECK(tmp_files() == 0);
+		teardown_full();
+	}
+}
+
+/* 16. Shutdown while room is being made: the waiting clients are cut, and
+ * the fill is freed once the hook says it is done (nothing leaks). */
+static void test_full_free_while_making_room(void)
+{
+	if (!setup_full(FULL_SIZE - 512 * 1024, true, ROOM_HOLD))
+		return;
+	const struct blob *b = blob_add(BLOB_LEN, 24);
+	struct client *c = client_get(b, NULL, 0);
+	CHECK(WAIT(room.calls == 1, 2000));
+	wh_sync_free(env.sync);
+	env.sync = NULL;
+	CHECK(WAIT(c->eof || c->complete, 2000));
+	CHECK(c->status != 200);
+	room.done(room.done_arg, 0);
+	CHECK(tmp_files() == 0 && up.gets == 1);
+	teardown_full();
+}
+
 int main(void)
 {
 	const char *verbose = getenv("WHARF_TEST_LOG");
@@ -1353,6 +1630,11 @@ int main(void)
 	    {"head_join_unverified", test_head_join_unverified},
 	    {"stored_then_answered", test_stored_then_answered},
 	    {"free_while_storing", test_free_while_storing},
+	    {"full_disk", test_full_disk},
+	    {"full_make_room", test_full_make_room},
+	    {"full_no_room", test_full_no_room},
+	    {"full_manifest", test_full_manifest},
+	    {"full_free_while_making_room", test_full_free_while_making_room},
 	};
 	const char *only = getenv("WHARF_TEE_ONLY");
 	for (size_t i = 0; i < WH_ARRAY_SIZE(tests); i++) {
