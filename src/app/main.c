@@ -232,6 +232,8 @@ static int cmd_scrub(const char *path)
 	}
 	wh_scrub_opts opts = {
 	    .rate = cfg.scrub.rate < 0 ? 0 : cfg.scrub.rate,
+	    .cached = wh_store_cached,
+	    .cached_arg = store,
 	    .on_image = scrub_row_add,
 	    .on_image_arg = &table,
 	};

@@ -236,11 +236,10 @@ int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_p
 	wh_gc_start(loop, store, &cfg->storage, &p->gc);
 	if (p->sync)
 		wh_sync_set_make_room(p->sync, make_room, p->gc);
-	/* The scrubber's thread, last. Which images came through the cache
-	 * is the cache's to say (wh_scrub_cached_fn, called on the scrubber's
-	 * thread): until it says, every image counts as pushed, reported and
-	 * never moved aside. */
-	if (cfg->scrub.enable && wh_scrub_start(store, &cfg->scrub, NULL, NULL, &p->scrub) != 0) {
+	/* The scrubber's thread, last. The store's metadata says which images
+	 * came through the cache (moved aside when corrupt, fetched again). */
+	if (cfg->scrub.enable &&
+	    wh_scrub_start(store, &cfg->scrub, wh_store_cached, store, &p->scrub) != 0) {
 		wh_pipeline_free(p);
 		return WH_EIO;
 	}

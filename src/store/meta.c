@@ -38,6 +38,9 @@ struct entry {
 
 struct wh_meta {
 	char *path; /* opened for each write: the log holds no descriptor */
+	/* Held by the loop while it changes the table, and by wh_meta_get on
+	 * any other thread (the scrubber asks what the cache stored). */
+	uv_mutex_t lock;
 	struct entry *tab;
 	size_t cap, n; /* cap: a power of two */
 	char *pend;    /* lines not written yet */
@@ -321,6 +324,7 @@ int wh_meta_open(const char *path, wh_meta **out)
 
 	*out = NULL;
 	m->path = wh_strdup(path);
+	uv_mutex_init(&m->lock);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
@@ -502,6 +506,7 @@ void wh_meta_close(wh_meta *m)
 	free(m->tab);
 	free(m->pend);
 	free(m->path);
+	uv_mutex_destroy(&m->lock);
 	free(m);
 }
 
@@ -509,47 +514,61 @@ void wh_meta_close(wh_meta *m)
 
 void wh_meta_stored(wh_meta *m, const char *repo, const char *digest, bool cached, int64_t now_ms)
 {
+	uv_mutex_lock(&m->lock);
 	struct entry *e = get_or_add(m, repo, digest);
 	unsigned flag = cached ? WH_META_CACHED : WH_META_PUSHED;
 	/* A cache fill of what a user pushed changes nothing. */
-	if (cached && (e->flags & WH_META_PUSHED))
+	bool change = !(cached && (e->flags & WH_META_PUSHED));
+	if (change) {
+		e->pushed_ms = now_ms;
+		e->flags |= flag;
+	}
+	uv_mutex_unlock(&m->lock);
+	if (!change)
 		return;
-	e->pushed_ms = now_ms;
-	e->flags |= flag;
 	append_line(m, cached ? 'C' : 'U', now_ms, repo, strlen(repo), digest);
 	kick(m);
 }
 
 void wh_meta_pulled(wh_meta *m, const char *repo, const char *digest, int64_t now_ms)
 {
+	uv_mutex_lock(&m->lock);
 	struct entry *e = get_or_add(m, repo, digest);
-	if (now_ms <= e->pulled_ms)
-		return;
-	e->pulled_ms = now_ms;
-	if (now_ms - e->logged_pull_ms < WH_META_PULL_GRAIN_MS)
-		return;
-	e->logged_pull_ms = now_ms;
-	append_line(m, 'L', now_ms, repo, strlen(repo), digest);
+	bool log = false;
+	if (now_ms > e->pulled_ms) {
+		e->pulled_ms = now_ms;
+		if (now_ms - e->logged_pull_ms >= WH_META_PULL_GRAIN_MS) {
+			e->logged_pull_ms = now_ms;
+			log = true;
+		}
+	}
+	uv_mutex_unlock(&m->lock);
+	if (log)
+		append_line(m, 'L', now_ms, repo, strlen(repo), digest);
 }
 
 void wh_meta_forget(wh_meta *m, const char *repo, const char *digest)
 {
+	uv_mutex_lock(&m->lock);
 	struct entry *e = find(m, repo, digest, key_hash(repo, strlen(repo), digest));
-	if (!e)
-		return;
-	append_line(m, 'D', wh_wall_ms(), repo, strlen(repo), digest);
-	remove_entry(m, e);
+	if (e)
+		remove_entry(m, e);
+	uv_mutex_unlock(&m->lock);
+	if (e)
+		append_line(m, 'D', wh_wall_ms(), repo, strlen(repo), digest);
 }
 
-bool wh_meta_get(const wh_meta *m, const char *repo, const char *digest, wh_meta_stats *out)
+bool wh_meta_get(wh_meta *m, const char *repo, const char *digest, wh_meta_stats *out)
 {
+	uv_mutex_lock(&m->lock);
 	const struct entry *e = find(m, repo, digest, key_hash(repo, strlen(repo), digest));
-	if (!e)
-		return false;
-	out->pushed_ms = e->pushed_ms;
-	out->pulled_ms = e->pulled_ms;
-	out->flags = e->flags;
-	return true;
+	if (e) {
+		out->pushed_ms = e->pushed_ms;
+		out->pulled_ms = e->pulled_ms;
+		out->flags = e->flags;
+	}
+	uv_mutex_unlock(&m->lock);
+	return e != NULL;
 }
 
 void wh_meta_each(const wh_meta *m,

@@ -1024,6 +1024,14 @@ void wh_store_note_pull(wh_store *st, const char *repo, const char *digest)
 	wh_meta_pulled(st->meta, repo, digest, wh_wall_ms());
 }
 
+bool wh_store_cached(void *arg, const char *repo, const char *digest)
+{
+	wh_store *st = arg;
+	wh_meta_stats ms;
+	return wh_meta_get(st->meta, repo, digest, &ms) && (ms.flags & WH_META_CACHED) &&
+	       !(ms.flags & WH_META_PUSHED);
+}
+
 int64_t wh_store_usage(const wh_store *st)
 {
 	return st->usage;

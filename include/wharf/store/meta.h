@@ -25,7 +25,7 @@
  * harmless). A pull is written only when it moves the recorded time by a
  * minute or more, so an image pulled a thousand times a minute costs one
  * line a minute. Without a loop (tools, tests), lines are written by
- * wh_meta_flush and wh_meta_close. Loop thread only. */
+ * wh_meta_flush and wh_meta_close. Loop thread only, but wh_meta_get. */
 #ifndef WHARF_META_H
 #define WHARF_META_H
 
@@ -78,8 +78,9 @@ void wh_meta_pulled(wh_meta *m, const char *repo, const char *digest, int64_t no
 /* A manifest left repo. */
 void wh_meta_forget(wh_meta *m, const char *repo, const char *digest);
 
-/* Its record, or false when there is none. */
-bool wh_meta_get(const wh_meta *m, const char *repo, const char *digest, wh_meta_stats *out);
+/* Its record, or false when there is none. The one call safe on any thread
+ * (the scrubber asks from its own). */
+bool wh_meta_get(wh_meta *m, const char *repo, const char *digest, wh_meta_stats *out);
 
 /* Each entry, in no order; fn must not change m. Returns early when fn
  * returns false. */

@@ -449,6 +449,11 @@ typedef struct wh_meta wh_meta;
 wh_meta *wh_store_meta(wh_store *st);
 void wh_store_note_pull(wh_store *st, const char *repo, const char *digest);
 
+/* True when the cache stored manifest digest in repo from an upstream and
+ * no user pushed it (it may be fetched again). Safe on any thread; the
+ * signature is wh_scrub_cached_fn's (arg is the store). */
+bool wh_store_cached(void *st, const char *repo, const char *digest);
+
 /* A server's store writes its metadata from the loop (batched, in the thread
  * pool) between attach and detach; detach before the loop's last run. */
 void wh_store_attach(wh_store *st, uv_loop_t *loop);
