@@ -170,6 +170,21 @@ class Collect(GcTest):
         self.assertTrue(os.path.exists(young), "younger than gcDelay")
         self.assertEqual(self.status("GET", "/v2/gc/s/manifests/v1"), 200)
 
+    def test_delete_frees_the_shared_copy(self):
+        # Dedupe keeps one copy in .wharf/blobs, linked into each repository
+        # that holds the blob: deleting it from the last one frees the copy
+        # at once (it used to stay for ever). GC off: the DELETE does it.
+        self.start({"storage": {"gc": False, "wharf": {"cacheMaxSize": "1GiB"}}})
+        data = b"shared between two repositories" * 10
+        d = self.c.push_blob("del/a", data)
+        self.c.push_blob("del/b", data)
+        shared = os.path.join(self.w.root, ".wharf", "blobs", "sha256", d[7:])
+        self.assertEqual(os.stat(shared).st_nlink, 3)
+        self.assertEqual(self.status("DELETE", "/v2/del/a/blobs/" + d), 202)
+        self.assertEqual(os.stat(shared).st_nlink, 2)
+        self.assertEqual(self.status("DELETE", "/v2/del/b/blobs/" + d), 202)
+        self.assertFalse(os.path.exists(shared))
+
     def test_dry_run_changes_nothing(self):
         self.start(gc_config(retention={"dryRun": True}))
         repo = "gc/dry"
