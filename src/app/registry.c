@@ -914,6 +914,12 @@ static void manifest_stored(int rc, void *arg)
 	if (!req)
 		return; /* the client went away: the manifest is stored all the same */
 	struct rctx *x = req->data;
+	if (rc == WH_EINUSE) {
+		/* A blob it references was collected after it was checked. */
+		wh_oci_error(req, 400, "MANIFEST_BLOB_UNKNOWN",
+		             "manifest references a blob unknown to registry", NULL);
+		return;
+	}
 	if (rc != 0) {
 		wh_oci_storage_error(req, rc);
 		return;

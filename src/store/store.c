@@ -2747,6 +2747,40 @@ int wh_store_uploads_sweep_async(uv_loop_t *loop, wh_store *st, int64_t max_age_
 
 /* -- manifests -- */
 
+/* With the lock held: does repo still hold everything a pushed manifest
+ * references (its config and layers, an index's children)? The registry
+ * checked before queueing the push; a GC sweep may have removed an old
+ * orphan since (it deletes under this lock), and a manifest naming what is
+ * gone must not be stored. Descriptors with urls live elsewhere. */
+static bool references_held(wh_store *st, const char *repo, const char *data, size_t len)
+{
+	cJSON *doc = cJSON_ParseWithLength(data, len), *e;
+	static const char *const lists[] = {"layers", "manifests"};
+	char path[PATH_MAX];
+	bool ok = true;
+
+	if (!doc)
+		return true; /* checked by the caller: nothing to say here */
+	const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(doc, "config");
+	const char *d = json_str(cfg, "digest");
+	if (d && digest_ok(d) && !cJSON_GetObjectItemCaseSensitive(cfg, "urls"))
+		ok = blob_path(st, repo, d, path) == 0 && file_exists(path);
+	for (size_t i = 0; i < WH_ARRAY_SIZE(lists) && ok; i++) {
+		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, lists[i]))
+		{
+			d = json_str(e, "digest");
+			if (!d || !digest_ok(d) || cJSON_GetObjectItemCaseSensitive(e, "urls"))
+				continue;
+			if (blob_path(st, repo, d, path) < 0 || !file_exists(path)) {
+				ok = false;
+				break;
+			}
+		}
+	}
+	cJSON_Delete(doc);
+	return ok;
+}
+
 static void manifest_put_run(struct store_op *op)
 {
 	wh_store *st = op->st;
@@ -2767,6 +2801,10 @@ static void manifest_put_run(struct store_op *op)
 			goto out;
 	}
 	uv_mutex_lock(&st->lock);
+	if (!op->cached && !references_held(st, op->repo, op->data, op->len)) {
+		rc = WH_EINUSE;
+		goto unlock;
+	}
 	rc = repo_init(st, op->repo, &op->created);
 	if (rc < 0)
 		goto unlock;

@@ -245,7 +245,12 @@ int wh_store_manifest_stat(wh_store *st, const char *repo, const char *ref,
 
 /* Store manifest bytes (digest = sha256 of data, computed by the caller) with
  * the given media type; if tag is not NULL, point the tag at it (moving it if
- * it pointed elsewhere). Creates the repository if needed. index.json holds
+ * it pointed elsewhere). Creates the repository if needed. A pushed manifest
+ * (not the cache's) must reference only what repo holds (its config and
+ * layers, an index's children; descriptors with urls aside): checked again
+ * under the store's lock, so a GC sweep that removed an old orphan since
+ * the caller checked makes this WH_EINUSE (nothing stored), never a
+ * manifest naming a blob that is gone. index.json holds
  * one entry per (digest, tag); a digest without tags keeps one untagged entry,
  * so a manifest whose tag moved away stays reachable by digest. For a digest
  * already held, only the tag is added/moved. */

@@ -1477,6 +1477,33 @@ static void test_zot_index(void)
 	wh_store_close(st);
 }
 
+/* A pushed manifest is stored only if the repository still holds what it
+ * references when the store's lock is taken: a GC sweep may have removed an
+ * old orphan between the registry's check and the store (here: deleted by
+ * hand). The cache's manifests are exempt (their blobs come later). */
+static void test_manifest_references_rechecked(void)
+{
+	wh_store *st = NULL;
+	char cfg[WH_DIGEST_LEN + 1], layer[WH_DIGEST_LEN + 1], m[WH_DIGEST_LEN + 1], json[512];
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(put_blob(st, "ref", "{\"os\":\"linux\"}", cfg) == 0);
+	CHECK(put_blob(st, "ref", "layer bytes", layer) == 0);
+	FMT(json, sizeof(json),
+	    "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\","
+	    "\"config\":{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":15},"
+	    "\"layers\":[{\"mediaType\":\"a/c\",\"digest\":\"%s\",\"size\":11}]}",
+	    cfg, layer);
+	CHECK(wh_store_blob_delete(st, "ref", layer) == 0); /* "collected" */
+	CHECK(put_manifest(st, "ref", "v1", json, OCI_MANIFEST, m) == WH_EINUSE);
+	CHECK(wh_store_manifest_stat(st, "ref", "v1", m, &(char *){NULL}, &(int64_t){0}) ==
+	      WH_ENOTFOUND);
+	CHECK(put_blob(st, "ref", "layer bytes", layer) == 0);
+	CHECK(put_manifest(st, "ref", "v1", json, OCI_MANIFEST, m) == 0);
+	wh_store_close(st);
+}
+
 int main(void)
 {
 	test_open_removes_leftovers();
@@ -1495,6 +1522,7 @@ int main(void)
 	test_repos();
 	test_referrers();
 	test_zot_index();
+	test_manifest_references_rechecked();
 	if (root[0])
 		check_rm_rf(root);
 	CHECK_DONE();
