@@ -210,6 +210,7 @@ struct blobf { /* a file of blobs/sha256 */
 
 struct model {
 	wh_index_id id;
+	bool truncated; /* more manifests than MANIFESTS_MAX: no orphan is known */
 	struct mf *m;
 	int n_m, cap_m;
 	struct tg *t;
@@ -258,8 +259,12 @@ static int model_read(wh_store *st, const char *repo, struct model *md)
 	cJSON_ArrayForEach(e, wh_store__index_manifests(idx))
 	{
 		const char *d = wh_store__entry_digest(e), *tag = wh_store__entry_tag(e);
-		if (!digest_ok(d) || md->n_m >= MANIFESTS_MAX)
+		if (!digest_ok(d))
 			continue;
+		if (md->n_m >= MANIFESTS_MAX) {
+			md->truncated = true;
+			continue;
+		}
 		int i = model_manifest(md, d);
 		if (tag) {
 			md->t = wh_grow(md->t, sizeof(*md->t), md->n_t, &md->cap_t, 16);
@@ -351,6 +356,7 @@ struct wh_gc {
 	int64_t sweep_blobs, sweep_manifests;
 	/* The budget. */
 	bool budget;
+	bool evict_stuck;        /* an eviction failed: none until something grows again */
 	uint64_t nothing_logged; /* uv_now of the last "nothing left to evict" */
 	struct room {
 		int64_t bytes;
@@ -587,11 +593,29 @@ unlock:
 
 /* ---- EVICT: one cached image ---- */
 
+/* Unlink what the evicted manifests reached and nothing kept reaches, unless
+ * written since the job began (a fill or a push linking it right now). */
+static void evict_unlink(struct job *j, dset *gone, dset *keep, bool manifests, dset *removed)
+{
+	wh_store *st = j->gc->st;
+	for (int i = 0; i < gone->n; i++) {
+		char path[PATH_MAX];
+		struct stat sb;
+		if (dset_has(keep, gone->v[i]) || dset_has(removed, gone->v[i]) != manifests ||
+		    wh_store__blob_path(st, j->repo, gone->v[i], path) < 0 ||
+		    lstat(path, &sb) < 0 || mtime_ms(&sb) >= j->now_ms)
+			continue;
+		if (wh_store__blob_unlink(st, j->repo, gone->v[i], &j->freed) == 0)
+			j->blobs_removed++;
+	}
+}
+
 static void evict_run(struct job *j)
 {
 	wh_store *st = j->gc->st;
 	const char *root_digest = j->evict.v[0];
-	dset cached = {0}, removed = {0}, kids = {0}, refs = {0}, keep_roots = {0}, keep = {0};
+	dset cached = {0}, removed = {0}, kids = {0}, refs = {0}, keep_roots = {0}, keep = {0},
+	     gone = {0};
 	cJSON *idx = NULL, *arr, *e, *next;
 	bool found = false;
 
@@ -609,27 +633,38 @@ static void evict_run(struct job *j)
 	cJSON_ArrayForEach(e, arr)
 	{
 		const char *d = wh_store__entry_digest(e);
-		if (d && wh_store__entry_tag(e) && dset_has(&kids, d))
+		if (!d)
+			continue;
+		if (strcmp(d, root_digest) == 0)
+			found = true;
+		if (wh_store__entry_tag(e) && dset_has(&kids, d))
 			dset_add(&keep_roots, d); /* tagged: stays */
+	}
+	if (!found) {
+		j->rc = WH_ENOTFOUND;
+		goto unlock;
 	}
 	for (int i = 0; i < kids.n; i++)
 		if (dset_has(&cached, kids.v[i]) && !dset_has(&keep_roots, kids.v[i]))
 			dset_add(&removed, kids.v[i]);
 	dset_free(&keep_roots);
+	cJSON_ArrayForEach(e, arr)
+	{
+		const char *d = wh_store__entry_digest(e);
+		if (d && !dset_has(&removed, d))
+			dset_add(&keep_roots, d);
+	}
+	reach(st, j->repo, &keep_roots, &keep);
+	reach(st, j->repo, &removed, &gone);
+	/* Layers and configs first: a cached image whose blobs are missing is
+	 * fetched again, so they may go before index.json changes, and on a
+	 * full disk that is what makes room to write it. */
+	evict_unlink(j, &gone, &keep, false, &removed);
 	for (e = arr->child; e; e = next) {
 		next = e->next;
 		const char *d = wh_store__entry_digest(e);
-		if (d && dset_has(&removed, d)) {
-			if (strcmp(d, root_digest) == 0)
-				found = true;
+		if (d && dset_has(&removed, d))
 			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
-		} else if (d) {
-			dset_add(&keep_roots, d);
-		}
-	}
-	if (!found) {
-		j->rc = WH_ENOTFOUND;
-		goto unlock;
 	}
 	j->rc = wh_store__index_write(st, j->repo, idx);
 	if (j->rc < 0)
@@ -637,23 +672,8 @@ static void evict_run(struct job *j)
 	j->index_written = true;
 	for (int i = 0; i < removed.n; i++)
 		dset_add(&j->evicted, removed.v[i]);
-	/* What the rest of the repository reaches stays; of the rest, what the
-	 * evicted manifests reached goes, unless written since the job began
-	 * (a fill or a push linking it right now). */
-	reach(st, j->repo, &keep_roots, &keep);
-	dset gone = {0};
-	reach(st, j->repo, &removed, &gone);
-	for (int i = 0; i < gone.n; i++) {
-		char path[PATH_MAX];
-		struct stat sb;
-		if (dset_has(&keep, gone.v[i]) ||
-		    wh_store__blob_path(st, j->repo, gone.v[i], path) < 0 || lstat(path, &sb) < 0 ||
-		    mtime_ms(&sb) >= j->now_ms)
-			continue;
-		if (wh_store__blob_unlink(st, j->repo, gone.v[i], &j->freed) == 0)
-			j->blobs_removed++;
-	}
-	dset_free(&gone);
+	/* The manifests' own bytes only once index.json no longer names them. */
+	evict_unlink(j, &gone, &keep, true, &removed);
 	j->repo_removed = wh_store__repo_remove_if_empty(st, j->repo);
 unlock:
 	wh_store__unlock(st);
@@ -664,6 +684,7 @@ unlock:
 	dset_free(&refs);
 	dset_free(&keep_roots);
 	dset_free(&keep);
+	dset_free(&gone);
 }
 
 static void work_cb(uv_work_t *w)
@@ -841,6 +862,8 @@ static void decide(wh_gc *gc, struct job *j)
 
 	/* 4. Orphans: blob files nothing left reaches, old enough (APPLY
 	 * looks at their age again, under the lock). */
+	if (md->truncated)
+		return; /* what the unread manifests reach is unknown */
 	dset reached = {0};
 	for (int i = 0; i < md->n_m; i++)
 		if (!md->m[i].removed)
@@ -953,6 +976,11 @@ static bool evict_next(wh_gc *gc)
 			rooms_answer(gc, 0);
 		return false;
 	}
+	if (gc->evict_stuck) {
+		if (gc->n_rooms)
+			rooms_answer(gc, -ENOSPC);
+		return false;
+	}
 	struct lru l = {.gc = gc};
 	wh_meta_each(wh_store_meta(gc->st), lru_visit, &l);
 	if (!l.found) {
@@ -981,8 +1009,10 @@ static bool evict_next(wh_gc *gc)
 static void on_grow(void *arg)
 {
 	wh_gc *gc = arg;
-	if (gc->budget)
+	if (gc->budget) {
+		gc->evict_stuck = false;
 		kick(gc);
+	}
 }
 
 /* ---- the sweep ---- */
@@ -1134,9 +1164,13 @@ static void evict_done(wh_gc *gc, struct job *j)
 		return;
 	}
 	if (j->rc < 0) {
+		/* Its blobs may have gone (counted); the image stays listed and is
+		 * tried again after the next fill, not now and again. */
 		wh_log(WH_LOG_ERROR, "cannot evict cached image", "repository", WH_LS, j->repo,
-		       "digest", WH_LS, j->evict.v[0], "error", WH_LS, wh_strerror(j->rc), NULL);
-		wh_meta_forget(meta, j->repo, j->evict.v[0]); /* not again and again */
+		       "digest", WH_LS, j->evict.v[0], "error", WH_LS, wh_strerror(j->rc), "freed",
+		       WH_LI, (long long)j->freed, NULL);
+		wh_store__usage_add(gc->st, -j->freed);
+		gc->evict_stuck = true;
 		return;
 	}
 	wh_meta_stats ms = {0};
@@ -1294,6 +1328,7 @@ void wh_gc_make_room(wh_gc *gc, int64_t bytes, void (*done)(void *done_arg, int 
 {
 	gc->rooms = wh_grow(gc->rooms, sizeof(*gc->rooms), gc->n_rooms, &gc->cap_rooms, 4);
 	gc->rooms[gc->n_rooms++] = (struct room){bytes > 0 ? bytes : 1, done, done_arg};
+	gc->evict_stuck = false; /* worth another try */
 	/* Decide on the loop's next turn, never inside this call. */
 	struct room_call *rc = wh_calloc(1, sizeof(*rc));
 	rc->gc = gc;
