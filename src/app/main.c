@@ -19,6 +19,7 @@
 #include "wharf/net/http.h"
 #include "wharf/base/log.h"
 #include "wharf/app/pipeline.h"
+#include "wharf/ext/health.h"
 #include "wharf/store/scrub.h"
 #include "wharf/store/store.h"
 #include "wharf/net/tls.h"
@@ -257,6 +258,9 @@ struct serve_state {
 	wh_tls *tls;
 	uv_signal_t sigterm, sigint;
 	uv_signal_t sighup; /* reload: the TLS pair and the htpasswd file */
+	uv_timer_t drain;   /* http.wharf.drainDelay: serving on, /readyz failing */
+	int64_t drain_delay_ms;
+	bool draining;
 	bool stopping;
 };
 
@@ -299,15 +303,42 @@ static bool is_loopback(const char *a)
 	             strcmp(a, "[::1]") == 0 || strcmp(a, "localhost") == 0);
 }
 
+static void stop(struct serve_state *st)
+{
+	if (st->stopping)
+		return;
+	st->stopping = true;
+	if (st->draining)
+		uv_close((uv_handle_t *)&st->drain, NULL);
+	wh_server_shutdown(st->srv, server_gone, st);
+}
+
+static void drained(uv_timer_t *t)
+{
+	struct serve_state *st = t->data;
+	wh_log(WH_LOG_INFO, "drain delay over: closing the listener", NULL);
+	stop(st);
+}
+
+/* SIGTERM/SIGINT: with a drain delay, first serve on while /readyz fails,
+ * so whatever balances load onto us stops; a second signal stops at once. */
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct serve_state *st = h->data;
 	if (st->stopping)
 		return;
-	st->stopping = true;
 	wh_log(WH_LOG_INFO, "shutting down", "signal", WH_LS,
-	       signum == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
-	wh_server_shutdown(st->srv, server_gone, st);
+	       signum == SIGTERM ? "SIGTERM" : "SIGINT", "drainDelay_ms", WH_LI,
+	       (long long)(st->draining ? 0 : st->drain_delay_ms), NULL);
+	if (st->drain_delay_ms > 0 && !st->draining) {
+		st->draining = true;
+		wh_health_not_ready();
+		uv_timer_init(st->loop, &st->drain);
+		st->drain.data = st;
+		uv_timer_start(&st->drain, drained, (uint64_t)st->drain_delay_ms, 0);
+		return;
+	}
+	stop(st);
 }
 
 static void log_start(const wh_config *cfg, int port)
@@ -393,6 +424,7 @@ static int cmd_serve(const char *path)
 	uv_signal_init(loop, &st.sigint);
 	uv_signal_init(loop, &st.sighup);
 	st.sigterm.data = st.sigint.data = st.sighup.data = &st;
+	st.drain_delay_ms = cfg.http.drain_delay_ms;
 	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&st.sigint, on_signal, SIGINT);
 	uv_signal_start(&st.sighup, on_sighup, SIGHUP);

@@ -5,10 +5,18 @@
 
 static const char *const paths[] = {"/livez", "/readyz", "/startupz", NULL};
 
-static void answer(wh_req *req, const char *body)
+/* One process serves one loop: a flag is all the state there is. */
+static bool draining;
+
+void wh_health_not_ready(void)
+{
+	draining = true;
+}
+
+static void answer(wh_req *req, int status, const char *body)
 {
 	size_t len = strlen(body);
-	wh_resp_start(req, 200);
+	wh_resp_start(req, status);
 	wh_resp_header(req, "Content-Type", "text/plain; charset=utf-8");
 	wh_resp_header(req, "X-Content-Type-Options", "nosniff");
 	wh_resp_length(req, (int64_t)len);
@@ -17,13 +25,15 @@ static void answer(wh_req *req, const char *body)
 }
 
 /* Called for the paths above only (the pipeline gives a module its own),
- * whatever the method, as Zot answers them. A process that answers is
- * live, started and ready: it starts serving only once everything is set
- * up, and on SIGTERM it closes its listener at once, so a probe then fails
- * to connect. */
+ * whatever the method, as Zot answers them. A process that answers is live
+ * and started (it serves only once everything is set up), and ready unless
+ * it is draining. */
 static bool handle(void *state, wh_call *call)
 {
-	answer(call->req, "ok");
+	if (draining && strcmp(call->req->path, "/readyz") == 0)
+		answer(call->req, 500, "internal server error: not ready yet\n");
+	else
+		answer(call->req, 200, "ok");
 	return true;
 }
 

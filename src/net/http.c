@@ -2078,6 +2078,7 @@ const wh_conf_key wh_http_wharf_keys[] = {
     WH_CONF_KEY("bodyTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, HTTP(body_timeout_ms)),
     WH_CONF_KEY("sendTimeout", WH_CONF_DURATION, WH_CONF_POSITIVE, HTTP(send_timeout_ms)),
     WH_CONF_KEY("shutdownTimeout", WH_CONF_DURATION, 0, HTTP(shutdown_timeout_ms)),
+    WH_CONF_KEY("drainDelay", WH_CONF_DURATION, 0, HTTP(drain_delay_ms)),
     WH_CONF_KEY("maxConnections", WH_CONF_INT, WH_CONF_POSITIVE, HTTP(max_connections)),
     WH_CONF_KEY("maxHeaderBytes", WH_CONF_INT, WH_CONF_POSITIVE, HTTP(max_header_bytes)),
     WH_CONF_KEY("maxHeaders", WH_CONF_INT, WH_CONF_POSITIVE, HTTP(max_headers)),

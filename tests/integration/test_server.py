@@ -206,6 +206,27 @@ class CoreRoutes(ServerTestCase):
         status, _, _ = self.w.request("GET", "/livez/x")
         self.assertEqual(status, 404, "only the exact paths")
 
+    def test_drain_delay_readyz_fails_while_serving(self):
+        """http.wharf.drainDelay: on SIGTERM the server serves on for the
+        delay while /readyz answers Zot's 500, then stops; without it,
+        it stops at once."""
+        w = Wharf({"http": {"wharf": {"drainDelay": "1500ms"}}})
+        w.start()
+        try:
+            self.assertEqual(w.request("GET", "/readyz")[0], 200)
+            t0 = time.monotonic()
+            w.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            status, headers, body = w.request("GET", "/readyz")
+            self.assertEqual((status, body), (500, b"internal server error: not ready yet\n"))
+            self.assertEqual(w.request("GET", "/livez")[:3:2], (200, b"ok"))
+            self.assertEqual(w.request("GET", "/v2/")[0], 200, "still serving")
+            self.assertEqual(w.proc.wait(timeout=10), 0)
+            self.assertGreaterEqual(time.monotonic() - t0, 1.4)
+        finally:
+            w.stop()
+            w.cleanup()
+
     def test_pipelined_200(self):
         s, r = self.connect(timeout=10)
         s.sendall(get("/v2/") * 200)

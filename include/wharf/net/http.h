@@ -63,9 +63,12 @@ typedef struct wh_http_settings {
 	int64_t body_timeout_ms;     /* default 60s: a request body that makes no progress */
 	int64_t send_timeout_ms;     /* default 60s: a response the client does not read */
 	int64_t shutdown_timeout_ms; /* default 10s: in-flight requests on SIGTERM */
-	int max_connections;         /* default 1024 */
-	int max_header_bytes;        /* default 65536: request line + headers; over → 431 */
-	int max_headers;             /* default 100 header fields; over → 431 */
+	/* drainDelay, default 0: on SIGTERM, serve this long more (with /readyz
+	 * failing) before the listener closes. */
+	int64_t drain_delay_ms;
+	int max_connections;  /* default 1024 */
+	int max_header_bytes; /* default 65536: request line + headers; over → 431 */
+	int max_headers;      /* default 100 header fields; over → 431 */
 } wh_http_settings;
 
 /* Keys of the http object (address, port) and of http.wharf (the limits). */
