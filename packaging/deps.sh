@@ -27,7 +27,7 @@ done
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
-build_pkgs="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libmbedtls-dev libpsl-dev libpcre2-dev libllhttp-dev libcrypt-dev"
+build_pkgs="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libmbedtls-dev libpsl-dev libpcre2-dev libllhttp-dev libcrypt-dev libyaml-dev"
 # clang and its runtimes (libclang-rt-dev: libFuzzer and the sanitizers)
 # build the fuzz targets.
 test_pkgs="python3 curl valgrind strace openssl docker-registry skopeo podman containerd nginx-light caddy apache2-utils wrk oras uidmap fuse-overlayfs clang libclang-rt-dev"

@@ -11,6 +11,7 @@
  * own examples write as a string. */
 #include "wharf/app/config.h"
 #include "wharf/base/common.h"
+#include "wharf/base/yaml.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_FILE_BYTES (16u << 20)
 
@@ -195,15 +197,35 @@ static void init(wh_config *c)
 	wh_scrub_settings_init(&c->scrub);
 }
 
-static int finish(wh_conf *p, wh_config *c)
+/* The checks across keys, each run whatever the others found, so that one
+ * run names every problem. */
+static void finish(wh_conf *p, wh_config *c)
 {
-	int rc = wh_store_settings_check(p, &c->storage);
-	if (rc == 0)
-		rc = wh_tls_settings_check(p, &c->tls);
-	if (rc == 0)
-		wh_sync_settings_finish(&c->sync);
+	wh_store_settings_check(p, &c->storage);
+	wh_tls_settings_check(p, &c->tls);
+	wh_sync_settings_finish(&c->sync);
 	c->auth.mtls = c->tls.cert && c->tls.cacert;
-	return rc ? rc : check_access(p, c);
+	check_access(p, c);
+}
+
+/* Every error of p into err, one per line ("path: message"), each line
+ * prefixed with prefix (NULL: none), as much as fits. */
+static void join_errors(const wh_conf *p, const char *prefix, char *err, size_t errlen)
+{
+	size_t at = 0;
+	if (!err || !errlen)
+		return;
+	err[0] = '\0';
+	for (int i = 0; i < p->n_errors && at + 1 < errlen; i++) {
+		int n = snprintf(err + at, errlen - at, "%s%s%s%s", i ? "\n" : "",
+		                 prefix ? prefix : "", prefix ? ": " : "", p->errors[i]);
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
+	if (at >= errlen)
+		at = errlen - 1;
+	err[at] = '\0';
 }
 
 static int syntax_error(wh_conf *p, const char *json, size_t len, const char *at, const char *what)
@@ -223,46 +245,76 @@ static int syntax_error(wh_conf *p, const char *json, size_t len, const char *at
 	return wh_conf_fail(p, "%s at line %d, column %d", what, line, col);
 }
 
-int wh_config_parse(const char *json, size_t len, wh_config *out, char *err, size_t errlen)
+/* The text as a tree: JSON, or YAML when yaml (a .yaml/.yml file). */
+static cJSON *text_tree(wh_conf *p, const char *text, size_t len, bool yaml)
+{
+	cJSON *root = NULL;
+	const char *end = NULL;
+
+	if (!text) {
+		wh_conf_fail(p, "no configuration text");
+		return NULL;
+	}
+	if (yaml) {
+		char msg[256];
+		if (wh_yaml_parse(text, len, &root, msg, sizeof(msg)) != 0) {
+			wh_conf_fail(p, "%s", msg);
+			return NULL;
+		}
+		if (cJSON_IsNull(root)) {
+			cJSON_Delete(root);
+			/* Zot: "the absence of any key:value pair" */
+			wh_conf_fail(p, "the configuration is empty");
+			return NULL;
+		}
+	} else {
+		root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+		if (!root) {
+			syntax_error(p, text, len, end, "invalid JSON");
+			return NULL;
+		}
+		while (end < text + len &&
+		       (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+			end++;
+		if (end < text + len) {
+			/* A NUL too: the file is the JSON text and nothing after it. */
+			syntax_error(p, text, len, end,
+			             *end ? "unexpected text after the JSON value"
+			                  : "a NUL byte after the JSON value");
+			cJSON_Delete(root);
+			return NULL;
+		}
+	}
+	if (!cJSON_IsObject(root)) {
+		wh_conf_fail(p, "the configuration must be a JSON object");
+		cJSON_Delete(root);
+		return NULL;
+	}
+	return root;
+}
+
+/* Parse text (JSON, or YAML) into *out; every error, each line prefixed
+ * with prefix (a file's path) when not NULL, into err. */
+static int parse_text(const char *text, size_t len, bool yaml, const char *prefix, wh_config *out,
+                      char *err, size_t errlen)
 {
 	wh_conf p;
 	wh_config cfg;
-	cJSON *root = NULL;
-	const char *end = NULL;
-	int rc;
+	int rc = WH_EINVAL;
 
 	memset(&p, 0, sizeof(p));
-	p.err = err;
-	p.errlen = errlen;
 	if (err && errlen)
 		err[0] = '\0';
 	init(&cfg);
-	if (!json) {
-		rc = wh_conf_fail(&p, "no configuration text");
-		goto out;
+	cJSON *root = text_tree(&p, text, len, yaml);
+	if (root) {
+		wh_conf_walk(&p, root, top_keys, (char *)&cfg);
+		finish(&p, &cfg);
+		rc = p.n_errors ? WH_EINVAL : 0;
 	}
-	root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-	if (!root) {
-		rc = syntax_error(&p, json, len, end, "invalid JSON");
-		goto out;
-	}
-	while (end < json + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-		end++;
-	if (end < json + len) {
-		/* A NUL too: the file is the JSON text and nothing after it. */
-		rc = syntax_error(&p, json, len, end,
-		                  *end ? "unexpected text after the JSON value"
-		                       : "a NUL byte after the JSON value");
-		goto out;
-	}
-	if (!cJSON_IsObject(root)) {
-		rc = wh_conf_fail(&p, "the configuration must be a JSON object");
-		goto out;
-	}
-	rc = wh_conf_walk(&p, root, top_keys, (char *)&cfg);
-	if (rc == 0)
-		rc = finish(&p, &cfg);
-out:
+	if (rc)
+		join_errors(&p, prefix, err, errlen);
+	wh_conf_strv_free(p.errors, p.n_errors);
 	cJSON_Delete(root);
 	cfg.warnings = p.warnings;
 	cfg.n_warnings = p.n_warnings;
@@ -277,9 +329,33 @@ out:
 	return rc;
 }
 
+int wh_config_parse(const char *json, size_t len, wh_config *out, char *err, size_t errlen)
+{
+	return parse_text(json, len, false, NULL, out, err, errlen);
+}
+
+int wh_config_parse_yaml(const char *yaml, size_t len, wh_config *out, char *err, size_t errlen)
+{
+	return parse_text(yaml, len, true, NULL, out, err, errlen);
+}
+
+/* As Zot (viper) decides: by the file's extension; a name without a known
+ * one is read as JSON, and as YAML when it is not JSON. */
+static bool yaml_name(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	return dot && !strchr(dot, '/') &&
+	       (strcasecmp(dot, ".yaml") == 0 || strcasecmp(dot, ".yml") == 0);
+}
+
+static bool json_name(const char *path)
+{
+	const char *dot = strrchr(path, '.');
+	return dot && !strchr(dot, '/') && strcasecmp(dot, ".json") == 0;
+}
+
 int wh_config_load(const char *path, wh_config *out, char *err, size_t errlen)
 {
-	char msg[512];
 	char *buf = NULL;
 	size_t len = 0;
 	int rc;
@@ -292,13 +368,16 @@ int wh_config_load(const char *path, wh_config *out, char *err, size_t errlen)
 			         rc == WH_ETOOBIG ? "larger than 16 MiB" : wh_strerror(rc));
 		goto out;
 	}
-	rc = wh_config_parse(buf, len, out, msg, sizeof(msg));
-	if (rc) {
-		if (err && errlen)
-			snprintf(err, errlen, "%s: %s", path, msg);
-		goto out;
+	bool yaml = yaml_name(path);
+	if (!yaml && !json_name(path)) {
+		/* Neither: JSON when it looks like JSON (its errors are JSON's),
+		 * else YAML. */
+		size_t i = strspn(buf, " \t\r\n");
+		yaml = i >= len || buf[i] != '{';
 	}
-	out->path = wh_strdup(path);
+	rc = parse_text(buf, len, yaml, path, out, err, errlen);
+	if (rc == 0)
+		out->path = wh_strdup(path);
 out:
 	free(buf);
 	return rc;

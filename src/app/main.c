@@ -62,7 +62,7 @@ static void print_warnings(const wh_config *cfg)
 static int cmd_verify(const char *path)
 {
 	wh_config cfg;
-	char err[512];
+	char err[8192];
 	if (wh_config_load(path, &cfg, err, sizeof(err)) != 0) {
 		wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error", WH_LS,
 		       err, NULL);
@@ -184,7 +184,7 @@ static int cmd_scrub(const char *path)
 {
 	int rc = 1;
 	wh_config cfg;
-	char err[512];
+	char err[8192];
 	wh_store *store = NULL;
 	struct scrub_table table = {0};
 	struct stat sb;
@@ -281,7 +281,7 @@ static void server_gone(void *arg)
 static void on_sighup(uv_signal_t *h, int signum)
 {
 	struct serve_state *st = h->data;
-	char err[512];
+	char err[8192];
 	wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
 	if (st->pipeline)
 		wh_pipeline_reload(st->pipeline);
@@ -374,7 +374,7 @@ static int cmd_serve(const char *path)
 {
 	int rc = 1;
 	wh_config cfg;
-	char err[512];
+	char err[8192];
 	wh_store *store = NULL;
 	uv_loop_t *loop = uv_default_loop();
 	struct serve_state st = {.loop = loop};

@@ -4,6 +4,7 @@
 #include "wharf/base/common.h"
 #include "wharf/base/pattern.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -165,8 +166,26 @@ int wh_conf_fail(wh_conf *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (p->err && p->errlen)
-		snprintf(p->err, p->errlen, "%s%s%s", p->path, p->len ? ": " : "", msg);
+	/* A problem under a key already found wrong follows from it
+	 * ("storage: expected an object", then "storage.rootDirectory:
+	 * required"): the first says it all. */
+	for (int i = 0; i < p->n_errors; i++) {
+		size_t l = strcspn(p->errors[i], ":");
+		if (p->errors[i][l] == ':' && strncmp(p->errors[i], p->path, l) == 0 &&
+		    (p->path[l] == '\0' || p->path[l] == '.' || p->path[l] == '['))
+			return WH_EINVAL;
+	}
+	size_t n = strlen(p->path) + strlen(msg) + 3;
+	char *text = wh_malloc(n);
+	snprintf(text, n, "%s%s%s", p->path, p->len ? ": " : "", msg);
+	if (p->err && p->errlen && p->n_errors == 0)
+		snprintf(p->err, p->errlen, "%s", text);
+	if (p->n_errors < WH_CONF_ERRORS_MAX) {
+		p->errors = wh_realloc(p->errors, (size_t)(p->n_errors + 1) * sizeof(*p->errors));
+		p->errors[p->n_errors++] = text;
+	} else {
+		free(text);
+	}
 	return WH_EINVAL;
 }
 
@@ -224,8 +243,9 @@ void wh_conf_release(wh_conf *p)
 {
 	wh_conf_strv_free(p->warnings, p->n_warnings);
 	wh_conf_strv_free(p->notices, p->n_notices);
-	p->warnings = p->notices = NULL;
-	p->n_warnings = p->n_notices = 0;
+	wh_conf_strv_free(p->errors, p->n_errors);
+	p->warnings = p->notices = p->errors = NULL;
+	p->n_warnings = p->n_notices = p->n_errors = 0;
 }
 
 static void set_string(char *base, size_t off, const char *s)
@@ -239,14 +259,65 @@ static void set_string(char *base, size_t off, const char *s)
 	*dst = wh_strdup(s);
 }
 
-/* A whole number in [min, max]. */
+/* Go's strconv.ParseBool. */
+static bool parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+	static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(yes); i++) {
+		if (strcmp(s, yes[i]) == 0) {
+			*out = true;
+			return true;
+		}
+		if (strcmp(s, no[i]) == 0) {
+			*out = false;
+			return true;
+		}
+	}
+	return false;
+}
+
+bool wh_conf_weak_bool(const cJSON *v, bool *out)
+{
+	if (cJSON_IsBool(v)) {
+		*out = cJSON_IsTrue(v);
+		return true;
+	}
+	if (cJSON_IsNumber(v)) {
+		*out = v->valuedouble != 0;
+		return true;
+	}
+	if (cJSON_IsString(v)) {
+		if (!*v->valuestring) {
+			*out = false; /* mapstructure: "" is false */
+			return true;
+		}
+		return parse_bool(v->valuestring, out);
+	}
+	return false;
+}
+
+/* A whole number in [min, max]: a number, a numeric string ("3", "0x10", as
+ * strconv.ParseInt with base 0) or a boolean, as Zot's weak decoding. */
 int wh_conf_int(wh_conf *p, const cJSON *v, int min, int max, int *out)
 {
 	double d;
 
-	if (!cJSON_IsNumber(v))
+	if (cJSON_IsString(v)) {
+		char *end = NULL;
+		const char *s = v->valuestring;
+		errno = 0;
+		long long n = *s ? strtoll(s, &end, 0) : 0;
+		if (errno || (*s && (*end || end == s)))
+			return wh_conf_fail(p, "expected an integer, not \"%s\"", s);
+		d = (double)n;
+	} else if (cJSON_IsBool(v)) {
+		d = cJSON_IsTrue(v) ? 1 : 0;
+	} else if (!cJSON_IsNumber(v)) {
 		return wh_conf_fail(p, "expected an integer");
-	d = v->valuedouble;
+	} else {
+		d = v->valuedouble;
+	}
 	if (d < (double)INT_MIN || d > (double)INT_MAX || d != (double)(int)d)
 		return wh_conf_fail(p, "expected an integer");
 	if (d < min)
@@ -400,6 +471,22 @@ int wh_conf_each(wh_conf *p, const cJSON *v, bool map, const char *expected,
 	return rc;
 }
 
+const char *wh_conf_weak_string(const cJSON *v, char *buf, size_t len)
+{
+	if (cJSON_IsString(v))
+		return v->valuestring;
+	if (cJSON_IsBool(v))
+		return cJSON_IsTrue(v) ? "1" : "0";
+	if (!cJSON_IsNumber(v))
+		return NULL;
+	double d = v->valuedouble;
+	if (d == (double)(long long)d && d > -9e18 && d < 9e18)
+		snprintf(buf, len, "%lld", (long long)d);
+	else
+		snprintf(buf, len, "%.17g", d);
+	return buf;
+}
+
 struct strv {
 	char ***out;
 	int *n;
@@ -408,9 +495,11 @@ struct strv {
 static int strv_item(wh_conf *p, const cJSON *item, int i, void *arg)
 {
 	struct strv *sv = arg;
-	if (!cJSON_IsString(item))
+	char buf[64];
+	const char *s = wh_conf_weak_string(item, buf, sizeof(buf));
+	if (!s)
 		return wh_conf_fail(p, "expected a string");
-	(*sv->out)[(*sv->n)++] = wh_strdup(item->valuestring);
+	(*sv->out)[(*sv->n)++] = wh_strdup(s);
 	return 0;
 }
 
@@ -451,30 +540,34 @@ static int parse_key(wh_conf *p, const wh_conf_key *f, const cJSON *v, char *bas
 	case WH_CONF_GLOB: {
 		const char *why;
 		wh_regex *re;
-		if (!cJSON_IsString(v))
+		char num[64];
+		const char *s = wh_conf_weak_string(v, num, sizeof(num));
+		if (!s)
 			return wh_conf_fail(p, "expected a string");
-		if ((f->flags & WH_CONF_NONEMPTY) && !*v->valuestring)
+		if ((f->flags & WH_CONF_NONEMPTY) && !*s)
 			return wh_conf_fail(p, "must not be empty");
-		if (f->type == WH_CONF_GLOB && (why = wh_conf_glob_problem(v->valuestring)))
-			return wh_conf_fail(p, "invalid glob \"%s\": %s", v->valuestring, why);
+		if (f->type == WH_CONF_GLOB && (why = wh_conf_glob_problem(s)))
+			return wh_conf_fail(p, "invalid glob \"%s\": %s", s, why);
 		if (f->type == WH_CONF_REGEX) {
 			char buf[192];
-			if (wh_regex_compile(v->valuestring, &re, buf, sizeof(buf)) != 0)
-				return wh_conf_fail(p, "invalid regular expression \"%s\": %s",
-				                    v->valuestring, buf);
+			if (wh_regex_compile(s, &re, buf, sizeof(buf)) != 0)
+				return wh_conf_fail(p, "invalid regular expression \"%s\": %s", s,
+				                    buf);
 			wh_regex_free(re);
 		}
-		set_string(base, f->off, v->valuestring);
-		set = *v->valuestring != '\0';
+		set_string(base, f->off, s);
+		set = *s != '\0';
 		break;
 	}
-	case WH_CONF_BOOL:
-		if (!cJSON_IsBool(v))
+	case WH_CONF_BOOL: {
+		bool b;
+		if (!wh_conf_weak_bool(v, &b))
 			return wh_conf_fail(p, "expected a boolean");
 		if (f->off != WH_CONF_NOSTORE)
-			*(bool *)(void *)(base + f->off) = cJSON_IsTrue(v);
-		set = cJSON_IsTrue(v);
+			*(bool *)(void *)(base + f->off) = b;
+		set = b;
 		break;
+	}
 	case WH_CONF_INT: {
 		int n = 0;
 		rc = wh_conf_int(p, v, (f->flags & WH_CONF_POSITIVE) ? 1 : 0, INT_MAX, &n);
@@ -554,10 +647,68 @@ static const wh_conf_key *find_key(const wh_conf_key *keys, const char *name, si
 	return NULL;
 }
 
+/* Optimal string alignment distance, case aside, capped at cap + 1. */
+static int distance(const char *a, const char *b, int cap)
+{
+	int la = (int)strlen(a), lb = (int)strlen(b);
+	if (la > 64 || lb > 64 || abs(la - lb) > cap)
+		return cap + 1;
+	int d[65][65];
+	for (int i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (int j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (int i = 1; i <= la; i++) {
+		for (int j = 1; j <= lb; j++) {
+			int cost =
+			    tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			int v = WH_MIN(WH_MIN(d[i - 1][j] + 1, d[i][j - 1] + 1),
+			               d[i - 1][j - 1] + cost);
+			if (i > 1 && j > 1 &&
+			    tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]))
+				v = WH_MIN(v, d[i - 2][j - 2] + 1);
+			d[i][j] = v;
+		}
+	}
+	return d[la][lb];
+}
+
+/* The known key closest to name (inlined tables included), if close. */
+static const char *closest(const wh_conf_key *keys, const char *name, int *best)
+{
+	const char *found = NULL;
+	for (; keys->name; keys++) {
+		const char *k = NULL;
+		int dk = *best;
+		if (keys->type == WH_CONF_INLINE) {
+			k = closest(keys->sub, name, &dk);
+		} else {
+			dk = distance(keys->name, name, *best);
+			k = keys->name;
+		}
+		if (k && dk < *best) {
+			*best = dk;
+			found = k;
+		}
+	}
+	return found;
+}
+
+static int unknown_key(wh_conf *p, const wh_conf_key *keys, const char *name)
+{
+	/* Two edits at most, fewer for short names: "prot" is not "port". */
+	int cap = strlen(name) <= 4 ? 1 : 2, best = cap + 1;
+	const char *k = closest(keys, name, &best);
+	if (k && best <= cap)
+		return wh_conf_fail(p, "unknown key (did you mean \"%s\"?)", k);
+	return wh_conf_fail(p, "unknown key");
+}
+
 int wh_conf_walk(wh_conf *p, const cJSON *obj, const wh_conf_key *keys, char *base)
 {
 	const cJSON *item;
-	int rc = 0;
+	int errors = p->n_errors, rc = 0;
 
 	if (!cJSON_IsObject(obj))
 		return wh_conf_fail(p, "expected an object");
@@ -567,15 +718,23 @@ int wh_conf_walk(wh_conf *p, const cJSON *obj, const wh_conf_key *keys, char *ba
 		const wh_conf_key *f = find_key(keys, item->string, &off);
 		size_t old = wh_conf_push_key(p, item->string);
 
-		if (wh_conf_dup_key(obj, item))
+		if (wh_conf_dup_key(obj, item)) {
 			rc = wh_conf_fail(p, "duplicate key");
-		else if (!f)
-			rc = wh_conf_fail(p, "unknown key");
-		else if (!cJSON_IsNull(item))
+		} else if (!f) {
+			rc = unknown_key(p, keys, item->string);
+		} else if (cJSON_IsNull(item)) {
+			rc = 0;
+		} else if ((f->flags & WH_CONF_LIST) && !cJSON_IsArray(item)) {
+			/* A single value for a list: a list of one, parsed as such. */
+			cJSON *list = cJSON_CreateArray();
+			cJSON_AddItemToArray(list, cJSON_Duplicate(item, true));
+			rc = parse_key(p, f, list, base + off);
+			cJSON_Delete(list);
+		} else {
 			rc = parse_key(p, f, item, base + off);
+		}
 		wh_conf_pop(p, old);
-		if (rc)
-			break;
+		(void)rc; /* on to the next key: every problem is named */
 	}
-	return rc;
+	return p->n_errors > errors ? WH_EINVAL : 0;
 }

@@ -2337,7 +2337,7 @@ static int parse_urls(wh_conf *p, const cJSON *v, char *base)
 }
 
 static const wh_conf_key registry_fields[] = {
-    {"urls", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_urls},
+    {"urls", WH_CONF_CUSTOM, WH_CONF_LIST, WH_CONF_NOSTORE, NULL, parse_urls},
     {"onDemand", WH_CONF_BOOL, 0, REG(on_demand), NULL, NULL},
     {"tlsVerify", WH_CONF_BOOL, 0, REG(tls_verify), NULL, NULL},
     {"certDir", WH_CONF_STRING, 0, REG(cert_dir), NULL, NULL},

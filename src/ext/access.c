@@ -186,9 +186,9 @@ static int parse_actions(wh_conf *p, const cJSON *v, char *base)
 /* Conditions are CEL expressions that narrow a grant: ignoring them would
  * grant more than asked, so a non-empty list is refused. */
 static const wh_conf_key policy_fields[] = {
-    {"users", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_users},
-    {"groups", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_groups_ref},
-    {"actions", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_actions},
+    {"users", WH_CONF_CUSTOM, WH_CONF_LIST, WH_CONF_NOSTORE, NULL, parse_users},
+    {"groups", WH_CONF_CUSTOM, WH_CONF_LIST, WH_CONF_NOSTORE, NULL, parse_groups_ref},
+    {"actions", WH_CONF_CUSTOM, WH_CONF_LIST, WH_CONF_NOSTORE, NULL, parse_actions},
     {"conditions", WH_CONF_ANY, WH_CONF_REFUSE_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
@@ -252,7 +252,7 @@ static int parse_group_users(wh_conf *p, const cJSON *v, char *base)
 }
 
 static const wh_conf_key group_fields[] = {
-    {"users", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_group_users},
+    {"users", WH_CONF_CUSTOM, WH_CONF_LIST, WH_CONF_NOSTORE, NULL, parse_group_users},
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
 
@@ -285,7 +285,7 @@ static int parse_metrics_anonymous(wh_conf *p, const cJSON *v, char *base)
 }
 
 static const wh_conf_key metrics_access_fields[] = {
-    {"users", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_metrics_users},
+    {"users", WH_CONF_CUSTOM, WH_CONF_LIST, WH_CONF_NOSTORE, NULL, parse_metrics_users},
     {"anonymousPolicy", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_metrics_anonymous},
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };

@@ -368,7 +368,7 @@ static int parse_trusted_proxies(wh_conf *p, const cJSON *v, char *base)
 }
 
 const wh_conf_key wh_ratelimit_wharf_keys[] = {
-    WH_CONF_FN("trustedProxies", WH_CONF_NOSTORE, parse_trusted_proxies),
+    WH_CONF_FN_LIST("trustedProxies", WH_CONF_NOSTORE, parse_trusted_proxies),
     WH_CONF_END,
 };
 

@@ -81,7 +81,7 @@ static int parse_patterns(wh_conf *p, const cJSON *v, char *base)
 #define KT(m) offsetof(wh_ret_keep_tags, m)
 
 static const wh_conf_key keep_tags_fields[] = {
-    WH_CONF_FN("patterns", WH_CONF_NOSTORE, parse_patterns),
+    WH_CONF_FN_LIST("patterns", WH_CONF_NOSTORE, parse_patterns),
     WH_CONF_INLINED(rules_fields, KT(rules)),
     WH_CONF_END,
 };
@@ -142,7 +142,7 @@ static int parse_repositories(wh_conf *p, const cJSON *v, char *base)
 #define POL(m) offsetof(wh_ret_policy, m)
 
 static const wh_conf_key policy_fields[] = {
-    WH_CONF_FN("repositories", WH_CONF_NOSTORE, parse_repositories),
+    WH_CONF_FN_LIST("repositories", WH_CONF_NOSTORE, parse_repositories),
     WH_CONF_KEY("deleteReferrers", WH_CONF_BOOL, 0, POL(delete_referrers)),
     WH_CONF_KEY("deleteUntagged", WH_CONF_BOOL, 0, POL(delete_untagged)),
     WH_CONF_FN("keepTags", WH_CONF_NOSTORE, parse_keep_tags),

@@ -3361,6 +3361,22 @@ void wh_strv_free(char **v, int n)
 
 #define STO(m) offsetof(wh_store_settings, m)
 
+/* A remote storage driver (s3, gcs, azure): Wharf keeps content under
+ * rootDirectory and nowhere else. Serving from an empty local directory
+ * instead of the bucket the config names would look like lost images. */
+static int storage_driver(wh_conf *c, const cJSON *v, char *base)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(v, "name");
+	(void)base;
+	return wh_conf_fail(c,
+	                    "Wharf stores content on the local filesystem only (rootDirectory), "
+	                    "not in %s%s%s: remove storageDriver to store under rootDirectory, "
+	                    "or serve this config with Zot",
+	                    cJSON_IsString(name) ? "\"" : "a remote store",
+	                    cJSON_IsString(name) ? name->valuestring : "",
+	                    cJSON_IsString(name) ? "\"" : "");
+}
+
 /* Wharf's own, under storage.wharf (gc.h says what they do). */
 static const wh_conf_key store_wharf_keys[] = {
     WH_CONF_KEY("cacheMaxSize", WH_CONF_SIZE, 0, STO(cache_max_bytes)),
@@ -3383,7 +3399,7 @@ const wh_conf_key wh_store_keys[] = {
     WH_CONF_FN("gcTimeWindow", STO(gc_window), wh_gc_window_conf),
     WH_CONF_SUB("retention", WH_CONF_SECTION, 0, STO(retention), wh_retention_keys),
     WH_CONF_SUB("wharf", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, store_wharf_keys),
-    WH_CONF_IGNORED("storageDriver", WH_CONF_WARN),
+    WH_CONF_FN("storageDriver", WH_CONF_NOSTORE, storage_driver),
     WH_CONF_IGNORED("cacheDriver", WH_CONF_WARN),
     WH_CONF_IGNORED("subPaths", WH_CONF_WARN),
     WH_CONF_END,

@@ -1,5 +1,6 @@
-/* The configuration loader (src/base/config.c): whole documents, as
- * wh_config_load reads them from disk, through wh_config_parse. A document is
+/* The configuration loader (src/app/config.c): whole documents, as
+ * wh_config_load reads them from disk, through wh_config_parse and, for
+ * YAML files, wh_config_parse_yaml (src/base/yaml.c). A document is
  * accepted with every value in range, or refused with a message and nothing
  * to free. The same bytes, when short, are also tried as a duration. */
 #include "fuzz.h"
@@ -48,17 +49,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(json, data, size);
 	memset(err, 'x', sizeof(err));
 	memset(&cfg, 0x5a, sizeof(cfg));
-	int rc = wh_config_parse(json, size, &cfg, err, sizeof(err));
-	FUZZ_ASSERT(memchr(err, '\0', sizeof(err)) != NULL);
-	if (rc == 0) {
-		FUZZ_ASSERT(err[0] == '\0');
-		check_ok(&cfg);
-		wh_config_free(&cfg);
-	} else {
-		static const wh_config zero;
-		FUZZ_ASSERT(rc == WH_EINVAL);
-		FUZZ_ASSERT(err[0] != '\0');
-		FUZZ_ASSERT(memcmp(&cfg, &zero, sizeof(cfg)) == 0);
+	/* As JSON, then as YAML (libyaml's events into the same tree). */
+	for (int yaml = 0; yaml < 2; yaml++) {
+		memset(err, 'x', sizeof(err));
+		memset(&cfg, 0x5a, sizeof(cfg));
+		int rc = yaml ? wh_config_parse_yaml(json, size, &cfg, err, sizeof(err))
+		              : wh_config_parse(json, size, &cfg, err, sizeof(err));
+		FUZZ_ASSERT(memchr(err, '\0', sizeof(err)) != NULL);
+		if (rc == 0) {
+			FUZZ_ASSERT(err[0] == '\0');
+			check_ok(&cfg);
+			wh_config_free(&cfg);
+		} else {
+			static const wh_config zero;
+			FUZZ_ASSERT(rc == WH_EINVAL);
+			FUZZ_ASSERT(err[0] != '\0');
+			FUZZ_ASSERT(memcmp(&cfg, &zero, sizeof(cfg)) == 0);
+		}
 	}
 	free(json);
 

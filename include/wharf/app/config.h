@@ -62,14 +62,20 @@ typedef struct wh_config {
 
 /* Parse JSON text. On success returns 0 and fills *out (free with
  * wh_config_free). On failure returns WH_EINVAL, leaves *out zeroed and writes
- * a one-line message naming the key's path into err (NUL-terminated, truncated
- * to errlen; err may be NULL). Keys match case-insensitively, as in Zot (viper);
- * a null value is treated as an absent key. JSON syntax errors give the line and
- * column. */
+ * every problem found, one per line, each naming its key's path, into err
+ * (NUL-terminated, truncated to errlen; err may be NULL). Keys match
+ * case-insensitively and values are weakly typed, as in Zot (viper; see
+ * wh_conf_walk); a null value is treated as an absent key. JSON syntax errors
+ * give the line and column. */
 int wh_config_parse(const char *json, size_t len, wh_config *out, char *err, size_t errlen);
 
-/* Read and parse a file. Every error message begins with the file's path
- * ("/etc/zot/config.json: http.adress: unknown key"). Returns 0, WH_EINVAL,
+/* The same for YAML text (base/yaml.h), as Zot reads config.yaml. */
+int wh_config_parse_yaml(const char *yaml, size_t len, wh_config *out, char *err, size_t errlen);
+
+/* Read and parse a file: YAML when its name ends in .yaml or .yml, JSON when
+ * in .json, otherwise JSON if it parses as JSON, else YAML. Every line of
+ * err begins with the file's path ("/etc/zot/config.json: http.adress:
+ * unknown key (did you mean \"address\"?)"). Returns 0, WH_EINVAL,
  * WH_ETOOBIG (over 16 MiB) or -errno when the file cannot be read. */
 int wh_config_load(const char *path, wh_config *out, char *err, size_t errlen);
 

@@ -35,7 +35,14 @@ typedef struct wh_conf {
 	int n_warnings;
 	char **notices;
 	int n_notices;
+	/* Every error, "path: message", in the order found (at most
+	 * WH_CONF_ERRORS_MAX): the walk goes on past a bad key, so one run
+	 * names every problem. err holds the first. */
+	char **errors;
+	int n_errors;
 } wh_conf;
+
+#define WH_CONF_ERRORS_MAX 64
 
 typedef enum wh_conf_type {
 	WH_CONF_ANY,      /* accepted whatever it holds, not inspected */
@@ -69,6 +76,9 @@ enum {
 	 * non-empty. */
 	WH_CONF_REFUSE = 1 << 5,
 	WH_CONF_REFUSE_IF_SET = 1 << 6,
+	/* The value is a list: a single value stands for a list of one, as
+	 * Zot's weakly typed decoding takes it ("users": "alice"). */
+	WH_CONF_LIST = 1 << 7,
 };
 
 /* Where a key stores nothing. */
@@ -99,6 +109,10 @@ struct wh_conf_key {
 	{                                                                                          \
 		name, WH_CONF_CUSTOM, 0, off, NULL, fn                                             \
 	}
+#define WH_CONF_FN_LIST(name, off, fn)                                                             \
+	{                                                                                          \
+		name, WH_CONF_CUSTOM, WH_CONF_LIST, off, NULL, fn                                  \
+	}
 #define WH_CONF_IGNORED(name, flags)                                                               \
 	{                                                                                          \
 		name, WH_CONF_ANY, flags, WH_CONF_NOSTORE, NULL, NULL                              \
@@ -113,7 +127,12 @@ struct wh_conf_key {
 	}
 
 /* Walk obj (must be an object) with keys over base. Returns 0 or WH_EINVAL
- * with c->err set. */
+ * with c->err set. Values are taken as Zot takes them (viper, mapstructure
+ * with WeaklyTypedInput): a boolean from "true"/"false"/"1"/"0"/"t"/"f" or a
+ * number (non-zero is true), an integer from a numeric string or a boolean,
+ * a string from a number or a boolean, a list from a single value
+ * (WH_CONF_LIST). An unknown key names the closest known one ("did you
+ * mean"). The walk goes on past a bad key: c->errors lists them all. */
 int wh_conf_walk(wh_conf *c, const cJSON *obj, const wh_conf_key *keys, char *base);
 
 /* Fail at the current path: writes "path: message" into c->err; returns
@@ -165,6 +184,13 @@ int wh_duration_parse(const char *s, int64_t *ms);
  * WH_EINVAL (nothing, a negative number, an unknown unit, more than
  * INT64_MAX bytes). */
 int wh_size_parse(const char *s, int64_t *bytes);
+
+/* A value as a boolean, weakly (see wh_conf_walk); false when it is none. */
+bool wh_conf_weak_bool(const cJSON *v, bool *out);
+
+/* A value as a string, weakly: a string itself, a number as Go formats it
+ * (written into buf), a boolean as "1" or "0"; NULL for anything else. */
+const char *wh_conf_weak_string(const cJSON *v, char *buf, size_t len);
 
 /* Free what wh_conf collected. */
 void wh_conf_release(wh_conf *c);

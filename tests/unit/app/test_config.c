@@ -233,15 +233,16 @@ static const struct {
 	const char *err; /* the whole message, or its start when it ends with "..." */
 } bad[] = {
     /* unknown keys and structure */
-    {"{" R ", 'http': {'adress': '0.0.0.0'}}", "http.adress: unknown key"},
+    {"{" R ", 'http': {'adress': '0.0.0.0'}}",
+     "http.adress: unknown key (did you mean \"address\"?)"},
     {"{" R ", 'foo': 1}", "foo: unknown key"},
     {"{" R ", 'http': {'wharf': {'bogus': 1}}}", "http.wharf.bogus: unknown key"},
     {"{" R ", 'extensions': {'imagetrust': {}}}", "extensions.imagetrust: unknown key"},
-    {REG0 URLS ", 'urlz': []" REG0_END, REGP ".urlz: unknown key"},
+    {REG0 URLS ", 'urlz': []" REG0_END, REGP ".urlz: unknown key (did you mean \"urls\"?)"},
     {"{" R ", 'extensions': {'sync': {'registries': [{" URLS "}, {" URLS ", 'x': 1}]}}}",
      "extensions.sync.registries[1].x: unknown key"},
     {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'regexp': 'a'}}]" REG0_END,
-     REGP ".content[0].tags.regexp: unknown key"},
+     REGP ".content[0].tags.regexp: unknown key (did you mean \"regex\"?)"},
     {"{'storage': {'rootDirectory': '/r', 'gc': true, 'GC': false}}", "storage.GC: duplicate key"},
     {"{'storage': []}", "storage: expected an object"},
     {"{" R ", 'http': {'tls': {'cert': '/c'}}}", "http.tls.key: required with http.tls.cert"},
@@ -249,8 +250,9 @@ static const struct {
      "http.tls.cert: required with http.tls.key"},
     {"{" R ", 'http': {'tls': {'cacert': '/a'}}}",
      "http.tls.cacert: needs http.tls.cert and http.tls.key"},
-    {"{" R ", 'http': {'tls': {'certs': '/c'}}}", "http.tls.certs: unknown key"},
-    {"{" R ", 'http': {'tls': {'cert': 5}}}", "http.tls.cert: expected a string"},
+    {"{" R ", 'http': {'tls': {'certs': '/c'}}}",
+     "http.tls.certs: unknown key (did you mean \"cert\"?)"},
+    {"{" R ", 'http': {'tls': {'cert': {}}}}", "http.tls.cert: expected a string"},
     {"{" R ", 'extensions': {'sync': {'registries': {}}}}",
      "extensions.sync.registries: expected an array"},
     {"{" R ", 'extensions': {'sync': {'registries': [5]}}}", REGP ": expected an object"},
@@ -258,9 +260,9 @@ static const struct {
     /* storage */
     {"{'http': {'port': '5000'}}", "storage.rootDirectory: required"},
     {"{'storage': {'rootDirectory': ''}}", "storage.rootDirectory: must not be empty"},
-    {"{'storage': {'rootDirectory': 5}}", "storage.rootDirectory: expected a string"},
+    {"{'storage': {'rootDirectory': []}}", "storage.rootDirectory: expected a string"},
     {"{'storage': {'rootDirectory': '/r', 'gc': 'yes'}}", "storage.gc: expected a boolean"},
-    {"{'storage': {'rootDirectory': '/r', 'dedupe': 1}}", "storage.dedupe: expected a boolean"},
+    {"{'storage': {'rootDirectory': '/r', 'dedupe': 'yes'}}", "storage.dedupe: expected a boolean"},
     {"{'storage': {'rootDirectory': '/r', 'gcDelay': '1x'}}",
      "storage.gcDelay: invalid duration \"1x\" (examples: \"250ms\", \"30s\", \"1h30m\")"},
     {"{'storage': {'rootDirectory': '/r', 'gcInterval': '-1s'}}",
@@ -283,13 +285,13 @@ static const struct {
     {"{" R ", 'http': {'port': 65536}}", "http.port: invalid port 65536 (1-65535)"},
     {"{" R ", 'http': {'port': 5000.5}}", "http.port: invalid port 5000.5 (1-65535)"},
     {"{" R ", 'http': {'port': true}}", "http.port: expected a port number (1-65535)"},
-    {"{" R ", 'http': {'address': 127}}", "http.address: expected a string"},
+    {"{" R ", 'http': {'address': [127]}}", "http.address: expected a string"},
     {"{" R ", 'http': {'wharf': {'maxHeaders': 0}}}",
      "http.wharf.maxHeaders: must be greater than 0"},
     {"{" R ", 'http': {'wharf': {'maxConnections': 1.5}}}",
      "http.wharf.maxConnections: expected an integer"},
     {"{" R ", 'http': {'wharf': {'maxHeaderBytes': '64k'}}}",
-     "http.wharf.maxHeaderBytes: expected an integer"},
+     "http.wharf.maxHeaderBytes: expected an integer, not \"64k\""},
     {"{" R ", 'http': {'wharf': {'headerTimeout': '0s'}}}",
      "http.wharf.headerTimeout: must be greater than 0"},
     {"{" R ", 'http': {'wharf': {'idleTimeout': '10'}}}",
@@ -300,11 +302,11 @@ static const struct {
      "log.level: unknown level \"verbose\" (debug, info, warn or error)"},
     {"{" R ", 'log': {'level': 1}}", "log.level: expected a string"},
     /* extensions */
-    {"{" R ", 'extensions': {'search': {'enable': 'true'}}}",
+    {"{" R ", 'extensions': {'search': {'enable': 'on'}}}",
      "extensions.search.enable: expected a boolean"},
     {"{" R ", 'extensions': {'sync': {'wharf': {'manifestCheckInterval': 'h'}}}}",
      "extensions.sync.wharf.manifestCheckInterval: invalid duration \"h\"..."},
-    {"{" R ", 'extensions': {'sync': {'wharf': {'allowPrivateRedirects': 1}}}}",
+    {"{" R ", 'extensions': {'sync': {'wharf': {'allowPrivateRedirects': []}}}}",
      "extensions.sync.wharf.allowPrivateRedirects: expected a boolean"},
     {"{" R ", 'extensions': {'sync': {'wharf': {'connectTimeout': '0'}}}}",
      "extensions.sync.wharf.connectTimeout: must be greater than 0"},
@@ -313,14 +315,13 @@ static const struct {
     {"{" R ", 'extensions': {'sync': {'wharf': {'stallTimeout': 'x'}}}}",
      "extensions.sync.wharf.stallTimeout: invalid duration \"x\"..."},
     {"{" R ", 'extensions': {'sync': {'wharf': {'requestTimeot': '1s'}}}}",
-     "extensions.sync.wharf.requestTimeot: unknown key"},
+     "extensions.sync.wharf.requestTimeot: unknown key (did you mean \"requestTimeout\"?)"},
     {"{" R ", 'extensions': {'sync': {'credentialsFile': ['a']}}}",
      "extensions.sync.credentialsFile: expected a string"},
     /* registries */
     {REG0 "'onDemand': true" REG0_END, REGP ".urls: at least one URL is required"},
     {REG0 "'urls': []" REG0_END, REGP ".urls: at least one URL is required"},
-    {REG0 "'urls': 'https://registry.example.com'" REG0_END,
-     REGP ".urls: expected an array of URLs"},
+    {REG0 "'urls': {}" REG0_END, REGP ".urls[0]: expected a string"},
     {REG0 "'urls': [5]" REG0_END, REGP ".urls[0]: expected a string"},
     {REG0 "'urls': ['ftp://registry.example.com']" REG0_END,
      REGP ".urls[0]: \"ftp://registry.example.com\" is not an http:// or https:// URL"},
@@ -338,8 +339,8 @@ static const struct {
           "(put them in extensions.sync.credentialsFile)"},
     {REG0 "'urls': ['https://[zz]']" REG0_END,
      REGP ".urls[0]: \"https://[zz]\" has a bad IPv6 address"},
-    {REG0 URLS ", 'onDemand': 'true'" REG0_END, REGP ".onDemand: expected a boolean"},
-    {REG0 URLS ", 'tlsVerify': 0" REG0_END, REGP ".tlsVerify: expected a boolean"},
+    {REG0 URLS ", 'onDemand': 'yes'" REG0_END, REGP ".onDemand: expected a boolean"},
+    {REG0 URLS ", 'tlsVerify': {}" REG0_END, REGP ".tlsVerify: expected a boolean"},
     {REG0 URLS ", 'maxRetries': 3" REG0_END,
      REGP ".maxRetries: retryDelay is required with maxRetries (as in Zot)"},
     {REG0 URLS ", 'maxRetries': -1, 'retryDelay': '1s'" REG0_END,
@@ -357,7 +358,7 @@ static const struct {
           "signatures; remove the key or set it to false"},
     {REG0 URLS ", 'manifestCheckInterval': '1m'" REG0_END,
      REGP ".manifestCheckInterval: requires onDemand to be true"},
-    {REG0 URLS ", 'certDir': false" REG0_END, REGP ".certDir: expected a string"},
+    {REG0 URLS ", 'certDir': {}" REG0_END, REGP ".certDir: expected a string"},
     /* content */
     {REG0 URLS ", 'content': {}" REG0_END, REGP ".content: expected an array"},
     {REG0 URLS ", 'content': [{'destination': '/x'}]" REG0_END,
@@ -372,9 +373,9 @@ static const struct {
      REGP ".content[0].prefix: invalid glob \"a}\": unbalanced '}'"},
     {REG0 URLS ", 'content': [{'prefix': 'a[]'}]" REG0_END,
      REGP ".content[0].prefix: invalid glob \"a[]\": empty character class"},
-    {REG0 URLS ", 'content': [{'prefix': 5}]" REG0_END,
+    {REG0 URLS ", 'content': [{'prefix': []}]" REG0_END,
      REGP ".content[0].prefix: expected a string"},
-    {REG0 URLS ", 'content': [{'prefix': '**', 'stripPrefix': 1}]" REG0_END,
+    {REG0 URLS ", 'content': [{'prefix': '**', 'stripPrefix': 'maybe'}]" REG0_END,
      REGP ".content[0].stripPrefix: expected a boolean"},
     {REG0 URLS
      ", 'content': [{'prefix': 'library', 'destination': '/', 'stripPrefix': true}]" REG0_END,
@@ -383,7 +384,7 @@ static const struct {
      REGP ".content[0].tags.regex: invalid regular expression \"(\": ..."},
     {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'excludeRegex': '[a'}}]" REG0_END,
      REGP ".content[0].tags.excludeRegex: invalid regular expression \"[a\": ..."},
-    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'regex': 1}}]" REG0_END,
+    {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'regex': {}}}]" REG0_END,
      REGP ".content[0].tags.regex: expected a string"},
     {REG0 URLS ", 'content': [{'prefix': '**', 'tags': {'semver': 'yes'}}]" REG0_END,
      REGP ".content[0].tags.semver: expected a boolean"},
@@ -443,7 +444,6 @@ static void test_warnings(void)
 {
 	static const char *const want[] = {
 	    "storage.remoteCache",
-	    "storage.storageDriver",
 	    "storage.cacheDriver",
 	    "storage.subPaths",
 	    "http.compat",
@@ -461,7 +461,6 @@ static void test_warnings(void)
 	};
 	const char *json =
 	    "{'storage': {'rootDirectory': '/r', 'remoteCache': true,"
-	    "   'storageDriver': {'name': 's3', 'anything': {'goes': [1, 2]}},"
 	    "   'cacheDriver': {'name': 'dynamodb'}, 'subPaths': {'/a': {'rootDirectory': '/a'}},"
 	    "   'retention': {'dryRun': true, 'policies': []}},"
 	    " 'http': {'address': '0.0.0.0', 'port': '5000',"
@@ -674,7 +673,8 @@ static void test_load(void)
 		return;
 	CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
 	CHECK(wh_config_load(path, &c, err, sizeof(err)) == WH_EINVAL);
-	snprintf(want, sizeof(want), "%s: http.adress: unknown key", path);
+	snprintf(want, sizeof(want), "%s: http.adress: unknown key (did you mean \"address\"?)",
+	         path);
 	CHECK_STREQ(err, want);
 
 	CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0);
@@ -859,6 +859,123 @@ static void test_scrub(void)
 	}
 }
 
+/* Zot's weakly typed decoding (viper, mapstructure): strings for booleans
+ * and integers, numbers for strings, a single value for a list. */
+static void test_weak_typing(void)
+{
+	wh_config c;
+	char err[1024] = "";
+	int rc =
+	    parse("{'storage': {'rootDirectory': '/r', 'dedupe': 'false', 'gc': 1},"
+	          " 'http': {'address': '127.0.0.1', 'port': 5000,"
+	          "          'wharf': {'maxHeaders': '50'}},"
+	          " 'extensions': {'search': {'enable': 'true'},"
+	          "   'sync': {'enable': 'true', 'registries': [{'urls': 'https://r.example.com',"
+	          "     'onDemand': 'true', 'tlsVerify': 0, 'maxRetries': '3',"
+	          "     'retryDelay': '5m', 'content': [{'prefix': '**'}]}]}}}",
+	          &c, err, sizeof(err));
+	CHECK(rc == 0);
+	if (rc) {
+		fprintf(stderr, "  weak typing: %s\n", err);
+		return;
+	}
+	CHECK(!c.storage.dedupe && c.storage.gc);
+	CHECK(c.http.port == 5000);
+	CHECK(c.sync.n_registries == 1);
+	if (c.sync.n_registries == 1) {
+		const wh_sync_registry *r = &c.sync.registries[0];
+		CHECK(r->n_urls == 1 && strcmp(r->urls[0], "https://r.example.com") == 0);
+		CHECK(r->on_demand && !r->tls_verify && r->max_retries == 3);
+	}
+	wh_config_free(&c);
+}
+
+/* One run names every problem, each once, and a typo gets a suggestion. */
+static void test_every_error(void)
+{
+	wh_config c;
+	char err[2048] = "";
+	int rc = parse("{'storage': {'rootDirectory': '/r', 'gcDelay': 'soon', 'dedup': true},"
+	               " 'http': {'adress': 'x', 'port': 99999},"
+	               " 'log': {'level': 'loud'}}",
+	               &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL);
+	CHECK(strstr(err, "storage.gcDelay: invalid duration \"soon\"") != NULL);
+	CHECK(strstr(err, "storage.dedup: unknown key (did you mean \"dedupe\"?)") != NULL);
+	CHECK(strstr(err, "http.adress: unknown key (did you mean \"address\"?)") != NULL);
+	CHECK(strstr(err, "http.port: invalid port 99999") != NULL);
+	CHECK(strstr(err, "log.level: ") != NULL);
+	int lines = 1;
+	for (const char *e = err; *e; e++)
+		lines += *e == '\n';
+	CHECK(lines == 5);
+	if (lines != 5)
+		fprintf(stderr, "  every error:\n%s\n", err);
+	/* Far from every key: no suggestion. */
+	rc = parse("{'storage': {'rootDirectory': '/r', 'zzzzzzzz': 1}}", &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && strcmp(err, "storage.zzzzzzzz: unknown key") == 0);
+}
+
+/* Zot reads config.yaml as config.json: the same tree, the same checks. */
+static void test_yaml(void)
+{
+	static const char yaml[] = "distspecversion: 1.1.1\n"
+	                           "storage:\n"
+	                           "  rootdirectory: /tmp/zot\n"
+	                           "  gc: true\n"
+	                           "  gcdelay: 2h\n"
+	                           "http:\n"
+	                           "  address: 127.0.0.1\n"
+	                           "  port: 8080\n"
+	                           "log:\n"
+	                           "  level: debug\n"
+	                           "extensions:\n"
+	                           "  sync:\n"
+	                           "    enable: 'true'\n"
+	                           "    registries:\n"
+	                           "      - urls: [https://r.example.com]\n"
+	                           "        ondemand: true\n"
+	                           "        content: &c\n"
+	                           "          - prefix: '**'\n"
+	                           "      - urls: https://s.example.com\n"
+	                           "        ondemand: yes_not_a_bool_in_yaml12\n"
+	                           "        content: *c\n";
+	wh_config c;
+	char err[1024] = "";
+	int rc = wh_config_parse_yaml(yaml, strlen(yaml), &c, err, sizeof(err));
+	/* "yes_..." is a string, not a boolean: the one error. */
+	CHECK(rc == WH_EINVAL);
+	CHECK(strcmp(err, "extensions.sync.registries[1].onDemand: expected a boolean") == 0 ||
+	      strcmp(err, "extensions.sync.registries[1].ondemand: expected a boolean") == 0);
+	char *fixed = strdup(yaml);
+	char *word = strstr(fixed, "yes_not_a_bool_in_yaml12");
+	memcpy(word, "false                   ", 24);
+	rc = wh_config_parse_yaml(fixed, strlen(fixed), &c, err, sizeof(err));
+	CHECK(rc == 0);
+	if (rc == 0) {
+		CHECK_STREQ(c.storage.root_dir, "/tmp/zot");
+		CHECK(c.storage.gc_delay_ms == 2 * 3600 * 1000);
+		CHECK(c.http.port == 8080);
+		CHECK(c.sync.n_registries == 2);
+		wh_config_free(&c);
+	} else {
+		fprintf(stderr, "  yaml: %s\n", err);
+	}
+	free(fixed);
+	/* Syntax errors say where; a billion laughs is refused, not expanded. */
+	rc = wh_config_parse_yaml("storage:\n  rootDirectory: [a\n", 30, &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && strstr(err, "invalid YAML") && strstr(err, "line"));
+	char laughs[4096];
+	size_t at = (size_t)snprintf(laughs, sizeof(laughs), "a: &a [x,x,x,x,x,x,x,x,x,x]\n");
+	for (char n = 'b'; n <= 'j'; n++)
+		at += (size_t)snprintf(laughs + at, sizeof(laughs) - at,
+		                       "%c: &%c [*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c,*%c]\n", n, n,
+		                       n - 1, n - 1, n - 1, n - 1, n - 1, n - 1, n - 1, n - 1,
+		                       n - 1, n - 1);
+	rc = wh_config_parse_yaml(laughs, at, &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && strstr(err, "too many nodes"));
+}
+
 int main(void)
 {
 	test_classic();
@@ -872,5 +989,8 @@ int main(void)
 	test_scrub();
 	test_load();
 	test_examples();
+	test_weak_typing();
+	test_every_error();
+	test_yaml();
 	CHECK_DONE();
 }
