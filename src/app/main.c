@@ -19,6 +19,7 @@
 #include "wharf/net/http.h"
 #include "wharf/base/log.h"
 #include "wharf/app/pipeline.h"
+#include "wharf/app/verify.h"
 #include "wharf/ext/health.h"
 #include "wharf/store/scrub.h"
 #include "wharf/store/store.h"
@@ -69,19 +70,20 @@ static int cmd_verify(const char *path)
 		fprintf(stdout, "%s\n", err); /* err begins with the path */
 		return 1;
 	}
-	/* Zot reads the TLS files only when it starts; a config that cannot
-	 * start is not valid here. */
-	if (cfg.tls.cert) {
-		wh_tls *tls = NULL;
-		char terr[512];
-		if (wh_tls_new(&cfg.tls, &tls, terr, sizeof(terr)) != 0) {
+	/* What serve would meet at start: the files the config names, where
+	 * it logs, listens and stores (Zot reads most of these only then; a
+	 * config that cannot start is not valid here). */
+	char **problems = NULL;
+	int n = 0;
+	if (wh_verify_runtime(&cfg, &problems, &n) > 0) {
+		for (int i = 0; i < n; i++) {
 			wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error",
-			       WH_LS, terr, NULL);
-			fprintf(stdout, "%s: %s\n", path, terr);
-			wh_config_free(&cfg);
-			return 1;
+			       WH_LS, problems[i], NULL);
+			fprintf(stdout, "%s: %s\n", path, problems[i]);
 		}
-		wh_tls_free(tls);
+		wh_strv_free(problems, n);
+		wh_config_free(&cfg);
+		return 1;
 	}
 	print_warnings(&cfg);
 	wh_log(WH_LOG_INFO, "config file is valid", "config", WH_LS, path, NULL);

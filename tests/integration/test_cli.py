@@ -77,7 +77,16 @@ class CliTest(unittest.TestCase):
         examples = sorted(glob.glob(os.path.join(WHARF_SRC, "examples", "*.json")))
         names = [os.path.basename(e) for e in examples]
         self.assertIn("config.json", names)  # the classic Zot pull-through one
+        # The files the examples name, under a temp root: verify reads them.
+        for d in ("etc/wharf/certs/registry.example.com", "var/log/wharf", "var/lib"):
+            os.makedirs(os.path.join(self.tmp, d), exist_ok=True)
+        self.write("etc/wharf/credentials.json", "{}")
         for path in examples:
+            with open(path) as f:
+                text = f.read()
+            for p in ("/etc/wharf", "/var/log/wharf", "/var/lib/wharf"):
+                text = text.replace('"%s' % p, '"%s%s' % (self.tmp, p))
+            path = self.write(os.path.basename(path), text)
             rc, out, err = run("verify", path)
             self.assertEqual(rc, 0, "%s: %s %s" % (path, out, err))
             self.assertIn("config file is valid", out, path)
@@ -132,6 +141,53 @@ class CliTest(unittest.TestCase):
         rc, out, _ = run("verify", self.write("t4.json", text + " \n\t"))
         self.assertEqual(rc, 0, out)
 
+    def test_verify_lists_every_problem(self):
+        # Config text and the files it names: one run, every problem, one
+        # line each, with a suggestion for a misspelt key.
+        cfg = {
+            "storage": {"rootDirectory": os.path.join(self.tmp, "data"), "gcDelay": "soon"},
+            "http": {"address": "no-such-host.invalid", "port": "5000", "adress": "x",
+                     "auth": {"htpasswd": {"path": os.path.join(self.tmp, "nope.htpasswd")}}},
+            "log": {"output": os.path.join(self.tmp, "no", "dir", "wharf.log")},
+        }
+        out = self.assert_invalid(self.write("many.json", json.dumps(cfg)),
+                                  "storage.gcDelay", 'did you mean "address"')
+        self.assertEqual(len(out.strip().splitlines()), 2, out)  # the text's problems
+        del cfg["storage"]["gcDelay"]
+        del cfg["http"]["adress"]
+        out = self.assert_invalid(self.write("files.json", json.dumps(cfg)),
+                                  "http.auth.htpasswd.path", "log.output", "http.address")
+        self.assertEqual(len(out.strip().splitlines()), 3, out)
+
+    def test_verify_weak_types_and_yaml(self):
+        # As Zot reads them: strings for booleans and numbers, a single
+        # value for a list, and YAML with lower-case keys.
+        cfg = {"storage": {"rootDirectory": os.path.join(self.tmp, "data"), "gc": "true"},
+               "http": {"address": "127.0.0.1", "port": 5000},
+               "extensions": {"sync": {"enable": "true", "registries": [
+                   {"urls": "https://r.example.com", "onDemand": "true", "maxRetries": "2",
+                    "retryDelay": "5s", "content": [{"prefix": "**"}]}]}}}
+        rc, out, err = run("verify", self.write("weak.json", json.dumps(cfg)))
+        self.assertEqual(rc, 0, out + err)
+        yaml = ("distspecversion: 1.1.1\n"
+                "storage:\n  rootdirectory: %s\n  gc: true\n  gcdelay: 1h\n"
+                "http:\n  address: 127.0.0.1\n  port: 8080\n"
+                "log:\n  level: debug\n" % os.path.join(self.tmp, "data"))
+        rc, out, err = run("verify", self.write("config.yaml", yaml))
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("config file is valid", out)
+        rc, out, _ = run("verify", self.write("bad.yml", yaml.replace("port: 8080",
+                                                                      "port: [8080")))
+        self.assertEqual(rc, 1, out)
+        self.assertIn("invalid YAML", out)
+
+    def test_verify_refuses_remote_storage(self):
+        with open(self.config()) as f:
+            cfg = json.load(f)
+        cfg["storage"]["storageDriver"] = {"name": "s3", "bucket": "b"}
+        self.assert_invalid(self.write("s3.json", json.dumps(cfg)), "storage.storageDriver",
+                            "local filesystem")
+
     def test_verify_refuses_unimplemented_security_keys(self):
         # Fail closed: a config that asks for protection Wharf does not give
         # is never accepted, by verify or by serve.
@@ -157,7 +213,8 @@ class CliTest(unittest.TestCase):
             self.assertIn(key, sout + serr)
 
     def test_verify_auth_keys(self):
-        path = self.config({"realm": "wharf", "auth": {"htpasswd": {"path": "/none"},
+        htpasswd = self.write("htpasswd", "alice:$2y$05$" + "a" * 53 + "\n")
+        path = self.config({"realm": "wharf", "auth": {"htpasswd": {"path": htpasswd},
                                                        "failDelay": 1},
                             "accessControl": {"repositories": {"**": {
                                 "defaultPolicy": ["read"]}}},
@@ -165,7 +222,12 @@ class CliTest(unittest.TestCase):
         rc, out, err = run("verify", path)
         self.assertEqual(rc, 0, out + err)
         self.assertNotIn("not implemented", out + err)
-        # As Zot, the htpasswd file is not read by verify, but serve needs it.
+        # Unlike Zot, verify reads the htpasswd file, as serve will: a
+        # missing one fails both, naming the key.
+        os.unlink(htpasswd)
+        rc, out, err = run("verify", path)
+        self.assertEqual(rc, 1)
+        self.assertIn("http.auth.htpasswd.path", out)
         rc, out, err = run("serve", path)
         self.assertEqual(rc, 1)
         self.assertIn("htpasswd", out + err)

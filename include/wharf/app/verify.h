@@ -1,0 +1,17 @@
+/* What `wharf verify` checks beyond the config text: that `wharf serve`
+ * would start with it. Every file the config names must exist and parse
+ * (http.tls's cert, key and CA, the htpasswd file, the sync credentialsFile,
+ * each registry's certDir), log.output must be writable, http.address must
+ * resolve, and rootDirectory must be a writable directory or creatable.
+ * Nothing is created or changed: the checks only read and ask access(2). */
+#ifndef WHARF_VERIFY_H
+#define WHARF_VERIFY_H
+
+#include "wharf/app/config.h"
+
+/* Every problem found, one line each ("key.path: what"), into a malloc'd
+ * array of malloc'd strings (*problems, *n; free with wh_strv_free). Returns
+ * the number of problems. */
+int wh_verify_runtime(const wh_config *cfg, char ***problems, int *n);
+
+#endif
