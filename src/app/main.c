@@ -259,8 +259,9 @@ struct serve_state {
 	wh_pipeline *pipeline;
 	wh_tls *tls;
 	uv_signal_t sigterm, sigint;
-	uv_signal_t sighup; /* reload: the TLS pair and the htpasswd file */
-	uv_timer_t drain;   /* http.wharf.drainDelay: serving on, /readyz failing */
+	uv_signal_t sighup;     /* reload: the TLS pair and the htpasswd file */
+	uv_timer_t drain;       /* http.wharf.drainDelay: serving on, /readyz failing */
+	const char *log_output; /* reopened on SIGHUP */
 	int64_t drain_delay_ms;
 	bool draining;
 	bool stopping;
@@ -277,14 +278,18 @@ static void server_gone(void *arg)
 	uv_close((uv_handle_t *)&st->sighup, NULL);
 }
 
-/* SIGHUP: read again what may be renewed while running: the TLS cert/key
- * pair (new handshakes use it; open connections keep theirs) and the
- * htpasswd file. The config file itself is not reloaded. */
+/* SIGHUP: reopen log.output (logrotate moved it away), and read again what
+ * may be renewed while running: the TLS cert/key pair (new handshakes use
+ * it; open connections keep theirs) and the htpasswd file. */
 static void on_sighup(uv_signal_t *h, int signum)
 {
 	struct serve_state *st = h->data;
 	char err[8192];
+	int lr = wh_log_reopen(st->log_output);
 	wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
+	if (lr != 0)
+		wh_log(WH_LOG_ERROR, "SIGHUP: cannot reopen log.output; logging to the old file",
+		       "path", WH_LS, st->log_output, "error", WH_LS, wh_strerror(lr), NULL);
 	if (st->pipeline)
 		wh_pipeline_reload(st->pipeline);
 	if (!st->tls)
@@ -427,6 +432,7 @@ static int cmd_serve(const char *path)
 	uv_signal_init(loop, &st.sighup);
 	st.sigterm.data = st.sigint.data = st.sighup.data = &st;
 	st.drain_delay_ms = cfg.http.drain_delay_ms;
+	st.log_output = cfg.log.output;
 	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&st.sigint, on_signal, SIGINT);
 	uv_signal_start(&st.sighup, on_sighup, SIGHUP);

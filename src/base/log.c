@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 static int log_level = WH_LOG_INFO;
@@ -45,6 +46,21 @@ int wh_log_setup(int level, const char *path)
 	log_file = f;
 	log_level = level;
 	return 0;
+}
+
+int wh_log_reopen(const char *path)
+{
+	if (!log_file || !path || !*path)
+		return 0;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	/* The new file takes the old one's descriptor number at once: a thread
+	 * writing a line meanwhile writes it whole to one file or the other,
+	 * never to a closed or reused descriptor. */
+	int rc = dup3(fd, fileno(log_file), O_CLOEXEC) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
 }
 
 int wh_log_enabled(int level)

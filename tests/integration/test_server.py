@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import unittest
@@ -226,6 +228,35 @@ class CoreRoutes(ServerTestCase):
         finally:
             w.stop()
             w.cleanup()
+
+    def test_sighup_reopens_log_output(self):
+        """logrotate moves log.output away and sends SIGHUP: the lines that
+        follow go to a new file of the same name, none is lost or split."""
+        log = os.path.join(tempfile.mkdtemp(prefix="wharf-log-"), "wharf.log")
+        w = Wharf({"log": {"output": log}})
+        w.start()
+        try:
+            self.assertEqual(w.request("GET", "/v2/")[0], 200)
+            os.rename(log, log + ".1")
+            w.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not os.path.exists(log):
+                time.sleep(0.02)
+            self.assertEqual(w.request("GET", "/v2/?after=rotate")[0], 200)
+            time.sleep(0.2)
+            with open(log) as f:
+                new = f.read()
+            with open(log + ".1") as f:
+                old = f.read()
+            self.assertIn("after=rotate", new)
+            self.assertNotIn("after=rotate", old)
+            self.assertIn("reloading", new)
+            for line in (old + new).splitlines():
+                json.loads(line)  # whole lines only
+        finally:
+            w.stop()
+            w.cleanup()
+            shutil.rmtree(os.path.dirname(log), ignore_errors=True)
 
     def test_pipelined_200(self):
         s, r = self.connect(timeout=10)

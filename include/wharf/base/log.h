@@ -31,6 +31,12 @@ int wh_log_level_parse(const char *s);
  * for append. Returns 0 or -errno (the previous output stays). */
 int wh_log_setup(int level, const char *path);
 
+/* Open path again (logrotate moved the file away; SIGHUP says so) in place
+ * of the output file, so that lines go to the new file from now on. Safe
+ * while other threads log. Nothing to do when logging to stderr. Returns 0
+ * or -errno (the old file stays). */
+int wh_log_reopen(const char *path);
+
 int wh_log_enabled(int level);
 
 void wh_log(int level, const char *message, ...);
