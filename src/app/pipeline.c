@@ -21,6 +21,7 @@
 #include "wharf/ext/health.h"
 #include "wharf/ext/module.h"
 #include "wharf/ext/ratelimit.h"
+#include "wharf/ext/ui.h"
 #include "wharf/oci/response.h"
 #include "wharf/store/gc.h"
 #include "wharf/store/scrub.h"
@@ -39,6 +40,7 @@ static const struct registration {
     {&wh_auth_module, SETTINGS(auth)},           /* authenticate, authorize */
     {&wh_ratelimit_module, SETTINGS(ratelimit)}, /* preaccess */
     {&wh_registry_module, NO_SETTINGS},          /* the OCI API; uses auth's state */
+    {&wh_ui_module, SETTINGS(ui_enable)},        /* /, /assets/..., the pages; open */
 };
 
 #define N_MODULES ((int)WH_ARRAY_SIZE(modules))
