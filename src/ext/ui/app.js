@@ -385,7 +385,7 @@
       if (mode === 'registry' && (state.os || state.arch) && repos.some((r) => !r.platforms)) {
         text += '; reading platforms…';
       }
-      if (!repos.length) text = state.q ? 'No repository matches.' : 'No repositories yet.';
+      if (!shown.length) text = repos.length || state.q ? 'No repository matches.' : 'No repositories yet.';
       count.textContent = text;
     }
 
