@@ -489,13 +489,18 @@
       'NewestImage{Tag Description}} Images{Tag LastUpdated Manifests{Digest Platform{Os Arch} Size}}}}',
     ]);
     const info = d.ExpandedRepoInfo || {};
-    const images = (info.Images || []).filter((i) => i && i.Tag).map((i) => ({
+    const images = (info.Images || []).filter((i) => i && i.Tag).map((i) => completed({
       tag: i.Tag, digest: i.Digest, mediaType: i.MediaType, size: i.Size, updated: i.LastUpdated,
       pushed: i.PushTimestamp, pulled: i.LastPullTimestamp, downloads: i.DownloadCount,
       manifests: (i.Manifests || []).map((m) => ({
         digest: m.Digest, size: m.Size, os: m.Platform && m.Platform.Os, arch: m.Platform && m.Platform.Arch,
       })),
     }));
+    function completed(img) { // what Zot's UI's fields leave out, from the manifests
+      if (img.size == null) img.size = img.manifests.reduce((a, x) => a + Number(x.size || 0), 0);
+      if (!img.digest && img.manifests.length === 1) img.digest = img.manifests[0].digest;
+      return img;
+    }
     const sum = info.Summary || {};
     return {images, description: sum.NewestImage && sum.NewestImage.Description};
   }
@@ -541,7 +546,8 @@
     const table = h('table', {class: 'rows'},
       h('caption', {class: 'sr-only'}, 'Tags of ' + name),
       h('thead', null, h('tr', null, ['Tag', 'Platforms', 'Size', 'Pushed', 'Last pulled'].map((t) =>
-        h('th', {scope: 'col', class: t === 'Size' ? 'num' : null}, t)))), body);
+        h('th', {scope: 'col', class: t === 'Size' ? 'num' : null, id: 'th-' + t.split(' ')[0].toLowerCase()}, t)))),
+      body);
     const more = h('p');
     const source = h('p', {class: 'muted'});
     const detail = h('div');
@@ -582,7 +588,8 @@
         h('h2', {id: 'tag-h'}, 'Tag ' + img.tag),
         h('dl', {class: 'kv'},
           kv('Digest', h('code', null, img.digest || '—')), kv('Media type', img.mediaType || '—'),
-          kv('Size', bytes(img.size)), kv('Pushed', when(img.pushed || img.updated)),
+          kv('Size', bytes(img.size)), img.pushed ? kv('Pushed', when(img.pushed)) : null,
+          kv('Updated', when(img.updated)),
           kv('Last pulled', when(img.pulled)), img.downloads != null ? kv('Pulls', String(img.downloads)) : null),
         h('ul', null, img.manifests.map((x) => h('li', null, platform(x), ' · ', bytes(x.size), ' · ',
           h('code', null, x.digest || '—'))))));
@@ -598,12 +605,19 @@
           img.digest ? h('div', null, h('code', {class: 'muted', title: img.digest}, short(img.digest))) : null),
         h('td', {'data-label': 'Platforms'}, plats),
         h('td', {'data-label': 'Size', class: 'num'}, img.size != null ? bytes(img.size) : '—'),
-        h('td', {'data-label': 'Pushed'}, when(img.pushed || img.updated)),
+        h('td', {'data-label': pushedLabel()}, when(img.pushed || img.updated)),
         h('td', {'data-label': 'Last pulled'}, when(img.pulled)));
+    }
+
+    // Zot's PushTimestamp when the server has it, else LastUpdated (the
+    // image's own time: its config's or its newest layer's).
+    function pushedLabel() {
+      return images.some((i) => i.pushed) ? 'Pushed' : 'Updated';
     }
 
     function render() {
       if (my !== page) return;
+      table.querySelector('#th-pushed').textContent = pushedLabel();
       const keep = tagSel.value || selected;
       tagSel.replaceChildren(...images.map((i) => h('option', {value: i.tag}, i.tag)));
       const pick = images.find((i) => i.tag === keep) || images.find((i) => i.tag === 'latest') || images[0];
