@@ -294,7 +294,12 @@ class Browser:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        # Its helper processes may write a last file just after it exits.
+        for _ in range(20):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if not os.path.exists(self.tmp):
+                break
+            time.sleep(0.1)
 
     def __enter__(self):
         return self
