@@ -21,6 +21,7 @@
 #include "wharf/ext/health.h"
 #include "wharf/ext/module.h"
 #include "wharf/ext/ratelimit.h"
+#include "wharf/ext/ui.h"
 #include "wharf/oci/response.h"
 #include "wharf/store/gc.h"
 #include "wharf/store/scrub.h"
@@ -39,6 +40,7 @@ static const struct registration {
     {&wh_auth_module, SETTINGS(auth)},           /* authenticate, authorize */
     {&wh_ratelimit_module, SETTINGS(ratelimit)}, /* preaccess */
     {&wh_registry_module, NO_SETTINGS},          /* the OCI API; uses auth's state */
+    {&wh_ui_module, SETTINGS(ui_enable)},        /* /, /assets/..., the pages; open */
 };
 
 #define N_MODULES ((int)WH_ARRAY_SIZE(modules))
@@ -110,7 +112,8 @@ static void handle(struct pcall *pc)
 	for (int i = 0; i < N_MODULES; i++) {
 		const wh_module *m = modules[i].m;
 		/* A module that lists paths answers those only. */
-		if (!m->handle || (call->owner ? call->owner != m : m->paths != NULL))
+		if (!m->handle ||
+		    (call->owner ? call->owner != m : m->paths != NULL || m->prefixes != NULL))
 			continue;
 		if (m->handle(p->state[i], call))
 			return;
@@ -160,12 +163,18 @@ static void log_phase(wh_req *req, wh_req_hook *hook)
 			modules[i].m->log(pc->p->state[i], &pc->call);
 }
 
-/* The path a module lists as its own, or NULL. */
+/* The module that lists the path as its own, or one of its prefixes, or
+ * NULL. An exact path wins: /metrics stays the metrics module's whatever
+ * prefix another lists. */
 static const wh_module *owner_of(const char *path)
 {
 	for (int i = 0; i < N_MODULES; i++)
 		for (const char *const *q = modules[i].m->paths; q && *q; q++)
 			if (strcmp(*q, path) == 0)
+				return modules[i].m;
+	for (int i = 0; i < N_MODULES; i++)
+		for (const char *const *q = modules[i].m->prefixes; q && *q; q++)
+			if (strncmp(*q, path, strlen(*q)) == 0)
 				return modules[i].m;
 	return NULL;
 }

@@ -9,8 +9,10 @@
  * the request ends the phases (the log phase still runs):
  *
  *   route         the OCI router (oci/route.h) parses method and path, once;
- *                 a path that a module lists in `paths` is that module's
- *                 (call->owner);
+ *                 a path that is no route of the API and that a module lists
+ *                 in `paths`, or that starts with one of its `prefixes`, is
+ *                 that module's (call->owner): exact paths first, then
+ *                 prefixes, each in the table's order;
  *   preaccess     every request (a rate limit refuses here, before anything
  *                 costs more);
  *   authenticate  who asks: sets call->user (NULL: anonymous); skipped for a
@@ -81,10 +83,13 @@ typedef struct wh_module_env {
 
 struct wh_module {
 	const char *name;
-	/* Exact paths the module answers (NULL-terminated list), or NULL.
-	 * open: they need no credentials (authenticate and authorize are
-	 * skipped for them). */
+	/* Exact paths the module answers (NULL-terminated list), or NULL;
+	 * prefixes: the paths under these (each ends in '/'; NULL-terminated),
+	 * or NULL. An exact path of any module wins over a prefix. open: they
+	 * need no credentials (authenticate and authorize are skipped for
+	 * them). */
 	const char *const *paths;
+	const char *const *prefixes;
 	bool open;
 
 	/* Start: set *state (may stay NULL). settings is the module's section
