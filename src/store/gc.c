@@ -587,11 +587,30 @@ unlock:
 
 /* ---- EVICT: one cached image ---- */
 
+/* Unlink what the evicted manifests reach (gone) and the rest of the
+ * repository does not (keep), unless written since the job began (a fill or
+ * a push linking it right now); nor what spare holds. */
+static void evict_unlink(struct job *j, dset *gone, dset *keep, dset *spare)
+{
+	wh_store *st = j->gc->st;
+	for (int i = 0; i < gone->n; i++) {
+		char path[PATH_MAX];
+		struct stat sb;
+		if (dset_has(keep, gone->v[i]) || (spare && dset_has(spare, gone->v[i])) ||
+		    wh_store__blob_path(st, j->repo, gone->v[i], path) < 0 ||
+		    lstat(path, &sb) < 0 || mtime_ms(&sb) >= j->now_ms)
+			continue;
+		if (wh_store__blob_unlink(st, j->repo, gone->v[i], &j->freed) == 0)
+			j->blobs_removed++;
+	}
+}
+
 static void evict_run(struct job *j)
 {
 	wh_store *st = j->gc->st;
 	const char *root_digest = j->evict.v[0];
-	dset cached = {0}, removed = {0}, kids = {0}, refs = {0}, keep_roots = {0}, keep = {0};
+	dset cached = {0}, removed = {0}, kids = {0}, refs = {0}, keep_roots = {0}, keep = {0},
+	     gone = {0};
 	cJSON *idx = NULL, *arr, *e, *next;
 	bool found = false;
 
@@ -631,33 +650,32 @@ static void evict_run(struct job *j)
 		j->rc = WH_ENOTFOUND;
 		goto unlock;
 	}
+	/* What the rest of the repository reaches stays; of the rest, what the
+	 * evicted manifests reached goes (evict_unlink), once index.json no
+	 * longer names them. */
+	reach(st, j->repo, &keep_roots, &keep);
+	reach(st, j->repo, &removed, &gone);
 	j->rc = wh_store__index_write(st, j->repo, idx);
+	if (wh_err_disk_full(j->rc)) {
+		/* No room even for the new index.json, on the full disk that
+		 * room is wanted for: their blobs go first, the manifests' own
+		 * bytes excepted (index.json still names them), and it is
+		 * written again. A crash in between leaves cached manifests
+		 * without their blobs, which a pull fetches again. */
+		evict_unlink(j, &gone, &keep, &removed);
+		j->rc = wh_store__index_write(st, j->repo, idx);
+	}
 	if (j->rc < 0)
 		goto unlock;
 	j->index_written = true;
 	for (int i = 0; i < removed.n; i++)
 		dset_add(&j->evicted, removed.v[i]);
-	/* What the rest of the repository reaches stays; of the rest, what the
-	 * evicted manifests reached goes, unless written since the job began
-	 * (a fill or a push linking it right now). */
-	reach(st, j->repo, &keep_roots, &keep);
-	dset gone = {0};
-	reach(st, j->repo, &removed, &gone);
-	for (int i = 0; i < gone.n; i++) {
-		char path[PATH_MAX];
-		struct stat sb;
-		if (dset_has(&keep, gone.v[i]) ||
-		    wh_store__blob_path(st, j->repo, gone.v[i], path) < 0 || lstat(path, &sb) < 0 ||
-		    mtime_ms(&sb) >= j->now_ms)
-			continue;
-		if (wh_store__blob_unlink(st, j->repo, gone.v[i], &j->freed) == 0)
-			j->blobs_removed++;
-	}
-	dset_free(&gone);
+	evict_unlink(j, &gone, &keep, NULL);
 	j->repo_removed = wh_store__repo_remove_if_empty(st, j->repo);
 unlock:
 	wh_store__unlock(st);
 	cJSON_Delete(idx);
+	dset_free(&gone);
 	dset_free(&cached);
 	dset_free(&removed);
 	dset_free(&kids);

@@ -22,7 +22,9 @@ small or full, a real tmpfs root (root only; unmounted in every case).
                         with cached images: a blob that does not fit makes
                         room (evictions) and its fill is retried once, a 200
                         with the right bytes; without a budget the same pull
-                        is a 507 and nothing cached goes
+                        is a 507 and nothing cached goes. Regression: room
+                        made on a disk with no byte free (eviction's own
+                        index.json needs room)
     TestScrubCached     a byte flipped in a cached layer: `wharf scrub` moves
                         it aside, the next pull fetches it again
 
@@ -489,6 +491,37 @@ class TestDiskFull(BudgetTest):
         # What was not evicted is whole, and served without the upstream.
         DIST.stop()
         for img in SERIES_IMAGES[len(evicted):self.FILL]:
+            self.pull(w, img)
+
+    def test_eviction_on_a_disk_with_no_byte_free(self):
+        # Regression: eviction rewrites index.json, which needs room too; on
+        # a disk with nothing free it failed ("cannot evict cached image"),
+        # forgot every image it tried, and the fill was a 507.
+        fs = self.mount(self.FS)
+        root = os.path.join(fs.path, "data")
+        w = self.start(root, {"wharf": {"cacheMaxSize": "1GiB"}})
+        for img in SERIES_IMAGES[:3]:
+            self.pull(w, img)
+        fs.fill()
+        self.assertLess(free_bytes(fs.path), 4 * KIB)
+        new = SERIES_IMAGES[3]
+        st, _, b = self.get(w, "/v2/up/%s/manifests/%s" % (new.name, new.tag))
+        self.assertEqual((st, sha256(b)), (200, new.digest), b[:300])
+        self.assertEqual(self.records(w, "cannot evict cached image"), [])
+        self.assertEqual(self.evicted(w), ["up/" + SERIES_IMAGES[0].name])
+        self.assertEqual(len(self.records(w, "storage is full, making room to fill the cache")),
+                         1)
+        self.assertFalse(os.path.exists(os.path.join(root, "up", SERIES_IMAGES[0].name)))
+        # The next oldest go for the blobs that follow, and what is left is
+        # whole.
+        self.pull(w, new)
+        self.pull(w, SERIES_IMAGES[4])
+        evicted = self.evicted(w)
+        self.assertGreaterEqual(len(evicted), 2)
+        self.assertEqual(evicted, ["up/" + i.name for i in SERIES_IMAGES[:len(evicted)]])
+        self.assertEqual(self.records(w, "cannot evict cached image"), [])
+        DIST.stop()
+        for img in SERIES_IMAGES[len(evicted):5]:
             self.pull(w, img)
 
     def test_without_a_budget_nothing_is_evicted(self):

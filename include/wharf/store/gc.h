@@ -22,8 +22,9 @@
  * either is crossed, manifests the cache stored (meta.h: cached, never
  * pushed) are evicted least recently pulled first: the manifest, the cached
  * children of an index, then their blobs that no remaining manifest of the
- * repository references. Pushed content is never evicted. A pull of what
- * was evicted fetches it again.
+ * repository references (on a disk with no room even for the new
+ * index.json, those blobs first). Pushed content is never evicted. A pull
+ * of what was evicted fetches it again.
  *
  * Nothing runs on the loop but decisions: reading repositories, deleting
  * and counting run in libuv's thread pool, one job at a time, each
