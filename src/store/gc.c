@@ -1295,10 +1295,12 @@ static void room_closed(uv_handle_t *h)
 		maybe_free(gc);
 		return;
 	}
-	/* Evicting, or about to: the job's end answers. Else answer now. */
+	/* Evicting, or about to: the job's end answers; so does the end of the
+	 * store's sweep of upload sessions, which holds kick back meanwhile.
+	 * Else answer now. */
 	if (!gc->job)
 		kick(gc);
-	if (!gc->job && gc->n_rooms)
+	if (!gc->job && !gc->uploads_busy && gc->n_rooms)
 		rooms_answer(gc, over_budget(gc, room_needed(gc)) ? -ENOSPC : 0);
 }
 

@@ -22,9 +22,10 @@ small or full, a real tmpfs root (root only; unmounted in every case).
                         with cached images: a blob that does not fit makes
                         room (evictions) and its fill is retried once, a 200
                         with the right bytes; without a budget the same pull
-                        is a 507 and nothing cached goes. Regression: room
+                        is a 507 and nothing cached goes. Regressions: room
                         made on a disk with no byte free (eviction's own
-                        index.json needs room)
+                        index.json needs room), and while the GC sweeps
+                        stale upload sessions
     TestScrubCached     a byte flipped in a cached layer: `wharf scrub` moves
                         it aside, the next pull fetches it again
 
@@ -523,6 +524,34 @@ class TestDiskFull(BudgetTest):
         DIST.stop()
         for img in SERIES_IMAGES[len(evicted):5]:
             self.pull(w, img)
+
+    def test_room_made_while_upload_sessions_are_swept(self):
+        # Regression: while the GC's sweep of stale upload sessions was out,
+        # a request for room was refused at once (507) instead of waiting
+        # for the sweep's end to evict. 30,000 stale sessions keep the
+        # first sweep busy for a few hundred ms after the start.
+        fs = self.mount(self.FS)
+        root = os.path.join(fs.path, "data")
+        w = self.start(root, {"gc": True, "gcDelay": "1h",
+                              "wharf": {"cacheMaxSize": "1GiB"}})
+        for img in SERIES_IMAGES[:3]:
+            self.pull(w, img)
+        w.stop()
+        uploads = os.path.join(root, ".wharf", "uploads")
+        os.makedirs(uploads, exist_ok=True)
+        old = time.time() - 7200
+        for i in range(30000):
+            p = os.path.join(uploads, "%08x-0000-4000-8000-000000000000" % i)
+            os.mkdir(p)
+            os.utime(p, (old, old))
+        fs.fill()
+        w.start()
+        new = SERIES_IMAGES[3]
+        st, _, b = self.get(w, "/v2/up/%s/manifests/%s" % (new.name, new.tag))
+        self.assertEqual((st, sha256(b)), (200, new.digest), b[:300])
+        self.assertEqual(self.evicted(w), ["up/" + SERIES_IMAGES[0].name])
+        swept = self.records(w, "removed stale upload sessions")
+        self.assertEqual([r["count"] for r in swept], [30000])
 
     def test_without_a_budget_nothing_is_evicted(self):
         fs, root, w = self.fill({})
