@@ -889,7 +889,10 @@ static bool over_budget(wh_gc *gc, int64_t need)
 {
 	const wh_store_settings *s = gc->s;
 	int64_t usage = wh_store_usage(gc->st);
-	if (s->cache_max_bytes > 0 && usage >= 0 && usage + need > s->cache_max_bytes)
+	/* Fills in flight count with what is stored; the free space has them
+	 * already (their room is reserved on the disk). */
+	if (s->cache_max_bytes > 0 && usage >= 0 &&
+	    usage + wh_store_pending(gc->st) + need > s->cache_max_bytes)
 		return true;
 	if (s->cache_min_free_bytes > 0 || need > 0)
 		return free_bytes(wh_store_root(gc->st)) < s->cache_min_free_bytes + need;
@@ -999,7 +1002,12 @@ static bool evict_next(wh_gc *gc)
 static void on_grow(void *arg)
 {
 	wh_gc *gc = arg;
-	if (gc->budget)
+	/* Called from inside other modules' callbacks too (a fill claiming
+	 * room, in its upstream's): nothing waiting for room may be answered
+	 * from here. With a make_room call not yet decided, its turn comes
+	 * soon and kicks; without one, whoever waits, waits for a job or the
+	 * sweep of upload sessions, and kick does not answer them. */
+	if (gc->budget && gc->room_calls == 0)
 		kick(gc);
 }
 
