@@ -272,7 +272,7 @@ class BudgetTest(unittest.TestCase):
         merge(cfg, {"storage": merge({"rootDirectory": root}, storage or {}),
                     "log": {"level": "debug"}})
         merge(cfg, config or {})
-        w = Wharf(cfg, keep_root=True).start()
+        w = Wharf(cfg).start()
         self.w = w
         self.addCleanup(self.stop, w)
         return w
