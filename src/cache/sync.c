@@ -133,6 +133,7 @@ struct bfetch {
 	int64_t needed;   /* then: the bytes it needs (the blob's size, when known) */
 	bool making_room; /* the disk was full: the room-making hook is at work */
 	bool retried;     /* it made room once already */
+	int64_t claimed;  /* the store's pending bytes it holds (its reservation) */
 	int resumes;      /* Range requests sent after cuts */
 	bool resuming;    /* the next head is a resumed transfer's */
 	bool resume_failed;
@@ -1049,6 +1050,22 @@ static int reserve(int fd, int64_t len)
 	return wh_err_disk_full(rc) ? rc : 0;
 }
 
+/* The fill's room, reserved on the disk, counts against the cache budget
+ * until the blob is published (then the store's usage has it) or the fill
+ * fails: room is made while the blob is fetched. */
+static void bfetch_claim(struct bfetch *f, int64_t bytes)
+{
+	f->claimed += bytes;
+	wh_store_pending_add(f->s->store, bytes);
+}
+
+static void bfetch_unclaim(struct bfetch *f)
+{
+	if (f->claimed > 0)
+		wh_store_pending_add(f->s->store, -f->claimed);
+	f->claimed = 0;
+}
+
 static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 {
 	struct bfetch *f = arg;
@@ -1092,6 +1109,8 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 		wh_upstream_abort(r, rc);
 		return;
 	}
+	if (f->total > 0)
+		bfetch_claim(f, f->total);
 	f->got_head = true;
 	bfetch_pump_all(f);
 	bfetch_maybe_free(f);
@@ -1143,6 +1162,7 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 {
 	f->failed = true;
 	unlink(f->tmp);
+	bfetch_unclaim(f);
 	f->iterating++;
 	notes_fire(&f->notes, f->store_err ? f->store_err : WH_EUPSTREAM, false);
 	wh_list_foreach_safe(l, next, &f->readers) {
@@ -1236,6 +1256,7 @@ static void bfetch_publish(struct bfetch *f)
 {
 	wh_sync *s = f->s;
 	f->publishing = true;
+	bfetch_unclaim(f); /* the store's usage counts it once published */
 	int rc = wh_store_blob_publish_async(s->loop, s->store, f->name, f->tmp, f->digest,
 	                                     b_published, f);
 	if (rc != 0)
@@ -1321,6 +1342,7 @@ static void bfetch_store_failed(struct bfetch *f)
 	wh_sync *s = f->s;
 	int rc = f->store_err;
 	unlink(f->tmp);
+	bfetch_unclaim(f);
 	if (wh_err_disk_full(rc) && s->make_room && !f->retried) {
 		wh_list_foreach_safe(l, next, &f->readers) {
 			struct reader *rd = wh_list_entry(l, struct reader, link);

@@ -356,7 +356,7 @@ struct wh_gc {
 	int64_t sweep_blobs, sweep_manifests;
 	/* The budget. */
 	bool budget;
-	bool evict_stuck;        /* an eviction failed: none until something grows again */
+	dset failed; /* "repo@digest" whose eviction failed: skipped until the next sweep */
 	uint64_t nothing_logged; /* uv_now of the last "nothing left to evict" */
 	struct room {
 		int64_t bytes;
@@ -373,8 +373,10 @@ static void kick(wh_gc *gc);
 static void maybe_free(wh_gc *gc)
 {
 	if (gc->stopping && gc->timer_closed && !gc->job && !gc->uploads_busy &&
-	    gc->room_calls == 0)
+	    gc->room_calls == 0) {
+		dset_free(&gc->failed);
 		free(gc);
+	}
 }
 
 static int64_t free_bytes(const char *root)
@@ -593,15 +595,16 @@ unlock:
 
 /* ---- EVICT: one cached image ---- */
 
-/* Unlink what the evicted manifests reached and nothing kept reaches, unless
- * written since the job began (a fill or a push linking it right now). */
-static void evict_unlink(struct job *j, dset *gone, dset *keep, bool manifests, dset *removed)
+/* Unlink what the evicted manifests reach (gone) and the rest of the
+ * repository does not (keep), unless written since the job began (a fill or
+ * a push linking it right now); nor what spare holds. */
+static void evict_unlink(struct job *j, dset *gone, dset *keep, dset *spare)
 {
 	wh_store *st = j->gc->st;
 	for (int i = 0; i < gone->n; i++) {
 		char path[PATH_MAX];
 		struct stat sb;
-		if (dset_has(keep, gone->v[i]) || dset_has(removed, gone->v[i]) != manifests ||
+		if (dset_has(keep, gone->v[i]) || (spare && dset_has(spare, gone->v[i])) ||
 		    wh_store__blob_path(st, j->repo, gone->v[i], path) < 0 ||
 		    lstat(path, &sb) < 0 || mtime_ms(&sb) >= j->now_ms)
 			continue;
@@ -648,32 +651,35 @@ static void evict_run(struct job *j)
 		if (dset_has(&cached, kids.v[i]) && !dset_has(&keep_roots, kids.v[i]))
 			dset_add(&removed, kids.v[i]);
 	dset_free(&keep_roots);
-	cJSON_ArrayForEach(e, arr)
-	{
-		const char *d = wh_store__entry_digest(e);
-		if (d && !dset_has(&removed, d))
-			dset_add(&keep_roots, d);
-	}
-	reach(st, j->repo, &keep_roots, &keep);
-	reach(st, j->repo, &removed, &gone);
-	/* Layers and configs first: a cached image whose blobs are missing is
-	 * fetched again, so they may go before index.json changes, and on a
-	 * full disk that is what makes room to write it. */
-	evict_unlink(j, &gone, &keep, false, &removed);
 	for (e = arr->child; e; e = next) {
 		next = e->next;
 		const char *d = wh_store__entry_digest(e);
 		if (d && dset_has(&removed, d))
 			cJSON_Delete(cJSON_DetachItemViaPointer(arr, e));
+		else if (d)
+			dset_add(&keep_roots, d);
 	}
+	/* What the rest of the repository reaches stays; of the rest, what the
+	 * evicted manifests reached goes, once index.json no longer names
+	 * them. */
+	reach(st, j->repo, &keep_roots, &keep);
+	reach(st, j->repo, &removed, &gone);
 	j->rc = wh_store__index_write(st, j->repo, idx);
+	if (wh_err_disk_full(j->rc)) {
+		/* No room even for the new index.json, on the full disk that
+		 * room is wanted for: their blobs go first, the manifests' own
+		 * bytes excepted (index.json still names them), and it is
+		 * written again. A crash in between leaves cached manifests
+		 * without their blobs, which a pull fetches again. */
+		evict_unlink(j, &gone, &keep, &removed);
+		j->rc = wh_store__index_write(st, j->repo, idx);
+	}
 	if (j->rc < 0)
 		goto unlock;
 	j->index_written = true;
 	for (int i = 0; i < removed.n; i++)
 		dset_add(&j->evicted, removed.v[i]);
-	/* The manifests' own bytes only once index.json no longer names them. */
-	evict_unlink(j, &gone, &keep, true, &removed);
+	evict_unlink(j, &gone, &keep, NULL);
 	j->repo_removed = wh_store__repo_remove_if_empty(st, j->repo);
 unlock:
 	wh_store__unlock(st);
@@ -894,7 +900,10 @@ static bool over_budget(wh_gc *gc, int64_t need)
 {
 	const wh_store_settings *s = gc->s;
 	int64_t usage = wh_store_usage(gc->st);
-	if (s->cache_max_bytes > 0 && usage >= 0 && usage + need > s->cache_max_bytes)
+	/* Fills in flight count with what is stored; the free space has them
+	 * already (their room is reserved on the disk). */
+	if (s->cache_max_bytes > 0 && usage >= 0 &&
+	    usage + wh_store_pending(gc->st) + need > s->cache_max_bytes)
 		return true;
 	if (s->cache_min_free_bytes > 0 || need > 0)
 		return free_bytes(wh_store_root(gc->st)) < s->cache_min_free_bytes + need;
@@ -925,6 +934,12 @@ static bool lru_visit(void *arg, const char *repo, const char *digest, const wh_
 		return true;
 	int64_t when = WH_MAX(st->pulled_ms, st->pushed_ms);
 	if (!l->found || when < l->when) {
+		if (l->gc->failed.n > 0) {
+			char key[WH_NAME_MAX + WH_DIGEST_LEN + 2];
+			snprintf(key, sizeof(key), "%s@%s", repo, digest);
+			if (dset_has(&l->gc->failed, key))
+				return true;
+		}
 		snprintf(l->repo, sizeof(l->repo), "%s", repo);
 		snprintf(l->digest, sizeof(l->digest), "%s", digest);
 		l->when = when;
@@ -976,11 +991,6 @@ static bool evict_next(wh_gc *gc)
 			rooms_answer(gc, 0);
 		return false;
 	}
-	if (gc->evict_stuck) {
-		if (gc->n_rooms)
-			rooms_answer(gc, -ENOSPC);
-		return false;
-	}
 	struct lru l = {.gc = gc};
 	wh_meta_each(wh_store_meta(gc->st), lru_visit, &l);
 	if (!l.found) {
@@ -1009,10 +1019,15 @@ static bool evict_next(wh_gc *gc)
 static void on_grow(void *arg)
 {
 	wh_gc *gc = arg;
-	if (gc->budget) {
-		gc->evict_stuck = false;
+	/* Called from inside other modules' callbacks too (a fill claiming
+	 * room, in its upstream's): nothing waiting for room may be answered
+	 * from here. With a make_room call not yet decided, its turn comes
+	 * soon and kicks; without one, whoever waits, waits for a job or the
+	 * sweep of upload sessions, and kick does not answer them. */
+	if (!gc->budget)
+		return;
+	if (gc->room_calls == 0)
 		kick(gc);
-	}
 }
 
 /* ---- the sweep ---- */
@@ -1022,6 +1037,7 @@ static void schedule(wh_gc *gc, uint64_t ms);
 static void sweep_done(wh_gc *gc)
 {
 	uint64_t took = uv_now(gc->loop) - gc->sweep_started;
+	dset_free(&gc->failed); /* evictions that failed may be tried again */
 	gc->sweeping = false;
 	gc->stats.sweeps++;
 	gc->stats.sweeping = false;
@@ -1170,7 +1186,9 @@ static void evict_done(wh_gc *gc, struct job *j)
 		       "digest", WH_LS, j->evict.v[0], "error", WH_LS, wh_strerror(j->rc), "freed",
 		       WH_LI, (long long)j->freed, NULL);
 		wh_store__usage_add(gc->st, -j->freed);
-		gc->evict_stuck = true;
+		char key[WH_NAME_MAX + WH_DIGEST_LEN + 2];
+		snprintf(key, sizeof(key), "%s@%s", j->repo, j->evict.v[0]);
+		dset_add(&gc->failed, key);
 		return;
 	}
 	wh_meta_stats ms = {0};
@@ -1311,10 +1329,12 @@ static void room_closed(uv_handle_t *h)
 		maybe_free(gc);
 		return;
 	}
-	/* Evicting, or about to: the job's end answers. Else answer now. */
+	/* Evicting, or about to: the job's end answers; so does the end of the
+	 * store's sweep of upload sessions, which holds kick back meanwhile.
+	 * Else answer now. */
 	if (!gc->job)
 		kick(gc);
-	if (!gc->job && gc->n_rooms)
+	if (!gc->job && !gc->uploads_busy && gc->n_rooms)
 		rooms_answer(gc, over_budget(gc, room_needed(gc)) ? -ENOSPC : 0);
 }
 
@@ -1328,7 +1348,6 @@ void wh_gc_make_room(wh_gc *gc, int64_t bytes, void (*done)(void *done_arg, int 
 {
 	gc->rooms = wh_grow(gc->rooms, sizeof(*gc->rooms), gc->n_rooms, &gc->cap_rooms, 4);
 	gc->rooms[gc->n_rooms++] = (struct room){bytes > 0 ? bytes : 1, done, done_arg};
-	gc->evict_stuck = false; /* worth another try */
 	/* Decide on the loop's next turn, never inside this call. */
 	struct room_call *rc = wh_calloc(1, sizeof(*rc));
 	rc->gc = gc;

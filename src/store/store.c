@@ -123,6 +123,7 @@ struct wh_store {
 	/* Bytes the blobs take, each file once: -1 until a scan said (gc.c),
 	 * then kept up to date by every operation. */
 	int64_t usage;
+	int64_t pending;            /* claimed by fills in flight (store.h) */
 	void (*on_grow)(void *arg); /* after an operation added bytes */
 	void *on_grow_arg;
 };
@@ -1050,6 +1051,18 @@ void wh_store__usage_add(wh_store *st, int64_t delta)
 	st->usage = WH_MAX(st->usage + delta, 0);
 	if (delta > 0 && st->on_grow)
 		st->on_grow(st->on_grow_arg);
+}
+
+void wh_store_pending_add(wh_store *st, int64_t delta)
+{
+	st->pending = WH_MAX(st->pending + delta, 0);
+	if (delta > 0 && st->on_grow)
+		st->on_grow(st->on_grow_arg);
+}
+
+int64_t wh_store_pending(const wh_store *st)
+{
+	return st->pending;
 }
 
 void wh_store__usage_set(wh_store *st, int64_t usage)

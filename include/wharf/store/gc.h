@@ -17,13 +17,15 @@
  * the upload sessions older than gcDelay, and a count of the bytes held.
  *
  * The cache budget (storage.wharf.cacheMaxSize, cacheMinFree): whenever an
- * operation added bytes, the usage (store.h) is checked against
- * cacheMaxSize, and the filesystem's free space against cacheMinFree; while
+ * operation added bytes or a fill claimed room for the blob it fetches, the
+ * usage and the fills in flight (store.h) are checked against cacheMaxSize,
+ * and the filesystem's free space against cacheMinFree; while
  * either is crossed, manifests the cache stored (meta.h: cached, never
  * pushed) are evicted least recently pulled first: the manifest, the cached
  * children of an index, then their blobs that no remaining manifest of the
- * repository references. Pushed content is never evicted. A pull of what
- * was evicted fetches it again.
+ * repository references (on a disk with no room even for the new
+ * index.json, those blobs first). Pushed content is never evicted. A pull
+ * of what was evicted fetches it again.
  *
  * Nothing runs on the loop but decisions: reading repositories, deleting
  * and counting run in libuv's thread pool, one job at a time, each

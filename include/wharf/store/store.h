@@ -471,8 +471,18 @@ void wh_store_detach(wh_store *st);
 int64_t wh_store_usage(const wh_store *st);
 
 /* fn(arg) is called on the loop after an operation added bytes (a fill, a
- * push): the cache budget checks itself there. */
+ * push), or a fill claimed room (below): the cache budget checks itself
+ * there. */
 void wh_store_on_grow(wh_store *st, void (*fn)(void *arg), void *arg);
+
+/* Bytes claimed by fills in flight: a fill that reserved room for its blob
+ * in a temp file claims its size (delta > 0) until it ends, and gives the
+ * claim back (delta < 0) before its blob is published (the usage counts it
+ * from then on) or when it fails. The cache budget counts them with the
+ * usage, so that room is made while a blob is fetched, not only once it is
+ * stored. Loop thread only. */
+void wh_store_pending_add(wh_store *st, int64_t delta);
+int64_t wh_store_pending(const wh_store *st);
 
 void wh_strv_free(char **v, int n);
 
