@@ -3367,7 +3367,7 @@ void wh_strv_free(char **v, int n)
 static int storage_driver(wh_conf *c, const cJSON *v, char *base)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(v, "name");
-	(void)base;
+	((wh_store_settings *)(void *)base)->remote_driver = true;
 	return wh_conf_fail(c,
 	                    "Wharf stores content on the local filesystem only (rootDirectory), "
 	                    "not in %s%s%s: remove storageDriver to store under rootDirectory, "
@@ -3418,7 +3418,7 @@ void wh_store_settings_init(wh_store_settings *s)
 
 int wh_store_settings_check(wh_conf *c, wh_store_settings *s)
 {
-	if (!s->root_dir) {
+	if (!s->root_dir && !s->remote_driver) { /* with one, storageDriver says it */
 		wh_conf_push_key(c, "storage.rootDirectory");
 		return wh_conf_fail(c, "required");
 	}

@@ -916,6 +916,33 @@ static void test_every_error(void)
 	CHECK(rc == WH_EINVAL && strcmp(err, "storage.zzzzzzzz: unknown key") == 0);
 }
 
+/* The one error err holds, or false when it holds several (or none). */
+static bool one_error(const char *err, const char *path)
+{
+	size_t n = strlen(path);
+	return strncmp(err, path, n) == 0 && err[n] == ':' && !strchr(err, '\n');
+}
+
+/* What Zot's own examples/ (tests/integration/zot_examples/) need: a config
+ * Wharf refuses names the key it refuses, and that key alone. */
+static void test_zot_examples(void)
+{
+	wh_config c;
+	char err[2048] = "";
+
+	/* config-all-remote.json: a remote storageDriver needs no rootDirectory
+	 * in Zot; the driver is the problem, not a missing root. */
+	int rc = parse("{'storage': {'dedupe': true, 'storageDriver': {'name': 's3',"
+	               " 'rootdirectory': '/zot', 'bucket': 'b'}}}",
+	               &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "storage.storageDriver"));
+	if (!one_error(err, "storage.storageDriver"))
+		fprintf(stderr, "  storageDriver alone: %s\n", err);
+	/* Without one, a root is required. */
+	rc = parse("{'storage': {'dedupe': true}}", &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "storage.rootDirectory"));
+}
+
 /* Zot reads config.yaml as config.json: the same tree, the same checks. */
 static void test_yaml(void)
 {
@@ -992,5 +1019,6 @@ int main(void)
 	test_weak_typing();
 	test_every_error();
 	test_yaml();
+	test_zot_examples();
 	CHECK_DONE();
 }
