@@ -445,7 +445,6 @@ static void test_warnings(void)
 	static const char *const want[] = {
 	    "storage.remoteCache",
 	    "storage.cacheDriver",
-	    "storage.subPaths",
 	    "http.compat",
 	    "log.audit",
 	    "extensions.search.cve",
@@ -461,7 +460,7 @@ static void test_warnings(void)
 	};
 	const char *json =
 	    "{'storage': {'rootDirectory': '/r', 'remoteCache': true,"
-	    "   'cacheDriver': {'name': 'dynamodb'}, 'subPaths': {'/a': {'rootDirectory': '/a'}},"
+	    "   'cacheDriver': {'name': 'dynamodb'}, 'subPaths': {},"
 	    "   'retention': {'dryRun': true, 'policies': []}},"
 	    " 'http': {'address': '0.0.0.0', 'port': '5000',"
 	    "   'tls': {'cert': '/c', 'key': '/k'}, 'auth': {'htpasswd': {'path': '/h'},"
@@ -941,6 +940,30 @@ static void test_zot_examples(void)
 	/* Without one, a root is required. */
 	rc = parse("{'storage': {'dedupe': true}}", &c, err, sizeof(err));
 	CHECK(rc == WH_EINVAL && one_error(err, "storage.rootDirectory"));
+
+	/* config-multiple.json and the others with subPaths: refused, not
+	 * ignored, since ignoring them would serve those repositories from the
+	 * wrong root and collect them with the wrong rules. The message says
+	 * where Zot would have kept them. */
+	rc = parse("{'storage': {'rootDirectory': '/r', 'subPaths': {'/a': {'rootDirectory':"
+	           " '/tmp/zot1', 'dedupe': true}, '/b': {'rootDirectory': '/tmp/zot2'}}}}",
+	           &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "storage.subPaths"));
+	CHECK(strstr(err, "not implemented") && strstr(err, "\"a/...\" in \"/tmp/zot1\""));
+	CHECK(strstr(err, "serve this config with Zot") != NULL); /* not cut short */
+	rc = parse("{'Storage': {'RootDirectory': '/r', 'SUBPATHS': {'/a': {}}}}", &c, err,
+	           sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "Storage.SUBPATHS"));
+	rc =
+	    parse("{'storage': {'rootDirectory': '/r', 'subPaths': ['/a']}}", &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && strstr(err, "storage.subPaths: expected an object"));
+	/* Empty, or null: nothing is routed elsewhere. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r', 'subPaths': {}}}", &c, err, sizeof(err)) ==
+	      0);
+	wh_config_free(&c);
+	CHECK(parse("{'storage': {'rootDirectory': '/r', 'subPaths': null}}", &c, err,
+	            sizeof(err)) == 0);
+	wh_config_free(&c);
 }
 
 /* Zot reads config.yaml as config.json: the same tree, the same checks. */
