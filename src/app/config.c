@@ -168,7 +168,9 @@ bool wh_config_has_auth(const wh_config *c)
 static int check_access(wh_conf *p, const wh_config *c)
 {
 	const wh_access_config *ac = &c->auth.access;
-	bool authn = wh_config_has_auth(c);
+	/* An authentication that is refused is an error of its own already:
+	 * not also this one (Zot counts it as authentication). */
+	bool authn = wh_config_has_auth(c) || c->auth.refused_authn || c->auth.apikey;
 	bool named =
 	    ac->admin.n_users || ac->admin.n_groups || ac->admin.actions || ac->n_metrics_users;
 

@@ -964,6 +964,39 @@ static void test_zot_examples(void)
 	CHECK(parse("{'storage': {'rootDirectory': '/r', 'subPaths': null}}", &c, err,
 	            sizeof(err)) == 0);
 	wh_config_free(&c);
+
+	/* config-ldap.json, config-bearer-oidc-workload.json,
+	 * config-openid-claim-mapping.json: a refused authentication with
+	 * access-control policies is that one error; the config does not lack
+	 * authentication (Zot counts each of these), so accessControl's rule is
+	 * not broken too. */
+	static const char *const authn[][2] = {
+	    {"'ldap': {'address': 'l', 'baseDN': 'dc=x', 'userAttribute': 'uid'}",
+	     "http.auth.ldap"},
+	    {"'bearer': {'realm': 'zot', 'oidc': [{'issuer': 'https://i.example.com'}]}",
+	     "http.auth.bearer"},
+	    {"'openid': {'providers': {'oidc': {'issuer': 'https://i.example.com'}}}",
+	     "http.auth.openid"},
+	    {"'apikey': 'true'", "http.auth.apikey"},
+	    {"'mtls': {'identityAttributes': ['CommonName']}", "http.auth.mtls"},
+	};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(authn); i++) {
+		char json[1024];
+		FMT(json, sizeof(json),
+		    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {%s}, 'accessControl':"
+		    " {'repositories': {'**': {'policies': [{'users': ['a'], 'actions': ['read']}],"
+		    " 'defaultPolicy': ['read']}}}}}",
+		    authn[i][0]);
+		rc = parse(json, &c, err, sizeof(err));
+		CHECK(rc == WH_EINVAL && one_error(err, authn[i][1]));
+		if (!one_error(err, authn[i][1]))
+			fprintf(stderr, "  %s: %s\n", authn[i][1], err);
+	}
+	/* apikey false asks for nothing: no authentication, so the rule holds. */
+	rc = parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': false},"
+	           " 'accessControl': {'repositories': {'**': {'defaultPolicy': ['read']}}}}}",
+	           &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "http.accessControl"));
 }
 
 /* Zot reads config.yaml as config.json: the same tree, the same checks. */
