@@ -3,6 +3,7 @@
 
 #include "wharf/base/common.h"
 #include "wharf/app/config.h"
+#include "wharf/app/verify.h"
 #include "wharf/base/log.h"
 
 #include <dirent.h>
@@ -997,6 +998,34 @@ static void test_zot_examples(void)
 	           " 'accessControl': {'repositories': {'**': {'defaultPolicy': ['read']}}}}}",
 	           &c, err, sizeof(err));
 	CHECK(rc == WH_EINVAL && one_error(err, "http.accessControl"));
+
+	/* config-sync-gcp-credential-helper.json: "credentialsFile": "" is no
+	 * file, as in Zot; verify (and serve) read nothing. A missing file is
+	 * still a problem. */
+	char dir[] = "/tmp/wharf-test-config-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	for (int missing = 0; missing < 2; missing++) {
+		char json[1024], **problems = NULL;
+		int n = 0;
+		FMT(json, sizeof(json),
+		    "{'storage': {'rootDirectory': '%s/data'}, 'http': {'address': '127.0.0.1',"
+		    " 'port': '8080'}, 'extensions': {'sync': {'credentialsFile': '%s%s',"
+		    " 'registries': [{'urls': ['https://registry.example.com'], 'onDemand': true,"
+		    " 'credentialHelper': 'gcp'}]}}}",
+		    dir, missing ? dir : "", missing ? "/nope.json" : "");
+		rc = parse(json, &c, err, sizeof(err));
+		CHECK(rc == 0);
+		if (rc)
+			continue;
+		CHECK(wh_verify_runtime(&c, &problems, &n) == missing);
+		if (missing)
+			CHECK(n == 1 && strstr(problems[0], "extensions.sync.credentialsFile"));
+		else if (n)
+			fprintf(stderr, "  credentialsFile \"\": %s\n", problems[0]);
+		wh_strv_free(problems, n);
+		wh_config_free(&c);
+	}
+	check_rm_rf(dir);
 }
 
 /* Zot reads config.yaml as config.json: the same tree, the same checks. */
