@@ -1026,6 +1026,28 @@ static void test_zot_examples(void)
 		wh_config_free(&c);
 	}
 	check_rm_rf(dir);
+
+	/* The retention example of Zot's examples/README.md writes "KeepTags":
+	 * keys match whatever their case, so it is keepTags. */
+	rc = parse("{'storage': {'rootDirectory': '/r', 'retention': {'policies': ["
+	           "{'repositories': ['infra/*'], 'KeepTags': [{'patterns': ['v2.*', '.*-prod']},"
+	           " {'patterns': ['v3.*'], 'PulledWithin': '168h'}]},"
+	           "{'repositories': ['**'], 'keepTags': [{'mostRecentlyPushedCount': 10}]}]}}}",
+	           &c, err, sizeof(err));
+	CHECK(rc == 0);
+	if (rc == 0) {
+		const wh_retention_settings *r = &c.storage.retention;
+		CHECK(r->n_policies == 2);
+		CHECK(r->n_policies == 2 && r->policies[0].n_keep_tags == 2 &&
+		      r->policies[0].keep_tags[0].n_patterns == 2 &&
+		      r->policies[0].keep_tags[1].rules.pulled_within_ms == 168 * WH_HOUR_MS &&
+		      r->policies[1].n_keep_tags == 1 &&
+		      r->policies[1].keep_tags[0].rules.most_recently_pushed_count == 10);
+		CHECK(c.n_warnings == 0);
+		wh_config_free(&c);
+	} else {
+		fprintf(stderr, "  KeepTags: %s\n", err);
+	}
 }
 
 /* Zot reads config.yaml as config.json: the same tree, the same checks. */
