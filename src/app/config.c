@@ -3,12 +3,15 @@
  * default, loading.
  *
  * The tables follow Zot's Go structs (pkg/api/config, pkg/extensions/config):
- * a key Zot accepts is never an error here; if Wharf does not implement it,
- * its path is added to cfg->warnings and its subtree is accepted as it is.
+ * a key Zot accepts is not an error here unless Wharf refuses it (a
+ * security key it does not implement, a remote storageDriver, subPaths: the
+ * config would not do what it says); any other key Wharf does not implement
+ * is added to cfg->warnings and its subtree is accepted as it is.
  * Zot reads the file through viper, which matches keys case-insensitively and
- * turns null into the zero value; we do the same. Zot's decoder is also
- * weakly typed ("gc": "true"); we are not, except for the port, which Zot's
- * own examples write as a string. */
+ * turns null into the zero value, with a weakly typed decoder ("gc": "true",
+ * "port": 8080, a single value for a list); the engine (conf.h) does the
+ * same. Zot's own examples/ are the test of it
+ * (tests/integration/zot_examples/). */
 #include "wharf/app/config.h"
 #include "wharf/base/common.h"
 #include "wharf/base/yaml.h"
@@ -168,7 +171,9 @@ bool wh_config_has_auth(const wh_config *c)
 static int check_access(wh_conf *p, const wh_config *c)
 {
 	const wh_access_config *ac = &c->auth.access;
-	bool authn = wh_config_has_auth(c);
+	/* An authentication that is refused is an error of its own already:
+	 * not also this one (Zot counts it as authentication). */
+	bool authn = wh_config_has_auth(c) || c->auth.refused_authn || c->auth.apikey;
 	bool named =
 	    ac->admin.n_users || ac->admin.n_groups || ac->admin.actions || ac->n_metrics_users;
 

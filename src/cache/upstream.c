@@ -1657,7 +1657,9 @@ int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream 
 	up->set.credentials_file = NULL;
 	wh_list_init(&up->reqs);
 	wh_list_init(&up->socks);
-	if (s->credentials_file && load_creds(up, s->credentials_file, err, errlen) != 0) {
+	/* "" is none, as in Zot (its examples write "credentialsFile": ""). */
+	if (s->credentials_file && *s->credentials_file &&
+	    load_creds(up, s->credentials_file, err, errlen) != 0) {
 		free_creds(up);
 		free(up);
 		return WH_EINVAL;

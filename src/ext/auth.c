@@ -644,19 +644,32 @@ static const wh_conf_key htpasswd_fields[] = {
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
 
-/* What Wharf does not implement is refused (R_*): LDAP, OpenID, API keys,
- * bearer tokens and mTLS identities each make some requests authenticated,
- * and without them the server would be open (or differently shut) where the
- * operator expects it protected. Session settings only shape the UI login
- * that OpenID would provide: harmless when absent, so a warning. */
+/* A refused authentication's block: noted, so that the checks across keys
+ * do not also call the config one without authentication. */
+static int refused_authn(wh_conf *c, const cJSON *v, char *at)
+{
+	(void)c;
+	(void)v;
+	*(bool *)(void *)at = true;
+	return 0;
+}
+
+#define REFUSED_AUTHN offsetof(wh_auth_settings, refused_authn)
+
+/* What Wharf does not implement is refused (WH_CONF_REFUSE): LDAP, OpenID,
+ * API keys, bearer tokens and mTLS identities each make some requests
+ * authenticated, and without them the server would be open (or differently
+ * shut) where the operator expects it protected. Session settings only
+ * shape the UI login that OpenID would provide: harmless when absent, so a
+ * warning. */
 const wh_conf_key wh_auth_keys[] = {
     {"htpasswd", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, htpasswd_fields, NULL},
     {"failDelay", WH_CONF_INT, 0, offsetof(wh_auth_settings, fail_delay_s), NULL, NULL},
-    {"ldap", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
-    {"bearer", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
-    {"openid", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
-    {"apikey", WH_CONF_BOOL, WH_CONF_REFUSE_IF_SET, WH_CONF_NOSTORE, NULL, NULL},
-    {"mtls", WH_CONF_ANY, WH_CONF_REFUSE, WH_CONF_NOSTORE, NULL, NULL},
+    {"ldap", WH_CONF_CUSTOM, WH_CONF_REFUSE, REFUSED_AUTHN, NULL, refused_authn},
+    {"bearer", WH_CONF_CUSTOM, WH_CONF_REFUSE, REFUSED_AUTHN, NULL, refused_authn},
+    {"openid", WH_CONF_CUSTOM, WH_CONF_REFUSE, REFUSED_AUTHN, NULL, refused_authn},
+    {"apikey", WH_CONF_BOOL, WH_CONF_REFUSE_IF_SET, offsetof(wh_auth_settings, apikey), NULL, NULL},
+    {"mtls", WH_CONF_CUSTOM, WH_CONF_REFUSE, REFUSED_AUTHN, NULL, refused_authn},
     {"sessionKeysFile", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
     {"sessionDriver", WH_CONF_ANY, WH_CONF_WARN, WH_CONF_NOSTORE, NULL, NULL},
     {"secureSession", WH_CONF_BOOL, WH_CONF_WARN_IF_SET, WH_CONF_NOSTORE, NULL, NULL},

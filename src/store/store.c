@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -3380,7 +3381,7 @@ void wh_strv_free(char **v, int n)
 static int storage_driver(wh_conf *c, const cJSON *v, char *base)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(v, "name");
-	(void)base;
+	((wh_store_settings *)(void *)base)->remote_driver = true;
 	return wh_conf_fail(c,
 	                    "Wharf stores content on the local filesystem only (rootDirectory), "
 	                    "not in %s%s%s: remove storageDriver to store under rootDirectory, "
@@ -3388,6 +3389,40 @@ static int storage_driver(wh_conf *c, const cJSON *v, char *base)
 	                    cJSON_IsString(name) ? "\"" : "a remote store",
 	                    cJSON_IsString(name) ? name->valuestring : "",
 	                    cJSON_IsString(name) ? "\"" : "");
+}
+
+/* subPaths: Zot stores the repositories whose first path component is a
+ * route ("/a" for "a/foo") under that route's own rootDirectory, each with
+ * its own gc, gcDelay and retention (not inherited: gc is off unless set).
+ * Wharf keeps every repository under one rootDirectory, so ignoring the key
+ * would serve those repositories from a directory where they are not (they
+ * would look lost) and collect them with the top-level gc and retention,
+ * which may delete what their own settings keep. Refused, as storageDriver
+ * is; an empty map routes nothing and is accepted. */
+static int sub_paths(wh_conf *c, const cJSON *v, char *base)
+{
+	const cJSON *route = v ? v->child : NULL, *root;
+	char where[160] = "";
+	(void)base;
+	if (!cJSON_IsObject(v))
+		return wh_conf_fail(c, "expected an object");
+	if (!route)
+		return 0;
+	root = cJSON_IsObject(route) ? route->child : NULL;
+	for (; root; root = root->next)
+		if (strcasecmp(root->string, "rootDirectory") == 0)
+			break;
+	if (cJSON_IsString(root))
+		snprintf(where, sizeof(where), " (\"%.40s/...\" in \"%.40s\")",
+		         route->string[0] == '/' ? route->string + 1 : route->string,
+		         root->valuestring);
+	return wh_conf_fail(c,
+	                    "not implemented by wharf: every repository is kept under "
+	                    "rootDirectory, so those this config routes elsewhere%s would not "
+	                    "be found, and would be collected by the top-level gc and retention, "
+	                    "not by their own; move them under rootDirectory and remove subPaths, "
+	                    "or serve this config with Zot",
+	                    where);
 }
 
 /* Wharf's own, under storage.wharf (gc.h says what they do). */
@@ -3414,7 +3449,7 @@ const wh_conf_key wh_store_keys[] = {
     WH_CONF_SUB("wharf", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, store_wharf_keys),
     WH_CONF_FN("storageDriver", WH_CONF_NOSTORE, storage_driver),
     WH_CONF_IGNORED("cacheDriver", WH_CONF_WARN),
-    WH_CONF_IGNORED("subPaths", WH_CONF_WARN),
+    WH_CONF_FN("subPaths", WH_CONF_NOSTORE, sub_paths),
     WH_CONF_END,
 };
 
@@ -3431,7 +3466,7 @@ void wh_store_settings_init(wh_store_settings *s)
 
 int wh_store_settings_check(wh_conf *c, wh_store_settings *s)
 {
-	if (!s->root_dir) {
+	if (!s->root_dir && !s->remote_driver) { /* with one, storageDriver says it */
 		wh_conf_push_key(c, "storage.rootDirectory");
 		return wh_conf_fail(c, "required");
 	}

@@ -112,7 +112,7 @@ typedef struct wh_sync_registry {
 /* What applies to every upstream (extensions.sync.credentialsFile and Wharf's
  * own extensions.sync.wharf keys, wh_upstream_wharf_keys). */
 typedef struct wh_upstream_settings {
-	char *credentials_file; /* NULL: anonymous */
+	char *credentials_file; /* NULL or "": anonymous */
 	/* allowPrivateRedirects, default false: an upstream may redirect (or
 	 * send for a token) to a loopback, link-local, private, unspecified or
 	 * multicast address only when it is at such an address itself; true
@@ -165,7 +165,7 @@ typedef struct wh_up_opts {
 } wh_up_opts;
 
 /* Create the client with settings s (copied). s->credentials_file may be
- * NULL; its format is Zot's: {"host[:port]": {"username": "...", "password":
+ * NULL or "" (none); its format is Zot's: {"host[:port]": {"username": "...", "password":
  * "..."}}. Returns 0, or WH_EINVAL with a message in err. */
 int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream **out, char *err,
                     size_t errlen);

@@ -44,6 +44,11 @@ typedef struct wh_auth_settings {
 	/* http.tls with a cacert: a verified client certificate's CN is a user
 	 * (set by the config's checks, from http.tls). */
 	bool mtls;
+	/* An authentication Wharf refuses was asked for (ldap, bearer, openid,
+	 * mtls; apikey: true): the config is invalid for that, but it does not
+	 * lack authentication, as Zot's access-control check would say. */
+	bool refused_authn;
+	bool apikey;
 } wh_auth_settings;
 
 extern const wh_conf_key wh_auth_keys[];      /* http.auth */

@@ -44,7 +44,7 @@ typedef struct wh_upload wh_upload;
 
 /* The `storage` section of the config (wh_store_keys). */
 typedef struct wh_store_settings {
-	char *root_dir; /* rootDirectory: required, as in Zot */
+	char *root_dir; /* rootDirectory: required, as in Zot (unless storageDriver) */
 	bool dedupe;    /* default true */
 	bool gc;        /* default true */
 	/* gcDelay and gcInterval: default 1h as in Zot, or 0 when gc is false */
@@ -57,11 +57,15 @@ typedef struct wh_store_settings {
 	 * 0 when unset. */
 	int64_t cache_max_bytes;
 	int64_t cache_min_free_bytes;
+	/* storageDriver was given (and refused): Zot needs no rootDirectory
+	 * then, so its absence is not a second error. */
+	bool remote_driver;
 } wh_store_settings;
 
 extern const wh_conf_key wh_store_keys[];
 void wh_store_settings_init(wh_store_settings *s);
-/* rootDirectory is required; the gc defaults that depend on gc: gcDelay,
+/* rootDirectory is required (but for a remote storageDriver, refused
+ * already); the gc defaults that depend on gc: gcDelay,
  * gcInterval, then retention.delay (gcDelay when gc is on, else 0). */
 int wh_store_settings_check(wh_conf *c, wh_store_settings *s);
 void wh_store_settings_free(wh_store_settings *s);

@@ -3,6 +3,7 @@
 
 #include "wharf/base/common.h"
 #include "wharf/app/config.h"
+#include "wharf/app/verify.h"
 #include "wharf/base/log.h"
 
 #include <dirent.h>
@@ -445,7 +446,6 @@ static void test_warnings(void)
 	static const char *const want[] = {
 	    "storage.remoteCache",
 	    "storage.cacheDriver",
-	    "storage.subPaths",
 	    "http.compat",
 	    "log.audit",
 	    "extensions.search.cve",
@@ -461,7 +461,7 @@ static void test_warnings(void)
 	};
 	const char *json =
 	    "{'storage': {'rootDirectory': '/r', 'remoteCache': true,"
-	    "   'cacheDriver': {'name': 'dynamodb'}, 'subPaths': {'/a': {'rootDirectory': '/a'}},"
+	    "   'cacheDriver': {'name': 'dynamodb'}, 'subPaths': {},"
 	    "   'retention': {'dryRun': true, 'policies': []}},"
 	    " 'http': {'address': '0.0.0.0', 'port': '5000',"
 	    "   'tls': {'cert': '/c', 'key': '/k'}, 'auth': {'htpasswd': {'path': '/h'},"
@@ -916,6 +916,140 @@ static void test_every_error(void)
 	CHECK(rc == WH_EINVAL && strcmp(err, "storage.zzzzzzzz: unknown key") == 0);
 }
 
+/* The one error err holds, or false when it holds several (or none). */
+static bool one_error(const char *err, const char *path)
+{
+	size_t n = strlen(path);
+	return strncmp(err, path, n) == 0 && err[n] == ':' && !strchr(err, '\n');
+}
+
+/* What Zot's own examples/ (tests/integration/zot_examples/) need: a config
+ * Wharf refuses names the key it refuses, and that key alone. */
+static void test_zot_examples(void)
+{
+	wh_config c;
+	char err[2048] = "";
+
+	/* config-all-remote.json: a remote storageDriver needs no rootDirectory
+	 * in Zot; the driver is the problem, not a missing root. */
+	int rc = parse("{'storage': {'dedupe': true, 'storageDriver': {'name': 's3',"
+	               " 'rootdirectory': '/zot', 'bucket': 'b'}}}",
+	               &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "storage.storageDriver"));
+	if (!one_error(err, "storage.storageDriver"))
+		fprintf(stderr, "  storageDriver alone: %s\n", err);
+	/* Without one, a root is required. */
+	rc = parse("{'storage': {'dedupe': true}}", &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "storage.rootDirectory"));
+
+	/* config-multiple.json and the others with subPaths: refused, not
+	 * ignored, since ignoring them would serve those repositories from the
+	 * wrong root and collect them with the wrong rules. The message says
+	 * where Zot would have kept them. */
+	rc = parse("{'storage': {'rootDirectory': '/r', 'subPaths': {'/a': {'rootDirectory':"
+	           " '/tmp/zot1', 'dedupe': true}, '/b': {'rootDirectory': '/tmp/zot2'}}}}",
+	           &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "storage.subPaths"));
+	CHECK(strstr(err, "not implemented") && strstr(err, "\"a/...\" in \"/tmp/zot1\""));
+	CHECK(strstr(err, "serve this config with Zot") != NULL); /* not cut short */
+	rc = parse("{'Storage': {'RootDirectory': '/r', 'SUBPATHS': {'/a': {}}}}", &c, err,
+	           sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "Storage.SUBPATHS"));
+	rc =
+	    parse("{'storage': {'rootDirectory': '/r', 'subPaths': ['/a']}}", &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && strstr(err, "storage.subPaths: expected an object"));
+	/* Empty, or null: nothing is routed elsewhere. */
+	CHECK(parse("{'storage': {'rootDirectory': '/r', 'subPaths': {}}}", &c, err, sizeof(err)) ==
+	      0);
+	wh_config_free(&c);
+	CHECK(parse("{'storage': {'rootDirectory': '/r', 'subPaths': null}}", &c, err,
+	            sizeof(err)) == 0);
+	wh_config_free(&c);
+
+	/* config-ldap.json, config-bearer-oidc-workload.json,
+	 * config-openid-claim-mapping.json: a refused authentication with
+	 * access-control policies is that one error; the config does not lack
+	 * authentication (Zot counts each of these), so accessControl's rule is
+	 * not broken too. */
+	static const char *const authn[][2] = {
+	    {"'ldap': {'address': 'l', 'baseDN': 'dc=x', 'userAttribute': 'uid'}",
+	     "http.auth.ldap"},
+	    {"'bearer': {'realm': 'zot', 'oidc': [{'issuer': 'https://i.example.com'}]}",
+	     "http.auth.bearer"},
+	    {"'openid': {'providers': {'oidc': {'issuer': 'https://i.example.com'}}}",
+	     "http.auth.openid"},
+	    {"'apikey': 'true'", "http.auth.apikey"},
+	    {"'mtls': {'identityAttributes': ['CommonName']}", "http.auth.mtls"},
+	};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(authn); i++) {
+		char json[1024];
+		FMT(json, sizeof(json),
+		    "{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {%s}, 'accessControl':"
+		    " {'repositories': {'**': {'policies': [{'users': ['a'], 'actions': ['read']}],"
+		    " 'defaultPolicy': ['read']}}}}}",
+		    authn[i][0]);
+		rc = parse(json, &c, err, sizeof(err));
+		CHECK(rc == WH_EINVAL && one_error(err, authn[i][1]));
+		if (!one_error(err, authn[i][1]))
+			fprintf(stderr, "  %s: %s\n", authn[i][1], err);
+	}
+	/* apikey false asks for nothing: no authentication, so the rule holds. */
+	rc = parse("{'storage': {'rootDirectory': '/r'}, 'http': {'auth': {'apikey': false},"
+	           " 'accessControl': {'repositories': {'**': {'defaultPolicy': ['read']}}}}}",
+	           &c, err, sizeof(err));
+	CHECK(rc == WH_EINVAL && one_error(err, "http.accessControl"));
+
+	/* config-sync-gcp-credential-helper.json: "credentialsFile": "" is no
+	 * file, as in Zot; verify (and serve) read nothing. A missing file is
+	 * still a problem. */
+	char dir[] = "/tmp/wharf-test-config-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	for (int missing = 0; missing < 2; missing++) {
+		char json[1024], **problems = NULL;
+		int n = 0;
+		FMT(json, sizeof(json),
+		    "{'storage': {'rootDirectory': '%s/data'}, 'http': {'address': '127.0.0.1',"
+		    " 'port': '8080'}, 'extensions': {'sync': {'credentialsFile': '%s%s',"
+		    " 'registries': [{'urls': ['https://registry.example.com'], 'onDemand': true,"
+		    " 'credentialHelper': 'gcp'}]}}}",
+		    dir, missing ? dir : "", missing ? "/nope.json" : "");
+		rc = parse(json, &c, err, sizeof(err));
+		CHECK(rc == 0);
+		if (rc)
+			continue;
+		CHECK(wh_verify_runtime(&c, &problems, &n) == missing);
+		if (missing)
+			CHECK(n == 1 && strstr(problems[0], "extensions.sync.credentialsFile"));
+		else if (n)
+			fprintf(stderr, "  credentialsFile \"\": %s\n", problems[0]);
+		wh_strv_free(problems, n);
+		wh_config_free(&c);
+	}
+	check_rm_rf(dir);
+
+	/* The retention example of Zot's examples/README.md writes "KeepTags":
+	 * keys match whatever their case, so it is keepTags. */
+	rc = parse("{'storage': {'rootDirectory': '/r', 'retention': {'policies': ["
+	           "{'repositories': ['infra/*'], 'KeepTags': [{'patterns': ['v2.*', '.*-prod']},"
+	           " {'patterns': ['v3.*'], 'PulledWithin': '168h'}]},"
+	           "{'repositories': ['**'], 'keepTags': [{'mostRecentlyPushedCount': 10}]}]}}}",
+	           &c, err, sizeof(err));
+	CHECK(rc == 0);
+	if (rc == 0) {
+		const wh_retention_settings *r = &c.storage.retention;
+		CHECK(r->n_policies == 2);
+		CHECK(r->n_policies == 2 && r->policies[0].n_keep_tags == 2 &&
+		      r->policies[0].keep_tags[0].n_patterns == 2 &&
+		      r->policies[0].keep_tags[1].rules.pulled_within_ms == 168 * WH_HOUR_MS &&
+		      r->policies[1].n_keep_tags == 1 &&
+		      r->policies[1].keep_tags[0].rules.most_recently_pushed_count == 10);
+		CHECK(c.n_warnings == 0);
+		wh_config_free(&c);
+	} else {
+		fprintf(stderr, "  KeepTags: %s\n", err);
+	}
+}
+
 /* Zot reads config.yaml as config.json: the same tree, the same checks. */
 static void test_yaml(void)
 {
@@ -992,5 +1126,6 @@ int main(void)
 	test_weak_typing();
 	test_every_error();
 	test_yaml();
+	test_zot_examples();
 	CHECK_DONE();
 }
