@@ -259,9 +259,11 @@ struct serve_state {
 	wh_pipeline *pipeline;
 	wh_tls *tls;
 	uv_signal_t sigterm, sigint;
-	uv_signal_t sighup;     /* reload: the TLS pair and the htpasswd file */
-	uv_timer_t drain;       /* http.wharf.drainDelay: serving on, /readyz failing */
-	const char *log_output; /* reopened on SIGHUP */
+	uv_signal_t sighup;  /* reload: the config file, log.output, TLS, htpasswd */
+	uv_timer_t drain;    /* http.wharf.drainDelay: serving on, /readyz failing */
+	wh_config *cfg;      /* the configuration in use */
+	wh_config **retired; /* replaced by SIGHUP: freed at exit */
+	int n_retired;
 	int64_t drain_delay_ms;
 	bool draining;
 	bool stopping;
@@ -278,23 +280,102 @@ static void server_gone(void *arg)
 	uv_close((uv_handle_t *)&st->sighup, NULL);
 }
 
-/* SIGHUP: reopen log.output (logrotate moved it away), and read again what
- * may be renewed while running: the TLS cert/key pair (new handshakes use
- * it; open connections keep theirs) and the htpasswd file. */
+/* What a reload cannot change under a running server: said, and kept. */
+static void restart_notes(const wh_config *o, const wh_config *n)
+{
+	static const char msg[] = "SIGHUP: this setting changes only with a restart";
+#define DIFFERS(a, b) (((a) == NULL) != ((b) == NULL) || ((a) && strcmp((a), (b)) != 0))
+	if (DIFFERS(o->storage.root_dir, n->storage.root_dir) ||
+	    o->storage.dedupe != n->storage.dedupe)
+		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "storage.rootDirectory, storage.dedupe",
+		       NULL);
+	if (DIFFERS(o->http.address, n->http.address) || o->http.port != n->http.port)
+		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "http.address, http.port", NULL);
+	if ((o->tls.cert == NULL) != (n->tls.cert == NULL) || DIFFERS(o->tls.cacert, n->tls.cacert))
+		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "http.tls (on or off, cacert)", NULL);
+	if ((o->log.output && *o->log.output) != (n->log.output && *n->log.output))
+		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "log.output (to or from stderr)", NULL);
+	if (o->sync.enable != n->sync.enable || o->search_enable != n->search_enable ||
+	    o->ui_enable != n->ui_enable || o->metrics_enable != n->metrics_enable ||
+	    o->scrub.enable != n->scrub.enable)
+		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "extensions (turned on or off), scrub",
+		       NULL);
+#undef DIFFERS
+}
+
+/* The configuration file read again, if it verifies; NULL otherwise (and
+ * said why). */
+static wh_config *reread(const char *path)
+{
+	wh_config *n = wh_calloc(1, sizeof(*n));
+	char err[8192];
+	char **problems = NULL;
+	int np = 0;
+	if (wh_config_load(path, n, err, sizeof(err)) != 0) {
+		wh_log(WH_LOG_ERROR,
+		       "SIGHUP: the config file does not verify: the running "
+		       "configuration stays",
+		       "config", WH_LS, path, "error", WH_LS, err, NULL);
+		free(n);
+		return NULL;
+	}
+	if (wh_verify_runtime(n, &problems, &np) > 0) {
+		for (int i = 0; i < np; i++)
+			wh_log(WH_LOG_ERROR,
+			       "SIGHUP: the config file does not verify: the running "
+			       "configuration stays",
+			       "config", WH_LS, path, "error", WH_LS, problems[i], NULL);
+		wh_strv_free(problems, np);
+		wh_config_free(n);
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* SIGHUP: reopen log.output (logrotate moved it away); read the config
+ * file again and, if it verifies, run with it: what Zot reloads live (auth
+ * and access control, rate limits, sync registries, the log level, GC,
+ * retention and the budget, TLS certificates, htpasswd), with no connection
+ * or fetch dropped; what only a restart changes is said so. A config that
+ * does not verify is refused, logged, and the running one stays (its
+ * htpasswd file and TLS pair are read again all the same). */
 static void on_sighup(uv_signal_t *h, int signum)
 {
 	struct serve_state *st = h->data;
 	char err[8192];
-	int lr = wh_log_reopen(st->log_output);
+	int lr = wh_log_reopen(st->cfg->log.output);
 	wh_log(WH_LOG_INFO, "reloading", "signal", WH_LS, "SIGHUP", NULL);
 	if (lr != 0)
 		wh_log(WH_LOG_ERROR, "SIGHUP: cannot reopen log.output; logging to the old file",
-		       "path", WH_LS, st->log_output, "error", WH_LS, wh_strerror(lr), NULL);
+		       "path", WH_LS, st->cfg->log.output, "error", WH_LS, wh_strerror(lr), NULL);
+	wh_config *n = st->cfg->path ? reread(st->cfg->path) : NULL;
+	if (n) {
+		restart_notes(st->cfg, n);
+		wh_log_set_level(n->log.level);
+		if (n->log.output && *n->log.output && st->cfg->log.output &&
+		    *st->cfg->log.output && strcmp(n->log.output, st->cfg->log.output) != 0 &&
+		    (lr = wh_log_reopen(n->log.output)) != 0)
+			wh_log(WH_LOG_ERROR, "SIGHUP: cannot open the new log.output", "path",
+			       WH_LS, n->log.output, "error", WH_LS, wh_strerror(lr), NULL);
+		wh_server_reload(st->srv, &n->http);
+		st->drain_delay_ms = n->http.drain_delay_ms;
+	}
 	if (st->pipeline)
-		wh_pipeline_reload(st->pipeline);
-	if (!st->tls)
+		wh_pipeline_reload(st->pipeline, n);
+	if (n) {
+		/* Requests and fetches in flight may point into the old one. */
+		st->retired =
+		    wh_realloc(st->retired, sizeof(*st->retired) * (size_t)(st->n_retired + 1));
+		st->retired[st->n_retired++] = st->cfg;
+		st->cfg = n;
+		print_warnings(n);
+		wh_log(WH_LOG_INFO, "SIGHUP: configuration reloaded", "config", WH_LS, n->path,
+		       NULL);
+	}
+	if (!st->tls || (n && !n->tls.cert))
 		return;
-	if (wh_tls_reload(st->tls, err, sizeof(err)) != 0) {
+	if (wh_tls_reload(st->tls, n ? &n->tls : NULL, err, sizeof(err)) != 0) {
 		wh_log(WH_LOG_ERROR, "SIGHUP: TLS certificate not reloaded; the previous one stays",
 		       "error", WH_LS, err, NULL);
 		return;
@@ -384,7 +465,7 @@ static int cmd_serve(const char *path)
 	char err[8192];
 	wh_store *store = NULL;
 	uv_loop_t *loop = uv_default_loop();
-	struct serve_state st = {.loop = loop};
+	struct serve_state st = {.loop = loop, .cfg = &cfg};
 
 	if (path ? wh_config_load(path, &cfg, err, sizeof(err)) != 0
 	         : wh_config_default(&cfg) != 0) {
@@ -432,7 +513,6 @@ static int cmd_serve(const char *path)
 	uv_signal_init(loop, &st.sighup);
 	st.sigterm.data = st.sigint.data = st.sighup.data = &st;
 	st.drain_delay_ms = cfg.http.drain_delay_ms;
-	st.log_output = cfg.log.output;
 	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&st.sigint, on_signal, SIGINT);
 	uv_signal_start(&st.sighup, on_sighup, SIGHUP);
@@ -452,6 +532,17 @@ out:
 	wh_tls_free(st.tls);
 	if (uv_loop_close(loop) != 0 && rc == 0)
 		wh_log(WH_LOG_WARN, "event loop closed with handles still open", NULL);
+	if (st.cfg != &cfg) {
+		wh_config_free(st.cfg);
+		free(st.cfg);
+	}
+	for (int i = 0; i < st.n_retired; i++) {
+		if (st.retired[i] != &cfg) {
+			wh_config_free(st.retired[i]);
+			free(st.retired[i]);
+		}
+	}
+	free(st.retired);
 	wh_config_free(&cfg);
 	return rc;
 }

@@ -272,13 +272,37 @@ void wh_pipeline_free(wh_pipeline *p)
 	free(p);
 }
 
-int wh_pipeline_reload(wh_pipeline *p)
+int wh_pipeline_reload(wh_pipeline *p, const wh_config *cfg)
 {
 	int first = 0;
+	if (!cfg)
+		cfg = p->cfg;
 	for (int i = 0; i < p->started; i++) {
-		int rc = modules[i].m->reload ? modules[i].m->reload(p->state[i]) : 0;
+		const struct registration *r = &modules[i];
+		const void *settings =
+		    r->settings == NO_SETTINGS ? NULL : (const char *)cfg + r->settings;
+		int rc = r->m->reload ? r->m->reload(p->state[i], settings) : 0;
 		if (rc != 0 && first == 0)
 			first = rc;
+	}
+	if (cfg != p->cfg) {
+		char err[512];
+		/* Sync's registries and rules; periodic sync starts over with
+		 * them (its runs in flight end, their fetches go on). */
+		if (p->sync) {
+			int rc = wh_sync_reload(p->sync, &cfg->sync, err, sizeof(err));
+			if (rc != 0) {
+				wh_log(WH_LOG_ERROR, "SIGHUP: sync settings not reloaded", "error",
+				       WH_LS, err, NULL);
+				if (first == 0)
+					first = rc;
+			} else {
+				wh_poll_free(p->poll);
+				p->poll = wh_poll_new(p->loop, &cfg->sync, p->sync);
+			}
+		}
+		wh_gc_reload(p->gc, &cfg->storage);
+		p->cfg = cfg;
 	}
 	return first;
 }

@@ -63,6 +63,11 @@ int wh_log_reopen(const char *path)
 	return rc;
 }
 
+void wh_log_set_level(int level)
+{
+	log_level = level;
+}
+
 int wh_log_enabled(int level)
 {
 	return level >= log_level && level < WH_LOG_OFF;

@@ -204,6 +204,13 @@ struct wh_sync {
 	size_t listings_bytes;
 	wh_sync_make_room_fn make_room; /* NULL: a full disk fails the fill */
 	void *make_room_arg;
+	/* Settings a reload replaced, with their compiled rules: fetches in
+	 * flight may still point into them, so they go with the sync. */
+	struct retired {
+		const wh_sync_settings *cfg;
+		struct rule_re **re;
+	} * retired;
+	int n_retired;
 };
 
 /* ---- names ---- */
@@ -2136,6 +2143,39 @@ static void listings_free(wh_sync *s)
 
 /* ---- life ---- */
 
+/* Each registry's content rules' tag regexes, compiled ([registry][rule]). */
+static struct rule_re **rules_compile(const wh_sync_settings *cfg)
+{
+	struct rule_re **re = wh_calloc((size_t)cfg->n_registries + 1, sizeof(*re));
+	for (int i = 0; i < cfg->n_registries; i++) {
+		const wh_sync_registry *reg = &cfg->registries[i];
+		re[i] = wh_calloc((size_t)(reg->n_content ? reg->n_content : 1), sizeof(**re));
+		for (int j = 0; j < reg->n_content; j++) {
+			const wh_sync_tags *t = &reg->content[j].tags;
+			struct rule_re *r = &re[i][j];
+			/* Validated by the config already. */
+			char e[160];
+			if (t->regex)
+				wh_regex_compile(t->regex, &r->re, e, sizeof(e));
+			if (t->exclude_regex)
+				wh_regex_compile(t->exclude_regex, &r->ex, e, sizeof(e));
+		}
+	}
+	return re;
+}
+
+static void rules_free(const wh_sync_settings *cfg, struct rule_re **re)
+{
+	for (int i = 0; i < cfg->n_registries; i++) {
+		for (int j = 0; j < cfg->registries[i].n_content; j++) {
+			wh_regex_free(re[i][j].re);
+			wh_regex_free(re[i][j].ex);
+		}
+		free(re[i]);
+	}
+	free(re);
+}
+
 int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, wh_sync **out,
                 char *err, size_t errlen)
 {
@@ -2155,23 +2195,26 @@ int wh_sync_new(uv_loop_t *loop, const wh_sync_settings *cfg, wh_store *store, w
 		free(s);
 		return rc;
 	}
-	s->re = wh_calloc((size_t)cfg->n_registries, sizeof(*s->re));
-	for (int i = 0; i < cfg->n_registries; i++) {
-		const wh_sync_registry *reg = &cfg->registries[i];
-		s->re[i] =
-		    wh_calloc((size_t)(reg->n_content ? reg->n_content : 1), sizeof(**s->re));
-		for (int j = 0; j < reg->n_content; j++) {
-			const wh_sync_tags *t = &reg->content[j].tags;
-			struct rule_re *r = &s->re[i][j];
-			/* Validated by the config already. */
-			char e[160];
-			if (t->regex)
-				wh_regex_compile(t->regex, &r->re, e, sizeof(e));
-			if (t->exclude_regex)
-				wh_regex_compile(t->exclude_regex, &r->ex, e, sizeof(e));
-		}
-	}
+	s->re = rules_compile(cfg);
 	*out = s;
+	return 0;
+}
+
+int wh_sync_reload(wh_sync *s, const wh_sync_settings *cfg, char *err, size_t errlen)
+{
+	if (!cfg->enable || cfg->n_registries == 0) {
+		snprintf(err, errlen, "extensions.sync: turning sync off needs a restart");
+		return WH_EINVAL;
+	}
+	int rc = wh_upstream_reload(s->up, &cfg->upstream, err, errlen);
+	if (rc != 0)
+		return rc;
+	s->retired = wh_realloc(s->retired, sizeof(*s->retired) * (size_t)(s->n_retired + 1));
+	s->retired[s->n_retired++] = (struct retired){s->cfg, s->re};
+	s->cfg = cfg;
+	s->re = rules_compile(cfg);
+	/* Freshness was judged under the old rules: ask again. */
+	memset(s->fresh, 0, sizeof(s->fresh));
 	return 0;
 }
 
@@ -2226,14 +2269,10 @@ void wh_sync_free(wh_sync *s)
 	}
 	listings_free(s);
 	wh_upstream_free(s->up);
-	for (int i = 0; i < s->cfg->n_registries; i++) {
-		for (int j = 0; j < s->cfg->registries[i].n_content; j++) {
-			wh_regex_free(s->re[i][j].re);
-			wh_regex_free(s->re[i][j].ex);
-		}
-		free(s->re[i]);
-	}
-	free(s->re);
+	rules_free(s->cfg, s->re);
+	for (int i = 0; i < s->n_retired; i++)
+		rules_free(s->retired[i].cfg, s->retired[i].re);
+	free(s->retired);
 	free(s);
 }
 

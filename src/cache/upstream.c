@@ -1670,6 +1670,28 @@ int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream 
 	return 0;
 }
 
+int wh_upstream_reload(wh_upstream *up, const wh_upstream_settings *s, char *err, size_t errlen)
+{
+	/* The new credentials into a scratch client first: a file that does not
+	 * load leaves the old ones. curl copies the strings it is given, so no
+	 * request in flight holds the old ones. */
+	wh_upstream tmp = {0};
+	if (s->credentials_file && *s->credentials_file &&
+	    load_creds(&tmp, s->credentials_file, err, errlen) != 0) {
+		free_creds(&tmp);
+		return WH_EINVAL;
+	}
+	free_creds(up);
+	up->creds = tmp.creds;
+	up->n_creds = tmp.n_creds;
+	up->set = *s;
+	up->set.credentials_file = NULL;
+	if (up->multi)
+		lc.multi_setopt(up->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+		                (long)up->set.max_host_connections);
+	return 0;
+}
+
 void wh_upstream_free(wh_upstream *up)
 {
 	while (!wh_list_empty(&up->reqs)) {

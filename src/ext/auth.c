@@ -179,14 +179,9 @@ static const struct user *find_user(const wh_auth *a, const char *name)
 	return NULL;
 }
 
-int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, wh_auth **out)
+/* The challenges of a 401, from the realm. */
+static void set_challenge(wh_auth *a, const wh_auth_settings *cfg)
 {
-	wh_auth *a = wh_calloc(1, sizeof(*a));
-	wh_list_init(&a->jobs);
-	a->loop = loop;
-	a->cfg = cfg;
-	a->authn = cfg->htpasswd_path && *cfg->htpasswd_path;
-	a->mtls = cfg->mtls;
 	const char *realm = cfg->realm && *cfg->realm ? cfg->realm : "Authorization Required";
 	/* Go-quoted, as Zot's strconv.Quote: escape '"' and '\'. */
 	size_t n = (size_t)snprintf(a->challenge, sizeof(a->challenge), "Basic realm=\"");
@@ -198,6 +193,17 @@ int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, wh_auth **out)
 	a->challenge[n++] = '"';
 	a->challenge[n] = '\0';
 	snprintf(a->base_challenge, sizeof(a->base_challenge), "basic realm=%s", realm);
+}
+
+int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, wh_auth **out)
+{
+	wh_auth *a = wh_calloc(1, sizeof(*a));
+	wh_list_init(&a->jobs);
+	a->loop = loop;
+	a->cfg = cfg;
+	a->authn = cfg->htpasswd_path && *cfg->htpasswd_path;
+	a->mtls = cfg->mtls;
+	set_challenge(a, cfg);
 	if (getrandom(a->salt, sizeof(a->salt), 0) != (ssize_t)sizeof(a->salt)) {
 		/* Not secret for correctness, only against reading it back out of a
 		 * core dump; a fixed salt still keys the table. */
@@ -231,20 +237,28 @@ void wh_auth_free(wh_auth *a)
 	free(a);
 }
 
-int wh_auth_reload(wh_auth *a)
+int wh_auth_reload(wh_auth *a, const wh_auth_settings *cfg)
 {
-	if (!a->authn)
-		return 0;
+	if (!cfg)
+		cfg = a->cfg;
+	bool authn = cfg->htpasswd_path && *cfg->htpasswd_path;
 	struct user *u = NULL;
 	int n = 0;
-	int rc = load_users(a->cfg->htpasswd_path, &u, &n);
-	if (rc != 0) {
-		wh_log(WH_LOG_WARN, "htpasswd reload failed: the users loaded before stay", NULL);
-		return rc;
+	if (authn) {
+		int rc = load_users(cfg->htpasswd_path, &u, &n);
+		if (rc != 0) {
+			wh_log(WH_LOG_WARN, "htpasswd reload failed: the users loaded before stay",
+			       NULL);
+			return rc;
+		}
 	}
 	users_free(a->users, a->n_users);
 	a->users = u;
 	a->n_users = n;
+	a->cfg = cfg;
+	a->authn = authn;
+	a->mtls = cfg->mtls;
+	set_challenge(a, cfg);
 	memset(a->cache, 0, CACHE_SLOTS * sizeof(*a->cache));
 	return 0;
 }
@@ -623,9 +637,9 @@ static void module_free(void *state)
 	wh_auth_free(state);
 }
 
-static int module_reload(void *state)
+static int module_reload(void *state, const void *settings)
 {
-	return wh_auth_reload(state);
+	return wh_auth_reload(state, settings);
 }
 
 const wh_module wh_auth_module = {

@@ -37,28 +37,54 @@ struct wh_ratelimit {
 	struct bucket *table;
 };
 
+/* The limiters cfg sets; how many. */
+static int limiters_of(const wh_ratelimit_settings *cfg, struct limiter **out)
+{
+	int n = (cfg->rate > 0 ? 1 : 0), k = 0;
+	for (int i = 0; i < cfg->n_rate_methods; i++)
+		n += cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method;
+	*out = NULL;
+	if (n == 0)
+		return 0;
+	struct limiter *l = wh_calloc((size_t)n, sizeof(*l));
+	if (cfg->rate > 0)
+		l[k++] = (struct limiter){NULL, cfg->rate};
+	for (int i = 0; i < cfg->n_rate_methods; i++)
+		if (cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method)
+			l[k++] = (struct limiter){cfg->rate_methods[i].method,
+			                          cfg->rate_methods[i].rate};
+	*out = l;
+	return k;
+}
+
 int wh_ratelimit_new(const wh_ratelimit_settings *cfg, wh_ratelimit **out)
 {
 	*out = NULL;
-	int n = (cfg->rate > 0 ? 1 : 0);
-	for (int i = 0; i < cfg->n_rate_methods; i++)
-		n += cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method;
+	struct limiter *l;
+	int n = limiters_of(cfg, &l);
 	if (n == 0)
 		return 0;
 	wh_ratelimit *rl = wh_calloc(1, sizeof(*rl));
 	rl->cfg = cfg;
-	rl->limiters = wh_calloc((size_t)n, sizeof(*rl->limiters));
-	if (cfg->rate > 0)
-		rl->limiters[rl->n_limiters++] = (struct limiter){NULL, cfg->rate};
-	for (int i = 0; i < cfg->n_rate_methods; i++)
-		if (cfg->rate_methods[i].rate > 0 && cfg->rate_methods[i].method)
-			rl->limiters[rl->n_limiters++] = (struct limiter){
-			    cfg->rate_methods[i].method, cfg->rate_methods[i].rate};
+	rl->limiters = l;
+	rl->n_limiters = n;
 	if (getrandom(&rl->seed, sizeof(rl->seed), 0) != (ssize_t)sizeof(rl->seed))
 		rl->seed = (uint64_t)(uintptr_t)rl ^ wh_now_ms();
 	rl->table = wh_calloc(WH_RATELIMIT_SLOTS, sizeof(*rl->table));
 	*out = rl;
 	return 0;
+}
+
+void wh_ratelimit_reload(wh_ratelimit *rl, const wh_ratelimit_settings *cfg)
+{
+	struct limiter *l;
+	int n = limiters_of(cfg, &l);
+	free(rl->limiters);
+	rl->limiters = l;
+	rl->n_limiters = n;
+	rl->cfg = cfg;
+	/* Buckets were filled at the old rates: everyone starts afresh. */
+	memset(rl->table, 0, WH_RATELIMIT_SLOTS * sizeof(*rl->table));
 }
 
 void wh_ratelimit_free(wh_ratelimit *rl)
@@ -227,31 +253,61 @@ int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms)
 
 /* ---- the module: the preaccess phase ---- */
 
+/* The module's state: the limiter (NULL while the config sets no limit)
+ * and what a reload needs to make one. */
+struct rl_module {
+	wh_ratelimit *rl;
+	uv_loop_t *loop;
+};
+
 static int module_init(const wh_module_env *env, const void *settings, void **state)
 {
-	wh_ratelimit *rl;
-	int rc = wh_ratelimit_new(settings, &rl);
-	if (rc != 0)
+	struct rl_module *m = wh_calloc(1, sizeof(*m));
+	m->loop = env->loop;
+	int rc = wh_ratelimit_new(settings, &m->rl);
+	if (rc != 0) {
+		free(m);
 		return rc;
-	if (rl) {
-		rl->loop = env->loop;
+	}
+	if (m->rl) {
+		m->rl->loop = env->loop;
 		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI,
 		       (long long)((const wh_ratelimit_settings *)settings)->rate, NULL);
 	}
-	*state = rl;
+	*state = m;
+	return 0;
+}
+
+static int module_reload(void *state, const void *settings)
+{
+	struct rl_module *m = state;
+	const wh_ratelimit_settings *cfg = settings;
+	if (m->rl) {
+		wh_ratelimit_reload(m->rl, cfg);
+	} else {
+		int rc = wh_ratelimit_new(cfg, &m->rl);
+		if (rc != 0)
+			return rc;
+		if (m->rl)
+			m->rl->loop = m->loop;
+	}
 	return 0;
 }
 
 static void module_free(void *state)
 {
-	wh_ratelimit_free(state);
+	struct rl_module *m = state;
+	if (!m)
+		return;
+	wh_ratelimit_free(m->rl);
+	free(m);
 }
 
 /* Outermost, as Zot's: a refused request costs no password check. */
 static wh_phase_rc preaccess(void *state, wh_call *call)
 {
-	wh_ratelimit *rl = state;
-	if (!rl)
+	wh_ratelimit *rl = ((struct rl_module *)state)->rl;
+	if (!rl || rl->n_limiters == 0)
 		return WH_PHASE_NEXT;
 	int wait = wh_ratelimit_take(rl, call->req, uv_now(rl->loop));
 	if (wait == 0)
@@ -272,6 +328,7 @@ const wh_module wh_ratelimit_module = {
     .name = "ratelimit",
     .init = module_init,
     .free = module_free,
+    .reload = module_reload,
     .preaccess = preaccess,
 };
 

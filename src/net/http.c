@@ -1547,6 +1547,11 @@ static void listen_cb(uv_poll_t *h, int status, int events)
 	}
 }
 
+void wh_server_reload(wh_server *srv, const wh_http_settings *cfg)
+{
+	srv->cfg = cfg;
+}
+
 int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, wh_tls *tls, wh_handler handler,
                     void *ctx, wh_server **out)
 {

@@ -257,10 +257,24 @@ out:
 	return rc;
 }
 
-int wh_tls_reload(wh_tls *tls, char *err, size_t errlen)
+int wh_tls_reload(wh_tls *tls, const wh_tls_settings *cfg, char *err, size_t errlen)
 {
 	struct gen *g = NULL;
+	char *cert = tls->cert_path, *key = tls->key_path;
+	if (cfg) {
+		tls->cert_path = wh_strdup(cfg->cert ? cfg->cert : "");
+		tls->key_path = wh_strdup(cfg->key ? cfg->key : "");
+	}
 	int rc = gen_load(tls, &g, err, errlen);
+	if (cfg && rc != 0) {
+		free(tls->cert_path);
+		free(tls->key_path);
+		tls->cert_path = cert;
+		tls->key_path = key;
+	} else if (cfg) {
+		free(cert);
+		free(key);
+	}
 	if (rc != 0)
 		return rc;
 	gen_unref(tls->cur);

@@ -1357,6 +1357,20 @@ void wh_gc_make_room(wh_gc *gc, int64_t bytes, void (*done)(void *done_arg, int 
 	uv_idle_start(&rc->idle, room_idle);
 }
 
+void wh_gc_reload(wh_gc *gc, const wh_store_settings *s)
+{
+	bool was = gc->s->gc || gc->budget;
+	gc->s = s;
+	gc->budget = s->cache_max_bytes > 0 || s->cache_min_free_bytes > 0;
+	/* Nothing scheduled (gc was off, or gcInterval 0): start now. A sweep
+	 * already scheduled keeps its time, and schedules the next by s. */
+	if (!was && (s->gc || gc->budget) && !gc->sweeping &&
+	    !uv_is_active((uv_handle_t *)&gc->timer))
+		schedule(gc, 0);
+	if (gc->budget)
+		kick(gc);
+}
+
 void wh_gc_sweep_now(wh_gc *gc)
 {
 	gc->sweep_wanted = true;

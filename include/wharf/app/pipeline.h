@@ -27,9 +27,14 @@ int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_p
  * server's shutdown is done). NULL is a no-op. */
 void wh_pipeline_free(wh_pipeline *p);
 
-/* SIGHUP: every module's reload (the htpasswd file). Returns 0, or the
- * first error (logged; the module keeps its previous state). */
-int wh_pipeline_reload(wh_pipeline *p);
+/* SIGHUP: cfg (a configuration read again, NULL for the same one) from
+ * now on: each module's reload with its section (the htpasswd file re-read,
+ * access control, rate limits), sync's registries and rules (periodic sync
+ * starts over), the GC's and the budget's settings. The old configuration
+ * must outlive the pipeline too (requests and fetches in flight point into
+ * it). Returns 0, or the first error (logged; that part keeps its previous
+ * settings). */
+int wh_pipeline_reload(wh_pipeline *p, const wh_config *cfg);
 
 /* The request handler for wh_server_start (ctx is the wh_pipeline). */
 void wh_pipeline_handle(wh_req *req, void *ctx);

@@ -37,6 +37,9 @@ int wh_log_setup(int level, const char *path);
  * or -errno (the old file stays). */
 int wh_log_reopen(const char *path);
 
+/* The threshold from now on (SIGHUP). */
+void wh_log_set_level(int level);
+
 int wh_log_enabled(int level);
 
 void wh_log(int level, const char *message, ...);

@@ -81,6 +81,13 @@ void wh_sync_settings_init(wh_sync_settings *s);
 void wh_sync_settings_finish(wh_sync_settings *s);
 void wh_sync_settings_free(wh_sync_settings *s);
 
+/* SIGHUP: the registries, content rules and upstream settings of cfg from
+ * now on (cfg must outlive the sync: fetches in flight keep pointing into
+ * the old settings, which must outlive it too). The credentials file is
+ * read again. Turning sync off is refused (a restart does it). Returns 0,
+ * or WH_EINVAL with a message in err and nothing changed. */
+int wh_sync_reload(wh_sync *s, const wh_sync_settings *cfg, char *err, size_t errlen);
+
 /* Where a local name comes from. */
 typedef struct wh_sync_map {
 	const wh_sync_registry *reg;

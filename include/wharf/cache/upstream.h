@@ -170,6 +170,11 @@ typedef struct wh_up_opts {
 int wh_upstream_new(uv_loop_t *loop, const wh_upstream_settings *s, wh_upstream **out, char *err,
                     size_t errlen);
 
+/* SIGHUP: the settings s from now on (timeouts, connection limits) and the
+ * credentials file read again. Requests in flight go on. Returns 0, or
+ * WH_EINVAL with a message in err (the old credentials stay). */
+int wh_upstream_reload(wh_upstream *up, const wh_upstream_settings *s, char *err, size_t errlen);
+
 /* Cancel every request (no callbacks fire) and free the client once curl's
  * sockets are closed. */
 void wh_upstream_free(wh_upstream *up);

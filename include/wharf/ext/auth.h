@@ -73,9 +73,11 @@ int wh_auth_new(uv_loop_t *loop, const wh_auth_settings *cfg, wh_auth **out);
 /* Verifications still in the thread pool end later without touching it. */
 void wh_auth_free(wh_auth *a);
 
-/* Re-read the htpasswd file (SIGHUP). On failure the users already loaded
- * stay, and the reason is logged. Forgets every remembered verification. */
-int wh_auth_reload(wh_auth *a);
+/* SIGHUP: the settings cfg from now on (NULL: the same ones; cfg must
+ * outlive the module), and the htpasswd file read again. On failure
+ * nothing changes (the users already loaded stay, under the old settings)
+ * and the reason is logged. Forgets every remembered verification. */
+int wh_auth_reload(wh_auth *a, const wh_auth_settings *cfg);
 
 /* The same rule as the phase, for lists: may user (NULL: anonymous) do
  * action on repo. True for everything without access control. */

@@ -99,9 +99,12 @@ struct wh_module {
 	int (*init)(const wh_module_env *env, const void *settings, void **state);
 	/* Stop; requests are gone by then. */
 	void (*free)(void *state);
-	/* SIGHUP: re-read what may change under a running server. Returns 0,
-	 * or an error (logged; the previous state stays). */
-	int (*reload)(void *state);
+	/* SIGHUP: settings is the module's section of the configuration read
+	 * again (as init's; the new one outlives the module, and so does the
+	 * old one: requests in flight may still point into it); take it and
+	 * re-read what may change under a running server. Returns 0, or an
+	 * error (logged; the previous state stays). */
+	int (*reload)(void *state, const void *settings);
 
 	/* Phases, each optional (NULL: nothing to do). */
 	wh_phase_rc (*preaccess)(void *state, wh_call *call);

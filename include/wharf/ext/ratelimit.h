@@ -64,6 +64,10 @@ typedef struct wh_ratelimit wh_ratelimit;
 int wh_ratelimit_new(const wh_ratelimit_settings *cfg, wh_ratelimit **out);
 void wh_ratelimit_free(wh_ratelimit *rl);
 
+/* SIGHUP: cfg's limits from now on (cfg must outlive it); every bucket
+ * starts full again. */
+void wh_ratelimit_reload(wh_ratelimit *rl, const wh_ratelimit_settings *cfg);
+
 /* Take a token for req at now_ms (monotonic). Returns 0 when the request may
  * go on, or the seconds (>= 1) until it may be retried. */
 int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms);

@@ -121,6 +121,11 @@ typedef void (*wh_handler)(wh_req *req, void *ctx);
 int wh_server_start(uv_loop_t *loop, const wh_http_settings *cfg, struct wh_tls *tls,
                     wh_handler handler, void *ctx, wh_server **out);
 
+/* SIGHUP: cfg's limits and timeouts from now on (the address and port stay
+ * those it listens on). cfg must outlive the server, and so must the old
+ * settings. */
+void wh_server_reload(wh_server *srv, const wh_http_settings *cfg);
+
 /* The bound port (useful with port 0). */
 int wh_server_port(const wh_server *srv);
 

@@ -45,9 +45,11 @@ void wh_tls_settings_free(wh_tls_settings *s);
  * private key: ..."). cfg must have both cert and key. */
 int wh_tls_new(const wh_tls_settings *cfg, wh_tls **out, char *err, size_t errlen);
 
-/* Read the cert/key pair again from the same paths. On failure the pair in
- * use stays and err says why (WH_EINVAL). */
-int wh_tls_reload(wh_tls *tls, char *err, size_t errlen);
+/* Read the cert/key pair again: from cfg's paths (a config read again), or
+ * from the same ones when cfg is NULL. On failure the pair (and paths) in
+ * use stay and err says why (WH_EINVAL). The CA is not read again, as in
+ * Zot. */
+int wh_tls_reload(wh_tls *tls, const wh_tls_settings *cfg, char *err, size_t errlen);
 
 /* The serial number of the certificate new handshakes present, in hex (for
  * the log). */

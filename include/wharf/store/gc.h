@@ -63,6 +63,11 @@ void wh_gc_stop(wh_gc *gc);
 void wh_gc_make_room(wh_gc *gc, int64_t bytes, void (*done)(void *done_arg, int rc),
                      void *done_arg);
 
+/* SIGHUP: s from now on (gc, delays, interval, window, retention, the
+ * budget); s must outlive the gc, and so must the old settings (a job in
+ * the pool may read them). The next sweep is scheduled by s. */
+void wh_gc_reload(wh_gc *gc, const wh_store_settings *s);
+
 /* Ask for a sweep now (a test hook and a future admin action); it starts
  * when the current job is done, whatever the window. */
 void wh_gc_sweep_now(wh_gc *gc);
