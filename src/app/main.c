@@ -192,7 +192,6 @@ static int cmd_verify(const char *path)
 		wh_tls_free(tls);
 	}
 	print_warnings(&cfg);
-	wh_log(WH_LOG_INFO, "config file is valid", "config", WH_LS, path, NULL);
 	fprintf(stdout, "%s: config file is valid\n", path);
 	wh_config_free(&cfg);
 	return 0;
