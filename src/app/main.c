@@ -635,9 +635,13 @@ int main(int argc, char **argv)
 	if (is_help(cmd) || strcmp(cmd, "help") == 0) {
 		/* `wharf help serve`: the command's own help. */
 		const struct command *about = argc == 3 ? find_command(argv[2]) : NULL;
-		if (argc > 3 || (argc == 3 && !about)) {
-			fprintf(stderr, "wharf help: no such command \"%s\" (see wharf --help)\n",
-			        argv[2]);
+		if (argc > 3) {
+			fprintf(stderr, "wharf %s: takes at most one argument, a command\n", cmd);
+			return 2;
+		}
+		if (argc == 3 && !about) {
+			fprintf(stderr, "wharf %s: no such command \"%s\" (see wharf --help)\n",
+			        cmd, argv[2]);
 			return 2;
 		}
 		if (about)

@@ -119,7 +119,8 @@ class HelpTest(Tmp):
             ["serve", "--frob"], ["serve", "-x", "c.json"], ["verify", "--quiet", "c.json"],
             ["scrub", "--rate=1", "c.json"], ["--frob"], ["frobnicate"],
             ["verify"], ["scrub"], ["verify", "a.json", "b.json"], ["serve", "a", "b"],
-            ["help", "frob"], ["--version", "extra"],
+            ["help", "frob"], ["help", "serve", "verify"], ["--help", "x"],
+            ["--version", "extra"],
         ]
         for args in cases:
             rc, out, err = wharf(*args)
