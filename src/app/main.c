@@ -1,6 +1,8 @@
 /* wharf: the command line. `serve [CONFIG]`, `verify CONFIG`, `scrub CONFIG`,
- * `--version`, `--help`. Exit status: 0 ok, 1 invalid config, runtime failure
- * or (scrub) content affected, 2 usage. */
+ * each with its own `--help`; `--version` (the libraries' too), `--help`.
+ * Exit status: 0 ok, 1 invalid config, runtime failure or (scrub) content
+ * affected, 2 usage. A problem is one line on stderr; with log.output a
+ * file, a failure after the log is set up is logged there as well. */
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -12,7 +14,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
+#include <libpsl.h>
+#include <llhttp.h>
+#include <mbedtls/version.h>
 #include <uv.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "wharf/base/common.h"
 #include "wharf/app/config.h"
@@ -20,10 +28,16 @@
 #include "wharf/base/log.h"
 #include "wharf/app/pipeline.h"
 #include "wharf/app/verify.h"
+#include "wharf/cache/upstream.h"
 #include "wharf/ext/health.h"
 #include "wharf/store/scrub.h"
 #include "wharf/store/store.h"
 #include "wharf/net/tls.h"
+
+/* ---- help ---- */
+
+/* The OCI Distribution Specification release the API follows. */
+#define DIST_SPEC_VERSION "1.1.1"
 
 static void usage(FILE *f)
 {
@@ -31,24 +45,121 @@ static void usage(FILE *f)
 	        "wharf %s: an OCI registry and pull-through cache that reads Zot's config.json\n"
 	        "\n"
 	        "usage:\n"
-	        "  wharf serve [CONFIG]   serve with CONFIG (Zot's config.json). Without CONFIG,\n"
-	        "                         the built-in default: Docker Hub under /dockerhub and\n"
-	        "                         GHCR under /ghcr, on demand; private pushes elsewhere;\n"
-	        "                         listening on 127.0.0.1:5000; data in %s\n"
-	        "  wharf verify CONFIG    check CONFIG; prints \"config file is valid\" or the\n"
-	        "                         problem with the key's path\n"
-	        "  wharf scrub CONFIG     check, offline, that every image under CONFIG's\n"
-	        "                         rootDirectory still hashes to its digests; prints a\n"
-	        "                         line per image (REPOSITORY TAG STATUS AFFECTED BLOB\n"
-	        "                         ERROR) and logs them; refuses while a server answers\n"
-	        "                         on CONFIG's address and port; reads as fast as the\n"
-	        "                         disk goes unless extensions.scrub.wharf.rate is set\n"
-	        "  wharf --version        print the version\n"
+	        "  wharf serve [CONFIG]   serve with CONFIG (Zot's config.json), or the built-in\n"
+	        "                         default: Docker Hub and GHCR on demand, listening on\n"
+	        "                         127.0.0.1:5000, data in %s\n"
+	        "  wharf verify CONFIG    check CONFIG: \"config file is valid\", or the problem\n"
+	        "  wharf scrub CONFIG     re-hash, offline, every image under CONFIG's\n"
+	        "                         rootDirectory\n"
+	        "  wharf COMMAND --help   the command's own help\n"
+	        "  wharf --version        the version, and those of the libraries in use\n"
 	        "  wharf --help           this text\n"
 	        "\n"
 	        "exit status: 0 ok, 1 invalid config or runtime failure (scrub: or content\n"
-	        "affected), 2 usage error\n",
+	        "affected), 2 usage error. See wharf(8).\n",
 	        WHARF_VERSION, WH_DEFAULT_ROOT);
+}
+
+static void help_serve(FILE *f)
+{
+	fprintf(f,
+	        "usage: wharf serve [-h] [--] [CONFIG]\n"
+	        "\n"
+	        "Serve the registry as CONFIG (Zot's config.json) says. Without CONFIG, the\n"
+	        "built-in default: Docker Hub under /dockerhub and GHCR under /ghcr, fetched on\n"
+	        "demand; private pushes under any other name; listening on 127.0.0.1:5000; data\n"
+	        "in %s; the log on stderr.\n"
+	        "\n"
+	        "signals: TERM or INT stops (after http.wharf.drainDelay, while /readyz fails;\n"
+	        "a second signal stops at once). HUP re-reads the http.tls certificate and key\n"
+	        "and the htpasswd file; the config file itself is not re-read.\n"
+	        "\n"
+	        "options:\n"
+	        "  -h, --help   this text\n"
+	        "  --           what follows is CONFIG, even if it begins with \"-\"\n"
+	        "\n"
+	        "exit status: 0 stopped by a signal, 1 invalid config or a failure to start,\n"
+	        "2 usage error\n",
+	        WH_DEFAULT_ROOT);
+}
+
+static void help_verify(FILE *f)
+{
+	fputs("usage: wharf verify [-h] [--] CONFIG\n"
+	      "\n"
+	      "Check CONFIG as `wharf serve` would read it, the http.tls files included.\n"
+	      "Prints \"CONFIG: config file is valid\" on stdout, or the problem with the key's\n"
+	      "path on stderr (\"http.adress: unknown key\"). Keys Zot accepts that Wharf does\n"
+	      "not implement are named in warnings; the config is still valid.\n"
+	      "\n"
+	      "options:\n"
+	      "  -h, --help   this text\n"
+	      "  --           what follows is CONFIG, even if it begins with \"-\"\n"
+	      "\n"
+	      "exit status: 0 valid, 1 invalid, 2 usage error\n",
+	      f);
+}
+
+static void help_scrub(FILE *f)
+{
+	fputs("usage: wharf scrub [-h] [--] CONFIG\n"
+	      "\n"
+	      "Check, offline, that every image under CONFIG's rootDirectory still hashes to\n"
+	      "its digests: its manifests and blobs are read again. Prints a line per image\n"
+	      "(REPOSITORY TAG STATUS AFFECTED BLOB ERROR) and logs them as Zot does. Refuses\n"
+	      "while a server answers on CONFIG's address and port: a running server checks\n"
+	      "its own root with extensions.scrub. Reads as fast as the disk goes unless\n"
+	      "extensions.scrub.wharf.rate is set.\n"
+	      "\n"
+	      "options:\n"
+	      "  -h, --help   this text\n"
+	      "  --           what follows is CONFIG, even if it begins with \"-\"\n"
+	      "\n"
+	      "exit status: 0 every image ok, 1 an image affected, an invalid config or a\n"
+	      "failure, 2 usage error\n",
+	      f);
+}
+
+/* ---- version ---- */
+
+/* The version, then the libraries': read from the library itself where it
+ * tells (so an upgraded shared library shows), else as built. */
+static void print_version(void)
+{
+	char curl[256], pcre[64] = "", mbed[32];
+
+	printf("wharf %s\n", WHARF_VERSION);
+	printf("distribution-spec %s\n", DIST_SPEC_VERSION);
+	printf("libuv %s\n", uv_version_string());
+	if (wh_upstream_curl_version(curl, sizeof(curl)) == 0)
+		printf("libcurl %s\n", curl);
+	else
+		printf("libcurl not loaded (%s)\n", curl);
+	printf("llhttp %d.%d.%d (built with)\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR,
+	       LLHTTP_VERSION_PATCH);
+	mbedtls_version_get_string_full(mbed); /* "Mbed TLS 3.6.2" */
+	printf("%s\n", mbed);
+	printf("cJSON %s\n", cJSON_Version());
+	printf("libpsl %s\n", psl_get_version());
+	if (pcre2_config(PCRE2_CONFIG_VERSION, pcre) > 0)
+		printf("PCRE2 %s\n", pcre);
+}
+
+/* ---- failures ---- */
+
+/* Where the log goes once a command has set it up: true for a file. */
+static bool log_to_file;
+
+/* A failure of `wharf CMD`: one plain line on stderr, "wharf CMD: message
+ * [path]: detail". When the log goes to a file, the failure is logged there
+ * too (message, with path and detail as "path" and "error"); when it goes to
+ * stderr, the plain line is the only one. path may be NULL. */
+static void report(const char *cmd, const char *message, const char *path, const char *detail)
+{
+	fprintf(stderr, "wharf %s: %s%s%s: %s\n", cmd, message, path ? " " : "", path ? path : "",
+	        detail);
+	if (log_to_file)
+		wh_log(WH_LOG_ERROR, message, "path", WH_LS, path, "error", WH_LS, detail, NULL);
 }
 
 static void print_warnings(const wh_config *cfg)
@@ -60,14 +171,23 @@ static void print_warnings(const wh_config *cfg)
 		wh_log(WH_LOG_WARN, "config warning", "detail", WH_LS, cfg->notices[i], NULL);
 }
 
+/* Each line of text, prefixed, on f. */
+static void print_lines(FILE *f, const char *prefix, const char *text)
+{
+	while (*text) {
+		size_t n = strcspn(text, "\n");
+		fprintf(f, "%s%.*s\n", prefix, (int)n, text);
+		text += n + (text[n] == '\n');
+	}
+}
+
 static int cmd_verify(const char *path)
 {
 	wh_config cfg;
 	char err[8192];
+	/* verify opens no log: its lines are the answer. */
 	if (wh_config_load(path, &cfg, err, sizeof(err)) != 0) {
-		wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error", WH_LS,
-		       err, NULL);
-		fprintf(stdout, "%s\n", err); /* err begins with the path */
+		print_lines(stderr, "wharf verify: ", err); /* each begins with the path */
 		return 1;
 	}
 	/* What serve would meet at start: the files the config names, where
@@ -76,17 +196,13 @@ static int cmd_verify(const char *path)
 	char **problems = NULL;
 	int n = 0;
 	if (wh_verify_runtime(&cfg, &problems, &n) > 0) {
-		for (int i = 0; i < n; i++) {
-			wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error",
-			       WH_LS, problems[i], NULL);
-			fprintf(stdout, "%s: %s\n", path, problems[i]);
-		}
+		for (int i = 0; i < n; i++)
+			fprintf(stderr, "wharf verify: %s: %s\n", path, problems[i]);
 		wh_strv_free(problems, n);
 		wh_config_free(&cfg);
 		return 1;
 	}
 	print_warnings(&cfg);
-	wh_log(WH_LOG_INFO, "config file is valid", "config", WH_LS, path, NULL);
 	fprintf(stdout, "%s: config file is valid\n", path);
 	wh_config_free(&cfg);
 	return 0;
@@ -192,9 +308,7 @@ static int cmd_scrub(const char *path)
 	struct stat sb;
 
 	if (wh_config_load(path, &cfg, err, sizeof(err)) != 0) {
-		wh_log(WH_LOG_ERROR, "invalid config file", "config", WH_LS, path, "error", WH_LS,
-		       err, NULL);
-		fprintf(stderr, "wharf scrub: %s\n", err);
+		print_lines(stderr, "wharf scrub: ", err); /* each begins with the path */
 		return 1;
 	}
 	int lr = wh_log_setup(cfg.log.level, cfg.log.output);
@@ -203,14 +317,17 @@ static int cmd_scrub(const char *path)
 		        strerror(-lr));
 		goto out;
 	}
+	log_to_file = cfg.log.output && *cfg.log.output;
 	print_warnings(&cfg);
 	signal(SIGPIPE, SIG_IGN);
 	if (server_answers(&cfg.http)) {
-		wh_log(WH_LOG_WARN,
-		       "server is running, in order to perform the scrub command the server should "
-		       "be shut down",
-		       "address", WH_LS, cfg.http.address, "port", WH_LI, (long long)cfg.http.port,
-		       NULL);
+		if (log_to_file) /* Zot's line */
+			wh_log(
+			    WH_LOG_WARN,
+			    "server is running, in order to perform the scrub command the server "
+			    "should be shut down",
+			    "address", WH_LS, cfg.http.address, "port", WH_LI,
+			    (long long)cfg.http.port, NULL);
 		fprintf(stderr,
 		        "wharf scrub: a server answers on %s:%d: stop it first (scrub reads the "
 		        "root offline; a running server checks it itself with extensions.scrub)\n",
@@ -223,14 +340,12 @@ static int cmd_scrub(const char *path)
 	                       : !S_ISDIR(sb.st_mode)               ? "not a directory"
 	                                                            : NULL;
 	if (bad_root) {
-		fprintf(stderr, "wharf scrub: rootDirectory %s: %s\n", cfg.storage.root_dir,
-		        bad_root);
+		report("scrub", "cannot use rootDirectory", cfg.storage.root_dir, bad_root);
 		goto out;
 	}
 	int sr = wh_store_open(cfg.storage.root_dir, cfg.storage.dedupe, &store);
 	if (sr != 0) {
-		fprintf(stderr, "wharf scrub: cannot open storage %s: %s\n", cfg.storage.root_dir,
-		        wh_strerror(sr));
+		report("scrub", "cannot open storage", cfg.storage.root_dir, wh_strerror(sr));
 		goto out;
 	}
 	wh_scrub_opts opts = {
@@ -469,16 +584,17 @@ static int cmd_serve(const char *path)
 
 	if (path ? wh_config_load(path, &cfg, err, sizeof(err)) != 0
 	         : wh_config_default(&cfg) != 0) {
-		/* wh_config_load's message already begins with the path. */
-		fprintf(stderr, "wharf: %s\n", path ? err : "built-in config: invalid");
+		/* wh_config_load's lines already begin with the path. */
+		print_lines(stderr, "wharf serve: ", path ? err : "built-in config: invalid");
 		return 1;
 	}
 	int lr = wh_log_setup(cfg.log.level, cfg.log.output);
 	if (lr != 0) {
-		fprintf(stderr, "wharf: cannot open log.output %s: %s\n", cfg.log.output,
+		fprintf(stderr, "wharf serve: cannot open log.output %s: %s\n", cfg.log.output,
 		        strerror(-lr));
 		goto out;
 	}
+	log_to_file = cfg.log.output && *cfg.log.output;
 	print_warnings(&cfg);
 	signal(SIGPIPE, SIG_IGN);
 	/* Each connection, file being sent and upstream socket is a descriptor:
@@ -491,22 +607,26 @@ static int cmd_serve(const char *path)
 
 	int sr = wh_store_open(cfg.storage.root_dir, cfg.storage.dedupe, &store);
 	if (sr != 0) {
-		wh_log(WH_LOG_ERROR, "cannot open storage", "rootDirectory", WH_LS,
-		       cfg.storage.root_dir, "error", WH_LS, wh_strerror(sr), NULL);
+		report("serve", "cannot open storage", cfg.storage.root_dir, wh_strerror(sr));
 		goto out;
 	}
 	wh_store_attach(store, loop);
 	if (cfg.tls.cert) {
 		if (wh_tls_new(&cfg.tls, &st.tls, err, sizeof(err)) != 0) {
-			wh_log(WH_LOG_ERROR, "cannot set up TLS", "error", WH_LS, err, NULL);
-			fprintf(stderr, "wharf: %s\n", err);
+			report("serve", "cannot set up TLS", NULL, err);
 			goto out;
 		}
 	}
-	if (wh_pipeline_new(loop, &cfg, store, &st.pipeline) != 0)
+	/* These log their own failure: on stderr, that line is the one; with the
+	 * log in a file, stderr still says that the server did not start. */
+	if (wh_pipeline_new(loop, &cfg, store, &st.pipeline) != 0 ||
+	    wh_server_start(loop, &cfg.http, st.tls, wh_pipeline_handle, st.pipeline, &st.srv) !=
+	        0) {
+		if (log_to_file)
+			fprintf(stderr, "wharf serve: cannot start: the reason is logged in %s\n",
+			        cfg.log.output);
 		goto out;
-	if (wh_server_start(loop, &cfg.http, st.tls, wh_pipeline_handle, st.pipeline, &st.srv) != 0)
-		goto out;
+	}
 
 	uv_signal_init(loop, &st.sigterm);
 	uv_signal_init(loop, &st.sigint);
@@ -547,6 +667,69 @@ out:
 	return rc;
 }
 
+/* ---- the command line ---- */
+
+struct command {
+	const char *name;
+	void (*help)(FILE *f);
+	int min_args, max_args; /* CONFIG: serve's is optional */
+	int (*run)(const char *config);
+};
+
+static const struct command commands[] = {
+    {"serve", help_serve, 0, 1, cmd_serve},
+    {"verify", help_verify, 1, 1, cmd_verify},
+    {"scrub", help_scrub, 1, 1, cmd_scrub},
+};
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < WH_ARRAY_SIZE(commands); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static bool is_help(const char *a)
+{
+	return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+}
+
+/* `wharf CMD ARGS...`: -h/--help anywhere prints CMD's help; any other
+ * option is a usage error, as is a wrong number of arguments; "--" ends the
+ * options. Each problem is one line on stderr, exit 2. */
+static int run_command(const struct command *c, int argc, char **argv)
+{
+	const char *config = NULL;
+	int n = 0;
+	bool options = true;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (options && strcmp(a, "--") == 0) {
+			options = false;
+		} else if (options && is_help(a)) {
+			c->help(stdout);
+			return 0;
+		} else if (options && a[0] == '-' && a[1] != '\0') {
+			fprintf(stderr, "wharf %s: unknown option \"%s\" (see wharf %s --help)\n",
+			        c->name, a, c->name);
+			return 2;
+		} else if (n++ == 0) {
+			config = a;
+		}
+	}
+	if (n < c->min_args || n > c->max_args) {
+		fprintf(stderr,
+		        "wharf %s: expected %s the config file, got %d arguments (see wharf %s "
+		        "--help)\n",
+		        c->name, c->min_args ? "one argument," : "at most one argument,", n,
+		        c->name);
+		return 2;
+	}
+	return c->run(config);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -554,41 +737,39 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
-	if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
-		usage(stdout);
+	const struct command *c = find_command(cmd);
+	if (c)
+		return run_command(c, argc - 2, argv + 2);
+	if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+		/* `wharf help serve`: the command's own help. */
+		const struct command *about = argc == 3 ? find_command(argv[2]) : NULL;
+		if (argc > 3) {
+			fprintf(stderr, "wharf %s: takes at most one argument, a command\n", cmd);
+			return 2;
+		}
+		if (argc == 3 && !about) {
+			fprintf(stderr, "wharf %s: no such command \"%s\" (see wharf --help)\n",
+			        cmd, argv[2]);
+			return 2;
+		}
+		if (about)
+			about->help(stdout);
+		else
+			usage(stdout);
 		return 0;
 	}
 	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-v") == 0 ||
 	    strcmp(cmd, "version") == 0) {
-		printf("wharf version %s\n", WHARF_VERSION);
+		if (argc > 2) {
+			fprintf(stderr, "wharf %s: takes no arguments\n", cmd);
+			return 2;
+		}
+		print_version();
 		return 0;
 	}
-	if (strcmp(cmd, "verify") == 0) {
-		if (argc != 3) {
-			fprintf(stderr, "wharf verify: expected one argument, the config file\n");
-			usage(stderr);
-			return 2;
-		}
-		return cmd_verify(argv[2]);
-	}
-	if (strcmp(cmd, "scrub") == 0) {
-		if (argc != 3) {
-			fprintf(stderr, "wharf scrub: expected one argument, the config file\n");
-			usage(stderr);
-			return 2;
-		}
-		return cmd_scrub(argv[2]);
-	}
-	if (strcmp(cmd, "serve") == 0) {
-		if (argc > 3) {
-			fprintf(stderr,
-			        "wharf serve: expected at most one argument, the config file\n");
-			usage(stderr);
-			return 2;
-		}
-		return cmd_serve(argc == 3 ? argv[2] : NULL);
-	}
-	fprintf(stderr, "wharf: unknown command \"%s\"\n", cmd);
-	usage(stderr);
+	if (cmd[0] == '-')
+		fprintf(stderr, "wharf: unknown option \"%s\" (see wharf --help)\n", cmd);
+	else
+		fprintf(stderr, "wharf: unknown command \"%s\" (see wharf --help)\n", cmd);
 	return 2;
 }

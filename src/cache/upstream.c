@@ -211,6 +211,29 @@ static struct {
 	void (*url_cleanup)(CURLU *);
 } lc;
 
+#define CURL_SONAME "libcurl.so.4"
+
+int wh_upstream_curl_version(char *buf, size_t buflen)
+{
+	/* A second handle on the library if requests loaded it: dlopen counts. */
+	void *h = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+	curl_version_info_data *(*info)(CURLversion) = NULL;
+	if (h)
+		*(void **)&info = dlsym(h, "curl_version_info");
+	if (!info) {
+		const char *why = dlerror();
+		snprintf(buf, buflen, "%s", why ? why : CURL_SONAME ": no curl_version_info");
+		if (h)
+			dlclose(h);
+		return WH_EUPSTREAM;
+	}
+	const curl_version_info_data *v = info(CURLVERSION_NOW);
+	snprintf(buf, buflen, "%s%s%s", v->version, v->ssl_version ? " " : "",
+	         v->ssl_version ? v->ssl_version : "");
+	/* Kept loaded: its TLS library may not survive being unloaded. */
+	return 0;
+}
+
 /* 0 when libcurl is ready, WH_EUPSTREAM (logged once) when it cannot be. */
 static int curl_load(void)
 {
@@ -218,7 +241,7 @@ static int curl_load(void)
 	if (state)
 		return state > 0 ? 0 : WH_EUPSTREAM;
 	state = -1;
-	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+	void *h = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		wh_log(WH_LOG_ERROR, "cannot load libcurl: install libcurl4", "error", WH_LS,
 		       dlerror(), NULL);

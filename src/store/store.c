@@ -928,7 +928,6 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	if (rc < 0) {
 		free(st->root);
 		free(st);
-		log_err("cannot open store", root, rc);
 		return rc;
 	}
 	read_boot_id(st->boot);
@@ -970,8 +969,6 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 out:
 	if (dir)
 		closedir(dir);
-	if (rc < 0)
-		log_err("cannot open store", root, rc);
 	if (st) {
 		uv_mutex_destroy(&st->lock);
 		free(st->root);

@@ -49,7 +49,7 @@ class CliTest(unittest.TestCase):
     def test_version(self):
         rc, out, _ = run("--version")
         self.assertEqual(rc, 0)
-        self.assertRegex(out, r"wharf version \d+\.\d+\.\d+")
+        self.assertRegex(out, r"^wharf \d+\.\d+\.\d+\n")
 
     def test_help(self):
         for arg in ("--help", "help"):
@@ -105,10 +105,12 @@ class CliTest(unittest.TestCase):
         return out
 
     def test_verify_misspelt_key(self):
-        out = self.assert_invalid(self.config({"adress": "127.0.0.1"}),
-                                  "http.adress")
-        # The path is said once, not twice.
-        self.assertEqual(out.count("config.json:"), 1, out)
+        self.assert_invalid(self.config({"adress": "127.0.0.1"}), "http.adress")
+        # One line, on stderr, and the path is said once, not twice.
+        rc, out, err = run("verify", os.path.join(self.tmp, "config.json"))
+        self.assertEqual(out, "")
+        self.assertEqual(err.count("\n"), 1, err)
+        self.assertEqual(err.count("config.json:"), 1, err)
 
     def test_verify_wrong_type(self):
         with open(self.config()) as f:

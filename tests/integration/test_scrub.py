@@ -195,12 +195,21 @@ class OfflineTest(Base):
         self.assertEqual(rc, 1, out + err)
         self.assertIn("server answers on 127.0.0.1:%d" % w.port, err)
         self.assertIn("stop it first", err)
-        msgs = [r.get("message") for r in records(err)]
+        # One line on the terminal: the log is on stderr too, so Zot's line
+        # is not written as well.
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertEqual(out, "")
+        self.assertLess(took, 5)
+        # With the log in a file, Zot's line goes there.
+        log = os.path.join(self.tmp, "scrub.log")
+        rc, out, err, _ = self.scrub(dict(cfg, log={"level": "info", "output": log}))
+        self.assertEqual(rc, 1, out + err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        with open(log) as f:
+            msgs = [r.get("message") for r in records(f.read())]
         self.assertIn("server is running, in order to perform the scrub command the server "
                       "should be shut down", msgs)
         self.assertNotIn("scrub started", msgs)
-        self.assertEqual(out, "")
-        self.assertLess(took, 5)
         # Stopped: it runs.
         self.assertEqual(w.stop(), 0)
         rc, out, err, _ = self.scrub(cfg)

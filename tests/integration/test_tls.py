@@ -567,7 +567,8 @@ class ConfigErrors(unittest.TestCase):
         try:
             p = run([WHARF_BIN, "verify", w.config_path], check=False)
             self.assertEqual(p.returncode, 1, p.stdout)
-            self.assertIn(key.encode(), p.stdout)
+            self.assertIn(key.encode(), p.stderr)
+            self.assertEqual(p.stderr.count(b"\n"), 1, p.stderr)
             p = run([WHARF_BIN, "serve", w.config_path], check=False, timeout=20)
             self.assertEqual(p.returncode, 1)
             self.assertIn(key.encode(), p.stderr + p.stdout)

@@ -207,4 +207,10 @@ const char *wh_upstream_base(const char *url, char *buf, size_t buflen);
 /* True when url names Docker Hub, whose official images live under library/. */
 bool wh_upstream_is_docker_hub(const char *url);
 
+/* libcurl's version and TLS library ("8.14.1 OpenSSL/3.5.1"), as the shared
+ * library that requests would load says (for `wharf --version`); it is
+ * loaded if need be, without initialising it. Returns 0, or WH_EUPSTREAM
+ * with the loader's reason in buf. buf is NUL-terminated either way. */
+int wh_upstream_curl_version(char *buf, size_t buflen);
+
 #endif

@@ -71,7 +71,8 @@ int wh_store_settings_check(wh_conf *c, wh_store_settings *s);
 void wh_store_settings_free(wh_store_settings *s);
 
 /* Open (creating if needed) the store at root. Removes leftover temp files.
- * Does not scan repositories: metadata is read lazily.
+ * Does not scan repositories: metadata is read lazily. Returns 0, or a
+ * WH_E* code or -errno, logging nothing: the caller says it once.
  *
  * Repositories are created when something is stored in them: blob_publish
  * (and so upload_finish), blob_mount and manifest_put make <root>/<repo> an
