@@ -196,8 +196,11 @@ class ZotExamplesTest(unittest.TestCase):
                            stdin=subprocess.DEVNULL, timeout=30)
         out, err = p.stdout.decode(), p.stderr.decode()
         errors, warned = [], []
-        for line in out.splitlines():
-            if line.startswith(path + ": ") and not line.endswith(VALID):
+        # Problems: one line each on stderr, "wharf verify: <path>: <key>: ...".
+        for line in err.splitlines():
+            if line.startswith("wharf verify: "):
+                line = line[len("wharf verify: "):]
+            if line.startswith(path + ": "):
                 errors.append(line[len(path) + 2:].split(":")[0])
         for line in (out + err).splitlines():
             try:
