@@ -86,6 +86,10 @@ struct wh_module {
 	 * skipped for them). */
 	const char *const *paths;
 	bool open;
+	/* Its paths are the metrics' (extensions.metrics, the status page):
+	 * authorize (auth.h) lets through only who http.accessControl.metrics
+	 * allows (access.h: wh_access_metrics_allows). */
+	bool metrics_access;
 
 	/* Start: set *state (may stay NULL). settings is the module's section
 	 * of the configuration (the settings struct its header declares), as
