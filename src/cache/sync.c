@@ -1617,6 +1617,11 @@ wh_upstream *wh_sync_upstream(wh_sync *s)
 	return s->up;
 }
 
+const wh_sync_settings *wh_sync_settings_of(const wh_sync *s)
+{
+	return s->cfg;
+}
+
 wh_store *wh_sync_store(wh_sync *s)
 {
 	return s->store;

@@ -204,6 +204,8 @@ typedef struct wh_upstream wh_upstream;
 
 /* The upstream client and store sync uses (one set of tokens and health). */
 wh_upstream *wh_sync_upstream(wh_sync *s);
+/* The settings it was made with. */
+const wh_sync_settings *wh_sync_settings_of(const wh_sync *s);
 wh_store *wh_sync_store(wh_sync *s);
 
 /* The local name of reg's upstream repository `upstream`: the first of

@@ -33,6 +33,7 @@
 
 #include "wharf/net/http.h"
 #include "wharf/oci/route.h"
+#include "wharf/store/gc.h"
 #include "wharf/store/store.h"
 
 typedef struct wh_sync wh_sync; /* cache/sync.h */
@@ -73,6 +74,7 @@ typedef struct wh_module_env {
 	uv_loop_t *loop;
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
+	wh_gc *gc;     /* collection, retention, the cache budget */
 	/* The state of a module started before this one in the table (what its
 	 * init set), or NULL when there is none such. */
 	void *(*state_of)(const struct wh_module_env *env, const wh_module *m);
