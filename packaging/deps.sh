@@ -29,8 +29,10 @@ SUDO=""
 
 build_pkgs="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev libcjson-dev libmbedtls-dev libpsl-dev libpcre2-dev libllhttp-dev libcrypt-dev"
 # clang and its runtimes (libclang-rt-dev: libFuzzer and the sanitizers)
-# build the fuzz targets.
-test_pkgs="python3 curl valgrind strace openssl docker-registry skopeo podman containerd nginx-light caddy apache2-utils wrk oras uidmap fuse-overlayfs clang libclang-rt-dev"
+# build the fuzz targets. prometheus brings promtool, which checks the
+# metrics' format (bookworm ships it inside prometheus; its service is not
+# started where policy-rc.d forbids it, and nothing needs it running).
+test_pkgs="python3 curl valgrind strace openssl docker-registry skopeo podman containerd nginx-light caddy apache2-utils wrk oras uidmap fuse-overlayfs clang libclang-rt-dev prometheus"
 
 pkgs="$build_pkgs"
 [ "$want_test" = 1 ] && pkgs="$pkgs $test_pkgs"
