@@ -17,6 +17,7 @@ What is checked:
     AccessTest     accessControl.metrics (Zot's rule: 403 for a user it does
                    not list, 401 anonymous), and without it what /v2/ needs
     ConfigTest     prometheus.path, enable false, methods, HEAD
+    TlsTest        TLS handshakes by result, over http.tls
 
 Run:  cd tests/integration && WHARF_BIN=../../build/wharf python3 run.py test_metrics
 """
@@ -26,6 +27,8 @@ import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -531,6 +534,58 @@ class ConfigTest(Base):
         self.assertEqual(set(doc), STATUS_KEYS)
         self.assertEqual((doc["upstreams"], doc["fetches"]), ([], []))
         self.assertEqual(doc["cache"]["usage_bytes"], -1)  # gc off: never counted
+
+
+class TlsTest(Base):
+
+    def test_handshakes_by_result(self):
+        if not have("openssl"):
+            self.skipTest("openssl is not installed")
+        pki = up.make_pki(self.tmpdir("pki"))
+        w = self.wharf({"http": {"tls": {"cert": pki.server_crt, "key": pki.server_key}},
+                        "extensions": {"metrics": {}}})
+        ctx = ssl.create_default_context(cafile=pki.ca_crt)
+
+        scrapes = []
+
+        def scrape_tls():
+            c = http.client.HTTPSConnection("127.0.0.1", w.port, timeout=30, context=ctx)
+            try:
+                c.request("GET", "/metrics")
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                scrapes.append(1)
+                return parse_metrics(r.read().decode())
+            finally:
+                c.close()
+
+        def result(m, r):
+            return val(m, "wharf_tls_handshakes_total", result=r)
+
+        m0 = scrape_tls()
+        del scrapes[:]
+        # Not TLS at all: a protocol failure.
+        with socket.create_connection(("127.0.0.1", w.port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                s.recv(100)
+            except OSError:
+                pass
+        # A client that leaves before the end.
+        socket.create_connection(("127.0.0.1", w.port), timeout=10).close()
+        for _ in range(3):
+            scrape_tls()
+
+        def moved():
+            m = scrape_tls()
+            return m if result(m, "closed") - result(m0, "closed") >= 1 else None
+        m1 = wait_for(moved, 5)
+        self.assertTrue(m1, "the closed handshake was not counted" + self.log_tail(w))
+        # ok: every scrape since m0, its own handshake included (done before
+        # it is answered).
+        self.assertEqual(result(m1, "ok") - result(m0, "ok"), len(scrapes))
+        self.assertEqual(result(m1, "failed") - result(m0, "failed"), 1)
+        self.assertEqual(result(m1, "refused"), 0)
 
 
 if __name__ == "__main__":
