@@ -36,8 +36,9 @@ static const char *const method_names[N_METHODS] = {"GET",   "HEAD",   "POST",  
 /* Statuses 100..599, and 0: nothing was answered (the client left first). */
 #define N_CODES 600
 
-/* Zot's buckets for zot_http_method_latency_seconds. */
-static const char *const latency_le[] = {".05", ".5", "1", "5", "30", "60", "600"};
+/* Zot's buckets for zot_http_method_latency_seconds, their le as Go's client
+ * prints them (a dashboard made for Zot matches them as text). */
+static const char *const latency_le[] = {"0.05", "0.5", "1", "5", "30", "60", "600"};
 static const uint64_t latency_ms[] = {50, 500, 1000, 5000, 30000, 60000, 600000};
 #define N_BUCKETS ((int)WH_ARRAY_SIZE(latency_ms))
 

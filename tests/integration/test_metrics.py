@@ -290,6 +290,9 @@ class WorkloadTest(Base):
                          gets)
         self.assertEqual(delta(s0, s2, "zot_http_method_latency_seconds_bucket", method="GET",
                                le="+Inf"), gets)
+        self.assertEqual([lb for (nm, lbs) in s2 if nm == "zot_http_method_latency_seconds_bucket"
+                          for (k, lb) in lbs if k == "le" and ("method", "GET") in lbs],
+                         ["0.05", "0.5", "1", "5", "30", "60", "600", "+Inf"])
         self.assertEqual(val(s2, "zot_repo_downloads_total", repo="team/app"), 3)
         self.assertEqual(val(s2, "zot_repo_uploads_total", repo="team/app"), 1)
         self.assertEqual(val(s2, "zot_repo_downloads_total", repo="hub/library/busy"), 2)
