@@ -120,16 +120,10 @@ static const wh_conf_key ui_keys[] = {
     WH_CONF_END,
 };
 
-static const wh_conf_key metrics_keys[] = {
-    WH_CONF_KEY("enable", WH_CONF_BOOL, 0, CFG(metrics_enable)),
-    WH_CONF_IGNORED("prometheus", WH_CONF_WARN),
-    WH_CONF_END,
-};
-
 static const wh_conf_key extensions_keys[] = {
     WH_CONF_SUB("search", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(search_enable), search_keys),
     WH_CONF_SUB("ui", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(ui_enable), ui_keys),
-    WH_CONF_SUB("metrics", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(metrics_enable), metrics_keys),
+    WH_CONF_FN("metrics", CFG(metrics), wh_metrics_conf),
     WH_CONF_FN("sync", CFG(sync), wh_sync_conf),
     WH_CONF_FN("scrub", CFG(scrub), wh_scrub_conf),
     WH_CONF_IGNORED("lint", WH_CONF_WARN),
@@ -410,5 +404,6 @@ void wh_config_free(wh_config *cfg)
 	wh_ratelimit_settings_free(&cfg->ratelimit);
 	wh_log_settings_free(&cfg->log);
 	wh_sync_settings_free(&cfg->sync);
+	wh_metrics_settings_free(&cfg->metrics);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -19,6 +19,7 @@
 #include "wharf/cache/sync.h"
 #include "wharf/ext/auth.h"
 #include "wharf/ext/health.h"
+#include "wharf/ext/metrics.h"
 #include "wharf/ext/module.h"
 #include "wharf/ext/ratelimit.h"
 #include "wharf/ext/ui.h"
@@ -40,6 +41,7 @@ static const struct registration {
     {&wh_auth_module, SETTINGS(auth)},           /* authenticate, authorize */
     {&wh_ratelimit_module, SETTINGS(ratelimit)}, /* preaccess */
     {&wh_registry_module, NO_SETTINGS},          /* the OCI API; uses auth's state */
+    {&wh_metrics_module, SETTINGS(metrics)},     /* the metrics, the status page; log */
     {&wh_ui_module, SETTINGS(ui_enable)},        /* /, /assets/..., the pages; open */
 };
 
@@ -227,7 +229,9 @@ int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_p
 		free(p);
 		return rc;
 	}
-	p->env = (wh_module_env){loop, store, p->sync, state_of, p};
+	/* The GC before the modules: the metrics read its counters. */
+	wh_gc_start(loop, store, &cfg->storage, &p->gc);
+	p->env = (wh_module_env){loop, store, p->sync, p->gc, state_of, p};
 	for (int i = 0; i < N_MODULES; i++) {
 		const struct registration *r = &modules[i];
 		const void *settings =
@@ -242,7 +246,6 @@ int wh_pipeline_new(uv_loop_t *loop, const wh_config *cfg, wh_store *store, wh_p
 	}
 	if (p->sync)
 		p->poll = wh_poll_new(loop, &cfg->sync, p->sync);
-	wh_gc_start(loop, store, &cfg->storage, &p->gc);
 	if (p->sync)
 		wh_sync_set_make_room(p->sync, make_room, p->gc);
 	/* The scrubber's thread, last. The store's metadata says which images

@@ -1099,9 +1099,7 @@ static bool handle(void *state, wh_call *call)
 	case WH_ROUTE_BLOB:
 		if (check_digest(req, ref))
 			break;
-		if (read && reg->sync &&
-		    wh_store_blob_stat(reg->store, name, ref, &(int64_t){0}) == WH_ENOTFOUND &&
-		    wh_sync_map_name(reg->sync, name, &map))
+		if (read && reg->sync && wh_sync_map_name(reg->sync, name, &map))
 			wh_sync_blob(reg->sync, req, name, ref, &map);
 		else if (read)
 			wh_serve_blob(req, reg->store, name, ref);

@@ -20,6 +20,7 @@
 #include "wharf/cache/upstream.h"
 #include "wharf/oci/manifest.h"
 #include "wharf/oci/response.h"
+#include "wharf/store/meta.h"
 #include "wharf/store/serve.h"
 
 #define FRESH_SLOTS    4096 /* tag freshness entries (16 bytes each) */
@@ -211,6 +212,7 @@ struct wh_sync {
 		struct rule_re **re;
 	} * retired;
 	int n_retired;
+	wh_sync_stats stats; /* the counters; the gauges are filled when asked */
 };
 
 /* ---- names ---- */
@@ -906,6 +908,8 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 	int64_t size;
 	bool have = wh_store_manifest_stat(s->store, name, ref, local, &mt, &size) == 0;
 	free(mt);
+	if (have)
+		s->stats.hits[WH_SYNC_MANIFEST]++; /* fresh or not, the store answers */
 	if (have && (by_digest || is_fresh(s, map, name, ref))) {
 		wh_serve_manifest(req, s->store, name, ref);
 		return;
@@ -925,6 +929,7 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 		wh_serve_manifest(req, s->store, name, ref);
 		return;
 	}
+	s->stats.misses[WH_SYNC_MANIFEST]++;
 	struct mfetch *f = mfetch_for(s, name, ref, map, by_digest, NULL);
 	waiter_add(&f->waiters, req);
 }
@@ -1024,6 +1029,7 @@ static void reader_pump(struct reader *rd)
 		int64_t n = WH_MIN(limit - rd->off, (int64_t)SEGMENT_MAX);
 		int64_t off = rd->off;
 		rd->off += n;
+		f->s->stats.tee_bytes += (uint64_t)n;
 		wh_resp_send_file(req, f->file, off, n);
 		return; /* on_writable brings us back for the rest */
 	}
@@ -1156,6 +1162,7 @@ static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 	}
 	wh_sha256_update(&f->hash, data, len);
 	f->written += (int64_t)len;
+	f->s->stats.bytes_from_upstream += len;
 	bfetch_pump_all(f);
 	return 0;
 }
@@ -1547,6 +1554,12 @@ static const wh_up_cbs bhcbs = {bh_on_head, NULL, bh_on_done};
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map)
 {
+	if (wh_store_blob_stat(s->store, name, digest, &(int64_t){0}) != WH_ENOTFOUND) {
+		s->stats.hits[WH_SYNC_BLOB]++;
+		s->stats.bytes_from_cache += (uint64_t)wh_serve_blob(req, s->store, name, digest);
+		return;
+	}
+	s->stats.misses[WH_SYNC_BLOB]++;
 	struct bfetch *f = bfetch_find(s, digest);
 	if (req->is_head && !f) {
 		struct bhead *b = wh_calloc(1, sizeof(*b));
@@ -1584,6 +1597,42 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		reader_head(rd);
 }
 
+void wh_sync_get_stats(const wh_sync *s, wh_sync_stats *out)
+{
+	*out = s->stats;
+	wh_list_foreach_safe(l, next, (wh_list *)&s->mfetches) {
+		const struct mfetch *f = wh_list_entry(l, struct mfetch, link);
+		out->fetches[WH_SYNC_MANIFEST]++;
+		out->fetch_clients[WH_SYNC_MANIFEST] += (int)wh_list_count(&f->waiters);
+	}
+	wh_list_foreach_safe(l, next, (wh_list *)&s->bfetches) {
+		const struct bfetch *f = wh_list_entry(l, struct bfetch, link);
+		out->fetches[WH_SYNC_BLOB]++;
+		out->fetch_clients[WH_SYNC_BLOB] += (int)wh_list_count(&f->readers);
+	}
+}
+
+int wh_sync_blob_fetches(const wh_sync *s, wh_sync_fetch *out, int max)
+{
+	int n = 0;
+	uint64_t now = uv_now(s->loop), wall = (uint64_t)wh_wall_ms();
+	wh_list_foreach_safe(l, next, (wh_list *)&s->bfetches) {
+		if (n >= max)
+			break;
+		const struct bfetch *f = wh_list_entry(l, struct bfetch, link);
+		wh_sync_fetch *o = &out[n++];
+		memcpy(o->repo, f->name, sizeof(o->repo));
+		memcpy(o->digest, f->digest, sizeof(o->digest));
+		o->bytes = f->written;
+		o->total = f->total;
+		o->clients = (int)wh_list_count(&f->readers);
+		o->elapsed_ms = now - f->started_ms;
+		o->started_ms = wall - o->elapsed_ms;
+		o->verified = f->verified;
+	}
+	return n;
+}
+
 void wh_sync_set_make_room(wh_sync *s, wh_sync_make_room_fn fn, void *arg)
 {
 	s->make_room = fn;
@@ -1595,6 +1644,11 @@ void wh_sync_set_make_room(wh_sync *s, wh_sync_make_room_fn fn, void *arg)
 wh_upstream *wh_sync_upstream(wh_sync *s)
 {
 	return s->up;
+}
+
+const wh_sync_settings *wh_sync_settings_of(const wh_sync *s)
+{
+	return s->cfg;
 }
 
 wh_store *wh_sync_store(wh_sync *s)

@@ -89,6 +89,9 @@ struct health {
 	uint64_t probe_at_ms; /* while down: when the next probe may go (uv_now) */
 	uint64_t backoff_ms;
 	bool probing;
+	/* Exchanges with it, by status; [0]: no answer (wh_upstream_get_url_stats). */
+	uint64_t codes[WH_UPSTREAM_CODES];
+	uint64_t requests, errors;
 };
 
 struct wh_upstream {
@@ -581,6 +584,37 @@ static void health_fail(wh_upstream *up, struct health *h, bool timed_out, const
 	wh_log(WH_LOG_WARN, "upstream is down: clients are not sent there until it answers again",
 	       "upstream", WH_LS, h->base, "error", WH_LS, why, "failures", WH_LI,
 	       (long long)h->fails, NULL);
+}
+
+/* An exchange with the URL ended: its status, or 0 when it got no answer.
+ * Counted for metrics: a cost of two increments. */
+static void health_count(struct health *h, int status)
+{
+	if (!h)
+		return;
+	if (status < 100 || status >= WH_UPSTREAM_CODES)
+		status = 0;
+	h->codes[status]++;
+	h->requests++;
+	if (status == 0 || status >= 500)
+		h->errors++;
+}
+
+void wh_upstream_get_url_stats(const wh_upstream *up, const char *url, wh_upstream_url_stats *out)
+{
+	char base[512];
+	memset(out, 0, sizeof(*out));
+	out->up = true;
+	wh_upstream_base(url, base, sizeof(base));
+	for (const struct health *h = up->health; h; h = h->next) {
+		if (strcmp(h->base, base) != 0)
+			continue;
+		out->up = !h->down;
+		out->requests = h->requests;
+		out->errors = h->errors;
+		out->codes = h->codes;
+		break;
+	}
 }
 
 static void probe_done(wh_up_req *r, int err, void *arg)
@@ -1416,6 +1450,7 @@ static void head_deadline_cb(uv_timer_t *t)
 	wh_log(WH_LOG_WARN, "upstream request failed", "url", WH_LS, r->reg->urls[r->url_idx],
 	       "path", WH_LS, r->path, "error", WH_LS, why, NULL);
 	easy_release(r);
+	health_count(r->hl, 0);
 	if (r->hl)
 		health_fail(r->up, r->hl, true, why);
 	exchange_failed(r);
@@ -1471,6 +1506,7 @@ static void main_done(wh_up_req *r, CURLcode res)
 	lc.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	r->status = (int)status;
 	const char *u = r->reg->urls[r->url_idx];
+	health_count(r->hl, r->headers_done ? (int)status : 0);
 	if (r->abort_err) {
 		/* The caller's reason, not the upstream's: not logged, not
 		 * retried, and the URL's health is not touched. */

@@ -97,6 +97,18 @@ bool wh_access_allows(const wh_access_config *ac, const char *user, const char *
 	                policy_grants(ac, &ac->admin, user, action, true));
 }
 
+bool wh_access_metrics_allows(const wh_access_config *ac, const char *user)
+{
+	if (!ac->enabled || !ac->metrics_set)
+		return true;
+	if (!user)
+		return (ac->metrics_anonymous & WH_ACTION_READ) != 0;
+	for (int i = 0; i < ac->n_metrics_users; i++)
+		if (strcmp(ac->metrics_users[i], user) == 0)
+			return true;
+	return false;
+}
+
 bool wh_access_anonymous_possible(const wh_access_config *ac)
 {
 	for (int i = 0; i < ac->n_repos; i++)
@@ -300,7 +312,8 @@ static const wh_conf_key access_fields[] = {
     {"repositories", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_repositories},
     {"groups", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_groups},
     {"adminPolicy", WH_CONF_CUSTOM, 0, WH_CONF_NOSTORE, NULL, parse_admin_policy},
-    {"metrics", WH_CONF_OBJECT, 0, WH_CONF_NOSTORE, metrics_access_fields, NULL},
+    {"metrics", WH_CONF_OBJECT, WH_CONF_PRESENCE, offsetof(wh_access_config, metrics_set),
+     metrics_access_fields, NULL},
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
 

@@ -106,6 +106,8 @@ struct wh_auth {
 	struct centry *cache;
 	wh_list jobs; /* struct job, newest first */
 	uint64_t verifications;
+	wh_auth_stats stats;
+	uint64_t metrics_warned; /* uv_now of the last "no metrics users" warning */
 };
 
 /* ---- the htpasswd file ---- */
@@ -346,6 +348,10 @@ static void deny(wh_auth *a, wh_req *req, int status, const char *body, bool del
 
 static void authn_failed(wh_auth *a, wh_req *req, const char *user, const char *why)
 {
+	if (user)
+		a->stats.bad_credentials++;
+	else
+		a->stats.no_credentials++;
 	wh_log(WH_LOG_INFO, "authentication failed", "user", WH_LS, user ? user : "", "reason",
 	       WH_LS, why, "client", WH_LS, req->client, "path", WH_LS, req->path, NULL);
 	/* failDelay only for requests that carried credentials, as Zot: a client
@@ -576,19 +582,42 @@ static wh_phase_rc authenticate(void *state, wh_call *call)
 	return WH_PHASE_NEXT;
 }
 
+/* The metrics' paths: accessControl.metrics, as Zot's metrics route. */
+static bool metrics_may(wh_auth *a, const char *user)
+{
+	const wh_access_config *ac = &a->cfg->access;
+	if (wh_access_metrics_allows(ac, user))
+		return true;
+	uint64_t now = uv_now(a->loop);
+	if (user && ac->n_metrics_users == 0 &&
+	    (!a->metrics_warned || now - a->metrics_warned >= 60000)) {
+		/* As Zot warns: the empty list is probably not what was meant. */
+		wh_log(WH_LOG_WARN,
+		       "no users in http.accessControl.metrics.users: no authenticated user may "
+		       "read the metrics",
+		       NULL);
+		a->metrics_warned = now;
+	}
+	return false;
+}
+
 /* Authentication is settled: the user (NULL: anonymous) may or may not.
  * Requests about no repository (/v2/, the catalog) need only
- * authentication. */
+ * authentication; the metrics' paths, accessControl.metrics. */
 static wh_phase_rc authorize(void *state, wh_call *call)
 {
 	wh_auth *a = state;
 	wh_req *req = call->req;
 	const char *user = call->user, *repo = call->route.name;
-	if (!wh_route_has_repo(&call->route) ||
-	    wh_access_allows(&a->cfg->access, user, repo, call->route.action))
+	bool metrics = call->owner && call->owner->metrics_access;
+	if (metrics ? metrics_may(a, user)
+	            : (!wh_route_has_repo(&call->route) ||
+	               wh_access_allows(&a->cfg->access, user, repo, call->route.action)))
 		return WH_PHASE_NEXT;
+	a->stats.denied++;
 	wh_log(WH_LOG_INFO, "access denied", "user", WH_LS, user ? user : "(anonymous)", "repo",
-	       WH_LS, repo, "method", WH_LS, req->method, "client", WH_LS, req->client, NULL);
+	       WH_LS, metrics ? "(metrics)" : repo, "method", WH_LS, req->method, "client", WH_LS,
+	       req->client, NULL);
 	if (user)
 		deny(a, req, 403, body_denied, true);
 	else
@@ -615,6 +644,11 @@ void wh_auth_base_headers(const wh_auth *a, wh_req *req)
 uint64_t wh_auth_verifications(const wh_auth *a)
 {
 	return a->verifications;
+}
+
+void wh_auth_get_stats(const wh_auth *a, wh_auth_stats *out)
+{
+	*out = a->stats;
 }
 
 /* ---- the module ---- */

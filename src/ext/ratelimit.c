@@ -35,6 +35,7 @@ struct wh_ratelimit {
 	int n_limiters;
 	uint64_t seed; /* so that nobody can aim paths at one set */
 	struct bucket *table;
+	uint64_t limited; /* requests answered 429 */
 };
 
 /* The limiters cfg sets; how many. */
@@ -312,6 +313,7 @@ static wh_phase_rc preaccess(void *state, wh_call *call)
 	int wait = wh_ratelimit_take(rl, call->req, uv_now(rl->loop));
 	if (wait == 0)
 		return WH_PHASE_NEXT;
+	rl->limited++;
 	static const char body[] = "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\","
 	                           "\"message\":\"too many requests\"}]}";
 	wh_req *req = call->req;
@@ -322,6 +324,11 @@ static wh_phase_rc preaccess(void *state, wh_call *call)
 	wh_resp_write(req, body, sizeof(body) - 1);
 	wh_resp_end(req);
 	return WH_PHASE_DONE;
+}
+
+uint64_t wh_ratelimit_limited(const wh_ratelimit *rl)
+{
+	return rl ? rl->limited : 0;
 }
 
 const wh_module wh_ratelimit_module = {

@@ -198,6 +198,9 @@ struct wh_server {
 
 static char read_buf[READ_BUF_SIZE];
 
+/* Every server's connections together, for metrics (one loop, one thread). */
+static wh_http_stats stats;
+
 static void conn_close(wh_conn *c);
 static void conn_linger(wh_conn *c);
 static void conn_poll_cb(uv_poll_t *h, int status, int events);
@@ -680,6 +683,8 @@ static void conn_update_timer(wh_conn *c)
 		if (what)
 			wh_log(WH_LOG_INFO, "closing connection", "reason", WH_LS, what, "client",
 			       WH_LS, c->client, NULL);
+		if (c->phase == PH_HANDSHAKE && !c->lingering)
+			stats.handshake_timeouts++;
 		if (c->phase == PH_HEAD && !c->handler_called && !c->lingering &&
 		    !c->tp->handshaking) {
 			/* Best effort: tell the client why, then go. */
@@ -877,6 +882,7 @@ static void conn_close(wh_conn *c)
 	post_del(c);
 	wh_list_remove(&c->link);
 	srv->n_conns--;
+	stats.connections--;
 	if (c->refused)
 		srv->n_refused--;
 	srv->pending_closes++;
@@ -1442,6 +1448,8 @@ static wh_conn *conn_new(wh_server *srv, int fd, const struct sockaddr_storage *
 	c->activity = uv_now(srv->loop);
 	wh_list_insert_head(&srv->conns, &c->link);
 	srv->n_conns++;
+	stats.connections++;
+	stats.accepted++;
 	reuse_add(c);
 	conn_update_poll(c);
 	conn_update_timer(c);
@@ -2065,6 +2073,17 @@ void wh_req_abort(wh_req *req)
 int wh_resp_status(const wh_req *req)
 {
 	return req->conn->status;
+}
+
+uint64_t wh_req_duration_ms(const wh_req *req)
+{
+	const wh_conn *c = req->conn;
+	return uv_now(c->srv->loop) - c->started_ms;
+}
+
+void wh_http_get_stats(wh_http_stats *out)
+{
+	*out = stats;
 }
 
 /* ---- configuration: http (address, port) and http.wharf (limits) ---- */

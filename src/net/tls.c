@@ -71,6 +71,9 @@ struct tls_tp {
 	char *identity;
 };
 
+/* Handshakes of every context, for metrics (one loop, one thread). */
+static wh_tls_stats stats;
+
 /* What Zot (Go's crypto/tls with its cipher list) offers, in mbedTLS names.
  * TLS 1.3 suites are all AEAD; for 1.2 only ECDHE with AEAD. */
 static const int suites[] = {
@@ -386,8 +389,14 @@ static ssize_t map_err(struct tls_tp *t, int r, const char *what)
 static ssize_t handshake(struct tls_tp *t)
 {
 	int r = mbedtls_ssl_handshake(&t->ssl);
-	if (r != 0)
-		return map_err(t, r, "TLS handshake failed");
+	if (r != 0) {
+		ssize_t e = map_err(t, r, "TLS handshake failed");
+		if (e == 0 || e == -ECONNRESET)
+			stats.closed++;
+		else if (e != -EAGAIN)
+			stats.failed++;
+		return e;
+	}
 	/* With a cacert, a client that sent no certificate is anonymous (the
 	 * access phase decides); one whose certificate does not verify is
 	 * refused here, as Zot's TLS layer does. */
@@ -398,6 +407,7 @@ static ssize_t handshake(struct tls_tp *t)
 		free(t->identity);
 		t->identity = NULL;
 		t->err = -EACCES;
+		stats.refused++;
 		return t->err;
 	}
 	if (v != 0) {
@@ -406,11 +416,17 @@ static ssize_t handshake(struct tls_tp *t)
 	}
 	t->base.handshaking = false;
 	t->base.identity = t->identity;
+	stats.ok++;
 	if (wh_log_enabled(WH_LOG_DEBUG))
 		wh_log(WH_LOG_DEBUG, "TLS handshake done", "version", WH_LS,
 		       mbedtls_ssl_get_version(&t->ssl), "cipher", WH_LS,
 		       mbedtls_ssl_get_ciphersuite(&t->ssl), "identity", WH_LS, t->identity, NULL);
 	return 1;
+}
+
+void wh_tls_get_stats(wh_tls_stats *out)
+{
+	*out = stats;
 }
 
 static ssize_t tls_read(wh_transport *tp, char *buf, size_t len)

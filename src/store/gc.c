@@ -211,6 +211,7 @@ struct blobf { /* a file of blobs/sha256 */
 struct model {
 	wh_index_id id;
 	bool truncated; /* more manifests than MANIFESTS_MAX: no orphan is known */
+	int64_t bytes;  /* the files of blobs/sha256, each as often as it is there */
 	struct mf *m;
 	int n_m, cap_m;
 	struct tg *t;
@@ -300,6 +301,7 @@ static int model_read(wh_store *st, const char *repo, struct model *md)
 		    fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !S_ISREG(sb.st_mode))
 			continue;
+		md->bytes += (int64_t)sb.st_size;
 		md->b = wh_grow(md->b, sizeof(*md->b), md->n_b, &md->cap_b, 64);
 		struct blobf *b = &md->b[md->n_b++];
 		memcpy(b->digest, d, sizeof(d));
@@ -319,6 +321,7 @@ struct job {
 	enum kind kind;
 	char repo[WH_NAME_MAX + 1];
 	int64_t now_ms;      /* wall clock when the job was decided */
+	uint64_t started_ns; /* SCAN: when the repository's sweep began (uv_hrtime) */
 	int64_t gc_delay_ms; /* orphans younger than this stay */
 	bool dry_run;
 	struct model md; /* SCAN's result, APPLY's input */
@@ -365,6 +368,15 @@ struct wh_gc {
 	} * rooms;
 	int n_rooms, cap_rooms;
 	wh_gc_stats stats;
+	/* Bytes per repository as the sweeps' SCANs found them, sorted by name,
+	 * at most WH_GC_REPOS_MAX; seen: the sweep (stats.sweeps + 1) that
+	 * counted it, so that the repositories gone are dropped at its end. */
+	struct repo_bytes {
+		char *repo;
+		int64_t bytes;
+		uint64_t seen;
+	} * repo_bytes;
+	int n_repo_bytes, cap_repo_bytes;
 };
 
 static void kick(wh_gc *gc);
@@ -375,6 +387,10 @@ static void maybe_free(wh_gc *gc)
 	if (gc->stopping && gc->timer_closed && !gc->job && !gc->uploads_busy &&
 	    gc->room_calls == 0) {
 		dset_free(&gc->failed);
+		for (int i = 0; i < gc->n_repo_bytes; i++)
+			free(gc->repo_bytes[i].repo);
+		free(gc->repo_bytes);
+		free(gc->rooms);
 		free(gc);
 	}
 }
@@ -737,6 +753,8 @@ static struct job *job_new(wh_gc *gc, enum kind kind, const char *repo)
 	j->gc_delay_ms = gc->s->gc_delay_ms;
 	j->dry_run = gc->s->retention.dry_run;
 	j->usage = -1;
+	if (kind == J_SCAN)
+		j->started_ns = uv_hrtime();
 	if (repo)
 		snprintf(j->repo, sizeof(j->repo), "%s", repo);
 	return j;
@@ -1030,6 +1048,83 @@ static void on_grow(void *arg)
 		kick(gc);
 }
 
+/* ---- what the sweep counts, for metrics ---- */
+
+static int repo_bytes_find(const wh_gc *gc, const char *repo, bool *found)
+{
+	int lo = 0, hi = gc->n_repo_bytes;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		int c = strcmp(gc->repo_bytes[mid].repo, repo);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
+/* A SCAN counted repo's bytes. Past WH_GC_REPOS_MAX repositories the others
+ * are not kept: the table's memory is bounded whatever the root holds. */
+static void repo_bytes_note(wh_gc *gc, const char *repo, int64_t bytes)
+{
+	bool found;
+	int i = repo_bytes_find(gc, repo, &found);
+	if (!found) {
+		if (gc->n_repo_bytes >= WH_GC_REPOS_MAX)
+			return;
+		gc->repo_bytes = wh_grow(gc->repo_bytes, sizeof(*gc->repo_bytes), gc->n_repo_bytes,
+		                         &gc->cap_repo_bytes, 16);
+		memmove(&gc->repo_bytes[i + 1], &gc->repo_bytes[i],
+		        sizeof(*gc->repo_bytes) * (size_t)(gc->n_repo_bytes - i));
+		gc->n_repo_bytes++;
+		gc->repo_bytes[i].repo = wh_strdup(repo);
+	}
+	gc->repo_bytes[i].bytes = bytes;
+	gc->repo_bytes[i].seen = gc->stats.sweeps + 1;
+}
+
+static void repo_bytes_remove(wh_gc *gc, int i)
+{
+	free(gc->repo_bytes[i].repo);
+	memmove(&gc->repo_bytes[i], &gc->repo_bytes[i + 1],
+	        sizeof(*gc->repo_bytes) * (size_t)(gc->n_repo_bytes - i - 1));
+	gc->n_repo_bytes--;
+}
+
+/* The repository is gone (removed empty, or by an eviction). */
+static void repo_bytes_forget(wh_gc *gc, const char *repo)
+{
+	bool found;
+	int i = repo_bytes_find(gc, repo, &found);
+	if (found)
+		repo_bytes_remove(gc, i);
+}
+
+/* A sweep ended: what it did not find any more goes. */
+static void repo_bytes_prune(wh_gc *gc)
+{
+	uint64_t sweep = gc->stats.sweeps + 1;
+	for (int i = gc->n_repo_bytes - 1; i >= 0; i--)
+		if (gc->repo_bytes[i].seen != sweep)
+			repo_bytes_remove(gc, i);
+}
+
+/* One repository's collection is over (SCAN without anything to apply, or
+ * APPLY): counted as Zot counts its per-repository GC runs. */
+static void repo_swept(wh_gc *gc, const struct job *j)
+{
+	gc->stats.repo_sweeps++;
+	if (j->rc < 0 && j->rc != WH_ENOTFOUND)
+		gc->stats.repo_sweep_errors++;
+	gc->stats.repo_sweep_ns += uv_hrtime() - j->started_ns;
+}
+
 /* ---- the sweep ---- */
 
 static void schedule(wh_gc *gc, uint64_t ms);
@@ -1039,6 +1134,8 @@ static void sweep_done(wh_gc *gc)
 	uint64_t took = uv_now(gc->loop) - gc->sweep_started;
 	dset_free(&gc->failed); /* evictions that failed may be tried again */
 	gc->sweeping = false;
+	if (gc->s->gc)
+		repo_bytes_prune(gc);
 	gc->stats.sweeps++;
 	gc->stats.sweeping = false;
 	gc->stats.last_sweep_ms = (int64_t)took;
@@ -1196,8 +1293,10 @@ static void evict_done(wh_gc *gc, struct job *j)
 	for (int i = 0; i < j->evicted.n; i++)
 		wh_meta_forget(meta, j->repo, j->evicted.v[i]);
 	wh_store__index_forget(gc->st, j->repo);
-	if (j->repo_removed)
+	if (j->repo_removed) {
 		wh_store__catalog_remove(gc->st, j->repo);
+		repo_bytes_forget(gc, j->repo);
+	}
 	wh_store__usage_add(gc->st, -j->freed);
 	gc->stats.evictions++;
 	gc->stats.evicted_bytes += (uint64_t)j->freed;
@@ -1223,6 +1322,8 @@ static void after_work(uv_work_t *w, int status)
 		j->n_names = 0;
 		break;
 	case J_SCAN:
+		if (j->rc == 0)
+			repo_bytes_note(gc, j->repo, j->md.bytes);
 		if (j->rc == 0 && !gc->stopping && gc->s->gc) {
 			decide(gc, j);
 			if (decided_anything(j)) {
@@ -1231,9 +1332,13 @@ static void after_work(uv_work_t *w, int status)
 				return;
 			}
 		}
+		repo_swept(gc, j);
 		break;
 	case J_APPLY:
 		apply_done(gc, j);
+		repo_swept(gc, j);
+		if (j->repo_removed)
+			repo_bytes_forget(gc, j->repo);
 		break;
 	case J_SHARED:
 		gc->shared_done = true;
@@ -1380,4 +1485,20 @@ void wh_gc_sweep_now(wh_gc *gc)
 void wh_gc_get_stats(const wh_gc *gc, wh_gc_stats *out)
 {
 	*out = gc->stats;
+}
+
+void wh_gc_each_repo_bytes(const wh_gc *gc, void (*fn)(void *arg, const char *repo, int64_t bytes),
+                           void *arg)
+{
+	for (int i = 0; i < gc->n_repo_bytes; i++)
+		fn(arg, gc->repo_bytes[i].repo, gc->repo_bytes[i].bytes);
+}
+
+void wh_gc_budget(const wh_gc *gc, int64_t *max_bytes, int64_t *min_free_bytes,
+                  int64_t *fs_free_bytes)
+{
+	*max_bytes = gc->s->cache_max_bytes;
+	*min_free_bytes = gc->s->cache_min_free_bytes;
+	int64_t f = free_bytes(wh_store_root(gc->st));
+	*fs_free_bytes = f == INT64_MAX ? -1 : f;
 }

@@ -54,18 +54,18 @@ void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *
 	wh_manifest_free(&m);
 }
 
-void wh_serve_blob(wh_req *req, wh_store *st, const char *name, const char *digest)
+int64_t wh_serve_blob(wh_req *req, wh_store *st, const char *name, const char *digest)
 {
 	int fd = -1;
 	int64_t size = 0;
 	int rc = wh_store_blob_open(st, name, digest, &fd, &size);
 	if (rc == WH_ENOTFOUND) {
 		wh_oci_blob_unknown(req, digest);
-		return;
+		return 0;
 	}
 	if (rc != 0) {
 		wh_oci_storage_error(req, rc);
-		return;
+		return 0;
 	}
 	int64_t rs, re, a = 0, z = size - 1;
 	bool range = wh_req_range(req, &rs, &re);
@@ -73,7 +73,7 @@ void wh_serve_blob(wh_req *req, wh_store *st, const char *name, const char *dige
 		a = 1, z = 0; /* unsatisfiable */
 	if (!wh_oci_blob_head(req, digest, size, true, range, a, z)) {
 		close(fd);
-		return;
+		return 0;
 	}
 	int64_t n = size ? z - a + 1 : 0;
 	if (n > 0)
@@ -81,6 +81,7 @@ void wh_serve_blob(wh_req *req, wh_store *st, const char *name, const char *dige
 	else
 		close(fd);
 	wh_resp_end(req);
+	return n;
 }
 
 static int cmp_desc_digest(const void *a, const void *b)

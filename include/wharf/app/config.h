@@ -21,6 +21,7 @@
 #include "wharf/cache/sync.h"
 #include "wharf/ext/access.h"
 #include "wharf/ext/auth.h"
+#include "wharf/ext/metrics.h"
 #include "wharf/ext/ratelimit.h"
 #include "wharf/net/http.h"
 #include "wharf/net/tls.h"
@@ -44,12 +45,12 @@ typedef struct wh_config {
 	wh_log_settings log;             /* log (log.h) */
 	wh_sync_settings sync;           /* extensions.sync (sync.h, upstream.h) */
 	wh_scrub_settings scrub;         /* extensions.scrub (scrub.h) */
+	wh_metrics_settings metrics;     /* extensions.metrics (metrics.h) */
 
 	/* extensions: as in Zot, an extension whose object is present is enabled
 	 * unless its "enable" is false */
 	bool search_enable;
 	bool ui_enable;
-	bool metrics_enable;
 
 	/* Keys Zot accepts that Wharf ignores for now, as "path" strings. */
 	char **warnings;

@@ -123,9 +123,54 @@ bool wh_sync_ns_name(const wh_sync *s, const char *ns, const char *name, char *o
 void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref,
                       const wh_sync_map *map);
 
-/* Answer a blob GET/HEAD for a synced name whose blob is not in the store. */
+/* Answer a blob GET/HEAD for a synced name: from the store when it holds
+ * the blob, else through the tee (or, for a HEAD with no fetch in flight,
+ * a HEAD upstream). */
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map);
+
+/* ---- what the cache did, for metrics and the status page ----
+ *
+ * Counted where it happens, on the loop: an increment each. The gauges
+ * (fetches in flight and their clients) are counted when asked. */
+
+enum { WH_SYNC_MANIFEST, WH_SYNC_BLOB }; /* kinds: the index of the arrays below */
+
+typedef struct wh_sync_stats {
+	/* Client GETs and HEADs of a synced name (wh_sync_manifest,
+	 * wh_sync_blob): a hit is answered from what the store held (a stale
+	 * tag answered while it is revalidated included); a miss waits on the
+	 * upstream (a fetch started or joined, or a blob HEAD asked upstream).
+	 * A tag the rule's filters exclude that the store lacks is neither. */
+	uint64_t hits[2];
+	uint64_t misses[2];
+	uint64_t bytes_from_cache;    /* blob body bytes answered from the store to hits */
+	uint64_t bytes_from_upstream; /* blob body bytes the tee received from upstreams */
+	uint64_t tee_bytes;           /* blob body bytes sent to clients from the tee's files */
+	/* Gauges: fetches in flight (a manifest's from its upstream request
+	 * until the store holds it, a blob's until it is in every repository
+	 * that asked, or failed) and the clients waiting on them (a blob's
+	 * readers, a manifest's waiters). */
+	int fetches[2];
+	int fetch_clients[2];
+} wh_sync_stats;
+void wh_sync_get_stats(const wh_sync *s, wh_sync_stats *out);
+
+/* One blob fetch in flight (the tee). */
+typedef struct wh_sync_fetch {
+	char repo[WH_NAME_MAX + 1]; /* the repository it is published to */
+	char digest[WH_DIGEST_LEN + 1];
+	int64_t bytes;       /* received so far (written to the temp file) */
+	int64_t total;       /* its size, -1 while unknown */
+	int clients;         /* readers: the clients fed from it now */
+	uint64_t started_ms; /* when it started, wall clock (Unix ms) */
+	uint64_t elapsed_ms; /* since then */
+	bool verified;       /* its digest checked: being put in the store */
+} wh_sync_fetch;
+
+/* Fill out with up to max of the blob fetches in flight, newest first;
+ * returns how many. */
+int wh_sync_blob_fetches(const wh_sync *s, wh_sync_fetch *out, int max);
 
 /* ---- a full disk ----
  *
@@ -166,6 +211,8 @@ typedef struct wh_upstream wh_upstream;
 
 /* The upstream client and store sync uses (one set of tokens and health). */
 wh_upstream *wh_sync_upstream(wh_sync *s);
+/* The settings it was made with. */
+const wh_sync_settings *wh_sync_settings_of(const wh_sync *s);
 wh_store *wh_sync_store(wh_sync *s);
 
 /* The local name of reg's upstream repository `upstream`: the first of

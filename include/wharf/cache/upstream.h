@@ -199,6 +199,22 @@ void wh_upstream_cancel(wh_up_req *r);
  * nothing. */
 void wh_upstream_abort(wh_up_req *r, int err);
 
+/* What the client did with one upstream URL (every URL with the same
+ * wh_upstream_base shares it), for metrics and the status page. An
+ * exchange is one HTTP request to the registry (a retry, a fallback URL's,
+ * a redirect's hop and a health probe each count; token requests, sent
+ * to a token realm, do not). */
+#define WH_UPSTREAM_CODES 600
+typedef struct wh_upstream_url_stats {
+	bool up; /* not marked down (health, above) */
+	uint64_t requests;
+	uint64_t errors; /* no answer (a transport error, no headers in time), or a 5xx */
+	/* Exchanges by status (100..599); [0]: without an answer. NULL when
+	 * nothing was ever sent there. Valid as long as the client. */
+	const uint64_t *codes;
+} wh_upstream_url_stats;
+void wh_upstream_get_url_stats(const wh_upstream *up, const char *url, wh_upstream_url_stats *out);
+
 /* The API base of a registry URL: scheme://host[:port] without a trailing
  * slash, with Docker Hub's web names mapped to its registry API host. Writes
  * into buf (NUL-terminated) and returns it. */

@@ -43,7 +43,9 @@ typedef struct wh_access_config {
 	wh_group *groups;
 	int n_groups;
 	wh_policy admin; /* adminPolicy: every repository */
-	/* metrics: who may scrape (Wharf serves no metrics route yet) */
+	/* metrics: who may read the metrics (extensions.metrics' path and the
+	 * status page, /v2/_wharf/status) */
+	bool metrics_set; /* accessControl.metrics is present */
 	char **metrics_users;
 	int n_metrics_users;
 	unsigned metrics_anonymous;
@@ -64,6 +66,14 @@ void wh_access_config_free(wh_access_config *ac);
  * Without access control (ac->enabled false) everything is allowed. */
 bool wh_access_allows(const wh_access_config *ac, const char *user, const char *repo,
                       unsigned action);
+
+/* May user (NULL: anonymous) read the metrics? With accessControl.metrics
+ * configured, as Zot's metrics route: an anonymous request when its
+ * anonymousPolicy has read, an authenticated user when metrics.users lists
+ * them (none when it is empty). Without it, anyone who got past
+ * authentication may, as for /v2/ (Zot, with accessControl but no metrics
+ * object, lets nobody; Wharf keeps the status page readable then). */
+bool wh_access_metrics_allows(const wh_access_config *ac, const char *user);
 
 /* True when some repository pattern grants anything to anonymous requests:
  * a request without credentials then goes on, as anonymous, to be judged by

@@ -94,4 +94,12 @@ void wh_auth_base_headers(const wh_auth *a, wh_req *req);
 /* Password hashes computed so far (verifications that missed the cache). */
 uint64_t wh_auth_verifications(const wh_auth *a);
 
+/* Requests the access phases refused, for metrics. */
+typedef struct wh_auth_stats {
+	uint64_t bad_credentials; /* 401: malformed, unknown user, wrong password */
+	uint64_t no_credentials;  /* 401: none sent where they are needed (a login's challenge) */
+	uint64_t denied;          /* access control refused (403, or 401 to anonymous) */
+} wh_auth_stats;
+void wh_auth_get_stats(const wh_auth *a, wh_auth_stats *out);
+
 #endif

@@ -35,6 +35,7 @@
 
 #include "wharf/net/http.h"
 #include "wharf/oci/route.h"
+#include "wharf/store/gc.h"
 #include "wharf/store/store.h"
 
 typedef struct wh_sync wh_sync; /* cache/sync.h */
@@ -75,6 +76,7 @@ typedef struct wh_module_env {
 	uv_loop_t *loop;
 	wh_store *store;
 	wh_sync *sync; /* NULL without on-demand sync */
+	wh_gc *gc;     /* collection, retention, the cache budget */
 	/* The state of a module started before this one in the table (what its
 	 * init set), or NULL when there is none such. */
 	void *(*state_of)(const struct wh_module_env *env, const wh_module *m);
@@ -91,6 +93,10 @@ struct wh_module {
 	const char *const *paths;
 	const char *const *prefixes;
 	bool open;
+	/* Its paths are the metrics' (extensions.metrics, the status page):
+	 * authorize (auth.h) lets through only who http.accessControl.metrics
+	 * allows (access.h: wh_access_metrics_allows). */
+	bool metrics_access;
 
 	/* Start: set *state (may stay NULL). settings is the module's section
 	 * of the configuration (the settings struct its header declares), as

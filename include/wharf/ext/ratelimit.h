@@ -72,6 +72,10 @@ void wh_ratelimit_reload(wh_ratelimit *rl, const wh_ratelimit_settings *cfg);
  * go on, or the seconds (>= 1) until it may be retried. */
 int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms);
 
+/* Requests answered 429 so far (0 for NULL: no limit set), for metrics.
+ * The module's state (wh_module_env.state_of) is the wh_ratelimit. */
+uint64_t wh_ratelimit_limited(const wh_ratelimit *rl);
+
 /* The client address req is limited as, into buf ("192.0.2.1", "2001:db8::"),
  * with trusted proxies' headers applied. */
 void wh_ratelimit_client(const wh_ratelimit_settings *cfg, const wh_req *req, char *buf,

@@ -212,4 +212,17 @@ void wh_req_abort(wh_req *req);
 /* The status the handler answered (0 before wh_resp_start). */
 int wh_resp_status(const wh_req *req);
 
+/* How long the request has taken so far, from its head's arrival, in the
+ * loop's milliseconds (uv_now: the time of the loop's turn). */
+uint64_t wh_req_duration_ms(const wh_req *req);
+
+/* What every server of the process has done, together (for metrics).
+ * Counted on the loop's thread; read it there. */
+typedef struct wh_http_stats {
+	int64_t connections;         /* open now, refused ones (503) included */
+	uint64_t accepted;           /* connections accepted since start */
+	uint64_t handshake_timeouts; /* a transport's handshake (TLS) ran out of time */
+} wh_http_stats;
+void wh_http_get_stats(wh_http_stats *out);
+
 #endif

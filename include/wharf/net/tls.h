@@ -19,6 +19,7 @@
 #define WHARF_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "wharf/base/conf.h"
 #include "wharf/net/transport.h"
@@ -54,6 +55,17 @@ int wh_tls_reload(wh_tls *tls, const wh_tls_settings *cfg, char *err, size_t err
 /* The serial number of the certificate new handshakes present, in hex (for
  * the log). */
 const char *wh_tls_serial(const wh_tls *tls);
+
+/* Server-side handshakes so far, every context together (for metrics),
+ * each counted once when it ends. Counted on the loop's thread. A
+ * handshake that runs out of time is the server's to count (http.h). */
+typedef struct wh_tls_stats {
+	uint64_t ok;      /* done */
+	uint64_t failed;  /* a protocol error (no common suite, a bad record, ...) */
+	uint64_t refused; /* a client certificate that does not verify */
+	uint64_t closed;  /* the peer closed or reset the connection before the end */
+} wh_tls_stats;
+void wh_tls_get_stats(wh_tls_stats *out);
 
 /* Free the context, after every transport made from it has been closed. */
 void wh_tls_free(wh_tls *tls);

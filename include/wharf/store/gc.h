@@ -82,7 +82,33 @@ typedef struct wh_gc_stats {
 	uint64_t evicted_bytes;
 	int64_t last_sweep_ms; /* how long the last sweep took */
 	bool sweeping;
+	/* Each repository's collection in a sweep (read, decided, applied), as
+	 * Zot counts its GC runs: how many, how many failed (the repository
+	 * could not be read or changed; one deleted meanwhile is no failure),
+	 * and their time in all. Only with storage.gc on. */
+	uint64_t repo_sweeps;
+	uint64_t repo_sweep_errors;
+	uint64_t repo_sweep_ns;
 } wh_gc_stats;
 void wh_gc_get_stats(const wh_gc *gc, wh_gc_stats *out);
+
+/* How many repositories' bytes the sweeps keep (wh_gc_each_repo_bytes). */
+#define WH_GC_REPOS_MAX 1000
+
+/* fn(arg, repo, bytes) for each repository whose bytes the last sweeps
+ * counted, in name order: the files under its blobs/ (its blobs and
+ * manifests, a blob as often as repositories link it), as the repository's
+ * SCAN found them, before that sweep's deletions. Only with storage.gc on
+ * (a sweep reads repositories then), for the first WH_GC_REPOS_MAX
+ * repositories met (the table's memory is bounded); a repository the sweep
+ * no longer finds, or that an eviction or a sweep removed, is dropped. */
+void wh_gc_each_repo_bytes(const wh_gc *gc, void (*fn)(void *arg, const char *repo, int64_t bytes),
+                           void *arg);
+
+/* The cache budget as configured (storage.wharf.cacheMaxSize and
+ * cacheMinFree; 0: none), and the bytes free now on the root's filesystem
+ * for an unprivileged writer (a statvfs; -1 when it cannot be read). */
+void wh_gc_budget(const wh_gc *gc, int64_t *max_bytes, int64_t *min_free_bytes,
+                  int64_t *fs_free_bytes);
 
 #endif

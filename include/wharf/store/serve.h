@@ -9,6 +9,7 @@
 #define WHARF_SERVE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "wharf/net/http.h"
 #include "wharf/store/store.h"
@@ -23,8 +24,9 @@ void wh_serve_manifest_unknown(wh_req *req, wh_store *st, const char *name, cons
 void wh_serve_manifest(wh_req *req, wh_store *st, const char *name, const char *ref);
 
 /* The blob, whole or the one range asked for (206; 416 when it cannot be
- * satisfied), sent from the file; 404 BLOB_UNKNOWN. */
-void wh_serve_blob(wh_req *req, wh_store *st, const char *name, const char *digest);
+ * satisfied), sent from the file; 404 BLOB_UNKNOWN. Returns the body bytes
+ * the answer carries (0 for a HEAD or an error). */
+int64_t wh_serve_blob(wh_req *req, wh_store *st, const char *name, const char *digest);
 
 /* The referrers of digest: an image index of the store's referrers, merged
  * with upstream's when given (a JSON array of validated descriptors, for a

@@ -73,7 +73,7 @@ static void check_classic(const wh_config *c, const char *root, const char *addr
 	CHECK(c->http.max_connections == 1024 && c->http.max_header_bytes == 65536 &&
 	      c->http.max_headers == 100);
 	CHECK(c->log.level == WH_LOG_INFO && c->log.output == NULL && c->log.audit == NULL);
-	CHECK(c->search_enable && c->ui_enable && !c->metrics_enable && c->sync.enable);
+	CHECK(c->search_enable && c->ui_enable && !c->metrics.enable && c->sync.enable);
 	CHECK(c->sync.upstream.credentials_file == NULL);
 	CHECK(c->sync.manifest_check_interval_ms == 300000);
 	CHECK(!c->sync.upstream.allow_private_redirects);
@@ -146,7 +146,7 @@ static void test_defaults_when_absent(void)
 	CHECK(c.storage.gc && c.storage.dedupe);
 	CHECK(c.storage.gc_delay_ms == 3600000 && c.storage.gc_interval_ms == 3600000);
 	CHECK(c.log.level == WH_LOG_INFO);
-	CHECK(!c.search_enable && !c.ui_enable && !c.metrics_enable && !c.sync.enable);
+	CHECK(!c.search_enable && !c.ui_enable && !c.metrics.enable && !c.sync.enable);
 	CHECK(!c.scrub.enable);
 	CHECK(c.sync.n_registries == 0 && c.n_warnings == 0);
 	CHECK(c.dist_spec_version == NULL);
@@ -162,7 +162,7 @@ static void test_defaults_when_absent(void)
 	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'sync': {}, 'ui': {},"
 	            " 'metrics': {}, 'search': {'enable': false}}}",
 	            &c, err, sizeof(err)) == 0);
-	CHECK(c.sync.enable && c.ui_enable && c.metrics_enable && !c.search_enable);
+	CHECK(c.sync.enable && c.ui_enable && c.metrics.enable && !c.search_enable);
 	wh_config_free(&c);
 
 	/* Keys match case-insensitively, as with Zot's viper; null is absent. */
@@ -449,7 +449,6 @@ static void test_warnings(void)
 	    "http.compat",
 	    "log.audit",
 	    "extensions.search.cve",
-	    "extensions.metrics.prometheus",
 	    "extensions.sync.downloadDir",
 	    "extensions.lint",
 	    "extensions.trust",
@@ -766,7 +765,7 @@ static void test_examples(void)
 		CHECK(c.http.header_timeout_ms == 20000 && c.http.shutdown_timeout_ms == 10000);
 		CHECK(c.http.max_connections == 1024 && c.http.max_headers == 100);
 		CHECK_STREQ(c.log.output, "/var/log/wharf/wharf.log");
-		CHECK(c.metrics_enable);
+		CHECK(c.metrics.enable);
 		CHECK_STREQ(c.sync.upstream.credentials_file, "/etc/wharf/credentials.json");
 		CHECK(c.sync.manifest_check_interval_ms == 300000);
 		CHECK(!c.sync.upstream.allow_private_redirects);
@@ -1110,6 +1109,37 @@ static void test_yaml(void)
 	CHECK(rc == WH_EINVAL && strstr(err, "too many nodes"));
 }
 
+static void test_metrics(void)
+{
+	wh_config c;
+	char err[512] = "";
+
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'metrics': {'prometheus':"
+	            " {'path': '/prom'}}}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK(c.metrics.enable && c.n_warnings == 0);
+	CHECK_STREQ(c.metrics.path, "/prom");
+	wh_config_free(&c);
+
+	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'metrics': {'enable':"
+	            " false}}}",
+	            &c, err, sizeof(err)) == 0);
+	CHECK(!c.metrics.enable && c.metrics.path == NULL);
+	wh_config_free(&c);
+
+	static const char *const refused[] = {"'metrics'", "'/v2/metrics'", "'/v2'", "''",
+	                                      "'/m?x=1'"};
+	for (size_t i = 0; i < WH_ARRAY_SIZE(refused); i++) {
+		char json[256];
+		FMT(json, sizeof(json),
+		    "{'storage': {'rootDirectory': '/r'}, 'extensions': {'metrics': {'prometheus':"
+		    " {'path': %s}}}}",
+		    refused[i]);
+		CHECK(parse(json, &c, err, sizeof(err)) == WH_EINVAL);
+		CHECK(strstr(err, "extensions.metrics.prometheus.path: ") == err);
+	}
+}
+
 int main(void)
 {
 	test_classic();
@@ -1121,6 +1151,7 @@ int main(void)
 	test_auth();
 	test_durations();
 	test_scrub();
+	test_metrics();
 	test_load();
 	test_examples();
 	test_weak_typing();

@@ -104,8 +104,40 @@ static void test_precedence(void)
 	wh_access_config_free(&c.access);
 }
 
+/* accessControl.metrics: Zot's rule when the object is there, else
+ * whoever passed authentication. */
+static void test_metrics(void)
+{
+	parsed c =
+	    parse("{'http': {'accessControl': {'repositories': {'**': {'anonymousPolicy': "
+	          "['read']}}, 'metrics': {'users': ['prom'], 'anonymousPolicy': ['read']}}}}");
+	CHECK(c.access.metrics_set);
+	CHECK(wh_access_metrics_allows(&c.access, "prom"));
+	CHECK(!wh_access_metrics_allows(&c.access, "alice"));
+	CHECK(wh_access_metrics_allows(&c.access, NULL));
+	wh_access_config_free(&c.access);
+
+	/* no anonymousPolicy: anonymous may not; an empty users list: nobody */
+	c = parse("{'http': {'accessControl': {'repositories': {}, 'metrics': {'users': []}}}}");
+	CHECK(!wh_access_metrics_allows(&c.access, NULL));
+	CHECK(!wh_access_metrics_allows(&c.access, "prom"));
+	wh_access_config_free(&c.access);
+
+	/* accessControl without a metrics object, or none at all: anyone */
+	c = parse(
+	    "{'http': {'accessControl': {'repositories': {'**': {'defaultPolicy': ['read']}}}}}");
+	CHECK(!c.access.metrics_set);
+	CHECK(wh_access_metrics_allows(&c.access, "alice"));
+	CHECK(wh_access_metrics_allows(&c.access, NULL));
+	wh_access_config_free(&c.access);
+	c = parse("{'storage': {'rootDirectory': '/r'}}");
+	CHECK(wh_access_metrics_allows(&c.access, NULL));
+	wh_access_config_free(&c.access);
+}
+
 int main(void)
 {
 	test_precedence();
+	test_metrics();
 	CHECK_DONE();
 }
