@@ -517,7 +517,7 @@ static void apply_run(struct job *j)
 	wh_store *st = j->gc->st;
 	struct model *md = &j->md;
 	wh_index_id now_id;
-	bool edits = false;
+	bool edits = false, unsynced = false;
 	cJSON *idx = NULL;
 
 	for (int i = 0; i < md->n_m && !edits; i++)
@@ -558,12 +558,16 @@ static void apply_run(struct job *j)
 		wh_store__index_id(st, j->repo, &md->id);
 	}
 	/* The orphans, a slice at a time; between slices index.json must stay
-	 * ours, else what reaches them may have changed. */
+	 * ours, else what reaches them may have changed. The unlinks are made
+	 * to last after each slice, out of the lock. */
 	for (int i = 0; i < j->orphans.n && !j->dry_run; i++) {
 		char path[PATH_MAX];
 		struct stat sb;
 		if (i > 0 && i % SLICE == 0) {
 			wh_store__unlock(st);
+			if (unsynced)
+				wh_store__blob_dirs_sync(st, j->repo);
+			unsynced = false;
 			wh_store__lock(st);
 			if (!wh_store__index_id(st, j->repo, &now_id) ||
 			    !wh_store__index_id_eq(&now_id, &md->id)) {
@@ -575,13 +579,17 @@ static void apply_run(struct job *j)
 		if (wh_store__blob_path(st, j->repo, j->orphans.v[i], path) < 0 ||
 		    lstat(path, &sb) < 0 || j->now_ms - mtime_ms(&sb) < j->gc_delay_ms)
 			continue;
-		if (wh_store__blob_unlink(st, j->repo, j->orphans.v[i], &j->freed) == 0)
+		if (wh_store__blob_unlink_nosync(st, j->repo, j->orphans.v[i], &j->freed) == 0) {
 			j->blobs_removed++;
+			unsynced = true;
+		}
 	}
 	if (!j->dry_run)
 		j->repo_removed = wh_store__repo_remove_if_empty(st, j->repo);
 unlock:
 	wh_store__unlock(st);
+	if (unsynced)
+		wh_store__blob_dirs_sync(st, j->repo);
 	cJSON_Delete(idx);
 }
 
@@ -593,7 +601,7 @@ static void evict_run(struct job *j)
 	const char *root_digest = j->evict.v[0];
 	dset cached = {0}, removed = {0}, kids = {0}, refs = {0}, keep_roots = {0}, keep = {0};
 	cJSON *idx = NULL, *arr, *e, *next;
-	bool found = false;
+	bool found = false, unsynced = false;
 
 	for (int i = 1; i < j->evict.n; i++)
 		dset_add(&cached, j->evict.v[i]);
@@ -650,13 +658,18 @@ static void evict_run(struct job *j)
 		    wh_store__blob_path(st, j->repo, gone.v[i], path) < 0 || lstat(path, &sb) < 0 ||
 		    mtime_ms(&sb) >= j->now_ms)
 			continue;
-		if (wh_store__blob_unlink(st, j->repo, gone.v[i], &j->freed) == 0)
+		if (wh_store__blob_unlink_nosync(st, j->repo, gone.v[i], &j->freed) == 0) {
 			j->blobs_removed++;
+			unsynced = true;
+		}
 	}
 	dset_free(&gone);
 	j->repo_removed = wh_store__repo_remove_if_empty(st, j->repo);
 unlock:
 	wh_store__unlock(st);
+	/* The unlinks last from here, out of the lock (internal.h). */
+	if (unsynced)
+		wh_store__blob_dirs_sync(st, j->repo);
 	cJSON_Delete(idx);
 	dset_free(&cached);
 	dset_free(&removed);
