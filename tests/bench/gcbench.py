@@ -339,13 +339,16 @@ def attribute(res, start, wire):
     processes; the loop ran most of the time: loop busy; else it slept
     (a blocking call, or no request reached it)."""
     smp = res.get("samples") or []
-    a = next((x for x in reversed(smp) if x[0] <= start), None)
+    # Values read for sure before the request and after its answer (a
+    # sample's values were read between its two times). The wait for a CPU
+    # is counted when the thread gets one: after the answer, it is in.
+    a = next((x for x in reversed(smp) if x[1] <= start), None)
     b = next((x for x in smp if x[0] >= start + wire), None)
     if not a or not b:
         return "unknown", {}
-    run, wait, orun = ((b[k] - a[k]) / 1e6 for k in (1, 2, 3))
+    run, wait, orun = ((b[k] - a[k]) / 1e6 for k in (2, 3, 4))
     info = {"loop_run_ms": round(run, 1), "loop_wait_ms": round(wait, 1),
-            "others_run_ms": round(orun, 1), "window_ms": round((b[0] - a[0]) * 1000, 1)}
+            "others_run_ms": round(orun, 1), "window_ms": round((b[1] - a[0]) * 1000, 1)}
     ms = wire * 1000
     if wait >= 0.5 * ms:
         return CAUSES[1] if orun >= 0.5 * wait else CAUSES[0], info

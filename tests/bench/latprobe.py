@@ -38,8 +38,10 @@ With watch_pid, the server's threads' scheduler statistics
 sampled every 2 ms or so, so that a slow answer can be told apart: the
 server's loop thread (tid == pid) running, waiting for a CPU (taken by its
 own threads or by other processes), or neither (blocked, or idle).
-"samples": [[CLOCK_MONOTONIC s, loop run ns, loop wait ns, other threads
-run ns, other threads wait ns], ...].
+"samples": [[CLOCK_MONOTONIC s before the read, after it, loop run ns,
+loop wait ns, other threads run ns, other threads wait ns], ...]: the two
+times bound when the values were read (this process can lose its CPU in
+between).
 
 Result: {"records": [[start (CLOCK_MONOTONIC s), client latency s, request
 index, ok 0/1, wire latency s, client_delayed 0/1], ...], "errors": {kind:
@@ -208,7 +210,7 @@ def main():
             next_sample = now + 0.002
             st = schedstat(watch)
             if st:
-                samples.append([time.monotonic()] + st)
+                samples.append([now, time.monotonic()] + st)
         if now >= next_check:
             next_check = now + 0.02
             if stop_file and os.path.exists(stop_file):
