@@ -541,7 +541,7 @@ static void apply_run(struct job *j)
 	wh_store *st = j->gc->st;
 	struct model *md = &j->md;
 	wh_index_id now_id;
-	bool edits = false;
+	bool edits = false, unsynced = false;
 	cJSON *idx = NULL;
 
 	for (int i = 0; i < md->n_m && !edits; i++)
@@ -582,12 +582,16 @@ static void apply_run(struct job *j)
 		wh_store__index_id(st, j->repo, &md->id);
 	}
 	/* The orphans, a slice at a time; between slices index.json must stay
-	 * ours, else what reaches them may have changed. */
+	 * ours, else what reaches them may have changed. The unlinks are made
+	 * to last after each slice, out of the lock. */
 	for (int i = 0; i < j->orphans.n && !j->dry_run; i++) {
 		char path[PATH_MAX];
 		struct stat sb;
 		if (i > 0 && i % SLICE == 0) {
 			wh_store__unlock(st);
+			if (unsynced)
+				wh_store__blob_dirs_sync(st, j->repo);
+			unsynced = false;
 			wh_store__lock(st);
 			if (!wh_store__index_id(st, j->repo, &now_id) ||
 			    !wh_store__index_id_eq(&now_id, &md->id)) {
@@ -599,13 +603,17 @@ static void apply_run(struct job *j)
 		if (wh_store__blob_path(st, j->repo, j->orphans.v[i], path) < 0 ||
 		    lstat(path, &sb) < 0 || j->now_ms - mtime_ms(&sb) < j->gc_delay_ms)
 			continue;
-		if (wh_store__blob_unlink(st, j->repo, j->orphans.v[i], &j->freed) == 0)
+		if (wh_store__blob_unlink_nosync(st, j->repo, j->orphans.v[i], &j->freed) == 0) {
 			j->blobs_removed++;
+			unsynced = true;
+		}
 	}
 	if (!j->dry_run)
 		j->repo_removed = wh_store__repo_remove_if_empty(st, j->repo);
 unlock:
 	wh_store__unlock(st);
+	if (unsynced)
+		wh_store__blob_dirs_sync(st, j->repo);
 	cJSON_Delete(idx);
 }
 
@@ -614,9 +622,10 @@ unlock:
 /* Unlink what the evicted manifests reach (gone) and the rest of the
  * repository does not (keep), unless written since the job began (a fill or
  * a push linking it right now); nor what spare holds. */
-static void evict_unlink(struct job *j, dset *gone, dset *keep, dset *spare)
+static bool evict_unlink(struct job *j, dset *gone, dset *keep, dset *spare)
 {
 	wh_store *st = j->gc->st;
+	bool any = false;
 	for (int i = 0; i < gone->n; i++) {
 		char path[PATH_MAX];
 		struct stat sb;
@@ -624,9 +633,12 @@ static void evict_unlink(struct job *j, dset *gone, dset *keep, dset *spare)
 		    wh_store__blob_path(st, j->repo, gone->v[i], path) < 0 ||
 		    lstat(path, &sb) < 0 || mtime_ms(&sb) >= j->now_ms)
 			continue;
-		if (wh_store__blob_unlink(st, j->repo, gone->v[i], &j->freed) == 0)
+		if (wh_store__blob_unlink_nosync(st, j->repo, gone->v[i], &j->freed) == 0) {
 			j->blobs_removed++;
+			any = true;
+		}
 	}
+	return any; /* the caller syncs the directories once out of the lock */
 }
 
 static void evict_run(struct job *j)
@@ -636,7 +648,7 @@ static void evict_run(struct job *j)
 	dset cached = {0}, removed = {0}, kids = {0}, refs = {0}, keep_roots = {0}, keep = {0},
 	     gone = {0};
 	cJSON *idx = NULL, *arr, *e, *next;
-	bool found = false;
+	bool found = false, unsynced = false;
 
 	for (int i = 1; i < j->evict.n; i++)
 		dset_add(&cached, j->evict.v[i]);
@@ -687,7 +699,7 @@ static void evict_run(struct job *j)
 		 * bytes excepted (index.json still names them), and it is
 		 * written again. A crash in between leaves cached manifests
 		 * without their blobs, which a pull fetches again. */
-		evict_unlink(j, &gone, &keep, &removed);
+		unsynced |= evict_unlink(j, &gone, &keep, &removed);
 		j->rc = wh_store__index_write(st, j->repo, idx);
 	}
 	if (j->rc < 0)
@@ -695,10 +707,13 @@ static void evict_run(struct job *j)
 	j->index_written = true;
 	for (int i = 0; i < removed.n; i++)
 		dset_add(&j->evicted, removed.v[i]);
-	evict_unlink(j, &gone, &keep, NULL);
+	unsynced |= evict_unlink(j, &gone, &keep, NULL);
 	j->repo_removed = wh_store__repo_remove_if_empty(st, j->repo);
 unlock:
 	wh_store__unlock(st);
+	/* The unlinks last from here, out of the lock (internal.h). */
+	if (unsynced)
+		wh_store__blob_dirs_sync(st, j->repo);
 	cJSON_Delete(idx);
 	dset_free(&cached);
 	dset_free(&removed);

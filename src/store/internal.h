@@ -42,9 +42,20 @@ void wh_store__entry_untag(cJSON *arr, cJSON *e);
 int wh_store__blob_path(const wh_store *st, const char *repo, const char *digest, char *buf);
 
 /* Unlink repo's blob (lock held); when that was the last repository's link,
- * the shared copy goes too, and the bytes freed are added to *freed.
- * WH_ENOTFOUND when repo did not hold it. */
+ * the shared copy goes too, and the bytes freed are added to *freed. The
+ * directories are fsynced before it returns. WH_ENOTFOUND when repo did not
+ * hold it. */
 int wh_store__blob_unlink(wh_store *st, const char *repo, const char *digest, int64_t *freed);
+/* The same without the fsyncs, for the gc, which removes many blobs under
+ * the lock and makes the removals last afterwards, with the lock released
+ * (wh_store__blob_dirs_sync): fsyncs under the lock keep every push and
+ * fill waiting for them. An unlink that a crash undoes leaves a blob
+ * nothing references, which the next sweep removes. */
+int wh_store__blob_unlink_nosync(wh_store *st, const char *repo, const char *digest,
+                                 int64_t *freed);
+/* fsync repo's blob directory and the shared copies' directory, those that
+ * exist. Any thread; no lock needed. */
+void wh_store__blob_dirs_sync(wh_store *st, const char *repo);
 
 /* Remove repo's directory when it holds nothing (no manifest, no blob): its
  * index.json, oci-layout and empty blob directories (lock held). True when

@@ -1169,7 +1169,8 @@ static int link_blob(const char *src, const char *dst, int64_t *added)
 	return rc;
 }
 
-int wh_store__blob_unlink(wh_store *st, const char *repo, const char *digest, int64_t *freed)
+static int blob_unlink(wh_store *st, const char *repo, const char *digest, int64_t *freed,
+                       bool sync)
 {
 	char path[PATH_MAX], global[PATH_MAX];
 	struct stat sb, gb;
@@ -1194,10 +1195,31 @@ int wh_store__blob_unlink(wh_store *st, const char *repo, const char *digest, in
 		 * bytes any more. */
 		if (unlink(global) == 0) {
 			*freed += (int64_t)sb.st_size;
-			fsync_parent(global);
+			if (sync)
+				fsync_parent(global);
 		}
 	}
-	return fsync_parent(path);
+	return sync ? fsync_parent(path) : 0;
+}
+
+int wh_store__blob_unlink(wh_store *st, const char *repo, const char *digest, int64_t *freed)
+{
+	return blob_unlink(st, repo, digest, freed, true);
+}
+
+int wh_store__blob_unlink_nosync(wh_store *st, const char *repo, const char *digest, int64_t *freed)
+{
+	return blob_unlink(st, repo, digest, freed, false);
+}
+
+void wh_store__blob_dirs_sync(wh_store *st, const char *repo)
+{
+	char path[PATH_MAX];
+
+	if (repo_path(st, repo, "blobs/sha256", path) == 0)
+		fsync_dir(path); /* fails when the repository went: its removal was synced */
+	if (st->dedupe && path_fmt(path, sizeof(path), "%s/.wharf/blobs/sha256", st->root) == 0)
+		fsync_dir(path);
 }
 
 static int blob_delete_locked(wh_store *st, const char *repo, const char *digest, int64_t *freed)

@@ -15,6 +15,10 @@ Phases, in order, each bounded in time:
             byte, 8 clients on one uncached layer, upstream bytes counted
   slow      16 slow readers of an uncached layer from a fast upstream: RSS
   startup   exec to first GET /v2/ answer: empty store, and a large store
+  gc        the first GC sweep of a root of 10,000 blobs in 1,000 repositories
+            (half garbage) with a latency probe running, beside Distribution's
+            offline garbage-collect; eviction to a cache budget; meta.log
+            bytes per manifest GET (gcbench.py, latprobe.py)
 The table and a JSON file come at the end. Targets are marked PASS/MISS; a
 MISS does not fail the run. A failed request, a wrong body or digest, a tool
 that broke makes that system's cell ERR and the row's verdict FAIL, and the
@@ -31,6 +35,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import ssl
 import statistics
 import subprocess
@@ -46,6 +51,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, HERE)
 
 import fixtures  # noqa: E402
+import gcbench  # noqa: E402
+import harness  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
 import systems  # noqa: E402
@@ -66,12 +73,15 @@ class Plan:
                 cold=96 * MiB, throttle=25e6, clients=8,
                 push=96 * MiB, push_chunk=8 * MiB, push_reps=3,
                 idle_conns=2000, store_repos=1000, store_blobs=10, startup_reps=5,
-                slow_clients=16, slow_rate=1e6, slow_seconds=10)
+                slow_clients=16, slow_rate=1e6, slow_seconds=10,
+                gc_repos=1000, gc_limit_s=120, gc_distribution=True, evict_repos=1000,
+                meta_manifests=200, meta_pulls=20000, meta_limit_s=60)
     QUICK = dict(FULL, sha256_mib=32, rounds=1, seconds=1, warmup=0, blob_seconds=1, blob=4 * MiB,
                  pull_big=8 * MiB, pull_mid=1 * MiB, pull_reps=1,
                  cold=8 * MiB, push=8 * MiB, push_chunk=2 * MiB, push_reps=1,
                  idle_conns=200, store_repos=100, startup_reps=3,
-                 slow_clients=4, slow_seconds=2)
+                 slow_clients=4, slow_seconds=2,
+                 gc_repos=100, evict_repos=100, meta_manifests=50, meta_pulls=2000)
 
     def __init__(self, quick):
         self.mode = "quick" if quick else "full"
@@ -936,6 +946,383 @@ class Bench:
             if srv:
                 srv.stop()
 
+    # -------------------------------------------------------------- gc, eviction, metadata
+
+    def _gc_probe_requests(self, fx, repos):
+        """GET /v2/, HEAD a tagged manifest, GET a small blob, for each of
+        `repos` (spread over the root) in turn."""
+        out = []
+        for r in repos:
+            out += [("GET", "/v2/", 200, None, None),
+                    ("HEAD", "/v2/%s/manifests/v1" % r.name, 200, r.manifest_len,
+                     {"Accept": gcbench.ACCEPT}),
+                    ("GET", "/v2/%s/blobs/%s" % (r.name, r.small[0]), 200, r.small[1], None)]
+        return out
+
+    def _watch(self, srv, tail, done, probe, limit_s):
+        """Read srv's log until done(records so far) is true, at most limit_s;
+        the probe runs meanwhile. Returns (records, monotonic time seen or None)."""
+        recs = []
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            recs += tail.read()
+            if done(recs):
+                return recs, time.monotonic()
+            if not srv.alive() or probe.proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        return recs, None
+
+    def _probe_figures(self, what, res, t_end, baseline_s, errors, key, n_reads, n_pushes):
+        """Latency rows during [start, t_end) and after (t_end + 0.2 s on,
+        baseline_s long): the wire latency (latprobe.py) of the reads, the
+        answers over 50 ms by cause (gcbench.attribute); then the pushes'."""
+        reads = set(range(n_reads))
+        pushes = set(range(n_reads, n_reads + n_pushes))
+        t_after = (t_end + 0.2, t_end + 0.2 + baseline_s)
+        during = gcbench.latency_stats(res, None, t_end, reads)
+        after = gcbench.latency_stats(res, *t_after, reads)
+        by, rows = gcbench.stalls(res, None, t_end, 50, reads)
+        by_after, rows_after = gcbench.stalls(res, *t_after, 50, reads)
+        p_during = gcbench.latency_stats(res, None, t_end, pushes)
+        p_after = gcbench.latency_stats(res, *t_after, pushes)
+        ours = sum(n for c, n in by.items() if c != gcbench.CAUSES[0])
+        if res["errors"]:
+            errors.setdefault("wharf", "probe: %s" % res["errors"])
+        stuck = [u for u in res.get("unfinished", []) if u[1] > 1.0]
+        if stuck:
+            errors.setdefault("wharf", "probe: %d request(s) unanswered after %.1f s"
+                              % (len(stuck), max(u[1] for u in stuck)))
+        if not during["n"] or not after["n"]:
+            errors.setdefault("wharf", "probe: %d requests during, %d after"
+                              % (during["n"], after["n"]))
+        say("  %s: %d requests during: p50 %s, p99 %s, max %s ms (client-side max %s ms); "
+            "%d after: p50 %s, p99 %s, max %s ms; %d left out (the probe lost its CPU at "
+            "the send); %d schedstat samples"
+            % (what, during["n"], report._num(during["p50_ms"]), report._num(during["p99_ms"]),
+               report._num(during["max_ms"]), report._num(during["client_max_ms"]), after["n"],
+               report._num(after["p50_ms"]), report._num(after["p99_ms"]),
+               report._num(after["max_ms"]), during["client_delayed"] + after["client_delayed"],
+               len(res.get("samples") or [])))
+        for label, b, rs in (("during", by, rows), ("after", by_after, rows_after)):
+            if rs:
+                say("  %s: answers over 50 ms %s: %s; worst: %s"
+                    % (what, label, b, "; ".join("%+.2fs %.1f ms %s %s" % (
+                        r[0] - t_end, r[1], r[2], r[3]) for r in rs[:3])))
+        if n_pushes:
+            say("  %s: %d pushes during: p50 %s, p99 %s, max %s ms; %d after: p50 %s, p99 %s, "
+                "max %s ms; slowest [s from the end, wire ms, client ms, request]: %s"
+                % (what, p_during["n"], report._num(p_during["p50_ms"]),
+                   report._num(p_during["p99_ms"]), report._num(p_during["max_ms"]),
+                   p_after["n"], report._num(p_after["p50_ms"]), report._num(p_after["p99_ms"]),
+                   report._num(p_after["max_ms"]), gcbench.slowest(res, 4, t_end, pushes)))
+        detail = {"during": during, "after": after, "errors": res["errors"],
+                  "over_50ms_by_cause": by, "over_50ms_after_by_cause": by_after,
+                  "over_50ms_worst": [[round(r[0] - t_end, 3)] + list(r[1:]) for r in rows[:8]],
+                  "slowest [s from the end, wire ms, client ms, request]":
+                  gcbench.slowest(res, 10, t_end, reads),
+                  "pushes_during": p_during, "pushes_after": p_after,
+                  "pushes_slowest": gcbench.slowest(res, 10, t_end, pushes)}
+        self.fig("gc", key + "_n", "  requests during it (GET /v2/, HEAD, blob)", "count",
+                 {"wharf": during["n"]}, errors=errors, fmt="%.0f", detail=detail)
+        self.fig("gc", key + "_p50", "  latency during it, p50", "ms",
+                 {"wharf": during["p50_ms"]}, better="lower", errors=errors)
+        self.fig("gc", key + "_p99", "  latency during it, p99", "ms",
+                 {"wharf": during["p99_ms"]}, better="lower", errors=errors)
+        self.fig("gc", key + "_max", "  latency during it, max", "ms",
+                 {"wharf": during["max_ms"]}, better="lower", errors=errors)
+        self.fig("gc", key + "_over50", "  answers over 50 ms, any cause", "count",
+                 {"wharf": during["over_50ms"]}, better="lower", errors=errors, fmt="%.0f")
+        self.fig("gc", key + "_over50_ours", "  over 50 ms, not other processes' CPU", "count",
+                 {"wharf": ours}, better="lower", errors=errors, fmt="%.0f",
+                 target=at_most(0, "0"))
+        self.fig("gc", key + "_after_p99", "  after it (same server), p99", "ms",
+                 {"wharf": after["p99_ms"]}, better="lower", errors=errors)
+        self.fig("gc", key + "_after_max", "  after it (same server), max", "ms",
+                 {"wharf": after["max_ms"]}, better="lower", errors=errors)
+        if not n_pushes:
+            return
+        self.fig("gc", key + "_push_n", "  pushes during it (2 blobs, 1 manifest)", "count",
+                 {"wharf": p_during["n"]}, errors=errors, fmt="%.0f")
+        self.fig("gc", key + "_push_p50", "  push latency during it, p50", "ms",
+                 {"wharf": p_during["p50_ms"]}, better="lower", errors=errors)
+        self.fig("gc", key + "_push_max", "  push latency during it, max", "ms",
+                 {"wharf": p_during["max_ms"]}, better="lower", errors=errors)
+        self.fig("gc", key + "_push_after_p50", "  push latency after it, p50", "ms",
+                 {"wharf": p_after["p50_ms"]}, better="lower", errors=errors)
+        self.fig("gc", key + "_push_after_max", "  push latency after it, max", "ms",
+                 {"wharf": p_after["max_ms"]}, better="lower", errors=errors)
+
+    def phase_gc_sweep(self):
+        """The first sweep of a Wharf started on a root of gc_repos
+        repositories (10 blobs each, half of them garbage), while a probe
+        sends small requests; Distribution's offline garbage-collect on the
+        same content in its layout."""
+        p = self.plan
+        root = self.path("gc-wharf")
+        fx = gcbench.gc_root(root, p.gc_repos)
+        say("  root: %d repositories, %d blob files (%d distinct blobs, %.1f MiB), %d of "
+            "them garbage; made in %.1fs" % (len(fx.repos), fx.links, fx.distinct,
+                                             fx.bytes / MiB, fx.garbage_links, fx.seconds))
+        cfg = {"storage": {"gc": True, "gcDelay": "1h", "gcInterval": "1h"}}
+        srv = self.new_wharf(root, cfg, role="gc", log_level="info")
+        tail = gcbench.LogTail(srv.log_path)
+        errors, vals, removed_b, removed_m, detail = {}, {}, {}, {}, {}
+        self.start(srv, systems.SERVER_CPUS)
+        t_ready = time.monotonic()
+        try:
+            reads = self._gc_probe_requests(fx, fx.repos[::7])
+            pushes = gcbench.push_lane("bench/push")
+            probe = gcbench.Probe(self.work, "gc-probe", srv.port, reads, conns=4,
+                                  seconds=p.gc_limit_s + 30, watch_pid=srv.pid,
+                                  groups=[(1, pushes)])
+            recs, t_end = self._watch(
+                srv, tail, lambda rs: any(r.get("message") == "gc successfully completed"
+                                          for r in rs), probe, p.gc_limit_s)
+            if t_end is None:
+                probe.stop()
+                raise MeasureError("no sweep finished within %d s" % p.gc_limit_s)
+            done = next(r for r in recs if r.get("message") == "gc successfully completed")
+            sweep_s = done["duration_ms"] / 1000
+            baseline = min(max(sweep_s, 2.0), 5.0)
+            time.sleep(baseline + 0.3)
+            res = probe.stop()
+            vals["wharf"] = sweep_s
+            removed_b["wharf"], removed_m["wharf"] = done["blobs"], done["manifests"]
+            links, shared = gcbench.count_files(root, fx)
+            want = (fx.links - fx.garbage_links, fx.distinct - fx.garbage_distinct())
+            detail["wharf"] = {"log": done, "files_left": [links, shared], "expected": want,
+                               "probe_started_s_after_ready": round(probe.t0 - t_ready, 3),
+                               "server_ready_s": srv.startup_s}
+            if (links, shared) != want or done["blobs"] != fx.garbage_links:
+                errors["wharf"] = ("left %d repository files and %d shared copies, expected "
+                                   "%d and %d (log: %d blobs removed)"
+                                   % (links, shared, want[0], want[1], done["blobs"]))
+            say("  wharf sweep %.2f s: %d blobs, %d manifests removed (log); files left %s"
+                % (sweep_s, done["blobs"], done["manifests"], (links, shared)))
+        except MeasureError as e:
+            errors["wharf"] = str(e)
+            res = None
+        finally:
+            srv.stop()
+
+        # Distribution: the same content, its offline collector.
+        if p.gc_distribution:
+            try:
+                droot = self.path("gc-dist")
+                conf = self.path("gc-dist.yml")
+                with open(conf, "w") as f:
+                    f.write("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+                            "    rootdirectory: %s\n  delete:\n    enabled: true\n"
+                            "http:\n  addr: 127.0.0.1:%d\n" % (droot, harness.free_port()))
+                t0 = time.monotonic()
+                gcbench.dist_root(droot, fx)
+                made = time.monotonic() - t0
+                env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+                t0 = time.monotonic()
+                with systems.on(systems.SERVER_CPUS):
+                    r = subprocess.run([upstream.REGISTRY_BIN, "garbage-collect",
+                                        "--delete-untagged", conf],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       stdin=subprocess.DEVNULL, env=env,
+                                       timeout=p.gc_limit_s)
+                secs = time.monotonic() - t0
+                out = r.stdout.decode("utf-8", "replace")
+                m = re.search(r"(\d+) blobs marked, (\d+) blobs and (\d+) manifests eligible",
+                              out)
+                left = gcbench.dist_blobs_left(droot)
+                if r.returncode != 0 or not m:
+                    errors["distribution"] = "garbage-collect (%d): %s" % (
+                        r.returncode, (r.stderr.decode() or out)[-300:])
+                else:
+                    vals["distribution"] = secs
+                    removed_b["distribution"] = int(m.group(2))
+                    removed_m["distribution"] = int(m.group(3))
+                    if left != fx.distinct - fx.garbage_distinct():
+                        errors["distribution"] = "%d blobs left, expected %d" % (
+                            left, fx.distinct - fx.garbage_distinct())
+                detail["distribution"] = {"layout_made_s": round(made, 2), "blobs_left": left,
+                                          "summary": m.group(0) if m else None}
+                say("  distribution garbage-collect --delete-untagged (offline): %.2f s, %s; "
+                    "%d blobs left (layout made in %.1fs)"
+                    % (secs, m.group(0) if m else "?", left, made))
+            except (OSError, subprocess.TimeoutExpired) as e:
+                errors["distribution"] = str(e)
+        n_label = "%s blobs / %s repos" % (format(fx.links, ","), format(len(fx.repos), ","))
+        self.fig("gc", "gc_sweep_s", "GC sweep, %s" % n_label, "s", vals, better="lower",
+                 errors=errors, detail=detail, fmt="%.2f")
+        self.fig("gc", "gc_blobs_removed", "  blobs removed", "count", removed_b,
+                 better=None, errors=errors, fmt="%.0f")
+        self.fig("gc", "gc_manifests_removed", "  manifests removed", "count", removed_m,
+                 better=None, errors=errors, fmt="%.0f")
+        if res is not None:
+            self._probe_figures("sweep", res, t_end, baseline,
+                                {k: v for k, v in errors.items() if k == "wharf"}, "gc_probe",
+                                len(reads), len(pushes))
+
+    def phase_gc_evict(self):
+        """A root of evict_repos cached images (meta.log says the cache
+        stored them, C lines, oldest first in repository order) and a few
+        pushed ones (U: never evicted, which the probe asks for), with
+        cacheMaxSize a quarter of what it holds: the server evicts at start
+        until it is under the budget."""
+        p = self.plan
+        root = self.path("evict-wharf")
+        fx = gcbench.gc_root(root, p.evict_repos, garbage=False, seed=2, prefix="cache/r")
+        pushed = fx.repos[len(fx.repos) // 32::len(fx.repos) // 16][:16]
+        base = int((time.time() - gcbench.OLD_S) * 1000)
+        with open(os.path.join(root, ".wharf", "meta.log"), "w") as f:
+            for i, r in enumerate(fx.repos):
+                f.write(gcbench.meta_line("U" if r in pushed else "C", base + i * 1000, r.name,
+                                          r.digest))
+        budget = fx.bytes // 4
+        say("  root: %d images (%d cached, %d pushed), %.2f MiB; cacheMaxSize %d bytes; made "
+            "in %.1fs" % (len(fx.repos), len(fx.repos) - len(pushed), len(pushed),
+                          fx.bytes / MiB, budget, fx.seconds))
+        cfg = {"storage": {"gc": False, "wharf": {"cacheMaxSize": budget}}}
+        srv = self.new_wharf(root, cfg, role="evict", log_level="info")
+        tail = gcbench.LogTail(srv.log_path)
+        errors, detail = {}, {}
+        rate = freed = n = None
+        res = t_end = None
+
+        def done(recs):
+            return any((r.get("message") == "evicted cached image" and r["usage"] <= budget)
+                       or r.get("level") in ("warn", "error") for r in recs)
+
+        self.start(srv, systems.SERVER_CPUS)
+        try:
+            reads = self._gc_probe_requests(fx, pushed)
+            pushes = gcbench.push_lane("bench/push")
+            probe = gcbench.Probe(self.work, "evict-probe", srv.port, reads, conns=4,
+                                  seconds=p.gc_limit_s + 30, watch_pid=srv.pid,
+                                  groups=[(1, pushes)])
+            recs, t_end = self._watch(srv, tail, done, probe, p.gc_limit_s)
+            time.sleep(2.3)
+            res = probe.stop()
+            recs += tail.read()
+            ev = [r for r in recs if r.get("message") == "evicted cached image"]
+            problems = [r for r in recs if r.get("level") in ("warn", "error")]
+            n = len(ev)
+            freed = sum(r["bytes"] for r in ev)
+            span = (gcbench.wall_ms(ev[-1]) - gcbench.wall_ms(ev[0])) / 1000 if n > 1 else 0
+            rate = (n - 1) / span if span > 0 else None
+            gone = sum(1 for r in fx.repos if not os.path.exists(os.path.join(root, r.name)))
+            detail["wharf"] = {"evictions": n, "bytes_freed": freed, "span_s": span,
+                               "usage_after": ev[-1]["usage"] if ev else None,
+                               "budget": budget, "repositories_removed": gone,
+                               "log_problems": problems[:5]}
+            if t_end is None:
+                errors["wharf"] = "not under the budget within %d s" % p.gc_limit_s
+            elif problems:
+                errors["wharf"] = "log: %s" % problems[0].get("message")
+            elif gone != n:
+                errors["wharf"] = "%d evictions logged, %d repositories gone" % (n, gone)
+            say("  %d evictions in %.2f s (%s/s), %.2f MiB freed, usage %s <= %d; %d "
+                "repositories removed" % (n, span, report._num(rate), freed / MiB,
+                                          ev[-1]["usage"] if ev else "?", budget, gone))
+        except MeasureError as e:
+            errors["wharf"] = str(e)
+        finally:
+            srv.stop()
+        label = "eviction, %s cached images, budget 1/4" % format(len(fx.repos) - len(pushed),
+                                                                  ",")
+        self.fig("gc", "evict_rate", label, "img/s", {"wharf": rate}, errors=errors,
+                 detail=detail, fmt="%.0f")
+        self.fig("gc", "evict_count", "  images evicted", "count", {"wharf": n}, better=None,
+                 errors=errors, fmt="%.0f")
+        self.fig("gc", "evict_bytes", "  bytes freed", "KiB",
+                 {"wharf": freed / 1024 if freed is not None else None}, better=None,
+                 errors=errors, fmt="%.0f")
+        if res is not None and t_end is not None:
+            self._probe_figures("eviction", res, t_end, 2.0, dict(errors), "evict_probe",
+                                len(reads), len(pushes))
+
+    def phase_gc_meta(self):
+        """meta_pulls manifest GETs over meta_manifests manifests: how much
+        .wharf/meta.log grows (after the 1 s flush), per pull; with strace
+        attached (if it can be), the syscalls on the log and the fsyncs."""
+        p = self.plan
+        root = self.path("meta-wharf")
+        fx = gcbench.gc_root(root, p.meta_manifests, garbage=False, seed=3, prefix="meta/r")
+        srv = self.new_wharf(root, {}, role="meta")
+        log = os.path.join(root, ".wharf", "meta.log")
+        errors, detail = {}, {}
+        per_pull = writes = fsyncs = None
+        self.start(srv, systems.SERVER_CPUS)
+        strace = None
+        try:
+            time.sleep(1.2)
+            size0 = os.path.getsize(log)
+            trace = self.path("meta.strace")
+            if shutil.which("strace"):
+                strace = subprocess.Popen(
+                    ["strace", "-f", "-y", "-qq", "-e",
+                     "trace=openat,write,pwrite64,writev,fsync,fdatasync", "-o", trace,
+                     "-p", str(srv.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL)
+                time.sleep(0.5)
+                if strace.poll() is not None:
+                    self.note("strace could not attach: %s" % strace.stderr.read().decode()[-200:])
+                    strace = None
+            reqs = [("GET", "/v2/%s/manifests/v1" % r.name, 200, r.manifest_len,
+                     {"Accept": gcbench.ACCEPT}) for r in fx.repos]
+            probe = gcbench.Probe(self.work, "meta-probe", srv.port, reqs, conns=4,
+                                  seconds=p.meta_limit_s, max_requests=p.meta_pulls)
+            res = probe.result()
+            time.sleep(1.5)       # the flush timer: every second
+            size1 = os.path.getsize(log)
+            with open(log, "rb") as f:
+                f.seek(size0)
+                lines = f.read().splitlines()
+            pulls = sum(1 for r in res["records"] if r[3])
+            per_pull = (size1 - size0) / pulls if pulls else None
+            if strace:
+                strace.send_signal(signal.SIGINT)
+                strace.wait(30)
+                strace = None
+                calls = Counter()
+                with open(trace, errors="replace") as f:
+                    for line in f:
+                        name = line.split(None, 1)[1].split("(", 1)[0] if " " in line else ""
+                        if "meta.log" in line:
+                            calls["meta.log " + name] += 1
+                        if name in ("fsync", "fdatasync"):
+                            calls[name] += 1
+                writes = sum(n for k, n in calls.items() if k.startswith("meta.log write"))
+                fsyncs = calls["fsync"] + calls["fdatasync"]
+                detail["strace"] = dict(calls)
+            detail.update({"pulls": pulls, "manifests": len(fx.repos), "bytes": size1 - size0,
+                           "lines": len(lines), "lines_kinds": dict(Counter(l[:1].decode()
+                                                                            for l in lines)),
+                           "seconds": max(r[0] + r[1] for r in res["records"]) -
+                           min(r[0] for r in res["records"]) if res["records"] else None})
+            if res["errors"] or pulls != p.meta_pulls:
+                errors["wharf"] = "%d of %d pulls answered right: %s" % (pulls, p.meta_pulls,
+                                                                          res["errors"])
+            say("  %d pulls of %d manifests in %.1f s: meta.log +%d bytes, %d lines (%s), "
+                "%.2f bytes/pull; syscalls: %s"
+                % (pulls, len(fx.repos), detail["seconds"] or 0, size1 - size0, len(lines),
+                   detail["lines_kinds"], per_pull or 0, detail.get("strace", "no strace")))
+        except (MeasureError, OSError) as e:
+            errors["wharf"] = str(e)
+        finally:
+            if strace:
+                strace.send_signal(signal.SIGINT)
+                strace.wait(30)
+            srv.stop()
+        self.fig("gc", "meta_bytes_per_pull",
+                 "meta.log per pull, %s GETs / %d images" % (format(p.meta_pulls, ","),
+                                                            p.meta_manifests),
+                 "B/pull", {"wharf": per_pull}, better="lower", errors=errors, detail=detail,
+                 fmt="%.2f")
+        if writes is not None:
+            self.fig("gc", "meta_writes", "  meta.log write() calls for those pulls", "count",
+                     {"wharf": writes}, better="lower", errors=errors, fmt="%.0f")
+            self.fig("gc", "meta_fsyncs", "  fsync() calls meanwhile, any file", "count",
+                     {"wharf": fsyncs}, better="lower", errors=errors, fmt="%.0f")
+
+
     # -------------------------------------------------------------- startup
 
     def _startups(self, make):
@@ -1004,7 +1391,7 @@ class Bench:
         self.fig("memory", "rss_peak", "peak RSS (VmHWM), any process of the run", "MiB", peaks,
                  better="lower", target=at_most(32, "32 MiB"), detail=detail, fmt="%.1f")
         # The rows in the order a reader wants them: memory after the rest.
-        order = ("warm", "push", "tls", "cold", "memory", "startup")
+        order = ("warm", "push", "tls", "cold", "memory", "startup", "gc")
         self.figures.sort(key=lambda f: order.index(f.section))
 
     def log_problems(self):
@@ -1067,9 +1454,10 @@ class Bench:
             self.note("the machine was %.0f%% busy before the run (other processes): "
                       "expect noisy figures" % (100 * self.busy["before"]))
         try:
-            self.phase("prepare", self.prepare)
-            if "prepare" in self.broken:
-                return 1
+            if any(want(x) for x in ("warm", "push", "memory", "tls", "cold", "slow", "sick")):
+                self.phase("prepare", self.prepare)
+                if "prepare" in self.broken:
+                    return 1
             if want("warm") or want("push") or want("memory"):
                 self.phase("local systems, idle memory", self.phase_local)
                 self.phase("seed", self.phase_seed)
@@ -1097,6 +1485,10 @@ class Bench:
                 self.phase("cold: end", self.phase_cold_end)
             if want("startup"):
                 self.phase("startup", self.phase_startup)
+            if want("gc"):
+                self.phase("gc: sweep", self.phase_gc_sweep)
+                self.phase("gc: eviction", self.phase_gc_evict)
+                self.phase("gc: metadata per pull", self.phase_gc_meta)
             self.peak_figure()
         finally:
             for srv in self.servers:
@@ -1189,7 +1581,7 @@ def main():
     ap.add_argument("--json", help="where to write the results (default "
                     "build-release/bench.json)")
     ap.add_argument("--phases", help="comma-separated subset of: warm,push,memory,tls,cold,slow,"
-                    "sick,startup (default: all)")
+                    "sick,startup,gc (default: all)")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin servers and load tools to separate CPUs")
     ap.add_argument("--workdir", help="work directory (default: a new one in $TMPDIR)")

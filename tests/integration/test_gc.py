@@ -276,6 +276,54 @@ class Retention(GcTest):
                          ("keep", "retained by pulledWithin:3600000000000 policy"))
 
 
+class Budget(GcTest):
+
+    def test_evicts_least_recently_used_cached_images(self):
+        # storage.wharf.cacheMaxSize: images the cache stored (C in the
+        # metadata log) go, the least recently pulled (or stored) first,
+        # until the blobs fit; what a user pushed (U) never goes, however
+        # old. Each evicted image takes its blobs and, left empty, its
+        # repository with it.
+        self.start(gc_config())
+        names = ("old", "mid", "new", "pushed")
+        imgs = {n: self.image("cache/" + n, "v1", seed=n) for n in names}
+        self.w.stop()
+
+        def size(n):
+            d = os.path.join(self.w.root, "cache", n, "blobs", "sha256")
+            return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+
+        now = int(time.time() * 1000)
+        with open(os.path.join(self.w.root, ".wharf", "meta.log"), "w") as f:
+            for k, n in enumerate(names[:3]):
+                f.write(meta_line("C", now - (3 - k) * 3600 * 1000, "cache/" + n, imgs[n][0]))
+            f.write(meta_line("U", now - 5 * 3600 * 1000, "cache/pushed", imgs["pushed"][0]))
+        budget = size("new") + size("pushed") + 16
+        self.w.config["storage"]["wharf"] = {"cacheMaxSize": budget}
+        with open(self.w.config_path, "w") as f:
+            json.dump(self.w.config, f)
+        self.start_and_sweep()
+        evicted = self.records("evicted cached image")
+        self.assertEqual([r["repository"] for r in evicted], ["cache/old", "cache/mid"])
+        self.assertLessEqual(evicted[-1]["usage"], budget)
+        for n in ("old", "mid"):
+            d, blobs = imgs[n]
+            self.assertEqual(self.status("GET", "/v2/cache/%s/manifests/v1" % n), 404, n)
+            for b in blobs:
+                self.assertFalse(os.path.exists(self.blob_path("cache/" + n, b)), (n, b))
+            self.assertFalse(os.path.exists(os.path.join(self.w.root, "cache", n)), n)
+        for n in ("new", "pushed"):
+            d, blobs = imgs[n]
+            self.assertEqual(self.status("GET", "/v2/cache/%s/manifests/v1" % n), 200, n)
+            for b in blobs:
+                st, _, body = self.w.request("GET", "/v2/cache/%s/blobs/%s" % (n, b))
+                self.assertEqual((st, sha256(body)), (200, b))
+        # No copy in the shared store is left that no repository links.
+        shared = os.path.join(self.w.root, ".wharf", "blobs", "sha256")
+        for name in os.listdir(shared):
+            self.assertGreater(os.stat(os.path.join(shared, name)).st_nlink, 1, name)
+
+
 def meta_line(kind, ms, repo, digest):
     """A line of .wharf/meta.log (include/wharf/store/meta.h)."""
     text = "%s %d %s %s" % (kind, ms, repo, digest)
@@ -288,18 +336,28 @@ def meta_line(kind, ms, repo, digest):
 class Safety(GcTest):
 
     def test_pushes_and_pulls_during_gc_never_fail(self):
-        # A sweep a second, gcDelay 1s: clients push new images (blobs, then
+        # A sweep a second, gcDelay 3s: clients push new images (blobs, then
         # the manifest at once) and pull old ones in a bounded loop; not one
-        # request may fail.
-        self.start(gc_config(gcDelay="1s", gcInterval="1s"))
+        # request may fail. The loop runs at least 6 s, and on until three
+        # sweeps ran and one collected a manifest a moved tag left (a slow
+        # machine takes longer), 40 s at most.
+        self.start(gc_config(gcDelay="3s", gcInterval="1s"))
         kept = [self.image("load/%d" % i, "v1", seed="k%d" % i) for i in range(5)]
         failures = []
-        stop = time.monotonic() + 6
+        t0 = time.monotonic()
+
+        def running():
+            now = time.monotonic()
+            if now < t0 + 6:
+                return True
+            if now > t0 + 40:
+                return False
+            return self.sweeps_logged() < 3 or not self.records("removed untagged manifest")
 
         def pusher(n):
             c = Client(self, self.w)
             i = 0
-            while time.monotonic() < stop and i < 200:
+            while running() and i < 400:
                 try:
                     c.push_image("load/p%d" % n, "t%d" % (i % 3), seed="p%d-%d" % (n, i))
                     # Yesterday's tag moved: the old manifest is untagged
@@ -313,7 +371,7 @@ class Safety(GcTest):
 
         def puller():
             i = 0
-            while time.monotonic() < stop and i < 2000:
+            while running() and i < 4000:
                 d, blobs = kept[i % len(kept)]
                 repo = "load/%d" % (i % len(kept))
                 for path in ["/v2/%s/manifests/v1" % repo] + \
