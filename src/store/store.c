@@ -2261,6 +2261,8 @@ struct store_op {
 
 static void catalog_insert(wh_store *st, const char *repo);
 static void publish_run(struct store_op *op);
+static void finish_run(struct store_op *op);
+static void mount_run(struct store_op *op);
 static void manifest_put_run(struct store_op *op);
 static void manifest_delete_run(struct store_op *op);
 
@@ -2296,6 +2298,10 @@ static int op_complete(struct store_op *op)
 		                                        .len = op->len,
 		                                        .cached = op->cached});
 	}
+	if (rc == 0 && (op->run == publish_run || op->run == finish_run || op->run == mount_run))
+		wh_store__notify(st, &(wh_store_change){.kind = WH_STORE_BLOB_ADDED,
+		                                        .repo = op->repo,
+		                                        .digest = op->digest});
 	if (rc == 0 && op->run == manifest_delete_run) {
 		bool by_digest = wh_ref_is_digest(op->ref, strlen(op->ref));
 		if (by_digest)

@@ -496,6 +496,10 @@ typedef enum wh_store_change_kind {
 	WH_STORE_REPO_REMOVED,
 	/* A client pulled manifest digest of repo (wh_store_note_pull). */
 	WH_STORE_PULLED,
+	/* repo holds blob digest now (an upload finished, a blob published or
+	 * mounted; perhaps one it held already). A manifest the cache stored
+	 * before its config finds the config here. */
+	WH_STORE_BLOB_ADDED,
 } wh_store_change_kind;
 
 typedef struct wh_store_change {

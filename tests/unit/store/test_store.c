@@ -1561,6 +1561,12 @@ static void test_changes(void)
 	CHECK(s.kind[4] == WH_STORE_MANIFEST_DELETE && !s.tag[4][0] &&
 	      strcmp(s.digest[4], d2) == 0);
 
+	/* A blob published. */
+	char b[WH_DIGEST_LEN + 1];
+	s.n = 0;
+	CHECK(put_blob(st, "app", "a blob", b) == 0);
+	CHECK(s.n == 1 && s.kind[0] == WH_STORE_BLOB_ADDED && strcmp(s.digest[0], b) == 0);
+
 	/* The readers: index.json's entries, a manifest's bytes. */
 	CHECK(put_manifest(st, "app", "v2", M2, OCI_MANIFEST, d2) == 0);
 	CHECK(wh_store_entries_read(st, "app", &v, &n) == 0);
