@@ -21,6 +21,7 @@
 #include "wharf/ext/health.h"
 #include "wharf/ext/module.h"
 #include "wharf/ext/ratelimit.h"
+#include "wharf/ext/search.h"
 #include "wharf/oci/response.h"
 #include "wharf/store/gc.h"
 #include "wharf/store/scrub.h"
@@ -38,6 +39,7 @@ static const struct registration {
     {&wh_health_module, NO_SETTINGS},            /* /livez, /readyz, /startupz, open */
     {&wh_auth_module, SETTINGS(auth)},           /* authenticate, authorize */
     {&wh_ratelimit_module, SETTINGS(ratelimit)}, /* preaccess */
+    {&wh_search_module, SETTINGS(search)},       /* GraphQL search, discovery; uses auth's */
     {&wh_registry_module, NO_SETTINGS},          /* the OCI API; uses auth's state */
 };
 

@@ -22,6 +22,7 @@
 #include "wharf/ext/access.h"
 #include "wharf/ext/auth.h"
 #include "wharf/ext/ratelimit.h"
+#include "wharf/ext/search.h"
 #include "wharf/net/http.h"
 #include "wharf/net/tls.h"
 #include "wharf/store/scrub.h"
@@ -44,10 +45,10 @@ typedef struct wh_config {
 	wh_log_settings log;             /* log (log.h) */
 	wh_sync_settings sync;           /* extensions.sync (sync.h, upstream.h) */
 	wh_scrub_settings scrub;         /* extensions.scrub (scrub.h) */
+	wh_search_settings search;       /* extensions.search (search.h) */
 
 	/* extensions: as in Zot, an extension whose object is present is enabled
 	 * unless its "enable" is false */
-	bool search_enable;
 	bool ui_enable;
 	bool metrics_enable;
 

@@ -82,6 +82,7 @@ struct wh_gql_field {
 	wh_gql_field *sel; /* the selection set, n_sel > 0; NULL, 0: none (a leaf) */
 	int n_sel;
 	int line, col;
+	int id; /* 0 after parsing: the executor's (what the field resolves to) */
 };
 
 /* The key a field's value has in the answer: its alias, else its name. */
