@@ -19,6 +19,7 @@
 #include "wharf/cache/sync.h"
 #include "wharf/ext/auth.h"
 #include "wharf/ext/health.h"
+#include "wharf/ext/mgmt.h"
 #include "wharf/ext/module.h"
 #include "wharf/ext/ratelimit.h"
 #include "wharf/ext/search.h"
@@ -40,6 +41,7 @@ static const struct registration {
     {&wh_auth_module, SETTINGS(auth)},           /* authenticate, authorize */
     {&wh_ratelimit_module, SETTINGS(ratelimit)}, /* preaccess */
     {&wh_search_module, SETTINGS(search)},       /* GraphQL search, discovery; uses auth's */
+    {&wh_mgmt_module, SETTINGS(search)},         /* zui's config, open; uses auth's */
     {&wh_registry_module, NO_SETTINGS},          /* the OCI API; uses auth's state */
 };
 
