@@ -993,8 +993,9 @@ static int from_json(wh_gql_doc *doc, const cJSON *j, wh_gql_value *out, int dep
 		out->b = cJSON_IsTrue(j);
 	} else if (cJSON_IsNumber(j)) {
 		double d = j->valuedouble;
-		if (isfinite(d) && d == floor(d) && d >= -9223372036854775808.0 &&
-		    d < 9223372036854775808.0) {
+		/* (No floor(): nothing here links libm.) */
+		if (isfinite(d) && d >= -9223372036854775808.0 && d < 9223372036854775808.0 &&
+		    (double)(int64_t)d == d) {
 			out->kind = WH_GQL_INT;
 			out->i = (int64_t)d;
 		} else {
