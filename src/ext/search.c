@@ -1935,7 +1935,8 @@ static void answer_images(struct ex *x, const wh_gql_field *f, struct img_list *
                           const struct page *pg, enum shape shape)
 {
 	g_sort = pg->sort == SORT_NONE ? SORT_ALPHA_ASC : pg->sort;
-	qsort(l->v, (size_t)l->n, sizeof(*l->v), img_cmp);
+	if (l->n > 1)
+		qsort(l->v, (size_t)l->n, sizeof(*l->v), img_cmp);
 	int start, end;
 	page_range(pg, l->n, &start, &end);
 	open_(&x->o, '{');
@@ -1965,7 +1966,8 @@ static void answer_repos(struct ex *x, const wh_gql_field *f, struct rep_list *l
                          const struct page *pg, enum shape shape)
 {
 	g_sort = pg->sort == SORT_NONE ? SORT_ALPHA_ASC : pg->sort;
-	qsort(l->v, (size_t)l->n, sizeof(*l->v), rep_cmp);
+	if (l->n > 1)
+		qsort(l->v, (size_t)l->n, sizeof(*l->v), rep_cmp);
 	int start, end;
 	page_range(pg, l->n, &start, &end);
 	open_(&x->o, '{');
@@ -2338,7 +2340,8 @@ static void q_expanded(struct ex *x, const wh_gql_field *f)
 				}
 			}
 			g_sort = SORT_UPDATE_TIME;
-			qsort(l.v, (size_t)l.n, sizeof(*l.v), img_cmp);
+			if (l.n > 1)
+				qsort(l.v, (size_t)l.n, sizeof(*l.v), img_cmp);
 			open_(&x->o, '[');
 			for (int k = 0; k < l.n; k++)
 				image_object(x, s, &l.v[k]);
@@ -2850,16 +2853,17 @@ static void search_request(struct search *s, wh_call *call)
 	}
 	if (wh_req_query_has(req, "variables")) {
 		char *v = wh_malloc(BODY_MAX + 1);
-		if (wh_req_query(req, "variables", v, BODY_MAX + 1) && *v) {
+		bool ok = wh_req_query(req, "variables", v, BODY_MAX + 1) != NULL;
+		if (ok && *v) {
 			p->variables = cJSON_Parse(v);
 			p->own_variables = true;
-			if (!p->variables) {
-				free(v);
-				refuse_one(req, 400, "variables could not be decoded", 0, 0, NULL);
-				return;
-			}
+			ok = p->variables != NULL;
 		}
 		free(v);
+		if (!ok) {
+			refuse_one(req, 400, "variables could not be decoded", 0, 0, NULL);
+			return;
+		}
 	}
 	run_pending(p);
 }
