@@ -789,6 +789,45 @@ class SearchRestartTest(SearchTestBase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class SearchGcTest(SearchTestBase):
+    """What the GC and retention remove leaves the index too (the store tells
+    it a repository's index.json was rewritten, or the repository removed)."""
+
+    def sweeps(self, w):
+        return sum(1 for r in w.log_records() if r.get("message") == "gc successfully completed")
+
+    def wait_sweeps(self, w, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.sweeps(w) < n:
+            time.sleep(0.05)
+        self.assertGreaterEqual(self.sweeps(w), n, w.log())
+
+    def test_retention_and_gc(self):
+        policy = {"repositories": ["ret/**"], "keepTags": [{"patterns": ["^v1"]}]}
+        cfg = {"storage": {"gc": True, "gcDelay": "1h", "gcInterval": "1s",
+                           "retention": {"delay": "1h", "policies": [policy]}},
+               "extensions": {"search": {}}}
+        with Wharf(cfg) as w:
+            self.wait_sweeps(w, 1)
+            c = SearchClient(self, w)
+            p = Pusher(self, w)
+            p.image("ret/app", "v1.0", [layer("ret 1")])
+            p.image("ret/app", "v2.0", [layer("ret 2")])
+            q = global_search("ret/app:", "Images { Tag }")
+            n = self.sweeps(w)
+            # Whichever way it goes: pushed between two sweeps, or during
+            # one (then the next), v2.0 loses its tag within two.
+            self.wait_sweeps(w, n + 2)
+            self.assertEqual(c.data(q)["GlobalSearch"]["Images"], [{"Tag": "v1.0"}])
+            removed = [r for r in w.log_records() if r.get("message") == "applied policy"
+                       and r.get("decision") == "delete"]
+            self.assertEqual([r["tag"] for r in removed], ["v2.0"])
+            # Its last tag deleted: nothing left to find (the sweeps go on).
+            st, _, _ = w.request("DELETE", "/v2/ret/app/manifests/v1.0")
+            self.assertEqual(st, 202)
+            self.assertEqual(c.data(q)["GlobalSearch"]["Images"], [])
+
+
 ACCESS = {
     "repositories": {
         "public/**": {"policies": [{"users": ["alice"],
