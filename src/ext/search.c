@@ -2045,31 +2045,62 @@ static bool has_prefix(const char *s, const char *p)
 	return strncmp(s, p, strlen(p)) == 0;
 }
 
-/* The digest target: does a manifest, its config or a layer start with q
- * ("sha256:" and a hex prefix)? Layers are known by their first 16 hex
- * digits; a longer query is confirmed against the manifest itself. */
-static bool manifest_matches(struct ex *x, const wh_si_repo *r, const wh_si_image *m, const char *q)
+/* A digest search: "sha256:" and a hex prefix, as nibbles, to compare with
+ * digests without writing them out. */
+struct dprefix {
+	const char *q; /* as asked */
+	uint8_t raw[32];
+	int nibbles; /* -1: not "sha256:" and hex, so no digest starts with it */
+};
+
+static void dprefix_of(const char *q, struct dprefix *p)
 {
-	char d[WH_DIGEST_LEN + 1];
-	wh_si_digest_str(m->digest, d);
-	if (has_prefix(d, q))
-		return true;
-	if (m->type != WH_SI_MANIFEST)
+	memset(p, 0, sizeof(*p));
+	p->q = q;
+	p->nibbles = -1;
+	if (!has_prefix(q, "sha256:") || strlen(q + 7) > 64)
+		return;
+	int n = 0;
+	for (const char *c = q + 7; *c; c++, n++) {
+		int v = *c >= '0' && *c <= '9'   ? *c - '0'
+		        : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10
+		                                 : -1;
+		if (v < 0)
+			return;
+		p->raw[n / 2] |= (uint8_t)(n % 2 ? v : v << 4);
+	}
+	p->nibbles = n;
+}
+
+/* Do the first nibbles of d (len bytes) match? (At most len * 2 of them.) */
+static bool nibbles_match(const struct dprefix *p, const uint8_t *d, int len)
+{
+	int n = WH_MIN(p->nibbles, len * 2);
+	if (n < 0 || memcmp(d, p->raw, (size_t)(n / 2)) != 0)
 		return false;
-	wh_si_digest_str(m->config, d);
-	if (has_prefix(d, q))
+	return n % 2 == 0 || (d[n / 2] & 0xF0) == p->raw[n / 2];
+}
+
+/* The digest target: does a manifest, its config or a layer start with the
+ * query? Layers are known by the first 8 bytes of their digests; a longer
+ * query is confirmed against the manifest itself. */
+static bool manifest_matches(struct ex *x, const wh_si_repo *r, const wh_si_image *m,
+                             const struct dprefix *p)
+{
+	if (nibbles_match(p, m->digest, 32))
 		return true;
-	if (!has_prefix(q, "sha256:"))
+	if (m->type != WH_SI_MANIFEST || p->nibbles < 0)
 		return false;
-	const char *hex = q + 7;
-	size_t qn = strlen(hex);
+	if (nibbles_match(p, m->config, 32))
+		return true;
 	bool confirm = false;
 	for (int i = 0; i < m->n_layers && !confirm; i++) {
-		char kh[17];
-		snprintf(kh, sizeof(kh), "%016" PRIx64, m->layers[i].key);
-		if (strncmp(kh, hex, WH_MIN(qn, 16)) != 0)
+		uint8_t k[8];
+		for (int b = 0; b < 8; b++)
+			k[b] = (uint8_t)(m->layers[i].key >> (56 - 8 * b));
+		if (!nibbles_match(p, k, 8))
 			continue;
-		if (qn <= 16)
+		if (p->nibbles <= 16)
 			return true;
 		confirm = true;
 	}
@@ -2083,7 +2114,7 @@ static bool manifest_matches(struct ex *x, const wh_si_repo *r, const wh_si_imag
 	{
 		const char *ld =
 		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "digest"));
-		if (ld && has_prefix(ld, q))
+		if (ld && has_prefix(ld, p->q))
 			return true;
 	}
 	return false;
@@ -2094,6 +2125,8 @@ static bool manifest_matches(struct ex *x, const wh_si_repo *r, const wh_si_imag
  * is the query). */
 static void digest_images(struct ex *x, const char *q, struct img_list *l)
 {
+	struct dprefix p;
+	dprefix_of(q, &p);
 	for (int i = 0; i < wh_search_index_count(x->s->idx); i++) {
 		const wh_si_repo *r = wh_search_index_at(x->s->idx, i);
 		if (!r->n_tags || !may(x, r->name, WH_ACTION_READ))
@@ -2104,7 +2137,7 @@ static void digest_images(struct ex *x, const char *q, struct img_list *l)
 				continue;
 			struct img g = img_of(r, im, r->tags[t].name);
 			if (im->type == WH_SI_MANIFEST) {
-				if (manifest_matches(x, r, im, q))
+				if (manifest_matches(x, r, im, &p))
 					img_add(l, &g);
 				continue;
 			}
@@ -2115,7 +2148,7 @@ static void digest_images(struct ex *x, const char *q, struct img_list *l)
 				g.kids = 0;
 				for (int k = 0; k < im->n_kids && k < 64; k++) {
 					const wh_si_image *c = child(r, im, k);
-					if (c && manifest_matches(x, r, c, q))
+					if (c && manifest_matches(x, r, c, &p))
 						g.kids |= (uint64_t)1 << k;
 				}
 				if (!g.kids)
