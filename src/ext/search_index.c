@@ -1076,7 +1076,7 @@ static void walk_done(uv_work_t *w, int status)
 	}
 	wh_log(WH_LOG_INFO, "search index loaded", "repositories", WH_LI, (long long)idx->t.n,
 	       "tags", WH_LI, (long long)tags, "manifests", WH_LI, (long long)images, "bytes",
-	       WH_LI, (long long)wh_search_index_bytes(idx), "changed meanwhile", WH_LI,
+	       WH_LI, (long long)wh_search_index_bytes(idx), "changed_meanwhile", WH_LI,
 	       (long long)dirty, "unreadable", WH_LI, (long long)wk->failed, "duration_ms", WH_LI,
 	       (long long)(uv_now(idx->loop) - wk->started_ms), NULL);
 	free(wk);
