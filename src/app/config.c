@@ -109,19 +109,13 @@ static const wh_conf_key http_keys[] = {
     WH_CONF_END,
 };
 
-static const wh_conf_key search_keys[] = {
-    WH_CONF_KEY("enable", WH_CONF_BOOL, 0, CFG(search_enable)),
-    WH_CONF_IGNORED("cve", WH_CONF_WARN),
-    WH_CONF_END,
-};
-
 static const wh_conf_key ui_keys[] = {
     WH_CONF_KEY("enable", WH_CONF_BOOL, 0, CFG(ui_enable)),
     WH_CONF_END,
 };
 
 static const wh_conf_key extensions_keys[] = {
-    WH_CONF_SUB("search", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(search_enable), search_keys),
+    WH_CONF_SUB("search", WH_CONF_SECTION, WH_CONF_PRESENCE, CFG(search), wh_search_keys),
     WH_CONF_SUB("ui", WH_CONF_OBJECT, WH_CONF_PRESENCE, CFG(ui_enable), ui_keys),
     WH_CONF_FN("metrics", CFG(metrics), wh_metrics_conf),
     WH_CONF_FN("sync", CFG(sync), wh_sync_conf),
@@ -204,6 +198,7 @@ static void finish(wh_conf *p, wh_config *c)
 	wh_tls_settings_check(p, &c->tls);
 	wh_sync_settings_finish(&c->sync);
 	c->auth.mtls = c->tls.cert && c->tls.cacert;
+	c->search.dist_spec_version = c->dist_spec_version;
 	check_access(p, c);
 }
 

@@ -414,7 +414,7 @@ static void restart_notes(const wh_config *o, const wh_config *n)
 		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "http.tls (on or off, cacert)", NULL);
 	if ((o->log.output && *o->log.output) != (n->log.output && *n->log.output))
 		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "log.output (to or from stderr)", NULL);
-	if (o->sync.enable != n->sync.enable || o->search_enable != n->search_enable ||
+	if (o->sync.enable != n->sync.enable || o->search.enable != n->search.enable ||
 	    o->ui_enable != n->ui_enable || o->metrics.enable != n->metrics.enable ||
 	    o->scrub.enable != n->scrub.enable)
 		wh_log(WH_LOG_WARN, msg, "key", WH_LS, "extensions (turned on or off), scrub",

@@ -20,8 +20,10 @@
 #include "wharf/ext/auth.h"
 #include "wharf/ext/health.h"
 #include "wharf/ext/metrics.h"
+#include "wharf/ext/mgmt.h"
 #include "wharf/ext/module.h"
 #include "wharf/ext/ratelimit.h"
+#include "wharf/ext/search.h"
 #include "wharf/ext/ui.h"
 #include "wharf/oci/response.h"
 #include "wharf/store/gc.h"
@@ -40,6 +42,8 @@ static const struct registration {
     {&wh_health_module, NO_SETTINGS},            /* /livez, /readyz, /startupz, open */
     {&wh_auth_module, SETTINGS(auth)},           /* authenticate, authorize */
     {&wh_ratelimit_module, SETTINGS(ratelimit)}, /* preaccess */
+    {&wh_search_module, SETTINGS(search)},       /* GraphQL search, discovery; uses auth's */
+    {&wh_mgmt_module, SETTINGS(search)},         /* zui's config, open; uses auth's */
     {&wh_registry_module, NO_SETTINGS},          /* the OCI API; uses auth's state */
     {&wh_metrics_module, SETTINGS(metrics)},     /* the metrics, the status page; log */
     {&wh_ui_module, SETTINGS(ui_enable)},        /* /, /assets/..., the pages; open */

@@ -611,6 +611,8 @@ static int parse_key(wh_conf *p, const wh_conf_key *f, const cJSON *v, char *bas
 		rc = wh_conf_walk(p, v, f->sub, base);
 		break;
 	case WH_CONF_SECTION:
+		if ((f->flags & WH_CONF_PRESENCE) && cJSON_IsObject(v))
+			*(bool *)(void *)(base + f->off) = true;
 		rc = wh_conf_walk(p, v, f->sub, base + f->off);
 		break;
 	case WH_CONF_INLINE: /* never matched by name */

@@ -635,6 +635,11 @@ bool wh_auth_filters(const wh_auth *a)
 	return a->cfg->access.enabled;
 }
 
+bool wh_auth_passwords(const wh_auth *a)
+{
+	return a && a->authn;
+}
+
 void wh_auth_base_headers(const wh_auth *a, wh_req *req)
 {
 	if (a->authn && !wh_req_header(req, "x-zot-api-client"))

@@ -1245,8 +1245,11 @@ static void apply_done(wh_gc *gc, struct job *j)
 		wh_log(WH_LOG_DEBUG, "repository changed during gc: left to the next sweep",
 		       "module", WH_LS, "gc", "repository", WH_LS, j->repo, NULL);
 	}
-	if (j->index_written)
+	if (j->index_written) {
 		wh_store__index_forget(gc->st, j->repo);
+		wh_store__notify(
+		    gc->st, &(wh_store_change){.kind = WH_STORE_REPO_CHANGED, .repo = j->repo});
+	}
 	int manifests = 0, tags = 0;
 	for (int i = 0; i < j->md.n_m; i++) {
 		const struct mf *m = &j->md.m[i];
@@ -1267,6 +1270,8 @@ static void apply_done(wh_gc *gc, struct job *j)
 	if (j->repo_removed) {
 		wh_store__index_forget(gc->st, j->repo);
 		wh_store__catalog_remove(gc->st, j->repo);
+		wh_store__notify(
+		    gc->st, &(wh_store_change){.kind = WH_STORE_REPO_REMOVED, .repo = j->repo});
 		wh_log(WH_LOG_INFO, "removed empty repository", "module", WH_LS, "gc", "repository",
 		       WH_LS, j->repo, NULL);
 	}
@@ -1308,9 +1313,13 @@ static void evict_done(wh_gc *gc, struct job *j)
 	for (int i = 0; i < j->evicted.n; i++)
 		wh_meta_forget(meta, j->repo, j->evicted.v[i]);
 	wh_store__index_forget(gc->st, j->repo);
+	wh_store__notify(gc->st,
+	                 &(wh_store_change){.kind = WH_STORE_REPO_CHANGED, .repo = j->repo});
 	if (j->repo_removed) {
 		wh_store__catalog_remove(gc->st, j->repo);
 		repo_bytes_forget(gc, j->repo);
+		wh_store__notify(
+		    gc->st, &(wh_store_change){.kind = WH_STORE_REPO_REMOVED, .repo = j->repo});
 	}
 	wh_store__usage_add(gc->st, -j->freed);
 	gc->stats.evictions++;

@@ -67,6 +67,9 @@ bool wh_store__repo_remove_if_empty(wh_store *st, const char *repo);
 void wh_store__index_forget(wh_store *st, const char *repo);
 void wh_store__catalog_remove(wh_store *st, const char *repo);
 
+/* Loop: tell the listeners (wh_store_on_change) of a change. */
+void wh_store__notify(wh_store *st, const wh_store_change *ch);
+
 /* Loop: the bytes the blobs take changed by delta / were counted anew. */
 void wh_store__usage_add(wh_store *st, int64_t delta);
 void wh_store__usage_set(wh_store *st, int64_t usage);

@@ -127,6 +127,12 @@ struct wh_store {
 	int64_t pending;            /* claimed by fills in flight (store.h) */
 	void (*on_grow)(void *arg); /* after an operation added bytes */
 	void *on_grow_arg;
+	/* Told of every change of the manifests (wh_store_on_change). */
+	struct listener {
+		wh_store_change_fn fn;
+		void *arg;
+	} listeners[WH_STORE_LISTENERS_MAX];
+	int n_listeners;
 };
 
 /* ---- small helpers ---- */
@@ -670,6 +676,61 @@ out:
 	return rc;
 }
 
+int wh_store_entries_read(const wh_store *st, const char *repo, wh_store_entry **out, int *n)
+{
+	cJSON *idx = NULL, *e;
+	wh_store_entry *v = NULL;
+	int count = 0, cap = 0, rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!repo_ok(repo))
+		return WH_EINVAL;
+	/* index_load changes nothing of the store but its log lines. */
+	rc = index_load((wh_store *)st, repo, &idx);
+	if (rc < 0)
+		return rc;
+	cJSON_ArrayForEach(e, index_manifests(idx))
+	{
+		const char *d = entry_digest(e), *tag = entry_tag(e),
+		           *mt = json_str(e, "mediaType");
+		if (!digest_ok(d))
+			continue;
+		v = wh_grow(v, sizeof(*v), count, &cap, 16);
+		memcpy(v[count].digest, d, WH_DIGEST_LEN + 1);
+		v[count].tag = tag ? wh_strdup(tag) : NULL;
+		v[count].media_type = mt ? wh_strdup(mt) : NULL;
+		count++;
+	}
+	cJSON_Delete(idx);
+	*out = v;
+	*n = count;
+	return 0;
+}
+
+void wh_store_entries_free(wh_store_entry *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(v[i].tag);
+		free(v[i].media_type);
+	}
+	free(v);
+}
+
+int wh_store_blob_read(const wh_store *st, const char *repo, const char *digest, size_t max,
+                       char **data, size_t *len)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	*data = NULL;
+	*len = 0;
+	if (!repo_ok(repo) || !digest_ok(digest))
+		return WH_EINVAL;
+	rc = blob_path(st, repo, digest, path);
+	return rc < 0 ? rc : read_file(path, max, data, len);
+}
+
 static struct index_slot *index_slot_find(wh_store *st, const char *repo)
 {
 	for (int i = 0; i < INDEX_CACHE; i++)
@@ -1021,6 +1082,8 @@ wh_meta *wh_store_meta(wh_store *st)
 void wh_store_note_pull(wh_store *st, const char *repo, const char *digest)
 {
 	wh_meta_pulled(st->meta, repo, digest, wh_wall_ms());
+	wh_store__notify(
+	    st, &(wh_store_change){.kind = WH_STORE_PULLED, .repo = repo, .digest = digest});
 }
 
 bool wh_store_cached(void *arg, const char *repo, const char *digest)
@@ -1040,6 +1103,37 @@ void wh_store_on_grow(wh_store *st, void (*fn)(void *arg), void *arg)
 {
 	st->on_grow = fn;
 	st->on_grow_arg = arg;
+}
+
+int wh_store_on_change(wh_store *st, wh_store_change_fn fn, void *arg)
+{
+	if (st->n_listeners == WH_STORE_LISTENERS_MAX)
+		return WH_ETOOBIG;
+	st->listeners[st->n_listeners++] = (struct listener){fn, arg};
+	return 0;
+}
+
+void wh_store_off_change(wh_store *st, wh_store_change_fn fn, void *arg)
+{
+	for (int i = 0; i < st->n_listeners; i++) {
+		if (st->listeners[i].fn != fn || st->listeners[i].arg != arg)
+			continue;
+		memmove(st->listeners + i, st->listeners + i + 1,
+		        sizeof(st->listeners[0]) * (size_t)(st->n_listeners - i - 1));
+		st->n_listeners--;
+		return;
+	}
+}
+
+void wh_store__notify(wh_store *st, const wh_store_change *ch)
+{
+	/* A copy: a listener may take itself off meanwhile. */
+	struct listener l[WH_STORE_LISTENERS_MAX];
+	int n = st->n_listeners;
+
+	memcpy(l, st->listeners, sizeof(l[0]) * (size_t)n);
+	for (int i = 0; i < n; i++)
+		l[i].fn(l[i].arg, ch);
 }
 
 void wh_store__usage_add(wh_store *st, int64_t delta)
@@ -2200,6 +2294,8 @@ struct store_op {
 
 static void catalog_insert(wh_store *st, const char *repo);
 static void publish_run(struct store_op *op);
+static void finish_run(struct store_op *op);
+static void mount_run(struct store_op *op);
 static void manifest_put_run(struct store_op *op);
 static void manifest_delete_run(struct store_op *op);
 
@@ -2224,10 +2320,30 @@ static int op_complete(struct store_op *op)
 		catalog_insert(st, op->repo);
 	if (op->created || op->index_written)
 		index_forget(st, op->repo);
-	if (rc == 0 && op->run == manifest_put_run)
+	if (rc == 0 && op->run == manifest_put_run) {
 		wh_meta_stored(st->meta, op->repo, op->digest, op->cached, wh_wall_ms());
-	if (rc == 0 && op->run == manifest_delete_run && wh_ref_is_digest(op->ref, strlen(op->ref)))
-		wh_meta_forget(st->meta, op->repo, op->ref);
+		wh_store__notify(st, &(wh_store_change){.kind = WH_STORE_MANIFEST_PUT,
+		                                        .repo = op->repo,
+		                                        .tag = op->ref[0] ? op->ref : NULL,
+		                                        .digest = op->digest,
+		                                        .media_type = op->media_type,
+		                                        .data = op->data,
+		                                        .len = op->len,
+		                                        .cached = op->cached});
+	}
+	if (rc == 0 && (op->run == publish_run || op->run == finish_run || op->run == mount_run))
+		wh_store__notify(st, &(wh_store_change){.kind = WH_STORE_BLOB_ADDED,
+		                                        .repo = op->repo,
+		                                        .digest = op->digest});
+	if (rc == 0 && op->run == manifest_delete_run) {
+		bool by_digest = wh_ref_is_digest(op->ref, strlen(op->ref));
+		if (by_digest)
+			wh_meta_forget(st->meta, op->repo, op->ref);
+		wh_store__notify(st, &(wh_store_change){.kind = WH_STORE_MANIFEST_DELETE,
+		                                        .repo = op->repo,
+		                                        .tag = by_digest ? NULL : op->ref,
+		                                        .digest = by_digest ? op->ref : NULL});
+	}
 	wh_store__usage_add(st, op->added - op->freed);
 	if (op->up)
 		upload_free(st, op->up); /* finished: the session is gone, pins and all */

@@ -23,6 +23,7 @@
 #include "wharf/ext/auth.h"
 #include "wharf/ext/metrics.h"
 #include "wharf/ext/ratelimit.h"
+#include "wharf/ext/search.h"
 #include "wharf/net/http.h"
 #include "wharf/net/tls.h"
 #include "wharf/store/scrub.h"
@@ -46,10 +47,10 @@ typedef struct wh_config {
 	wh_sync_settings sync;           /* extensions.sync (sync.h, upstream.h) */
 	wh_scrub_settings scrub;         /* extensions.scrub (scrub.h) */
 	wh_metrics_settings metrics;     /* extensions.metrics (metrics.h) */
+	wh_search_settings search;       /* extensions.search (search.h) */
 
 	/* extensions: as in Zot, an extension whose object is present is enabled
 	 * unless its "enable" is false */
-	bool search_enable;
 	bool ui_enable;
 
 	/* Keys Zot accepts that Wharf ignores for now, as "path" strings. */

@@ -69,7 +69,9 @@ enum {
 	WH_CONF_WARN_IF_SET = 1 << 1, /* not implemented: warn when true, non-zero or non-empty */
 	WH_CONF_POSITIVE = 1 << 2,    /* INT, DURATION, SIZE: must be > 0 */
 	WH_CONF_NONEMPTY = 1 << 3,    /* STRING: must not be "" */
-	WH_CONF_PRESENCE = 1 << 4,    /* OBJECT: the bool at off is set true when present */
+	/* OBJECT: the bool at off is set true when present; SECTION: the bool
+	 * its struct begins with (an extension's `enable`, true when present) */
+	WH_CONF_PRESENCE = 1 << 4,
 	/* A security key Wharf does not implement: an error, never a warning. A
 	 * config that asks for protection is not served without it (fail
 	 * closed). REFUSE whenever present, REFUSE_IF_SET when true, non-zero or

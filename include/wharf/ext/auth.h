@@ -86,6 +86,9 @@ bool wh_auth_may(const wh_auth *a, const char *user, const char *repo, unsigned 
 /* True when access control is configured: the catalog must be filtered. */
 bool wh_auth_filters(const wh_auth *a);
 
+/* True when users log in with a password (http.auth.htpasswd). */
+bool wh_auth_passwords(const wh_auth *a);
+
 /* Add what Zot adds to a 200 on /v2/ when authentication is configured
  * (WWW-Authenticate: basic realm=<realm>), so clients that were let in as
  * anonymous still learn that they could log in. Nothing otherwise. */

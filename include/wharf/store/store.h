@@ -489,6 +489,81 @@ void wh_store_on_grow(wh_store *st, void (*fn)(void *arg), void *arg);
 void wh_store_pending_add(wh_store *st, int64_t delta);
 int64_t wh_store_pending(const wh_store *st);
 
+/* ---- changes, for what is kept beside the store ----
+ *
+ * A module that keeps something derived from the manifests (the search
+ * index) is told of every change of them, on the loop, once the store's
+ * own memory caught up and before the operation's callback: a client
+ * answered from that callback finds its push (or delete) already seen.
+ * Listeners must not call the store's changes from here; reads are fine. */
+typedef enum wh_store_change_kind {
+	/* A manifest was stored (pushed, or filled by the cache: cached), and
+	 * tag, when not NULL, points at it now. data/len are its bytes and
+	 * media_type the type it was stored with (may be NULL). */
+	WH_STORE_MANIFEST_PUT,
+	/* By tag (tag set, digest NULL): the tag is gone, the manifest stays.
+	 * By digest (digest set, tag NULL): the manifest and every tag on it. */
+	WH_STORE_MANIFEST_DELETE,
+	/* repo's index.json was rewritten otherwise (a GC sweep, retention, an
+	 * eviction: tags and manifests removed): read it again. */
+	WH_STORE_REPO_CHANGED,
+	/* repo is gone (an empty repository the GC removed). */
+	WH_STORE_REPO_REMOVED,
+	/* A client pulled manifest digest of repo (wh_store_note_pull). */
+	WH_STORE_PULLED,
+	/* repo holds blob digest now (an upload finished, a blob published or
+	 * mounted; perhaps one it held already). A manifest the cache stored
+	 * before its config finds the config here. */
+	WH_STORE_BLOB_ADDED,
+} wh_store_change_kind;
+
+typedef struct wh_store_change {
+	wh_store_change_kind kind;
+	const char *repo;
+	const char *tag;
+	const char *digest;
+	const char *media_type;
+	const char *data;
+	size_t len;
+	bool cached;
+} wh_store_change;
+
+typedef void (*wh_store_change_fn)(void *arg, const wh_store_change *ch);
+
+/* Listeners are called in the order they were added; at most this many. */
+#define WH_STORE_LISTENERS_MAX 4
+
+/* Add a listener: 0, or WH_ETOOBIG when there are WH_STORE_LISTENERS_MAX
+ * already. wh_store_off_change removes it (the same fn and arg), before
+ * what arg points to goes: operations still in the thread pool complete
+ * on the loop later and would call it. */
+int wh_store_on_change(wh_store *st, wh_store_change_fn fn, void *arg);
+void wh_store_off_change(wh_store *st, wh_store_change_fn fn, void *arg);
+
+/* ---- reading a repository off the loop ----
+ *
+ * What a thread of the pool may read (a start-up scan): the filesystem
+ * only, none of the loop's caches; files are replaced by renames, so no
+ * lock is needed. */
+
+/* One entry of repo's index.json. */
+typedef struct wh_store_entry {
+	char digest[WH_DIGEST_LEN + 1];
+	char *tag;        /* its ref.name annotation, or NULL */
+	char *media_type; /* the entry's, or NULL */
+} wh_store_entry;
+
+/* repo's entries, in index.json's order; entries without a valid digest are
+ * left out. *out is malloc'd (free with wh_store_entries_free). 0,
+ * WH_ENOTFOUND when repo has no index.json, WH_EIO when it cannot be read. */
+int wh_store_entries_read(const wh_store *st, const char *repo, wh_store_entry **out, int *n);
+void wh_store_entries_free(wh_store_entry *v, int n);
+
+/* The bytes of a blob (or manifest) of repo, at most max of them: *data is
+ * malloc'd and NUL-terminated. 0, WH_ENOTFOUND, WH_ETOOBIG, -errno. */
+int wh_store_blob_read(const wh_store *st, const char *repo, const char *digest, size_t max,
+                       char **data, size_t *len);
+
 void wh_strv_free(char **v, int n);
 
 #endif

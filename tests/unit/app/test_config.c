@@ -73,7 +73,7 @@ static void check_classic(const wh_config *c, const char *root, const char *addr
 	CHECK(c->http.max_connections == 1024 && c->http.max_header_bytes == 65536 &&
 	      c->http.max_headers == 100);
 	CHECK(c->log.level == WH_LOG_INFO && c->log.output == NULL && c->log.audit == NULL);
-	CHECK(c->search_enable && c->ui_enable && !c->metrics.enable && c->sync.enable);
+	CHECK(c->search.enable && c->ui_enable && !c->metrics.enable && c->sync.enable);
 	CHECK(c->sync.upstream.credentials_file == NULL);
 	CHECK(c->sync.manifest_check_interval_ms == 300000);
 	CHECK(!c->sync.upstream.allow_private_redirects);
@@ -146,7 +146,7 @@ static void test_defaults_when_absent(void)
 	CHECK(c.storage.gc && c.storage.dedupe);
 	CHECK(c.storage.gc_delay_ms == 3600000 && c.storage.gc_interval_ms == 3600000);
 	CHECK(c.log.level == WH_LOG_INFO);
-	CHECK(!c.search_enable && !c.ui_enable && !c.metrics.enable && !c.sync.enable);
+	CHECK(!c.search.enable && !c.ui_enable && !c.metrics.enable && !c.sync.enable);
 	CHECK(!c.scrub.enable);
 	CHECK(c.sync.n_registries == 0 && c.n_warnings == 0);
 	CHECK(c.dist_spec_version == NULL);
@@ -162,7 +162,7 @@ static void test_defaults_when_absent(void)
 	CHECK(parse("{'storage': {'rootDirectory': '/r'}, 'extensions': {'sync': {}, 'ui': {},"
 	            " 'metrics': {}, 'search': {'enable': false}}}",
 	            &c, err, sizeof(err)) == 0);
-	CHECK(c.sync.enable && c.ui_enable && c.metrics.enable && !c.search_enable);
+	CHECK(c.sync.enable && c.ui_enable && c.metrics.enable && !c.search.enable);
 	wh_config_free(&c);
 
 	/* Keys match case-insensitively, as with Zot's viper; null is absent. */

@@ -1504,6 +1504,91 @@ static void test_manifest_references_rechecked(void)
 	wh_store_close(st);
 }
 
+/* What the listeners are told (wh_store_on_change), and the readers a
+ * thread of the pool may use. */
+struct seen {
+	int n;
+	wh_store_change_kind kind[8];
+	char tag[8][32], digest[8][WH_DIGEST_LEN + 1];
+	size_t len[8];
+};
+
+static void on_change(void *arg, const wh_store_change *ch)
+{
+	struct seen *s = arg;
+	if (s->n == 8)
+		return;
+	s->kind[s->n] = ch->kind;
+	snprintf(s->tag[s->n], sizeof(s->tag[0]), "%s", ch->tag ? ch->tag : "");
+	snprintf(s->digest[s->n], sizeof(s->digest[0]), "%s", ch->digest ? ch->digest : "");
+	s->len[s->n] = ch->data ? ch->len : 0;
+	s->n++;
+}
+
+static void test_changes(void)
+{
+	char d1[WH_DIGEST_LEN + 1], d2[WH_DIGEST_LEN + 1];
+	struct seen s = {0}, other = {0};
+	wh_store *st = NULL;
+	wh_store_entry *v = NULL;
+	int n = 0;
+	char *data = NULL;
+	size_t len = 0;
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(wh_store_on_change(st, on_change, &s) == 0);
+	CHECK(wh_store_on_change(st, on_change, &other) == 0);
+	CHECK(wh_store_on_change(st, on_change, &other) == 0);
+	CHECK(wh_store_on_change(st, on_change, &other) == 0);
+	CHECK(wh_store_on_change(st, on_change, &other) == WH_ETOOBIG);
+	for (int i = 0; i < 3; i++)
+		wh_store_off_change(st, on_change, &other);
+
+	CHECK(put_manifest(st, "app", "v1", M1, OCI_MANIFEST, d1) == 0);
+	CHECK(put_manifest(st, "app", NULL, M2, OCI_MANIFEST, d2) == 0);
+	wh_store_note_pull(st, "app", d1);
+	CHECK(wh_store_manifest_delete(st, "app", "v1") == 0);
+	CHECK(wh_store_manifest_delete(st, "app", d2) == 0);
+	CHECK(wh_store_manifest_delete(st, "app", "nope") == WH_ENOTFOUND); /* nothing told */
+	CHECK(s.n == 5 && other.n == 0);
+	CHECK(s.kind[0] == WH_STORE_MANIFEST_PUT && strcmp(s.tag[0], "v1") == 0 &&
+	      strcmp(s.digest[0], d1) == 0 && s.len[0] == strlen(M1));
+	CHECK(s.kind[1] == WH_STORE_MANIFEST_PUT && !s.tag[1][0] && strcmp(s.digest[1], d2) == 0);
+	CHECK(s.kind[2] == WH_STORE_PULLED && strcmp(s.digest[2], d1) == 0);
+	CHECK(s.kind[3] == WH_STORE_MANIFEST_DELETE && strcmp(s.tag[3], "v1") == 0 &&
+	      !s.digest[3][0]);
+	CHECK(s.kind[4] == WH_STORE_MANIFEST_DELETE && !s.tag[4][0] &&
+	      strcmp(s.digest[4], d2) == 0);
+
+	/* A blob published. */
+	char b[WH_DIGEST_LEN + 1];
+	s.n = 0;
+	CHECK(put_blob(st, "app", "a blob", b) == 0);
+	CHECK(s.n == 1 && s.kind[0] == WH_STORE_BLOB_ADDED && strcmp(s.digest[0], b) == 0);
+
+	/* The readers: index.json's entries, a manifest's bytes. */
+	CHECK(put_manifest(st, "app", "v2", M2, OCI_MANIFEST, d2) == 0);
+	CHECK(wh_store_entries_read(st, "app", &v, &n) == 0);
+	CHECK(n == 2);
+	for (int i = 0; i < n; i++)
+		if (strcmp(v[i].digest, d2) == 0)
+			CHECK(v[i].tag && strcmp(v[i].tag, "v2") == 0 && v[i].media_type &&
+			      strcmp(v[i].media_type, OCI_MANIFEST) == 0);
+		else
+			CHECK(strcmp(v[i].digest, d1) == 0 && !v[i].tag);
+	wh_store_entries_free(v, n);
+	CHECK(wh_store_entries_read(st, "none", &v, &n) == WH_ENOTFOUND && !v && n == 0);
+	CHECK(wh_store_entries_read(st, "../x", &v, &n) == WH_EINVAL);
+	CHECK(wh_store_blob_read(st, "app", d2, 1 << 20, &data, &len) == 0);
+	CHECK(data && len == strlen(M2) && memcmp(data, M2, len) == 0);
+	free(data);
+	CHECK(wh_store_blob_read(st, "app", d2, 4, &data, &len) == WH_ETOOBIG && !data);
+	CHECK(wh_store_blob_read(st, "app", ZERO_DIGEST, 1 << 20, &data, &len) == WH_ENOTFOUND);
+	wh_store_off_change(st, on_change, &s);
+	wh_store_close(st);
+}
+
 int main(void)
 {
 	test_open_removes_leftovers();
@@ -1523,6 +1608,7 @@ int main(void)
 	test_referrers();
 	test_zot_index();
 	test_manifest_references_rechecked();
+	test_changes();
 	if (root[0])
 		check_rm_rf(root);
 	CHECK_DONE();
