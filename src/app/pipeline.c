@@ -148,8 +148,14 @@ static void run(struct pcall *pc)
 			if (!fn)
 				continue;
 			wh_phase_rc rc = fn(p->state[i], call);
+			if (rc == WH_PHASE_WAIT) {
+				/* Whether the body is wanted is the handler's to say,
+				 * once the request goes on: keep it till then. */
+				wh_req_hold_body(call->req);
+				return;
+			}
 			if (rc != WH_PHASE_NEXT)
-				return; /* answered, or held: wh_call_resume goes on */
+				return; /* answered */
 		}
 	}
 	handle(pc);

@@ -114,6 +114,13 @@ struct wh_conn {
 	bool msg_complete;
 	bool body_wanted;
 	bool body_failed; /* on_body returned non-zero */
+	/* wh_req_hold_body: the handler will say later whether it wants the
+	 * body; reading stops, and what was parsed meanwhile is kept (at most
+	 * one read's worth) for wh_req_read_body to hand over, posted. */
+	bool body_held;
+	bool held_end; /* the body ended while held */
+	char *held;
+	size_t held_len, held_cap;
 	bool continue_sent;
 	wh_body_cb on_body;
 	wh_req_cb on_body_end;
@@ -544,7 +551,8 @@ static void build_req(wh_conn *c)
  * says "Connection: close" when the connection will close. */
 static void check_unwanted_body(wh_conn *c)
 {
-	if (!c->req_active || !c->req.has_body || c->body_wanted || c->msg_complete)
+	if (!c->req_active || !c->req.has_body || c->body_wanted || c->body_held ||
+	    c->msg_complete)
 		return;
 	const char *expect = wh_req_header(&c->req, "expect");
 	if ((expect && !c->continue_sent) || c->req.content_length < 0 ||
@@ -613,6 +621,10 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 	if (c->closing)
 		return -1;
 	c->activity = uv_now(c->srv->loop);
+	if (c->body_held && !c->body_wanted) {
+		wh_buf_append(&c->held, &c->held_len, &c->held_cap, at, len);
+		return 0;
+	}
 	if (c->body_wanted && !c->body_failed && c->on_body) {
 		if (c->on_body(&c->req, at, len) != 0) {
 			c->body_failed = true;
@@ -628,7 +640,9 @@ static int on_message_complete(llhttp_t *p)
 	if (c->closing)
 		return -1;
 	c->msg_complete = true;
-	if (c->body_wanted && !c->body_failed && c->on_body_end)
+	if (c->body_held && !c->body_wanted)
+		c->held_end = true;
+	else if (c->body_wanted && !c->body_failed && c->on_body_end)
 		c->on_body_end(&c->req);
 	if (c->closing)
 		return -1;
@@ -744,7 +758,8 @@ static void ready_idle_cb(uv_idle_t *h)
 /* Not reading: a request is being answered, or pipelined input waits. */
 static bool conn_paused(const wh_conn *c)
 {
-	return c->pend != NULL || (c->req_active && c->msg_complete) || c->refused;
+	return c->pend != NULL || (c->req_active && c->msg_complete) || c->refused ||
+	       c->body_held || c->held_len > 0 || c->held_end;
 }
 
 static void conn_update_poll(wh_conn *c)
@@ -861,6 +876,7 @@ static void conn_free_cb(uv_handle_t *h)
 	free(c->req.headers);
 	arena_reset(c);
 	free(c->pend);
+	free(c->held);
 	queue_clear(c);
 	c->tp->ops->close(c->tp);
 	free(c);
@@ -942,6 +958,10 @@ static void conn_advance_once(wh_conn *c)
 	memset(&c->req, 0, sizeof(c->req));
 	arena_reset(c);
 	c->handler_called = c->msg_complete = c->body_wanted = c->body_failed = false;
+	c->body_held = c->held_end = false;
+	free(c->held);
+	c->held = NULL;
+	c->held_len = c->held_cap = 0;
 	c->continue_sent = false;
 	c->on_body = NULL;
 	c->on_body_end = NULL;
@@ -1318,6 +1338,27 @@ static void post_del(wh_conn *c)
 	}
 }
 
+/* The body parsed while the handler held it, to the reader it chose now. */
+static void deliver_held(wh_conn *c)
+{
+	char *held = c->held;
+	size_t len = c->held_len;
+	bool end = c->held_end;
+	c->held = NULL;
+	c->held_len = c->held_cap = 0;
+	c->held_end = false;
+	if (len > 0 && c->body_wanted && !c->body_failed && c->on_body &&
+	    c->on_body(&c->req, held, len) != 0) {
+		c->body_failed = true;
+		c->close_after = true;
+	}
+	free(held);
+	if (!c->closing && end && c->body_wanted && !c->body_failed && c->on_body_end)
+		c->on_body_end(&c->req);
+	if (!c->closing)
+		conn_update_poll(c);
+}
+
 static void post_run(wh_server *srv)
 {
 	/* Connections posted while this runs (by the applications it calls)
@@ -1326,7 +1367,10 @@ static void post_run(wh_server *srv)
 	while (n-- > 0 && !wh_list_empty(&srv->posted)) {
 		wh_conn *c = wh_list_entry(wh_list_first(&srv->posted), wh_conn, post_link);
 		post_del(c);
-		conn_flush(c);
+		if (c->req_active && c->body_wanted && (c->held_len > 0 || c->held_end))
+			deliver_held(c);
+		if (!c->closing)
+			conn_flush(c);
 	}
 }
 
@@ -1902,12 +1946,30 @@ void *wh_req_alloc(wh_req *req, size_t size)
 	return m->data;
 }
 
+void wh_req_hold_body(wh_req *req)
+{
+	wh_conn *c = req->conn;
+	if (!c->req.has_body || c->body_wanted || c->msg_complete || c->head_open)
+		return;
+	c->body_held = true;
+	conn_update_poll(c);
+}
+
 void wh_req_read_body(wh_req *req, wh_body_cb on_body_cb, wh_req_cb on_body_end)
 {
 	wh_conn *c = req->conn;
 	c->body_wanted = true;
 	c->on_body = on_body_cb;
 	c->on_body_end = on_body_end;
+	if (c->body_held) {
+		/* What was parsed meanwhile goes first, from the loop (never from
+		 * inside this call), then reading resumes. */
+		c->body_held = false;
+		if (c->held_len > 0 || c->held_end)
+			post_add(c);
+		else
+			conn_update_poll(c);
+	}
 	const char *expect = wh_req_header(req, "expect");
 	if (expect && strcasecmp(expect, "100-continue") == 0 && !c->head_open &&
 	    !c->msg_complete && !c->continue_sent) {
@@ -1922,6 +1984,16 @@ void wh_resp_start(wh_req *req, int status)
 	wh_conn *c = req->conn;
 	if (c->closing || c->head_open)
 		return;
+	if (c->body_held && !c->body_wanted) {
+		/* Answered without the body it held (a 401): dropped, as a body
+		 * never asked for is (a large one closes the connection). */
+		c->body_held = c->held_end = false;
+		free(c->held);
+		c->held = NULL;
+		c->held_len = c->held_cap = 0;
+		check_unwanted_body(c);
+		conn_update_poll(c);
+	}
 	c->status = status;
 	c->head_open = true;
 	char line[64];

@@ -367,6 +367,54 @@ class FailDelayAndReloadTest(unittest.TestCase):
         self.assertIsNone(self.wharf.proc.poll())
 
 
+class BodyWhilePasswordCheckedTest(unittest.TestCase):
+    """A request with a body whose credentials are checked in the thread
+    pool (the first use of a password: bcrypt): the body that arrived
+    meanwhile is the handler's, not dropped. It used to be: a monolithic
+    upload (or a search POST) with fresh credentials hung for ever."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="wharf-auth3-")
+        self.htpasswd = os.path.join(self.tmp, "htpasswd")
+        write_htpasswd(self.htpasswd, USERS[:1])
+        self.wharf = Wharf(auth_config(self.htpasswd)).start()
+
+    def tearDown(self):
+        self.wharf.stop()
+        self.wharf.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def post(self, data, user, pw, timeout=10):
+        import hashlib
+        d = "sha256:" + hashlib.sha256(data).hexdigest()
+        return self.wharf.request(
+            "POST", "/v2/held/blobs/uploads/?digest=" + d, body=data,
+            headers={"Authorization": basic(user, pw),
+                     "Content-Type": "application/octet-stream"}, timeout=timeout)
+
+    def check_upload(self, size):
+        # The server is new: alice's password is checked in the pool.
+        import hashlib
+        data = os.urandom(size)
+        st, _, body = self.post(data, "alice", "alice-pw")
+        self.assertEqual(st, 201, body)
+        st, _, got = self.wharf.request(
+            "GET", "/v2/held/blobs/sha256:" + hashlib.sha256(data).hexdigest(),
+            headers={"Authorization": basic("alice", "alice-pw")})
+        self.assertEqual((st, got), (200, data))
+
+    def test_small_body_with_fresh_credentials(self):
+        self.check_upload(100)
+
+    def test_large_body_with_fresh_credentials(self):
+        self.check_upload(3 * 1024 * 1024)
+
+    def test_wrong_password_with_a_body_is_answered(self):
+        st, _, _ = self.post(b"x" * 1000, "alice", "wrong")
+        self.assertEqual(st, 401)
+        self.assertEqual(self.wharf.request("GET", "/livez")[0], 200)  # still serving
+
+
 class CountingUpstream:
     """A registry that answers nothing but counts what it is asked."""
 

@@ -185,8 +185,17 @@ void wh_req_cancel_done(wh_req *req, wh_req_hook *hook);
  * hooks). Never NULL (aborts on OOM like wh_malloc). */
 void *wh_req_alloc(wh_req *req, size_t size);
 
-/* Start receiving the body; sends "100 Continue" when the client asked. */
+/* Start receiving the body; sends "100 Continue" when the client asked.
+ * After wh_req_hold_body, what was parsed meanwhile is handed over first,
+ * from the loop (never from inside this call). */
 void wh_req_read_body(wh_req *req, wh_body_cb on_body, wh_req_cb on_body_end);
+
+/* The handler returns before it knows whether it wants the body (a
+ * password being checked in the thread pool): stop reading, and keep what
+ * was already parsed of it, until wh_req_read_body (the body is wanted) or
+ * a response (it is not, and is dropped as an unwanted body is). Without
+ * this, a body not asked for while the handler's call ran is dropped. */
+void wh_req_hold_body(wh_req *req);
 
 /* Response. */
 void wh_resp_start(wh_req *req, int status);
