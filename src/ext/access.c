@@ -99,7 +99,9 @@ bool wh_access_allows(const wh_access_config *ac, const char *user, const char *
 
 bool wh_access_metrics_allows(const wh_access_config *ac, const char *user)
 {
-	if (!ac->enabled || !ac->metrics_set)
+	/* With accessControl but no metrics object, nobody: as Zot, and the
+	 * metrics name repositories a user may not be allowed to read. */
+	if (!ac->enabled)
 		return true;
 	if (!user)
 		return (ac->metrics_anonymous & WH_ACTION_READ) != 0;

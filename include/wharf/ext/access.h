@@ -67,12 +67,12 @@ void wh_access_config_free(wh_access_config *ac);
 bool wh_access_allows(const wh_access_config *ac, const char *user, const char *repo,
                       unsigned action);
 
-/* May user (NULL: anonymous) read the metrics? With accessControl.metrics
- * configured, as Zot's metrics route: an anonymous request when its
- * anonymousPolicy has read, an authenticated user when metrics.users lists
- * them (none when it is empty). Without it, anyone who got past
- * authentication may, as for /v2/ (Zot, with accessControl but no metrics
- * object, lets nobody; Wharf keeps the status page readable then). */
+/* May user (NULL: anonymous) read the metrics (and the status page)? As
+ * Zot's metrics route: without accessControl, anyone who got past
+ * authentication; with it, an anonymous request when metrics.anonymousPolicy
+ * has read, an authenticated user when metrics.users lists them: nobody
+ * when there is no metrics object or its users list is empty (the metrics
+ * name repositories a user may not be allowed to read). */
 bool wh_access_metrics_allows(const wh_access_config *ac, const char *user);
 
 /* True when some repository pattern grants anything to anonymous requests:

@@ -123,12 +123,13 @@ static void test_metrics(void)
 	CHECK(!wh_access_metrics_allows(&c.access, "prom"));
 	wh_access_config_free(&c.access);
 
-	/* accessControl without a metrics object, or none at all: anyone */
+	/* accessControl without a metrics object: nobody, as Zot; none at all:
+	 * anyone past authentication */
 	c = parse(
 	    "{'http': {'accessControl': {'repositories': {'**': {'defaultPolicy': ['read']}}}}}");
 	CHECK(!c.access.metrics_set);
-	CHECK(wh_access_metrics_allows(&c.access, "alice"));
-	CHECK(wh_access_metrics_allows(&c.access, NULL));
+	CHECK(!wh_access_metrics_allows(&c.access, "alice"));
+	CHECK(!wh_access_metrics_allows(&c.access, NULL));
 	wh_access_config_free(&c.access);
 	c = parse("{'storage': {'rootDirectory': '/r'}}");
 	CHECK(wh_access_metrics_allows(&c.access, NULL));
