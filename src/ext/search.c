@@ -1931,29 +1931,59 @@ static void rep_add(struct rep_list *l, const wh_si_repo *r, int rank)
 
 enum shape { PAGINATED, GLOBAL_IMAGES, GLOBAL_REPOS };
 
-static void answer_images(struct ex *x, const wh_gql_field *f, struct img_list *l,
-                          const struct page *pg, enum shape shape)
+/* What differs between a list of images and a list of repositories in the
+ * answers that page them. */
+struct list_kind {
+	size_t size;                              /* of an element */
+	int (*cmp)(const void *a, const void *b); /* by g_sort */
+	void (*object)(struct ex *x, const wh_gql_field *f, const void *elem);
+	const char *paginated_type; /* PaginatedImagesResult, ... */
+	int global_results;         /* GS_IMAGES or GS_REPOS */
+	int global_null;            /* a GlobalSearchResult field answered null, or -1 */
+};
+
+static void image_elem(struct ex *x, const wh_gql_field *f, const void *e)
+{
+	image_object(x, f, e);
+}
+
+static void repo_elem(struct ex *x, const wh_gql_field *f, const void *e)
+{
+	repo_object(x, f, e);
+}
+
+/* Zot answers an images search with Repos null, a repositories search with
+ * Images []. */
+static const struct list_kind image_list = {sizeof(struct img),      img_cmp,   image_elem,
+                                            "PaginatedImagesResult", GS_IMAGES, GS_REPOS};
+static const struct list_kind repo_list = {sizeof(struct rep),     rep_cmp,  repo_elem,
+                                           "PaginatedReposResult", GS_REPOS, -1};
+
+/* Sort v (n elements of k), and answer the page pg of it in the shape the
+ * field asks: Page and Results, or GlobalSearchResult's Page and Images or
+ * Repos (the other as k says; Layers []). */
+static void answer_list(struct ex *x, const wh_gql_field *f, const struct list_kind *k, void *v,
+                        int n, const struct page *pg, enum shape shape)
 {
 	g_sort = pg->sort == SORT_NONE ? SORT_ALPHA_ASC : pg->sort;
-	if (l->n > 1)
-		qsort(l->v, (size_t)l->n, sizeof(*l->v), img_cmp);
+	if (n > 1)
+		qsort(v, (size_t)n, k->size, k->cmp);
 	int start, end;
-	page_range(pg, l->n, &start, &end);
+	page_range(pg, n, &start, &end);
 	open_(&x->o, '{');
 	for (int i = 0; i < f->n_sel; i++) {
 		const wh_gql_field *s = &f->sel[i];
 		key(&x->o, wh_gql_key(s));
 		if (s->id == F_TYPENAME) {
-			v_str(&x->o,
-			      shape == PAGINATED ? "PaginatedImagesResult" : "GlobalSearchResult");
+			v_str(&x->o, shape == PAGINATED ? k->paginated_type : "GlobalSearchResult");
 		} else if (s->id == (shape == PAGINATED ? PR_PAGE : GS_PAGE)) {
-			page_object(x, s, l->n, end - start);
-		} else if (s->id == (shape == PAGINATED ? PR_RESULTS : GS_IMAGES)) {
+			page_object(x, s, n, end - start);
+		} else if (s->id == (shape == PAGINATED ? PR_RESULTS : k->global_results)) {
 			open_(&x->o, '[');
-			for (int k = start; k < end; k++)
-				image_object(x, s, &l->v[k]);
+			for (int j = start; j < end; j++)
+				k->object(x, s, (const char *)v + (size_t)j * k->size);
 			close_(&x->o, ']');
-		} else if (s->id == GS_REPOS) {
+		} else if (shape != PAGINATED && s->id == k->global_null) {
 			v_null(&x->o);
 		} else {
 			empty_list(x); /* Layers */
@@ -1962,33 +1992,16 @@ static void answer_images(struct ex *x, const wh_gql_field *f, struct img_list *
 	close_(&x->o, '}');
 }
 
+static void answer_images(struct ex *x, const wh_gql_field *f, struct img_list *l,
+                          const struct page *pg, enum shape shape)
+{
+	answer_list(x, f, &image_list, l->v, l->n, pg, shape);
+}
+
 static void answer_repos(struct ex *x, const wh_gql_field *f, struct rep_list *l,
                          const struct page *pg, enum shape shape)
 {
-	g_sort = pg->sort == SORT_NONE ? SORT_ALPHA_ASC : pg->sort;
-	if (l->n > 1)
-		qsort(l->v, (size_t)l->n, sizeof(*l->v), rep_cmp);
-	int start, end;
-	page_range(pg, l->n, &start, &end);
-	open_(&x->o, '{');
-	for (int i = 0; i < f->n_sel; i++) {
-		const wh_gql_field *s = &f->sel[i];
-		key(&x->o, wh_gql_key(s));
-		if (s->id == F_TYPENAME) {
-			v_str(&x->o,
-			      shape == PAGINATED ? "PaginatedReposResult" : "GlobalSearchResult");
-		} else if (s->id == (shape == PAGINATED ? PR_PAGE : GS_PAGE)) {
-			page_object(x, s, l->n, end - start);
-		} else if (s->id == (shape == PAGINATED ? PR_RESULTS : GS_REPOS)) {
-			open_(&x->o, '[');
-			for (int k = start; k < end; k++)
-				repo_object(x, s, &l->v[k]);
-			close_(&x->o, ']');
-		} else {
-			empty_list(x); /* Images, Layers */
-		}
-	}
-	close_(&x->o, '}');
+	answer_list(x, f, &repo_list, l->v, l->n, pg, shape);
 }
 
 /* Zot's RankRepoName: lower is better, -1 no match. */
