@@ -88,6 +88,27 @@ char *wh_strdup(const char *s)
 	return wh_strndup(s, strlen(s));
 }
 
+int wh_sorted_pos(const void *v, int n, size_t size, size_t off, const char *want, bool *found)
+{
+	int lo = 0, hi = n;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		const char *name = *(const char *const *)(const void *)((const char *)v +
+		                                                        (size_t)mid * size + off);
+		int c = strcmp(name, want);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = false;
+	return lo;
+}
+
 uint64_t wh_now_ms(void)
 {
 	struct timespec ts;

@@ -9,6 +9,7 @@
 #include "wharf/ext/search_index.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,21 +485,8 @@ static int image_pos(const wh_si_repo *r, const uint8_t d[32], bool *found)
 
 static int tag_pos(const wh_si_repo *r, const char *tag, bool *found)
 {
-	int lo = 0, hi = r->n_tags;
-	while (lo < hi) {
-		int mid = (lo + hi) / 2;
-		int c = strcmp(r->tags[mid].name, tag);
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return wh_sorted_pos(r->tags, r->n_tags, sizeof(*r->tags), offsetof(wh_si_tag, name), tag,
+	                     found);
 }
 
 const wh_si_image *wh_si_image_find(const wh_si_repo *r, const uint8_t digest[32])

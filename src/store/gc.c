@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -1067,21 +1068,8 @@ static void on_grow(void *arg)
 
 static int repo_bytes_find(const wh_gc *gc, const char *repo, bool *found)
 {
-	int lo = 0, hi = gc->n_repo_bytes;
-	while (lo < hi) {
-		int mid = lo + (hi - lo) / 2;
-		int c = strcmp(gc->repo_bytes[mid].repo, repo);
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return wh_sorted_pos(gc->repo_bytes, gc->n_repo_bytes, sizeof(*gc->repo_bytes),
+	                     offsetof(struct repo_bytes, repo), repo, found);
 }
 
 /* A SCAN counted repo's bytes. Past WH_GC_REPOS_MAX repositories the others

@@ -70,6 +70,11 @@ int wh_read_fd(int fd, size_t max, char **buf, size_t *len);
  * An error opening it is -errno. */
 int wh_read_file(const char *path, size_t max, char **buf, size_t *len);
 
+/* Binary search in v, n elements of size bytes sorted by strcmp of the
+ * string each points to at byte offset off (a char * member): the index of
+ * want with *found set, or where it would be inserted. */
+int wh_sorted_pos(const void *v, int n, size_t size, size_t off, const char *want, bool *found);
+
 /* Monotonic time in milliseconds. */
 uint64_t wh_now_ms(void);
 
