@@ -181,6 +181,31 @@ static void print_lines(FILE *f, const char *prefix, const char *text)
 	}
 }
 
+/* What serve and scrub begin with: the config (path, or the built-in one
+ * when NULL) and the log it names, its warnings said. -1: the config did
+ * not load (said; nothing to free); 1: the log could not be opened (said;
+ * cfg to free); 0. */
+static int load_and_log(const char *cmd, const char *path, wh_config *cfg, char *err, size_t errlen)
+{
+	char prefix[32];
+	snprintf(prefix, sizeof(prefix), "wharf %s: ", cmd);
+	if (path ? wh_config_load(path, cfg, err, errlen) != 0 : wh_config_default(cfg) != 0) {
+		/* wh_config_load's lines already begin with the path. */
+		print_lines(stderr, prefix, path ? err : "built-in config: invalid");
+		return -1;
+	}
+	int lr = wh_log_setup(cfg->log.level, cfg->log.output);
+	if (lr != 0) {
+		fprintf(stderr, "%scannot open log.output %s: %s\n", prefix, cfg->log.output,
+		        strerror(-lr));
+		return 1;
+	}
+	log_to_file = cfg->log.output && *cfg->log.output;
+	print_warnings(cfg);
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
 static int cmd_verify(const char *path)
 {
 	wh_config cfg;
@@ -311,19 +336,11 @@ static int cmd_scrub(const char *path)
 	struct scrub_table table = {0};
 	struct stat sb;
 
-	if (wh_config_load(path, &cfg, err, sizeof(err)) != 0) {
-		print_lines(stderr, "wharf scrub: ", err); /* each begins with the path */
+	int lc = load_and_log("scrub", path, &cfg, err, sizeof(err));
+	if (lc < 0)
 		return 1;
-	}
-	int lr = wh_log_setup(cfg.log.level, cfg.log.output);
-	if (lr != 0) {
-		fprintf(stderr, "wharf scrub: cannot open log.output %s: %s\n", cfg.log.output,
-		        strerror(-lr));
+	if (lc > 0)
 		goto out;
-	}
-	log_to_file = cfg.log.output && *cfg.log.output;
-	print_warnings(&cfg);
-	signal(SIGPIPE, SIG_IGN);
 	if (server_answers(&cfg.http)) {
 		if (log_to_file) /* Zot's line */
 			wh_log(
@@ -586,21 +603,11 @@ static int cmd_serve(const char *path)
 	uv_loop_t *loop = uv_default_loop();
 	struct serve_state st = {.loop = loop, .cfg = &cfg};
 
-	if (path ? wh_config_load(path, &cfg, err, sizeof(err)) != 0
-	         : wh_config_default(&cfg) != 0) {
-		/* wh_config_load's lines already begin with the path. */
-		print_lines(stderr, "wharf serve: ", path ? err : "built-in config: invalid");
+	int lc = load_and_log("serve", path, &cfg, err, sizeof(err));
+	if (lc < 0)
 		return 1;
-	}
-	int lr = wh_log_setup(cfg.log.level, cfg.log.output);
-	if (lr != 0) {
-		fprintf(stderr, "wharf serve: cannot open log.output %s: %s\n", cfg.log.output,
-		        strerror(-lr));
+	if (lc > 0)
 		goto out;
-	}
-	log_to_file = cfg.log.output && *cfg.log.output;
-	print_warnings(&cfg);
-	signal(SIGPIPE, SIG_IGN);
 	/* Each connection, file being sent and upstream socket is a descriptor:
 	 * take what the hard limit allows, as servers do. */
 	struct rlimit rl;
