@@ -47,6 +47,7 @@
 #include <uv.h>
 
 #include "check.h"
+#include "pool_hold.h"
 #include "wharf/base/common.h"
 #include "wharf/base/log.h"
 #include "wharf/cache/sync.h"
@@ -126,51 +127,16 @@ static void run_for(int ms)
  * Every thread of the pool runs a job that waits for pool_release: the
  * store's operations queued meanwhile (it takes jobs in order) wait too. */
 
-static struct {
-	uv_sem_t sem;
-	uv_work_t *jobs;
-	int n, done;
-} pool;
-
-/* Its size as libuv reads it when it starts the pool. */
-static int pool_size(void)
-{
-	const char *v = getenv("UV_THREADPOOL_SIZE");
-	long n = v ? strtol(v, NULL, 10) : 4;
-	return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
-}
-
-static void pool_job(uv_work_t *w)
-{
-	(void)w;
-	uv_sem_wait(&pool.sem);
-}
-
-static void pool_job_done(uv_work_t *w, int status)
-{
-	(void)w;
-	(void)status;
-	pool.done++;
-}
-
 static void pool_hold(void)
 {
-	pool.n = pool_size();
-	pool.done = 0;
-	pool.jobs = wh_calloc((size_t)pool.n, sizeof(*pool.jobs));
-	CHECK(uv_sem_init(&pool.sem, 0) == 0);
-	for (int i = 0; i < pool.n; i++)
-		CHECK(uv_queue_work(&loop, &pool.jobs[i], pool_job, pool_job_done) == 0);
+	held_pool_hold(&loop);
 }
 
 static void pool_release(void)
 {
-	for (int i = 0; i < pool.n; i++)
-		uv_sem_post(&pool.sem);
-	CHECK(WAIT(pool.done == pool.n, 2000));
-	uv_sem_destroy(&pool.sem);
-	free(pool.jobs);
-	pool.jobs = NULL;
+	held_pool_release();
+	CHECK(WAIT(held_pool.done == held_pool.n, 2000));
+	held_pool_free();
 }
 
 /* ---- blobs ---- */

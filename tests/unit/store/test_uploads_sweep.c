@@ -11,6 +11,7 @@
 #define _GNU_SOURCE /* nftw */
 #endif
 #include "check.h"
+#include "pool_hold.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -160,58 +161,6 @@ static void on_finished(int rc, void *arg)
 	*(int *)arg = rc == 0 ? 1 : rc;
 }
 
-/* ---- libuv's thread pool, held (as tests/unit/cache/test_tee.c) ---- */
-
-static struct {
-	uv_sem_t sem;
-	uv_work_t *jobs;
-	int n, done;
-} pool;
-
-static int pool_size(void)
-{
-	const char *v = getenv("UV_THREADPOOL_SIZE");
-	long n = v ? strtol(v, NULL, 10) : 4;
-	return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
-}
-
-static void pool_job(uv_work_t *w)
-{
-	(void)w;
-	uv_sem_wait(&pool.sem);
-}
-
-static void pool_job_done(uv_work_t *w, int status)
-{
-	(void)w;
-	(void)status;
-	pool.done++;
-}
-
-/* Every thread of the pool waits, once the jobs queued before are done. */
-static void pool_hold(void)
-{
-	pool.n = pool_size();
-	pool.done = 0;
-	pool.jobs = wh_calloc((size_t)pool.n, sizeof(*pool.jobs));
-	CHECK(uv_sem_init(&pool.sem, 0) == 0);
-	for (int i = 0; i < pool.n; i++)
-		CHECK(uv_queue_work(&loop, &pool.jobs[i], pool_job, pool_job_done) == 0);
-}
-
-static void pool_release(void)
-{
-	for (int i = 0; i < pool.n; i++)
-		uv_sem_post(&pool.sem);
-}
-
-static void pool_end(void)
-{
-	uv_sem_destroy(&pool.sem);
-	free(pool.jobs);
-	pool.jobs = NULL;
-}
-
 /* The async sweep: listed in the pool, judged on the loop, removed in the
  * pool. Between the two, a session it removes is gone to lookups though
  * its files are still there; one being finished meanwhile is left to the
@@ -237,7 +186,7 @@ static void test_async(void)
 	CHECK(wh_store_uploads_sweep_async(&loop, st, -5, on_swept, &swept) == WH_EINVAL);
 	CHECK(wh_store_uploads_sweep_async(&loop, st, HOUR_MS, on_swept, &swept) == 0);
 	CHECK(st->ops == 1 && swept == -1000); /* never from inside the call */
-	pool_hold();                           /* after the listing: the removal waits */
+	held_pool_hold(&loop);                 /* after the listing: the removal waits */
 	/* Meanwhile a client finishes fin: in use from then on. */
 	CHECK(wh_store_upload_get(st, "a", fin, &up) == 0 && up);
 	wh_sha256_digest("some bytes", 10, d);
@@ -248,11 +197,11 @@ static void test_async(void)
 	CHECK(on_disk(old));            /* not removed yet */
 	CHECK(!gettable(st, "a", old)); /* but gone to lookups */
 	CHECK(wh_store_upload_create(st, "a", later) == 0);
-	pool_release();
+	held_pool_release();
 	while (swept == -1000 || finished == 0)
 		uv_run(&loop, UV_RUN_ONCE);
 	uv_run(&loop, UV_RUN_DEFAULT);
-	pool_end();
+	held_pool_free();
 	CHECK(swept == 1);
 	CHECK(finished == 1); /* published */
 	CHECK(wh_store_blob_stat(st, "a", d, NULL) == 0);
