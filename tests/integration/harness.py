@@ -196,3 +196,14 @@ def rss_kib(pid):
 
 def have(cmd):
     return shutil.which(cmd) is not None
+
+
+def wait_for(fn, timeout, step=0.05):
+    """fn() until it is true or timeout seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(step)
+    return fn()

@@ -52,7 +52,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import upstream as up  # noqa: E402
-from harness import WHARF_BIN, Wharf, merge  # noqa: E402
+from harness import WHARF_BIN, Wharf, merge, wait_for  # noqa: E402
 from test_diskfull import Tmpfs, check_full_answer, upstream_blob  # noqa: E402
 from test_scrub import flip_byte, table_rows  # noqa: E402
 
@@ -77,14 +77,6 @@ def random_bytes(n, seed):
     return random.Random(seed).randbytes(n)
 
 
-def wait_for(fn, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 class Image:

@@ -39,7 +39,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import images  # noqa: E402
 import upstream as up  # noqa: E402
-from harness import Wharf, merge  # noqa: E402
+from harness import Wharf, merge, wait_for  # noqa: E402
 
 MIB = 1 << 20
 TMPFS = 24 * MIB
@@ -50,14 +50,6 @@ def sha256(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def wait_for(fn, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 def used(mnt):

@@ -19,7 +19,7 @@ import time
 import unittest
 
 import upstream as up
-from harness import WHARF_BIN, WHARF_SRC, Wharf
+from harness import WHARF_BIN, WHARF_SRC, Wharf, wait_for
 
 SEEDS = os.path.join(WHARF_SRC, "tests", "fuzz", "seeds", "http")
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -40,14 +40,6 @@ def sha(data):
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def wait_for(fn, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 class Reader:
