@@ -58,21 +58,25 @@ static int limiters_of(const wh_ratelimit_settings *cfg, struct limiter **out)
 	return k;
 }
 
-int wh_ratelimit_new(const wh_ratelimit_settings *cfg, wh_ratelimit **out)
+/* A limiter for cfg, with no limit when it sets none (a reload may add
+ * some). */
+static wh_ratelimit *rl_create(const wh_ratelimit_settings *cfg)
 {
-	*out = NULL;
-	struct limiter *l;
-	int n = limiters_of(cfg, &l);
-	if (n == 0)
-		return 0;
 	wh_ratelimit *rl = wh_calloc(1, sizeof(*rl));
 	rl->cfg = cfg;
-	rl->limiters = l;
-	rl->n_limiters = n;
+	rl->n_limiters = limiters_of(cfg, &rl->limiters);
 	if (getrandom(&rl->seed, sizeof(rl->seed), 0) != (ssize_t)sizeof(rl->seed))
 		rl->seed = (uint64_t)(uintptr_t)rl ^ wh_now_ms();
 	rl->table = wh_calloc(WH_RATELIMIT_SLOTS, sizeof(*rl->table));
-	*out = rl;
+	return rl;
+}
+
+int wh_ratelimit_new(const wh_ratelimit_settings *cfg, wh_ratelimit **out)
+{
+	struct limiter *l;
+	int n = limiters_of(cfg, &l);
+	free(l);
+	*out = n > 0 ? rl_create(cfg) : NULL;
 	return 0;
 }
 
@@ -254,60 +258,35 @@ int wh_ratelimit_take(wh_ratelimit *rl, const wh_req *req, uint64_t now_ms)
 
 /* ---- the module: the preaccess phase ---- */
 
-/* The module's state: the limiter (NULL while the config sets no limit)
- * and what a reload needs to make one. */
-struct rl_module {
-	wh_ratelimit *rl;
-	uv_loop_t *loop;
-};
-
+/* The module's state is a limiter, there whether or not the config sets a
+ * limit, so that a reload can set one (and the metrics read its count). */
 static int module_init(const wh_module_env *env, const void *settings, void **state)
 {
-	struct rl_module *m = wh_calloc(1, sizeof(*m));
-	m->loop = env->loop;
-	int rc = wh_ratelimit_new(settings, &m->rl);
-	if (rc != 0) {
-		free(m);
-		return rc;
-	}
-	if (m->rl) {
-		m->rl->loop = env->loop;
-		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI,
-		       (long long)((const wh_ratelimit_settings *)settings)->rate, NULL);
-	}
-	*state = m;
+	const wh_ratelimit_settings *cfg = settings;
+	wh_ratelimit *rl = rl_create(cfg);
+	rl->loop = env->loop;
+	if (rl->n_limiters > 0)
+		wh_log(WH_LOG_INFO, "ratelimiter enabled", "rate", WH_LI, (long long)cfg->rate,
+		       NULL);
+	*state = rl;
 	return 0;
 }
 
 static int module_reload(void *state, const void *settings)
 {
-	struct rl_module *m = state;
-	const wh_ratelimit_settings *cfg = settings;
-	if (m->rl) {
-		wh_ratelimit_reload(m->rl, cfg);
-	} else {
-		int rc = wh_ratelimit_new(cfg, &m->rl);
-		if (rc != 0)
-			return rc;
-		if (m->rl)
-			m->rl->loop = m->loop;
-	}
+	wh_ratelimit_reload(state, settings);
 	return 0;
 }
 
 static void module_free(void *state)
 {
-	struct rl_module *m = state;
-	if (!m)
-		return;
-	wh_ratelimit_free(m->rl);
-	free(m);
+	wh_ratelimit_free(state);
 }
 
 /* Outermost, as Zot's: a refused request costs no password check. */
 static wh_phase_rc preaccess(void *state, wh_call *call)
 {
-	wh_ratelimit *rl = ((struct rl_module *)state)->rl;
+	wh_ratelimit *rl = state;
 	if (!rl || rl->n_limiters == 0)
 		return WH_PHASE_NEXT;
 	int wait = wh_ratelimit_take(rl, call->req, uv_now(rl->loop));
