@@ -364,7 +364,7 @@ static void blob_deleted(int rc, void *arg)
 static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const char *digest)
 {
 	struct rctx *x = rctx_new(req, reg, name);
-	memcpy(x->digest, digest, WH_DIGEST_LEN + 1);
+	wh_digest_copy(x->digest, digest);
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
 	int rc = store_wait_begin(
 	    req, w,
@@ -535,7 +535,7 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 	}
 	if (check_digest(req, d))
 		return true;
-	memcpy(x->digest, d, WH_DIGEST_LEN + 1);
+	wh_digest_copy(x->digest, d);
 	x->has_digest = true;
 	return false;
 }

@@ -377,8 +377,8 @@ static void test_quarantine(bool dedupe)
 		while (dir && (de = readdir(dir)) != NULL) {
 			if (de->d_name[0] == '.')
 				continue;
-			CHECK(strncmp(de->d_name, d + 7, WH_DIGEST_HEX) == 0);
-			CHECK(de->d_name[WH_DIGEST_HEX] == '.');
+			CHECK(strncmp(de->d_name, d + 7, WH_SHA256_HEX) == 0);
+			CHECK(de->d_name[WH_SHA256_HEX] == '.');
 			FMT(rel, sizeof(rel), ".wharf/corrupt/%s", de->d_name);
 			path_of(p, rel);
 			CHECK(stat(p, &after) == 0 && after.st_ino == before.st_ino);
@@ -882,8 +882,8 @@ static void test_upload_catch_up(void)
 			buf[20] ^= 1; /* the boot id (with a check to match) */
 		if (damage == 1) {
 			char check[WH_DIGEST_LEN + 1];
-			wh_sha256_digest(buf, (size_t)n - WH_DIGEST_LEN, check);
-			memcpy(buf + n - WH_DIGEST_LEN, check, WH_DIGEST_LEN);
+			wh_sha256_digest(buf, (size_t)n - WH_SHA256_LEN, check);
+			memcpy(buf + n - WH_SHA256_LEN, check, WH_SHA256_LEN);
 		}
 		if (damage == 2)
 			n -= 1; /* cut short */
@@ -1504,6 +1504,120 @@ static void test_manifest_references_rechecked(void)
 	wh_store_close(st);
 }
 
+/* sha512 end to end in the store: a session that hashes sha512 (set before
+ * any byte, and kept across an eviction by its saved state), one switched
+ * to sha512 after its bytes (behind: caught up), blobs under blobs/sha512
+ * and the shared copy under .wharf/blobs/sha512 (dedupe, mount, delete),
+ * a manifest addressed by sha512 with a tag, and the catalog walk, which
+ * does not take blobs/sha512 for a repository. */
+static void test_sha512(void)
+{
+	char id[37], d[WH_DIGEST_LEN + 1], d256[WH_DIGEST_LEN + 1], rel[PATH_MAX];
+	char man[1024], dm[WH_DIGEST_LEN + 1], **names = NULL;
+	wh_store *st = NULL;
+	wh_upload *up = NULL;
+	int64_t size = 0;
+	int n = 0;
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(exists(".wharf/blobs/sha512"));
+
+	/* Chosen before the first byte: hashed as it arrives. */
+	CHECK(wh_store_upload_create(st, "s5", id) == 0);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_hash_alg(up) == WH_ALG_SHA256);
+	CHECK(wh_upload_set_alg(up, WH_ALG_NONE) == WH_EINVAL);
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0);
+	CHECK(!wh_upload_hash_behind(up));
+	/* An eviction with no byte yet keeps the algorithm. */
+	evict_all(st);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_hash_alg(up) == WH_ALG_SHA512 && !wh_upload_hash_behind(up));
+	CHECK(wh_upload_write(up, "sha512 ", 7) == 0);
+	evict_all(st); /* a sha512 state on disk (version 2) */
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_hash_alg(up) == WH_ALG_SHA512 && !wh_upload_hash_behind(up));
+	CHECK(wh_upload_write(up, "bytes", 5) == 0);
+	wh_digest_of(WH_ALG_SHA256, "sha512 bytes", 12, d256);
+	CHECK(wh_store_upload_finish(st, up, d256) == WH_EINVAL); /* not its algorithm */
+	wh_digest_of(WH_ALG_SHA512, "sha512 bytes", 12, d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	CHECK(wh_store_blob_stat(st, "s5", d, &size) == 0 && size == 12);
+	FMT(rel, sizeof(rel), "s5/blobs/sha512/%s", d + 7);
+	CHECK(exists(rel));
+	FMT(rel, sizeof(rel), ".wharf/blobs/sha512/%s", d + 7);
+	CHECK(exists(rel));
+	/* The same bytes by sha256 are another blob. */
+	CHECK(wh_store_blob_stat(st, "s5", d256, NULL) == WH_ENOTFOUND);
+
+	/* Switched after its bytes (the closing digest named sha512): behind
+	 * by all of them, caught up, then finished. */
+	CHECK(wh_store_upload_create(st, "s5", id) == 0);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_write(up, "late choice", 11) == 0);
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0);
+	CHECK(wh_upload_hash_behind(up));
+	wh_digest_of(WH_ALG_SHA512, "late choice", 11, d);
+	CHECK(wh_store_upload_finish(st, up, d) == WH_EINVAL);
+	CHECK(catch_up(up) == 0 && !wh_upload_hash_behind(up));
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0 && !wh_upload_hash_behind(up));
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	CHECK(wh_store_blob_stat(st, "s5", d, NULL) == 0);
+
+	/* Mount shares the inode; delete takes the shared copy with the last
+	 * repository's link. */
+	CHECK(wh_store_blob_mount(st, "s5b", "s5", d) == 0);
+	FMT(rel, sizeof(rel), "s5b/blobs/sha512/%s", d + 7);
+	CHECK(exists(rel));
+	FMT(rel, sizeof(rel), ".wharf/blobs/sha512/%s", d + 7);
+	{
+		char p[PATH_MAX];
+		struct stat g;
+		path_of(p, rel);
+		CHECK(stat(p, &g) == 0 && g.st_nlink == 3);
+	}
+	CHECK(wh_store_blob_delete(st, "s5b", d) == 0);
+	CHECK(wh_store_blob_delete(st, "s5", d) == 0);
+	CHECK(!exists(rel));
+
+	/* A manifest by sha512, tagged, whose config and layer are sha512. */
+	CHECK(wh_store_upload_create(st, "s5", id) == 0);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0);
+	CHECK(wh_upload_write(up, "{}", 2) == 0);
+	wh_digest_of(WH_ALG_SHA512, "{}", 2, d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	FMT(man, sizeof(man),
+	    "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\","
+	    "\"config\":{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":2},\"layers\":[]}",
+	    d);
+	wh_digest_of(WH_ALG_SHA512, man, strlen(man), dm);
+	CHECK(wh_store_manifest_put(st, "s5", "v1", dm, OCI_MANIFEST, man, strlen(man)) == 0);
+	{
+		char got[WH_DIGEST_LEN + 1];
+		char *mt = NULL;
+		CHECK(wh_store_manifest_stat(st, "s5", "v1", got, &mt, &size) == 0);
+		CHECK_STREQ(got, dm);
+		free(mt);
+		wh_manifest m;
+		CHECK(wh_store_manifest_get(st, "s5", dm, &m) == 0 && m.len == strlen(man));
+		wh_manifest_free(&m);
+	}
+	FMT(rel, sizeof(rel), "s5/blobs/sha512/%s", dm + 7);
+	CHECK(exists(rel));
+	/* A blob that is a manifest is not deleted as a blob. */
+	CHECK(wh_store_blob_delete(st, "s5", dm) == WH_EINUSE);
+
+	/* The catalog walk does not descend into blobs/sha512. */
+	wh_store_repos_scan(root, &names, &n);
+	CHECK(n == 2);
+	wh_strv_free(names, n);
+	CHECK(wh_store_manifest_delete(st, "s5", dm) == 0);
+	CHECK(wh_store_manifest_stat(st, "s5", dm, d, &(char *){NULL}, &size) == WH_ENOTFOUND);
+	wh_store_close(st);
+}
+
 int main(void)
 {
 	test_open_removes_leftovers();
@@ -1523,6 +1637,7 @@ int main(void)
 	test_referrers();
 	test_zot_index();
 	test_manifest_references_rechecked();
+	test_sha512();
 	if (root[0])
 		check_rm_rf(root);
 	CHECK_DONE();
