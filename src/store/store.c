@@ -100,9 +100,22 @@ struct manifest_slot {
 	uint64_t used;
 };
 
+/* Where a blob was last published or mounted, for a mount that names no
+ * repository to take it from: a direct-mapped table of the digest's hash
+ * and the repository, checked with a stat before it is believed. */
+#define BLOB_HINTS 1024
+/* Repositories a mount without `from` may stat when no hint helps. */
+#define FIND_STATS_MAX 256
+
+struct blob_hint {
+	uint64_t key; /* FNV-1a of the digest; 0: empty */
+	char *repo;
+};
+
 struct wh_store {
 	char *root;
 	bool dedupe;
+	struct blob_hint hints[BLOB_HINTS];
 	wh_list lru;                       /* sessions nobody pinned: evicted from the tail */
 	wh_list pinned;                    /* sessions in use: never evicted */
 	int n_uploads;                     /* in both lists */
@@ -1032,6 +1045,8 @@ void wh_store_close(wh_store *st)
 		index_slot_clear(&st->index_cache[i]);
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
 		manifest_slot_clear(st, &st->manifest_cache[i]);
+	for (int i = 0; i < BLOB_HINTS; i++)
+		free(st->hints[i].repo);
 	wh_strv_free(st->repos, st->n_repos);
 	wh_meta_close(st->meta);
 	uv_mutex_destroy(&st->lock);
@@ -2272,7 +2287,9 @@ struct store_op {
 	void *arg;
 	char repo[WH_NAME_MAX + 1];
 	char from[WH_NAME_MAX + 1]; /* mount: the repository that holds the blob */
-	char ref[REF_MAX + 1];      /* manifest put: the tag, "" for none; delete: tag or digest */
+	char ref[REF_MAX + 1];      /* manifest delete: tag or digest */
+	char **tags;                /* manifest put: the tags to point at it (malloc'd) */
+	int n_tags;
 	char digest[WH_DIGEST_LEN + 1]; /* of the blob or manifest */
 	char path[PATH_MAX];            /* publish: the temp file; finish: the session's data */
 	char *media_type;               /* manifest put; may be NULL */
@@ -2292,7 +2309,10 @@ struct store_op {
 };
 
 static void catalog_insert(wh_store *st, const char *repo);
+static void hint_note(wh_store *st, const char *digest, const char *repo);
 static void publish_run(struct store_op *op);
+static void finish_run(struct store_op *op);
+static void mount_run(struct store_op *op);
 static void manifest_put_run(struct store_op *op);
 static void manifest_delete_run(struct store_op *op);
 
@@ -2321,9 +2341,12 @@ static int op_complete(struct store_op *op)
 		wh_meta_stored(st->meta, op->repo, op->digest, op->cached, wh_wall_ms());
 	if (rc == 0 && op->run == manifest_delete_run && wh_ref_is_digest(op->ref, strlen(op->ref)))
 		wh_meta_forget(st->meta, op->repo, op->ref);
+	if (rc == 0 && (op->run == publish_run || op->run == finish_run || op->run == mount_run))
+		hint_note(st, op->digest, op->repo);
 	wh_store__usage_add(st, op->added - op->freed);
 	if (op->up)
 		upload_free(st, op->up); /* finished: the session is gone, pins and all */
+	wh_strv_free(op->tags, op->n_tags);
 	free(op->media_type);
 	free(op->data);
 	free(op);
@@ -2912,10 +2935,9 @@ static bool references_held(wh_store *st, const char *repo, const char *data, si
 static void manifest_put_run(struct store_op *op)
 {
 	wh_store *st = op->st;
-	const char *tag = op->ref[0] ? op->ref : NULL;
 	char path[PATH_MAX], tmp[PATH_MAX] = "";
 	cJSON *idx = NULL, *arr, *e, *next;
-	bool changed = false, tagged = false;
+	bool changed = false;
 	int rc;
 
 	rc = blob_path(st, op->repo, op->digest, path);
@@ -2952,7 +2974,9 @@ static void manifest_put_run(struct store_op *op)
 	if (rc < 0)
 		goto unlock;
 	arr = index_manifests(idx);
-	if (tag) {
+	for (int t = 0; t < op->n_tags; t++) {
+		const char *tag = op->tags[t];
+		bool tagged = false;
 		/* Move the tag: entries that carry it for another digest lose it. */
 		for (e = arr->child; e; e = next) {
 			next = e->next;
@@ -2973,7 +2997,8 @@ static void manifest_put_run(struct store_op *op)
 				goto unlock;
 			changed = true;
 		}
-	} else if (!find_by_digest(arr, op->digest, false)) {
+	}
+	if (op->n_tags == 0 && !find_by_digest(arr, op->digest, false)) {
 		rc = entry_add(arr, op->digest, op->media_type, op->len, NULL);
 		if (rc < 0)
 			goto unlock;
@@ -2992,19 +3017,25 @@ out:
 	op->rc = rc;
 }
 
-static int manifest_put_prepare(wh_store *st, const char *repo, const char *tag, const char *digest,
-                                const char *media_type, const char *data, size_t len,
-                                struct store_op **out)
+static int manifest_put_prepare(wh_store *st, const char *repo, const char *const *tags, int n_tags,
+                                const char *digest, const char *media_type, const char *data,
+                                size_t len, struct store_op **out)
 {
 	struct store_op *op;
 
 	*out = NULL;
-	if (!repo_ok(repo) || !digest_ok(digest) || (tag && !wh_tag_valid(tag, strlen(tag))) ||
-	    (!data && len > 0))
+	if (!repo_ok(repo) || !digest_ok(digest) || n_tags < 0 || (!data && len > 0))
 		return WH_EINVAL;
+	for (int i = 0; i < n_tags; i++)
+		if (!tags[i] || !wh_tag_valid(tags[i], strlen(tags[i])))
+			return WH_EINVAL;
 	op = op_new(st, manifest_put_run, repo);
-	if (tag)
-		snprintf(op->ref, sizeof(op->ref), "%s", tag);
+	if (n_tags > 0) {
+		op->tags = wh_malloc(sizeof(*op->tags) * (size_t)n_tags);
+		for (int i = 0; i < n_tags; i++)
+			op->tags[i] = wh_strdup(tags[i]);
+		op->n_tags = n_tags;
+	}
 	wh_digest_copy(op->digest, digest);
 	op->media_type = media_type ? wh_strdup(media_type) : NULL;
 	op->data = wh_malloc(len ? len : 1);
@@ -3019,7 +3050,8 @@ int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const
                           const char *media_type, const char *data, size_t len)
 {
 	struct store_op *op;
-	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+	int rc =
+	    manifest_put_prepare(st, repo, &tag, tag ? 1 : 0, digest, media_type, data, len, &op);
 
 	return rc < 0 ? rc : op_run(op);
 }
@@ -3028,8 +3060,17 @@ int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo,
                                 const char *digest, const char *media_type, const char *data,
                                 size_t len, wh_store_cb cb, void *arg)
 {
+	return wh_store_manifest_put_tags_async(loop, st, repo, &tag, tag ? 1 : 0, digest,
+	                                        media_type, data, len, cb, arg);
+}
+
+int wh_store_manifest_put_tags_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                                     const char *const *tags, int n_tags, const char *digest,
+                                     const char *media_type, const char *data, size_t len,
+                                     wh_store_cb cb, void *arg)
+{
 	struct store_op *op;
-	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+	int rc = manifest_put_prepare(st, repo, tags, n_tags, digest, media_type, data, len, &op);
 
 	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
 }
@@ -3039,7 +3080,8 @@ int wh_store_manifest_cache_async(uv_loop_t *loop, wh_store *st, const char *rep
                                   size_t len, wh_store_cb cb, void *arg)
 {
 	struct store_op *op;
-	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+	int rc =
+	    manifest_put_prepare(st, repo, &tag, tag ? 1 : 0, digest, media_type, data, len, &op);
 
 	if (rc < 0)
 		return rc;
@@ -3470,6 +3512,64 @@ out:
 	cJSON_Delete(idx);
 	cJSON_Delete(res);
 	return rc;
+}
+
+/* ---- finding a repository that holds a blob ---- */
+
+static uint64_t hint_key(const char *digest)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const char *p = digest; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+static void hint_note(wh_store *st, const char *digest, const char *repo)
+{
+	uint64_t k = hint_key(digest);
+	struct blob_hint *h = &st->hints[k % BLOB_HINTS];
+
+	if (h->key == k && h->repo && strcmp(h->repo, repo) == 0)
+		return;
+	free(h->repo);
+	h->key = k;
+	h->repo = wh_strdup(repo);
+}
+
+int wh_store_blob_find(wh_store *st, const char *digest,
+                       bool (*may_read)(void *arg, const char *repo), void *arg,
+                       char repo[WH_NAME_MAX + 1])
+{
+	char path[PATH_MAX];
+	int stats = 0;
+
+	repo[0] = '\0';
+	if (!digest_ok(digest))
+		return WH_EINVAL;
+	/* With dedupe every blob's bytes have their shared copy: none, and no
+	 * repository holds them (one stat answers for the whole root). */
+	if (st->dedupe && (shared_path(st, digest, path) < 0 || !file_exists(path)))
+		return WH_ENOTFOUND;
+	uint64_t k = hint_key(digest);
+	struct blob_hint *h = &st->hints[k % BLOB_HINTS];
+	if (h->key == k && h->repo && may_read(arg, h->repo) &&
+	    wh_store_blob_stat(st, h->repo, digest, NULL) == 0) {
+		snprintf(repo, WH_NAME_MAX + 1, "%s", h->repo);
+		return 0;
+	}
+	/* Then the catalog (in memory), a stat per repository the caller may
+	 * read, at most FIND_STATS_MAX of them: bounded work on the loop. */
+	for (int i = 0; st->repos_loaded && i < st->n_repos && stats < FIND_STATS_MAX; i++) {
+		if (!may_read(arg, st->repos[i]))
+			continue;
+		stats++;
+		if (wh_store_blob_stat(st, st->repos[i], digest, NULL) == 0) {
+			snprintf(repo, WH_NAME_MAX + 1, "%s", st->repos[i]);
+			hint_note(st, digest, repo);
+			return 0;
+		}
+	}
+	return WH_ENOTFOUND;
 }
 
 bool wh_store_repo_exists(wh_store *st, const char *repo)

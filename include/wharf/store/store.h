@@ -122,6 +122,20 @@ int wh_store_blob_quarantine(wh_store *st, const char *repo, const char *digest)
  * 0 if repo holds it already. */
 int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, const char *digest);
 
+/* A repository that holds the blob and that may_read(arg, name) allows,
+ * for a mount that names none (?mount= without from): 0 with its name in
+ * repo, WH_ENOTFOUND, or WH_EINVAL for a bad digest. Bounded work on the
+ * loop, no walk of the root: with dedupe, no shared copy of the bytes
+ * (.wharf/blobs/<alg>/<hex>, one stat) means no repository holds them;
+ * then the repository where the store last published or mounted the
+ * digest (a table of 1024 hints kept in memory, not across restarts),
+ * checked with a stat; then the catalog in order, a stat for each of at
+ * most 256 repositories that may_read allows. So a blob held only by
+ * repositories past those is not found, and the client uploads it. */
+int wh_store_blob_find(wh_store *st, const char *digest,
+                       bool (*may_read)(void *arg, const char *repo), void *arg,
+                       char repo[WH_NAME_MAX + 1]);
+
 /* A temp file in .wharf/tmp for content being written; path receives its
  * name (PATH_MAX bytes). Returns an fd open for read+write, or -errno. */
 int wh_store_tmp_create(wh_store *st, char *path, size_t pathlen);
@@ -370,6 +384,15 @@ int wh_store_blob_delete_async(uv_loop_t *loop, wh_store *st, const char *repo, 
 int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo, const char *tag,
                                 const char *digest, const char *media_type, const char *data,
                                 size_t len, wh_store_cb cb, void *arg);
+
+/* The same with any number of tags (n_tags >= 0, each valid, else
+ * WH_EINVAL and nothing done): each is pointed at the manifest (moved if it
+ * pointed elsewhere) in one write of index.json, all or none. For a push
+ * by digest with ?tag= parameters. */
+int wh_store_manifest_put_tags_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                                     const char *const *tags, int n_tags, const char *digest,
+                                     const char *media_type, const char *data, size_t len,
+                                     wh_store_cb cb, void *arg);
 
 /* wh_store_manifest_put_async for content the cache fetched from an
  * upstream: the same, but the manifest is recorded as cached (meta.h), which
