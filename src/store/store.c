@@ -104,8 +104,10 @@ struct manifest_slot {
  * repository to take it from: a direct-mapped table of the digest's hash
  * and the repository, checked with a stat before it is believed. */
 #define BLOB_HINTS 1024
-/* Repositories a mount without `from` may stat when no hint helps. */
+/* Repositories a mount without `from` may stat when no hint helps, and
+ * catalog entries it may look at (access checks are cheap, not free). */
 #define FIND_STATS_MAX 256
+#define FIND_NAMES_MAX 4096
 
 struct blob_hint {
 	uint64_t key; /* FNV-1a of the digest; 0: empty */
@@ -3559,7 +3561,9 @@ int wh_store_blob_find(wh_store *st, const char *digest,
 	}
 	/* Then the catalog (in memory), a stat per repository the caller may
 	 * read, at most FIND_STATS_MAX of them: bounded work on the loop. */
-	for (int i = 0; st->repos_loaded && i < st->n_repos && stats < FIND_STATS_MAX; i++) {
+	for (int i = 0;
+	     st->repos_loaded && i < st->n_repos && i < FIND_NAMES_MAX && stats < FIND_STATS_MAX;
+	     i++) {
 		if (!may_read(arg, st->repos[i]))
 			continue;
 		stats++;

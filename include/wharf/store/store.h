@@ -129,9 +129,9 @@ int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, c
  * (.wharf/blobs/<alg>/<hex>, one stat) means no repository holds them;
  * then the repository where the store last published or mounted the
  * digest (a table of 1024 hints kept in memory, not across restarts),
- * checked with a stat; then the catalog in order, a stat for each of at
- * most 256 repositories that may_read allows. So a blob held only by
- * repositories past those is not found, and the client uploads it. */
+ * checked with a stat; then the first 4096 names of the catalog in order,
+ * a stat for each of at most 256 that may_read allows. So a blob held only
+ * by repositories past those is not found, and the client uploads it. */
 int wh_store_blob_find(wh_store *st, const char *digest,
                        bool (*may_read)(void *arg, const char *repo), void *arg,
                        char repo[WH_NAME_MAX + 1]);

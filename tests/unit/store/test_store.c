@@ -1504,6 +1504,109 @@ static void test_manifest_references_rechecked(void)
 	wh_store_close(st);
 }
 
+static void on_rc(int rc, void *arg)
+{
+	*(int *)arg = rc;
+}
+
+static bool read_all_but_b(void *arg, const char *repo)
+{
+	(void)arg;
+	return strcmp(repo, "find/b") != 0;
+}
+
+/* A repository that holds a blob, for a mount without from: the shared
+ * copy says whether any does, the hint where it was last stored, the
+ * catalog (bounded) the rest; only repositories the caller may read. */
+static void test_blob_find(void)
+{
+	char d[WH_DIGEST_LEN + 1], d2[WH_DIGEST_LEN + 1], repo[WH_NAME_MAX + 1];
+	wh_store *st = NULL;
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(put_blob(st, "find/a", "found bytes", d) == 0);
+	CHECK(wh_store_blob_find(st, "sha256:nothex", read_all_but_b, NULL, repo) == WH_EINVAL);
+	CHECK(wh_store_blob_find(st, d, read_all_but_b, NULL, repo) == 0);
+	CHECK_STREQ(repo, "find/a"); /* the hint */
+	wh_sha256_digest("nobody", 6, d2);
+	CHECK(wh_store_blob_find(st, d2, read_all_but_b, NULL, repo) == WH_ENOTFOUND);
+	CHECK(repo[0] == '\0');
+	/* Only in a repository the caller may not read: not found. */
+	CHECK(put_blob(st, "find/b", "b's bytes", d2) == 0);
+	CHECK(wh_store_blob_find(st, d2, read_all_but_b, NULL, repo) == WH_ENOTFOUND);
+	/* After a restart there are no hints: the catalog finds it. */
+	wh_store_close(st);
+	CHECK(wh_store_open(root, true, &st) == 0);
+	{
+		char **names = NULL;
+		int n = 0;
+		bool more;
+		CHECK(wh_store_repos(st, NULL, -1, &names, &n, &more) == 0 && n == 2);
+		wh_strv_free(names, n);
+	}
+	CHECK(wh_store_blob_find(st, d, read_all_but_b, NULL, repo) == 0);
+	CHECK_STREQ(repo, "find/a");
+	/* Deleted everywhere: the shared copy goes, and with it the answer. */
+	CHECK(wh_store_blob_delete(st, "find/a", d) == 0);
+	CHECK(wh_store_blob_find(st, d, read_all_but_b, NULL, repo) == WH_ENOTFOUND);
+	wh_store_close(st);
+}
+
+/* Several tags in one put, moved together; a bad one refuses them all. */
+static void test_manifest_tags(void)
+{
+	char cfg[WH_DIGEST_LEN + 1], m1[WH_DIGEST_LEN + 1], m2[WH_DIGEST_LEN + 1], json[512];
+	wh_store *st = NULL;
+	uv_loop_t loop;
+	int rc = 1;
+
+	new_root();
+	CHECK(uv_loop_init(&loop) == 0);
+	CHECK(wh_store_open(root, false, &st) == 0);
+	CHECK(put_blob(st, "tg", "{}", cfg) == 0);
+	FMT(json, sizeof(json),
+	    "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\","
+	    "\"config\":{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":2},\"layers\":[]}",
+	    cfg);
+	wh_sha256_digest(json, strlen(json), m1);
+	const char *tags[] = {"a", "b", "c"};
+	CHECK(wh_store_manifest_put_tags_async(&loop, st, "tg", tags, 3, m1, OCI_MANIFEST, json,
+	                                       strlen(json), on_rc, &rc) == 0);
+	CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0 && rc == 0);
+	{
+		static const char *const want[] = {"a", "b", "c"};
+		CHECK(tags_are(st, "tg", want, 3));
+	}
+	CHECK(index_entries("tg") == 3);
+	/* Another manifest takes b and c; a stays. */
+	char json2[600];
+	FMT(json2, sizeof(json2), "%.*s,\"annotations\":{\"x\":\"y\"}}", (int)strlen(json) - 1,
+	    json);
+	wh_sha256_digest(json2, strlen(json2), m2);
+	const char *moved[] = {"b", "c"};
+	rc = 1;
+	CHECK(wh_store_manifest_put_tags_async(&loop, st, "tg", moved, 2, m2, OCI_MANIFEST, json2,
+	                                       strlen(json2), on_rc, &rc) == 0);
+	CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0 && rc == 0);
+	{
+		char got[WH_DIGEST_LEN + 1];
+		char *mt = NULL;
+		int64_t size;
+		CHECK(wh_store_manifest_stat(st, "tg", "a", got, &mt, &size) == 0);
+		CHECK_STREQ(got, m1);
+		free(mt);
+		CHECK(wh_store_manifest_stat(st, "tg", "c", got, &mt, &size) == 0);
+		CHECK_STREQ(got, m2);
+		free(mt);
+	}
+	const char *bad[] = {"ok", "-bad"};
+	CHECK(wh_store_manifest_put_tags_async(&loop, st, "tg", bad, 2, m2, OCI_MANIFEST, json2,
+	                                       strlen(json2), on_rc, &rc) == WH_EINVAL);
+	wh_store_close(st);
+	CHECK(uv_loop_close(&loop) == 0);
+}
+
 /* sha512 end to end in the store: a session that hashes sha512 (set before
  * any byte, and kept across an eviction by its saved state), one switched
  * to sha512 after its bytes (behind: caught up), blobs under blobs/sha512
@@ -1638,6 +1741,8 @@ int main(void)
 	test_zot_index();
 	test_manifest_references_rechecked();
 	test_sha512();
+	test_blob_find();
+	test_manifest_tags();
 	if (root[0])
 		check_rm_rf(root);
 	CHECK_DONE();
