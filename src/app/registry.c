@@ -584,11 +584,11 @@ static void upload_begin(wh_req *req, struct rctx *x)
 	 * bytes arrive, so the closing PUT hashes nothing again. */
 	wh_digest_alg alg = x->has_digest ? wh_digest_alg_of(x->digest) : x->alg;
 	if (!x->has_digest) {
+		/* A new session: switching it hashes nothing again. */
 		wh_upload *fresh;
 		if (alg == WH_ALG_SHA512 &&
 		    wh_store_upload_get(reg->store, x->name, x->id, &fresh) == 0)
-			(void)wh_upload_set_alg(fresh,
-			                        alg); /* a new session: nothing to hash again */
+			(void)wh_upload_set_alg(fresh, alg);
 		/* A body without a digest has nowhere to go; ignore it. */
 		wh_resp_start(req, 202);
 		upload_headers(req, x->name, x->id, 0);
@@ -1021,8 +1021,13 @@ static bool take_tags(wh_req *req, struct rctx *x, const char *ref)
 		snprintf(x->tags[x->n_tags++], WH_TAG_MAX + 1, "%s", ref);
 	for (int i = 0; i < n; i++) {
 		char t[WH_TAG_MAX + 2];
-		if (!wh_req_query_nth(req, "tag", i, t, sizeof(t)) || !wh_tag_valid(t, strlen(t))) {
-			wh_oci_error(req, 400, "TAG_INVALID", "invalid tag", NULL);
+		if (!wh_req_query_nth(req, "tag", i, t, sizeof(t))) {
+			wh_oci_error(req, 400, "TAG_INVALID", "invalid tag",
+			             NULL); /* too long, or a NUL */
+			return true;
+		}
+		if (!wh_tag_valid(t, strlen(t))) {
+			wh_oci_error(req, 400, "TAG_INVALID", "invalid tag", t);
 			return true;
 		}
 		bool seen = false;
