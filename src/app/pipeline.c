@@ -91,23 +91,33 @@ static wh_phase_rc (*phase_fn(const wh_module *m, enum phase ph))(void *, wh_cal
 	}
 }
 
-/* A manifest PUT under a tag that exists updates it; under a new tag (or a
+/* A manifest PUT under a tag that exists (the URL's, or a ?tag=) updates it; under a new tag (or a
  * digest), it creates: access control tells them apart. The route cannot
  * (it has no store); the name is not validated yet: the store sees only one
  * that is. */
 static void decide_action(wh_pipeline *p, wh_call *call)
 {
 	wh_route *r = &call->route;
-	size_t rl = strlen(r->ref);
 	if (r->kind != WH_ROUTE_MANIFEST || strcmp(call->req->method, "PUT") != 0 ||
-	    !wh_tag_valid(r->ref, rl) || wh_ref_is_digest(r->ref, rl) || !wh_name_storable(r->name))
+	    !wh_name_storable(r->name))
 		return;
-	char digest[WH_DIGEST_LEN + 1];
-	char *mt = NULL;
-	int64_t size;
-	if (wh_store_manifest_stat(p->store, r->name, r->ref, digest, &mt, &size) == 0)
-		r->action = WH_ACTION_UPDATE;
-	free(mt);
+	/* The URL's tag, and each ?tag= of the push (one that moves an
+	 * existing tag is an update as much as a push by that tag). */
+	int n = wh_req_query_count(call->req, "tag");
+	for (int i = -1; i < n && r->action != WH_ACTION_UPDATE; i++) {
+		char tag[WH_TAG_MAX + 2];
+		const char *t =
+		    i < 0 ? r->ref : wh_req_query_nth(call->req, "tag", i, tag, sizeof(tag));
+		size_t tl = t ? strlen(t) : 0;
+		if (!t || !wh_tag_valid(t, tl) || wh_ref_is_digest(t, tl))
+			continue;
+		char digest[WH_DIGEST_LEN + 1];
+		char *mt = NULL;
+		int64_t size;
+		if (wh_store_manifest_stat(p->store, r->name, t, digest, &mt, &size) == 0)
+			r->action = WH_ACTION_UPDATE;
+		free(mt);
+	}
 }
 
 /* The content phase: the owner of the path, or else each module in turn. */

@@ -25,9 +25,13 @@
 #include "wharf/oci/route.h"
 #include "wharf/store/serve.h"
 
-/* Room for a digest in a query (?digest=, ?mount=): the longest
- * supported-looking one (sha512), so that it is told UNSUPPORTED. */
+/* Room for a digest in a query (?digest=, ?mount=): more than the longest
+ * supported one (sha512, 135), so that a longer one is told UNSUPPORTED. */
 #define DIGEST_PARAM_MAX 160
+
+/* ?tag= parameters a manifest push takes (the spec asks for at least 10);
+ * more is a 414, as the spec allows. */
+#define PUSH_TAGS_MAX 64 /* the 414 says so: keep its text in step */
 
 typedef struct wh_registry wh_registry;
 
@@ -93,6 +97,9 @@ struct rctx {
 	size_t len, cap;
 	char content_type[256];          /* of a manifest PUT */
 	char subject[WH_DIGEST_LEN + 1]; /* of a manifest PUT, for the 201 ("": none) */
+	char (*tags)[WH_TAG_MAX + 1];    /* of a manifest PUT: the tags to apply (request memory) */
+	int n_tags;
+	wh_digest_alg alg; /* a POST's ?digest-algorithm= (NONE: not given) */
 	/* A POST's ?mount= and ?from= while the mount is still to be tried
 	 * ("" once it was, or without one). The upload is the mount's fallback. */
 	char mount[WH_DIGEST_LEN + 1];
@@ -364,7 +371,7 @@ static void blob_deleted(int rc, void *arg)
 static void blob_delete(wh_req *req, wh_registry *reg, const char *name, const char *digest)
 {
 	struct rctx *x = rctx_new(req, reg, name);
-	memcpy(x->digest, digest, WH_DIGEST_LEN + 1);
+	wh_digest_copy(x->digest, digest);
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
 	int rc = store_wait_begin(
 	    req, w,
@@ -492,6 +499,15 @@ static void upload_body_end(wh_req *req)
 		wh_resp_end(req);
 		return;
 	}
+	/* The session must hash with the algorithm the digest names. It hashes
+	 * sha256 unless the POST said otherwise (?digest-algorithm=, or a
+	 * monolithic ?digest=): a closing digest of the other algorithm makes
+	 * it hash its bytes again, in the thread pool, as a catch-up. */
+	int rc = wh_upload_set_alg(x->up, wh_digest_alg_of(x->digest));
+	if (rc != 0) {
+		wh_oci_storage_error(req, rc); /* not expected: the session is ours, pinned */
+		return;
+	}
 	if (wh_upload_hash_behind(x->up))
 		catchup_start(req, x); /* answers when the bytes are hashed */
 	else
@@ -535,7 +551,7 @@ static bool take_digest_param(wh_req *req, struct rctx *x)
 	}
 	if (check_digest(req, d))
 		return true;
-	memcpy(x->digest, d, WH_DIGEST_LEN + 1);
+	wh_digest_copy(x->digest, d);
 	x->has_digest = true;
 	return false;
 }
@@ -564,7 +580,15 @@ static void upload_begin(wh_req *req, struct rctx *x)
 		upload_begin_failed(req, x, rc);
 		return;
 	}
+	/* The algorithm the session hashes with, when the POST names one: as
+	 * bytes arrive, so the closing PUT hashes nothing again. */
+	wh_digest_alg alg = x->has_digest ? wh_digest_alg_of(x->digest) : x->alg;
 	if (!x->has_digest) {
+		/* A new session: switching it hashes nothing again. */
+		wh_upload *fresh;
+		if (alg == WH_ALG_SHA512 &&
+		    wh_store_upload_get(reg->store, x->name, x->id, &fresh) == 0)
+			(void)wh_upload_set_alg(fresh, alg);
 		/* A body without a digest has nowhere to go; ignore it. */
 		wh_resp_start(req, 202);
 		upload_headers(req, x->name, x->id, 0);
@@ -580,6 +604,7 @@ static void upload_begin(wh_req *req, struct rctx *x)
 		return;
 	}
 	wh_upload_pin(x->up);
+	(void)wh_upload_set_alg(x->up, alg);
 	wh_req_read_body(req, upload_body, upload_body_end);
 	if (!req->has_body)
 		return; /* on_body_end fires when the (empty) message completes */
@@ -634,9 +659,33 @@ static bool posts_the_blob(wh_req *req)
 	       wh_digest_check(d, strlen(d)) == WH_DIGEST_OK;
 }
 
+/* Who asks a mount without `from`: the repositories they may read. */
+struct reader_of {
+	wh_registry *reg;
+	const char *user;
+};
+
+static bool may_read(void *arg, const char *repo)
+{
+	struct reader_of *r = arg;
+	return wh_auth_may(r->reg->auth, r->user, repo, WH_ACTION_READ);
+}
+
 static void upload_start(wh_req *req, wh_registry *reg, const char *name, const char *user)
 {
-	char mount[DIGEST_PARAM_MAX], from[WH_NAME_MAX + 2];
+	char mount[DIGEST_PARAM_MAX], from[WH_NAME_MAX + 2], alg_name[16];
+	/* ?digest-algorithm= (distribution-spec after 1.1.1): the algorithm
+	 * of the digest the closing PUT will name. */
+	wh_digest_alg alg = WH_ALG_NONE;
+	int qa = wh_oci_query(req, "digest-algorithm", alg_name, sizeof(alg_name));
+	if (qa != 0) {
+		alg = qa > 0 ? wh_digest_alg_named(alg_name, strlen(alg_name)) : WH_ALG_NONE;
+		if (alg == WH_ALG_NONE) {
+			wh_oci_error(req, 400, "UNSUPPORTED", "digest algorithm not supported",
+			             qa > 0 ? alg_name : NULL);
+			return;
+		}
+	}
 	int qm = wh_oci_query(req, "mount", mount, sizeof(mount));
 	if (qm < 0) {
 		wh_oci_error(req, 400, "DIGEST_INVALID", "invalid digest in mount", NULL);
@@ -652,6 +701,12 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 			             NULL);
 			return;
 		}
+		/* No `from`: the spec lets a registry mount from wherever it finds
+		 * the blob. Any repository that holds it and that the client may
+		 * read will do (the store finds one without walking the root). */
+		struct reader_of r = {reg, user};
+		if (qf == 0 && wh_store_blob_find(reg->store, mount, may_read, &r, from) == 0)
+			qf = 1;
 		/* A mount reads from `from`: without that right, the client uploads
 		 * the blob like anyone who does not have it. A blob that `from`
 		 * does not hold is not mounted either (the mount's own first
@@ -659,6 +714,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 		if (qf > 0 && wh_auth_may(reg->auth, user, from, WH_ACTION_READ) &&
 		    wh_store_blob_stat(reg->store, from, mount, NULL) == 0) {
 			x = rctx_new(req, reg, name);
+			x->alg = alg; /* for the upload it falls back on */
 			memcpy(x->mount, mount, sizeof(x->mount));
 			memcpy(x->from, from, strlen(from) + 1); /* wh_name_valid: it fits */
 			/* Mounted in the thread pool. The upload it falls back on
@@ -675,6 +731,7 @@ static void upload_start(wh_req *req, wh_registry *reg, const char *name, const 
 	}
 	if (!x)
 		x = rctx_new(req, reg, name);
+	x->alg = alg;
 	upload_begin(req, x);
 }
 
@@ -862,8 +919,11 @@ static void manifest_put_end(wh_req *req)
 	wh_registry *reg = x->reg;
 	wh_manifest_doc m = {0};
 	char digest[WH_DIGEST_LEN + 1];
-	wh_sha256_digest(x->buf ? x->buf : "", x->len, digest);
 	bool by_digest = wh_ref_is_digest(x->ref, strlen(x->ref));
+	/* Pushed by digest, its bytes are hashed with that digest's algorithm
+	 * (sha512 included); by tag, with sha256, the spec's default. */
+	wh_digest_of(by_digest ? wh_digest_alg_of(x->ref) : WH_ALG_SHA256, x->buf ? x->buf : "",
+	             x->len, digest);
 	if (by_digest && strcmp(digest, x->ref) != 0) {
 		wh_oci_error(req, 400, "DIGEST_INVALID",
 		             "the manifest's digest does not match the reference", digest);
@@ -897,11 +957,14 @@ static void manifest_put_end(wh_req *req)
 	memcpy(x->digest, digest, sizeof(x->digest));
 	snprintf(x->subject, sizeof(x->subject), "%s", m.subject ? m.subject : "");
 	struct store_wait *w = wh_calloc(1, sizeof(*w));
-	int rc = store_wait_begin(req, w,
-	                          wh_store_manifest_put_async(reg->loop, reg->store, x->name,
-	                                                      by_digest ? NULL : x->ref, digest,
-	                                                      m.media_type, x->buf ? x->buf : "",
-	                                                      x->len, manifest_stored, w));
+	const char *tags[PUSH_TAGS_MAX + 1];
+	for (int i = 0; i < x->n_tags; i++)
+		tags[i] = x->tags[i];
+	int rc =
+	    store_wait_begin(req, w,
+	                     wh_store_manifest_put_tags_async(
+	                         reg->loop, reg->store, x->name, tags, x->n_tags, digest,
+	                         m.media_type, x->buf ? x->buf : "", x->len, manifest_stored, w));
 	if (rc != 0)
 		wh_oci_storage_error(req, rc);
 out:
@@ -929,8 +992,51 @@ static void manifest_stored(int rc, void *arg)
 	wh_resp_header(req, "Docker-Content-Digest", "%s", x->digest);
 	if (x->subject[0])
 		wh_resp_header(req, "OCI-Subject", "%s", x->subject);
+	/* One OCI-Tag per tag applied, the spec's answer to ?tag=. A push by
+	 * tag alone says nothing new: its tag is the URL's. */
+	if (wh_req_query_count(req, "tag") > 0)
+		for (int i = 0; i < x->n_tags; i++)
+			wh_resp_header(req, "OCI-Tag", "%s", x->tags[i]);
 	wh_resp_length(req, 0);
 	wh_resp_end(req);
+}
+
+/* The tags a push applies: the reference when it is a tag, then each ?tag=
+ * (distribution-spec after 1.1.1: "tag" parameters on a push by digest; a
+ * push by tag may add more the same way), each once. All are checked before
+ * anything is read or stored; returns true when it answered (400
+ * TAG_INVALID, 414 for too many). */
+static bool take_tags(wh_req *req, struct rctx *x, const char *ref)
+{
+	int n = wh_req_query_count(req, "tag");
+	bool by_digest = wh_ref_is_digest(ref, strlen(ref));
+	if (n > PUSH_TAGS_MAX) {
+		wh_oci_error(req, 414, "TAG_INVALID", "too many tag parameters",
+		             "at most 64 tags a push");
+		return true;
+	}
+	x->tags = wh_req_alloc(req, sizeof(*x->tags) * (size_t)(n + 1));
+	x->n_tags = 0;
+	if (!by_digest)
+		snprintf(x->tags[x->n_tags++], WH_TAG_MAX + 1, "%s", ref);
+	for (int i = 0; i < n; i++) {
+		char t[WH_TAG_MAX + 2];
+		if (!wh_req_query_nth(req, "tag", i, t, sizeof(t))) {
+			wh_oci_error(req, 400, "TAG_INVALID", "invalid tag",
+			             NULL); /* too long, or a NUL */
+			return true;
+		}
+		if (!wh_tag_valid(t, strlen(t))) {
+			wh_oci_error(req, 400, "TAG_INVALID", "invalid tag", t);
+			return true;
+		}
+		bool seen = false;
+		for (int j = 0; j < x->n_tags && !seen; j++)
+			seen = strcmp(x->tags[j], t) == 0;
+		if (!seen)
+			memcpy(x->tags[x->n_tags++], t, strlen(t) + 1);
+	}
+	return false;
 }
 
 static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const char *ref)
@@ -940,6 +1046,8 @@ static void manifest_put(wh_req *req, wh_registry *reg, const char *name, const 
 		return;
 	}
 	struct rctx *x = rctx_new(req, reg, name);
+	if (take_tags(req, x, ref))
+		return;
 	snprintf(x->ref, sizeof(x->ref), "%s", ref);
 	const char *ct = wh_req_header(req, "content-type");
 	snprintf(x->content_type, sizeof(x->content_type), "%s", ct ? ct : "");

@@ -231,10 +231,11 @@ static void list_request(struct job *j)
 }
 
 /* Referrers stored as tags (cosign's sha256-<hex>.sig, .att, .sbom, and
- * the referrers tag schema's sha256-<hex>) are not images to sync. */
+ * the referrers tag schema's <alg>-<hex>, the hex cut to 64 characters
+ * for sha512) are not images to sync. */
 static bool referrer_tag(const char *tag)
 {
-	if (strncmp(tag, "sha256-", 7) != 0)
+	if (strncmp(tag, "sha256-", 7) != 0 && strncmp(tag, "sha512-", 7) != 0)
 		return false;
 	size_t hex = strspn(tag + 7, "0123456789abcdef");
 	return hex == 64 && (tag[71] == '\0' || tag[71] == '.');

@@ -121,7 +121,7 @@ struct bfetch {
 	int fd;        /* file's descriptor, written to */
 	wh_file *file; /* shared with the readers' send queues */
 	char tmp[PATH_MAX];
-	wh_sha256 hash;
+	wh_digest_ctx hash; /* with the algorithm of digest */
 	int status;
 	int64_t total;  /* -1 until known */
 	int64_t expect; /* the size a synced manifest declared, or -1 */
@@ -657,7 +657,7 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
 	f->up_digest[0] = '\0';
 	if (h->digest && wh_digest_check(h->digest, strlen(h->digest)) == WH_DIGEST_OK)
-		memcpy(f->up_digest, h->digest, WH_DIGEST_LEN + 1);
+		wh_digest_copy(f->up_digest, h->digest);
 }
 
 static void m_on_done(wh_up_req *r, int err, void *arg);
@@ -667,7 +667,7 @@ static const wh_up_cbs mcbs = {m_on_head, body_on_data, m_on_done};
 
 static void mfetch_get(struct mfetch *f)
 {
-	char path[WH_NAME_MAX + 256];
+	char path[WH_NAME_MAX + WH_REF_MAX + 64];
 	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->map.upstream, f->ref);
 	f->head_phase = false;
 	f->body.len = 0;
@@ -824,9 +824,13 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 		return;
 	}
 	const char *body = f->body.buf ? f->body.buf : "";
-	char digest[WH_DIGEST_LEN + 1];
-	wh_sha256_digest(body, f->body.len, digest);
+	/* Hashed with the algorithm of the digest it must match: the one asked
+	 * for, else the upstream's Docker-Content-Digest (an upstream that
+	 * addresses its manifests by sha512 is cached under the same digest),
+	 * else sha256, the spec's default. */
 	const char *want = f->by_digest ? f->ref : (f->up_digest[0] ? f->up_digest : NULL);
+	char digest[WH_DIGEST_LEN + 1];
+	wh_digest_of(want ? wh_digest_alg_of(want) : WH_ALG_SHA256, body, f->body.len, digest);
 	if (want && strcmp(want, digest) != 0) {
 		wh_log(WH_LOG_ERROR, "upstream manifest does not match its digest", "repo", WH_LS,
 		       f->name, "reference", WH_LS, f->ref, "expected", WH_LS, want, "got", WH_LS,
@@ -890,7 +894,7 @@ static struct mfetch *mfetch_for(wh_sync *s, const char *name, const char *ref,
 		mfetch_get(f);
 	} else {
 		/* A HEAD costs nothing against Docker Hub's pull limit. */
-		char path[WH_NAME_MAX + 256];
+		char path[WH_NAME_MAX + WH_REF_MAX + 64];
 		snprintf(path, sizeof(path), "/v2/%s/manifests/%s", map->upstream, ref);
 		f->head_phase = true;
 		f->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream,
@@ -1160,7 +1164,7 @@ static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 		}
 		done += (size_t)w;
 	}
-	wh_sha256_update(&f->hash, data, len);
+	wh_digest_update(&f->hash, data, len);
 	f->written += (int64_t)len;
 	f->s->stats.bytes_from_upstream += len;
 	bfetch_pump_all(f);
@@ -1297,7 +1301,7 @@ static void bfetch_restart(struct bfetch *f, int fd)
 	f->resume_failed = false;
 	f->skip = 0;
 	f->fetch_done = false;
-	wh_sha256_init(&f->hash);
+	wh_digest_init(&f->hash, wh_digest_alg_of(f->digest));
 	bfetch_request(f, 0);
 }
 
@@ -1392,7 +1396,7 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 	f->iterating++; /* readers answered below must not free f under us */
 	char got[WH_DIGEST_LEN + 1] = "";
 	if (err == 0 && f->status == 200 && (f->total < 0 || f->written == f->total))
-		wh_sha256_final(&f->hash, got);
+		wh_digest_final(&f->hash, got);
 	if (f->store_err) {
 		bfetch_store_failed(f); /* our disk, not the upstream */
 		f->iterating--;
@@ -1453,7 +1457,7 @@ static const wh_up_cbs bcbs = {b_on_head, b_on_data, b_on_done};
 /* The upstream GET of the blob, from byte `from` on (0: all of it). */
 static void bfetch_request(struct bfetch *f, int64_t from)
 {
-	char path[WH_NAME_MAX + 128];
+	char path[WH_NAME_MAX + WH_DIGEST_LEN + 64];
 	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", f->map.upstream, f->digest);
 	/* Never more than the manifest declared, when one did. */
 	wh_up_opts opts = BLOB_GET;
@@ -1499,7 +1503,7 @@ static struct bfetch *bfetch_start(wh_sync *s, const char *name, const char *dig
 	f->total = -1;
 	f->expect = declared_size(s, map, digest);
 	f->started_ms = uv_now(s->loop);
-	wh_sha256_init(&f->hash);
+	wh_digest_init(&f->hash, wh_digest_alg_of(f->digest));
 	wh_list_insert_head(&s->bfetches, &f->link);
 	bfetch_request(f, 0);
 	return f;
@@ -1567,7 +1571,7 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		b->declared = declared_size(s, map, digest);
 		snprintf(b->digest, sizeof(b->digest), "%s", digest);
 		wh_req_on_done(req, &b->gone, bhead_gone);
-		char path[WH_NAME_MAX + 128];
+		char path[WH_NAME_MAX + WH_DIGEST_LEN + 64];
 		snprintf(path, sizeof(path), "/v2/%s/blobs/%s", map->upstream, digest);
 		b->up = wh_upstream_request(s->up, map->reg, "HEAD", path, map->upstream, NULL,
 		                            NULL, &bhcbs, b);
@@ -1954,12 +1958,14 @@ static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path
 	                            &opts, &lcbs, f);
 }
 
-/* The tag schema: the referrers of sha256:<hex> are the manifests of the
- * index tagged sha256-<hex>. */
+/* The tag schema: the referrers of <alg>:<hex> are the manifests of the
+ * index tagged <alg>-<hex>, the hex cut to 64 characters (a sha512
+ * subject's tag is sha512- and the first half of its hex). */
 static void lfetch_tag_schema(struct lfetch *f)
 {
-	char path[WH_NAME_MAX + 256];
-	snprintf(path, sizeof(path), "/v2/%s/manifests/sha256-%s", f->map.upstream, f->key + 7);
+	char path[WH_NAME_MAX + WH_REF_MAX + 64];
+	snprintf(path, sizeof(path), "/v2/%s/manifests/%s-%.64s", f->map.upstream,
+	         wh_digest_alg_name(wh_digest_alg_of(f->key)), wh_digest_encoded(f->key));
 	lfetch_request(f, LP_TAG_SCHEMA, path);
 }
 
@@ -2133,7 +2139,7 @@ static struct lfetch *lfetch_for(wh_sync *s, enum lkind kind, const char *name, 
 	snprintf(f->key, sizeof(f->key), "%s", key);
 	f->map = *map;
 	wh_list_insert_head(&s->lfetches, &f->link);
-	char path[WH_NAME_MAX + 256];
+	char path[WH_NAME_MAX + WH_REF_MAX + 64];
 	if (kind == L_REFERRERS) {
 		snprintf(path, sizeof(path), "/v2/%s/referrers/%s", map->upstream, key);
 		lfetch_request(f, LP_REFERRERS_API, path);

@@ -106,7 +106,7 @@ static int hexval(char c)
 
 bool wh_si_digest_raw(const char *s, uint8_t out[32])
 {
-	if (!s || strncmp(s, "sha256:", 7) != 0 || strlen(s) != WH_DIGEST_LEN)
+	if (!s || strncmp(s, "sha256:", 7) != 0 || strlen(s) != WH_SHA256_LEN)
 		return false;
 	for (int i = 0; i < 32; i++) {
 		int hi = hexval(s[7 + 2 * i]), lo = hexval(s[8 + 2 * i]);
@@ -125,7 +125,7 @@ void wh_si_digest_str(const uint8_t d[32], char out[WH_DIGEST_LEN + 1])
 		out[7 + 2 * i] = hex[d[i] >> 4];
 		out[8 + 2 * i] = hex[d[i] & 15];
 	}
-	out[WH_DIGEST_LEN] = '\0';
+	out[WH_SHA256_LEN] = '\0';
 }
 
 static uint64_t key_of_raw(const uint8_t d[32])

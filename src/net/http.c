@@ -1812,10 +1812,11 @@ static int hexval(int ch)
 	return -1;
 }
 
-/* The raw value of the first parameter named name in the query: [*val,
- * *end), or false when there is none. A parameter without '=' has an empty
- * value. Names are compared as sent (not percent-decoded). */
-static bool query_find(const wh_req *req, const char *name, const char **val, const char **end)
+/* The raw value of the nth (from 0) parameter named name in the query:
+ * [*val, *end), or false when there is none. A parameter without '=' has
+ * an empty value. Names are compared as sent (not percent-decoded). */
+static bool query_find_nth(const wh_req *req, const char *name, int nth, const char **val,
+                           const char **end)
 {
 	const char *q = req->query;
 	size_t nlen = strlen(name);
@@ -1824,7 +1825,7 @@ static bool query_find(const wh_req *req, const char *name, const char **val, co
 		const char *e = amp ? amp : q + strlen(q);
 		const char *eq = memchr(q, '=', (size_t)(e - q));
 		const char *kend = eq ? eq : e;
-		if ((size_t)(kend - q) == nlen && memcmp(q, name, nlen) == 0) {
+		if ((size_t)(kend - q) == nlen && memcmp(q, name, nlen) == 0 && nth-- == 0) {
 			*val = eq ? eq + 1 : e;
 			*end = e;
 			return true;
@@ -1834,11 +1835,30 @@ static bool query_find(const wh_req *req, const char *name, const char **val, co
 	return false;
 }
 
+static bool query_find(const wh_req *req, const char *name, const char **val, const char **end)
+{
+	return query_find_nth(req, name, 0, val, end);
+}
+
+int wh_req_query_count(const wh_req *req, const char *name)
+{
+	const char *v, *end;
+	int n = 0;
+	while (query_find_nth(req, name, n, &v, &end))
+		n++;
+	return n;
+}
+
 const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t buflen)
+{
+	return wh_req_query_nth(req, name, 0, buf, buflen);
+}
+
+const char *wh_req_query_nth(const wh_req *req, const char *name, int nth, char *buf, size_t buflen)
 {
 	const char *v, *end;
 	size_t o = 0;
-	if (!query_find(req, name, &v, &end))
+	if (!query_find_nth(req, name, nth, &v, &end))
 		return NULL;
 	for (const char *p = v; p < end; p++) {
 		int ch = (unsigned char)*p;
@@ -1895,8 +1915,10 @@ bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end)
 		if (*b < '0' || *b > '9')
 			return false;
 		z = strtoll(b, &e, 10);
-		if (*e || errno || z < a)
+		if (*e || errno)
 			return false;
+		/* z < a, "bytes=500-0", is a range all the same, one that no
+		 * representation satisfies: wh_range_resolve says so (416). */
 	}
 	*start = a;
 	*end = z;
@@ -1905,6 +1927,8 @@ bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end)
 
 bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int64_t *z)
 {
+	if (start >= 0 && end >= 0 && end < start)
+		return false; /* reversed */
 	if (start < 0) {
 		/* The last `end` bytes. */
 		if (end <= 0 || size <= 0)

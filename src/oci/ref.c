@@ -79,7 +79,7 @@ bool wh_name_storable(const char *name)
 		bool first = p == name;
 		if (!first && ((n == 10 && !strncmp(p, "index.json", n)) ||
 		               (n == 10 && !strncmp(p, "oci-layout", n)) ||
-		               (after_blobs && n == 6 && !strncmp(p, "sha256", n))))
+		               (after_blobs && wh_digest_alg_named(p, n) != WH_ALG_NONE)))
 			return false;
 		after_blobs = !first && n == 5 && !strncmp(p, "blobs", n);
 		p += n;
@@ -102,6 +102,17 @@ bool wh_tag_valid(const char *s, size_t len)
 	return true;
 }
 
+/* The encoded part of a registered algorithm: exactly n lower-case hex. */
+static bool hex_of_len(const char *s, size_t len, size_t n)
+{
+	if (len != n)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!is_lower_hex(s[i]))
+			return false;
+	return true;
+}
+
 int wh_digest_check(const char *s, size_t len)
 {
 	const char *colon;
@@ -109,13 +120,9 @@ int wh_digest_check(const char *s, size_t len)
 
 	if (!s || len == 0)
 		return WH_DIGEST_BAD;
-	if (len == WH_DIGEST_LEN && memcmp(s, "sha256:", 7) == 0) {
+	if (len == WH_SHA256_LEN && memcmp(s, "sha256:", 7) == 0)
 		/* The common case, checked on every blob and manifest request. */
-		for (i = 7; i < len; i++)
-			if (!is_lower_hex(s[i]))
-				return WH_DIGEST_BAD;
-		return WH_DIGEST_OK;
-	}
+		return hex_of_len(s + 7, len - 7, WH_SHA256_HEX) ? WH_DIGEST_OK : WH_DIGEST_BAD;
 	colon = memchr(s, ':', len);
 	if (!colon)
 		return WH_DIGEST_BAD;
@@ -143,16 +150,50 @@ int wh_digest_check(const char *s, size_t len)
 			return WH_DIGEST_BAD;
 	}
 
-	if (alen == 6 && memcmp(s, "sha256", 6) == 0) {
-		if (len - alen - 1 != WH_DIGEST_HEX)
-			return WH_DIGEST_BAD;
-		for (i = alen + 1; i < len; i++) {
-			if (!is_lower_hex(s[i]))
-				return WH_DIGEST_BAD;
-		}
-		return WH_DIGEST_OK;
+	/* The registered algorithms restrict the encoded part further. */
+	switch (wh_digest_alg_named(s, alen)) {
+	case WH_ALG_SHA256:
+		return hex_of_len(colon + 1, len - alen - 1, WH_SHA256_HEX) ? WH_DIGEST_OK
+		                                                            : WH_DIGEST_BAD;
+	case WH_ALG_SHA512:
+		return hex_of_len(colon + 1, len - alen - 1, WH_SHA512_HEX) ? WH_DIGEST_OK
+		                                                            : WH_DIGEST_BAD;
+	default:
+		return WH_DIGEST_UNSUPPORTED;
 	}
-	return WH_DIGEST_UNSUPPORTED;
+}
+
+wh_digest_alg wh_digest_alg_named(const char *s, size_t len)
+{
+	if (s && len == 6 && memcmp(s, "sha256", 6) == 0)
+		return WH_ALG_SHA256;
+	if (s && len == 6 && memcmp(s, "sha512", 6) == 0)
+		return WH_ALG_SHA512;
+	return WH_ALG_NONE;
+}
+
+wh_digest_alg wh_digest_alg_of(const char *digest)
+{
+	const char *colon = digest ? strchr(digest, ':') : NULL;
+	return colon ? wh_digest_alg_named(digest, (size_t)(colon - digest)) : WH_ALG_NONE;
+}
+
+const char *wh_digest_alg_name(wh_digest_alg alg)
+{
+	return alg == WH_ALG_SHA256 ? "sha256" : alg == WH_ALG_SHA512 ? "sha512" : "";
+}
+
+const char *wh_digest_encoded(const char *digest)
+{
+	const char *colon = strchr(digest, ':');
+	return colon ? colon + 1 : digest + strlen(digest);
+}
+
+void wh_digest_copy(char dst[WH_DIGEST_LEN + 1], const char *src)
+{
+	size_t n = strnlen(src, WH_DIGEST_LEN);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }
 
 bool wh_ref_is_digest(const char *s, size_t len)

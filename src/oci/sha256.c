@@ -239,7 +239,7 @@ hex_out:
 		out[7 + 2 * i] = hex[sum[i] >> 4];
 		out[7 + 2 * i + 1] = hex[sum[i] & 0xf];
 	}
-	out[WH_DIGEST_LEN] = '\0';
+	out[WH_SHA256_LEN] = '\0';
 }
 
 void wh_sha256_export(const wh_sha256 *h, wh_sha256_state *out)

@@ -204,7 +204,7 @@ struct tg { /* a tag */
 	const char *reason;
 };
 
-struct blobf { /* a file of blobs/sha256 */
+struct blobf { /* a file of blobs/<alg> */
 	char digest[WH_DIGEST_LEN + 1];
 	int64_t mtime_ms;
 };
@@ -288,27 +288,32 @@ static int model_read(wh_store *st, const char *repo, struct model *md)
 		reach(st, repo, &one, &m->reach);
 		dset_free(&one);
 	}
-	/* The blob files, with their age. */
-	if (wh_store__blob_path(st, repo, "sha256:", path) < 0)
-		return 0;
-	DIR *dir = opendir(path);
-	if (!dir)
-		return 0;
-	struct dirent *de;
-	while ((de = readdir(dir)) != NULL) {
-		char d[WH_DIGEST_LEN + 1];
-		if (snprintf(d, sizeof(d), "sha256:%s", de->d_name) >= (int)sizeof(d) ||
-		    !digest_ok(d) ||
-		    fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(sb.st_mode))
+	/* The blob files of each algorithm, with their age. */
+	static const char *const algs[] = {"sha256", "sha512"};
+	for (size_t a = 0; a < WH_ARRAY_SIZE(algs); a++) {
+		char prefix[16];
+		snprintf(prefix, sizeof(prefix), "%s:", algs[a]);
+		if (wh_store__blob_path(st, repo, prefix, path) < 0)
 			continue;
-		md->bytes += (int64_t)sb.st_size;
-		md->b = wh_grow(md->b, sizeof(*md->b), md->n_b, &md->cap_b, 64);
-		struct blobf *b = &md->b[md->n_b++];
-		memcpy(b->digest, d, sizeof(d));
-		b->mtime_ms = mtime_ms(&sb);
+		DIR *dir = opendir(path);
+		if (!dir)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(dir)) != NULL) {
+			char d[WH_DIGEST_LEN + 1];
+			if (snprintf(d, sizeof(d), "%s%s", prefix, de->d_name) >= (int)sizeof(d) ||
+			    !digest_ok(d) ||
+			    fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(sb.st_mode))
+				continue;
+			md->bytes += (int64_t)sb.st_size;
+			md->b = wh_grow(md->b, sizeof(*md->b), md->n_b, &md->cap_b, 64);
+			struct blobf *b = &md->b[md->n_b++];
+			memcpy(b->digest, d, sizeof(d));
+			b->mtime_ms = mtime_ms(&sb);
+		}
+		closedir(dir);
 	}
-	closedir(dir);
 	return 0;
 }
 
@@ -482,8 +487,12 @@ static void shared_run(struct job *j)
 	char path[PATH_MAX];
 
 	/* The shared copies: link count 1 is no repository's. */
-	if (j->gc->s->gc && wh_store__dedupe(st) &&
-	    snprintf(path, sizeof(path), "%s/.wharf/blobs/sha256", root) < (int)sizeof(path)) {
+	static const char *const algs[] = {"sha256", "sha512"};
+	for (size_t a = 0; a < WH_ARRAY_SIZE(algs); a++) {
+		if (!j->gc->s->gc || !wh_store__dedupe(st) ||
+		    snprintf(path, sizeof(path), "%s/.wharf/blobs/%s", root, algs[a]) >=
+		        (int)sizeof(path))
+			continue;
 		DIR *dir = opendir(path);
 		struct dirent *de;
 		struct stat sb;
@@ -525,13 +534,16 @@ static void shared_run(struct job *j)
 	char **names;
 	int n;
 	wh_store_repos_scan(root, &names, &n);
-	for (int i = 0; i < n; i++)
-		if (snprintf(path, sizeof(path), "%s/%s/blobs/sha256", root, names[i]) <
+	for (size_t a = 0; a < WH_ARRAY_SIZE(algs); a++) {
+		for (int i = 0; i < n; i++)
+			if (snprintf(path, sizeof(path), "%s/%s/blobs/%s", root, names[i],
+			             algs[a]) < (int)sizeof(path))
+				count_dir(path, &c);
+		if (snprintf(path, sizeof(path), "%s/.wharf/blobs/%s", root, algs[a]) <
 		    (int)sizeof(path))
 			count_dir(path, &c);
+	}
 	wh_strv_free(names, n);
-	if (snprintf(path, sizeof(path), "%s/.wharf/blobs/sha256", root) < (int)sizeof(path))
-		count_dir(path, &c);
 	j->usage = count_total(&c);
 }
 

@@ -38,7 +38,8 @@ const char *wh_store__entry_tag(const cJSON *e);
 /* Drop the tag of entry e of arr, keeping one untagged entry per digest. */
 void wh_store__entry_untag(cJSON *arr, cJSON *e);
 
-/* <root>/<repo>/blobs/sha256/<hex>, in buf[PATH_MAX]. */
+/* <root>/<repo>/blobs/<alg>/<hex>, in buf[PATH_MAX] ("<alg>:" alone: the
+ * directory, with a trailing slash). */
 int wh_store__blob_path(const wh_store *st, const char *repo, const char *digest, char *buf);
 
 /* Unlink repo's blob (lock held); when that was the last repository's link,

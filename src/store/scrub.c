@@ -2,16 +2,19 @@
  * thread of its own, and extensions.scrub.
  *
  * What a sweep remembers, all for its own length only:
- *   inodes     (dev, ino, size, mtime) -> the sha256 of the file, or the
- *              error reading it: each file is read once, however many
+ *   inodes     (dev, ino, size, mtime) -> the hash of the file (with the
+ *              algorithm of the digest it is stored under), or the error
+ *              reading it: each file is read once, however many
  *              repositories link it;
  *   manifests  this repository's manifests by digest -> the verdict on the
  *              manifest and everything below it (an index's children are
  *              often index.json entries of their own, untagged);
  *   blobs      this repository's blobs by digest -> the verdict on the file
  *              (whether it was moved aside too).
- * The first is the large one: about 80 bytes a file, 8 MiB for a root of
- * 100,000 blobs.
+ * The first is the large one: about 120 bytes a file (a sha512 digest fits
+ * in each), 12 MiB for a root of 100,000 blobs. The two others are keyed
+ * by the first 32 bytes of a digest: a sha256 whole, half a sha512, as
+ * unique a content address either way.
  *
  * The rate: before each 1 MiB read, the read may start no earlier than the
  * bytes read so far allow (a read's start plus its bytes' share of a
@@ -56,10 +59,14 @@ enum what {
 	V_DEEP,     /* an index nested deeper than WH_SCRUB_DEPTH_MAX */
 };
 
+#define DIGEST_BYTES 64 /* a sha512's; a sha256 uses the first 32 */
+
 struct verdict {
 	uint8_t what;
-	int err;            /* V_READ: -errno */
-	uint8_t digest[32]; /* the affected file's digest; in the inodes table, the hash */
+	uint8_t dlen; /* bytes of digest: 32 (sha256) or 64 (sha512) */
+	int err;      /* V_READ: -errno */
+	uint8_t
+	    digest[DIGEST_BYTES]; /* the affected file's digest; in the inodes table, the hash */
 };
 
 struct slot {
@@ -164,25 +171,38 @@ static int unhex(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The 32 bytes of a sha256 digest ("sha256:<hex>", checked). */
-static void digest_bytes(const char *digest, uint8_t out[32])
+/* The bytes of a digest ("<alg>:<hex>", checked) into out, the rest of it
+ * zeroed; how many (32 for sha256, 64 for sha512). */
+static uint8_t digest_bytes(const char *digest, uint8_t out[DIGEST_BYTES])
 {
-	const char *hex = digest + WH_DIGEST_LEN - WH_DIGEST_HEX;
-	for (int i = 0; i < 32; i++)
+	const char *hex = wh_digest_encoded(digest);
+	size_t n = strlen(hex) / 2;
+	memset(out, 0, DIGEST_BYTES);
+	for (size_t i = 0; i < n && i < DIGEST_BYTES; i++)
 		out[i] = (uint8_t)(unhex(hex[2 * i]) << 4 | unhex(hex[2 * i + 1]));
+	return (uint8_t)WH_MIN(n, (size_t)DIGEST_BYTES);
 }
 
-static void bytes_hex(const uint8_t in[32], char out[WH_DIGEST_HEX + 1])
+/* A table key for a digest: its first 32 bytes. */
+static void digest_key(const char *digest, uint8_t key[32])
+{
+	uint8_t all[DIGEST_BYTES];
+	digest_bytes(digest, all);
+	memcpy(key, all, 32);
+}
+
+static void bytes_hex(const uint8_t *in, uint8_t n, char out[WH_DIGEST_HEX + 1])
 {
 	static const char hex[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
+	for (int i = 0; i < n; i++) {
 		out[2 * i] = hex[in[i] >> 4];
 		out[2 * i + 1] = hex[in[i] & 0xf];
 	}
-	out[WH_DIGEST_HEX] = '\0';
+	out[2 * n] = '\0';
 }
 
-static bool sha256_ok(const char *d)
+/* A digest a store can hold: sha256 or sha512, well formed. */
+static bool digest_ok(const char *d)
 {
 	return d && wh_digest_check(d, strlen(d)) == WH_DIGEST_OK;
 }
@@ -239,17 +259,17 @@ static void account(struct sweep *sw, uint64_t start, size_t n)
 		sw->allow = WH_MAX(sw->allow, start) + (uint64_t)n * NS / (uint64_t)sw->o->rate;
 }
 
-/* Hash what fd holds into *out (its digest's 32 bytes), keeping the bytes
- * in *keep (up to keep_max, NUL-terminated; more: WH_ETOOBIG) when keep is
- * not NULL. 0, -errno, WH_ETOOBIG or STOPPED. */
-static int hash_fd(struct sweep *sw, int fd, uint8_t out[32], char **keep, size_t *keep_len,
-                   size_t keep_max)
+/* Hash what fd holds with alg into *out (its digest's bytes and their
+ * count), keeping the bytes in *keep (up to keep_max, NUL-terminated; more:
+ * WH_ETOOBIG) when keep is not NULL. 0, -errno, WH_ETOOBIG or STOPPED. */
+static int hash_fd(struct sweep *sw, int fd, wh_digest_alg alg, struct verdict *out, char **keep,
+                   size_t *keep_len, size_t keep_max)
 {
-	wh_sha256 h;
+	wh_digest_ctx h;
 	char digest[WH_DIGEST_LEN + 1];
 	size_t cap = 0;
 
-	wh_sha256_init(&h);
+	wh_digest_init(&h, alg);
 	for (;;) {
 		if (pace(sw))
 			return STOPPED;
@@ -262,15 +282,15 @@ static int hash_fd(struct sweep *sw, int fd, uint8_t out[32], char **keep, size_
 		if (r == 0)
 			break;
 		account(sw, start, (size_t)r);
-		wh_sha256_update(&h, sw->buf, (size_t)r);
+		wh_digest_update(&h, sw->buf, (size_t)r);
 		if (keep) {
 			if (*keep_len + (size_t)r > keep_max)
 				return WH_ETOOBIG;
 			wh_buf_append(keep, keep_len, &cap, sw->buf, (size_t)r);
 		}
 	}
-	wh_sha256_final(&h, digest);
-	digest_bytes(digest, out);
+	wh_digest_final(&h, digest);
+	out->dlen = digest_bytes(digest, out->digest);
 	return 0;
 }
 
@@ -281,8 +301,8 @@ static int hash_fd(struct sweep *sw, int fd, uint8_t out[32], char **keep, size_
 static int open_file(struct sweep *sw, const char *digest, struct stat *sb)
 {
 	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s/%s/blobs/sha256/%s", sw->root, sw->repo,
-	                 digest + WH_DIGEST_LEN - WH_DIGEST_HEX);
+	int n = snprintf(path, sizeof(path), "%s/%s/blobs/%s/%s", sw->root, sw->repo,
+	                 wh_digest_alg_name(wh_digest_alg_of(digest)), wh_digest_encoded(digest));
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return -ENAMETOOLONG;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -316,12 +336,10 @@ static void move_aside(struct sweep *sw, const char *digest)
 static int check_file(struct sweep *sw, const char *digest, struct verdict *v)
 {
 	struct stat sb;
-	uint8_t want[32];
 	int fd, rc = 0;
 
-	digest_bytes(digest, want);
 	memset(v, 0, sizeof(*v));
-	memcpy(v->digest, want, 32);
+	v->dlen = digest_bytes(digest, v->digest);
 	fd = open_file(sw, digest, &sb);
 	if (fd < 0) {
 		v->what = fd == WH_ENOTFOUND ? V_MISSING : V_READ;
@@ -332,11 +350,13 @@ static int check_file(struct sweep *sw, const char *digest, struct verdict *v)
 	                   (uint64_t)sb.st_mtim.tv_sec * NS + (uint64_t)sb.st_mtim.tv_nsec};
 	struct slot *known = table_get(&sw->inodes, (const uint8_t *)key, false);
 	struct verdict hashed;
-	if (known) {
+	/* Hashed already, with this digest's algorithm (a file is stored under
+	 * one digest: the other case is no more than a precaution). */
+	if (known && (known->v.what != V_OK || known->v.dlen == v->dlen)) {
 		hashed = known->v;
 	} else {
 		memset(&hashed, 0, sizeof(hashed));
-		rc = hash_fd(sw, fd, hashed.digest, NULL, NULL, 0);
+		rc = hash_fd(sw, fd, wh_digest_alg_of(digest), &hashed, NULL, NULL, 0);
 		if (rc == STOPPED)
 			goto out;
 		if (rc < 0) {
@@ -349,7 +369,7 @@ static int check_file(struct sweep *sw, const char *digest, struct verdict *v)
 	if (hashed.what != V_OK) {
 		v->what = hashed.what;
 		v->err = hashed.err;
-	} else if (memcmp(hashed.digest, want, 32) != 0) {
+	} else if (hashed.dlen != v->dlen || memcmp(hashed.digest, v->digest, DIGEST_BYTES) != 0) {
 		v->what = V_MISMATCH;
 	}
 out:
@@ -367,9 +387,9 @@ static int check_blob(struct sweep *sw, const cJSON *desc, struct verdict *v)
 	int rc;
 
 	memset(v, 0, sizeof(*v));
-	if (!cJSON_IsString(d) || !sha256_ok(d->valuestring))
-		return 0; /* nothing a sha256 store can hold */
-	digest_bytes(d->valuestring, key);
+	if (!cJSON_IsString(d) || !digest_ok(d->valuestring))
+		return 0; /* nothing the store can hold */
+	digest_key(d->valuestring, key);
 	struct slot *e = table_get(&sw->blobs, key, false);
 	if (e) {
 		*v = e->v;
@@ -416,12 +436,12 @@ static int check_refs(struct sweep *sw, const char *data, size_t len, int depth,
 		cJSON_ArrayForEach(item, children)
 		{
 			const cJSON *d = cJSON_GetObjectItemCaseSensitive(item, "digest");
-			if (!cJSON_IsString(d) || !sha256_ok(d->valuestring))
+			if (!cJSON_IsString(d) || !digest_ok(d->valuestring))
 				continue;
 			if (depth >= WH_SCRUB_DEPTH_MAX) {
 				memset(&v, 0, sizeof(v));
 				v.what = V_DEEP;
-				digest_bytes(d->valuestring, v.digest);
+				v.dlen = digest_bytes(d->valuestring, v.digest);
 				first_bad(acc, &v);
 				break;
 			}
@@ -429,9 +449,10 @@ static int check_refs(struct sweep *sw, const char *data, size_t len, int depth,
 			if (rc)
 				goto out;
 			/* A child the cache has not fetched yet. */
-			uint8_t self[32];
+			uint8_t self[DIGEST_BYTES];
 			digest_bytes(d->valuestring, self);
-			if (v.what == V_MISSING && sw->cached && memcmp(v.digest, self, 32) == 0)
+			if (v.what == V_MISSING && sw->cached &&
+			    memcmp(v.digest, self, DIGEST_BYTES) == 0)
 				v.what = V_OK;
 			first_bad(acc, &v);
 		}
@@ -463,29 +484,31 @@ out:
  * where it is named), remembered for the repository. 0 or STOPPED. */
 static int check_manifest(struct sweep *sw, const char *digest, int depth, struct verdict *v)
 {
-	uint8_t key[32];
+	uint8_t key[32], self[DIGEST_BYTES];
 	struct stat sb;
 	char *data = NULL;
 	size_t len = 0;
 	int fd = -1, rc = 0;
 
-	digest_bytes(digest, key);
+	digest_key(digest, key);
 	struct slot *e = table_get(&sw->manifests, key, false);
 	if (e && e->cached == sw->cached) {
 		*v = e->v;
 		return 0;
 	}
 	memset(v, 0, sizeof(*v));
-	memcpy(v->digest, key, 32);
+	v->dlen = digest_bytes(digest, v->digest);
+	memcpy(self, v->digest, DIGEST_BYTES);
+	wh_digest_alg alg = wh_digest_alg_of(digest);
 	fd = open_file(sw, digest, &sb);
 	if (fd < 0) {
 		v->what = fd == WH_ENOTFOUND ? V_MISSING : V_READ;
 		v->err = fd;
 		goto done;
 	}
-	uint8_t got[32];
+	struct verdict got = {0};
 	bool whole = (size_t)sb.st_size <= JSON_MAX;
-	rc = hash_fd(sw, fd, got, whole ? &data : NULL, &len, JSON_MAX);
+	rc = hash_fd(sw, fd, alg, &got, whole ? &data : NULL, &len, JSON_MAX);
 	if (rc == STOPPED)
 		goto out;
 	if (rc == WH_ETOOBIG) { /* it grew: judge it by its hash alone */
@@ -493,7 +516,7 @@ static int check_manifest(struct sweep *sw, const char *digest, int depth, struc
 		data = NULL;
 		whole = false;
 		if (lseek(fd, 0, SEEK_SET) == 0)
-			rc = hash_fd(sw, fd, got, NULL, NULL, 0);
+			rc = hash_fd(sw, fd, alg, &got, NULL, NULL, 0);
 		if (rc == STOPPED)
 			goto out;
 	}
@@ -501,7 +524,7 @@ static int check_manifest(struct sweep *sw, const char *digest, int depth, struc
 		v->what = V_READ;
 		v->err = rc;
 		rc = 0;
-	} else if (memcmp(got, key, 32) != 0) {
+	} else if (got.dlen != v->dlen || memcmp(got.digest, self, DIGEST_BYTES) != 0) {
 		v->what = V_MISMATCH;
 	} else if (whole) {
 		rc = check_refs(sw, data, len, depth, v);
@@ -509,7 +532,7 @@ static int check_manifest(struct sweep *sw, const char *digest, int depth, struc
 			goto out;
 	}
 	/* A corrupt manifest of a cached image is fetched again when asked. */
-	if (corrupt(v) && memcmp(v->digest, key, 32) == 0 && sw->cached)
+	if (corrupt(v) && memcmp(v->digest, self, DIGEST_BYTES) == 0 && sw->cached)
 		move_aside(sw, digest);
 done:
 	e = table_get(&sw->manifests, key, true);
@@ -578,7 +601,7 @@ static void report(struct sweep *sw, const char *tag, const char *digest, const 
 		       tag, "status", WH_LS, "ok", "component", WH_LS, "scrub", NULL);
 	} else {
 		sw->stats->affected++;
-		bytes_hex(v->digest, hex);
+		bytes_hex(v->digest, v->dlen, hex);
 		switch (v->what) {
 		case V_MISMATCH:
 			snprintf(error, sizeof(error), "bad blob digest");
@@ -632,17 +655,17 @@ static int sweep_repo(struct sweep *sw, const char *repo)
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "digest");
 		const cJSON *t = cJSON_GetObjectItemCaseSensitive(
 		    cJSON_GetObjectItemCaseSensitive(e, "annotations"), ANN_REF_NAME);
-		if (!cJSON_IsString(d) || !sha256_ok(d->valuestring))
-			continue; /* the store serves none but sha256 either */
+		if (!cJSON_IsString(d) || !digest_ok(d->valuestring))
+			continue; /* the store serves none but sha256 and sha512 either */
 		const char *digest = d->valuestring;
 		const char *tag = cJSON_IsString(t) ? t->valuestring : digest;
 		sw->cached = sw->o->cached && sw->o->cached(sw->o->cached_arg, repo, digest);
 		rc = check_manifest(sw, digest, 0, &v);
 		if (rc)
 			break;
-		uint8_t self[32];
+		uint8_t self[DIGEST_BYTES];
 		digest_bytes(digest, self);
-		if (v.what == V_MISSING && memcmp(v.digest, self, 32) == 0) {
+		if (v.what == V_MISSING && memcmp(v.digest, self, DIGEST_BYTES) == 0) {
 			if (!still_named(sw, digest))
 				continue; /* deleted meanwhile */
 			if (sw->cached)

@@ -67,10 +67,10 @@ struct wh_upload {
 	/* Last got, written, pinned or unpinned: when (wh_now_ms) and in what
 	 * order (st->touches then), for a sweep to spare what is in use. */
 	uint64_t touched_ms, touched_seq;
-	int64_t size;   /* bytes in the data file */
-	int64_t hashed; /* hash covers the first hashed bytes; < size: behind */
-	int64_t saved;  /* bytes the hash file on disk covers; -1: none known */
-	wh_sha256 hash;
+	int64_t size;       /* bytes in the data file */
+	int64_t hashed;     /* hash covers the first hashed bytes; < size: behind */
+	int64_t saved;      /* bytes the hash file on disk covers; -1: none known */
+	wh_digest_ctx hash; /* its algorithm: sha256 unless the client named another */
 };
 
 /* Reading index.json and a manifest from disk and parsing the index for
@@ -100,9 +100,24 @@ struct manifest_slot {
 	uint64_t used;
 };
 
+/* Where a blob was last published or mounted, for a mount that names no
+ * repository to take it from: a direct-mapped table of the digest's hash
+ * and the repository, checked with a stat before it is believed. */
+#define BLOB_HINTS 1024
+/* Repositories a mount without `from` may stat when no hint helps, and
+ * catalog entries it may look at (access checks are cheap, not free). */
+#define FIND_STATS_MAX 256
+#define FIND_NAMES_MAX 4096
+
+struct blob_hint {
+	uint64_t key; /* FNV-1a of the digest; 0: empty */
+	char *repo;
+};
+
 struct wh_store {
 	char *root;
 	bool dedupe;
+	struct blob_hint hints[BLOB_HINTS];
 	wh_list lru;                       /* sessions nobody pinned: evicted from the tail */
 	wh_list pinned;                    /* sessions in use: never evicted */
 	int n_uploads;                     /* in both lists */
@@ -509,15 +524,48 @@ static bool file_exists(const char *path)
 	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* The hex part of a (checked) "sha256:<hex>" digest: a blob's file name. */
+/* The encoded part of a (checked) "<alg>:<hex>" digest: a blob's file name. */
 static const char *digest_hex(const char *digest)
 {
-	return digest + WH_DIGEST_LEN - WH_DIGEST_HEX;
+	return wh_digest_encoded(digest);
 }
 
+/* The directory of the digest's algorithm under blobs/: "sha256", "sha512",
+ * as the image layout names them. */
+static const char *digest_dir(const char *digest)
+{
+	return wh_digest_alg_name(wh_digest_alg_of(digest));
+}
+
+/* <root>/<repo>/blobs/<alg>/<hex>. A digest that is only "<alg>:" gives
+ * the directory with a trailing slash (gc.c lists it so). */
 static int blob_path(const wh_store *st, const char *repo, const char *digest, char *buf)
 {
-	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/sha256/%s", st->root, repo, digest_hex(digest));
+	return path_fmt(buf, PATH_MAX, "%s/%s/blobs/%s/%s", st->root, repo, digest_dir(digest),
+	                digest_hex(digest));
+}
+
+/* <root>/.wharf/blobs/<alg>/<hex>: the shared copy when dedupe is on. */
+static int shared_path(const wh_store *st, const char *digest, char *buf)
+{
+	return path_fmt(buf, PATH_MAX, "%s/.wharf/blobs/%s/%s", st->root, digest_dir(digest),
+	                digest_hex(digest));
+}
+
+/* Make the directory that holds path (a blob's blobs/<alg>/: repo_init
+ * makes blobs/sha256 only, as Zot does; the others come with their first
+ * blob). */
+static int parent_dir_make(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+
+	if (n == 0 || n >= sizeof(dir))
+		return 0;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	return mkdir_p(dir);
 }
 
 static int repo_path(const wh_store *st, const char *repo, const char *file, char *buf)
@@ -697,7 +745,7 @@ int wh_store_entries_read(const wh_store *st, const char *repo, wh_store_entry *
 		if (!digest_ok(d))
 			continue;
 		v = wh_grow(v, sizeof(*v), count, &cap, 16);
-		memcpy(v[count].digest, d, WH_DIGEST_LEN + 1);
+		wh_digest_copy(v[count].digest, d);
 		v[count].tag = tag ? wh_strdup(tag) : NULL;
 		v[count].media_type = mt ? wh_strdup(mt) : NULL;
 		count++;
@@ -818,7 +866,7 @@ static void manifest_cache_put(wh_store *st, const char *digest, const char *dat
 			    st->manifest_cache[i].used < victim->used)
 				victim = &st->manifest_cache[i];
 		if (!victim->digest[0] && st->manifest_cache_bytes + len <= MANIFEST_CACHE_BYTES) {
-			memcpy(victim->digest, digest, WH_DIGEST_LEN + 1);
+			wh_digest_copy(victim->digest, digest);
 			victim->data = wh_malloc(len ? len : 1);
 			memcpy(victim->data, data, len);
 			victim->len = len;
@@ -1002,6 +1050,9 @@ int wh_store_open(const char *root, bool dedupe, wh_store **out)
 	rc = path_fmt(path, sizeof(path), "%s/.wharf/blobs/sha256", st->root);
 	if (rc < 0 || (dedupe && (rc = mkdir_p(path)) < 0))
 		goto out;
+	rc = path_fmt(path, sizeof(path), "%s/.wharf/blobs/sha512", st->root);
+	if (rc < 0 || (dedupe && (rc = mkdir_p(path)) < 0))
+		goto out;
 	rc = path_fmt(path, sizeof(path), "%s/.wharf/uploads", st->root);
 	if (rc < 0 || (rc = mkdir_p(path)) < 0)
 		goto out;
@@ -1057,6 +1108,8 @@ void wh_store_close(wh_store *st)
 		index_slot_clear(&st->index_cache[i]);
 	for (int i = 0; i < MANIFEST_CACHE_N; i++)
 		manifest_slot_clear(st, &st->manifest_cache[i]);
+	for (int i = 0; i < BLOB_HINTS; i++)
+		free(st->hints[i].repo);
 	wh_strv_free(st->repos, st->n_repos);
 	wh_meta_close(st->meta);
 	uv_mutex_destroy(&st->lock);
@@ -1280,9 +1333,7 @@ static int blob_unlink(wh_store *st, const char *repo, const char *digest, int64
 		return (errno == ENOENT || errno == ENOTDIR) ? WH_ENOTFOUND : -errno;
 	if (sb.st_nlink == 1) {
 		*freed += (int64_t)sb.st_size;
-	} else if (st->dedupe && sb.st_nlink == 2 &&
-	           path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
-	                    digest_hex(digest)) == 0 &&
+	} else if (st->dedupe && sb.st_nlink == 2 && shared_path(st, digest, global) == 0 &&
 	           lstat(global, &gb) == 0 && gb.st_ino == sb.st_ino && gb.st_dev == sb.st_dev &&
 	           gb.st_nlink == 1) {
 		/* The shared copy was all that was left: no repository holds the
@@ -1355,7 +1406,9 @@ static int blob_mount_locked(wh_store *st, const char *repo, const char *from_re
 	rc = repo_init(st, repo, created);
 	if (rc < 0 || file_exists(dst))
 		goto out;
-	rc = link_blob(src, dst, added);
+	rc = parent_dir_make(dst);
+	if (rc == 0)
+		rc = link_blob(src, dst, added);
 	if (rc < 0)
 		log_err("cannot mount blob", dst, rc);
 out:
@@ -1386,6 +1439,9 @@ static int publish_locked(wh_store *st, const char *repo, const char *tmp_path, 
 		if (rc < 0)
 			goto out;
 	}
+	rc = parent_dir_make(dst);
+	if (rc < 0)
+		goto out;
 
 	if (!st->dedupe) {
 		rc = place_file(tmp_path, dst, false);
@@ -1394,8 +1450,9 @@ static int publish_locked(wh_store *st, const char *repo, const char *tmp_path, 
 			*added += size;
 		goto out;
 	}
-	rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
-	              digest_hex(digest));
+	rc = shared_path(st, digest, global);
+	if (rc == 0)
+		rc = parent_dir_make(global); /* a root made before sha512 lacks it */
 	if (rc < 0)
 		goto out;
 	if (!file_exists(global)) {
@@ -1438,8 +1495,7 @@ int wh_store_blob_quarantine(wh_store *st, const char *repo, const char *digest)
 	if (rc == 0)
 		rc = path_fmt(dir, sizeof(dir), "%s/.wharf/corrupt", st->root);
 	if (rc == 0)
-		rc = path_fmt(global, sizeof(global), "%s/.wharf/blobs/sha256/%s", st->root,
-		              digest_hex(digest));
+		rc = shared_path(st, digest, global);
 	if (rc < 0)
 		return rc;
 
@@ -1607,19 +1663,28 @@ static bool session_owned_by(const wh_store *st, const char *id, const char *rep
  * session "behind": see wh_upload_hash_behind. */
 
 /* The file, integers little endian: magic (8 bytes), version (4), 4 bytes
- * reserved, boot id (16), session id (36), then the hash state (bytes
- * hashed (8), the eight words (4 each), the pending block (64)), then the
- * sha256 of all that as text. */
+ * reserved, boot id (16), session id (36), then the hash state, then the
+ * sha256 of all that as text. Version 1 is a sha256 state: bytes hashed
+ * (8), the eight words (4 each), the pending block (64). Version 2 is a
+ * sha512 state: bytes hashed (8), the eight words (8 each), the pending
+ * block (128). The version is the algorithm: a file says which hash it
+ * continues, so a session that hashes sha512 comes back hashing sha512. */
 #define HASH_MAGIC      "WHARFUPH"
 #define HASH_MAGIC_LEN  8
-#define HASH_VERSION    1u
+#define HASH_V_SHA256   1u
+#define HASH_V_SHA512   2u
 #define HASH_AT_VERSION HASH_MAGIC_LEN
 #define HASH_AT_BOOT    (HASH_AT_VERSION + 4 + 4)
 #define HASH_AT_ID      (HASH_AT_BOOT + BOOT_ID_BYTES)
 #define HASH_AT_STATE   (HASH_AT_ID + WH_UUID_LEN)
 #define HASH_BODY       (HASH_AT_STATE + 8 + 8 * 4 + 64)
-#define HASH_FILE_SIZE  (HASH_BODY + WH_DIGEST_LEN)
+#define HASH_BODY_512   (HASH_AT_STATE + 8 + 8 * 8 + 128)
+#define HASH_CHECK_LEN  WH_SHA256_LEN /* the check is a sha256 as text, whatever the state */
+#define HASH_FILE_SIZE  (HASH_BODY + HASH_CHECK_LEN)
+#define HASH_FILE_512   (HASH_BODY_512 + HASH_CHECK_LEN)
+#define HASH_FILE_MAX   HASH_FILE_512
 _Static_assert(HASH_BODY == 172, "the hash file's layout is fixed: older files are read");
+_Static_assert(HASH_FILE_SIZE == 243, "the hash file's layout is fixed: older files are read");
 
 static void put_le(unsigned char *p, uint64_t v, int n)
 {
@@ -1635,70 +1700,104 @@ static uint64_t get_le(const unsigned char *p, int n)
 	return v;
 }
 
-/* The hash file's bytes for session id whose hash state is h. */
-static void hash_encode(const wh_store *st, const char *id, const wh_sha256 *h,
-                        unsigned char out[HASH_FILE_SIZE])
+/* The hash file's bytes for session id whose hash state is h; returns how
+ * many (HASH_FILE_SIZE or HASH_FILE_512). */
+static size_t hash_encode(const wh_store *st, const char *id, const wh_digest_ctx *h,
+                          unsigned char out[HASH_FILE_MAX])
 {
-	wh_sha256_state state;
+	bool wide = h->alg == WH_ALG_SHA512;
+	size_t body = wide ? HASH_BODY_512 : HASH_BODY;
 	char check[WH_DIGEST_LEN + 1];
 	unsigned char *p = out;
 
-	wh_sha256_export(h, &state);
 	memcpy(p, HASH_MAGIC, HASH_MAGIC_LEN);
-	put_le(p + HASH_AT_VERSION, HASH_VERSION, 4);
+	put_le(p + HASH_AT_VERSION, wide ? HASH_V_SHA512 : HASH_V_SHA256, 4);
 	put_le(p + HASH_AT_VERSION + 4, 0, 4);
 	memcpy(p + HASH_AT_BOOT, st->boot, BOOT_ID_BYTES);
 	memcpy(p + HASH_AT_ID, id, WH_UUID_LEN);
 	p += HASH_AT_STATE;
-	put_le(p, state.total, 8);
-	p += 8;
-	for (int i = 0; i < 8; i++, p += 4)
-		put_le(p, state.h[i], 4);
-	memcpy(p, state.block, 64);
-	p += 64;
-	wh_sha256_digest(out, HASH_BODY, check);
-	memcpy(p, check, WH_DIGEST_LEN);
+	if (wide) {
+		wh_sha512_state state;
+		wh_sha512_export(&h->u.sha512, &state);
+		put_le(p, state.total, 8);
+		p += 8;
+		for (int i = 0; i < 8; i++, p += 8)
+			put_le(p, state.h[i], 8);
+		memcpy(p, state.block, 128);
+		p += 128;
+	} else {
+		wh_sha256_state state;
+		wh_sha256_export(&h->u.sha256, &state);
+		put_le(p, state.total, 8);
+		p += 8;
+		for (int i = 0; i < 8; i++, p += 4)
+			put_le(p, state.h[i], 4);
+		memcpy(p, state.block, 64);
+		p += 64;
+	}
+	wh_sha256_digest(out, body, check);
+	memcpy(p, check, HASH_CHECK_LEN);
+	return body + HASH_CHECK_LEN;
 }
 
-static bool hash_decode(const wh_store *st, const char *id, const unsigned char in[HASH_FILE_SIZE],
-                        wh_sha256 *h, int64_t *count)
+static bool hash_decode(const wh_store *st, const char *id, const unsigned char *in, size_t n,
+                        wh_digest_ctx *h, int64_t *count)
 {
-	wh_sha256_state state;
 	char check[WH_DIGEST_LEN + 1];
 	const unsigned char *p = in;
+	uint64_t total;
 
-	wh_sha256_digest(in, HASH_BODY, check);
-	if (memcmp(in + HASH_BODY, check, WH_DIGEST_LEN) != 0 ||
+	if (n != HASH_FILE_SIZE && n != HASH_FILE_512)
+		return false;
+	size_t body = n - HASH_CHECK_LEN;
+	uint64_t version = get_le(p + HASH_AT_VERSION, 4);
+	wh_sha256_digest(in, body, check);
+	if (memcmp(in + body, check, HASH_CHECK_LEN) != 0 ||
 	    memcmp(p, HASH_MAGIC, HASH_MAGIC_LEN) != 0 ||
-	    get_le(p + HASH_AT_VERSION, 4) != HASH_VERSION ||
+	    version != (body == HASH_BODY ? HASH_V_SHA256 : HASH_V_SHA512) ||
 	    memcmp(p + HASH_AT_BOOT, st->boot, BOOT_ID_BYTES) != 0 ||
 	    memcmp(p + HASH_AT_ID, id, WH_UUID_LEN) != 0)
 		return false;
 	p += HASH_AT_STATE;
-	state.total = get_le(p, 8);
+	total = get_le(p, 8);
 	p += 8;
-	for (int i = 0; i < 8; i++, p += 4)
-		state.h[i] = (uint32_t)get_le(p, 4);
-	memcpy(state.block, p, 64);
-	if (state.total > INT64_MAX)
+	if (total > INT64_MAX)
 		return false;
-	wh_sha256_import(h, &state);
-	*count = (int64_t)state.total;
+	if (version == HASH_V_SHA512) {
+		wh_sha512_state state;
+		state.total = total;
+		for (int i = 0; i < 8; i++, p += 8)
+			state.h[i] = get_le(p, 8);
+		memcpy(state.block, p, 128);
+		h->alg = WH_ALG_SHA512;
+		wh_sha512_import(&h->u.sha512, &state);
+	} else {
+		wh_sha256_state state;
+		state.total = total;
+		for (int i = 0; i < 8; i++, p += 4)
+			state.h[i] = (uint32_t)get_le(p, 4);
+		memcpy(state.block, p, 64);
+		h->alg = WH_ALG_SHA256;
+		wh_sha256_import(&h->u.sha256, &state);
+	}
+	*count = (int64_t)total;
 	return true;
 }
 
 /* Write up's hash state beside its bytes (temp file + rename: a reader sees
  * the old file or the new one). Nothing to do when the file already covers
- * what the hash does. A failure only costs a catch-up later. */
+ * what the hash does, or there is nothing to say (no byte hashed, with the
+ * default algorithm). A failure only costs a catch-up later. */
 static void hash_save(wh_upload *up)
 {
-	unsigned char buf[HASH_FILE_SIZE];
+	unsigned char buf[HASH_FILE_MAX];
 	char tmp[PATH_MAX], path[PATH_MAX];
+	size_t n;
 	int fd, rc;
 
-	if (up->hashed == 0 || up->hashed == up->saved)
+	if ((up->hashed == 0 && up->hash.alg == WH_ALG_SHA256) || up->hashed == up->saved)
 		return;
-	hash_encode(up->st, up->id, &up->hash, buf);
+	n = hash_encode(up->st, up->id, &up->hash, buf);
 	rc = session_path(up->st, up->id, "hash", path);
 	if (rc < 0)
 		goto out;
@@ -1707,7 +1806,7 @@ static void hash_save(wh_upload *up)
 		rc = fd;
 		goto out;
 	}
-	rc = write_all(fd, buf, sizeof(buf));
+	rc = write_all(fd, buf, n);
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) < 0)
@@ -1724,10 +1823,10 @@ out:
 
 /* The saved state of session id if it is usable for a data file of size
  * bytes: true with *h and *count. */
-static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_sha256 *h,
+static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_digest_ctx *h,
                       int64_t *count)
 {
-	unsigned char buf[HASH_FILE_SIZE + 1];
+	unsigned char buf[HASH_FILE_MAX + 1];
 	char path[PATH_MAX];
 	ssize_t n;
 	int fd;
@@ -1742,7 +1841,15 @@ static bool hash_load(const wh_store *st, const char *id, int64_t size, wh_sha25
 		n = read(fd, buf, sizeof(buf));
 	while (n < 0 && errno == EINTR);
 	close(fd);
-	ok = n == HASH_FILE_SIZE && hash_decode(st, id, buf, h, count) && *count <= size;
+	/* Into a context of its own: a state for more bytes than data holds
+	 * leaves h as it was (fresh, for a catch-up from the first byte). */
+	wh_digest_ctx got;
+	int64_t got_count = 0;
+	ok = n > 0 && hash_decode(st, id, buf, (size_t)n, &got, &got_count) && got_count <= size;
+	if (ok) {
+		*h = got;
+		*count = got_count;
+	}
 	if (!ok && n >= 0)
 		wh_log(WH_LOG_INFO, "upload session: saved hash state not usable, hashing later",
 		       "upload", WH_LS, id, NULL);
@@ -1809,7 +1916,7 @@ static wh_upload *upload_add(wh_store *st, const char *repo, const char *id, int
 	up->fd = fd;
 	up->saved = -1;
 	upload_touched(up);
-	wh_sha256_init(&up->hash);
+	wh_digest_init(&up->hash, WH_ALG_SHA256);
 	wh_list_insert_head(&st->lru, &up->link);
 	st->n_uploads++;
 	return up;
@@ -2012,7 +2119,7 @@ int wh_upload_write(wh_upload *up, const void *data, size_t len)
 		}
 		/* Behind, the hash waits for the catch-up to reach the end. */
 		if (up->hashed == up->size) {
-			wh_sha256_update(&up->hash, p, (size_t)n);
+			wh_digest_update(&up->hash, p, (size_t)n);
 			up->hashed += n;
 		}
 		up->size += n;
@@ -2027,9 +2134,34 @@ struct wh_upload_catchup {
 	wh_upload *up; /* pinned by the job */
 	int fd;        /* the job's own descriptor of data */
 	int64_t from, to;
-	wh_sha256 hash;
+	wh_digest_ctx hash;
 	int rc;
 };
+
+wh_digest_alg wh_upload_hash_alg(const wh_upload *up)
+{
+	return up->hash.alg;
+}
+
+int wh_upload_set_alg(wh_upload *up, wh_digest_alg alg)
+{
+	if (alg != WH_ALG_SHA256 && alg != WH_ALG_SHA512)
+		return WH_EINVAL;
+	if (alg == up->hash.alg)
+		return 0;
+	if (up->jobs > 0 || up->finishing)
+		return WH_EINUSE;
+	/* The bytes so far were hashed with the other algorithm: start over,
+	 * behind by all of them (a catch-up hashes them in the pool). The
+	 * hash file on disk still holds a state of the old algorithm, which
+	 * stays true of its prefix: were the session evicted before it hashed
+	 * anything, it would come back with that one. */
+	wh_digest_init(&up->hash, alg);
+	up->hashed = 0;
+	up->saved = -1;
+	touch(up);
+	return 0;
+}
 
 int wh_upload_catchup_begin(wh_upload *up, wh_upload_catchup **out)
 {
@@ -2071,7 +2203,7 @@ void wh_upload_catchup_run(wh_upload_catchup *job)
 			job->rc = n < 0 ? -errno : WH_EIO;
 			break;
 		}
-		wh_sha256_update(&job->hash, buf, (size_t)n);
+		wh_digest_update(&job->hash, buf, (size_t)n);
 		off += n;
 	}
 	/* No fsync: finishing does it, off the loop as well. */
@@ -2083,7 +2215,7 @@ int wh_upload_catchup_end(wh_upload_catchup *job)
 	wh_upload *up = job->up;
 	int rc = job->rc;
 
-	if (rc == 0 && up->hashed == job->from) {
+	if (rc == 0 && up->hashed == job->from && up->hash.alg == job->hash.alg) {
 		up->hash = job->hash;
 		up->hashed = job->to;
 	}
@@ -2152,7 +2284,7 @@ static int lookup(wh_store *st, const char *repo, const char *ref, char digest[W
 		rc = WH_ENOTFOUND;
 		goto out;
 	}
-	memcpy(digest, d, WH_DIGEST_LEN + 1);
+	wh_digest_copy(digest, d);
 	mt = json_str(e, "mediaType");
 	if (mt)
 		*media_type = wh_strdup(mt);
@@ -2273,7 +2405,9 @@ struct store_op {
 	void *arg;
 	char repo[WH_NAME_MAX + 1];
 	char from[WH_NAME_MAX + 1]; /* mount: the repository that holds the blob */
-	char ref[REF_MAX + 1];      /* manifest put: the tag, "" for none; delete: tag or digest */
+	char ref[REF_MAX + 1];      /* manifest delete: tag or digest */
+	char **tags;                /* manifest put: the tags to point at it (malloc'd) */
+	int n_tags;
 	char digest[WH_DIGEST_LEN + 1]; /* of the blob or manifest */
 	char path[PATH_MAX];            /* publish: the temp file; finish: the session's data */
 	char *media_type;               /* manifest put; may be NULL */
@@ -2293,6 +2427,7 @@ struct store_op {
 };
 
 static void catalog_insert(wh_store *st, const char *repo);
+static void hint_note(wh_store *st, const char *digest, const char *repo);
 static void publish_run(struct store_op *op);
 static void finish_run(struct store_op *op);
 static void mount_run(struct store_op *op);
@@ -2322,14 +2457,18 @@ static int op_complete(struct store_op *op)
 		index_forget(st, op->repo);
 	if (rc == 0 && op->run == manifest_put_run) {
 		wh_meta_stored(st->meta, op->repo, op->digest, op->cached, wh_wall_ms());
-		wh_store__notify(st, &(wh_store_change){.kind = WH_STORE_MANIFEST_PUT,
-		                                        .repo = op->repo,
-		                                        .tag = op->ref[0] ? op->ref : NULL,
-		                                        .digest = op->digest,
-		                                        .media_type = op->media_type,
-		                                        .data = op->data,
-		                                        .len = op->len,
-		                                        .cached = op->cached});
+		/* One change per tag it now carries (?tag= may give several), or
+		 * one untagged. */
+		for (int t = 0; t < (op->n_tags ? op->n_tags : 1); t++)
+			wh_store__notify(st,
+			                 &(wh_store_change){.kind = WH_STORE_MANIFEST_PUT,
+			                                    .repo = op->repo,
+			                                    .tag = op->n_tags ? op->tags[t] : NULL,
+			                                    .digest = op->digest,
+			                                    .media_type = op->media_type,
+			                                    .data = op->data,
+			                                    .len = op->len,
+			                                    .cached = op->cached});
 	}
 	if (rc == 0 && (op->run == publish_run || op->run == finish_run || op->run == mount_run))
 		wh_store__notify(st, &(wh_store_change){.kind = WH_STORE_BLOB_ADDED,
@@ -2344,9 +2483,12 @@ static int op_complete(struct store_op *op)
 		                                        .tag = by_digest ? NULL : op->ref,
 		                                        .digest = by_digest ? op->ref : NULL});
 	}
+	if (rc == 0 && (op->run == publish_run || op->run == finish_run || op->run == mount_run))
+		hint_note(st, op->digest, op->repo);
 	wh_store__usage_add(st, op->added - op->freed);
 	if (op->up)
 		upload_free(st, op->up); /* finished: the session is gone, pins and all */
+	wh_strv_free(op->tags, op->n_tags);
 	free(op->media_type);
 	free(op->data);
 	free(op);
@@ -2460,7 +2602,7 @@ static int publish_prepare(wh_store *st, const char *repo, const char *tmp_path,
 		return rc;
 	}
 	*out = op_new(st, publish_run, repo);
-	memcpy((*out)->digest, digest, WH_DIGEST_LEN + 1);
+	wh_digest_copy((*out)->digest, digest);
 	memcpy((*out)->path, tmp_path, strlen(tmp_path) + 1);
 	return 0;
 }
@@ -2498,7 +2640,7 @@ static int mount_prepare(wh_store *st, const char *repo, const char *from_repo, 
 		return WH_EINVAL;
 	*out = op_new(st, mount_run, repo);
 	snprintf((*out)->from, sizeof((*out)->from), "%s", from_repo);
-	memcpy((*out)->digest, digest, WH_DIGEST_LEN + 1);
+	wh_digest_copy((*out)->digest, digest);
 	return 0;
 }
 
@@ -2533,7 +2675,7 @@ static int blob_delete_prepare(wh_store *st, const char *repo, const char *diges
 	if (!repo_ok(repo) || !digest_ok(digest))
 		return WH_EINVAL;
 	*out = op_new(st, blob_delete_run, repo);
-	memcpy((*out)->digest, digest, WH_DIGEST_LEN + 1);
+	wh_digest_copy((*out)->digest, digest);
 	return 0;
 }
 
@@ -2587,11 +2729,13 @@ static int finish_prepare(wh_store *st, wh_upload *up, const char *digest, struc
 {
 	char got[WH_DIGEST_LEN + 1];
 	struct store_op *op;
-	wh_sha256 h;
+	wh_digest_ctx h;
 	int rc;
 
 	*out = NULL;
-	if (!digest_ok(digest) || wh_upload_hash_behind(up))
+	/* The hash must be the digest's algorithm, over every byte. */
+	if (!digest_ok(digest) || wh_upload_hash_behind(up) ||
+	    wh_digest_alg_of(digest) != up->hash.alg)
 		return WH_EINVAL;
 	if (up->jobs > 0 || up->finishing)
 		return WH_EINUSE;
@@ -2602,9 +2746,9 @@ static int finish_prepare(wh_store *st, wh_upload *up, const char *digest, struc
 		return rc;
 	}
 	h = up->hash; /* a copy: were the work not queued, the session goes on as it was */
-	wh_sha256_final(&h, got);
+	wh_digest_final(&h, got);
 	op->matched = strcmp(got, digest) == 0;
-	memcpy(op->digest, digest, WH_DIGEST_LEN + 1);
+	wh_digest_copy(op->digest, digest);
 	memcpy(op->id, up->id, WH_UUID_LEN + 1);
 	op->up = up;
 	op->fd = up->fd;
@@ -2933,10 +3077,9 @@ static bool references_held(wh_store *st, const char *repo, const char *data, si
 static void manifest_put_run(struct store_op *op)
 {
 	wh_store *st = op->st;
-	const char *tag = op->ref[0] ? op->ref : NULL;
 	char path[PATH_MAX], tmp[PATH_MAX] = "";
 	cJSON *idx = NULL, *arr, *e, *next;
-	bool changed = false, tagged = false;
+	bool changed = false;
 	int rc;
 
 	rc = blob_path(st, op->repo, op->digest, path);
@@ -2973,7 +3116,9 @@ static void manifest_put_run(struct store_op *op)
 	if (rc < 0)
 		goto unlock;
 	arr = index_manifests(idx);
-	if (tag) {
+	for (int t = 0; t < op->n_tags; t++) {
+		const char *tag = op->tags[t];
+		bool tagged = false;
 		/* Move the tag: entries that carry it for another digest lose it. */
 		for (e = arr->child; e; e = next) {
 			next = e->next;
@@ -2994,7 +3139,8 @@ static void manifest_put_run(struct store_op *op)
 				goto unlock;
 			changed = true;
 		}
-	} else if (!find_by_digest(arr, op->digest, false)) {
+	}
+	if (op->n_tags == 0 && !find_by_digest(arr, op->digest, false)) {
 		rc = entry_add(arr, op->digest, op->media_type, op->len, NULL);
 		if (rc < 0)
 			goto unlock;
@@ -3013,20 +3159,26 @@ out:
 	op->rc = rc;
 }
 
-static int manifest_put_prepare(wh_store *st, const char *repo, const char *tag, const char *digest,
-                                const char *media_type, const char *data, size_t len,
-                                struct store_op **out)
+static int manifest_put_prepare(wh_store *st, const char *repo, const char *const *tags, int n_tags,
+                                const char *digest, const char *media_type, const char *data,
+                                size_t len, struct store_op **out)
 {
 	struct store_op *op;
 
 	*out = NULL;
-	if (!repo_ok(repo) || !digest_ok(digest) || (tag && !wh_tag_valid(tag, strlen(tag))) ||
-	    (!data && len > 0))
+	if (!repo_ok(repo) || !digest_ok(digest) || n_tags < 0 || (!data && len > 0))
 		return WH_EINVAL;
+	for (int i = 0; i < n_tags; i++)
+		if (!tags[i] || !wh_tag_valid(tags[i], strlen(tags[i])))
+			return WH_EINVAL;
 	op = op_new(st, manifest_put_run, repo);
-	if (tag)
-		snprintf(op->ref, sizeof(op->ref), "%s", tag);
-	memcpy(op->digest, digest, WH_DIGEST_LEN + 1);
+	if (n_tags > 0) {
+		op->tags = wh_malloc(sizeof(*op->tags) * (size_t)n_tags);
+		for (int i = 0; i < n_tags; i++)
+			op->tags[i] = wh_strdup(tags[i]);
+		op->n_tags = n_tags;
+	}
+	wh_digest_copy(op->digest, digest);
 	op->media_type = media_type ? wh_strdup(media_type) : NULL;
 	op->data = wh_malloc(len ? len : 1);
 	if (len > 0)
@@ -3040,7 +3192,8 @@ int wh_store_manifest_put(wh_store *st, const char *repo, const char *tag, const
                           const char *media_type, const char *data, size_t len)
 {
 	struct store_op *op;
-	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+	int rc =
+	    manifest_put_prepare(st, repo, &tag, tag ? 1 : 0, digest, media_type, data, len, &op);
 
 	return rc < 0 ? rc : op_run(op);
 }
@@ -3049,8 +3202,17 @@ int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo,
                                 const char *digest, const char *media_type, const char *data,
                                 size_t len, wh_store_cb cb, void *arg)
 {
+	return wh_store_manifest_put_tags_async(loop, st, repo, &tag, tag ? 1 : 0, digest,
+	                                        media_type, data, len, cb, arg);
+}
+
+int wh_store_manifest_put_tags_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                                     const char *const *tags, int n_tags, const char *digest,
+                                     const char *media_type, const char *data, size_t len,
+                                     wh_store_cb cb, void *arg)
+{
 	struct store_op *op;
-	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+	int rc = manifest_put_prepare(st, repo, tags, n_tags, digest, media_type, data, len, &op);
 
 	return rc < 0 ? rc : op_queue(loop, op, cb, arg);
 }
@@ -3060,7 +3222,8 @@ int wh_store_manifest_cache_async(uv_loop_t *loop, wh_store *st, const char *rep
                                   size_t len, wh_store_cb cb, void *arg)
 {
 	struct store_op *op;
-	int rc = manifest_put_prepare(st, repo, tag, digest, media_type, data, len, &op);
+	int rc =
+	    manifest_put_prepare(st, repo, &tag, tag ? 1 : 0, digest, media_type, data, len, &op);
 
 	if (rc < 0)
 		return rc;
@@ -3226,8 +3389,9 @@ static void strv_push(struct strv *s, char *str)
  * rel[0..rel_len). Repositories are directories holding index.json; a
  * repository's own blobs/ and dot-directories are not descended into, nor is
  * anything that cannot be part of a valid name. */
-/* in_blobs: name is a repository's blobs/ directory, whose sha256/ holds
- * content, not repositories (a repository a/blobs/b is still found). */
+/* in_blobs: name is a repository's blobs/ directory, whose sha256/ and
+ * sha512/ hold content, not repositories (a repository a/blobs/b is still
+ * found). */
 static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_len, bool in_blobs,
                        struct strv *out)
 {
@@ -3255,7 +3419,9 @@ static void walk_repos(int parent_fd, const char *name, char *rel, size_t rel_le
 		size_t nlen = strlen(de->d_name);
 		size_t new_len = rel_len + (rel_len ? 1 : 0) + nlen;
 
-		if (de->d_name[0] == '.' || (in_blobs && !strcmp(de->d_name, "sha256")))
+		if (de->d_name[0] == '.' ||
+		    (in_blobs &&
+		     wh_digest_alg_named(de->d_name, strlen(de->d_name)) != WH_ALG_NONE))
 			continue;
 		if (new_len > WH_NAME_MAX || !wh_name_valid(de->d_name, nlen))
 			continue;
@@ -3490,6 +3656,66 @@ out:
 	return rc;
 }
 
+/* ---- finding a repository that holds a blob ---- */
+
+static uint64_t hint_key(const char *digest)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const char *p = digest; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+static void hint_note(wh_store *st, const char *digest, const char *repo)
+{
+	uint64_t k = hint_key(digest);
+	struct blob_hint *h = &st->hints[k % BLOB_HINTS];
+
+	if (h->key == k && h->repo && strcmp(h->repo, repo) == 0)
+		return;
+	free(h->repo);
+	h->key = k;
+	h->repo = wh_strdup(repo);
+}
+
+int wh_store_blob_find(wh_store *st, const char *digest,
+                       bool (*may_read)(void *arg, const char *repo), void *arg,
+                       char repo[WH_NAME_MAX + 1])
+{
+	char path[PATH_MAX];
+	int stats = 0;
+
+	repo[0] = '\0';
+	if (!digest_ok(digest))
+		return WH_EINVAL;
+	/* With dedupe every blob's bytes have their shared copy: none, and no
+	 * repository holds them (one stat answers for the whole root). */
+	if (st->dedupe && (shared_path(st, digest, path) < 0 || !file_exists(path)))
+		return WH_ENOTFOUND;
+	uint64_t k = hint_key(digest);
+	struct blob_hint *h = &st->hints[k % BLOB_HINTS];
+	if (h->key == k && h->repo && may_read(arg, h->repo) &&
+	    wh_store_blob_stat(st, h->repo, digest, NULL) == 0) {
+		snprintf(repo, WH_NAME_MAX + 1, "%s", h->repo);
+		return 0;
+	}
+	/* Then the catalog (in memory), a stat per repository the caller may
+	 * read, at most FIND_STATS_MAX of them: bounded work on the loop. */
+	for (int i = 0;
+	     st->repos_loaded && i < st->n_repos && i < FIND_NAMES_MAX && stats < FIND_STATS_MAX;
+	     i++) {
+		if (!may_read(arg, st->repos[i]))
+			continue;
+		stats++;
+		if (wh_store_blob_stat(st, st->repos[i], digest, NULL) == 0) {
+			snprintf(repo, WH_NAME_MAX + 1, "%s", st->repos[i]);
+			hint_note(st, digest, repo);
+			return 0;
+		}
+	}
+	return WH_ENOTFOUND;
+}
+
 bool wh_store_repo_exists(wh_store *st, const char *repo)
 {
 	char path[PATH_MAX];
@@ -3720,7 +3946,11 @@ bool wh_store__repo_remove_if_empty(wh_store *st, const char *repo)
 		return false;
 	empty = cJSON_GetArraySize(index_manifests(idx)) == 0;
 	cJSON_Delete(idx);
-	if (!empty || repo_path(st, repo, "blobs/sha256", path) < 0 || rmdir(path) < 0)
+	/* blobs/sha512 goes first when there is one: a repository that still
+	 * holds a sha512 blob is not empty. */
+	if (!empty || repo_path(st, repo, "blobs/sha512", path) < 0 ||
+	    (rmdir(path) < 0 && errno != ENOENT) || repo_path(st, repo, "blobs/sha256", path) < 0 ||
+	    rmdir(path) < 0)
 		return false;
 	/* From here the repository is going: what is left is its layout. */
 	if (repo_path(st, repo, "blobs", path) == 0)

@@ -588,6 +588,13 @@ class Bench:
                  detail=r)
         self.fig("push", "sha256_mbedtls_mb_s", "  sha256, mbedTLS", "MB/s",
                  {"wharf": r["mbedtls_mbps"]}, fmt="%.0f")
+        if "sha512_mbps" in r:
+            say("  sha512: mbedTLS %s MB/s; sha256 and sha512 together %s MB/s"
+                % (r["sha512_mbps"], r["sha256_and_sha512_mbps"]))
+            self.fig("push", "sha512_mb_s", "  sha512, mbedTLS", "MB/s",
+                     {"wharf": r["sha512_mbps"]}, fmt="%.0f")
+            self.fig("push", "sha256_sha512_mb_s", "  sha256 + sha512 over the same bytes",
+                     "MB/s", {"wharf": r["sha256_and_sha512_mbps"]}, fmt="%.0f")
 
     def phase_local_end(self):
         time.sleep(1.0)

@@ -16,8 +16,9 @@
 #define RE_TAG    "[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
 #define RE_DIGEST "[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 #define RE_SHA256 "sha256:[a-f0-9]{64}"
+#define RE_SHA512 "sha512:[a-f0-9]{128}"
 
-static pcre2_code *re_name, *re_tag, *re_digest, *re_sha256, *re_colon;
+static pcre2_code *re_name, *re_tag, *re_digest, *re_sha256, *re_sha512, *re_colon;
 static pcre2_match_data *md;
 
 static pcre2_code *compile(const char *pattern, uint32_t options)
@@ -52,6 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	re_tag = compile(RE_TAG, whole);
 	re_digest = compile(RE_DIGEST, whole);
 	re_sha256 = compile(RE_SHA256, whole);
+	re_sha512 = compile(RE_SHA512, whole);
 	re_colon = compile(":", 0);
 	md = pcre2_match_data_create(4, NULL);
 	/* The NULL cases, once. */
@@ -76,9 +78,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	int digest = wh_digest_check(s, size);
 	int want = WH_DIGEST_BAD;
+	/* The image spec's registered algorithms restrict the encoded part;
+	 * any other well-formed one is not Wharf's. */
 	if (matches(re_digest, s, size))
 		want = size >= 7 && memcmp(s, "sha256:", 7) == 0
 		           ? (matches(re_sha256, s, size) ? WH_DIGEST_OK : WH_DIGEST_BAD)
+		       : size >= 7 && memcmp(s, "sha512:", 7) == 0
+		           ? (matches(re_sha512, s, size) ? WH_DIGEST_OK : WH_DIGEST_BAD)
 		           : WH_DIGEST_UNSUPPORTED;
 	if (digest != want)
 		fprintf(stderr, "wh_digest_check: %d, the spec says %d\n", digest, want);

@@ -1116,10 +1116,13 @@ class TestQueryAndNumbers(unittest.TestCase):
         st, h, b = self.w.request("PUT", loc + "&x=digest=" + d if "?" in loc else
                                   loc + "?x=digest=" + d, b"abc")
         self.err((st, h, b), 400, "DIGEST_INVALID")  # no digest parameter at all
-        # Nor is "from=" inside another value a source repository.
+        # Nor is "from=" inside another value a source repository: the real
+        # from (q/none, which lacks the blob) is the one taken, so no mount.
+        # (Without any from, the blob would be mounted from wherever it is:
+        # test_sha512.AnonymousMount.)
         self.c.push_blob("q/src", b"mountme")
-        st, h, b = self.w.request("POST", "/v2/q/dst/blobs/uploads/?mount=%s&x=from=q/src"
-                                  % sha256(b"mountme"), b"")
+        st, h, b = self.w.request("POST", "/v2/q/dst/blobs/uploads/?x=from=q/src&mount=%s"
+                                  "&from=q/none" % sha256(b"mountme"), b"")
         self.assertEqual(st, 202, b)
         st, h, b = self.w.request("POST", "/v2/q/dst/blobs/uploads/?mount=%s&from=q/src"
                                   % sha256(b"mountme"), b"")

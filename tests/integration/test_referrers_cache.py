@@ -330,6 +330,18 @@ class ReferrersApiTest(Base):
         self.assertEqual(got, [])
         self.assertEqual(self.up.hits_for("/v2/lib/app/referrers/%s" % other), 1)
 
+    def test_sha512_subject_tag_schema_is_cut_to_64(self):
+        """A sha512 subject's tag is sha512- and the first 64 characters of
+        its hex (the distribution spec's truncation): the cache asks that."""
+        import hashlib
+        subject = "sha512:" + hashlib.sha512(b"the sha512 subject").hexdigest()
+        tag = "sha512-" + subject.split(":")[1][:64]
+        self.up.manifest("lib/app", tag, index_of([desc(sha(b"tagged512"))]), ctype=MT_INDEX)
+        w = self.wharf(self.up.url)
+        _, got = self.referrers(w, self.NAME, subject)
+        self.assertEqual(got, [(sha(b"tagged512"), SIG_TYPE)])
+        self.assertEqual(self.up.hits_for("/v2/lib/app/manifests/" + tag), 1)
+
     def test_non_index_answer_falls_back_to_the_tag_schema(self):
         self.set_referrers(None, body=b"<html>not here</html>", ctype="text/html")
         self.up.manifest("lib/app", "sha256-" + self.SUBJECT.split(":")[1],

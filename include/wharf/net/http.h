@@ -155,14 +155,24 @@ const char *wh_req_query(const wh_req *req, const char *name, char *buf, size_t 
 /* True when the query has a parameter called name, whatever its value. */
 bool wh_req_query_has(const wh_req *req, const char *name);
 
+/* A parameter that may repeat (?tag=a&tag=b): how many there are, and the
+ * value of the nth (from 0), as wh_req_query gives the first. */
+int wh_req_query_count(const wh_req *req, const char *name);
+const char *wh_req_query_nth(const wh_req *req, const char *name, int nth, char *buf,
+                             size_t buflen);
+
 /* The Range header when it asks for one range of bytes (RFC 9110):
  * "bytes=a-b", "bytes=a-" (*end = -1), or a suffix "bytes=-n" (*start = -1,
- * *end = n). False when there is none or it is not usable (several ranges,
- * another unit, malformed): the whole representation is the answer then. */
+ * *end = n). A reversed "bytes=a-b" with b < a is returned as it is: no
+ * representation satisfies it, so wh_range_resolve refuses it and the
+ * answer is a 416, not the whole representation. False when there is none
+ * or it is not usable (several ranges, another unit, malformed): the whole
+ * representation is the answer then. */
 bool wh_req_range(const wh_req *req, int64_t *start, int64_t *end);
 
 /* Resolve a range from wh_req_range against a size: true with the inclusive
- * [*a, *z], false when it cannot be satisfied (answer 416). */
+ * [*a, *z], false when it cannot be satisfied (answer 416): it starts past
+ * the end, is reversed, or is an empty suffix. */
 bool wh_range_resolve(int64_t start, int64_t end, int64_t size, int64_t *a, int64_t *z);
 
 /* A done hook, embedded by its owner (no allocation): fn runs once when the

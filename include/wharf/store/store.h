@@ -4,15 +4,16 @@
  *   <root>/<repo>/oci-layout                {"imageLayoutVersion":"1.0.0"}
  *   <root>/<repo>/index.json                OCI image index; tags are the
  *                                           annotation org.opencontainers.image.ref.name
- *   <root>/<repo>/blobs/sha256/<hex>        blobs and manifests, by digest
- *   <root>/.wharf/blobs/sha256/<hex>        one copy of every blob's bytes when
+ *   <root>/<repo>/blobs/<alg>/<hex>         blobs and manifests, by digest
+ *                                           (alg: sha256 or sha512)
+ *   <root>/.wharf/blobs/<alg>/<hex>         one copy of every blob's bytes when
  *                                           dedupe is on; repositories hard-link it
  *   <root>/.wharf/uploads/<uuid>/repo       an upload session: its repository's
  *   <root>/.wharf/uploads/<uuid>/data       name, the bytes so far, and the
  *   <root>/.wharf/uploads/<uuid>/hash       hash state of a prefix of them
  *   <root>/.wharf/tmp/                      temp files being written
  *
- * Every write is temp file + incremental sha256 + fsync + rename (+ fsync of
+ * Every write is temp file + incremental hash + fsync + rename (+ fsync of
  * the directory), so a reader never sees a partial object and a crash leaves
  * only temp files, which wh_store_open removes. The link count of a blob in
  * .wharf/blobs is the number of repositories that hold it (+1).
@@ -76,10 +77,10 @@ void wh_store_settings_free(wh_store_settings *s);
  *
  * Repositories are created when something is stored in them: blob_publish
  * (and so upload_finish), blob_mount and manifest_put make <root>/<repo> an
- * OCI image layout (oci-layout, an empty index.json, blobs/sha256/) if it is
- * not one yet, as Zot does, so a repository exists (repo_exists, catalog)
- * once anything has been pushed to it. Starting an upload stores nothing:
- * sessions live under .wharf/uploads, outside every repository. Every function taking a
+ * OCI image layout (oci-layout, an empty index.json, blobs/sha256/; a
+ * blobs/sha512/ comes with its first blob) if it is not one yet, as Zot does, so a repository
+ * exists (repo_exists, catalog) once anything has been pushed to it. Starting an upload stores
+ * nothing: sessions live under .wharf/uploads, outside every repository. Every function taking a
  * repo/digest/tag re-checks it with ref.h and returns WH_EINVAL if it fails (defence in depth). */
 int wh_store_open(const char *root, bool dedupe, wh_store **out);
 void wh_store_close(wh_store *st);
@@ -101,9 +102,9 @@ int wh_store_blob_delete(wh_store *st, const char *repo, const char *digest);
 
 /* Move repo's copy of a blob found corrupt aside, so that repo no longer
  * holds it and a pull through the cache fetches a good copy again:
- * <root>/<repo>/blobs/sha256/<hex> is renamed to
+ * <root>/<repo>/blobs/<alg>/<hex> is renamed to
  * <root>/.wharf/corrupt/<hex>.<unix time>[.<n>] (the directory created as
- * needed; what is there is never replaced), and .wharf/blobs/sha256/<hex>
+ * needed; what is there is never replaced), and .wharf/blobs/<alg>/<hex>
  * is unlinked too when it is the same file (the same inode): otherwise the
  * next publish of the digest would link the corrupt bytes back in. Other
  * repositories' links to the same bytes are left to each (the scrubber
@@ -120,6 +121,20 @@ int wh_store_blob_quarantine(wh_store *st, const char *repo, const char *digest)
  * if the filesystem refuses links). WH_ENOTFOUND if from_repo does not hold it;
  * 0 if repo holds it already. */
 int wh_store_blob_mount(wh_store *st, const char *repo, const char *from_repo, const char *digest);
+
+/* A repository that holds the blob and that may_read(arg, name) allows,
+ * for a mount that names none (?mount= without from): 0 with its name in
+ * repo, WH_ENOTFOUND, or WH_EINVAL for a bad digest. Bounded work on the
+ * loop, no walk of the root: with dedupe, no shared copy of the bytes
+ * (.wharf/blobs/<alg>/<hex>, one stat) means no repository holds them;
+ * then the repository where the store last published or mounted the
+ * digest (a table of 1024 hints kept in memory, not across restarts),
+ * checked with a stat; then the first 4096 names of the catalog in order,
+ * a stat for each of at most 256 that may_read allows. So a blob held only
+ * by repositories past those is not found, and the client uploads it. */
+int wh_store_blob_find(wh_store *st, const char *digest,
+                       bool (*may_read)(void *arg, const char *repo), void *arg,
+                       char repo[WH_NAME_MAX + 1]);
 
 /* A temp file in .wharf/tmp for content being written; path receives its
  * name (PATH_MAX bytes). Returns an fd open for read+write, or -errno. */
@@ -183,9 +198,23 @@ int64_t wh_upload_size(const wh_upload *up);
 int wh_upload_write(wh_upload *up, const void *data, size_t len);
 
 /* True when the hash does not cover every byte: the session was got from
- * disk without a usable saved state. Writes still append; the bytes the
- * hash lacks are hashed by a catch-up before the session can finish. */
+ * disk without a usable saved state, or its algorithm changed. Writes still
+ * append; the bytes the hash lacks are hashed by a catch-up before the
+ * session can finish. */
 bool wh_upload_hash_behind(const wh_upload *up);
+
+/* The algorithm the session hashes with: sha256 unless set below (a
+ * session got from disk hashes with its saved state's algorithm). */
+wh_digest_alg wh_upload_hash_alg(const wh_upload *up);
+
+/* Hash the session with alg (sha256 or sha512, else WH_EINVAL) from now
+ * on. Nothing to do when it does already. Otherwise its hash starts over
+ * and it is behind by every byte it holds: a new session costs nothing,
+ * one with bytes needs a catch-up (below) to hash them again, off the
+ * loop. WH_EINUSE while a catch-up is out or it is being finished. A
+ * session's algorithm is saved with its hash state when it leaves memory
+ * (one with no byte yet included), so it comes back hashing the same. */
+int wh_upload_set_alg(wh_upload *up, wh_digest_alg alg);
 
 /* The catch-up hashes a behind session's missing bytes in three steps, so
  * that the reading and hashing run off the loop (libuv's thread pool):
@@ -211,7 +240,8 @@ int wh_upload_catchup_end(wh_upload_catchup *job);
 /* Finish: if the content hashes to digest, publish it as a blob of the
  * session's repo (creating the repository) and end the session (0). If not,
  * WH_EDIGEST and the session is ended too (its bytes are dropped). A digest
- * that is not a valid sha256 digest, or a session that is behind, is
+ * that is not valid, of an algorithm the session does not hash with
+ * (wh_upload_set_alg first), or a session that is behind, is
  * WH_EINVAL and leaves the session as it was; WH_EINUSE while a catch-up is
  * out or the session is being finished. Otherwise the session (pins and
  * all) is gone afterwards. The fsync of the bytes runs on the calling
@@ -248,7 +278,7 @@ int wh_store_manifest_get(wh_store *st, const char *repo, const char *ref, wh_ma
 int wh_store_manifest_stat(wh_store *st, const char *repo, const char *ref,
                            char digest[WH_DIGEST_LEN + 1], char **media_type, int64_t *size);
 
-/* Store manifest bytes (digest = sha256 of data, computed by the caller) with
+/* Store manifest bytes (digest = the hash of data, computed by the caller) with
  * the given media type; if tag is not NULL, point the tag at it (moving it if
  * it pointed elsewhere). Creates the repository if needed. A pushed manifest
  * (not the cache's) must reference only what repo holds (its config and
@@ -355,6 +385,15 @@ int wh_store_manifest_put_async(uv_loop_t *loop, wh_store *st, const char *repo,
                                 const char *digest, const char *media_type, const char *data,
                                 size_t len, wh_store_cb cb, void *arg);
 
+/* The same with any number of tags (n_tags >= 0, each valid, else
+ * WH_EINVAL and nothing done): each is pointed at the manifest (moved if it
+ * pointed elsewhere) in one write of index.json, all or none. For a push
+ * by digest with ?tag= parameters. */
+int wh_store_manifest_put_tags_async(uv_loop_t *loop, wh_store *st, const char *repo,
+                                     const char *const *tags, int n_tags, const char *digest,
+                                     const char *media_type, const char *data, size_t len,
+                                     wh_store_cb cb, void *arg);
+
 /* wh_store_manifest_put_async for content the cache fetched from an
  * upstream: the same, but the manifest is recorded as cached (meta.h), which
  * the cache budget may evict; a user's push never is. */
@@ -420,7 +459,7 @@ int wh_store_page(char **v, int n, const char *last, int limit, bool *more);
 
 /* Find the repositories under root: every directory below it that holds an
  * index.json and whose path is a valid name (dot-directories and a
- * repository's blobs/sha256/ are not searched), in lexical order. *names
+ * repository's blobs/sha256/ and blobs/sha512/ are not searched), in lexical order. *names
  * is a malloc'd array of malloc'd strings. Touches nothing but the
  * filesystem: safe on any thread. */
 void wh_store_repos_scan(const char *root, char ***names, int *count);

@@ -125,7 +125,7 @@
   }
 
   function short(digest) {
-    return digest ? digest.replace(/^(sha256:)?([0-9a-f]{12})[0-9a-f]+$/, '$1$2') : '—';
+    return digest ? digest.replace(/^(sha(?:256|512):)?([0-9a-f]{12})[0-9a-f]+$/, '$1$2') : '—';
   }
 
   function platform(p) {
@@ -508,7 +508,7 @@
   function pullCommand(tool, name, tag) {
     const insecure = location.protocol === 'http:';
     const flag = !insecure ? '' : tool === 'podman' ? '--tls-verify=false ' : tool === 'nerdctl' ? '--insecure-registry ' : '';
-    const ref = /^sha256:/.test(tag) ? name + '@' + tag : name + ':' + tag;
+    const ref = /^sha(256|512):/.test(tag) ? name + '@' + tag : name + ':' + tag;
     return tool + ' pull ' + flag + location.host + '/' + ref;
   }
 

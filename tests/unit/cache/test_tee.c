@@ -432,7 +432,7 @@ static void cache_handler(wh_req *req, void *ctx)
 	const char *ref = blob ? blob + 7 : manifest ? manifest + 11 : NULL;
 	wh_sync_map map;
 	if (strncmp(p, "/v2/", 4) != 0 || !at || at - (p + 4) > WH_NAME_MAX ||
-	    (blob && strlen(ref) != WH_DIGEST_LEN)) {
+	    (blob && wh_digest_check(ref, strlen(ref)) != WH_DIGEST_OK)) {
 		answer_empty(req, 404);
 		return;
 	}

@@ -994,8 +994,38 @@ static void test_copy_file(void)
 	close(fd);
 }
 
+/* Parameters that repeat (?tag=a&tag=b), and a reversed Range, on requests
+ * made by hand: nothing of a connection is needed. */
+static void test_query_nth_and_range(void)
+{
+	char buf[16];
+	wh_req req;
+	memset(&req, 0, sizeof(req));
+	req.query = "tag=a&x=tag=b&tag=c%2Ed&tagx=e&tag";
+	CHECK(wh_req_query_count(&req, "tag") == 3);
+	CHECK(wh_req_query_nth(&req, "tag", 0, buf, sizeof(buf)) && !strcmp(buf, "a"));
+	CHECK(wh_req_query_nth(&req, "tag", 1, buf, sizeof(buf)) && !strcmp(buf, "c.d"));
+	CHECK(wh_req_query_nth(&req, "tag", 2, buf, sizeof(buf)) && !strcmp(buf, ""));
+	CHECK(!wh_req_query_nth(&req, "tag", 3, buf, sizeof(buf)));
+	CHECK(wh_req_query(&req, "tag", buf, sizeof(buf)) && !strcmp(buf, "a"));
+	CHECK(wh_req_query_count(&req, "nope") == 0);
+	req.query = NULL;
+	CHECK(wh_req_query_count(&req, "tag") == 0);
+
+	wh_header h[] = {{"Range", "bytes=500-0"}};
+	req.headers = h;
+	req.n_headers = 1;
+	int64_t a = 7, z = 7, from, to;
+	CHECK(wh_req_range(&req, &a, &z) && a == 500 && z == 0);
+	CHECK(!wh_range_resolve(a, z, 1000, &from, &to)); /* 416, not the whole */
+	h[0].value = "bytes=5-5";
+	CHECK(wh_req_range(&req, &a, &z) && wh_range_resolve(a, z, 1000, &from, &to));
+	CHECK(from == 5 && to == 5);
+}
+
 int main(void)
 {
+	test_query_nth_and_range();
 	wh_log_setup(WH_LOG_ERROR, "/dev/null");
 	CHECK(uv_loop_init(&loop) == 0);
 	defaults();

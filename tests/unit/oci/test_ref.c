@@ -144,9 +144,36 @@ static void test_digests(void)
 	CHECK(digest("sha256:" HEX64 "/x") == WH_DIGEST_BAD);
 	CHECK(digest("sha256:aa:bb") == WH_DIGEST_BAD);
 
-	/* Well formed per the general grammar, but not sha256. */
-	CHECK(digest("sha512:" HEX64 HEX64) == WH_DIGEST_UNSUPPORTED);
-	CHECK(digest("sha512:abc") == WH_DIGEST_UNSUPPORTED);
+	/* sha512: the image spec's registered algorithm, 128 lower-case hex. */
+	CHECK(digest("sha512:" HEX64 HEX64) == WH_DIGEST_OK);
+	CHECK(digest("sha512:" HEX64 HEX64 "0") == WH_DIGEST_BAD); /* 129 hex */
+	CHECK(digest("sha512:" HEX64
+	             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85") ==
+	      WH_DIGEST_BAD);                                  /* 127 hex */
+	CHECK(digest("sha512:" HEX64) == WH_DIGEST_BAD);       /* a sha256's length */
+	CHECK(digest("sha256:" HEX64 HEX64) == WH_DIGEST_BAD); /* a sha512's length */
+	CHECK(digest("sha512:abc") == WH_DIGEST_BAD);
+	CHECK(digest("sha512:" HEX64
+	             "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855") ==
+	      WH_DIGEST_BAD); /* upper case */
+	CHECK(wh_digest_check("sha512:" HEX64 HEX64 "zz", WH_SHA512_LEN) == WH_DIGEST_OK);
+	CHECK(wh_digest_alg_of("sha512:" HEX64 HEX64) == WH_ALG_SHA512);
+	CHECK(wh_digest_alg_of("sha256:" HEX64) == WH_ALG_SHA256);
+	CHECK(wh_digest_alg_of("blake3:" HEX64) == WH_ALG_NONE);
+	CHECK(wh_digest_alg_of("latest") == WH_ALG_NONE);
+	CHECK_STREQ(wh_digest_encoded("sha512:abc"), "abc");
+	CHECK_STREQ(wh_digest_alg_name(WH_ALG_SHA512), "sha512");
+	CHECK_STREQ(wh_digest_alg_name(WH_ALG_NONE), "");
+	{
+		char d[WH_DIGEST_LEN + 1];
+		wh_digest_copy(d, "sha256:" HEX64); /* shorter than the buffer: no over-read */
+		CHECK_STREQ(d, "sha256:" HEX64);
+		wh_digest_copy(d, "sha512:" HEX64 HEX64 "0123");
+		CHECK(strlen(d) == WH_DIGEST_LEN);
+	}
+
+	/* Well formed per the general grammar, but not an algorithm Wharf has. */
+	CHECK(digest("sha384:" HEX64 HEX64) == WH_DIGEST_UNSUPPORTED);
 	CHECK(digest("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8") ==
 	      WH_DIGEST_UNSUPPORTED);
 	CHECK(digest("sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564") ==
@@ -161,6 +188,7 @@ static void test_digests(void)
 	CHECK(digest("sha-_256:abc") == WH_DIGEST_BAD);
 	CHECK(digest("Sha512:abc") == WH_DIGEST_BAD);
 	CHECK(digest("sha512:a+b") == WH_DIGEST_BAD);
+	CHECK(digest("sha384:a+b") == WH_DIGEST_BAD);
 	CHECK(digest("sha512:a/b") == WH_DIGEST_BAD);
 	CHECK(digest("sha512:a.b") == WH_DIGEST_BAD);
 	CHECK(digest("sha 512:ab") == WH_DIGEST_BAD);

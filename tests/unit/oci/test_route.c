@@ -87,6 +87,10 @@ static void test_storable(void)
 	CHECK(!wh_name_storable("a/oci-layout"));
 	CHECK(!wh_name_storable("a/blobs/sha256"));
 	CHECK(!wh_name_storable("a/blobs/sha256/x"));
+	CHECK(wh_name_storable("a/sha512"));
+	CHECK(!wh_name_storable("a/blobs/sha512"));
+	CHECK(!wh_name_storable("a/blobs/sha512/x"));
+	CHECK(wh_name_storable("a/blobs/sha384")); /* no algorithm Wharf stores */
 	CHECK(!wh_name_storable("Upper"));
 	CHECK(!wh_name_storable(""));
 }

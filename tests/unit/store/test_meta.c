@@ -65,6 +65,27 @@ static void test_roundtrip(void)
 	wh_meta_close(m);
 }
 
+/* A sha512 digest, the longest a line holds, with the longest name. */
+static void test_sha512_line(void)
+{
+	wh_meta *m;
+	wh_meta_stats st;
+	char d[WH_DIGEST_LEN + 1], name[WH_NAME_MAX + 1];
+
+	wh_digest_of(WH_ALG_SHA512, "x", 1, d);
+	memset(name, 'a', WH_NAME_MAX);
+	name[WH_NAME_MAX] = '\0';
+	unlink(path);
+	CHECK(wh_meta_open(path, &m) == 0);
+	wh_meta_stored(m, name, d, true, 1234);
+	wh_meta_pulled(m, name, d, 999999);
+	wh_meta_close(m);
+	CHECK(wh_meta_open(path, &m) == 0);
+	CHECK(wh_meta_get(m, name, d, &st));
+	CHECK(st.flags == WH_META_CACHED && st.pushed_ms == 1234 && st.pulled_ms == 999999);
+	wh_meta_close(m);
+}
+
 /* A flipped byte, garbage and a torn last line lose only themselves. */
 static void test_damage(void)
 {
@@ -186,6 +207,7 @@ int main(void)
 		return 2;
 	FMT(path, sizeof(path), "%s/meta.log", dir);
 	test_roundtrip();
+	test_sha512_line();
 	test_damage();
 	test_churn_and_rewrite();
 	test_loop();

@@ -377,8 +377,8 @@ static void test_quarantine(bool dedupe)
 		while (dir && (de = readdir(dir)) != NULL) {
 			if (de->d_name[0] == '.')
 				continue;
-			CHECK(strncmp(de->d_name, d + 7, WH_DIGEST_HEX) == 0);
-			CHECK(de->d_name[WH_DIGEST_HEX] == '.');
+			CHECK(strncmp(de->d_name, d + 7, WH_SHA256_HEX) == 0);
+			CHECK(de->d_name[WH_SHA256_HEX] == '.');
 			FMT(rel, sizeof(rel), ".wharf/corrupt/%s", de->d_name);
 			path_of(p, rel);
 			CHECK(stat(p, &after) == 0 && after.st_ino == before.st_ino);
@@ -882,8 +882,8 @@ static void test_upload_catch_up(void)
 			buf[20] ^= 1; /* the boot id (with a check to match) */
 		if (damage == 1) {
 			char check[WH_DIGEST_LEN + 1];
-			wh_sha256_digest(buf, (size_t)n - WH_DIGEST_LEN, check);
-			memcpy(buf + n - WH_DIGEST_LEN, check, WH_DIGEST_LEN);
+			wh_sha256_digest(buf, (size_t)n - WH_SHA256_LEN, check);
+			memcpy(buf + n - WH_SHA256_LEN, check, WH_SHA256_LEN);
 		}
 		if (damage == 2)
 			n -= 1; /* cut short */
@@ -1589,6 +1589,223 @@ static void test_changes(void)
 	wh_store_close(st);
 }
 
+static void on_rc(int rc, void *arg)
+{
+	*(int *)arg = rc;
+}
+
+static bool read_all_but_b(void *arg, const char *repo)
+{
+	(void)arg;
+	return strcmp(repo, "find/b") != 0;
+}
+
+/* A repository that holds a blob, for a mount without from: the shared
+ * copy says whether any does, the hint where it was last stored, the
+ * catalog (bounded) the rest; only repositories the caller may read. */
+static void test_blob_find(void)
+{
+	char d[WH_DIGEST_LEN + 1], d2[WH_DIGEST_LEN + 1], repo[WH_NAME_MAX + 1];
+	wh_store *st = NULL;
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(put_blob(st, "find/a", "found bytes", d) == 0);
+	CHECK(wh_store_blob_find(st, "sha256:nothex", read_all_but_b, NULL, repo) == WH_EINVAL);
+	CHECK(wh_store_blob_find(st, d, read_all_but_b, NULL, repo) == 0);
+	CHECK_STREQ(repo, "find/a"); /* the hint */
+	wh_sha256_digest("nobody", 6, d2);
+	CHECK(wh_store_blob_find(st, d2, read_all_but_b, NULL, repo) == WH_ENOTFOUND);
+	CHECK(repo[0] == '\0');
+	/* Only in a repository the caller may not read: not found. */
+	CHECK(put_blob(st, "find/b", "b's bytes", d2) == 0);
+	CHECK(wh_store_blob_find(st, d2, read_all_but_b, NULL, repo) == WH_ENOTFOUND);
+	/* After a restart there are no hints: the catalog finds it. */
+	wh_store_close(st);
+	CHECK(wh_store_open(root, true, &st) == 0);
+	{
+		char **names = NULL;
+		int n = 0;
+		bool more;
+		CHECK(wh_store_repos(st, NULL, -1, &names, &n, &more) == 0 && n == 2);
+		wh_strv_free(names, n);
+	}
+	CHECK(wh_store_blob_find(st, d, read_all_but_b, NULL, repo) == 0);
+	CHECK_STREQ(repo, "find/a");
+	/* Deleted everywhere: the shared copy goes, and with it the answer. */
+	CHECK(wh_store_blob_delete(st, "find/a", d) == 0);
+	CHECK(wh_store_blob_find(st, d, read_all_but_b, NULL, repo) == WH_ENOTFOUND);
+	wh_store_close(st);
+}
+
+/* Several tags in one put, moved together; a bad one refuses them all. */
+static void test_manifest_tags(void)
+{
+	char cfg[WH_DIGEST_LEN + 1], m1[WH_DIGEST_LEN + 1], m2[WH_DIGEST_LEN + 1], json[512];
+	wh_store *st = NULL;
+	uv_loop_t loop;
+	int rc = 1;
+
+	new_root();
+	CHECK(uv_loop_init(&loop) == 0);
+	CHECK(wh_store_open(root, false, &st) == 0);
+	CHECK(put_blob(st, "tg", "{}", cfg) == 0);
+	FMT(json, sizeof(json),
+	    "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\","
+	    "\"config\":{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":2},\"layers\":[]}",
+	    cfg);
+	wh_sha256_digest(json, strlen(json), m1);
+	const char *tags[] = {"a", "b", "c"};
+	CHECK(wh_store_manifest_put_tags_async(&loop, st, "tg", tags, 3, m1, OCI_MANIFEST, json,
+	                                       strlen(json), on_rc, &rc) == 0);
+	CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0 && rc == 0);
+	{
+		static const char *const want[] = {"a", "b", "c"};
+		CHECK(tags_are(st, "tg", want, 3));
+	}
+	CHECK(index_entries("tg") == 3);
+	/* Another manifest takes b and c; a stays. */
+	char json2[600];
+	FMT(json2, sizeof(json2), "%.*s,\"annotations\":{\"x\":\"y\"}}", (int)strlen(json) - 1,
+	    json);
+	wh_sha256_digest(json2, strlen(json2), m2);
+	const char *moved[] = {"b", "c"};
+	rc = 1;
+	CHECK(wh_store_manifest_put_tags_async(&loop, st, "tg", moved, 2, m2, OCI_MANIFEST, json2,
+	                                       strlen(json2), on_rc, &rc) == 0);
+	CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0 && rc == 0);
+	{
+		char got[WH_DIGEST_LEN + 1];
+		char *mt = NULL;
+		int64_t size;
+		CHECK(wh_store_manifest_stat(st, "tg", "a", got, &mt, &size) == 0);
+		CHECK_STREQ(got, m1);
+		free(mt);
+		CHECK(wh_store_manifest_stat(st, "tg", "c", got, &mt, &size) == 0);
+		CHECK_STREQ(got, m2);
+		free(mt);
+	}
+	const char *bad[] = {"ok", "-bad"};
+	CHECK(wh_store_manifest_put_tags_async(&loop, st, "tg", bad, 2, m2, OCI_MANIFEST, json2,
+	                                       strlen(json2), on_rc, &rc) == WH_EINVAL);
+	wh_store_close(st);
+	CHECK(uv_loop_close(&loop) == 0);
+}
+
+/* sha512 end to end in the store: a session that hashes sha512 (set before
+ * any byte, and kept across an eviction by its saved state), one switched
+ * to sha512 after its bytes (behind: caught up), blobs under blobs/sha512
+ * and the shared copy under .wharf/blobs/sha512 (dedupe, mount, delete),
+ * a manifest addressed by sha512 with a tag, and the catalog walk, which
+ * does not take blobs/sha512 for a repository. */
+static void test_sha512(void)
+{
+	char id[37], d[WH_DIGEST_LEN + 1], d256[WH_DIGEST_LEN + 1], rel[PATH_MAX];
+	char man[1024], dm[WH_DIGEST_LEN + 1], **names = NULL;
+	wh_store *st = NULL;
+	wh_upload *up = NULL;
+	int64_t size = 0;
+	int n = 0;
+
+	new_root();
+	CHECK(wh_store_open(root, true, &st) == 0);
+	CHECK(exists(".wharf/blobs/sha512"));
+
+	/* Chosen before the first byte: hashed as it arrives. */
+	CHECK(wh_store_upload_create(st, "s5", id) == 0);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_hash_alg(up) == WH_ALG_SHA256);
+	CHECK(wh_upload_set_alg(up, WH_ALG_NONE) == WH_EINVAL);
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0);
+	CHECK(!wh_upload_hash_behind(up));
+	/* An eviction with no byte yet keeps the algorithm. */
+	evict_all(st);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_hash_alg(up) == WH_ALG_SHA512 && !wh_upload_hash_behind(up));
+	CHECK(wh_upload_write(up, "sha512 ", 7) == 0);
+	evict_all(st); /* a sha512 state on disk (version 2) */
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_hash_alg(up) == WH_ALG_SHA512 && !wh_upload_hash_behind(up));
+	CHECK(wh_upload_write(up, "bytes", 5) == 0);
+	wh_digest_of(WH_ALG_SHA256, "sha512 bytes", 12, d256);
+	CHECK(wh_store_upload_finish(st, up, d256) == WH_EINVAL); /* not its algorithm */
+	wh_digest_of(WH_ALG_SHA512, "sha512 bytes", 12, d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	CHECK(wh_store_blob_stat(st, "s5", d, &size) == 0 && size == 12);
+	FMT(rel, sizeof(rel), "s5/blobs/sha512/%s", d + 7);
+	CHECK(exists(rel));
+	FMT(rel, sizeof(rel), ".wharf/blobs/sha512/%s", d + 7);
+	CHECK(exists(rel));
+	/* The same bytes by sha256 are another blob. */
+	CHECK(wh_store_blob_stat(st, "s5", d256, NULL) == WH_ENOTFOUND);
+
+	/* Switched after its bytes (the closing digest named sha512): behind
+	 * by all of them, caught up, then finished. */
+	CHECK(wh_store_upload_create(st, "s5", id) == 0);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_write(up, "late choice", 11) == 0);
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0);
+	CHECK(wh_upload_hash_behind(up));
+	wh_digest_of(WH_ALG_SHA512, "late choice", 11, d);
+	CHECK(wh_store_upload_finish(st, up, d) == WH_EINVAL);
+	CHECK(catch_up(up) == 0 && !wh_upload_hash_behind(up));
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0 && !wh_upload_hash_behind(up));
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	CHECK(wh_store_blob_stat(st, "s5", d, NULL) == 0);
+
+	/* Mount shares the inode; delete takes the shared copy with the last
+	 * repository's link. */
+	CHECK(wh_store_blob_mount(st, "s5b", "s5", d) == 0);
+	FMT(rel, sizeof(rel), "s5b/blobs/sha512/%s", d + 7);
+	CHECK(exists(rel));
+	FMT(rel, sizeof(rel), ".wharf/blobs/sha512/%s", d + 7);
+	{
+		char p[PATH_MAX];
+		struct stat g;
+		path_of(p, rel);
+		CHECK(stat(p, &g) == 0 && g.st_nlink == 3);
+	}
+	CHECK(wh_store_blob_delete(st, "s5b", d) == 0);
+	CHECK(wh_store_blob_delete(st, "s5", d) == 0);
+	CHECK(!exists(rel));
+
+	/* A manifest by sha512, tagged, whose config and layer are sha512. */
+	CHECK(wh_store_upload_create(st, "s5", id) == 0);
+	CHECK(wh_store_upload_get(st, "s5", id, &up) == 0);
+	CHECK(wh_upload_set_alg(up, WH_ALG_SHA512) == 0);
+	CHECK(wh_upload_write(up, "{}", 2) == 0);
+	wh_digest_of(WH_ALG_SHA512, "{}", 2, d);
+	CHECK(wh_store_upload_finish(st, up, d) == 0);
+	FMT(man, sizeof(man),
+	    "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\","
+	    "\"config\":{\"mediaType\":\"a/b\",\"digest\":\"%s\",\"size\":2},\"layers\":[]}",
+	    d);
+	wh_digest_of(WH_ALG_SHA512, man, strlen(man), dm);
+	CHECK(wh_store_manifest_put(st, "s5", "v1", dm, OCI_MANIFEST, man, strlen(man)) == 0);
+	{
+		char got[WH_DIGEST_LEN + 1];
+		char *mt = NULL;
+		CHECK(wh_store_manifest_stat(st, "s5", "v1", got, &mt, &size) == 0);
+		CHECK_STREQ(got, dm);
+		free(mt);
+		wh_manifest m;
+		CHECK(wh_store_manifest_get(st, "s5", dm, &m) == 0 && m.len == strlen(man));
+		wh_manifest_free(&m);
+	}
+	FMT(rel, sizeof(rel), "s5/blobs/sha512/%s", dm + 7);
+	CHECK(exists(rel));
+	/* A blob that is a manifest is not deleted as a blob. */
+	CHECK(wh_store_blob_delete(st, "s5", dm) == WH_EINUSE);
+
+	/* The catalog walk does not descend into blobs/sha512. */
+	wh_store_repos_scan(root, &names, &n);
+	CHECK(n == 2);
+	wh_strv_free(names, n);
+	CHECK(wh_store_manifest_delete(st, "s5", dm) == 0);
+	CHECK(wh_store_manifest_stat(st, "s5", dm, d, &(char *){NULL}, &size) == WH_ENOTFOUND);
+	wh_store_close(st);
+}
+
 int main(void)
 {
 	test_open_removes_leftovers();
@@ -1609,6 +1826,9 @@ int main(void)
 	test_zot_index();
 	test_manifest_references_rechecked();
 	test_changes();
+	test_sha512();
+	test_blob_find();
+	test_manifest_tags();
 	if (root[0])
 		check_rm_rf(root);
 	CHECK_DONE();

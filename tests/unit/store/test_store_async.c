@@ -287,7 +287,7 @@ static void test_finish_results(void)
 	CHECK(wh_store_upload_finish_async(&loop, st, up, BAD_DIGEST_TEXT, on_done, &done) ==
 	      WH_EINVAL);
 	CHECK(wh_upload_catchup_begin(up, &job) == WH_EINVAL); /* not behind */
-	wh_sha256_init(&up->hash); /* as if got from disk without a state */
+	wh_digest_init(&up->hash, WH_ALG_SHA256); /* as if got from disk without a state */
 	up->hashed = 0;
 	CHECK(wh_store_upload_finish_async(&loop, st, up, d, on_done, &done) == WH_EINVAL);
 	CHECK(wh_upload_catchup_begin(up, &job) == 0 && job);
@@ -316,7 +316,7 @@ static void test_finish_results(void)
  * passed once it returned. */
 static void test_every_change_off_the_loop(void)
 {
-	char man[256], d_man[WH_DIGEST_LEN + 1], d_blob[WH_DIGEST_LEN + 1], tmp[PATH_MAX];
+	char man[512], d_man[WH_DIGEST_LEN + 1], d_blob[WH_DIGEST_LEN + 1], tmp[PATH_MAX];
 	char rel[PATH_MAX], *buf;
 	wh_store *st = NULL;
 	wh_manifest m = {0};
