@@ -222,7 +222,7 @@ static int cmd_verify(const char *path)
 	int n = 0;
 	/* The checks would log what they also return: quiet meanwhile. */
 	wh_log_set_level(WH_LOG_OFF);
-	wh_verify_runtime(&cfg, &problems, &n);
+	wh_verify_runtime(&cfg, false, &problems, &n);
 	wh_log_set_level(WH_LOG_INFO);
 	if (n > 0) {
 		for (int i = 0; i < n; i++)
@@ -455,7 +455,7 @@ static wh_config *reread(const char *path)
 		free(n);
 		return NULL;
 	}
-	if (wh_verify_runtime(n, &problems, &np) > 0) {
+	if (wh_verify_runtime(n, true, &problems, &np) > 0) {
 		for (int i = 0; i < np; i++)
 			wh_log(WH_LOG_ERROR,
 			       "SIGHUP: the config file does not verify: the running "

@@ -167,7 +167,7 @@ static void check_cert_dir(struct problems *p, int i, const char *dir)
 	check_file_readable(p, key, pkey);
 }
 
-int wh_verify_runtime(const wh_config *cfg, char ***problems, int *n)
+int wh_verify_runtime(const wh_config *cfg, bool reload, char ***problems, int *n)
 {
 	struct problems p = {0};
 	char err[512];
@@ -205,7 +205,8 @@ int wh_verify_runtime(const wh_config *cfg, char ***problems, int *n)
 				check_cert_dir(&p, i, cfg->sync.registries[i].cert_dir);
 	}
 	check_log_output(&p, cfg->log.output);
-	check_address(&p, &cfg->http);
+	if (!reload)
+		check_address(&p, &cfg->http);
 	if (cfg->storage.root_dir)
 		check_dir(&p, "storage.rootDirectory", cfg->storage.root_dir);
 	*problems = p.v;

@@ -11,7 +11,9 @@
 
 /* Every problem found, one line each ("key.path: what"), into a malloc'd
  * array of malloc'd strings (*problems, *n; free with wh_strv_free). Returns
- * the number of problems. */
-int wh_verify_runtime(const wh_config *cfg, char ***problems, int *n);
+ * the number of problems. reload: for a running server's SIGHUP, on its
+ * loop: http.address is not resolved (it may block on DNS, and the address
+ * only changes with a restart anyway). */
+int wh_verify_runtime(const wh_config *cfg, bool reload, char ***problems, int *n);
 
 #endif

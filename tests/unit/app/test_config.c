@@ -1016,7 +1016,7 @@ static void test_zot_examples(void)
 		CHECK(rc == 0);
 		if (rc)
 			continue;
-		CHECK(wh_verify_runtime(&c, &problems, &n) == missing);
+		CHECK(wh_verify_runtime(&c, false, &problems, &n) == missing);
 		if (missing)
 			CHECK(n == 1 && strstr(problems[0], "extensions.sync.credentialsFile"));
 		else if (n)
