@@ -88,14 +88,13 @@ char *wh_strdup(const char *s)
 	return wh_strndup(s, strlen(s));
 }
 
-int wh_sorted_pos(const void *v, int n, size_t size, size_t off, const char *want, bool *found)
+int wh_bsearch_pos(const void *v, int n, size_t size, const void *key,
+                   int (*cmp)(const void *elem, const void *key), bool *found)
 {
 	int lo = 0, hi = n;
 	while (lo < hi) {
 		int mid = lo + (hi - lo) / 2;
-		const char *name = *(const char *const *)(const void *)((const char *)v +
-		                                                        (size_t)mid * size + off);
-		int c = strcmp(name, want);
+		int c = cmp((const char *)v + (size_t)mid * size, key);
 		if (c == 0) {
 			*found = true;
 			return mid;
@@ -107,6 +106,25 @@ int wh_sorted_pos(const void *v, int n, size_t size, size_t off, const char *wan
 	}
 	*found = false;
 	return lo;
+}
+
+/* wh_sorted_pos's comparison: the offset rides along with the key. */
+struct named_key {
+	size_t off;
+	const char *want;
+};
+
+static int named_cmp(const void *elem, const void *key)
+{
+	const struct named_key *k = key;
+	const char *name = *(const char *const *)(const void *)((const char *)elem + k->off);
+	return strcmp(name, k->want);
+}
+
+int wh_sorted_pos(const void *v, int n, size_t size, size_t off, const char *want, bool *found)
+{
+	struct named_key k = {off, want};
+	return wh_bsearch_pos(v, n, size, &k, named_cmp, found);
 }
 
 uint64_t wh_now_ms(void)

@@ -464,23 +464,14 @@ static bool image_build(struct strtab *strs, const wh_store *st, const char *rep
 
 /* ---- repositories ---- */
 
+static int image_cmp(const void *elem, const void *key)
+{
+	return memcmp(((const wh_si_image *)elem)->digest, key, 32);
+}
+
 static int image_pos(const wh_si_repo *r, const uint8_t d[32], bool *found)
 {
-	int lo = 0, hi = r->n_images;
-	while (lo < hi) {
-		int mid = (lo + hi) / 2;
-		int c = memcmp(r->images[mid].digest, d, 32);
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return wh_bsearch_pos(r->images, r->n_images, sizeof(*r->images), d, image_cmp, found);
 }
 
 static int tag_pos(const wh_si_repo *r, const char *tag, bool *found)
@@ -753,23 +744,15 @@ static wh_si_repo *repo_read(struct strtab *strs, const wh_store *st, const char
 
 /* ---- the table ---- */
 
+/* The catalog's order (wh_store_tag_cmp) over the table's records. */
+static int repo_cmp(const void *elem, const void *key)
+{
+	return wh_store_tag_cmp(&(*(wh_si_repo *const *)elem)->name, key);
+}
+
 static int repo_pos(const struct table *t, const char *name, bool *found)
 {
-	int lo = 0, hi = t->n;
-	while (lo < hi) {
-		int mid = (lo + hi) / 2;
-		int c = wh_store_tag_cmp(&t->repos[mid]->name, &name);
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return wh_bsearch_pos(t->repos, t->n, sizeof(*t->repos), &name, repo_cmp, found);
 }
 
 /* Put r (NULL: remove) as name's record; the one it replaces is freed. */

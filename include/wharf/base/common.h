@@ -70,9 +70,13 @@ int wh_read_fd(int fd, size_t max, char **buf, size_t *len);
  * An error opening it is -errno. */
 int wh_read_file(const char *path, size_t max, char **buf, size_t *len);
 
-/* Binary search in v, n elements of size bytes sorted by strcmp of the
- * string each points to at byte offset off (a char * member): the index of
- * want with *found set, or where it would be inserted. */
+/* Binary search in v, n elements of size bytes sorted by cmp(element,
+ * key): the index of key with *found set, or where it would be inserted. */
+int wh_bsearch_pos(const void *v, int n, size_t size, const void *key,
+                   int (*cmp)(const void *elem, const void *key), bool *found);
+
+/* The same for elements sorted by strcmp of the string each points to at
+ * byte offset off (a char * member). */
 int wh_sorted_pos(const void *v, int n, size_t size, size_t off, const char *want, bool *found);
 
 /* Monotonic time in milliseconds. */

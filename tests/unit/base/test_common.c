@@ -2,6 +2,7 @@
  * wh_read_fd), its limit exact to the byte, and a pipe read to its end;
  * which errors say the storage is full (wh_err_disk_full). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,8 +84,31 @@ static void test_disk_full(void)
 	CHECK(strcmp(wh_strerror(-ENOSPC), strerror(ENOSPC)) == 0);
 }
 
+/* The binary searches: found, or where it would go, at both ends too. */
+struct named {
+	int n;
+	char *name;
+};
+
+static void test_sorted_pos(void)
+{
+	struct named v[] = {{1, "alpha"}, {2, "delta"}, {3, "kilo"}, {4, "zulu"}};
+	bool found;
+	CHECK(wh_sorted_pos(v, 4, sizeof(*v), offsetof(struct named, name), "delta", &found) == 1 &&
+	      found);
+	CHECK(wh_sorted_pos(v, 4, sizeof(*v), offsetof(struct named, name), "echo", &found) == 2 &&
+	      !found);
+	CHECK(wh_sorted_pos(v, 4, sizeof(*v), offsetof(struct named, name), "a", &found) == 0 &&
+	      !found);
+	CHECK(wh_sorted_pos(v, 4, sizeof(*v), offsetof(struct named, name), "zz", &found) == 4 &&
+	      !found);
+	CHECK(wh_sorted_pos(v, 0, sizeof(*v), offsetof(struct named, name), "x", &found) == 0 &&
+	      !found);
+}
+
 int main(void)
 {
+	test_sorted_pos();
 	if (!mkdtemp(dir))
 		return 1;
 	test_read_file();
