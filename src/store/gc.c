@@ -1338,13 +1338,20 @@ static void after_work(uv_work_t *w, int status)
 	(void)status;
 	gc->job = NULL;
 	switch (j->kind) {
-	case J_LIST:
+	case J_LIST: {
+		/* The walk also finds what another tool wrote into the root: the
+		 * catalog lists it from now on, not only after a restart. */
+		char **copy = wh_malloc(sizeof(*copy) * ((size_t)j->n_names + 1));
+		for (int i = 0; i < j->n_names; i++)
+			copy[i] = wh_strdup(j->names[i]);
+		wh_store_catalog_load(gc->st, copy, j->n_names);
 		gc->listed = true;
 		gc->repos = j->names;
 		gc->n_repos = j->n_names;
 		j->names = NULL;
 		j->n_names = 0;
 		break;
+	}
 	case J_SCAN:
 		if (j->rc == 0)
 			repo_bytes_note(gc, j->repo, j->md.bytes);

@@ -151,6 +151,37 @@ class Collect(GcTest):
         self.assertEqual(json.loads(body)["repositories"], ["gc/kept"])
         self.assertEqual(self.status("HEAD", "/v2/gc/kept/manifests/v1"), 200)
 
+    def test_sweep_lists_what_another_tool_wrote(self):
+        # A repository written into the root by another tool (skopeo copy
+        # oci:..., a restore) while Wharf runs: listed once a sweep walked it.
+        self.start(gc_config(gcInterval="1s"))
+        repo = os.path.join(self.w.root, "other", "tool")
+        blobs = os.path.join(repo, "blobs", "sha256")
+        os.makedirs(blobs)
+        config = enc({"architecture": "amd64", "os": "linux"})
+        manifest = enc({"schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+                        "config": descriptor(MT_OCI_CONFIG, config), "layers": []})
+        for data in (config, manifest):
+            with open(os.path.join(blobs, sha256(data)[7:]), "wb") as f:
+                f.write(data)
+        with open(os.path.join(repo, "oci-layout"), "w") as f:
+            f.write('{"imageLayoutVersion":"1.0.0"}')
+        with open(os.path.join(repo, "index.json"), "w") as f:
+            json.dump({"schemaVersion": 2, "manifests": [
+                {"mediaType": MT_OCI_MANIFEST, "digest": sha256(manifest),
+                 "size": len(manifest),
+                 "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}, f)
+        self.assertEqual(self.status("GET", "/v2/other/tool/manifests/v1"), 200)  # served
+        names = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            n = self.sweeps_logged()
+            self.wait_sweeps(n + 1)
+            names = json.loads(self.w.request("GET", "/v2/_catalog")[2])["repositories"]
+            if "other/tool" in names:
+                break
+        self.assertIn("other/tool", names)
+
     def test_stale_shared_copy_removed(self):
         self.start(gc_config())
         self.image("gc/s", "v1")

@@ -450,12 +450,12 @@ int wh_store_page(char **v, int n, const char *last, int limit, bool *more);
  *
  * Repository names are listed from memory: a sorted array, filled once by
  * a scan of the root and kept up to date by the store itself, which adds a
- * name whenever it creates a repository (nothing deletes one yet). Walking
- * 20,000 repositories takes about a second, too long for the loop, so a
- * server scans in libuv's thread pool at start and loads the result; a
- * repository that another tool writes into the root while Wharf runs is
- * served (its index.json is read when asked for) but listed only after a
- * restart. */
+ * name whenever it creates a repository (the GC removes the ones it
+ * empties). Walking 20,000 repositories takes about a second, too long for
+ * the loop, so a server scans in libuv's thread pool at start and loads the
+ * result; a repository that another tool writes into the root while Wharf
+ * runs is served (its index.json is read when asked for) and listed from the
+ * GC's next sweep on (its walk is loaded too), or after a restart. */
 
 /* Find the repositories under root: every directory below it that holds an
  * index.json and whose path is a valid name (dot-directories and a
