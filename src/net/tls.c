@@ -51,10 +51,14 @@ struct gen {
 	bool verify_clients; /* a cacert: client certificates asked for */
 };
 
+/* Contexts alive that use the PSA crypto library (loop thread only). */
+static int psa_users;
+
 struct wh_tls {
 	struct gen *cur;
 	char *cert_path, *key_path;
 	bool verify_clients;
+	bool psa; /* holds a use of the PSA crypto library (psa_users) */
 	mbedtls_x509_crt ca;
 	mbedtls_entropy_context entropy;
 	mbedtls_ctr_drbg_context drbg;
@@ -218,11 +222,15 @@ int wh_tls_new(const wh_tls_settings *cfg, wh_tls **out, char *err, size_t errle
 	mbedtls_ctr_drbg_init(&tls->drbg);
 	mbedtls_ssl_ticket_init(&tls->ticket);
 
-	/* TLS 1.3 in mbedTLS 3 runs on the PSA crypto API. */
-	if (psa_crypto_init() != PSA_SUCCESS) {
+	/* TLS 1.3 in mbedTLS 3 runs on the PSA crypto API, whose state is the
+	 * process's: counted, so that freeing a second context (verify's, on a
+	 * SIGHUP) never tears it down under the one serving. */
+	if (psa_users == 0 && psa_crypto_init() != PSA_SUCCESS) {
 		snprintf(err, errlen, "http.tls: cannot initialise the crypto library");
 		goto out;
 	}
+	psa_users++;
+	tls->psa = true;
 	r = mbedtls_ctr_drbg_seed(&tls->drbg, mbedtls_entropy_func, &tls->entropy,
 	                          (const unsigned char *)"wharf", 5);
 	if (r == 0)
@@ -301,8 +309,9 @@ void wh_tls_free(wh_tls *tls)
 	mbedtls_x509_crt_free(&tls->ca);
 	free(tls->cert_path);
 	free(tls->key_path);
+	if (tls->psa && --psa_users == 0)
+		mbedtls_psa_crypto_free();
 	free(tls);
-	mbedtls_psa_crypto_free();
 }
 
 /* ---- the transport ---- */

@@ -334,6 +334,57 @@ class TLSServe(TLSCase):
             keep.close()
         self.assert_alive()
 
+    def test_handshake_in_flight_across_config_reload(self):
+        # A SIGHUP verifies the config file again, TLS pair included, with a
+        # context of its own. Freeing it took the crypto library's state (PSA,
+        # the keys of handshakes in flight) from under the serving context:
+        # a handshake begun before the reload failed ("SSL - Internal error").
+        # The client here stops after the server's first flight, waits for
+        # the reload, then finishes.
+        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+        for i in range(3):
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            sock.sendall(out.read())  # ClientHello
+            first = sock.recv(65536)  # ServerHello .. Finished
+            self.assertTrue(first)
+            n = self.wharf.log().count("SIGHUP: configuration reloaded")
+            self.wharf.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while self.wharf.log().count("SIGHUP: configuration reloaded") <= n:
+                self.assertLess(time.monotonic(), deadline, self.wharf.log()[-2000:])
+                time.sleep(0.02)
+            inc.write(first)
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(out.read())
+                    data = sock.recv(65536)
+                    self.assertTrue(data, "the server closed the handshake")
+                    inc.write(data)
+            sock.sendall(out.read())  # the client's Finished
+            tls.write(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sock.sendall(out.read())
+            got = b""
+            while b"\r\n" not in got:
+                data = sock.recv(65536)
+                self.assertTrue(data, "closed without an answer: " + self.wharf.log()[-1500:])
+                inc.write(data)
+                try:
+                    got += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    pass
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:100])
+            sock.close()
+        self.assert_alive()
+
     @unittest.skipIf(SANITIZED, "memory is measured on the plain build")
     def test_memory_per_idle_connection(self):
         n = 200
