@@ -388,7 +388,7 @@ class Safety(GcTest):
         def pusher(n):
             c = Client(self, self.w)
             i = 0
-            while running() and i < 400:
+            while running() and i < 5000:
                 try:
                     c.push_image("load/p%d" % n, "t%d" % (i % 3), seed="p%d-%d" % (n, i))
                     # Yesterday's tag moved: the old manifest is untagged
@@ -399,10 +399,11 @@ class Safety(GcTest):
                 except AssertionError as e:
                     failures.append(("push", str(e)[:200]))
                 i += 1
+                time.sleep(0.01)  # the loop runs on time (running()), not on count
 
         def puller():
             i = 0
-            while running() and i < 4000:
+            while running() and i < 50000:
                 d, blobs = kept[i % len(kept)]
                 repo = "load/%d" % (i % len(kept))
                 for path in ["/v2/%s/manifests/v1" % repo] + \
