@@ -480,7 +480,8 @@ const char *wh_conf_weak_string(const cJSON *v, char *buf, size_t len)
 	if (!cJSON_IsNumber(v))
 		return NULL;
 	double d = v->valuedouble;
-	if (d == (double)(long long)d && d > -9e18 && d < 9e18)
+	/* The range first: converting a double out of it is undefined. */
+	if (d > -9e18 && d < 9e18 && d == (double)(long long)d)
 		snprintf(buf, len, "%lld", (long long)d);
 	else
 		snprintf(buf, len, "%.17g", d);
