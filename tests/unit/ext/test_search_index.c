@@ -1,6 +1,7 @@
 /* Unit tests for src/ext/search_index.c: the walk at start, the changes the
  * store tells it of, the aggregates, and what it costs in memory. */
 #include "check.h"
+#include "store_put.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,23 +19,6 @@ static char root[64];
 #define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define MT_INDEX    "application/vnd.oci.image.index.v1+json"
 #define MT_CONFIG   "application/vnd.oci.image.config.v1+json"
-
-static int put_blob(wh_store *st, const char *repo, const char *data,
-                    char digest[WH_DIGEST_LEN + 1])
-{
-	char tmp[PATH_MAX];
-	size_t len = strlen(data);
-	wh_sha256_digest(data, len, digest);
-	int fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
-	if (fd < 0)
-		return fd;
-	if (write(fd, data, len) != (ssize_t)len) {
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return wh_store_blob_publish(st, repo, tmp, digest);
-}
 
 /* An image: a config (os, arch, created, labels) and layers, pushed; its
  * manifest's digest in digest, its bytes' length returned. */

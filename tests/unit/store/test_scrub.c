@@ -5,6 +5,7 @@
  * read once however many repositories link it, the rate is held, and a
  * server's scrubber stops promptly in the middle of a sweep. */
 #include "check.h"
+#include "store_put.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,30 +36,6 @@ static void new_root(void)
 		perror("mkdtemp");
 		exit(2);
 	}
-}
-
-static int put_blob_n(wh_store *st, const char *repo, const void *data, size_t len,
-                      char digest[WH_DIGEST_LEN + 1])
-{
-	char tmp[PATH_MAX];
-	int fd;
-
-	wh_sha256_digest(data, len, digest);
-	fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
-	if (fd < 0)
-		return fd;
-	if (write(fd, data, len) != (ssize_t)len) {
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return wh_store_blob_publish(st, repo, tmp, digest);
-}
-
-static int put_blob(wh_store *st, const char *repo, const char *data,
-                    char digest[WH_DIGEST_LEN + 1])
-{
-	return put_blob_n(st, repo, data, strlen(data), digest);
 }
 
 /* An image manifest naming config and layers (NULL-terminated), stored in

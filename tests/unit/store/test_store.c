@@ -5,6 +5,7 @@
 #define _GNU_SOURCE /* nftw */
 #endif
 #include "check.h"
+#include "store_put.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -140,26 +141,6 @@ static int count_fds(void)
 		n++;
 	closedir(d);
 	return n;
-}
-
-/* Write data to a temp file and publish it as a blob of repo. */
-static int put_blob(wh_store *st, const char *repo, const char *data,
-                    char digest[WH_DIGEST_LEN + 1])
-{
-	char tmp[PATH_MAX];
-	size_t len = strlen(data);
-	int fd;
-
-	wh_sha256_digest(data, len, digest);
-	fd = wh_store_tmp_create(st, tmp, sizeof(tmp));
-	if (fd < 0)
-		return fd;
-	if (write(fd, data, len) != (ssize_t)len) {
-		close(fd);
-		return -EIO;
-	}
-	close(fd);
-	return wh_store_blob_publish(st, repo, tmp, digest);
 }
 
 static int put_manifest(wh_store *st, const char *repo, const char *tag, const char *json,
