@@ -329,14 +329,25 @@ int wh_conf_int(wh_conf *p, const cJSON *v, int min, int max, int *out)
 	return 0;
 }
 
+/* A JSON number that is a whole, non-negative int64 (range checked before
+ * the conversion, which is undefined outside it). */
+static bool whole_number(const cJSON *v, int64_t *out)
+{
+	double d = v->valuedouble;
+	if (!(d >= 0 && d < 9.2e18) || d != (double)(int64_t)d)
+		return false;
+	*out = (int64_t)d;
+	return true;
+}
+
 int wh_conf_duration(wh_conf *p, const cJSON *v, int64_t *ms)
 {
 	/* Zot's decoder takes a bare number as nanoseconds, as Go's time.Duration does. */
 	if (cJSON_IsNumber(v)) {
-		double d = v->valuedouble;
-		if (d < 0 || d >= 9.2e18 || d != (double)(int64_t)d)
+		int64_t ns;
+		if (!whole_number(v, &ns))
 			return wh_conf_fail(p, "expected a duration such as \"30s\" or \"1h30m\"");
-		*ms = (int64_t)d / 1000000;
+		*ms = ns / 1000000;
 		return 0;
 	}
 	if (!cJSON_IsString(v))
@@ -352,11 +363,9 @@ int wh_conf_size(wh_conf *p, const cJSON *v, int64_t *bytes)
 {
 	/* A bare number is bytes, as a size written without a unit. */
 	if (cJSON_IsNumber(v)) {
-		double d = v->valuedouble;
-		if (d < 0 || d >= 9.2e18 || d != (double)(int64_t)d)
+		if (!whole_number(v, bytes))
 			return wh_conf_fail(p, "expected a size such as \"64MiB\", \"1GB\" or "
 			                       "\"1048576\" (bytes)");
-		*bytes = (int64_t)d;
 		return 0;
 	}
 	if (!cJSON_IsString(v))
