@@ -95,6 +95,10 @@ struct health {
 	uint64_t requests, errors;
 	uint64_t auth_logged_ms; /* when a refusal of our credentials was last logged (uv_now) */
 	bool auth_logged;
+	/* It asked for Basic and took our credentials: they go with the first
+	 * exchange from then on, as a client that learnt the scheme sends them,
+	 * not after a 401 each time. */
+	bool basic;
 };
 
 struct wh_upstream {
@@ -147,6 +151,7 @@ struct wh_up_req {
 	bool tried_auth;
 	bool basic;       /* answer a Basic challenge with the registry's credentials */
 	bool token_creds; /* the credentials went to the token realm */
+	bool basic_ahead; /* ... went up front (health's basic), unasked */
 	int auth;         /* enum wh_up_auth: why the final 401 is ours */
 	char token_key[512];
 	int hops;                     /* redirects followed since the original request */
@@ -1247,6 +1252,11 @@ static void start_main(wh_up_req *r)
 		r->url_idx = i;
 	}
 	r->hl = health_of(r->up, r->reg->urls[r->url_idx]);
+	if (!r->probe && !r->basic && r->hl->basic && find_cred(r->up, r->reg->urls[r->url_idx])) {
+		r->basic = true;
+		r->basic_ahead = true;
+		r->tried_auth = true;
+	}
 	wh_upstream_base(r->reg->urls[r->url_idx], base, sizeof(base));
 	main_url(r, url, sizeof(url));
 	r->hops = 0;
@@ -1599,9 +1609,22 @@ static void main_done(wh_up_req *r, CURLcode res)
 		req_finish(r, 0);
 		return;
 	}
+	if (r->basic && r->hops == 0 && r->hl && find_cred(r->up, u))
+		r->hl->basic = status != 401; /* it took them, or no longer does */
 	if (is_redirect((int)status) && r->opts.follow_redirects) {
 		follow_redirect(r);
 		return;
+	}
+	if (status == 401 && r->hops == 0 && r->basic_ahead) {
+		/* Sent unasked and refused. Asked for Basic again, they are
+		 * refused (below); asked for something else, that is tried. */
+		r->basic_ahead = false;
+		struct challenge c;
+		parse_challenge(r->challenge ? r->challenge : "", &c);
+		if (strcasecmp(c.scheme, "Basic") != 0) {
+			r->basic = false;
+			r->tried_auth = false;
+		}
 	}
 	if (status == 401 && r->hops == 0 && !r->tried_auth && r->challenge) {
 		struct challenge c;

@@ -5,10 +5,11 @@
  * A wh_up_req is one logical request: it may take several HTTP exchanges
  * before its answer is delivered — the Bearer token dance on a 401 (token
  * fetched anonymously or with the registry's credentials and cached per
- * scope until it expires, at most a day), a Basic retry, redirects when the
- * caller allows them, fallback URLs, retries with backoff on connection
- * errors, 5xx and 429 (honouring a short Retry-After). Only the final
- * response reaches the caller.
+ * scope until it expires, at most a day), a Basic retry (and, once a URL
+ * took the credentials, Basic up front on its first exchange), redirects
+ * when the caller allows them, fallback URLs, retries with backoff on
+ * connection errors, 5xx and 429 (honouring a short Retry-After). Only the
+ * final response reaches the caller.
  *
  * Redirects (301, 302, 303, 307, 308) are followed only with
  * wh_up_opts.follow_redirects, at most 5 in a row; otherwise the 3xx is the
