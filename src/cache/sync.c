@@ -92,6 +92,7 @@ struct mfetch {
 	char local_digest[WH_DIGEST_LEN + 1];
 	char up_digest[WH_DIGEST_LEN + 1]; /* from the upstream's Docker-Content-Digest */
 	int status;
+	int auth; /* enum wh_up_auth: the upstream's 401 is about our credentials */
 	char ctype[256];
 	wh_list waiters; /* struct waiter, newest first */
 	struct note *notes;
@@ -127,6 +128,7 @@ struct bfetch {
 	char tmp[PATH_MAX];
 	wh_digest_ctx hash; /* with the algorithm of digest */
 	int status;
+	int auth;       /* enum wh_up_auth: the upstream's 401 is about our credentials */
 	int64_t total;  /* -1 until known */
 	int64_t expect; /* the size a synced manifest declared, or -1 */
 	int64_t written;
@@ -489,11 +491,16 @@ static int64_t declared_size(const wh_sync *s, const wh_sync_map *map, const cha
 
 /* The answer to a fetch that failed: store_err (non-zero) when our own
  * storage could not take what the upstream sent (507 for a full disk, else
- * 500), else the upstream's status. */
-static void fetch_error(wh_req *req, int store_err, int status, bool blob, const char *what)
+ * 500); a 502 that says so when the upstream refused our credentials (auth,
+ * enum wh_up_auth: the client cannot mend that, and the name may well be
+ * there); else the upstream's status. */
+static void fetch_error(wh_req *req, int store_err, int status, int auth, bool blob,
+                        const char *what)
 {
 	if (store_err)
 		wh_oci_storage_answer(req, store_err, what);
+	else if (auth != WH_UP_AUTH_OK)
+		wh_oci_error(req, 502, "UNKNOWN", wh_upstream_auth_text(auth), NULL);
 	else if ((status == 404 || status == 401 || status == 403) && blob)
 		wh_oci_blob_unknown(req, what);
 	else if (status == 404 || status == 401 || status == 403)
@@ -649,7 +656,7 @@ static void mfetch_finish(struct mfetch *f, bool ok, int status, const char *why
 		if (ok)
 			wh_serve_manifest(req, f->s->store, f->name, f->ref);
 		else
-			fetch_error(req, f->store_err, status, false, why);
+			fetch_error(req, f->store_err, status, f->auth, false, why);
 	}
 	notes_fire(&f->notes,
 	           f->store_err          ? f->store_err
@@ -711,6 +718,7 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 {
 	struct mfetch *f = arg;
 	f->status = h->status;
+	f->auth = h->auth;
 	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
 	if (f->from_peer)
 		return; /* asked by digest: the one the upstream named stays the one to match */
@@ -882,6 +890,11 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 		mfetch_stale_or_error(f, 502,
 		                      err == WH_ETOOBIG ? "manifest over " WH_MANIFEST_MAX_TEXT
 		                                        : wh_strerror(err));
+		return;
+	}
+	if (f->auth != WH_UP_AUTH_OK) {
+		/* Not "not there": we could not ask. A cached copy is served. */
+		mfetch_stale_or_error(f, 502, wh_upstream_auth_text(f->auth));
 		return;
 	}
 	if (f->head_phase) {
@@ -1202,11 +1215,13 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 			f->skip = f->written;
 		} else {
 			f->status = h->status == 200 || h->status == 206 ? 502 : h->status;
+			f->auth = h->auth;
 			f->resume_failed = true;
 		}
 		return;
 	}
 	f->status = h->status;
+	f->auth = h->auth;
 	if (h->status != 200)
 		return;
 	f->total = h->content_length >= 0 ? h->content_length : f->expect;
@@ -1305,7 +1320,8 @@ static void bfetch_fail(struct bfetch *f, const char *why)
 		struct reader *rd = wh_list_entry(l, struct reader, link);
 		if (!rd->head_sent) {
 			rd->head_sent = true;
-			fetch_error(rd->req, f->store_err, f->status ? f->status : 502, true, why);
+			fetch_error(rd->req, f->store_err, f->status ? f->status : 502, f->auth,
+			            true, why);
 		} else {
 			/* Mid-body: cut it, so the client cannot take it for whole. */
 			wh_req_abort(rd->req);
@@ -1408,6 +1424,7 @@ static void bfetch_restart(struct bfetch *f, int fd)
 	f->fd = fd;
 	f->file = wh_file_new(fd);
 	f->status = 0;
+	f->auth = WH_UP_AUTH_OK;
 	f->total = -1;
 	f->written = 0;
 	f->got_head = false;
@@ -1554,6 +1571,8 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		if (err != 0)
 			snprintf(why, sizeof(why), "fetch failed after %" PRId64 " bytes: %s",
 			         f->written, wh_strerror(err));
+		else if (f->auth != WH_UP_AUTH_OK)
+			snprintf(why, sizeof(why), "upstream answered 401: our credentials");
 		else
 			snprintf(why, sizeof(why), "upstream answered %d", f->status);
 		if (err != 0 || (f->status != 404 && f->status != 401))
@@ -1685,7 +1704,7 @@ static void bh_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	struct bhead *b = arg;
 	wh_req *req = b->req;
 	if (h->status != 200) {
-		fetch_error(req, 0, h->status, true, "HEAD upstream");
+		fetch_error(req, 0, h->status, h->auth, true, "HEAD upstream");
 		return;
 	}
 	/* An upstream that gives no length (chunked) must not make the blob look
@@ -1701,7 +1720,7 @@ static void bh_on_done(wh_up_req *r, int err, void *arg)
 	struct bhead *b = arg;
 	b->up = NULL;
 	if (err != 0 && wh_resp_status(b->req) == 0)
-		fetch_error(b->req, 0, 502, true, wh_strerror(err));
+		fetch_error(b->req, 0, 502, WH_UP_AUTH_OK, true, wh_strerror(err));
 }
 
 static const wh_up_cbs bhcbs = {bh_on_head, NULL, bh_on_done};
@@ -1915,6 +1934,7 @@ struct lentry {
 	char name[WH_NAME_MAX + 1];
 	char key[WH_DIGEST_LEN + 1]; /* the subject of referrers; "" for tags */
 	bool known;                  /* false: the upstream could not be asked (a failure noted) */
+	int auth;                    /* then: enum wh_up_auth, why it could not */
 	char *referrers;             /* a JSON array of descriptors */
 	char **tags;                 /* sorted, no repeats */
 	int n_tags;
@@ -1937,6 +1957,7 @@ struct lfetch {
 	wh_sync_map map;
 	wh_up_req *up;
 	int status;
+	int auth; /* enum wh_up_auth: the upstream's 401 is about our credentials */
 	char ctype[256];
 	char next_path[1024]; /* the next page's path; "" when none */
 	size_t total;         /* tag bytes over all pages */
@@ -1994,8 +2015,9 @@ static void lentry_serve(wh_sync *s, const struct lentry *e, wh_req *req)
 	if (e->kind == L_REFERRERS) {
 		wh_serve_referrers(req, s->store, e->name, e->key, e->known ? e->referrers : NULL);
 	} else {
-		const wh_upstream_tags up = {e->known, e->known ? e->tags : NULL,
-		                             e->known ? e->n_tags : 0};
+		const wh_upstream_tags up = {
+		    e->known, e->known ? e->tags : NULL, e->known ? e->n_tags : 0,
+		    e->auth != WH_UP_AUTH_OK ? wh_upstream_auth_text(e->auth) : NULL};
 		wh_serve_tags(req, s->store, e->name, &up);
 	}
 }
@@ -2063,6 +2085,7 @@ static void lfetch_finish(struct lfetch *f, char *referrers, const char *why)
 		snprintf(e->name, sizeof(e->name), "%s", f->name);
 		snprintf(e->key, sizeof(e->key), "%s", f->key);
 		e->known = ok;
+		e->auth = ok ? WH_UP_AUTH_OK : f->auth;
 		e->bytes = LISTING_ENTRY_EST;
 		if (ok && f->kind == L_REFERRERS) {
 			e->referrers = referrers;
@@ -2091,6 +2114,7 @@ static void l_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 {
 	struct lfetch *f = arg;
 	f->status = h->status;
+	f->auth = h->auth;
 	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
 	snprintf(f->next_path, sizeof(f->next_path), "%s", h->link_next ? h->link_next : "");
 }
@@ -2107,6 +2131,7 @@ static void lfetch_request(struct lfetch *f, enum lphase phase, const char *path
 	f->phase = phase;
 	f->body.len = 0;
 	f->status = 0;
+	f->auth = WH_UP_AUTH_OK;
 	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream,
 	                            phase == LP_TAGS            ? "application/json"
 	                            : phase == LP_REFERRERS_API ? WH_MT_OCI_INDEX
@@ -2209,6 +2234,11 @@ static void l_on_done(wh_up_req *r, int err, void *arg)
 		                                    : "referrers over " WH_MANIFEST_MAX_TEXT)
 		             : wh_strerror(err));
 		lfetch_finish(f, NULL, why);
+		return;
+	}
+	if (f->auth != WH_UP_AUTH_OK) {
+		/* We could not ask: not "none". */
+		lfetch_finish(f, NULL, wh_upstream_auth_text(f->auth));
 		return;
 	}
 	bool absent = f->status == 404 || f->status == 401 || f->status == 403;

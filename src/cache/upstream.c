@@ -61,6 +61,7 @@
 #define PROBE_BACKOFF_MAX_MS 60000
 #define ERROR_BODY_MAX       (64 * 1024) /* of a body that is read only to be dropped */
 #define CREDS_FILE_MAX       (1 << 20)   /* credentialsFile */
+#define AUTH_LOG_EVERY_MS    60000       /* a refusal of our credentials, per URL */
 
 struct token {
 	char *key; /* base + "|" + scope */
@@ -92,6 +93,12 @@ struct health {
 	/* Exchanges with it, by status; [0]: no answer (wh_upstream_get_url_stats). */
 	uint64_t codes[WH_UPSTREAM_CODES];
 	uint64_t requests, errors;
+	uint64_t auth_logged_ms; /* when a refusal of our credentials was last logged (uv_now) */
+	bool auth_logged;
+	/* It asked for Basic and took our credentials: they go with the first
+	 * exchange from then on, as a client that learnt the scheme sends them,
+	 * not after a 401 each time. */
+	bool basic;
 };
 
 struct wh_upstream {
@@ -142,7 +149,10 @@ struct wh_up_req {
 	struct curl_slist *hdrs;
 	char *authz; /* "Authorization: ..." for the main request, or NULL */
 	bool tried_auth;
-	bool basic; /* answer a Basic challenge with the registry's credentials */
+	bool basic;       /* answer a Basic challenge with the registry's credentials */
+	bool token_creds; /* the credentials went to the token realm */
+	bool basic_ahead; /* ... went up front (health's basic), unasked */
+	int auth;         /* enum wh_up_auth: why the final 401 is ours */
 	char token_key[512];
 	int hops;                     /* redirects followed since the original request */
 	char *hop_url;                /* where the current hop goes; NULL for the original */
@@ -1035,6 +1045,7 @@ static void deliver_head(wh_up_req *r)
 	    .retry_after_s = r->retry_after,
 	    .range_start = r->range_start,
 	    .link_next = r->link_next[0] ? r->link_next : NULL,
+	    .auth = r->auth,
 	};
 	if (r->cbs.on_head)
 		r->cbs.on_head(r, &h, r->arg);
@@ -1243,6 +1254,11 @@ static void start_main(wh_up_req *r)
 		r->url_idx = i;
 	}
 	r->hl = health_of(r->up, r->reg->urls[r->url_idx]);
+	if (!r->probe && !r->basic && r->hl->basic && find_cred(r->up, r->reg->urls[r->url_idx])) {
+		r->basic = true;
+		r->basic_ahead = true;
+		r->tried_auth = true;
+	}
 	wh_upstream_base(r->reg->urls[r->url_idx], base, sizeof(base));
 	main_url(r, url, sizeof(url));
 	r->hops = 0;
@@ -1331,7 +1347,8 @@ static bool start_token(wh_up_req *r, const struct challenge *c)
 	if (!e)
 		return false;
 	const struct cred *cr = find_cred(r->up, u);
-	if (cr && realm_trusted(u, c->realm)) {
+	r->token_creds = cr && realm_trusted(u, c->realm);
+	if (r->token_creds) {
 		lc.easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		lc.easy_setopt(e, CURLOPT_USERNAME, cr->user);
 		lc.easy_setopt(e, CURLOPT_PASSWORD, cr->pass);
@@ -1458,6 +1475,49 @@ static void head_deadline_cb(uv_timer_t *t)
 	exchange_failed(r);
 }
 
+const char *wh_upstream_auth_text(int auth)
+{
+	switch (auth) {
+	case WH_UP_AUTH_MISSING:
+		return "the upstream registry requires credentials and this registry has none for "
+		       "it (extensions.sync.credentialsFile)";
+	case WH_UP_AUTH_REFUSED:
+		return "the upstream registry refused the credentials this registry has for it "
+		       "(extensions.sync.credentialsFile)";
+	default:
+		return "";
+	}
+}
+
+/* The final 401 is about our credentials: said in the answer's head, and
+ * logged for the operator, who alone can mend it (not for every request: a
+ * client retrying must not flood the log). */
+static void auth_failed(wh_up_req *r, int auth)
+{
+	r->auth = auth;
+	struct health *h = r->hl;
+	uint64_t now = uv_now(r->up->loop);
+	if (h && h->auth_logged && now - h->auth_logged_ms < AUTH_LOG_EVERY_MS)
+		return;
+	if (h) {
+		h->auth_logged = true;
+		h->auth_logged_ms = now;
+	}
+	const char *u = r->reg->urls[r->url_idx];
+	char hp[256];
+	url_hostport(u, hp, sizeof(hp));
+	const struct cred *cr = find_cred(r->up, u);
+	wh_log(WH_LOG_WARN,
+	       auth == WH_UP_AUTH_REFUSED ? "upstream refused our credentials"
+	                                  : "upstream requires credentials we do not have",
+	       "upstream", WH_LS, u, "credentials", WH_LS, cr ? cr->host : hp, "user", WH_LS,
+	       cr ? cr->user : "", "hint", WH_LS,
+	       auth == WH_UP_AUTH_REFUSED
+	           ? "check the username and password extensions.sync.credentialsFile has for it"
+	           : "add it to extensions.sync.credentialsFile",
+	       NULL);
+}
+
 static void token_done(wh_up_req *r, CURLcode res)
 {
 	long status = 0;
@@ -1486,6 +1546,8 @@ static void token_done(wh_up_req *r, CURLcode res)
 		       r->reg->urls[r->url_idx], "status", WH_LI, (long long)status, "error", WH_LS,
 		       res == CURLE_OK ? "no token in the answer" : lc.easy_strerror(res), NULL);
 		cJSON_Delete(doc);
+		if (r->token_creds && (status == 401 || status == 403))
+			auth_failed(r, WH_UP_AUTH_REFUSED);
 		/* Answer as the registry did: unauthorized. */
 		reset_response(r);
 		r->status = 401;
@@ -1549,9 +1611,22 @@ static void main_done(wh_up_req *r, CURLcode res)
 		req_finish(r, 0);
 		return;
 	}
+	if (r->basic && r->hops == 0 && r->hl && find_cred(r->up, u))
+		r->hl->basic = status != 401; /* it took them, or no longer does */
 	if (is_redirect((int)status) && r->opts.follow_redirects) {
 		follow_redirect(r);
 		return;
+	}
+	if (status == 401 && r->hops == 0 && r->basic_ahead) {
+		/* Sent unasked and refused. Asked for Basic again, they are
+		 * refused (below); asked for something else, that is tried. */
+		r->basic_ahead = false;
+		struct challenge c;
+		parse_challenge(r->challenge ? r->challenge : "", &c);
+		if (strcasecmp(c.scheme, "Basic") != 0) {
+			r->basic = false;
+			r->tried_auth = false;
+		}
 	}
 	if (status == 401 && r->hops == 0 && !r->tried_auth && r->challenge) {
 		struct challenge c;
@@ -1570,12 +1645,17 @@ static void main_done(wh_up_req *r, CURLcode res)
 			start_main(r);
 			return;
 		}
-		/* No way to authenticate: the 401 is the answer. */
+		/* No way to authenticate: the 401 is the answer. A Basic challenge
+		 * wants a login for the registry itself, which we do not have. */
+		if (strcasecmp(c.scheme, "Basic") == 0)
+			auth_failed(r, WH_UP_AUTH_MISSING);
 		r->status = 401;
 		deliver_head(r);
 		req_finish(r, 0);
 		return;
 	}
+	if (status == 401 && r->hops == 0 && r->basic && find_cred(r->up, u))
+		auth_failed(r, WH_UP_AUTH_REFUSED); /* it was given our Basic credentials */
 	if (retryable((int)status) && r->attempt < r->reg->max_retries && !r->head_delivered) {
 		int ra = r->retry_after;
 		easy_release(r);

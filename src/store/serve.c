@@ -191,7 +191,8 @@ void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstrea
 	                       &tags, &count, &more);
 	if (rc == WH_ENOTFOUND && n_up == 0) {
 		if (up && !known)
-			wh_oci_error(req, 502, "UNKNOWN", "the upstream registry is unavailable",
+			wh_oci_error(req, 502, "UNKNOWN",
+			             up->why ? up->why : "the upstream registry is unavailable",
 			             "and nothing of this repository is cached");
 		else
 			wh_oci_name_unknown(req, name);

@@ -38,6 +38,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -1193,13 +1194,19 @@ class CredentialsTest(Base):
         self.assert_oci_error(r, 404, "MANIFEST_UNKNOWN", w)
 
     def test_wrong_password_fails_promptly(self):
+        # The token realm refused the credentials: not "not found" (the
+        # image may well be there), a 502 that says so, and a warning.
         w = self.cwharf(creds=(self.USER[0], "wrong"))
         t0 = time.monotonic()
         r = get_manifest(w, "dockerhub/library/busy", "latest", timeout=30)
         self.assertLess(time.monotonic() - t0, PROMPT_S)
-        self.assert_oci_error(r, 404, "MANIFEST_UNKNOWN", w)
+        self.assert_oci_error(r, 502, "UNKNOWN", w)
+        self.assertIn("refused the credentials", r.json()["errors"][0]["message"])
         s = self.chub.stats()
         self.assertGreaterEqual(s["tokens"]["denied"], 1)
+        self.assertTrue([x for x in w.log_records()
+                         if x.get("message") == "upstream refused our credentials"],
+                        self.log_tail(w))
 
 
     def test_basic_auth_upstream(self):
@@ -1210,9 +1217,59 @@ class CredentialsTest(Base):
         path = os.path.join(self.tmpdir("cred"), "credentials.json")
         up.write_credentials(path, {hub.hostport: self.USER})
         w = self.wharf(hub.url, credentials_file=path)
-        self.assert_image_via_api(w, "dockerhub/library/busy", "latest",
-                                  self.ups["library/busy:latest"])
-        self.assertGreaterEqual(hub.stats()["counters"].get("basic_ok", 0), 1)
+        img = self.ups["library/busy:latest"]
+        self.assert_image_via_api(w, "dockerhub/library/busy", "latest", img)
+        s = hub.stats()
+        self.assertGreaterEqual(s["counters"].get("basic_ok", 0), 1)
+        # Once it took them, the credentials go with the first exchange: one
+        # 401 for the manifest and all its blobs, not one each.
+        self.assertEqual(s["counters"].get("unauthorized"), 1, s["counters"])
+
+    def test_basic_auth_wrong_or_missing_credentials(self):
+        """An upstream that asks for HTTP Basic (a Zot or Wharf with
+        htpasswd): its 401 to our credentials, or to us without any, is
+        about them, not about the image: a prompt 502 that says which, for
+        manifests, blobs and tags alike, one warning in the log; a cached
+        manifest is still served."""
+        hub = up.HubFront(self.dist.url, users=dict([self.USER]), basic=True).start()
+        self.addCleanup(hub.cleanup)
+        self.addCleanup(hub.stop)
+        img = self.ups["library/busy:latest"]
+        for creds, says, logged in (((self.USER[0], "wrong"), "refused the credentials",
+                                     "upstream refused our credentials"),
+                                    (None, "requires credentials",
+                                     "upstream requires credentials we do not have")):
+            kw = {}
+            if creds:
+                path = os.path.join(self.tmpdir("cred"), "credentials.json")
+                kw["credentials_file"] = up.write_credentials(path, {hub.hostport: creds})
+            w = self.wharf(hub.url, **kw)
+            for p in ("/v2/dockerhub/library/busy/manifests/latest",
+                      "/v2/dockerhub/library/busy/blobs/" + img.config,
+                      "/v2/dockerhub/library/busy/tags/list"):
+                t0 = time.monotonic()
+                r = fetch(w.port, p, headers={"Accept": MANIFEST_ACCEPT}, timeout=30)
+                self.assertLess(time.monotonic() - t0, PROMPT_S)
+                self.assert_oci_error(r, 502, "UNKNOWN", w)
+                self.assertIn(says, r.json()["errors"][0]["message"], p)
+            warned = [x for x in w.log_records() if x.get("message") == logged]
+            self.assertEqual(len(warned), 1, self.log_tail(w))
+            self.assertEqual(warned[0]["credentials"], hub.hostport)
+        # With good credentials first, then wrong ones (SIGHUP re-reads the
+        # file): the cached manifest is served past its window.
+        path = os.path.join(self.tmpdir("cred"), "credentials.json")
+        up.write_credentials(path, {hub.hostport: self.USER})
+        w = self.wharf(hub.url, credentials_file=path, manifest_check_interval="1s")
+        self.assert_manifest(w, "dockerhub/library/busy", "latest", img)
+        up.write_credentials(path, {hub.hostport: (self.USER[0], "changed")})
+        w.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_for(lambda: [x for x in w.log_records() if x.get("message") ==
+                                          "SIGHUP: configuration reloaded"], 5))
+        time.sleep(1.2)
+        self.assert_manifest(w, "dockerhub/library/busy", "latest", img, "stale:")
+        self.assertTrue(wait_for(lambda: [x for x in w.log_records() if x.get("message") ==
+                                          "upstream refused our credentials"], 5),
+                        self.log_tail(w))
 
     def test_credentials_not_sent_to_foreign_realm(self):
         """The realm is on another host (localhost, not the upstream's 127.0.0.1):

@@ -5,10 +5,11 @@
  * A wh_up_req is one logical request: it may take several HTTP exchanges
  * before its answer is delivered — the Bearer token dance on a 401 (token
  * fetched anonymously or with the registry's credentials and cached per
- * scope until it expires, at most a day), a Basic retry, redirects when the
- * caller allows them, fallback URLs, retries with backoff on connection
- * errors, 5xx and 429 (honouring a short Retry-After). Only the final
- * response reaches the caller.
+ * scope until it expires, at most a day), a Basic retry (and, once a URL
+ * took the credentials, Basic up front on its first exchange), redirects
+ * when the caller allows them, fallback URLs, retries with backoff on
+ * connection errors, 5xx and 429 (honouring a short Retry-After). Only the
+ * final response reaches the caller.
  *
  * Redirects (301, 302, 303, 307, 308) are followed only with
  * wh_up_opts.follow_redirects, at most 5 in a row; otherwise the 3xx is the
@@ -139,7 +140,25 @@ typedef struct wh_up_head {
 	int retry_after_s;        /* Retry-After in seconds; -1 when not given */
 	int64_t range_start;      /* a 206's first byte (Content-Range); -1 when not given */
 	const char *link_next;    /* a Link header's rel="next" target, as sent; NULL when none */
+	/* A 401 about our credentials rather than the name asked (enum
+	 * wh_up_auth); WH_UP_AUTH_OK otherwise. */
+	int auth;
 } wh_up_head;
+
+/* Why a final 401 is ours. Registries also answer 401 for a repository
+ * they do not hold (or will not say they hold), so a plain 401 means
+ * little; these two cases are certain, and logged (a warning, at most once
+ * a minute per URL):
+ *  - WH_UP_AUTH_MISSING: a Basic challenge, and the credentials file has
+ *    nothing for the registry's host;
+ *  - WH_UP_AUTH_REFUSED: the credentials were sent, to the registry (Basic)
+ *    or to its token realm, and the answer was 401 (the realm's: 401 or
+ *    403). A token that was issued and then not enough for the name is not
+ *    this case: that is the registry's plain 401. */
+enum wh_up_auth { WH_UP_AUTH_OK, WH_UP_AUTH_MISSING, WH_UP_AUTH_REFUSED };
+
+/* The sentence that tells a client which of the two happened (static text). */
+const char *wh_upstream_auth_text(int auth);
 
 typedef struct wh_up_cbs {
 	void (*on_head)(wh_up_req *r, const wh_up_head *head, void *arg);

@@ -41,13 +41,16 @@ typedef struct wh_upstream_tags {
 	bool known;        /* false: the upstream could not be asked */
 	char *const *tags; /* sorted by wh_store_tag_cmp, no repeats; NULL when !known */
 	int n;
+	/* When !known: why, for the client (static text); NULL: the upstream
+	 * is unavailable. */
+	const char *why;
 } wh_upstream_tags;
 
 /* tags/list: the store's tags, merged with up's when known, paged (n,
  * last) over the merged list. up is NULL for a name that is not synced.
  * With no tag at all: 404 NAME_UNKNOWN, or, for a synced name whose
  * upstream's list is not known, 502 (the upstream is unavailable and
- * nothing is cached). */
+ * nothing is cached; up->why says why when given). */
 void wh_serve_tags(wh_req *req, wh_store *st, const char *name, const wh_upstream_tags *up);
 
 #endif
