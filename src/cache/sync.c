@@ -741,6 +741,7 @@ static void mfetch_get(struct mfetch *f)
 	const char *digest = f->by_digest ? f->ref : f->up_digest;
 	f->head_phase = false;
 	f->body.len = 0;
+	f->auth = WH_UP_AUTH_OK; /* a peer's refusal is not the upstream's */
 	f->from_peer = *digest ? next_peer(s, &f->peer) : NULL;
 	if (f->from_peer) {
 		/* Under our own name: a tier's nodes share one configuration. */
@@ -1623,6 +1624,7 @@ static void bfetch_request(struct bfetch *f, int64_t from)
 	/* The whole blob from each peer in turn (under our own name: a tier
 	 * shares one configuration); the rest of a cut transfer from the
 	 * upstream. */
+	f->auth = WH_UP_AUTH_OK; /* a peer's refusal is not the upstream's */
 	f->from_peer = !f->resuming && !spoiled(s, f->digest) ? next_peer(s, &f->peer) : NULL;
 	if (f->from_peer) {
 		opts.cached_only = true;

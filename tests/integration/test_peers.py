@@ -20,6 +20,7 @@ The classes:
 Run:  cd tests/integration && WHARF_BIN=../../build/wharf python3 run.py test_peers
 """
 
+import os
 import subprocess
 import time
 import unittest
@@ -27,6 +28,7 @@ import unittest
 import test_cache
 import upstream as up
 from harness import WHARF_BIN, Wharf, free_port
+from test_auth import write_htpasswd
 from test_cache import CacheBase, codes
 from test_pull_through import (MANIFEST_ACCEPT, PROMPT_S, fetch, get_blob, get_manifest,
                                mid_blob)
@@ -211,9 +213,10 @@ class PeerFaultTest(PeerBase):
         b = self.node(f.url, pb, [p.url])
         return a, b, p
 
-    def node(self, upstream_url, port, peers):
+    def node(self, upstream_url, port, peers, extra=None):
         cfg = up.sync_config(upstream_url, destination="/f", maxRetries=1, retryDelay="100ms")
         cfg["extensions"]["sync"]["wharf"] = {"peers": peers}
+        cfg.update(extra or {})
         w = Wharf(cfg, port=port)
         self.addCleanup(self._finish, w)
         return w.start()
@@ -254,6 +257,22 @@ class PeerFaultTest(PeerBase):
         self.assertEqual((r.status, r.error, r.sha), (200, None, dg), r)
         self.assertEqual(f.stats()["blob_gets"].get(dg), 1)
         self.assertEqual(p.stats()["counters"].get("faults_applied"), hits)
+
+    def test_peer_refusing_us_is_passed_over(self):
+        """A peer that wants a login we do not have (its Basic challenge, no
+        credentialsFile entry) is one more peer without the image: the
+        upstream is asked and the pull succeeds (not a 502 about our
+        credentials, which are the upstream's business only)."""
+        f = self.faults()
+        htp = os.path.join(self.tmpdir("htp"), "htpasswd")
+        write_htpasswd(htp, [("tier", "secret", "bcrypt")])
+        pa, pb = free_port(), free_port()
+        a = self.node(f.url, pa, [], extra={"http": {"auth": {"htpasswd": {"path": htp}}}})
+        b = self.node(f.url, pb, ["http://127.0.0.1:%d" % pa])
+        upimg = self.ups["library/busy:latest"]
+        self.pull(b, "f/library/busy", "latest", upimg)
+        self.assertEqual(f.stats()["bytes"]["blob"], sum(upimg.blobs.values()))
+        self.assertEqual(fetch(a.port, "/v2/").status, 401, "the peer must ask for a login")
 
     def test_peer_sends_wrong_manifest_next_source(self):
         """A manifest is read whole: a peer's wrong one is dropped before any
