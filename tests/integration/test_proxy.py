@@ -47,7 +47,7 @@ import unittest
 
 import images
 import upstream as up
-from harness import WHARF_BIN, WHARF_SRC, Wharf, free_port, have, wait_port
+from harness import WHARF_BIN, WHARF_SRC, Wharf, derive, free_port, have, wait_port
 
 EXAMPLES = os.path.join(WHARF_SRC, "examples")
 BIG = 40 << 20          # over 32 MiB on purpose
@@ -125,17 +125,6 @@ def sha256(data):
 def blob_bytes(img, digest):
     with open(os.path.join(img.layout, "blobs", "sha256", digest.split(":", 1)[1]), "rb") as f:
         return f.read()
-
-
-def derive(text, replacements):
-    """Apply (old, new) replacements to an example; each old must occur
-    exactly once (so the test follows the example, or fails loudly)."""
-    for old, new in replacements:
-        n = text.count(old)
-        if n != 1:
-            raise AssertionError("example: %r occurs %d times, expected once" % (old, n))
-        text = text.replace(old, new)
-    return text
 
 
 def read_example(name):
