@@ -29,8 +29,10 @@
 /* A cached tag whose revalidation failed is asked about again after this. */
 #define RECHECK_AFTER_ERROR_MS 10000
 /* A blob transfer cut mid-body is resumed (Range) at most this many times. */
-#define RESUME_MAX  3
-#define SEGMENT_MAX (4 * 1024 * 1024) /* bytes queued to one client at a time */
+#define RESUME_MAX    3
+#define SEGMENT_MAX   (4 * 1024 * 1024) /* bytes queued to one client at a time */
+#define SPOILED_SLOTS 64                /* blobs whose bytes from a peer did not verify */
+#define SPOILED_MS    600000            /* ... and are not asked of peers for this long */
 
 /* Everything a client may accept: upstream is always asked for all of them,
  * so the cache holds the upstream's own manifest (same digest) whatever the
@@ -105,6 +107,8 @@ struct mfetch {
 	int store_err; /* the store could not take it (-errno, WH_E*): ours, not the upstream's */
 	bool making_room; /* the disk was full: the room-making hook is at work */
 	bool retried;     /* it made room once already */
+	int peer;         /* the next peer to ask (peer fill); n_peers: the upstream */
+	const wh_sync_registry *from_peer; /* the GET in flight is to this peer */
 };
 
 /* A blob being fetched: the tee. */
@@ -139,6 +143,9 @@ struct bfetch {
 	bool resuming;    /* the next head is a resumed transfer's */
 	bool resume_failed;
 	int64_t skip; /* body bytes to drop: a resume answered from the start */
+	int peer;     /* the next peer to ask (peer fill); n_peers: the upstream */
+	const wh_sync_registry *from_peer; /* the GET in flight is to this peer */
+	const char *peer_url;              /* the peer that began the answer, or NULL */
 	bool fetch_done;
 	bool verified;
 	bool failed;
@@ -213,6 +220,10 @@ struct wh_sync {
 	} * retired;
 	int n_retired;
 	wh_sync_stats stats; /* the counters; the gauges are filled when asked */
+	struct {
+		uint64_t key;
+		uint64_t until_ms;
+	} spoiled[SPOILED_SLOTS]; /* blobs a peer sent wrong: asked of the upstream only */
 };
 
 /* ---- names ---- */
@@ -494,6 +505,52 @@ static void fetch_error(wh_req *req, int store_err, int status, bool blob, const
 		wh_oci_error(req, 502, "UNKNOWN", "the upstream registry is unavailable", what);
 }
 
+/* ---- peer fill (sync.h) ---- */
+
+/* The client asks only for what is held here (Cache-Control:
+ * only-if-cached, RFC 9111 5.2.1.7): a peer filling its cache. */
+static bool cached_only(wh_req *req)
+{
+	const char *v = wh_req_header(req, "cache-control");
+	while (v && *v) {
+		v += strspn(v, " \t,");
+		size_t n = strcspn(v, ","), t = n;
+		while (t > 0 && (v[t - 1] == ' ' || v[t - 1] == '\t'))
+			t--;
+		if (t == 14 && strncasecmp(v, "only-if-cached", 14) == 0)
+			return true;
+		v += n;
+	}
+	return false;
+}
+
+static void not_cached(wh_req *req)
+{
+	wh_oci_error(req, 504, "UNKNOWN", "not held here", "asked with only-if-cached");
+}
+
+/* The next peer a fetch asks (its index in *next), or NULL: the upstream's
+ * turn. */
+static const wh_sync_registry *next_peer(const wh_sync *s, int *next)
+{
+	return *next < s->cfg->n_peers ? &s->cfg->peers[(*next)++] : NULL;
+}
+
+/* A blob whose bytes from a peer did not verify: the upstream only, for a while. */
+static void spoil(wh_sync *s, const char *digest)
+{
+	uint64_t k = fnv1a(digest, "");
+	s->spoiled[k % SPOILED_SLOTS].key = k;
+	s->spoiled[k % SPOILED_SLOTS].until_ms = uv_now(s->loop) + SPOILED_MS;
+}
+
+static bool spoiled(const wh_sync *s, const char *digest)
+{
+	uint64_t k = fnv1a(digest, "");
+	return s->spoiled[k % SPOILED_SLOTS].key == k &&
+	       uv_now(s->loop) < s->spoiled[k % SPOILED_SLOTS].until_ms;
+}
+
 /* Never past the request's max_body: the upstream client holds the body to
  * it. */
 static int body_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
@@ -655,6 +712,8 @@ static void m_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	struct mfetch *f = arg;
 	f->status = h->status;
 	snprintf(f->ctype, sizeof(f->ctype), "%s", h->content_type ? h->content_type : "");
+	if (f->from_peer)
+		return; /* asked by digest: the one the upstream named stays the one to match */
 	f->up_digest[0] = '\0';
 	if (h->digest && wh_digest_check(h->digest, strlen(h->digest)) == WH_DIGEST_OK)
 		wh_digest_copy(f->up_digest, h->digest);
@@ -665,14 +724,43 @@ static void m_stored(int rc, void *arg);
 
 static const wh_up_cbs mcbs = {m_on_head, body_on_data, m_on_done};
 
+/* The GET of the manifest: by digest (a tag's once the upstream's HEAD
+ * named it) from each peer in turn, then from the upstream. */
 static void mfetch_get(struct mfetch *f)
 {
+	wh_sync *s = f->s;
 	char path[WH_NAME_MAX + WH_REF_MAX + 64];
-	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->map.upstream, f->ref);
+	const char *digest = f->by_digest ? f->ref : f->up_digest;
 	f->head_phase = false;
 	f->body.len = 0;
-	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, ACCEPT_ALL,
+	f->from_peer = *digest ? next_peer(s, &f->peer) : NULL;
+	if (f->from_peer) {
+		/* Under our own name: a tier's nodes share one configuration. */
+		wh_up_opts opts = MANIFEST_GET;
+		opts.cached_only = true;
+		snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->name, digest);
+		f->up = wh_upstream_request(s->up, f->from_peer, "GET", path, f->name, ACCEPT_ALL,
+		                            &opts, &mcbs, f);
+		return;
+	}
+	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", f->map.upstream, f->ref);
+	f->up = wh_upstream_request(s->up, f->map.reg, "GET", path, f->map.upstream, ACCEPT_ALL,
 	                            &MANIFEST_GET, &mcbs, f);
+}
+
+/* The peer asked did not give the manifest (it does not hold it, could not
+ * be reached, or sent something wrong: why): the next peer, or the upstream.
+ * False when the answer was the upstream's. */
+static bool mfetch_peer_failed(struct mfetch *f, const char *why)
+{
+	if (!f->from_peer)
+		return false;
+	if (why)
+		wh_log(WH_LOG_WARN, "a peer sent a manifest that cannot be used; asking elsewhere",
+		       "repo", WH_LS, f->name, "reference", WH_LS, f->ref, "peer", WH_LS,
+		       f->from_peer->urls[0], "error", WH_LS, why, NULL);
+	mfetch_get(f);
+	return true;
 }
 
 /* Remember the sizes an image manifest declares for its blobs, so that the
@@ -788,6 +876,8 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	struct mfetch *f = arg;
 	wh_sync *s = f->s;
 	f->up = NULL;
+	if ((err != 0 || f->status != 200) && mfetch_peer_failed(f, NULL))
+		return;
 	if (err != 0) {
 		mfetch_stale_or_error(f, 502,
 		                      err == WH_ETOOBIG ? "manifest over " WH_MANIFEST_MAX_TEXT
@@ -831,6 +921,8 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	const char *want = f->by_digest ? f->ref : (f->up_digest[0] ? f->up_digest : NULL);
 	char digest[WH_DIGEST_LEN + 1];
 	wh_digest_of(want ? wh_digest_alg_of(want) : WH_ALG_SHA256, body, f->body.len, digest);
+	if (want && strcmp(want, digest) != 0 && mfetch_peer_failed(f, "digest mismatch"))
+		return;
 	if (want && strcmp(want, digest) != 0) {
 		wh_log(WH_LOG_ERROR, "upstream manifest does not match its digest", "repo", WH_LS,
 		       f->name, "reference", WH_LS, f->ref, "expected", WH_LS, want, "got", WH_LS,
@@ -844,12 +936,18 @@ static void m_on_done(wh_up_req *r, int err, void *arg)
 	const char *why;
 	char detail[WH_MANIFEST_DETAIL_MAX];
 	if (wh_manifest_check(body, f->body.len, f->ctype, &m, &why, detail, sizeof(detail)) != 0) {
+		if (mfetch_peer_failed(f, why))
+			return;
 		wh_log(WH_LOG_ERROR, "upstream sent an invalid manifest", "repo", WH_LS, f->name,
 		       "reference", WH_LS, f->ref, "error", WH_LS, why, "detail", WH_LS, detail,
 		       NULL);
 		mfetch_stale_or_error(f, 502, "invalid manifest");
 		return;
 	}
+	if (f->from_peer)
+		wh_log(WH_LOG_INFO, "manifest filled from a peer", "repo", WH_LS, f->name,
+		       "reference", WH_LS, f->ref, "digest", WH_LS, digest, "peer", WH_LS,
+		       f->from_peer->urls[0], NULL);
 	note_sizes(s, &f->map, &m);
 	memcpy(f->digest, digest, sizeof(f->digest));
 	snprintf(f->media_type, sizeof(f->media_type), "%s", m.media_type);
@@ -914,8 +1012,12 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 	free(mt);
 	if (have)
 		s->stats.hits[WH_SYNC_MANIFEST]++; /* fresh or not, the store answers */
-	if (have && (by_digest || is_fresh(s, map, name, ref))) {
+	if (have && (by_digest || cached_only(req) || is_fresh(s, map, name, ref))) {
 		wh_serve_manifest(req, s->store, name, ref);
+		return;
+	}
+	if (cached_only(req)) {
+		not_cached(req);
 		return;
 	}
 	if (!by_digest && !tag_allowed(s, map, ref)) {
@@ -1108,6 +1210,17 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	if (h->status != 200)
 		return;
 	f->total = h->content_length >= 0 ? h->content_length : f->expect;
+	if (f->expect >= 0 && f->total != f->expect && f->from_peer) {
+		/* Asked elsewhere, before a byte is stored or sent. */
+		wh_log(WH_LOG_WARN,
+		       "a peer's blob size differs from its manifest's; asking elsewhere", "digest",
+		       WH_LS, f->digest, "peer", WH_LS, f->from_peer->urls[0], "declared", WH_LI,
+		       (long long)f->expect, "sent", WH_LI, (long long)f->total, NULL);
+		f->status = 0;
+		f->total = -1;
+		wh_upstream_abort(r, WH_EUPSTREAM);
+		return;
+	}
 	if (f->expect >= 0 && f->total != f->expect) {
 		/* Not the blob the manifest described: fail before a byte is stored. */
 		wh_log(WH_LOG_ERROR, "upstream blob size differs from its manifest's", "digest",
@@ -1129,6 +1242,8 @@ static void b_on_head(wh_up_req *r, const wh_up_head *h, void *arg)
 	if (f->total > 0)
 		bfetch_claim(f, f->total);
 	f->got_head = true;
+	if (f->from_peer)
+		f->peer_url = f->from_peer->urls[0];
 	bfetch_pump_all(f);
 	bfetch_maybe_free(f);
 }
@@ -1166,7 +1281,10 @@ static int b_on_data(wh_up_req *r, const char *data, size_t len, void *arg)
 	}
 	wh_digest_update(&f->hash, data, len);
 	f->written += (int64_t)len;
-	f->s->stats.bytes_from_upstream += len;
+	if (f->from_peer)
+		f->s->stats.bytes_from_peers += len;
+	else
+		f->s->stats.bytes_from_upstream += len;
 	bfetch_pump_all(f);
 	return 0;
 }
@@ -1300,6 +1418,8 @@ static void bfetch_restart(struct bfetch *f, int fd)
 	f->resuming = false;
 	f->resume_failed = false;
 	f->skip = 0;
+	f->peer = 0;
+	f->peer_url = NULL;
 	f->fetch_done = false;
 	wh_digest_init(&f->hash, wh_digest_alg_of(f->digest));
 	bfetch_request(f, 0);
@@ -1403,8 +1523,20 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		bfetch_maybe_free(f);
 		return;
 	}
+	if (f->from_peer && !f->got_head) {
+		/* That peer does not hold it (its 504), or could not answer: the
+		 * next peer, or the upstream. */
+		f->fetch_done = false;
+		f->status = 0;
+		f->iterating--;
+		bfetch_request(f, 0);
+		return;
+	}
+	/* A cut transfer is resumed from the upstream, a peer's too (even
+	 * before its first byte: its answer had begun). */
 	if (err != 0 && err != WH_ETOOBIG && !f->size_wrong && !f->resume_failed && f->got_head &&
-	    f->written > 0 && (f->total < 0 || f->written < f->total) && f->resumes < RESUME_MAX) {
+	    (f->written > 0 || f->from_peer) && (f->total < 0 || f->written < f->total) &&
+	    f->resumes < RESUME_MAX) {
 		/* Cut mid-body: ask for the rest. The clients streaming from the
 		 * temp file see a pause, nothing else; the digest is checked over
 		 * the whole at the end as always. */
@@ -1435,12 +1567,18 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 	} else if (strcmp(got, f->digest) != 0) {
 		wh_log(WH_LOG_ERROR, "fetched blob does not match its digest; dropped", "digest",
 		       WH_LS, f->digest, "got", WH_LS, got[0] ? got : "(short body)", "repo", WH_LS,
-		       f->name, NULL);
+		       f->name, "peer", WH_LS, f->peer_url ? f->peer_url : "-", NULL);
+		if (f->peer_url)
+			spoil(f->s, f->digest); /* the next fetch asks the upstream */
 		f->status = 502;
 		bfetch_unlink(f);
 		bfetch_fail(f, "digest mismatch");
 	} else {
 		/* Verified: the clients may have the last byte now. */
+		if (f->peer_url)
+			wh_log(WH_LOG_INFO, "blob filled from a peer", "repo", WH_LS, f->name,
+			       "digest", WH_LS, f->digest, "peer", WH_LS, f->peer_url, "bytes",
+			       WH_LI, (long long)f->written, NULL);
 		f->total = f->written;
 		f->verified = true;
 		bfetch_pump_all(f);
@@ -1457,13 +1595,26 @@ static const wh_up_cbs bcbs = {b_on_head, b_on_data, b_on_done};
 /* The upstream GET of the blob, from byte `from` on (0: all of it). */
 static void bfetch_request(struct bfetch *f, int64_t from)
 {
+	wh_sync *s = f->s;
 	char path[WH_NAME_MAX + WH_DIGEST_LEN + 64];
-	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", f->map.upstream, f->digest);
 	/* Never more than the manifest declared, when one did. */
 	wh_up_opts opts = BLOB_GET;
 	opts.max_body = f->expect;
 	opts.range_from = from;
-	f->up = wh_upstream_request(f->s->up, f->map.reg, "GET", path, f->map.upstream, NULL, &opts,
+	/* The whole blob from each peer in turn (under our own name: a tier
+	 * shares one configuration); the rest of a cut transfer from the
+	 * upstream. */
+	f->from_peer = !f->resuming && !spoiled(s, f->digest) ? next_peer(s, &f->peer) : NULL;
+	if (f->from_peer) {
+		opts.cached_only = true;
+		opts.follow_redirects = false;
+		snprintf(path, sizeof(path), "/v2/%s/blobs/%s", f->name, f->digest);
+		f->up = wh_upstream_request(s->up, f->from_peer, "GET", path, f->name, NULL, &opts,
+		                            &bcbs, f);
+		return;
+	}
+	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", f->map.upstream, f->digest);
+	f->up = wh_upstream_request(s->up, f->map.reg, "GET", path, f->map.upstream, NULL, &opts,
 	                            &bcbs, f);
 }
 
@@ -1563,8 +1714,13 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		s->stats.bytes_from_cache += (uint64_t)wh_serve_blob(req, s->store, name, digest);
 		return;
 	}
-	s->stats.misses[WH_SYNC_BLOB]++;
 	struct bfetch *f = bfetch_find(s, digest);
+	if (cached_only(req) && !(f && f->verified)) {
+		/* Held here once verified: being published is as good. */
+		not_cached(req);
+		return;
+	}
+	s->stats.misses[WH_SYNC_BLOB]++;
 	if (req->is_head && !f) {
 		struct bhead *b = wh_calloc(1, sizeof(*b));
 		b->req = req;
@@ -2576,8 +2732,35 @@ static int parse_registries(wh_conf *p, const cJSON *v, char *base)
 
 #define SYN(m) offsetof(wh_sync_settings, m)
 
+/* extensions.sync.wharf.peers: URLs as a registry's, each its own registry
+ * (a peer's 504 must not send the request to the next URL as a fallback
+ * would: each peer is asked in turn by sync itself). A peer is on the same
+ * network and answers from its disk: no retries, 2 s to begin. */
+static int parse_peers(wh_conf *p, const cJSON *v, char *base)
+{
+	wh_sync_settings *s = (wh_sync_settings *)(void *)base;
+	wh_sync_registry list = {0};
+	int rc = parse_urls(p, v, (char *)&list);
+	s->peers = wh_calloc((size_t)list.n_urls + 1, sizeof(*s->peers));
+	for (int i = 0; i < list.n_urls; i++) {
+		wh_sync_registry *r = &s->peers[i];
+		r->urls = wh_calloc(2, sizeof(*r->urls));
+		r->urls[0] = list.urls[i];
+		r->n_urls = 1;
+		r->on_demand = true;
+		r->tls_verify = true;
+		r->retry_delay_ms = r->max_retry_delay_ms = 1000;
+		r->sync_timeout_ms = 3 * WH_HOUR_MS;
+		r->response_header_timeout_ms = 2000;
+	}
+	s->n_peers = list.n_urls;
+	free(list.urls);
+	return rc;
+}
+
 static const wh_conf_key sync_wharf_fields[] = {
     {"manifestCheckInterval", WH_CONF_DURATION, 0, SYN(manifest_check_interval_ms), NULL, NULL},
+    {"peers", WH_CONF_CUSTOM, WH_CONF_LIST, WH_CONF_NOSTORE, NULL, parse_peers},
     WH_CONF_INLINED(wh_upstream_wharf_keys, SYN(upstream)),
     {NULL, WH_CONF_ANY, 0, 0, NULL, NULL},
 };
@@ -2631,6 +2814,11 @@ void wh_sync_settings_free(wh_sync_settings *s)
 		free(r->content);
 	}
 	free(s->registries);
+	for (int i = 0; i < s->n_peers; i++) {
+		free(s->peers[i].urls[0]);
+		free(s->peers[i].urls);
+	}
+	free(s->peers);
 	wh_upstream_settings_free(&s->upstream);
 	memset(s, 0, sizeof(*s));
 }

@@ -1206,6 +1206,8 @@ static void send_main(wh_up_req *r, const char *url)
 		snprintf(h, sizeof(h), "Range: bytes=%lld-", (long long)r->opts.range_from);
 		r->hdrs = lc.slist_append(r->hdrs, h);
 	}
+	if (r->opts.cached_only)
+		r->hdrs = lc.slist_append(r->hdrs, "Cache-Control: only-if-cached");
 	bool home = r->hops == 0 || same_origin(url, orig);
 	if (home && r->authz)
 		r->hdrs = lc.slist_append(r->hdrs, r->authz);

@@ -367,6 +367,9 @@ static void write_cache(struct metrics *m, wh_prom *p)
 	           "Blob bytes answered from the cache.", s.bytes_from_cache);
 	family_u64(p, "wharf_upstream_fetched_bytes_total", "counter",
 	           "Blob bytes received from upstream registries.", s.bytes_from_upstream);
+	family_u64(p, "wharf_cache_peer_fetched_bytes_total", "counter",
+	           "Blob bytes received from peers (extensions.sync.wharf.peers).",
+	           s.bytes_from_peers);
 	family_u64(p, "wharf_cache_tee_bytes_total", "counter",
 	           "Blob bytes sent to clients from fetches in flight.", s.tee_bytes);
 	wh_prom_family(p, "wharf_cache_fetches_in_flight", "gauge",
@@ -468,6 +471,7 @@ static cJSON *status_cache(struct metrics *m)
 	add_num(h, "blob", (double)s.misses[WH_SYNC_BLOB]);
 	add_num(c, "bytes_from_cache", (double)s.bytes_from_cache);
 	add_num(c, "bytes_from_upstream", (double)s.bytes_from_upstream);
+	add_num(c, "bytes_from_peers", (double)s.bytes_from_peers);
 	int64_t max = 0, min_free = 0, fs_free = -1;
 	wh_gc_stats g = {0};
 	if (m->gc) {

@@ -48,8 +48,8 @@ MANIFEST_ACCEPT = up.MANIFEST_ACCEPT
 ZOT_LABEL_LINT = "zot_info label names should be written in 'snake_case' not 'camelCase'"
 
 STATUS_KEYS = {"version", "uptime_s", "cache", "upstreams", "fetches", "gc"}
-CACHE_KEYS = {"hits", "misses", "bytes_from_cache", "bytes_from_upstream", "usage_bytes",
-              "budget_bytes", "min_free_bytes", "fs_free_bytes", "evictions"}
+CACHE_KEYS = {"hits", "misses", "bytes_from_cache", "bytes_from_upstream", "bytes_from_peers",
+              "usage_bytes", "budget_bytes", "min_free_bytes", "fs_free_bytes", "evictions"}
 UPSTREAM_KEYS = {"prefix", "url", "up", "requests", "errors"}
 FETCH_KEYS = {"repo", "digest", "bytes", "total", "clients", "started_ms", "rate_bps"}
 GC_KEYS = {"sweeps", "sweeping", "last_sweep_ms", "manifests_removed", "blobs_removed"}

@@ -72,6 +72,11 @@ typedef struct wh_sync_settings {
 	 * registry's manifest_check_interval_ms is the one to use */
 	int64_t manifest_check_interval_ms;
 	wh_upstream_settings upstream;
+	/* extensions.sync.wharf.peers: the other Wharf nodes of a tier, each a
+	 * registry of one URL (no retries, 2 s to answer), asked first on a
+	 * miss (peer fill, below). */
+	wh_sync_registry *peers;
+	int n_peers;
 } wh_sync_settings;
 
 /* The whole extensions.sync object (sets enable). */
@@ -129,6 +134,26 @@ void wh_sync_manifest(wh_sync *s, wh_req *req, const char *name, const char *ref
 void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
                   const wh_sync_map *map);
 
+/* ---- peer fill ----
+ *
+ * Nodes of a tier behind a hashing balancer (docs/scale-out.md) may list
+ * each other as peers. A blob this node lacks, or a manifest by digest
+ * (a tag's digest once the upstream's HEAD named it), is asked of each
+ * peer in turn with `Cache-Control: only-if-cached` before the upstream
+ * is: a peer answers from its own store or says 504 at once, never
+ * fetching anything itself, so peers cannot loop. What a peer sends is
+ * checked as the upstream's is: a manifest (read whole) that does not match
+ * its digest or is not valid is dropped and the next source asked; a blob
+ * goes through the tee and is published only once its digest verifies. A
+ * peer that cuts a blob's transfer is not asked again for it: the rest
+ * comes from the upstream (Range). A blob whose bytes from a peer did not
+ * verify is not asked of peers again for a while (its fetch fails and the
+ * client's retry goes to the upstream). Listing the node itself among its
+ * peers costs one local round trip per miss, nothing else.
+ *
+ * Served here: a GET or HEAD with only-if-cached is answered from the
+ * store, or 504 with the spec's JSON error, without starting a fetch. */
+
 /* ---- what the cache did, for metrics and the status page ----
  *
  * Counted where it happens, on the loop: an increment each. The gauges
@@ -146,6 +171,7 @@ typedef struct wh_sync_stats {
 	uint64_t misses[2];
 	uint64_t bytes_from_cache;    /* blob body bytes answered from the store to hits */
 	uint64_t bytes_from_upstream; /* blob body bytes the tee received from upstreams */
+	uint64_t bytes_from_peers;    /* blob body bytes the tee received from peers */
 	uint64_t tee_bytes;           /* blob body bytes sent to clients from the tee's files */
 	/* Gauges: fetches in flight (a manifest's from its upstream request
 	 * until the store holds it, a blob's until it is in every repository

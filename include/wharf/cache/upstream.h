@@ -162,6 +162,9 @@ typedef struct wh_up_opts {
 	 * cut transfer. The answer may be a 206 (range_start says from where)
 	 * or a 200 with the whole body, when the upstream ignores ranges. */
 	int64_t range_from;
+	/* Sent with Cache-Control: only-if-cached: a peer Wharf is asked for
+	 * what it holds, never to fetch it (see sync.h, peer fill). */
+	bool cached_only;
 } wh_up_opts;
 
 /* Create the client with settings s (copied). s->credentials_file may be

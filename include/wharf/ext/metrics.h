@@ -27,7 +27,7 @@
  *
  *   {"version":"0.1.0","uptime_s":123,
  *    "cache":{"hits":{"manifest":0,"blob":0},"misses":{"manifest":0,"blob":0},
- *             "bytes_from_cache":0,"bytes_from_upstream":0,
+ *             "bytes_from_cache":0,"bytes_from_upstream":0,"bytes_from_peers":0,
  *             "usage_bytes":-1,"budget_bytes":0,"min_free_bytes":0,"fs_free_bytes":0,
  *             "evictions":0},
  *    "upstreams":[{"prefix":"dockerhub","url":"https://host:port","up":true,

@@ -769,7 +769,8 @@
       h('dl', {class: 'stats', 'aria-label': 'Summary'},
         stat('Hit ratio', percent(hm + hb, hm + hb + mm + mb),
           'manifests ' + percent(hm, hm + mm) + ' · blobs ' + percent(hb, hb + mb)),
-        stat('Served from the cache', bytes(c.bytes_from_cache), bytes(c.bytes_from_upstream) + ' fetched from upstreams'),
+        stat('Served from the cache', bytes(c.bytes_from_cache), bytes(c.bytes_from_upstream) + ' fetched from upstreams' +
+          (c.bytes_from_peers ? ' · ' + bytes(c.bytes_from_peers) + ' from peers' : '')),
         disk,
         stat('Free on the disk', bytes(c.fs_free_bytes), c.min_free_bytes > 0 ? 'keeps ' + bytes(c.min_free_bytes) + ' free' : null),
         stat('Evictions', String(c.evictions || 0)),
