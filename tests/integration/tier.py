@@ -90,54 +90,83 @@ class PullError(Exception):
     pass
 
 
-def get_checked(port, path, digest, deadline, accept=None):
-    """GET path until a 200 whose body hashes to digest: a fresh connection
-    each time, waits from 50 ms doubling to 1 s, until deadline. Returns the
-    failed tries (what went wrong, each); raises PullError at the deadline."""
+class Conn:
+    """One keep-alive connection to 127.0.0.1:port, made anew after any
+    failure. (A fresh connection per request would take thousands of
+    ephemeral ports in a test, and one of them may be the port a node is
+    about to listen on again.)"""
+
+    def __init__(self, port):
+        self.port = port
+        self.c = None
+
+    def get(self, path, headers):
+        if self.c is None:
+            self.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        self.c.request("GET", path, headers=headers)
+        return self.c.getresponse()
+
+    def close(self):
+        if self.c is not None:
+            self.c.close()
+            self.c = None
+
+
+def get_checked(port, path, digest, deadline, accept=None, conn=None):
+    """GET path until a 200 whose body hashes to digest: on conn (a Conn;
+    default a fresh connection), made anew after each failure; waits from 50
+    ms doubling to 1 s, until deadline. Returns the failed tries (what went
+    wrong, each); raises PullError at the deadline."""
+    own = conn is None
+    conn = conn or Conn(port)
     failed = []
     delay = 0.05
-    while True:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        try:
-            c.request("GET", path, headers={"Accept": accept} if accept else {})
-            r = c.getresponse()
-            h = hashlib.sha256()
-            n = 0
-            while True:
-                chunk = r.read(1 << 20)
-                if not chunk:
-                    break
-                h.update(chunk)
-                n += len(chunk)
-            got = "sha256:" + h.hexdigest()
-            if r.status == 200 and got == digest:
-                return failed
-            failed.append("%d, %d bytes, %s" % (r.status, n, got[:19]))
-        except (OSError, http.client.HTTPException) as e:
-            failed.append("%s: %s" % (type(e).__name__, e))
-        finally:
-            c.close()
-        if time.monotonic() + delay > deadline:
-            raise PullError("GET %s: %d tries failed: %s" % (path, len(failed), failed[-5:]))
-        time.sleep(delay)
-        delay = min(2 * delay, 1.0)
+    try:
+        while True:
+            try:
+                r = conn.get(path, {"Accept": accept} if accept else {})
+                h = hashlib.sha256()
+                n = 0
+                while True:
+                    chunk = r.read(1 << 20)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    n += len(chunk)
+                got = "sha256:" + h.hexdigest()
+                if r.status == 200 and got == digest:
+                    if r.will_close:
+                        conn.close()
+                    return failed
+                failed.append("%d, %d bytes, %s" % (r.status, n, got[:19]))
+            except (OSError, http.client.HTTPException) as e:
+                failed.append("%s: %s" % (type(e).__name__, e))
+            conn.close()
+            if time.monotonic() + delay > deadline:
+                raise PullError("GET %s: %d tries failed: %s" % (path, len(failed),
+                                                                 failed[-5:]))
+            time.sleep(delay)
+            delay = min(2 * delay, 1.0)
+    finally:
+        if own:
+            conn.close()
 
 
-def pull(port, name, img, deadline):
+def pull(port, name, img, deadline, conn=None):
     """A pull as a client makes it: the manifest by tag, then every blob,
     each body checked against the upstream's digest (img: an upstream.UpImage
-    or anything with .ref, .digest and .blobs). Returns the failed tries
-    (retried)."""
+    or anything with .ref, .digest and .blobs), on conn (a Conn) or fresh
+    connections. Returns the failed tries (retried)."""
     failed = get_checked(port, "/v2/%s/manifests/%s" % (name, img.ref), img.digest, deadline,
-                         ACCEPT)
+                         ACCEPT, conn)
     for d in sorted(img.blobs):
-        failed += get_checked(port, "/v2/%s/blobs/%s" % (name, d), d, deadline)
+        failed += get_checked(port, "/v2/%s/blobs/%s" % (name, d), d, deadline, conn=conn)
     return failed
 
 
 class Clients:
-    """n client threads, each pulling every name of `names` ({name: image})
-    in its own (seeded) order, round after round: `rounds` rounds, or until
+    """n client threads, each on its own keep-alive connection, pulling
+    every name of `names` ({name: image}) in its own (seeded) order, round after round: `rounds` rounds, or until
     stop() once it is set (the round in progress is finished), within
     deadline_s in all."""
 
@@ -158,21 +187,25 @@ class Clients:
     def _run(self, i, seed):
         order = sorted(self.names)
         rnd = random.Random(seed)
-        while time.monotonic() < self.deadline:
-            rnd.shuffle(order)
-            for name in order:
-                try:
-                    f = pull(self.port, name, self.names[name], self.deadline)
-                    with self.lock:
-                        self.failed += f
-                        self.pulls += 1
-                except PullError as e:
-                    with self.lock:
-                        self.errors.append("client %d, %s: %s" % (i, name, e))
+        conn = Conn(self.port)
+        try:
+            while time.monotonic() < self.deadline:
+                rnd.shuffle(order)
+                for name in order:
+                    try:
+                        f = pull(self.port, name, self.names[name], self.deadline, conn)
+                        with self.lock:
+                            self.failed += f
+                            self.pulls += 1
+                    except PullError as e:
+                        with self.lock:
+                            self.errors.append("client %d, %s: %s" % (i, name, e))
+                        return
+                self.done[i] += 1
+                if self._stop.is_set() or (self.rounds and self.done[i] >= self.rounds):
                     return
-            self.done[i] += 1
-            if self._stop.is_set() or (self.rounds and self.done[i] >= self.rounds):
-                return
+        finally:
+            conn.close()
 
     def start(self):
         for t in self.threads:
