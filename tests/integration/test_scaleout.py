@@ -4,7 +4,7 @@ examples/haproxy/nginx.conf), which hash the repository name on a
 consistent ring, in front of one upstream:
 
     clients (threads of raw HTTP GETs, every digest checked)
-        -> haproxy | nginx (the example; addresses replaced, see render_*)
+        -> haproxy | nginx (the example; addresses replaced: tier.render_*)
             -> wharf x3 (each its own root; extensions.sync "**" under /hub)
                 -> fakes/faults.py (counts what the tier fetches) -> docker-registry
 
@@ -31,16 +31,19 @@ in common, so "1.0x" is exact: every blob fetched once, whole, by one node.
                            and the interrupted layer; the node back on its
                            root serves its names and fetches only what it
                            had not finished; back on an empty root, it
-                           fetches its share again
+                           fetches its share again; a fourth node that joins
+                           a warm tier fetches the names it takes, once
     HaproxyDrainTest       a node stopped (SIGTERM) with http.wharf.drainDelay:
                            HAProxy takes it out while it still serves, no
-                           request fails, no client retries
+                           request fails, no client retries; its share is
+                           fetched again (HaproxyPeersDrainTest: from it, as
+                           a peer, while it drains: no upstream byte)
     HaproxyPeersTierTest   the same with extensions.sync.wharf.peers: the
                            death still costs the dead node's share (it was
                            the only holder), but back on its root or on an
                            empty one it fills from the nodes that took its
-                           names meanwhile: no upstream byte. Skipped while
-                           Wharf refuses the key
+                           names meanwhile: no upstream byte, and so does a
+                           node that joins. Skipped while Wharf refuses the key
     NginxTierTest          a cold pull (1.0x, one node per repository), pushes
                            with upload sessions, a node killed mid-pull
 
@@ -249,13 +252,15 @@ http {{
 # ------------------------------------------------------------------ the tier
 
 class Tier:
-    """Three Wharf nodes, each its own root, with the same pull-through
+    """n Wharf nodes (the first `running` of them started), each its own
+    root, with the same pull-through
     config (the fault proxy's upstream under /hub; metrics on; with peers,
     extensions.sync.wharf.peers listing every node, itself included, as one
     file shared by all would), and a front."""
 
-    def __init__(self, tmp, front_class, peers=False, n=3, drain_delay=None):
+    def __init__(self, tmp, front_class, peers=False, n=3, drain_delay=None, running=None):
         self.tmp = tmp
+        self.running = n if running is None else running   # started by start()
         ports = [free_port() for _ in range(n)]
         self.urls = ["http://127.0.0.1:%d" % p for p in ports]
         self.nodes = []
@@ -270,12 +275,14 @@ class Tier:
         self.front = front_class(tmp, ports)
 
     def start(self):
-        for w in self.nodes:
+        for w in self.nodes[:self.running]:
             w.start()
         self.front.start()
         for i in range(len(self.nodes)):
-            if not self.front.wait_node(i, True):
-                raise RuntimeError("node %d never up at the front:\n%s" % (i, self.front.log()))
+            if not self.front.wait_node(i, i < self.running):
+                raise RuntimeError("node %d never %s at the front:\n%s"
+                                   % (i, "up" if i < self.running else "down",
+                                      self.front.log()))
         return self
 
     def stop(self):
@@ -382,6 +389,10 @@ def node_metrics(w):
         if m and not line.startswith("#"):
             out[(m.group(1), m.group(2) or "")] = float(m.group(3))
     return out
+
+
+def peer_bytes(metrics):
+    return metrics.get(("wharf_cache_peer_fetched_bytes_total", ""), 0.0)
 
 
 def downloads(metrics, repo):
@@ -523,6 +534,14 @@ class NginxConfigFixtures(unittest.TestCase):
 
 # ------------------------------------------------------------------ the tier's tests
 
+def tier_nodes(n, running):
+    """A test's tier: n nodes at the front, the first `running` started."""
+    def mark(fn):
+        fn.tier_nodes = (n, running)
+        return fn
+    return mark
+
+
 class TierCases:
     """One fresh tier (three empty nodes, a front) per test."""
 
@@ -540,7 +559,8 @@ class TierCases:
                 self.skipTest("this Wharf does not take extensions.sync.wharf.peers: " + why)
         self.tmp = tempfile.mkdtemp(prefix="tier-", dir=STATE["tmp"])
         os.chmod(self.tmp, 0o755)
-        self.tier = Tier(self.tmp, self.front_class, peers=self.peers,
+        n, running = getattr(getattr(self, self._testMethodName), "tier_nodes", (3, 3))
+        self.tier = Tier(self.tmp, self.front_class, peers=self.peers, n=n, running=running,
                          drain_delay=self.drain_delay)
         self.addCleanup(self._finish)
         self.tier.start()
@@ -825,6 +845,8 @@ class TierCases:
             if owners[name] == v:
                 self.assertGreaterEqual(downloads(m, name), 2, "%s not served by node %d"
                                         % (name, v))
+        self.assertEqual(peer_bytes(m), sum(unfinished.values()) if self.peers else 0,
+                         "blob bytes node %d had from its peers" % v)
 
         # Back on an empty root.
         victim.kill9()
@@ -837,9 +859,38 @@ class TierCases:
         self.assert_upstream_blobs({} if self.peers else share,
                                    "node %d back on an empty root, %s"
                                    % (v, "peers" if self.peers else "no peers"))
+        self.assertEqual(peer_bytes(node_metrics(victim)),
+                         sum(share.values()) if self.peers else 0,
+                         "blob bytes node %d had from its peers" % v)
         for name, o in owners.items():
             if o == v:
                 self.assertIn(v, self.tier.holders(name), name)
+
+    @tier_nodes(4, 3)
+    def test_node_joins(self):
+        """A fourth node, listed at the front but down, joins a warm tier:
+        the names it takes on the ring were held by the other nodes.
+        Without peers it fetches them from the upstream (its share, once);
+        with peers, from the nodes that hold them: no upstream byte. Only
+        its names move."""
+        self.run_clients(3)
+        self.assert_upstream_blobs(self.all_blobs(), "a tier of 3, warm-up")
+        before = self.owners()
+        new = self.tier.nodes[3]
+        new.start()
+        self.assertTrue(self.tier.front.wait_node(3, True), "never up" + self.diag())
+        STATE["faults"].reset()
+        self.run_clients(2, seed=7)
+        taken = {n for n in before if 3 in self.tier.holders(n)}
+        share = self.all_blobs(taken)
+        print("[join] node 3 took %s (%s)" % (sorted(taken), fmt_mib(sum(share.values()))))
+        self.assertTrue(taken, "the new node took no name")
+        self.assert_upstream_blobs({} if self.peers else share, "node 3 joined, %s"
+                                   % ("peers" if self.peers else "no peers"))
+        m = node_metrics(new)
+        self.assertEqual(peer_bytes(m), sum(share.values()) if self.peers else 0)
+        for name in before:
+            self.assertEqual(downloads(m, name) > 0, name in taken, name)
 
 
 def blob_bytes(img, digest):
@@ -862,6 +913,7 @@ class HaproxyDrainTest(TierCases, unittest.TestCase):
     test_cold_pull_is_one_fetch_per_digest = None
     test_pushes_and_upload_sessions_land_on_one_node = None
     test_node_killed_mid_pull_then_back = None
+    test_node_joins = None
 
     def test_node_stopped_is_drained(self):
         """A node stopped with SIGTERM while 4 clients pull every image
@@ -869,7 +921,8 @@ class HaproxyDrainTest(TierCases, unittest.TestCase):
         of the ring within its checks (well inside the 3 s it keeps
         serving), and no request fails, not even once: no client retries.
         Its names move to the other nodes, which fetch them (its share,
-        once); it exits 0."""
+        once; with peers, from the draining node itself: no upstream byte);
+        it exits 0."""
         self.run_clients(2)
         owners = self.owners()
         v = owners[BIGGEST]
@@ -894,7 +947,15 @@ class HaproxyDrainTest(TierCases, unittest.TestCase):
         self.assertEqual(rc, 0)
         self.assertEqual(c.errors, [], "pulls failed" + self.diag())
         self.assertEqual(c.failed, [], "a client saw a failure while the node drained")
-        self.assert_upstream_blobs(share, "node %d drained" % v)
+        self.assert_upstream_blobs({} if self.peers else share, "node %d drained, %s"
+                                   % (v, "peers" if self.peers else "no peers"))
+        if self.peers:
+            self.assertEqual(sum(peer_bytes(node_metrics(w)) for w in self.tier.nodes
+                                 if w is not node), sum(share.values()))
+
+
+class HaproxyPeersDrainTest(HaproxyDrainTest):
+    peers = True
 
 
 class HaproxyPeersTierTest(HaproxyTierTest):
@@ -909,6 +970,7 @@ class HaproxyPeersTierTest(HaproxyTierTest):
 class NginxTierTest(TierCases, unittest.TestCase):
     front_class = Nginx
     front_tool = "nginx"
+    test_node_joins = None   # no health check to bring a node in
 
     def test_node_killed_mid_pull_then_back(self):
         """nginx has no health check (a node is out for fail_timeout after a
