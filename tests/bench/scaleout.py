@@ -418,7 +418,7 @@ class Scaleout:
                          target=at_most(0, "0 (peers)") if peers else None)
             except MeasureError as e:
                 self.fig("death" + key, label, "x", None, str(e))
-            label = pre + ("a 4th node joins: extra / its share" if peers
+            label = pre + ("a 4th node joins: extra/share" if peers
                            else "a 4th node joins: extra upstream / its share")
             try:
                 ratio = self.join(peers)
