@@ -590,22 +590,32 @@ class TierCases:
     def owners(self, names=None):
         """{name: node} once every name (of names, default all) is held by
         exactly one node, and that node holds every blob of it and no other
-        node holds any."""
+        node holds any. A client has a blob's last byte once it verified,
+        before the node's store has it in place (fsynced and renamed in the
+        thread pool): the placement is awaited a little."""
         names = names or tier_names()
-        out = {}
-        for name, img in names.items():
+        wait_for(lambda: not self._placement(names)[1], 10)
+        out, problems = self._placement(names)
+        self.assertEqual(problems, [])
+        return out
+
+    def _placement(self, names):
+        """({name: node}, what is wrong) as the roots are now."""
+        out, bad = {}, []
+        for name in names:
             h = self.tier.holders(name)
-            self.assertEqual(len(h), 1, "%s is held by nodes %s" % (name, h))
-            out[name] = h[0]
+            if len(h) != 1:
+                bad.append("%s is held by nodes %s" % (name, h))
+            out[name] = h[0] if h else None
         for i in range(len(self.tier.nodes)):
             on = self.tier.blobs_on(i)
             for name, img in names.items():
                 mine = set(img.blobs)
-                if out[name] == i:
-                    self.assertEqual(mine - on, set(), "node %d lacks blobs of %s" % (i, name))
-                else:
-                    self.assertEqual(mine & on, set(), "node %d has blobs of %s" % (i, name))
-        return out
+                if out[name] == i and mine - on:
+                    bad.append("node %d lacks blobs of %s: %s" % (i, name, sorted(mine - on)))
+                elif out[name] != i and mine & on:
+                    bad.append("node %d has blobs of %s" % (i, name))
+        return out, bad
 
     def assert_upstream_blobs(self, want, what):
         """Every digest in want fetched exactly once, whole; nothing else."""
