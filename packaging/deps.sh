@@ -34,8 +34,10 @@ build_pkgs="build-essential cmake pkg-config libuv1-dev libcurl4-openssl-dev lib
 # (dpkg-shlibdeps, for cpack), groff-base and man-db (the man page), systemd
 # (systemd-analyze, for the unit): the packaging tests. prometheus brings
 # promtool, which checks the metrics' format (bookworm ships it inside
-# prometheus; nothing needs its service running).
-test_pkgs="python3 curl valgrind strace openssl docker-registry skopeo podman containerd nginx-light caddy apache2-utils wrk oras uidmap fuse-overlayfs clang libclang-rt-dev chromium dpkg-dev groff-base man-db systemd prometheus"
+# prometheus; nothing needs its service running). haproxy fronts the
+# sharded tier of examples/haproxy/ in test_scaleout.py and the bench's
+# scaleout phase (its service is not used either).
+test_pkgs="python3 curl valgrind strace openssl docker-registry skopeo podman containerd nginx-light caddy apache2-utils wrk oras uidmap fuse-overlayfs clang libclang-rt-dev chromium dpkg-dev groff-base man-db systemd prometheus haproxy"
 
 pkgs="$build_pkgs"
 [ "$want_test" = 1 ] && pkgs="$pkgs $test_pkgs"

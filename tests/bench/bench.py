@@ -19,6 +19,10 @@ Phases, in order, each bounded in time:
             (half garbage) with a latency probe running, beside Distribution's
             offline garbage-collect; eviction to a cache budget; meta.log
             bytes per manifest GET (gcbench.py, latprobe.py)
+  scaleout  Wharf nodes behind HAProxy (examples/haproxy/haproxy.cfg): warm
+            throughput of 1 node direct, 1 and 3 nodes behind HAProxy;
+            upstream bytes of a cold pull by several clients; extra upstream
+            bytes when a node dies, comes back, joins (scaleout.py)
 The table and a JSON file come at the end. Targets are marked PASS/MISS; a
 MISS does not fail the run. A failed request, a wrong body or digest, a tool
 that broke makes that system's cell ERR and the row's verdict FAIL, and the
@@ -55,6 +59,7 @@ import gcbench  # noqa: E402
 import harness  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
+import scaleout  # noqa: E402
 import systems  # noqa: E402
 import upstream  # noqa: E402
 from load import MeasureError  # noqa: E402
@@ -75,13 +80,16 @@ class Plan:
                 idle_conns=2000, store_repos=1000, store_blobs=10, startup_reps=5,
                 slow_clients=16, slow_rate=1e6, slow_seconds=10,
                 gc_repos=1000, gc_limit_s=120, gc_distribution=True, evict_repos=1000,
-                meta_manifests=200, meta_pulls=20000, meta_limit_s=60)
+                meta_manifests=200, meta_pulls=20000, meta_limit_s=60,
+                scale_repos=12, scale_layer=1 * MiB, scale_clients=8, scale_deadline=120,
+                scale_rounds=3)
     QUICK = dict(FULL, sha256_mib=32, rounds=1, seconds=1, warmup=0, blob_seconds=1, blob=4 * MiB,
                  pull_big=8 * MiB, pull_mid=1 * MiB, pull_reps=1,
                  cold=8 * MiB, push=8 * MiB, push_chunk=2 * MiB, push_reps=1,
                  idle_conns=200, store_repos=100, startup_reps=3,
                  slow_clients=4, slow_seconds=2,
-                 gc_repos=100, evict_repos=100, meta_manifests=50, meta_pulls=2000)
+                 gc_repos=100, evict_repos=100, meta_manifests=50, meta_pulls=2000,
+                 scale_repos=6, scale_layer=256 << 10, scale_clients=4, scale_rounds=1)
 
     def __init__(self, quick):
         self.mode = "quick" if quick else "full"
@@ -1398,7 +1406,7 @@ class Bench:
         self.fig("memory", "rss_peak", "peak RSS (VmHWM), any process of the run", "MiB", peaks,
                  better="lower", target=at_most(32, "32 MiB"), detail=detail, fmt="%.1f")
         # The rows in the order a reader wants them: memory after the rest.
-        order = ("warm", "push", "tls", "cold", "memory", "startup", "gc")
+        order = ("warm", "push", "tls", "cold", "memory", "startup", "gc", "scaleout")
         self.figures.sort(key=lambda f: order.index(f.section))
 
     def log_problems(self):
@@ -1496,6 +1504,8 @@ class Bench:
                 self.phase("gc: sweep", self.phase_gc_sweep)
                 self.phase("gc: eviction", self.phase_gc_evict)
                 self.phase("gc: metadata per pull", self.phase_gc_meta)
+            if want("scaleout"):
+                self.phase("scaleout", lambda: scaleout.phase(self, CpuUsage))
             self.peak_figure()
         finally:
             for srv in self.servers:
@@ -1588,7 +1598,7 @@ def main():
     ap.add_argument("--json", help="where to write the results (default "
                     "build-release/bench.json)")
     ap.add_argument("--phases", help="comma-separated subset of: warm,push,memory,tls,cold,slow,"
-                    "sick,startup,gc (default: all)")
+                    "sick,startup,gc,scaleout (default: all)")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin servers and load tools to separate CPUs")
     ap.add_argument("--workdir", help="work directory (default: a new one in $TMPDIR)")

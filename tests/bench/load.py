@@ -47,14 +47,16 @@ def _run(cmd, timeout, cpus=None):
 
 # ------------------------------------------------------------------ wrk, ab
 
-def wrk(url, conns, seconds, body_file, headers=(), timeout_s=10):
-    """GET load: {"rps", "p50_ms", "p99_ms", "requests", "errors", "error_kinds"}.
-    One wrk thread on the client CPUs (the server has its own CPU). Every
-    answer must be a 200 with body_file's bytes as its body (wrk_report.lua
-    counts the others: wrk alone takes a 302 for a success); errors is the
-    number of requests that failed in any way."""
+def wrk(url, conns, seconds, body_file, headers=(), timeout_s=10, script=WRK_SCRIPT):
+    """GET load: {"rps", "p50_ms", "p99_ms", "requests", "bytes", "errors",
+    "error_kinds"}. One wrk thread on the client CPUs (the server has its own
+    CPU). Every answer must be a 200 with body_file's bytes as its body
+    (wrk_report.lua counts the others: wrk alone takes a 302 for a success);
+    errors is the number of requests that failed in any way. Another script
+    (wrk_paths.lua) takes its own file in place of body_file and prints the
+    same summary line."""
     cmd = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency",
-           "--timeout", "%ds" % timeout_s, "-s", WRK_SCRIPT]
+           "--timeout", "%ds" % timeout_s, "-s", script]
     for h in headers:
         cmd += ["-H", h]
     rc, out, err = _run(cmd + [url, "--", body_file], seconds + timeout_s + 30,
@@ -70,7 +72,8 @@ def wrk(url, conns, seconds, body_file, headers=(), timeout_s=10):
     if r["requests"] == 0 and not kinds:
         kinds["no_request_completed"] = 1
     return {"rps": r["requests"] / secs, "p50_ms": r["p50_us"] / 1000.0,
-            "p99_ms": r["p99_us"] / 1000.0, "requests": r["requests"],
+            "p99_ms": r["p99_us"] / 1000.0, "requests": r["requests"], "bytes": r["bytes"],
+            "seconds": secs,
             "errors": sum(n for k, n in kinds.items() if isinstance(n, int)),
             "error_kinds": kinds}
 

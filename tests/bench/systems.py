@@ -220,13 +220,14 @@ class Server:
 
 # ------------------------------------------------------------------ factories
 
-def wharf_server(bin_path, root, config=None, role="local", log_level="warn"):
-    """Wharf on a free port with data in root; config is merged over
-    harness.Wharf's plain local-registry config (which writes the file)."""
+def wharf_server(bin_path, root, config=None, role="local", log_level="warn", port=None):
+    """Wharf on port (default: a free one) with data in root; config is
+    merged over harness.Wharf's plain local-registry config (which writes
+    the file)."""
     cfg = {"log": {"level": log_level},
            "http": {"wharf": {"maxConnections": 4096}}}
     harness.merge(cfg, config or {})
-    w = harness.Wharf(cfg, root=root)
+    w = harness.Wharf(cfg, root=root, port=port)
     return Server("wharf", role, [bin_path, "serve", w.config_path], w.port, w.log_path,
                   cleanup=w.cleanup)
 

@@ -186,6 +186,17 @@ class Wharf:
             s.close()
 
 
+def derive(text, replacements):
+    """Apply (old, new) replacements to an example config; each old must occur
+    exactly once (so a test follows the example, or fails loudly)."""
+    for old, new in replacements:
+        n = text.count(old)
+        if n != 1:
+            raise AssertionError("example: %r occurs %d times, expected once" % (old, n))
+        text = text.replace(old, new)
+    return text
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

@@ -412,16 +412,18 @@ def multi_image(path, tag="multi", salt="m",
     return top
 
 
-def big_image(path, size=96 << 20, tag="big", seed=1, compress=False):
+def big_image(path, size=96 << 20, tag="big", seed=1, compress=False, salt=None):
     """A linux/amd64 image: one small gzip layer plus one layer holding
     `size` bytes of seeded random data (uncompressed tar by default; ~2.5 s
-    for 96 MiB with compress=True, gzip level 1).
+    for 96 MiB with compress=True, gzip level 1). The small layer is the same
+    in every such image unless `salt` (a string) goes into it.
 
     Note: skopeo/podman compress an uncompressed layer when they push it to
     a registry, so the pushed digests differ from these; use compress=True
     when a client pushes it, or push() (byte-exact) and let clients pull."""
     layout = Layout(path)
-    small = add_layer(layout, [("etc/hostname", b"wharf-big\n")])
+    small = add_layer(layout, [("etc/hostname", b"wharf-big\n" if salt is None
+                                else ("wharf-big %s\n" % salt).encode())])
     big = add_big_layer(layout, size, seed, compress)
     img, blob = _build_image(layout, tag, "linux/amd64", layers=[small, big])
     layout.tag(blob, tag)

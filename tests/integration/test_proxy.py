@@ -47,7 +47,7 @@ import unittest
 
 import images
 import upstream as up
-from harness import WHARF_BIN, WHARF_SRC, Wharf, free_port, have, wait_port
+from harness import WHARF_BIN, WHARF_SRC, Wharf, derive, free_port, have, wait_port
 
 EXAMPLES = os.path.join(WHARF_SRC, "examples")
 BIG = 40 << 20          # over 32 MiB on purpose
@@ -103,34 +103,8 @@ def setUpModule():
 
 
 def seed(dist, img, repo):
-    """Push img to Distribution byte-exact (POST, then PUT ?digest= with the
-    body: Distribution 2.8 has no single-POST upload), then its manifests."""
-    def req(method, path, body=None, ctype=None):
-        c = http.client.HTTPConnection("127.0.0.1", dist.port, timeout=60)
-        try:
-            c.request(method, path, body=body, headers={"Content-Type": ctype} if ctype else {})
-            r = c.getresponse()
-            return r.status, r.getheader("Location"), r.read()
-        finally:
-            c.close()
-    manifests = {c.digest: c for c in img.children.values()}
-    manifests[img.digest] = img
-    for d, b in img.blobs.items():
-        if d in manifests:
-            continue
-        st, loc, body = req("POST", "/v2/%s/blobs/uploads/" % repo)
-        assert st == 202, (st, body)
-        loc = loc.split("://", 1)[-1].split("/", 1)[-1]   # absolute or not
-        st, _, body = req("PUT", "/%s%sdigest=%s" % (loc, "&" if "?" in loc else "?", d),
-                          blob_bytes(img, d), "application/octet-stream")
-        assert st == 201, (st, body)
-    for c in img.children.values():
-        st, _, body = req("PUT", "/v2/%s/manifests/%s" % (repo, c.digest), c.manifest,
-                          c.media_type)
-        assert st == 201, (st, body)
-    st, _, body = req("PUT", "/v2/%s/manifests/%s" % (repo, img.tag), img.manifest,
-                      img.media_type)
-    assert st == 201, (st, body)
+    """Push img to Distribution byte-exact (upstream.push_exact)."""
+    up.push_exact(dist.hostport, img, repo)
 
 
 def tearDownModule():
@@ -151,17 +125,6 @@ def sha256(data):
 def blob_bytes(img, digest):
     with open(os.path.join(img.layout, "blobs", "sha256", digest.split(":", 1)[1]), "rb") as f:
         return f.read()
-
-
-def derive(text, replacements):
-    """Apply (old, new) replacements to an example; each old must occur
-    exactly once (so the test follows the example, or fails loudly)."""
-    for old, new in replacements:
-        n = text.count(old)
-        if n != 1:
-            raise AssertionError("example: %r occurs %d times, expected once" % (old, n))
-        text = text.replace(old, new)
-    return text
 
 
 def read_example(name):

@@ -788,6 +788,50 @@ def seed(dist, workdir, big=True, creds=None, cert_dir=None, layouts=None):
     return out
 
 
+def push_exact(hostport, img, repo, tag=None, timeout=60):
+    """Push an images.Image to a plain-HTTP registry byte-exact, with no
+    client tool: each blob by POST, then PUT ?digest= with the body (what
+    Distribution 2.8 needs: it answers a single `POST ?digest=` with 202 and
+    drops the body, so images.push is not for it), the child manifests, then
+    the top manifest tagged `tag` (default img.tag). Raises AssertionError
+    with the registry's answer when a step fails."""
+    host, port = hostport.rsplit(":", 1)
+
+    def req(method, path, body=None, ctype=None):
+        c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            c.request(method, path, body=body, headers={"Content-Type": ctype} if ctype else {})
+            r = c.getresponse()
+            return r.status, r.getheader("Location"), r.read()
+        finally:
+            c.close()
+
+    manifests = {c.digest: c for c in img.children.values()}
+    manifests[img.digest] = img
+    for d in img.blobs:
+        if d in manifests:
+            continue
+        st, loc, body = req("POST", "/v2/%s/blobs/uploads/" % repo)
+        if st != 202:
+            raise AssertionError("POST upload %s: %d %r" % (repo, st, body[:300]))
+        loc = loc.split("://", 1)[-1].split("/", 1)[-1]   # absolute or not
+        with open(os.path.join(img.layout, "blobs", "sha256", d.split(":", 1)[1]), "rb") as f:
+            data = f.read()
+        st, _, body = req("PUT", "/%s%sdigest=%s" % (loc, "&" if "?" in loc else "?", d), data,
+                          "application/octet-stream")
+        if st != 201:
+            raise AssertionError("PUT blob %s: %d %r" % (d, st, body[:300]))
+    for c in img.children.values():
+        st, _, body = req("PUT", "/v2/%s/manifests/%s" % (repo, c.digest), c.manifest,
+                          c.media_type)
+        if st != 201:
+            raise AssertionError("PUT manifest %s: %d %r" % (c.digest, st, body[:300]))
+    st, _, body = req("PUT", "/v2/%s/manifests/%s" % (repo, tag or img.tag), img.manifest,
+                      img.media_type)
+    if st != 201:
+        raise AssertionError("PUT manifest %s:%s: %d %r" % (repo, tag or img.tag, st, body[:300]))
+
+
 def upstream_client(dist, creds=None):
     if dist.tls:
         return RegistryClient(dist.url, creds=creds, ca_file=dist.tls.ca_crt,
