@@ -186,6 +186,63 @@ class Wharf:
             s.close()
 
 
+class Server:
+    """A server process of a test (a reverse proxy, a balancer) listening on
+    127.0.0.1:<port>: argv() starts it, its output goes to log_path, and it
+    is stopped by pid. Subclasses give argv(), and env() or logs() when
+    they need more."""
+
+    def __init__(self, dir, port=None):
+        self.dir = dir
+        self.port = port or free_port()
+        self.log_path = os.path.join(dir, "front.log")
+        self.proc = None
+        self.logf = None
+
+    def argv(self):
+        raise NotImplementedError
+
+    def env(self):
+        return dict(os.environ)
+
+    def start(self):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv(), stdout=self.logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=self.env())
+        if not wait_port(self.port, 15, proc=self.proc):
+            self.stop()
+            raise RuntimeError("%s did not start:\n%s" % (type(self).__name__, self.log()))
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(10)
+            self.proc = None
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+
+    def log(self):
+        """The tail of each of logs(), for a failure's message."""
+        out = ""
+        for p in self.logs():
+            try:
+                with open(p, "rb") as f:
+                    out += "== %s\n%s\n" % (p, f.read()[-4000:].decode("utf-8", "replace"))
+            except OSError:
+                pass
+        return out
+
+    def logs(self):
+        return [self.log_path]
+
+
 def derive(text, replacements):
     """Apply (old, new) replacements to an example config; each old must occur
     exactly once (so a test follows the example, or fails loudly)."""

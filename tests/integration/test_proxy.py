@@ -37,7 +37,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import ssl
 import subprocess
 import tempfile
@@ -47,7 +46,7 @@ import unittest
 
 import images
 import upstream as up
-from harness import WHARF_BIN, WHARF_SRC, Wharf, derive, free_port, have, wait_port
+from harness import WHARF_BIN, WHARF_SRC, Server, Wharf, derive, free_port, have
 
 EXAMPLES = os.path.join(WHARF_SRC, "examples")
 BIG = 40 << 20          # over 32 MiB on purpose
@@ -134,59 +133,17 @@ def read_example(name):
 
 # ------------------------------------------------------------------ the proxies
 
-class Front:
-    """A reverse proxy process on 127.0.0.1:<port> (TLS), stopped by pid."""
+class Front(Server):
+    """A reverse proxy (TLS) in front of one Wharf."""
 
     name = None
 
     def __init__(self, tmp, wharf_port):
-        self.dir = os.path.join(tmp, self.name)
-        os.makedirs(self.dir)
-        os.chmod(self.dir, 0o755)
-        self.port = free_port()
+        d = os.path.join(tmp, self.name)
+        os.makedirs(d)
+        os.chmod(d, 0o755)
+        super().__init__(d)
         self.wharf_port = wharf_port
-        self.log_path = os.path.join(self.dir, "front.log")
-        self.proc = None
-
-    def argv(self):
-        raise NotImplementedError
-
-    def env(self):
-        return dict(os.environ)
-
-    def start(self):
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=self.logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=self.env())
-        if not wait_port(self.port, 15, proc=self.proc):
-            self.stop()
-            raise RuntimeError("%s did not start:\n%s" % (self.name, self.log()))
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-            self.proc = None
-            self.logf.close()
-
-    def log(self):
-        out = ""
-        for p in self.logs():
-            try:
-                with open(p, "rb") as f:
-                    out += "== %s\n%s" % (p, f.read()[-4000:].decode("utf-8", "replace"))
-            except OSError:
-                pass
-        return out
-
-    def logs(self):
-        return [self.log_path]
 
 
 class Nginx(Front):

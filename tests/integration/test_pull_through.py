@@ -126,6 +126,7 @@ class Resp:
     sha = None        # "sha256:..." of what was received
     ttfb = None       # seconds from sending the request to the first body byte
     elapsed = None
+    at_first_byte = None  # what fetch's on_first_byte returned
 
     def json(self):
         return json.loads(self.body)
@@ -139,10 +140,12 @@ class Resp:
             self.status, self.length, self.error, self.body[:200] if self.body else b"")
 
 
-def fetch(port, path, method="GET", headers=None, timeout=60, keep_body=True, chunk=1 << 20):
+def fetch(port, path, method="GET", headers=None, timeout=60, keep_body=True, chunk=1 << 20,
+          on_first_byte=None):
     """One request on a fresh connection to 127.0.0.1:port. The body is hashed
     as it streams (kept only if keep_body). Never raises for transport errors:
-    they land in Resp.error."""
+    they land in Resp.error. on_first_byte() runs as soon as the first body
+    byte is in, its value kept in Resp.at_first_byte."""
     r = Resp()
     t0 = time.monotonic()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -159,6 +162,8 @@ def fetch(port, path, method="GET", headers=None, timeout=60, keep_body=True, ch
                 data = resp.read(1 if first else chunk)
                 if first and data:
                     r.ttfb = time.monotonic() - t0
+                    if on_first_byte:
+                        r.at_first_byte = on_first_byte()
                 first = False
                 if not data:
                     break

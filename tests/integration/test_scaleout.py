@@ -67,7 +67,7 @@ import unittest
 import images
 import tier
 import upstream as up
-from harness import WHARF_BIN, Wharf, free_port, have, wait_for, wait_port
+from harness import WHARF_BIN, Server, Wharf, free_port, have, wait_for, wait_port
 
 EXAMPLES = tier.EXAMPLES
 ACCEPT = tier.ACCEPT
@@ -138,56 +138,12 @@ def tier_names():
 
 # ------------------------------------------------------------------ the fronts
 
-class Front:
-    """haproxy or nginx on 127.0.0.1 with its example (tier.render_*),
-    stopped by pid."""
+class Front(Server):
+    """haproxy or nginx on 127.0.0.1 with its example (tier.render_*)."""
 
     def __init__(self, tmp, node_ports):
-        self.dir = tmp
-        self.port = free_port()
+        super().__init__(tmp)
         self.node_ports = list(node_ports)
-        self.log_path = os.path.join(tmp, "front.log")
-        self.proc = None
-        self.logf = None
-
-    def argv(self):
-        raise NotImplementedError
-
-    def start(self):
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=self.logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        if not wait_port(self.port, 15, proc=self.proc):
-            self.stop()
-            raise RuntimeError("%s did not start:\n%s" % (type(self).__name__, self.log()))
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-            self.proc = None
-        if self.logf:
-            self.logf.close()
-            self.logf = None
-
-    def log(self):
-        out = ""
-        for p in self.logs():
-            try:
-                with open(p, "rb") as f:
-                    out += "== %s\n%s\n" % (p, f.read()[-4000:].decode("utf-8", "replace"))
-            except OSError:
-                pass
-        return out
-
-    def logs(self):
-        return [self.log_path]
 
     def wait_node(self, i, up_, timeout=HEALTH_S):
         """Wait until the front takes node i as up (or down); True if it did."""

@@ -54,6 +54,7 @@ import upstream as up
 from harness import WHARF_BIN, Wharf, have, merge, wait_for
 from test_auth import basic, write_htpasswd
 from test_metrics import parse_metrics, val
+from test_pull_through import error_codes, fetch
 
 MANIFEST_ACCEPT = up.MANIFEST_ACCEPT
 SIG_TYPE = "application/vnd.example.signature"
@@ -181,69 +182,6 @@ def push_artifact(dist, repo, subject):
 
 # ---------------------------------------------------------------- HTTP
 
-class Resp:
-    status = None
-    headers = None
-    body = b""
-    error = None      # the exception's class name when the body did not arrive whole
-    length = 0
-    sha = None
-    ttfb = None       # seconds from the request to the first body byte
-    elapsed = None
-    at_first_byte = None  # what on_first_byte returned
-
-    def complete(self):
-        return (self.error is None and self.status == 200 and
-                self.length == int(self.headers.get("content-length", self.length)))
-
-    def __repr__(self):
-        return "Resp(%s, %d bytes, error=%s, body=%r)" % (
-            self.status, self.length, self.error, self.body[:300] if self.body else b"")
-
-
-def fetch(port, path, method="GET", headers=None, timeout=60, keep_body=True,
-          on_first_byte=None):
-    """One request on a fresh connection; the body hashed as it streams.
-    Transport errors land in Resp.error. on_first_byte() runs as soon as the
-    first body byte is in, its value kept in Resp.at_first_byte."""
-    r = Resp()
-    t0 = time.monotonic()
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    h = hashlib.sha256()
-    parts = []
-    try:
-        c.request(method, path, headers=headers or {})
-        resp = c.getresponse()
-        r.status = resp.status
-        r.headers = {k.lower(): v for k, v in resp.getheaders()}
-        if method != "HEAD":
-            first = True
-            while True:
-                data = resp.read(1 if first else 1 << 16)
-                if first and data:
-                    r.ttfb = time.monotonic() - t0
-                    if on_first_byte:
-                        r.at_first_byte = on_first_byte()
-                first = False
-                if not data:
-                    break
-                h.update(data)
-                r.length += len(data)
-                if keep_body:
-                    parts.append(data)
-            cl = r.headers.get("content-length")
-            if cl is not None and cl.isdigit() and r.length != int(cl):
-                r.error = "IncompleteRead"
-    except (http.client.HTTPException, OSError) as e:
-        r.error = e.__class__.__name__
-    finally:
-        c.close()
-    r.body = b"".join(parts)
-    r.sha = "sha256:" + h.hexdigest()
-    r.elapsed = time.monotonic() - t0
-    return r
-
-
 def get_manifest(port, repo, ref, headers=None, timeout=30, query=""):
     h = {"Accept": MANIFEST_ACCEPT}
     h.update(headers or {})
@@ -254,13 +192,6 @@ def get_blob(port, repo, digest, headers=None, timeout=60, keep_body=False, on_f
              query=""):
     return fetch(port, "/v2/%s/blobs/%s%s" % (repo, digest, query), headers=headers,
                  timeout=timeout, keep_body=keep_body, on_first_byte=on_first_byte)
-
-
-def error_codes(r):
-    try:
-        return [e.get("code") for e in json.loads(r.body)["errors"]]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return []
 
 
 def error_text(r):
