@@ -153,14 +153,7 @@ class Wharf:
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         """One request on a fresh connection: (status, headers dict (lower-case), body bytes)."""
-        c = self.conn(timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            data = r.read()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-        finally:
-            c.close()
+        return request(self.port, method, path, body, headers, timeout)
 
     def raw(self, data, timeout=5.0, read_until_close=True):
         """Send raw bytes; return everything read until the server closes (or timeout)."""
@@ -184,6 +177,19 @@ class Wharf:
             return out
         finally:
             s.close()
+
+
+def request(port, method, path, body=None, headers=None, timeout=30):
+    """One request to 127.0.0.1:port on a fresh connection: (status, headers
+    dict (lower-case), body bytes)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
 
 
 class Server:

@@ -221,14 +221,19 @@ class PeerFaultTest(PeerBase):
         self.addCleanup(self._finish, w)
         return w.start()
 
-    def test_peer_cuts_the_blob_rest_from_upstream(self):
-        f = self.faults()
+    def mid_held_by_a(self, f):
+        """faulty_tier, with the 4 MiB image pulled through A and its tag
+        through B; f's counters reset. Returns (a, b, p, repo, digest, size)."""
         a, b, p = self.faulty_tier(f)
         repo, dg, size = mid_blob()
-        upimg = self.ups["library/mid:latest"]
-        self.pull(a, "f/" + repo, "latest", upimg)
+        self.pull(a, "f/" + repo, "latest", self.ups["library/mid:latest"])
         self.assertEqual(get_manifest(b, "f/" + repo, "latest").status, 200)
         f.reset()
+        return a, b, p, repo, dg, size
+
+    def test_peer_cuts_the_blob_rest_from_upstream(self):
+        f = self.faults()
+        a, b, p, repo, dg, size = self.mid_held_by_a(f)
         p.set("cut", path_contains=dg, after_bytes=size // 2, count=1)
         r = get_blob(b, "f/" + repo, dg, timeout=30)
         self.assertEqual((r.status, r.error, r.length, r.sha), (200, None, size, dg),
@@ -240,12 +245,7 @@ class PeerFaultTest(PeerBase):
 
     def test_peer_sends_wrong_bytes_client_cut_retry_upstream(self):
         f = self.faults()
-        a, b, p = self.faulty_tier(f)
-        repo, dg, size = mid_blob()
-        upimg = self.ups["library/mid:latest"]
-        self.pull(a, "f/" + repo, "latest", upimg)
-        self.assertEqual(get_manifest(b, "f/" + repo, "latest").status, 200)
-        f.reset()
+        a, b, p, repo, dg, size = self.mid_held_by_a(f)
         p.set("flip", path_contains=dg, after_bytes=size // 3)
         r = get_blob(b, "f/" + repo, dg, timeout=30)
         self.assertFalse(r.complete(), "a wrong body looked complete: %r" % r)

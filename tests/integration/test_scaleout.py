@@ -64,6 +64,7 @@ import threading
 import time
 import unittest
 
+import harness
 import images
 import tier
 import upstream as up
@@ -405,14 +406,7 @@ class Endpoint:
 
     def request(self, method, path, body=None, headers=None, timeout=30):
         """(status, headers dict (lower-case), body bytes)"""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            data = r.read()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-        finally:
-            c.close()
+        return harness.request(self.port, method, path, body, headers, timeout)
 
 
 def get_text(port, path):
