@@ -37,8 +37,6 @@ The classes:
 Run:  cd tests/integration && WHARF_BIN=../../build/wharf python3 run.py test_tiers
 """
 
-import hashlib
-import http.client
 import json
 import os
 import shutil
@@ -51,7 +49,7 @@ import urllib.parse
 
 import images
 import upstream as up
-from harness import WHARF_BIN, Wharf, have, merge, wait_for
+from harness import WHARF_BIN, Wharf, have, merge, request, wait_for
 from test_auth import basic, write_htpasswd
 from test_metrics import parse_metrics, val
 from test_pull_through import error_codes, fetch
@@ -117,20 +115,13 @@ def tearDownModule():
     STATE.clear()
 
 
-def sha(data):
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+sha = images.sha256_digest
 
 
 # ---------------------------------------------------------------- pushing an artifact upstream
 
 def _dist_req(dist, method, path, body=None, headers=None):
-    c = http.client.HTTPConnection("127.0.0.1", dist.port, timeout=30)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        c.close()
+    return request(dist.port, method, path, body, headers)
 
 
 def _dist_blob(dist, repo, data):
