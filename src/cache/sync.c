@@ -1579,6 +1579,8 @@ static void b_on_done(wh_up_req *r, int err, void *arg)
 		if (err != 0 || (f->status != 404 && f->status != 401))
 			wh_log(WH_LOG_WARN, "blob fetch failed", "digest", WH_LS, f->digest, "repo",
 			       WH_LS, f->name, "error", WH_LS, why, NULL);
+		if (f->peer_url)
+			spoil(f->s, f->digest); /* a peer began it: the upstream whole next time */
 		/* Out of the table before any client is answered: answering one
 		 * can start the next request pipelined behind it, which must
 		 * begin a new fetch, not join this dead one. */

@@ -147,8 +147,9 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
  * goes through the tee and is published only once its digest verifies. A
  * peer that cuts a blob's transfer is not asked again for it: the rest
  * comes from the upstream (Range). A blob whose bytes from a peer did not
- * verify is not asked of peers again for a while (its fetch fails and the
- * client's retry goes to the upstream). Listing the node itself among its
+ * verify, or whose fetch a peer began and that failed all the same, is not
+ * asked of peers again for a while (its fetch fails and the client's retry
+ * goes to the upstream). Listing the node itself among its
  * peers costs one local round trip per miss, nothing else.
  *
  * Served here: a GET or HEAD with only-if-cached is answered from the
