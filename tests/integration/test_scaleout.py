@@ -43,7 +43,7 @@ in common, so "1.0x" is exact: every blob fetched once, whole, by one node.
                            the only holder), but back on its root or on an
                            empty one it fills from the nodes that took its
                            names meanwhile: no upstream byte, and so does a
-                           node that joins. Skipped while Wharf refuses the key
+                           node that joins
     NginxTierTest          a cold pull (1.0x, one node per repository), pushes
                            with upload sessions, a node killed mid-pull
 
@@ -272,21 +272,6 @@ class Tier:
         return {"sha256:" + h for _, h in up.blob_files(self.nodes[i].root)}
 
 
-def peers_refused():
-    """Why this Wharf does not take extensions.sync.wharf.peers, or None."""
-    cfg = up.sync_config("http://127.0.0.1:9", destination="/" + DEST)
-    cfg["extensions"]["sync"]["wharf"] = {"peers": ["http://127.0.0.1:9"]}
-    w = Wharf(cfg)
-    try:
-        p = subprocess.run([WHARF_BIN, "verify", w.config_path], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=30)
-    finally:
-        w.cleanup()
-    if p.returncode == 0:
-        return None
-    return p.stdout.decode("utf-8", "replace").strip()
-
-
 # ------------------------------------------------------------------ clients
 
 class Reader(threading.Thread):
@@ -503,10 +488,6 @@ class TierCases:
     def setUp(self):
         if not have(self.front_tool):
             self.skipTest("%s not installed" % self.front_tool)
-        if self.peers:
-            why = peers_refused()
-            if why:
-                self.skipTest("this Wharf does not take extensions.sync.wharf.peers: " + why)
         self.tmp = tempfile.mkdtemp(prefix="tier-", dir=STATE["tmp"])
         os.chmod(self.tmp, 0o755)
         n, running = getattr(getattr(self, self._testMethodName), "tier_nodes", (3, 3))
