@@ -1738,8 +1738,9 @@ void wh_sync_blob(wh_sync *s, wh_req *req, const char *name, const char *digest,
 		return;
 	}
 	struct bfetch *f = bfetch_find(s, digest);
-	if (cached_only(req) && !(f && f->verified)) {
-		/* Held here once verified: being published is as good. */
+	if (cached_only(req) && !(f && f->verified && strcmp(f->name, name) == 0)) {
+		/* Held here once verified (being published is as good), and
+		 * under this name only, as from the store. */
 		not_cached(req);
 		return;
 	}
