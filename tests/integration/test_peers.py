@@ -20,6 +20,7 @@ The classes:
 Run:  cd tests/integration && WHARF_BIN=../../build/wharf python3 run.py test_peers
 """
 
+import json
 import os
 import subprocess
 import time
@@ -273,6 +274,42 @@ class PeerFaultTest(PeerBase):
         self.pull(b, "f/library/busy", "latest", upimg)
         self.assertEqual(f.stats()["bytes"]["blob"], sum(upimg.blobs.values()))
         self.assertEqual(fetch(a.port, "/v2/").status, 401, "the peer must ask for a login")
+
+    def test_peer_refusal_is_not_told_as_the_upstreams(self):
+        """A peer wants a login we lack, then the upstream cannot be reached:
+        the client hears that the upstream is unavailable, not that our
+        credentials are missing (that was the peer's 401, and no matter)."""
+        htp = os.path.join(self.tmpdir("htp"), "htpasswd")
+        write_htpasswd(htp, [("tier", "secret", "bcrypt")])
+        pa, pb = free_port(), free_port()
+        dead = "http://127.0.0.1:%d" % free_port()
+        a = self.node(dead, pa, [], extra={"http": {"auth": {"htpasswd": {"path": htp}}}})
+        b = self.node(dead, pb, [a.url])
+        repo, dg, size = mid_blob()
+        upimg = self.ups["library/mid:latest"]
+        for path in ("/v2/f/%s/manifests/%s" % (repo, upimg.digest),
+                     "/v2/f/%s/blobs/%s" % (repo, dg)):
+            r = fetch(b.port, path, headers={"Accept": MANIFEST_ACCEPT})
+            self.assertEqual(r.status, 502, r)
+            msg = " ".join(e.get("message", "") for e in json.loads(r.body)["errors"])
+            self.assertIn("unavailable", msg, r)
+            self.assertNotIn("credentials", msg, r)
+
+    def test_fetch_a_peer_began_fails_retry_goes_upstream(self):
+        """The peer cuts the blob, the upstream refuses the rest: the fetch
+        fails (the client is cut); the client's retry is answered from the
+        upstream whole, without asking that peer again."""
+        f = self.faults()
+        a, b, p, repo, dg, size = self.mid_held_by_a(f)
+        p.set("cut", path_contains=dg, after_bytes=size // 2, count=1)
+        f.set("503", path_contains=dg)
+        r = get_blob(b, "f/" + repo, dg, timeout=30)
+        self.assertFalse(r.complete(), r)
+        f.clear()
+        asked = p.stats()["blob_gets"].get(dg)
+        r = get_blob(b, "f/" + repo, dg, timeout=30)
+        self.assertEqual((r.status, r.error, r.sha), (200, None, dg), r)
+        self.assertEqual(p.stats()["blob_gets"].get(dg), asked, "the peer was asked again")
 
     def test_peer_sends_wrong_manifest_next_source(self):
         """A manifest is read whole: a peer's wrong one is dropped before any
